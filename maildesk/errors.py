@@ -1,0 +1,40 @@
+"""The exceptions maildesk raises on purpose; each message names the value and the fix."""
+
+from __future__ import annotations
+
+
+class MaildeskError(Exception):
+    """Base class of every error maildesk raises on purpose."""
+
+
+class ConfigError(MaildeskError):
+    """The configuration (or a rules or template file) is invalid.
+
+    ``location`` is ``file:line`` (or ``file:line:column``) when the position is known.
+    """
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        self.location = location
+        self.message = message
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class ParseError(MaildeskError):
+    """Raw bytes could not be read as an RFC 5322 message at all."""
+
+
+class TemporaryError(MaildeskError):
+    """A failure worth retrying later: a server is down or the database is locked."""
+
+
+class DeliveryError(MaildeskError):
+    """An outgoing mail could not be handed to the SMTP server."""
+
+    def __init__(self, message: str, permanent: bool = False, code: int | None = None) -> None:
+        self.permanent = permanent
+        self.code = code
+        super().__init__(message)
+
+
+class SourceError(TemporaryError):
+    """The mail source (IMAP server, Maildir) failed; the fetch is retried."""

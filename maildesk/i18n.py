@@ -1,0 +1,89 @@
+"""Translations of the text that admins and users read (gettext, Polish first).
+
+Catalogs are the ``.po`` files under ``maildesk/locale``; they are compiled in memory
+with Babel on first use, so a clone runs without a separate build step. Message ids are
+English, and the Polish catalog carries the three Polish plural forms.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import logging
+import os
+from contextvars import ContextVar
+from functools import cache
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = ("pl", "en")
+DEFAULT_LANGUAGE = "pl"
+DOMAIN = "maildesk"
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+_current: ContextVar[str] = ContextVar("maildesk_language", default=DEFAULT_LANGUAGE)
+
+
+def language_from_environment(environ: dict[str, str] | None = None) -> str:
+    """Pick the language from MAILDESK_LANGUAGE or the POSIX locale, Polish by default."""
+    environ = dict(os.environ) if environ is None else environ
+    for name in ("MAILDESK_LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name, "")
+        code = value.split("_")[0].split(".")[0].lower()
+        if code in LANGUAGES:
+            return code
+    return DEFAULT_LANGUAGE
+
+
+def normalize_language(value: str | None) -> str | None:
+    """Map ``pl``, ``pl_PL``, ``PL-pl`` and the like to a supported code, else None."""
+    if not value:
+        return None
+    code = value.replace("-", "_").split("_")[0].strip().lower()
+    return code if code in LANGUAGES else None
+
+
+@cache
+def translations(language: str) -> gettext.NullTranslations:
+    """Load and compile the catalog of one language; English falls back to the msgids."""
+    po_path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if not po_path.exists():
+        return gettext.NullTranslations()
+
+    with po_path.open("rb") as po_file:
+        catalog = read_po(po_file, locale=language, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def set_language(language: str) -> None:
+    """Switch the language of admin-facing messages for this context."""
+    _current.set(normalize_language(language) or DEFAULT_LANGUAGE)
+
+
+def current_language() -> str:
+    return _current.get()
+
+
+def _(message: str) -> str:
+    """Translate an admin-facing message into the current language."""
+    return translations(_current.get()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, count: int) -> str:
+    """Translate a message with a count, using the language's plural rules."""
+    return translations(_current.get()).ngettext(singular, plural, count)
+
+
+def gettext_for(language: str) -> gettext.NullTranslations:
+    """Return the catalog of one language, for mail written to a particular reader."""
+    return translations(normalize_language(language) or DEFAULT_LANGUAGE)
+
+
+_current.set(language_from_environment())
