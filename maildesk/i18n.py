@@ -1,8 +1,9 @@
 """Translations of the text that admins and users read (gettext, Polish first).
 
-Catalogs are the ``.po`` files under ``maildesk/locale``; they are compiled in memory
-with Babel on first use, so a clone runs without a separate build step. Message ids are
-English, and the Polish catalog carries the three Polish plural forms.
+Catalogs are the ``.po`` files under ``maildesk/locale/<language>/``, one file per area of
+the code (``core.po``, ``rules.po``, ...), merged and compiled in memory with Babel on first
+use, so a clone runs without a separate build step. Message ids are English, and the
+Polish catalogs carry the three Polish plural forms.
 """
 
 from __future__ import annotations
@@ -49,15 +50,27 @@ def normalize_language(value: str | None) -> str | None:
 
 @cache
 def translations(language: str) -> gettext.NullTranslations:
-    """Load and compile the catalog of one language; English falls back to the msgids."""
-    po_path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    if not po_path.exists():
+    """Load, merge and compile the catalogs of one language.
+
+    A language without catalogs returns the English msgids unchanged.
+    """
+    po_paths = sorted((LOCALE_DIR / language).glob("*.po"))
+    if not po_paths:
         return gettext.NullTranslations()
 
-    with po_path.open("rb") as po_file:
-        catalog = read_po(po_file, locale=language, domain=DOMAIN)
+    merged = None
+    for po_path in po_paths:
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=language, domain=DOMAIN)
+        if merged is None:
+            merged = catalog
+            continue
+        for message in catalog:
+            if message.id and message.string:
+                merged[message.id] = message
+
     buffer = io.BytesIO()
-    write_mo(buffer, catalog, use_fuzzy=False)
+    write_mo(buffer, merged, use_fuzzy=False)
     buffer.seek(0)
     return gettext.GNUTranslations(buffer)
 
