@@ -1,0 +1,128 @@
+"""YAML loading that remembers where every key and value came from.
+
+Admins edit maildesk.yaml and the rules files by hand, so every validation error must
+name the file, line and column. PyYAML knows positions only while composing nodes; this
+loader copies them onto the mappings and sequences it builds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maildesk.errors import ConfigError
+from maildesk.i18n import _
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in a YAML file; ``line`` and ``column`` count from 1."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+class YamlMapping(dict[str, Any]):
+    """A mapping that also stores the position of itself, its keys and its values."""
+
+    position: Position
+    key_positions: dict[str, Position]
+    value_positions: dict[str, Position]
+
+    def where(self, key: str | None = None) -> Position:
+        """Return the position of a key's value, of the key, or of the mapping itself."""
+        if key is None:
+            return self.position
+        return self.value_positions.get(key) or self.key_positions.get(key) or self.position
+
+
+class YamlSequence(list[Any]):
+    """A list that also stores the position of itself and of each item."""
+
+    position: Position
+    item_positions: list[Position]
+
+    def where(self, index: int | None = None) -> Position:
+        if index is None or index >= len(self.item_positions):
+            return self.position
+        return self.item_positions[index]
+
+
+def _position(path: str, node: yaml.Node) -> Position:
+    return Position(path, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _PositionLoader(yaml.SafeLoader):
+    source_path = "<string>"
+
+    def construct_yaml_map(self, node: yaml.MappingNode):  # type: ignore[override]
+        mapping = YamlMapping()
+        mapping.position = _position(self.source_path, node)
+        mapping.key_positions = {}
+        mapping.value_positions = {}
+        yield mapping
+
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ConfigError(
+                    _("a key must be plain text"), str(_position(self.source_path, key_node))
+                )
+            key = str(key)
+            if key in mapping:
+                raise ConfigError(
+                    _("duplicate key '{key}': keep one of them").format(key=key),
+                    str(_position(self.source_path, key_node)),
+                )
+            mapping[key] = self.construct_object(value_node, deep=True)
+            mapping.key_positions[key] = _position(self.source_path, key_node)
+            mapping.value_positions[key] = _position(self.source_path, value_node)
+
+    def construct_yaml_seq(self, node: yaml.SequenceNode):  # type: ignore[override]
+        sequence = YamlSequence()
+        sequence.position = _position(self.source_path, node)
+        sequence.item_positions = [_position(self.source_path, item) for item in node.value]
+        yield sequence
+        sequence.extend(self.construct_object(item, deep=True) for item in node.value)
+
+
+_PositionLoader.add_constructor("tag:yaml.org,2002:map", _PositionLoader.construct_yaml_map)
+_PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.construct_yaml_seq)
+
+
+def load_yaml_text(text: str, path: str) -> Any:
+    """Parse YAML text; syntax errors become ConfigError with ``path:line:column``."""
+    loader = _PositionLoader(text)
+    loader.source_path = path
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        location = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise ConfigError(
+            _("invalid YAML: {problem}").format(problem=problem), location
+        ) from error
+    except yaml.YAMLError as error:
+        raise ConfigError(_("invalid YAML: {problem}").format(problem=error), path) from error
+    finally:
+        loader.dispose()
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Read and parse one YAML file (UTF-8)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ConfigError(_("file not found"), str(path)) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(_("the file is not valid UTF-8: save it as UTF-8"), str(path)) from error
+    return load_yaml_text(text, str(path))
