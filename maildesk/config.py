@@ -1,0 +1,537 @@
+"""maildesk.yaml: load, validate and turn into typed, immutable settings.
+
+Every problem is reported with the file, line and column, and with what to write
+instead. Relative paths are resolved against the directory of the configuration file.
+Secrets (IMAP and SMTP passwords, OAuth2 tokens) come from an environment variable, a
+file or a command, never from the command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maildesk.errors import ConfigError
+from maildesk.i18n import _, normalize_language
+from maildesk.yamlfile import YamlMapping, YamlSequence, load_yaml_file
+
+logger = logging.getLogger(__name__)
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Where a password or token comes from; ``reveal()`` reads it when it is needed."""
+
+    env: str | None = None
+    file: Path | None = None
+    command: str | None = None
+
+    def reveal(self) -> str | None:
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(
+                    _("environment variable {name} is not set: export it before starting")
+                    .format(name=self.env)
+                )
+            return value
+        if self.file:
+            try:
+                return self.file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ConfigError(
+                    _("cannot read the secret file {path}: {error}")
+                    .format(path=self.file, error=error.strerror)
+                ) from error
+        if self.command:
+            # The command prints a fresh token (e.g. an OAuth2 access token) on stdout.
+            completed = subprocess.run(
+                self.command, shell=True, capture_output=True, text=True, timeout=60
+            )
+            if completed.returncode != 0:
+                raise ConfigError(
+                    _("the token command failed with exit code {code}: {stderr}")
+                    .format(code=completed.returncode, stderr=completed.stderr.strip()[:200])
+                )
+            return completed.stdout.strip()
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.env or self.file or self.command)
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    name: str
+    address: str
+    other_addresses: tuple[str, ...] = ()
+    admin_addresses: tuple[str, ...] = ()
+    ticket_tag: str = "[SD#{number}]"
+    message_id_domain: str = ""
+    default_charset: str = "windows-1250"
+    timezone: str = "Europe/Warsaw"
+    automatic_mail_limit: int = 10
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """Every address that reaches this desk, lower-cased (loop protection)."""
+        return frozenset(a.lower() for a in (self.address, *self.other_addresses))
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    username: str
+    port: int = 993
+    security: str = "tls"
+    password: Secret = field(default_factory=Secret)
+    oauth2_token: Secret = field(default_factory=Secret)
+    ca_file: Path | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    idle: bool = True
+    poll_interval: float = 60.0
+    batch_size: int = 50
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class MaildirConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    transport: str = "smtp"
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: str = "none"
+    username: str | None = None
+    password: Secret = field(default_factory=Secret)
+    ca_file: Path | None = None
+    directory: Path | None = None
+    timeout: float = 60.0
+    max_attempts: int = 12
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    login: str
+    name: str
+    addresses: tuple[str, ...]
+    groups: tuple[str, ...] = ()
+    commands: bool = True
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    name: str
+    tier: int = 1
+    manager: str | None = None
+    escalates_to: str | None = None
+    address: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration of one desk."""
+
+    path: Path
+    language: str
+    desk: DeskConfig
+    database_url: str
+    storage_path: Path
+    templates_path: Path
+    rules_path: Path
+    smtp: SmtpConfig
+    source: ImapConfig | MaildirConfig | None = None
+    agents: tuple[AgentConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
+    vip: tuple[str, ...] = ()
+    raw: YamlMapping | None = field(default=None, repr=False, compare=False)
+
+    def agent_by_address(self, address: str) -> AgentConfig | None:
+        wanted = address.strip().lower()
+        for agent in self.agents:
+            if wanted in (a.lower() for a in agent.addresses):
+                return agent
+        return None
+
+
+class _Section:
+    """Reads typed values out of one YAML mapping and reports mistakes with positions."""
+
+    def __init__(self, mapping: Any, name: str, parent: YamlMapping | None, key: str) -> None:
+        if mapping is None:
+            mapping = YamlMapping()
+            mapping.position = parent.where(key) if parent is not None else _nowhere()
+            mapping.key_positions, mapping.value_positions = {}, {}
+        if not isinstance(mapping, YamlMapping):
+            where = parent.where(key) if parent is not None else None
+            raise ConfigError(
+                _("'{section}' must be a mapping of keys and values").format(section=name),
+                str(where) if where else None,
+            )
+        self.mapping = mapping
+        self.name = name
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, str(self.mapping.where(key)))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.mapping.get(key, default)
+
+    def text(self, key: str, default: str | None = None, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.mapping or self.mapping[key] is None:
+            if required:
+                raise ConfigError(
+                    _("missing required key '{key}' in '{section}'").format(
+                        key=key, section=self.name
+                    ),
+                    str(self.mapping.where()),
+                )
+            return default
+        value = self.mapping[key]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(key, _("'{key}' must be text").format(key=key))
+        return str(value)
+
+    def integer(self, key: str, default: int, minimum: int = 0) -> int:
+        self.used.add(key)
+        value = self.mapping.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(
+                key,
+                _("'{key}' must be a whole number of at least {minimum}, not '{value}'").format(
+                    key=key, minimum=minimum, value=value
+                ),
+            )
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        self.used.add(key)
+        value = self.mapping.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.error(
+                key, _("'{key}' must be a positive number, not '{value}'").format(
+                    key=key, value=value
+                )
+            )
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        self.used.add(key)
+        value = self.mapping.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(
+                key, _("'{key}' must be true or false, not '{value}'").format(key=key, value=value)
+            )
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            raise self.error(
+                key,
+                _("'{key}' must be one of: {choices} (not '{value}')").format(
+                    key=key, choices=", ".join(choices), value=value
+                ),
+            )
+        return str(value)
+
+    def address(self, key: str, default: str | None = None, required: bool = False) -> Any:
+        value = self.text(key, default, required)
+        if value is not None and not _EMAIL.match(value):
+            raise self.error(
+                key,
+                _("'{value}' is not an email address: write it as name@example.com").format(
+                    value=value
+                ),
+            )
+        return value
+
+    def addresses(self, key: str) -> tuple[str, ...]:
+        self.used.add(key)
+        value = self.mapping.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.error(key, _("'{key}' must be a list of email addresses").format(key=key))
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not _EMAIL.match(item):
+                where = value.where(index) if isinstance(value, YamlSequence) else None
+                raise ConfigError(
+                    _("'{value}' is not an email address: write it as name@example.com").format(
+                        value=item
+                    ),
+                    str(where or self.mapping.where(key)),
+                )
+        return tuple(value)
+
+    def path(self, key: str, default: str | None, base: Path) -> Path | None:
+        value = self.text(key, default)
+        if value is None:
+            return None
+        path = Path(os.path.expandvars(os.path.expanduser(value)))
+        return path if path.is_absolute() else (base / path).resolve()
+
+    def secret(self, prefix: str, base: Path) -> Secret:
+        if prefix in self.mapping:
+            raise self.error(
+                prefix,
+                _(
+                    "do not write the {key} into the configuration: use {key}_env (an "
+                    "environment variable) or {key}_file (a file readable only by maildesk)"
+                ).format(key=prefix),
+            )
+        return Secret(
+            env=self.text(f"{prefix}_env"),
+            file=self.path(f"{prefix}_file", None, base),
+            command=self.text(f"{prefix}_command"),
+        )
+
+    def finish(self, extra_allowed: tuple[str, ...] = ()) -> None:
+        """Reject keys that no code read, suggesting the closest known key."""
+        known = self.used | set(extra_allowed)
+        for key in self.mapping:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = (
+                _("did you mean '{suggestion}'?").format(suggestion=close[0])
+                if close
+                else _("known keys: {keys}").format(keys=", ".join(sorted(known)))
+            )
+            raise ConfigError(
+                _("unknown key '{key}' in '{section}': {hint}").format(
+                    key=key, section=self.name, hint=hint
+                ),
+                str(self.mapping.key_positions.get(key, self.mapping.where())),
+            )
+
+
+def _nowhere() -> Any:
+    from maildesk.yamlfile import Position
+
+    return Position("<defaults>", 0, 0)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate maildesk.yaml; raise ConfigError naming file, line and fix."""
+    path = path.resolve()
+    document = load_yaml_file(path)
+    if document is None:
+        document = YamlMapping()
+        document.position = _nowhere()
+        document.key_positions, document.value_positions = {}, {}
+    root = _Section(document, "maildesk.yaml", None, "")
+    base = path.parent
+
+    language = root.text("language", "pl")
+    if normalize_language(language) is None:
+        raise root.error("language", _("'language' must be pl or en, not '{value}'").format(
+            value=language))
+    desk = _desk(_Section(root.get("desk"), "desk", document, "desk"))
+    database_url = _database_url(root, base)
+    storage_path = root.path("storage", "data", base)
+    templates_path = root.path("templates", "templates", base)
+    rules_path = root.path("rules", "rules", base)
+    assert storage_path and templates_path and rules_path
+    smtp = _smtp(_Section(root.get("smtp"), "smtp", document, "smtp"), base)
+    source = _source(root.get("source"), document, base)
+    groups = _groups(root.get("groups"), document)
+    agents = _agents(root.get("agents"), document, {g.name for g in groups})
+    vip = tuple(str(v) for v in (root.get("vip") or []))
+    root.finish(extra_allowed=("sla", "calendar", "priority", "commands", "threading"))
+
+    return Config(
+        path=path,
+        language=normalize_language(language) or "pl",
+        desk=desk,
+        database_url=database_url,
+        storage_path=storage_path,
+        templates_path=templates_path,
+        rules_path=rules_path,
+        smtp=smtp,
+        source=source,
+        agents=agents,
+        groups=groups,
+        vip=vip,
+        raw=document,
+    )
+
+
+def _desk(section: _Section) -> DeskConfig:
+    address = section.address("address", required=True)
+    tag = section.text("ticket_tag", "[SD#{number}]")
+    if "{number}" not in tag:
+        raise section.error(
+            "ticket_tag",
+            _("'ticket_tag' must contain {{number}}, e.g. \"[SD#{{number}}]\"")
+        )
+    desk = DeskConfig(
+        name=section.text("name", "Service Desk"),
+        address=address,
+        other_addresses=section.addresses("other_addresses"),
+        admin_addresses=section.addresses("admin_addresses"),
+        ticket_tag=tag,
+        message_id_domain=section.text("message_id_domain", address.split("@", 1)[1]),
+        default_charset=section.text("default_charset", "windows-1250"),
+        timezone=section.text("timezone", "Europe/Warsaw"),
+        automatic_mail_limit=section.integer("automatic_mail_limit", 10, minimum=1),
+    )
+    section.finish()
+    return desk
+
+
+def _database_url(root: _Section, base: Path) -> str:
+    value = root.text("database", "sqlite:///data/maildesk.db")
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        relative = value[len("sqlite:///"):]
+        if relative != ":memory:":
+            return "sqlite:///" + str((base / relative).resolve())
+    if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise root.error(
+            "database",
+            _("'database' must be sqlite:///path/to/file.db or "
+              "postgresql://user@host:5432/name, not '{value}'").format(value=value),
+        )
+    return value
+
+
+def _smtp(section: _Section, base: Path) -> SmtpConfig:
+    transport = section.choice("transport", "smtp", ("smtp", "directory"))
+    security = section.choice("security", "none", ("tls", "starttls", "none"))
+    default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
+    smtp = SmtpConfig(
+        transport=transport,
+        host=section.text("host", "127.0.0.1"),
+        port=section.integer("port", default_port, minimum=1),
+        security=security,
+        username=section.text("username"),
+        password=section.secret("password", base),
+        ca_file=section.path("ca_file", None, base),
+        directory=section.path("directory", "outbox" if transport == "directory" else None, base),
+        timeout=section.number("timeout", 60.0),
+        max_attempts=section.integer("max_attempts", 12, minimum=1),
+    )
+    section.finish()
+    return smtp
+
+
+def _source(value: Any, document: YamlMapping, base: Path) -> ImapConfig | MaildirConfig | None:
+    if value is None:
+        return None
+    section = _Section(value, "source", document, "source")
+    kind = section.choice("type", "imap", ("imap", "maildir"))
+    if kind == "maildir":
+        path = section.path("path", None, base)
+        if path is None:
+            raise section.error("path", _("missing required key 'path' in 'source'"))
+        section.finish()
+        return MaildirConfig(path=path)
+
+    security = section.choice("security", "tls", ("tls", "starttls", "none"))
+    imap = ImapConfig(
+        host=section.text("host", required=True),
+        username=section.text("username", required=True),
+        port=section.integer("port", 993 if security == "tls" else 143, minimum=1),
+        security=security,
+        password=section.secret("password", base),
+        oauth2_token=section.secret("oauth2_token", base),
+        ca_file=section.path("ca_file", None, base),
+        folder=section.text("folder", "INBOX"),
+        processed_folder=section.text("processed_folder", "Processed"),
+        quarantine_folder=section.text("quarantine_folder", "Quarantine"),
+        idle=section.boolean("idle", True),
+        poll_interval=section.number("poll_interval", 60.0),
+        batch_size=section.integer("batch_size", 50, minimum=1),
+        timeout=section.number("timeout", 60.0),
+    )
+    if not imap.password and not imap.oauth2_token:
+        raise section.error(
+            "host",
+            _("IMAP needs password_env, password_file or oauth2_token_command"),
+        )
+    section.finish()
+    return imap
+
+
+def _groups(value: Any, document: YamlMapping) -> tuple[GroupConfig, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, YamlSequence):
+        raise ConfigError(_("'groups' must be a list"), str(document.where("groups")))
+    groups = []
+    for item in value:
+        section = _Section(item, "groups", document, "groups")
+        groups.append(
+            GroupConfig(
+                name=section.text("name", required=True),
+                tier=section.integer("tier", 1, minimum=1),
+                manager=section.address("manager"),
+                escalates_to=section.text("escalates_to"),
+                address=section.address("address"),
+                description=section.text("description", ""),
+            )
+        )
+        section.finish()
+
+    names = {g.name for g in groups}
+    for index, group in enumerate(groups):
+        if group.escalates_to and group.escalates_to not in names:
+            item = value[index]
+            raise ConfigError(
+                _("group '{group}' escalates to unknown group '{target}': known groups: {known}")
+                .format(group=group.name, target=group.escalates_to, known=", ".join(sorted(names))),
+                str(item.where("escalates_to")),
+            )
+    return tuple(groups)
+
+
+def _agents(value: Any, document: YamlMapping, groups: set[str]) -> tuple[AgentConfig, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, YamlSequence):
+        raise ConfigError(_("'agents' must be a list"), str(document.where("agents")))
+    agents = []
+    for item in value:
+        section = _Section(item, "agents", document, "agents")
+        addresses = section.addresses("addresses")
+        if not addresses:
+            raise section.error("addresses", _("an agent needs at least one address"))
+        member_of = tuple(str(g) for g in (section.get("groups") or []))
+        for group in member_of:
+            if group not in groups:
+                raise section.error(
+                    "groups",
+                    _("unknown group '{group}': define it under 'groups' first").format(
+                        group=group
+                    ),
+                )
+        agents.append(
+            AgentConfig(
+                login=section.text("login", required=True),
+                name=section.text("name", "") or section.text("login"),
+                addresses=addresses,
+                groups=member_of,
+                commands=section.boolean("commands", True),
+                language=normalize_language(section.text("language")),
+            )
+        )
+        section.finish()
+    return tuple(agents)

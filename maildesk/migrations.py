@@ -1,0 +1,58 @@
+"""Schema versions: every release upgrades an existing database in place.
+
+Each migration is a function that takes the database and runs inside one transaction;
+``SchemaVersion`` records the last one applied. A site never deletes its database to
+upgrade; add a new function at the end of MIGRATIONS instead of editing an old one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import peewee as pw
+
+from maildesk import models
+from maildesk.errors import ConfigError
+from maildesk.i18n import _
+
+logger = logging.getLogger(__name__)
+
+
+def _initial_schema(database: pw.Database) -> None:
+    database.create_tables(models.ALL_MODELS, safe=True)
+
+
+MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
+    (1, "initial schema", _initial_schema),
+)
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(database: pw.Database) -> int:
+    if not database.table_exists(models.SchemaVersion._meta.table_name):  # type: ignore[attr-defined]
+        return 0
+    row = models.SchemaVersion.select().order_by(models.SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate(database: pw.Database) -> int:
+    """Apply every pending migration; return the schema version afterwards."""
+    version = current_version(database)
+    if version > LATEST_VERSION:
+        raise ConfigError(
+            _("the database has schema version {found}, newer than this maildesk knows "
+              "({known}): upgrade maildesk").format(found=version, known=LATEST_VERSION)
+        )
+
+    for number, description, step in MIGRATIONS:
+        if number <= version:
+            continue
+        logger.info(_("applying database migration {number}: {description}").format(
+            number=number, description=description))
+        with database.atomic():
+            step(database)
+            models.SchemaVersion.delete().execute()
+            models.SchemaVersion.create(version=number)
+        version = number
+    return version

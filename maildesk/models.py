@@ -1,0 +1,303 @@
+"""The peewee models and the database connection (SQLite by default, PostgreSQL by URL).
+
+Times are stored as naive UTC datetimes; convert with ``to_utc`` on the way in. The
+database is bound late through a DatabaseProxy, so tests and several daemons can point
+the same models at different databases.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import peewee as pw
+
+from maildesk.errors import ConfigError
+from maildesk.i18n import _
+
+logger = logging.getLogger(__name__)
+
+database_proxy = pw.DatabaseProxy()
+
+
+def utcnow() -> datetime:
+    """Return the current time as naive UTC, the form every DateTimeField holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Convert an aware datetime to naive UTC (naive values are taken as UTC already)."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """The schema version of this database, one row; see ``maildesk.migrations``."""
+
+    version = pw.IntegerField()
+    updated_at = pw.DateTimeField(default=utcnow)
+
+
+class Contact(BaseModel):
+    """A person who writes to the desk or receives its mail, by lower-cased address."""
+
+    address = pw.CharField(max_length=320, unique=True)
+    name = pw.CharField(max_length=200, default="")
+    language = pw.CharField(max_length=8, null=True)
+    bounced_at = pw.DateTimeField(null=True)
+    bounce_reason = pw.TextField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Ticket(BaseModel):
+    """One ticket; ``id`` is the ticket number that users see in the subject tag."""
+
+    subject = pw.TextField()
+    status = pw.CharField(max_length=20, default="new", index=True)
+    type = pw.CharField(max_length=20, default="incident")
+    category = pw.CharField(max_length=100, null=True)
+    impact = pw.CharField(max_length=10, default="medium")
+    urgency = pw.CharField(max_length=10, default="medium")
+    priority = pw.IntegerField(default=3)
+    group = pw.CharField(max_length=100, null=True, index=True)
+    assignee = pw.CharField(max_length=100, null=True, index=True)
+    requester = pw.ForeignKeyField(Contact, backref="tickets")
+    language = pw.CharField(max_length=8, default="pl")
+    tags = pw.TextField(default="")
+    reply_token = pw.CharField(max_length=64, default=lambda: secrets.token_hex(16))
+    escalation_level = pw.IntegerField(default=0)
+    linked_ticket = pw.ForeignKeyField("self", null=True, backref="follow_ups")
+    first_response_due = pw.DateTimeField(null=True, index=True)
+    resolution_due = pw.DateTimeField(null=True, index=True)
+    sla_paused_at = pw.DateTimeField(null=True)
+    sla_state = pw.TextField(null=True)
+    first_responded_at = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+    resolved_at = pw.DateTimeField(null=True, index=True)
+    closed_at = pw.DateTimeField(null=True)
+
+    @property
+    def number(self) -> int:
+        return int(self.id)
+
+
+class Participant(BaseModel):
+    """Someone besides the requester who takes part in a ticket (a Cc on their mail)."""
+
+    ticket = pw.ForeignKeyField(Ticket, backref="participants", on_delete="CASCADE")
+    contact = pw.ForeignKeyField(Contact, backref="participations")
+    role = pw.CharField(max_length=20, default="cc")
+
+    class Meta:
+        indexes = ((("ticket", "contact"), True),)
+
+
+class Message(BaseModel):
+    """One entry of a ticket's conversation, incoming or outgoing.
+
+    ``kind`` is customer, agent_reply, internal_note, auto_reply or system.
+    """
+
+    ticket = pw.ForeignKeyField(Ticket, backref="messages", on_delete="CASCADE")
+    direction = pw.CharField(max_length=3)
+    kind = pw.CharField(max_length=20, default="customer")
+    message_id = pw.CharField(max_length=998, null=True, index=True)
+    author = pw.CharField(max_length=320)
+    author_name = pw.CharField(max_length=200, default="")
+    subject = pw.TextField(default="")
+    text = pw.TextField(default="")
+    reply_text = pw.TextField(default="")
+    html = pw.TextField(null=True)
+    headers = pw.TextField(default="[]")
+    raw_sha256 = pw.CharField(max_length=64, null=True)
+    sent_date = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class MessageReference(BaseModel):
+    """A Message-ID that belongs to a ticket, sent or received, for threading replies.
+
+    ``recipients`` lists (space-separated, lower-cased) who received that message: a
+    reference from anyone else is weak evidence, because Message-IDs can be guessed.
+    """
+
+    message_id = pw.CharField(max_length=998, index=True)
+    ticket = pw.ForeignKeyField(Ticket, backref="references", on_delete="CASCADE")
+    direction = pw.CharField(max_length=3)
+    kind = pw.CharField(max_length=20, default="customer")
+    recipients = pw.TextField(default="")
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Attachment(BaseModel):
+    """A stored attachment: the file lives once per sha256 under the storage folder."""
+
+    message = pw.ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
+    filename = pw.CharField(max_length=255)
+    content_type = pw.CharField(max_length=255)
+    size = pw.IntegerField()
+    sha256 = pw.CharField(max_length=64, index=True)
+    content_id = pw.CharField(max_length=998, null=True)
+    inline = pw.BooleanField(default=False)
+
+
+class Event(BaseModel):
+    """The audit trail: who changed what on which ticket, with the values before and after."""
+
+    ticket = pw.ForeignKeyField(Ticket, null=True, backref="events", on_delete="CASCADE")
+    actor = pw.CharField(max_length=320)
+    action = pw.CharField(max_length=50, index=True)
+    before = pw.TextField(null=True)
+    after = pw.TextField(null=True)
+    detail = pw.TextField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Outbox(BaseModel):
+    """One outgoing mail, rendered and ready; written in the transaction that caused it.
+
+    ``state`` is pending, sending, sent, failed or cancelled.
+    """
+
+    ticket = pw.ForeignKeyField(Ticket, null=True, backref="outbox", on_delete="SET NULL")
+    kind = pw.CharField(max_length=50)
+    message_id = pw.CharField(max_length=998, unique=True)
+    sender = pw.CharField(max_length=320)
+    recipients = pw.TextField()
+    subject = pw.TextField(default="")
+    automatic = pw.BooleanField(default=True)
+    raw = pw.BlobField()
+    state = pw.CharField(max_length=10, default="pending", index=True)
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField(default=utcnow, index=True)
+    last_error = pw.TextField(null=True)
+    claimed_by = pw.CharField(max_length=100, null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    sent_at = pw.DateTimeField(null=True)
+
+
+class ProcessedMessage(BaseModel):
+    """The dedupe record of an incoming mail: Message-ID, else sha256 of the raw bytes."""
+
+    dedupe_key = pw.CharField(max_length=998, unique=True)
+    raw_sha256 = pw.CharField(max_length=64)
+    source = pw.CharField(max_length=200)
+    outcome = pw.CharField(max_length=30)
+    ticket = pw.ForeignKeyField(Ticket, null=True, on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Quarantine(BaseModel):
+    """A mail that could not be processed, kept with its error for an admin.
+
+    ``state`` is held, released (processed again) or deleted.
+    """
+
+    raw_sha256 = pw.CharField(max_length=64, index=True)
+    message_id = pw.CharField(max_length=998, null=True)
+    sender = pw.CharField(max_length=320, default="")
+    subject = pw.TextField(default="")
+    source = pw.CharField(max_length=200)
+    error = pw.TextField()
+    detail = pw.TextField(null=True)
+    state = pw.CharField(max_length=10, default="held", index=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class MailboxState(BaseModel):
+    """Per-mailbox bookkeeping: the IMAP UIDVALIDITY last seen, and a lease for one daemon."""
+
+    name = pw.CharField(max_length=500, unique=True)
+    uidvalidity = pw.BigIntegerField(null=True)
+    lease_owner = pw.CharField(max_length=100, null=True)
+    lease_until = pw.DateTimeField(null=True)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    SchemaVersion,
+    Contact,
+    Ticket,
+    Participant,
+    Message,
+    MessageReference,
+    Attachment,
+    Event,
+    Outbox,
+    ProcessedMessage,
+    Quarantine,
+    MailboxState,
+)
+
+
+def make_database(url: str) -> pw.Database:
+    """Create (not connect) the peewee database for a ``sqlite:///`` or ``postgresql://`` URL.
+
+    SQLite runs in WAL mode with synchronous=NORMAL: one commit per mail then costs a
+    fraction of a millisecond instead of an fsync. PostgreSQL accepts ``?schema=NAME``,
+    which sets the search_path (tests use one schema each).
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(url[len("sqlite:///"):])
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return pw.SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 10000,
+            },
+        )
+
+    if parsed.scheme in ("postgresql", "postgres"):
+        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+        options = {}
+        schema = query.pop("schema", None)
+        if schema:
+            options["options"] = f"-c search_path={schema}"
+        return pw.PostgresqlDatabase(
+            unquote(parsed.path.lstrip("/")) or "maildesk",
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            user=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            autorollback=True,
+            **options,
+            **query,
+        )
+
+    raise ConfigError(
+        _("unsupported database URL '{url}': use sqlite:///path or postgresql://host/name")
+        .format(url=url)
+    )
+
+
+def open_database(url: str, migrate: bool = True) -> pw.Database:
+    """Bind the models to the database at ``url`` and bring its schema up to date."""
+    from maildesk.migrations import migrate as run_migrations
+
+    database = make_database(url)
+    database_proxy.initialize(database)
+    database.connect(reuse_if_open=True)
+    if migrate:
+        run_migrations(database)
+    return database
+
+
+def is_postgresql(database: pw.Database | None = None) -> bool:
+    target = database or database_proxy.obj
+    return isinstance(target, pw.PostgresqlDatabase)
