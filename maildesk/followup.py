@@ -1,0 +1,124 @@
+"""Which ticket an incoming mail follows up, how sure we are, and who the sender is.
+
+Evidence comes in two strengths. A Message-ID that maildesk sent or stored for a ticket
+(In-Reply-To, References) is strong, but only for a sender who received that message or
+takes part in the ticket: Message-IDs leak and can be guessed. A subject tag such as
+``[SD#123]`` is weak, because anyone can type it; it links the mail only when the sender
+is the requester, a participant or an agent. Subjects alone never link a mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from maildesk import models
+from maildesk.parse import ParsedMessage
+
+logger = logging.getLogger(__name__)
+
+
+class SenderRole(StrEnum):
+    REQUESTER = "requester"
+    PARTICIPANT = "participant"
+    AGENT = "agent"
+    STRANGER = "stranger"
+
+
+class Evidence(StrEnum):
+    REFERENCE = "reference"
+    TAG = "tag"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The result of threading: a ticket (or None), the evidence and the notes on the way.
+
+    ``rejected`` lists the links that were found but not trusted, with the reason, so the
+    caller can record them in the audit trail of the ticket they pointed at.
+    """
+
+    ticket: models.Ticket | None
+    evidence: Evidence
+    sender_role: SenderRole
+    reference_kind: str | None = None
+    rejected: tuple[tuple[int, str], ...] = field(default=())
+
+
+def tag_pattern(ticket_tag: str) -> re.Pattern[str]:
+    """Compile the configured tag format (e.g. ``[SD#{number}]``) into a regex."""
+    before, _, after = ticket_tag.partition("{number}")
+    return re.compile(re.escape(before) + r"(\d{1,12})" + re.escape(after), re.IGNORECASE)
+
+
+def format_tag(ticket_tag: str, number: int) -> str:
+    return ticket_tag.replace("{number}", str(number))
+
+
+def strip_tags(subject: str, ticket_tag: str) -> str:
+    """Remove every ticket tag of ours from a subject (for a new ticket's title)."""
+    return re.sub(r"\s{2,}", " ", tag_pattern(ticket_tag).sub("", subject)).strip()
+
+
+def sender_role(ticket: models.Ticket, sender: str, agent_addresses: frozenset[str]) -> SenderRole:
+    """Return how the sender relates to the ticket."""
+    if sender in agent_addresses:
+        return SenderRole.AGENT
+    if ticket.requester.address == sender:
+        return SenderRole.REQUESTER
+    is_participant = (
+        models.Participant.select()
+        .join(models.Contact)
+        .where(models.Participant.ticket == ticket, models.Contact.address == sender)
+        .exists()
+    )
+    return SenderRole.PARTICIPANT if is_participant else SenderRole.STRANGER
+
+
+def find_follow_up(
+    message: ParsedMessage, ticket_tag: str, agent_addresses: frozenset[str]
+) -> FollowUp:
+    """Find the ticket this mail follows up, by trusted references first, then by tag."""
+    sender = message.from_address.normalized if message.from_address else ""
+    rejected: list[tuple[int, str]] = []
+
+    ids = message.thread_ids
+    if ids:
+        references = (
+            models.MessageReference.select(models.MessageReference, models.Ticket)
+            .join(models.Ticket)
+            .where(models.MessageReference.message_id.in_(list(ids)))
+        )
+        by_id = {reference.message_id: reference for reference in references}
+        for message_id in ids:
+            reference = by_id.get(message_id)
+            if reference is None:
+                continue
+            ticket = reference.ticket
+            role = sender_role(ticket, sender, agent_addresses)
+            recipients = set(reference.recipients.split())
+            if role is not SenderRole.STRANGER or sender in recipients:
+                return FollowUp(ticket, Evidence.REFERENCE, role, reference.kind, tuple(rejected))
+            rejected.append((
+                ticket.id,
+                f"thread reference to {message_id} ignored: sender {sender} was not a "
+                f"recipient of it and is not a participant of {ticket.id}",
+            ))
+
+    for match in tag_pattern(ticket_tag).finditer(message.subject):
+        ticket = models.Ticket.get_or_none(models.Ticket.id == int(match.group(1)))
+        if ticket is None:
+            continue
+        role = sender_role(ticket, sender, agent_addresses)
+        if role is not SenderRole.STRANGER:
+            return FollowUp(ticket, Evidence.TAG, role, None, tuple(rejected))
+        rejected.append((
+            ticket.id,
+            f"subject tag of {ticket.id} ignored: sender {sender} is not the requester, "
+            f"a participant or an agent",
+        ))
+
+    return FollowUp(None, Evidence.NONE, SenderRole.STRANGER, None, tuple(rejected))
