@@ -1,0 +1,57 @@
+"""The running desk: configuration plus the objects every step shares.
+
+Built once at start-up (``Desk.open``) and passed down; there is no global state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maildesk import models
+from maildesk.config import Config, load_config
+from maildesk.followup import format_tag
+from maildesk.i18n import set_language
+from maildesk.rawstore import RawStore
+from maildesk.templating import Templates
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Desk:
+    config: Config
+    store: RawStore
+    templates: Templates
+    agent_addresses: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_config(cls, config: Config, *, fsync: bool = True) -> Desk:
+        set_language(config.language)
+        store = RawStore(config.storage_path, fsync=fsync)
+        templates = Templates(
+            config.templates_path, config.language, config.desk.timezone
+        )
+        agent_addresses = frozenset(
+            address.lower() for agent in config.agents for address in agent.addresses
+        )
+        return cls(config, store, templates, agent_addresses)
+
+    @classmethod
+    def open(cls, config_path: Path, *, migrate: bool = True) -> Desk:
+        """Load the configuration, open the database and return the desk."""
+        config = load_config(config_path)
+        models.open_database(config.database_url, migrate=migrate)
+        return cls.from_config(config)
+
+    def tag(self, number: int) -> str:
+        return format_tag(self.config.desk.ticket_tag, number)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        return self.config.desk.own_addresses
+
+    @property
+    def message_id_domain(self) -> str:
+        return self.config.desk.message_id_domain

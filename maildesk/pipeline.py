@@ -1,0 +1,214 @@
+"""The flow of one incoming mail: keep the raw bytes, parse, classify, thread, decide, apply.
+
+``process`` is the only entry point that sources call. It returns an Outcome, or raises
+TemporaryError when the mail must stay at its source and be tried again (the database is
+unreachable, the disk is full). Any other failure quarantines the mail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+from maildesk import faults, models
+from maildesk.classify import MailKind, classify
+from maildesk.decision import Action, Decision
+from maildesk.desk import Desk
+from maildesk.errors import ParseError, TemporaryError
+from maildesk.followup import (
+    Evidence,
+    FollowUp,
+    SenderRole,
+    find_follow_up,
+    strip_tags,
+    tag_pattern,
+)
+from maildesk.i18n import _
+from maildesk.logcontext import mail_context
+from maildesk.parse import ParsedMessage, parse_message
+from maildesk.quarantine import is_quarantined, quarantine
+from maildesk.subjects import strip_reply_prefixes
+from maildesk.tickets import Outcome, apply, is_duplicate
+
+logger = logging.getLogger(__name__)
+
+# Two new tickets from one sender within this window, each answered by our automatic
+# acknowledgement, look like two auto-responders answering each other.
+LOOP_WINDOW = timedelta(minutes=10)
+LOOP_TICKETS = 2
+
+
+def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
+    return f"mid:{message.message_id}" if message.message_id else f"sha256:{raw_sha256}"
+
+
+def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
+    """Return the ticket a suspected auto-responder loop points at, or None."""
+    sender = message.from_address.normalized if message.from_address else ""
+    since = models.utcnow() - LOOP_WINDOW
+    recent = list(
+        models.Ticket.select()
+        .join(models.Contact)
+        .where(models.Contact.address == sender, models.Ticket.created_at >= since)
+        .order_by(models.Ticket.id.desc())
+    )
+    acknowledged = [
+        ticket for ticket in recent
+        if models.Outbox.select().where(models.Outbox.ticket == ticket,
+                                        models.Outbox.kind == "ack").exists()
+    ]
+    if len(acknowledged) < LOOP_TICKETS:
+        return None
+    numbers = {int(n) for n in tag_pattern(desk.config.desk.ticket_tag).findall(
+        f"{message.subject}\n{message.text}")}
+    for ticket in acknowledged:
+        if ticket.id in numbers:
+            return ticket
+    return None
+
+
+def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
+    from maildesk.rules.language import detect_language
+
+    if routing is not None and routing.language:
+        return str(routing.language)
+    sender = message.from_address.normalized if message.from_address else ""
+    contact = models.Contact.get_or_none(models.Contact.address == sender)
+    if contact is not None and contact.language:
+        return str(contact.language)
+    detected, _source = detect_language(message)
+    return detected or desk.config.language
+
+
+def _entry_kind(follow_up: FollowUp, automatic: bool) -> str:
+    if automatic:
+        return "auto_reply"
+    if follow_up.sender_role is SenderRole.AGENT:
+        return "agent_reply"
+    return "customer"
+
+
+def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
+           rules: Any = None, received_at: datetime | None = None) -> Decision:
+    """Decide what one parsed mail does; reads the database, changes nothing."""
+    classification = classify(message, desk.own_addresses, desk.message_id_domain)
+    key = dedupe_key(message, raw_sha256)
+    base: dict[str, Any] = dict(message=message, raw_sha256=raw_sha256, source=source,
+                                dedupe_key=key, classification=classification)
+
+    if classification.kind is MailKind.OWN:
+        none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
+        return Decision(Action.IGNORE, follow_up=none, reason=classification.reason, **base)
+    if message.from_address is None:
+        none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
+        return Decision(Action.IGNORE, follow_up=none, reason="no From address", **base)
+
+    follow_up = find_follow_up(message, desk.config.desk.ticket_tag, desk.agent_addresses)
+    events = [(number, "thread_link_rejected", {"reason": reason})
+              for number, reason in follow_up.rejected]
+    automatic = classification.is_automatic
+    ticket = follow_up.ticket
+
+    if ticket is not None and not (ticket.status == "closed" and not automatic):
+        return Decision(
+            Action.APPEND, follow_up=follow_up, ticket=ticket,
+            entry_kind=_entry_kind(follow_up, automatic),
+            reason=f"follow-up by {follow_up.evidence.value} ({classification.reason})",
+            events=events, **base,
+        )
+
+    if automatic:
+        return Decision(Action.IGNORE, follow_up=follow_up, events=events,
+                        reason=f"{classification.kind.value}: {classification.reason}", **base)
+
+    loop_ticket = _loop_ticket(message, desk)
+    if loop_ticket is not None:
+        reason = (f"mail loop suspected with {message.from_address.normalized} "
+                  "(automatic acknowledgements answered each other)")
+        events.append((loop_ticket.id, "mail_loop_suspected", {"reason": reason}))
+        return Decision(Action.APPEND, follow_up=follow_up, ticket=loop_ticket,
+                        entry_kind="auto_reply", reason=reason, events=events, **base)
+
+    routing = None
+    if rules is not None:
+        received = received_at or datetime.now(UTC)
+        routing = rules.evaluate(message, received_at=received)
+        if routing.ignored:
+            return Decision(Action.IGNORE, follow_up=follow_up, routing=routing, events=events,
+                            reason=f"rule: {routing.ignore_reason}", **base)
+
+    subject = strip_tags(message.subject, desk.config.desk.ticket_tag)
+    reason = "new ticket"
+    if ticket is not None:  # a reply to a closed ticket opens a new, linked one
+        subject = strip_tags(strip_reply_prefixes(message.subject), desk.config.desk.ticket_tag)
+        reason = f"follow-up of closed ticket {ticket.id}"
+        events.append((ticket.id, "follow_up_ticket_opened", {"message_id": message.message_id}))
+    acknowledge = routing is None or (routing.acknowledge and routing.auto_reply)
+    return Decision(
+        Action.CREATE, follow_up=follow_up, reason=reason, events=events,
+        subject=subject or _("(no subject)"), routing=routing,
+        language=_language(desk, message, routing), linked_ticket=ticket,
+        acknowledge=acknowledge,
+        acknowledgement_template=(routing.template if routing and routing.template
+                                  else "acknowledgement"),
+        **base,
+    )
+
+
+def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
+    """Process one raw mail from ``source`` (e.g. ``imap:INBOX/1234``) exactly once in effect."""
+    raw_sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        desk.store.put_message(raw)
+    except OSError as error:
+        raise TemporaryError(_("cannot store the raw mail: {error}").format(error=error)) from error
+
+    with mail_context(source=source):
+        try:
+            if is_quarantined(raw_sha256):
+                return Outcome("duplicate", reason="already quarantined")
+            try:
+                message = parse_message(raw)
+            except ParseError as error:
+                row = quarantine(desk, raw, raw_sha256, source, error)
+                return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+
+            key = dedupe_key(message, raw_sha256)
+            with mail_context(message_id=message.message_id or key):
+                if is_duplicate(key):
+                    logger.info(_("skipping {key}: already processed").format(key=key))
+                    return Outcome("duplicate", reason="already processed")
+                return _decide_and_apply(desk, message, raw, raw_sha256, source, rules)
+        except pw.OperationalError as error:
+            raise TemporaryError(
+                _("database unavailable: {error}").format(error=error)) from error
+        except pw.InterfaceError as error:
+            raise TemporaryError(
+                _("database unavailable: {error}").format(error=error)) from error
+
+
+def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
+                      source: str, rules: Any) -> Outcome:
+    try:
+        decision = decide(desk, message, raw_sha256, source, rules)
+    except (pw.OperationalError, pw.InterfaceError):
+        raise
+    except Exception as error:
+        logger.exception(_("deciding on {message_id} failed").format(
+            message_id=message.message_id or raw_sha256))
+        row = quarantine(desk, raw, raw_sha256, source, error)
+        return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+
+    faults.crash_point("before-commit")
+    try:
+        outcome = apply(desk, decision)
+    except pw.IntegrityError:
+        if is_duplicate(decision.dedupe_key):
+            return Outcome("duplicate", reason="recorded by another process")
+        raise
+    faults.crash_point("after-commit")
+    return outcome

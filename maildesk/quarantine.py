@@ -1,0 +1,87 @@
+"""Quarantine: mail that could not be processed is kept with its error, never dropped.
+
+The raw bytes are already in the raw store when a mail reaches quarantine; the row here
+records why, and the admins get one notice per mail. ``release`` processes the mail again
+once the cause is fixed (``maildesk quarantine retry``).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback as traceback_module
+
+from maildesk import models
+from maildesk.desk import Desk
+from maildesk.i18n import _
+from maildesk.mailbuild import Recipient
+from maildesk.models import database_proxy
+from maildesk.notify import desk_context, queue_mail
+
+logger = logging.getLogger(__name__)
+
+
+def _first_line(raw: bytes, name: bytes) -> str:
+    """Read a header from raw bytes without the parser, which may be what failed."""
+    prefix = name.lower() + b":"
+    for line in raw[:65536].splitlines():
+        if not line.strip():
+            break
+        if line.lower().startswith(prefix):
+            return line[len(prefix):].strip().decode("utf-8", "replace")[:500]
+    return ""
+
+
+def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
+               error: BaseException, dedupe_key: str | None = None) -> models.Quarantine:
+    """Record a mail that failed, tell the admins, and mark it processed as quarantined."""
+    message_id = _first_line(raw, b"Message-ID") or None
+    detail = "".join(traceback_module.format_exception(error))[-20000:]
+    description = f"{type(error).__name__}: {error}"[:2000]
+
+    with database_proxy.atomic():
+        row = models.Quarantine.create(
+            raw_sha256=raw_sha256,
+            message_id=message_id,
+            sender=_first_line(raw, b"From")[:320],
+            subject=_first_line(raw, b"Subject"),
+            source=source[:200],
+            error=description,
+            detail=detail,
+        )
+        models.Event.create(ticket=None, actor="maildesk", action="quarantined",
+                            detail=description)
+        # The mail counts as processed, so a source that could not move it away does not
+        # quarantine it again on every pass; release() removes this record.
+        models.ProcessedMessage.get_or_create(
+            dedupe_key=f"quarantine:{raw_sha256}",
+            defaults={"raw_sha256": raw_sha256, "source": source[:200],
+                      "outcome": "quarantined"},
+        )
+        admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
+        if admins:
+            queue_mail(
+                desk, template="quarantine_notice", language=desk.config.language,
+                context={"desk": desk_context(desk), "quarantine": {
+                    "id": row.id, "sender": row.sender, "subject": row.subject,
+                    "message_id": row.message_id or "-", "source": row.source,
+                    "error": row.error,
+                }},
+                to=admins, ticket=None, automatic=True, kind="quarantine",
+            )
+
+    logger.warning(
+        _("message {message_id} from {source} quarantined as {id}: {error}").format(
+            message_id=message_id or "-", source=source, id=row.id, error=description)
+    )
+    return row
+
+
+def is_quarantined(raw_sha256: str) -> bool:
+    return models.ProcessedMessage.select().where(
+        models.ProcessedMessage.dedupe_key == f"quarantine:{raw_sha256}").exists()
+
+
+def forget(raw_sha256: str) -> None:
+    """Remove the processed mark, so the mail can be processed again."""
+    models.ProcessedMessage.delete().where(
+        models.ProcessedMessage.dedupe_key == f"quarantine:{raw_sha256}").execute()

@@ -1,0 +1,238 @@
+"""Apply a Decision: every change caused by one mail happens in ONE transaction.
+
+The ticket, the message entry, its attachments, the Message-ID references, the audit
+events, the outbox rows and the processed-message record commit together or not at all.
+So a crash leaves either no trace (the mail is fetched again) or a finished ticket whose
+source mail is skipped as a duplicate next time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee as pw
+
+from maildesk import models
+from maildesk.decision import Action, Decision
+from maildesk.desk import Desk
+from maildesk.i18n import _
+from maildesk.mailbuild import Recipient
+from maildesk.models import database_proxy, to_utc, utcnow
+from maildesk.notify import QueuedMail, queue_mail, ticket_context
+from maildesk.parse import Address
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one incoming mail."""
+
+    action: str
+    ticket: int | None = None
+    reason: str = ""
+    queued: tuple[QueuedMail, ...] = field(default=())
+
+
+def upsert_contact(address: Address) -> models.Contact:
+    """Return the contact for an address, creating it or filling in a missing name."""
+    normalized = address.normalized
+    contact, created = models.Contact.get_or_create(
+        address=normalized, defaults={"name": address.name[:200]}
+    )
+    if not created and not contact.name and address.name:
+        contact.name = address.name[:200]
+        contact.save()
+    return contact
+
+
+def record_event(ticket: models.Ticket | int | None, actor: str, action: str,
+                 detail: dict[str, Any] | None = None, before: Any = None,
+                 after: Any = None) -> models.Event:
+    return models.Event.create(
+        ticket=ticket,
+        actor=actor,
+        action=action,
+        detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
+        before=json.dumps(before, ensure_ascii=False, default=str) if before is not None else None,
+        after=json.dumps(after, ensure_ascii=False, default=str) if after is not None else None,
+    )
+
+
+def _store_attachments(desk: Desk, decision: Decision) -> list[str]:
+    """Write attachment files before the transaction; content addressing makes it idempotent."""
+    return [desk.store.put("attachments", part.content) for part in decision.message.attachments]
+
+
+def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> models.Message:
+    message = decision.message
+    sender = message.from_address
+    entry = models.Message.create(
+        ticket=ticket,
+        direction="in",
+        kind=decision.entry_kind,
+        message_id=message.message_id,
+        author=sender.normalized if sender else "",
+        author_name=(sender.name if sender else "")[:200],
+        subject=message.subject,
+        text=message.text,
+        reply_text=message.reply_text,
+        html=message.html,
+        headers=json.dumps(message.headers, ensure_ascii=False),
+        raw_sha256=decision.raw_sha256,
+        sent_date=to_utc(message.date) if message.date else None,
+    )
+    for part, sha256 in zip(message.attachments, hashes, strict=True):
+        models.Attachment.create(
+            message=entry, filename=part.filename, content_type=part.content_type,
+            size=part.size, sha256=sha256, content_id=part.content_id, inline=part.inline,
+        )
+    if message.message_id:
+        recipients = {a.normalized for a in (*message.to, *message.cc)}
+        if sender:
+            recipients.add(sender.normalized)
+        models.MessageReference.create(
+            message_id=message.message_id, ticket=ticket, direction="in",
+            kind=decision.entry_kind, recipients=" ".join(sorted(recipients)),
+        )
+    return entry
+
+
+def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> None:
+    """Make the people in Cc (and extra To addresses) participants of the ticket."""
+    sender = decision.sender
+    for address in (*decision.message.to, *decision.message.cc):
+        normalized = address.normalized
+        if normalized in desk.own_addresses or normalized == sender:
+            continue
+        if normalized == ticket.requester.address or normalized in desk.agent_addresses:
+            continue
+        contact = upsert_contact(address)
+        models.Participant.get_or_create(ticket=ticket, contact=contact)
+
+
+def _create_ticket(desk: Desk, decision: Decision, contact: models.Contact) -> models.Ticket:
+    routing = decision.routing
+    values: dict[str, Any] = {
+        "subject": decision.subject,
+        "requester": contact,
+        "language": decision.language or desk.config.language,
+        "linked_ticket": decision.linked_ticket,
+    }
+    if routing is not None:
+        for name in ("group", "assignee", "type", "category", "impact", "urgency"):
+            value = getattr(routing, name)
+            if value is not None:
+                values[name] = value
+        if routing.tags:
+            values["tags"] = " ".join(routing.tags)
+    if values.get("assignee"):
+        values["status"] = "assigned"
+    ticket = models.Ticket.create(**values)
+    if contact.language is None and decision.language:
+        contact.language = decision.language
+        contact.save()
+    return ticket
+
+
+def _acknowledge(desk: Desk, decision: Decision, ticket: models.Ticket) -> QueuedMail | None:
+    message = decision.message
+    requester = ticket.requester
+    context = {
+        "ticket": ticket_context(desk, ticket),
+        "linked_ticket": {"number": decision.linked_ticket.id} if decision.linked_ticket else None,
+    }
+    references = [*message.references]
+    if message.message_id:
+        references.append(message.message_id)
+    return queue_mail(
+        desk,
+        template=decision.acknowledgement_template,
+        language=ticket.language,
+        context=context,
+        to=[Recipient(requester.address, requester.name)],
+        ticket=ticket,
+        in_reply_to=message.message_id,
+        references=references,
+        automatic=True,
+        kind="ack",
+    )
+
+
+def apply(desk: Desk, decision: Decision) -> Outcome:
+    """Carry out a decision in one transaction and return the outcome.
+
+    Raises peewee.IntegrityError when another process recorded the same mail first.
+    """
+    hashes = _store_attachments(desk, decision) if decision.action is not Action.IGNORE else []
+    queued: list[QueuedMail] = []
+
+    with database_proxy.atomic():
+        ticket = decision.ticket
+        if decision.action is Action.CREATE:
+            assert decision.message.from_address is not None
+            contact = upsert_contact(decision.message.from_address)
+            ticket = _create_ticket(desk, decision, contact)
+            routing = decision.routing.to_json() if decision.routing is not None else None
+            record_event(ticket, decision.sender, "created", {
+                "reason": decision.reason,
+                "classification": decision.classification.kind.value,
+                "routing": routing,
+                "linked_ticket": decision.linked_ticket.id if decision.linked_ticket else None,
+            })
+            _add_entry(decision, ticket, hashes)
+            _add_participants(desk, decision, ticket)
+            if decision.acknowledge:
+                mail = _acknowledge(desk, decision, ticket)
+                if mail is not None:
+                    queued.append(mail)
+
+        elif decision.action is Action.APPEND:
+            assert ticket is not None
+            _add_entry(decision, ticket, hashes)
+            record_event(ticket, decision.sender, "message_added", {
+                "kind": decision.entry_kind,
+                "evidence": decision.follow_up.evidence.value,
+                "message_id": decision.message.message_id,
+            })
+            if decision.entry_kind == "customer":
+                _add_participants(desk, decision, ticket)
+            models.Ticket.update(updated_at=utcnow()).where(
+                models.Ticket.id == ticket.id).execute()
+
+        for event_ticket, action, detail in decision.events:
+            record_event(event_ticket, decision.sender or "maildesk", action, detail)
+        if decision.action is Action.IGNORE:
+            record_event(None, decision.sender or "maildesk", "ignored", {
+                "reason": decision.reason, "message_id": decision.message.message_id,
+                "source": decision.source,
+            })
+
+        models.ProcessedMessage.create(
+            dedupe_key=decision.dedupe_key,
+            raw_sha256=decision.raw_sha256,
+            source=decision.source[:200],
+            outcome=decision.action.value,
+            ticket=ticket,
+        )
+
+    outcome = Outcome(decision.action.value, ticket.id if ticket else None, decision.reason,
+                      tuple(queued))
+    logging.getLogger("maildesk.decision").info(
+        _("{message_id}: {action} ticket {ticket} ({reason})").format(
+            message_id=decision.message.message_id or decision.dedupe_key,
+            action=outcome.action, ticket=outcome.ticket or "-", reason=decision.reason,
+        )
+    )
+    return outcome
+
+
+def is_duplicate(dedupe_key: str) -> bool:
+    return models.ProcessedMessage.select().where(
+        models.ProcessedMessage.dedupe_key == dedupe_key).exists()
+
+
+__all__ = ["Outcome", "apply", "is_duplicate", "record_event", "upsert_contact", "pw"]
