@@ -3,27 +3,48 @@
 Parsing is pure: no database, no file system. Every text value taken from a mail is
 reduced to what is safe to store and to put into a template (no NUL, subjects and names
 on one line), because later steps copy these values into outgoing headers.
+
+The standard library splits the MIME tree (``compat32`` policy, which keeps header
+values raw); everything that turns bytes into text is done here and in
+``maildesk.charsets``, because real mail breaks the standards in ways the stdlib's
+strict header parser reports as defects or exceptions.
 """
 
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.message import EmailMessage
-from email.utils import getaddresses, parsedate_to_datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
+from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
+from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector
+from maildesk.quotes import extract_reply
+from maildesk.subjects import is_forward
 
 logger = logging.getLogger(__name__)
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+__all__ = [
+    "Address",
+    "Attachment",
+    "MAX_ATTACHMENT_SIZE",
+    "MAX_TOTAL_SIZE",
+    "ParsedMessage",
+    "clean_text",
+    "parse_message",
+    "parse_message_ids",
+    "single_line",
+]
 
 
 @dataclass(frozen=True)
@@ -43,13 +64,18 @@ class Address:
 
 @dataclass(frozen=True)
 class Attachment:
-    """One attachment or inline part, decoded; ``filename`` is already sanitised."""
+    """One attachment or inline part, decoded; ``filename`` is already sanitised.
+
+    ``original_filename`` is the decoded name as the sender wrote it (one line, for
+    display only, never for a path). ``content_id`` keeps its angle brackets.
+    """
 
     filename: str
     content_type: str
     content: bytes = field(repr=False)
     content_id: str | None = None
     inline: bool = False
+    original_filename: str = ""
 
     @property
     def size(self) -> int:
@@ -59,6 +85,20 @@ class Attachment:
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
 
+    @property
+    def is_message(self) -> bool:
+        """True for an attached mail (a forward as attachment), stored as raw ``.eml`` bytes."""
+        return self.content_type in ("message/rfc822", "message/global")
+
+    def parse_embedded(self) -> ParsedMessage:
+        """Parse an attached mail, which makes its own attachments reachable.
+
+        Raises ParseError when the attachment is not a mail or cannot be read.
+        """
+        if not self.is_message:
+            raise ParseError(f"attachment {self.filename!r} is {self.content_type}, not a mail")
+        return parse_message(self.content)
+
 
 @dataclass(frozen=True)
 class ParsedMessage:
@@ -66,7 +106,10 @@ class ParsedMessage:
 
     ``text`` is the whole plain-text body (converted from HTML when the mail has no
     usable text part); ``reply_text`` is the part the sender wrote this time, without the
-    quoted history and signature. Message-IDs keep their angle brackets.
+    quoted history and signature. ``html`` is the sanitised HTML body, if the mail had
+    one. Message-IDs keep their angle brackets. ``notes`` are remarks for the agents
+    about what the parser left out (an attachment over the size limit, an unreadable
+    part), already translated.
     """
 
     message_id: str | None
@@ -86,6 +129,7 @@ class ParsedMessage:
     return_path: str | None = None
     content_type: str = "text/plain"
     defects: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def header(self, name: str) -> str | None:
         """Return the first value of a header (case-insensitive), or None."""
@@ -125,128 +169,176 @@ def parse_message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(_MESSAGE_ID.findall(value))
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse raw bytes into a ParsedMessage; raise ParseError when nothing is readable."""
-    if not raw or not raw.strip():
+def parse_message(
+    raw: bytes,
+    *,
+    default_charset: str = DEFAULT_CHARSET,
+    max_attachment_size: int = MAX_ATTACHMENT_SIZE,
+    max_total_size: int = MAX_TOTAL_SIZE,
+) -> ParsedMessage:
+    """Parse raw bytes into a ParsedMessage; raise ParseError when nothing is readable.
+
+    ``default_charset`` reads 8-bit text that carries no usable charset label and is not
+    UTF-8. Attachments larger than ``max_attachment_size`` bytes, or past
+    ``max_total_size`` bytes for the whole mail, are left out and named in ``notes``.
+    """
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise ParseError(f"a mail must be bytes, not {type(raw).__name__}")
+    raw = bytes(raw)
+    if not raw.strip():
         raise ParseError("empty message")
 
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-    except Exception as error:  # the stdlib parser has no documented error class
-        raise ParseError(f"the mail could not be parsed: {error}") from error
-    assert isinstance(message, EmailMessage)
+        return _parse(raw, default_charset, max_attachment_size, max_total_size)
+    except ParseError:
+        raise
+    except (RecursionError, MemoryError) as error:
+        logger.error("parsing failed: the mail is nested too deeply or too large: %r", error)
+        raise ParseError(f"the mail could not be parsed: {error!r}") from error
+    except Exception as error:  # last resort: one bad mail must never stop the queue
+        logger.exception("parsing failed with an unexpected error")
+        raise ParseError(f"the mail could not be parsed: {error!r}") from error
 
-    headers = tuple((name, single_line(str(value))) for name, value in _header_items(message))
-    text, html = _body(message)
+
+def _parse(
+    raw: bytes, default_charset: str, max_attachment_size: int, max_total_size: int
+) -> ParsedMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    raw_headers = [(str(name), str(value)) for name, value in message.raw_items()]
+    message_id = (parse_message_ids(_first(raw_headers, "Message-ID")) or (None,))[0]
+    logger.debug("parsing message %s (%d bytes)", message_id, len(raw))
+
+    def decoded(name: str) -> str:
+        value = _first(raw_headers, name)
+        return "" if value is None else decode_rfc2047(value, default_charset)
+
+    headers = tuple(
+        (single_line(name), single_line(decode_rfc2047(value, default_charset)))
+        for name, value in raw_headers
+    )
+
+    collector = BodyCollector(
+        raw=raw,
+        default_charset=default_charset,
+        max_attachment_size=max_attachment_size,
+        max_total_size=max_total_size,
+    )
+    collector.collect(message)
+    body = collector.result()
+
+    subject = single_line(decoded("Subject"))
+    text = clean_text(body.text)
+    reply_source = clean_text(body.reply_source)
+    from_addresses = _addresses(raw_headers, "From", default_charset)
     return ParsedMessage(
-        message_id=(parse_message_ids(_raw_header(message, "Message-ID")) or (None,))[0],
-        subject=single_line(_header_text(message, "Subject")),
-        from_address=(_addresses(message, "From") or (None,))[0],
-        to=_addresses(message, "To"),
-        cc=_addresses(message, "Cc"),
-        reply_to=_addresses(message, "Reply-To"),
-        in_reply_to=parse_message_ids(_raw_header(message, "In-Reply-To")),
-        references=parse_message_ids(_raw_header(message, "References")),
-        date=_date(message),
+        message_id=message_id,
+        subject=subject,
+        from_address=from_addresses[0] if from_addresses else None,
+        to=_addresses(raw_headers, "To", default_charset),
+        cc=_addresses(raw_headers, "Cc", default_charset),
+        reply_to=_addresses(raw_headers, "Reply-To", default_charset),
+        in_reply_to=parse_message_ids(_first(raw_headers, "In-Reply-To")),
+        references=parse_message_ids(" ".join(_all(raw_headers, "References"))),
+        date=_date(raw_headers),
         headers=headers,
-        text=clean_text(text),
-        reply_text=clean_text(text).strip(),
-        html=html,
-        attachments=tuple(_attachments(message)),
-        return_path=_return_path(message),
+        text=text,
+        reply_text=extract_reply(reply_source, forwarded=is_forward(subject)),
+        html=body.html,
+        attachments=body.attachments,
+        return_path=_return_path(raw_headers),
         content_type=message.get_content_type(),
-        defects=tuple(type(defect).__name__ for defect in message.defects),
+        defects=tuple(type(defect).__name__ for defect in collector.defects),
+        notes=body.notes,
     )
 
 
-def _header_items(message: EmailMessage) -> list[tuple[str, str]]:
-    items = []
-    for name, value in message.raw_items():
-        try:
-            items.append((name, str(message.policy.header_factory(name, value))))
-        except Exception:  # malformed header: keep the raw text
-            items.append((name, str(value)))
-    return items
-
-
-def _raw_header(message: EmailMessage, name: str) -> str | None:
-    for key, value in message.raw_items():
-        if key.lower() == name.lower():
-            return str(value)
+def _first(headers: list[tuple[str, str]], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value
     return None
 
 
-def _header_text(message: EmailMessage, name: str) -> str:
-    try:
-        value = message.get(name)
-    except Exception:
-        value = _raw_header(message, name)
-    return "" if value is None else str(value)
+def _all(headers: list[tuple[str, str]], name: str) -> list[str]:
+    wanted = name.lower()
+    return [value for key, value in headers if key.lower() == wanted]
 
 
-def _addresses(message: EmailMessage, name: str) -> tuple[Address, ...]:
-    values = [_header_text(message, name)] if message.get(name) is not None else []
-    result = []
-    for display, address in getaddresses(values):
-        if "@" in address:
-            result.append(Address(single_line(display), single_line(address)))
+# One or more encoded words separated by white space, protected from the address
+# parser so that a comma or quote inside one cannot split a display name.
+_ENCODED_WORD = r"=\?[^?\s]{1,75}\?[QqBb]\?[^?\r\n]{0,2000}?\?="
+_ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:[ \t]*{_ENCODED_WORD})*")
+_PLACEHOLDER = re.compile("\x01(\\d+)\x01")
+
+
+def _addresses(
+    headers: list[tuple[str, str]], name: str, default_charset: str
+) -> tuple[Address, ...]:
+    """Parse every mailbox of every header ``name``; display names are decoded afterwards.
+
+    Encoded words are swapped for placeholders before the address parser runs, so a comma
+    inside ``=?utf-8?Q?Nowak,_Jan?=`` stays in the name. A display name equal to the
+    address is dropped.
+    """
+    result: list[Address] = []
+    for value in _all(headers, name):
+        words: list[str] = []
+
+        def protect(match: re.Match[str], words: list[str] = words) -> str:
+            words.append(match.group(0))
+            return f"\x01{len(words) - 1}\x01"
+
+        protected = _ENCODED_RUN.sub(protect, unfold(value).replace("\x01", ""))
+
+        def restore(text: str, words: list[str] = words) -> str:
+            text = _PLACEHOLDER.sub(lambda match: words[int(match.group(1))], text)
+            return decode_rfc2047(text, default_charset)
+
+        for display, address in email.utils.getaddresses([protected]):
+            address = single_line(restore(address)).strip("<>").replace(" ", "")
+            if "@" not in address:
+                continue
+            display = single_line(restore(display)).strip().strip("\"'").strip()
+            if display.strip("<>").lower() == address.lower():
+                display = ""
+            result.append(Address(display, address))
     return tuple(result)
 
 
-def _date(message: EmailMessage) -> datetime | None:
-    value = _raw_header(message, "Date")
+def _parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        parsed = parsedate_to_datetime(single_line(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # "-0000": the zone is unknown, RFC 5322 3.3
+    return parsed
 
 
-def _return_path(message: EmailMessage) -> str | None:
-    value = _raw_header(message, "Return-Path")
+def _date(headers: list[tuple[str, str]]) -> datetime | None:
+    """Read Date; if it is missing or unparseable, use the topmost Received timestamp.
+
+    The topmost Received header is the one our own server added, so its clock is the
+    closest trustworthy time of arrival.
+    """
+    date = _parse_date(_first(headers, "Date"))
+    if date is not None:
+        return date
+
+    for received in _all(headers, "Received"):
+        _, separator, stamp = unfold(received).rpartition(";")
+        if separator:
+            date = _parse_date(stamp.strip())
+            if date is not None:
+                return date
+    return None
+
+
+def _return_path(headers: list[tuple[str, str]]) -> str | None:
+    value = _first(headers, "Return-Path")
     if value is None:
         return None
-    return value.strip().strip("<>").strip()
-
-
-def _decoded_text(part: EmailMessage) -> str:
-    payload = part.get_payload(decode=True) or b""
-    assert isinstance(payload, bytes)
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        try:
-            return payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return payload.decode("windows-1250", errors="replace")
-
-
-def _body(message: EmailMessage) -> tuple[str, str | None]:
-    text_part = message.get_body(preferencelist=("plain",))
-    html_part = message.get_body(preferencelist=("html",))
-    text = _decoded_text(text_part) if isinstance(text_part, EmailMessage) else ""
-    html = _decoded_text(html_part) if isinstance(html_part, EmailMessage) else None
-    if not text.strip() and html:
-        text = re.sub(r"<[^>]+>", " ", html)
-    return text, html
-
-
-def _attachments(message: EmailMessage) -> list[Attachment]:
-    result = []
-    for part in message.iter_attachments():
-        assert isinstance(part, EmailMessage)
-        payload = part.get_payload(decode=True)
-        if payload is None:
-            payload = part.as_bytes()
-        result.append(
-            Attachment(
-                filename=single_line(part.get_filename() or "attachment"),
-                content_type=part.get_content_type(),
-                content=payload,
-                content_id=part.get("Content-ID"),
-                inline=part.get_content_disposition() == "inline",
-            )
-        )
-    return result
+    return single_line(value).strip().strip("<>").strip()

@@ -1,0 +1,225 @@
+"""Attachment file names that are safe on disk, and attachments hidden inside other formats.
+
+A file name from a mail is attacker-controlled: it may hold a path (``../../etc/passwd``),
+control or bidirectional-override characters that disguise the extension, a reserved
+Windows device name, or nothing at all. ``sanitize_filename`` returns a name that is a
+single path component on POSIX and Windows; ``unique_filename`` keeps names distinct
+within one mail.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+MAX_FILENAME_BYTES = 200
+FALLBACK_STEM = "attachment"
+
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
+_WHITESPACE = re.compile(r"\s+")
+_RESERVED_WINDOWS = re.compile(
+    r"^(?:con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)$", re.I
+)
+
+# Types Python's mimetypes maps to odd or missing extensions.
+_EXTENSIONS = {
+    "text/plain": ".txt",
+    "text/html": ".html",
+    "text/calendar": ".ics",
+    "message/rfc822": ".eml",
+    "message/delivery-status": ".txt",
+    "message/disposition-notification": ".txt",
+    "application/pkcs7-signature": ".p7s",
+    "application/x-pkcs7-signature": ".p7s",
+    "application/pkcs7-mime": ".p7m",
+    "application/x-pkcs7-mime": ".p7m",
+    "application/pgp-signature": ".asc",
+    "application/pgp-encrypted": ".asc",
+    "application/ms-tnef": ".dat",
+    "application/octet-stream": ".bin",
+    "image/jpeg": ".jpg",
+}
+
+
+def extension_for(content_type: str) -> str:
+    """Return the usual file extension (with the dot) for a MIME type, ``.bin`` if unknown."""
+    content_type = content_type.lower()
+    return _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > 16 or " " in extension:
+        return name, ""
+    return stem, "." + extension
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
+
+
+def sanitize_filename(name: str | None, content_type: str = "application/octet-stream") -> str:
+    """Reduce a file name from a mail to one safe, non-empty path component.
+
+    Keeps the sender's spelling where it is harmless (Polish letters, spaces) and
+    replaces what a file system or a file manager would misread.
+    """
+    name = unicodedata.normalize("NFC", name or "")
+
+    # Only the last path component counts, whichever separator the sender used.
+    name = re.split(r"[/\\]", name)[-1]
+
+    # Control characters (Cc) and format characters (Cf: bidirectional overrides such as
+    # U+202E, zero-width joiners) can hide the real extension from a reader.
+    name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cf", "Cs"))
+    name = _WINDOWS_FORBIDDEN.sub("_", name)
+    name = _WHITESPACE.sub(" ", name).strip(" .")
+
+    stem, extension = _split_extension(name)
+    if _RESERVED_WINDOWS.match(stem.strip()):
+        stem = "_" + stem
+    if not stem.strip(" ._"):
+        stem = FALLBACK_STEM
+        extension = extension or extension_for(content_type)
+
+    extension = _truncate_utf8(extension, 20)
+    stem = _truncate_utf8(stem, MAX_FILENAME_BYTES - len(extension.encode("utf-8"))).rstrip(" .")
+    return (stem or FALLBACK_STEM) + extension
+
+
+def unique_filename(name: str, taken: set[str]) -> str:
+    """Return ``name``, or ``name (2).ext``, ``name (3).ext``... if another file has it.
+
+    Names are compared case-insensitively because Windows and macOS file systems do.
+    ``taken`` is updated with the returned name.
+    """
+    candidate = name
+    stem, extension = _split_extension(name)
+    counter = 2
+    while candidate.casefold() in taken:
+        candidate = f"{stem} ({counter}){extension}"
+        counter += 1
+    taken.add(candidate.casefold())
+    return candidate
+
+
+@dataclass(frozen=True)
+class UuencodedFile:
+    """One ``begin ... end`` block found in a text body."""
+
+    filename: str
+    content: bytes
+    start: int
+    end: int
+
+
+_UU_BEGIN = re.compile(r"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+?)[ \t]*\r?$", re.MULTILINE)
+_UU_END = re.compile(r"^end[ \t]*\r?$", re.MULTILINE)
+
+
+def find_uuencoded(text: str) -> list[UuencodedFile]:
+    """Find uuencoded files in a text body (Lotus Notes and old clients still send them).
+
+    A block is taken only when every line between ``begin`` and ``end`` decodes, so
+    prose that happens to start with "begin 644" stays text.
+    """
+    found: list[UuencodedFile] = []
+    position = 0
+    while True:
+        begin = _UU_BEGIN.search(text, position)
+        if begin is None:
+            return found
+        end = _UU_END.search(text, begin.end())
+        if end is None:
+            return found
+
+        content = _decode_uu_lines(text[begin.end() : end.start()].splitlines())
+        if content is not None:
+            found.append(UuencodedFile(begin.group(1).strip(), content, begin.start(), end.end()))
+        position = end.end()
+
+
+def _decode_uu_lines(lines: Iterable[str]) -> bytes | None:
+    chunks: list[bytes] = []
+    for line in lines:
+        line = line.rstrip("\r")
+        if not line or line == "`":
+            continue
+        try:
+            chunks.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            # Some encoders pad lines wrongly; decode the length the first byte promises.
+            try:
+                length = ((ord(line[0]) - 32) & 63) * 4 // 3
+                chunks.append(binascii.a2b_uu(line[: length + 1]))
+            except (binascii.Error, IndexError, ValueError):
+                return None
+        except (ValueError, UnicodeEncodeError):
+            return None
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class TnefContent:
+    """What a ``winmail.dat`` carries: its files and the body Outlook wrote into it."""
+
+    files: tuple[tuple[str, bytes], ...]
+    text: str | None
+    html: str | None
+    rtf: bytes | None
+
+
+def unpack_tnef(data: bytes) -> TnefContent:
+    """Unpack an ``application/ms-tnef`` part with tnefparse.
+
+    Raises ValueError when the bytes are not TNEF or are too damaged to read.
+    """
+    from tnefparse.tnef import TNEF  # imported here: only Outlook/Exchange mail needs it
+
+    try:
+        tnef = TNEF(data, do_checksum=False)
+    except ValueError:
+        raise
+    except Exception as error:  # tnefparse raises struct.error, IndexError, KeyError
+        raise ValueError(f"damaged TNEF data: {error!r}") from error
+
+    files = []
+    for attachment in tnef.attachments:
+        try:
+            name = attachment.long_filename()
+        except Exception:  # an undecodable name property: fall back to the 8.3 name
+            name = ""
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", errors="replace")
+        content = attachment.data if isinstance(attachment.data, bytes) else b""
+        files.append((str(name or "").strip("\x00"), content))
+
+    text = _tnef_text(tnef.body)
+    html = _tnef_text(tnef.htmlbody)
+    rtf = None
+    try:
+        candidate = tnef.rtfbody
+    except Exception:  # compressed RTF that does not decompress
+        candidate = None
+    if isinstance(candidate, bytes) and candidate.lstrip().startswith(b"{\\rtf"):
+        rtf = candidate
+    return TnefContent(tuple(files), text, html, rtf)
+
+
+def _tnef_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace") if value else ""
+    if not isinstance(value, str):
+        return None
+    value = value.strip("\x00")
+    return value or None

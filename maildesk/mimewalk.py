@@ -1,0 +1,580 @@
+"""Walk a MIME tree and sort its parts into body text, HTML and attachments.
+
+The rules follow what mail clients show a reader: in multipart/alternative the plain
+part is the text unless it is blank, the HTML part the HTML; in multipart/related the
+root is the body and the rest are inline parts; in multipart/signed the first part is
+the content and the signature is kept as an attachment; a forwarded mail
+(message/rfc822) is one ``.eml`` attachment with its raw bytes; ``winmail.dat`` is
+unpacked. Calendar parts are attachments, never body text.
+"""
+
+from __future__ import annotations
+
+import email.message
+import logging
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from maildesk.attachments import (
+    extension_for,
+    find_uuencoded,
+    sanitize_filename,
+    unique_filename,
+    unpack_tnef,
+)
+from maildesk.charsets import declared_html_charset, decode_bytes, decode_rfc2047
+from maildesk.htmltext import html_to_text, sanitize_html
+from maildesk.i18n import _
+from maildesk.quotes import strip_html_quotes
+
+if TYPE_CHECKING:
+    from maildesk.parse import Attachment
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTACHMENT_SIZE = 25 * 1024 * 1024
+MAX_TOTAL_SIZE = 50 * 1024 * 1024
+
+# Deeper nesting is kept inside the enclosing .eml attachment instead of being walked;
+# real forwards rarely nest more than a handful of levels.
+MAX_DEPTH = 20
+
+_BODY_TYPES = ("text/plain", "text/html")
+_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+_MESSAGE_TYPES = ("message/rfc822", "message/global")
+_SIGNATURE_TYPES = (
+    "application/pkcs7-signature",
+    "application/x-pkcs7-signature",
+    "application/pgp-signature",
+)
+
+
+@dataclass
+class _Part:
+    """One body piece in document order; HTML is kept undecorated until the end."""
+
+    kind: str  # "plain" or "html"
+    text: str
+
+
+@dataclass(frozen=True)
+class BodyResult:
+    text: str
+    reply_source: str
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass
+class BodyCollector:
+    """Collect the body and attachments of one mail; see ``collect``."""
+
+    raw: bytes
+    default_charset: str
+    max_attachment_size: int = MAX_ATTACHMENT_SIZE
+    max_total_size: int = MAX_TOTAL_SIZE
+    parts: list[_Part] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    defects: list[object] = field(default_factory=list)
+    _total_size: int = 0
+    _raw_bodies: dict[int, bytes] = field(default_factory=dict)
+
+    def collect(self, message: email.message.Message) -> None:
+        """Walk ``message`` and fill ``parts``, ``attachments`` and ``notes``."""
+        self._raw_bodies = locate_raw_bodies(self.raw, message)
+        self._walk(message, depth=0, top=True)
+
+    def result(self) -> BodyResult:
+        plain = [part.text for part in self.parts if part.kind == "plain" and part.text.strip()]
+        html = [part.text for part in self.parts if part.kind == "html" and part.text.strip()]
+
+        if plain:
+            text = "\n\n".join(part.strip("\r\n") for part in plain)
+            reply_source = text
+        elif html:
+            text = "\n\n".join(html_to_text(part) for part in html)
+            reply_source = "\n\n".join(html_to_text(strip_html_quotes(part)) for part in html)
+        else:
+            text = reply_source = ""
+
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        reply_source = reply_source.replace("\r\n", "\n").replace("\r", "\n")
+        sanitized = sanitize_html("\n".join(html)) if html else None
+        return BodyResult(
+            text=text,
+            reply_source=reply_source,
+            html=sanitized or None,
+            attachments=_without_unnamed_copies(self.attachments),
+            notes=tuple(self.notes),
+        )
+
+    # -- walking ---------------------------------------------------------------------------
+
+    def _walk(self, part: email.message.Message, depth: int, top: bool = False) -> None:
+        self.defects.extend(part.defects)
+        content_type = part.get_content_type()
+
+        if content_type in _MESSAGE_TYPES or (
+            part.get_content_maintype() == "message" and part.is_multipart()
+        ):
+            self._add_message(part, content_type)
+            return
+
+        if part.is_multipart():
+            if depth >= MAX_DEPTH:
+                logger.warning("MIME tree deeper than %d levels; the rest is not walked", MAX_DEPTH)
+                self.notes.append(
+                    _("Parts nested deeper than {depth} levels were not read.").format(
+                        depth=MAX_DEPTH
+                    )
+                )
+                return
+            self._walk_multipart(part, content_type, depth)
+            return
+
+        self._walk_leaf(part, content_type, top)
+
+    def _walk_multipart(self, part: email.message.Message, content_type: str, depth: int) -> None:
+        children = [
+            child for child in part.get_payload() if isinstance(child, email.message.Message)
+        ]
+
+        if content_type == "multipart/alternative":
+            self._walk_alternative(children, depth)
+            return
+
+        if content_type == "multipart/related" and children:
+            root = _related_root(part, children)
+            self._walk(root, depth + 1)
+            for child in children:
+                if child is not root:
+                    self._walk_related_resource(child, depth)
+            return
+
+        if content_type == "multipart/signed" and children:
+            self._walk(children[0], depth + 1)
+            for child in children[1:]:
+                self._add_leaf_attachment(child, child.get_content_type())
+            return
+
+        for child in children:
+            self._walk(child, depth + 1)
+
+    def _walk_alternative(self, children: list[email.message.Message], depth: int) -> None:
+        """Keep the first non-blank plain text and the last HTML of the alternatives.
+
+        Each alternative is collected on its own first, so the attachments of an HTML
+        alternative (inline images in multipart/related) are kept even when the plain
+        text wins, while the text of a second alternative does not double the body.
+        """
+        chosen_plain: list[_Part] | None = None
+        chosen_html: list[_Part] | None = None
+        for child in children:
+            before = len(self.parts)
+            self._walk(child, depth + 1)
+            produced = self.parts[before:]
+            del self.parts[before:]
+
+            plain = [piece for piece in produced if piece.kind == "plain"]
+            html = [piece for piece in produced if piece.kind == "html"]
+            if chosen_plain is None and any(piece.text.strip() for piece in plain):
+                chosen_plain = plain
+            if html:
+                chosen_html = html
+
+        self.parts.extend(chosen_plain or [])
+        self.parts.extend(chosen_html or [])
+
+    def _walk_related_resource(self, part: email.message.Message, depth: int) -> None:
+        if part.is_multipart():
+            self._walk(part, depth + 1)
+            return
+        self._add_leaf_attachment(part, part.get_content_type(), inline_default=True)
+
+    def _walk_leaf(self, part: email.message.Message, content_type: str, top: bool) -> None:
+        disposition = _disposition(part)
+        filename = decoded_filename(part, self.default_charset)
+
+        is_body_type = content_type in _BODY_TYPES
+        is_body = is_body_type and disposition != "attachment" and (filename is None or top)
+        if is_body:
+            self._add_body_text(part, content_type)
+            return
+
+        is_tnef = content_type in _TNEF_TYPES or (filename or "").lower() == "winmail.dat"
+        if is_tnef and self._add_tnef(part):
+            return
+
+        self._add_leaf_attachment(part, content_type)
+
+    # -- body text ---------------------------------------------------------------------
+
+    def _add_body_text(self, part: email.message.Message, content_type: str) -> None:
+        payload = _payload_bytes(part)
+        label = _charset_label(part)
+
+        if content_type == "text/html":
+            meta = declared_html_charset(payload)
+            text = decode_bytes(payload, label or meta, self.default_charset)
+            self.parts.append(_Part("html", text))
+            return
+
+        text = decode_bytes(payload, label, self.default_charset)
+        text = self._extract_uuencoded(text)
+        self.parts.append(_Part("plain", text))
+
+    def _extract_uuencoded(self, text: str) -> str:
+        """Move uuencoded files out of a text body into attachments."""
+        if "begin " not in text:
+            return text
+        found = find_uuencoded(text)
+        for item in reversed(found):
+            text = text[: item.start] + text[item.end :]
+        for item in found:
+            self._store(
+                item.filename, "application/octet-stream", item.content, original=item.filename
+            )
+        return text
+
+    # -- attachments ---------------------------------------------------------------------
+
+    def _add_leaf_attachment(
+        self, part: email.message.Message, content_type: str, inline_default: bool = False
+    ) -> None:
+        filename = decoded_filename(part, self.default_charset)
+        disposition = _disposition(part)
+        content_id = _content_id(part)
+        inline = disposition == "inline" or (
+            inline_default and disposition is None and content_id is not None
+        )
+
+        if part.is_multipart():  # message/* types other than rfc822 that the parser split
+            content = self._raw_bodies.get(id(part)) or _serialize_body(part)
+        else:
+            content = _payload_bytes(part)
+        self._store(
+            filename, content_type, content, content_id=content_id, inline=inline, original=filename
+        )
+
+    def _add_message(self, part: email.message.Message, content_type: str) -> None:
+        """Store a forwarded mail verbatim as ``<inner subject>.eml``."""
+        inner = part.get_payload()
+        inner_message = inner[0] if isinstance(inner, list) and inner else None
+
+        content = self._raw_bodies.get(id(part))
+        if content is None:
+            if isinstance(inner_message, email.message.Message):
+                content = _serialize(inner_message)
+            else:
+                content = _payload_bytes(part)
+
+        filename = decoded_filename(part, self.default_charset)
+        if not filename and isinstance(inner_message, email.message.Message):
+            subject = decode_rfc2047(
+                str(inner_message.get("Subject", "") or ""), self.default_charset
+            )
+            # A subject is not a path: "Faktura 12/2026" must not lose "Faktura 12/".
+            subject = " ".join(subject.replace("/", "_").replace("\\", "_").split())
+            filename = f"{subject}.eml" if subject else None
+        if filename and not filename.lower().endswith(".eml") and content_type in _MESSAGE_TYPES:
+            filename += ".eml"
+        self._store(
+            filename,
+            content_type,
+            content,
+            content_id=_content_id(part),
+            inline=False,
+            original=filename,
+            fallback_stem="message",
+        )
+
+    def _add_tnef(self, part: email.message.Message) -> bool:
+        """Replace ``winmail.dat`` by the files and body inside it; False if it is unreadable."""
+        data = _payload_bytes(part)
+        try:
+            tnef = unpack_tnef(data)
+        except ValueError as error:
+            logger.warning("winmail.dat could not be unpacked, it is kept as it is: %s", error)
+            return False
+
+        for name, content in tnef.files:
+            self._store(name or None, "application/octet-stream", content, original=name)
+        if tnef.text and not any(
+            piece.kind == "plain" and piece.text.strip() for piece in self.parts
+        ):
+            self.parts.append(_Part("plain", tnef.text))
+        elif tnef.html:
+            self.parts.append(_Part("html", tnef.html))
+        if tnef.rtf and not tnef.text and not tnef.html:
+            self._store("message.rtf", "application/rtf", tnef.rtf, original="message.rtf")
+        return True
+
+    def _store(
+        self,
+        filename: str | None,
+        content_type: str,
+        content: bytes,
+        *,
+        content_id: str | None = None,
+        inline: bool = False,
+        original: str | None = None,
+        fallback_stem: str | None = None,
+    ) -> None:
+        from maildesk.parse import Attachment, single_line
+
+        safe_name = sanitize_filename(filename, content_type)
+        if not filename and content_type == "text/calendar":
+            fallback_stem = fallback_stem or "invite"
+        if not filename and fallback_stem:
+            safe_name = fallback_stem + extension_for(content_type)
+        display_name = single_line(original or "")
+
+        if len(content) > self.max_attachment_size:
+            logger.warning(
+                "attachment %r left out: %d bytes is over the limit of %d",
+                safe_name,
+                len(content),
+                self.max_attachment_size,
+            )
+            self.notes.append(
+                _(
+                    "Attachment {name} ({size} bytes) was left out: "
+                    "it is larger than {limit} bytes."
+                ).format(name=safe_name, size=len(content), limit=self.max_attachment_size)
+            )
+            return
+        if self._total_size + len(content) > self.max_total_size:
+            logger.warning(
+                "attachment %r left out: the mail's attachments exceed %d bytes",
+                safe_name,
+                self.max_total_size,
+            )
+            self.notes.append(
+                _(
+                    "Attachment {name} ({size} bytes) was left out: the attachments of this mail "
+                    "exceed {limit} bytes together."
+                ).format(name=safe_name, size=len(content), limit=self.max_total_size)
+            )
+            return
+
+        self._total_size += len(content)
+        self.attachments.append(
+            Attachment(
+                filename=safe_name,
+                content_type=content_type,
+                content=content,
+                content_id=content_id,
+                inline=inline,
+                original_filename=display_name,
+            )
+        )
+
+
+def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, ...]:
+    """Drop a part that had no file name when a named attachment has the same bytes.
+
+    Calendar invitations carry the event twice: as the text/calendar alternative and as
+    ``invite.ics``; the agent needs one copy.
+    """
+    named = {item.sha256 for item in attachments if item.original_filename}
+    kept = [
+        item
+        for item in attachments
+        if item.original_filename or item.size == 0 or item.sha256 not in named
+    ]
+    taken: set[str] = set()
+    return tuple(replace(item, filename=unique_filename(item.filename, taken)) for item in kept)
+
+
+# -- helpers on single parts ---------------------------------------------------------------
+
+
+def _payload_bytes(part: email.message.Message) -> bytes:
+    """Return the decoded payload (base64, quoted-printable, uuencode) or b''."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as error:  # a damaged transfer encoding: keep what is there
+        logger.debug("payload could not be decoded: %r", error)
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return raw.encode("utf-8", errors="surrogateescape")
+    return b""
+
+
+def _charset_label(part: email.message.Message) -> str | None:
+    try:
+        value = part.get_param("charset")
+    except Exception:
+        return None
+    if isinstance(value, tuple):  # RFC 2231 form
+        value = value[2]
+    return str(value) if value else None
+
+
+def _disposition(part: email.message.Message) -> str | None:
+    value = part.get("Content-Disposition")
+    if value is None:
+        return None
+    kind = str(value).split(";", 1)[0].strip().lower()
+    return kind or None
+
+
+def _content_id(part: email.message.Message) -> str | None:
+    value = part.get("Content-ID")
+    if value is None:
+        return None
+    value = "".join(str(value).split())
+    if not value:
+        return None
+    return value if value.startswith("<") else f"<{value.strip('<>')}>"
+
+
+def _param_bytes(value: str) -> bytes:
+    try:
+        return value.encode("latin-1", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", errors="surrogateescape")
+
+
+def decoded_filename(part: email.message.Message, default_charset: str) -> str | None:
+    """Return the attachment name from Content-Disposition or Content-Type, decoded.
+
+    Handles RFC 2231 (``filename*0*=utf-8''...`` continuations), RFC 2047 encoded words
+    (also inside quotes, which the RFC forbids but Outlook and Thunderbird write) and raw
+    8-bit names.
+    """
+    for header, parameter in (("content-disposition", "filename"), ("content-type", "name")):
+        try:
+            value = part.get_param(parameter, header=header)
+        except Exception:
+            continue
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            charset, _language, text = value
+            name = decode_bytes(_param_bytes(text or ""), charset or None, default_charset)
+            name = decode_rfc2047(name, default_charset) if "=?" in name else name
+        else:
+            name = decode_rfc2047(str(value), default_charset)
+        name = name.strip()
+        if name:
+            return name
+    return None
+
+
+def _related_root(
+    part: email.message.Message, children: list[email.message.Message]
+) -> email.message.Message:
+    start = part.get_param("start")
+    if isinstance(start, str) and start:
+        for child in children:
+            if _content_id(child) == _content_id_of(start):
+                return child
+    return children[0]
+
+
+def _content_id_of(value: str) -> str:
+    value = "".join(value.split())
+    return value if value.startswith("<") else f"<{value}>"
+
+
+def _serialize(message: email.message.Message) -> bytes:
+    try:
+        return message.as_bytes()
+    except Exception as error:  # headers the generator cannot write back
+        logger.debug("embedded message could not be serialised: %r", error)
+        return str(message).encode("utf-8", errors="replace")
+
+
+def _serialize_body(part: email.message.Message) -> bytes:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return b"\n".join(
+            _serialize(item) for item in payload if isinstance(item, email.message.Message)
+        )
+    return _payload_bytes(part)
+
+
+# -- raw byte ranges -------------------------------------------------------------------------
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
+
+
+def locate_raw_bodies(raw: bytes, message: email.message.Message) -> dict[int, bytes]:
+    """Map each part (by ``id``) to the raw bytes of its body as they are in ``raw``.
+
+    The stdlib parser does not keep byte offsets; this repeats its boundary split on
+    bytes so a forwarded mail can be stored byte for byte. Where the split disagrees
+    with the parser (broken boundaries), that subtree is left out of the map and the
+    caller re-serialises it instead.
+    """
+    found: dict[int, bytes] = {}
+    _locate(raw, message, found, depth=0)
+    return found
+
+
+def _split_header(raw: bytes) -> bytes | None:
+    match = _HEADER_END.search(raw)
+    if match is None:
+        return None
+    return raw[match.end() :]
+
+
+def _locate(raw: bytes, part: email.message.Message, found: dict[int, bytes], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        return
+    body = _split_header(raw)
+    if body is None:
+        return
+    found[id(part)] = body
+
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return
+
+    if part.get_content_maintype() == "message":
+        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if len(payload) == 1 and encoding in ("", "7bit", "8bit", "binary"):
+            _locate_message(body, payload[0], found, depth)
+        return
+
+    boundary = part.get_boundary()
+    if not boundary:
+        return
+    pieces = _split_multipart(body, boundary.encode("utf-8", errors="surrogateescape"))
+    if pieces is None or len(pieces) != len(payload):
+        return
+    for piece, child in zip(pieces, payload, strict=True):
+        if isinstance(child, email.message.Message):
+            _locate(piece, child, found, depth + 1)
+
+
+def _locate_message(body: bytes, inner: object, found: dict[int, bytes], depth: int) -> None:
+    if isinstance(inner, email.message.Message):
+        # The inner message's own map entry is its body; the .eml needs the whole of it,
+        # which is exactly the body of the message/rfc822 part.
+        _locate(body, inner, found, depth + 1)
+
+
+def _split_multipart(body: bytes, boundary: bytes) -> list[bytes] | None:
+    delimiter = re.compile(
+        rb"(?:^|\r?\n|\r)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\r|$)"
+    )
+    pieces: list[bytes] = []
+    start: int | None = None
+    for match in delimiter.finditer(body):
+        if start is not None:
+            pieces.append(body[start : match.start()])
+        if match.group(1):
+            return pieces
+        newline = re.compile(rb"\r?\n|\r").match(body, match.end())
+        start = newline.end() if newline else match.end()
+    if start is not None:
+        pieces.append(body[start:])
+    return pieces or None

@@ -1,0 +1,321 @@
+"""Split a reply into what the sender wrote now and the quoted history below it.
+
+Mail clients mark history in three ways, and all three are handled, in Polish and
+English:
+
+- a header block copied from the quoted mail (Outlook: ``Od:``/``Wysłano:``/``Do:``/
+  ``Temat:`` or ``From:``/``Sent:``/``To:``/``Subject:``), or a separator line such as
+  ``-----Original Message-----`` or ``-----Wiadomość oryginalna-----``;
+- an attribution line (``On ... wrote:``, ``W dniu ... napisał(a):``, Gmail's
+  ``czw., 3 gru 2026 o 10:15 Jan Nowak <jan@example.org> napisał(a):``), possibly
+  wrapped over several lines;
+- ``>`` at the start of each quoted line.
+
+A header block or separator cuts off everything below it. An attribution followed by
+``>`` lines removes only the quoted lines, so answers written between quotes stay; an
+attribution followed by unquoted text (an HTML quote converted to text) cuts. The
+signature after ``-- `` and mobile footers (``Sent from my iPhone``) are removed.
+
+Everything works line by line with short, anchored patterns on bounded windows, so
+the time is linear in the length of the text whatever the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+logger = logging.getLogger(__name__)
+
+# At most this many lines make one wrapped attribution ("On <date>, <name>\n<addr>\nwrote:").
+_ATTRIBUTION_LINES = 4
+_MAX_ATTRIBUTION_CHARS = 600
+# A "--" line without the trailing space counts as a signature separator only this close to the end.
+_MAX_SIGNATURE_LINES = 12
+
+_SEPARATOR = re.compile(
+    r"^[>\s]*[-_=*]{2,}\s*(?:original message|oryginalna wiadomość|wiadomość oryginalna|"
+    r"ursprüngliche nachricht|message d'origine|mensaje original|oorspronkelijk bericht|"
+    r"reply above this line|odpowiedz powyżej tej linii)\s*[-_=*]{2,}\s*$",
+    re.IGNORECASE,
+)
+_UNDERSCORES = re.compile(r"^[>\s]*_{10,}\s*$")
+
+# Field names of a copied header block; the first line of a block must be From/Od/Von/De.
+_HEADER_FROM = re.compile(
+    r"^[>\s]*\**(?:from|od|von|de|van|från|fra)\**\s*:\**\s*\S", re.IGNORECASE
+)
+_HEADER_FIELD = re.compile(
+    r"^[>\s]*\**(?:sent|date|to|cc|subject|wysłano|wysłane|data|do|dw|temat|gesendet|an|betreff|"
+    r"envoyé|objet|à|enviado|para|asunto|verzonden|aan|onderwerp|skickat|till|ämne|datum|"
+    r"sendt|til|emne|reply-to|importance|priorytet|ważność)\**\s*:",
+    re.IGNORECASE,
+)
+
+_ATTRIBUTION_END = re.compile(
+    r"(?:wrote|writes|napisał\(a\)|napisal\(a\)|napisał|napisała|napisal|pisze|schrieb|"
+    r"a écrit|escribió|skrev|schreef|ha scritto|kirjoitti|написал\(а\)|написал)\s*:\s*$",
+    re.IGNORECASE,
+)
+# How an attribution that is not followed by ">" lines must start to count anyway.
+_ATTRIBUTION_START = re.compile(
+    r"^[>\s]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|am\s|le\s|el\s|op\s|den\s|"
+    r"\d|(?:pon|wt|śr|sr|czw|pt|sob|niedz|nd|mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,)",
+    re.IGNORECASE,
+)
+
+_QUOTED = re.compile(r"^\s*>")
+_SIGNATURE = re.compile(r"^-- ?$")
+_MOBILE_FOOTER = re.compile(
+    r"^\s*(?:sent from my \S.{0,60}|sent from (?:outlook|yahoo mail|mail for windows|samsung|"
+    r"my mobile)\b.{0,60}|sent from \S+ for (?:ios|android).{0,30}|"
+    r"get outlook for (?:ios|android)\b.{0,30}|"
+    r"wysłano z (?:mojego |mego )?(?:iphone'?a|ipada|telefonu|smartfona|urządzenia|"
+    r"aplikacji|samsung|androida)\b.{0,60}|wysłane z (?:mojego |aplikacji |urządzenia ).{0,60}|"
+    r"pobierz (?:aplikację )?outlook dla (?:ios|android)\b.{0,30}|"
+    r"gesendet von meinem \S.{0,40}|von meinem \S.{0,30} gesendet)\s*$",
+    re.IGNORECASE,
+)
+_BLANK_RUN = re.compile(r"\n{3,}")
+# The footer a mailing list manager appends: a rule, the list name, its web address.
+_LIST_FOOTER_RULE = re.compile(r"^\s*[_-]{10,}\s*$")
+_LIST_FOOTER_TEXT = re.compile(
+    r"mailing list|lista dyskusyjna|listinfo|https?://|unsubscribe|wypisz", re.I
+)
+_MAX_FOOTER_LINES = 6
+
+
+def extract_reply(text: str, forwarded: bool = False) -> str:
+    """Return the new part of a reply: no quoted history, signature or mobile footer.
+
+    A forward (``forwarded=True``) keeps the forwarded text: there the history is the
+    request. When the whole text is history (a reply that says nothing new), the
+    result is empty.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if not forwarded:
+        lines = _cut_at_history(lines)
+        lines = _drop_quoted(lines)
+    lines = _cut_signature(lines)
+
+    reply = "\n".join(line.rstrip() for line in lines).strip("\n")
+    return _BLANK_RUN.sub("\n\n", reply).strip()
+
+
+def _header_block_length(lines: list[str], index: int) -> int:
+    """Return how many lines a copied header block at ``index`` spans, 0 if there is none."""
+    if not _HEADER_FROM.match(lines[index]):
+        return 0
+    fields = 0
+    end = index + 1
+    # Outlook wraps long To:/Cc: lists, so up to two continuation lines are allowed.
+    continuations = 0
+    while end < len(lines) and end - index <= 12:
+        line = lines[end]
+        if _HEADER_FIELD.match(line):
+            fields += 1
+            continuations = 0
+        elif line.strip() and continuations < 2 and fields:
+            continuations += 1
+        else:
+            break
+        end += 1
+    return end - index if fields >= 1 else 0
+
+
+def _cut_at_history(lines: list[str]) -> list[str]:
+    """Cut at the first separator, copied header block or unquoted attribution.
+
+    When nothing new stands above the first such marker (a forward without a comment,
+    or a reply whose client put the header first), the text below the marker is kept
+    up to the next one.
+    """
+    index = 0
+    start = 0
+    while index < len(lines):
+        skip = _history_marker(lines, index)
+        if skip:
+            if any(line.strip() for line in lines[start:index]):
+                return lines[start:index]
+            start = index + skip
+            index = start
+            continue
+        index += 1
+    return lines[start:]
+
+
+def _history_marker(lines: list[str], index: int) -> int:
+    """Return the length of a history marker starting at ``index``, 0 if there is none."""
+    line = lines[index]
+    if _SEPARATOR.match(line):
+        return 1
+    if _UNDERSCORES.match(line):
+        following = _next_nonblank(lines, index + 1)
+        if following is not None and _header_block_length(lines, following):
+            return following - index + _header_block_length(lines, following)
+        return 0
+    length = _header_block_length(lines, index)
+    if length:
+        return length
+    attribution = _attribution_length(lines, index)
+    unquoted_after = attribution and not _followed_by_quote(lines, index + attribution)
+    if unquoted_after and _ATTRIBUTION_START.match(line):
+        return attribution
+    return 0
+
+
+def _attribution_length(lines: list[str], index: int) -> int:
+    """Return how many lines an attribution ("... wrote:") starting at ``index`` spans."""
+    if (
+        not lines[index].strip()
+        or _QUOTED.match(lines[index])
+        and not _ATTRIBUTION_START.match(lines[index])
+    ):
+        return 0
+    window = ""
+    for offset in range(_ATTRIBUTION_LINES):
+        position = index + offset
+        if position >= len(lines) or not lines[position].strip():
+            return 0
+        window = (window + " " + lines[position].strip())[-_MAX_ATTRIBUTION_CHARS:]
+        if _ATTRIBUTION_END.search(window[-40:]):
+            return offset + 1
+    return 0
+
+
+def _next_nonblank(lines: list[str], index: int) -> int | None:
+    while index < len(lines):
+        if lines[index].strip() and lines[index].strip() != "\ufeff":
+            return index
+        index += 1
+    return None
+
+
+def _followed_by_quote(lines: list[str], index: int) -> bool:
+    following = _next_nonblank(lines, index)
+    return following is not None and bool(_QUOTED.match(lines[following]))
+
+
+def _drop_quoted(lines: list[str]) -> list[str]:
+    """Remove ``>`` lines and the attribution lines that introduce them."""
+    kept: list[str] = []
+    index = 0
+    while index < len(lines):
+        attribution = _attribution_length(lines, index)
+        if attribution and _followed_by_quote(lines, index + attribution):
+            index += attribution
+            continue
+        if _QUOTED.match(lines[index]):
+            index += 1
+            continue
+        kept.append(lines[index])
+        index += 1
+    return kept
+
+
+def _cut_signature(lines: list[str]) -> list[str]:
+    """Cut the ``-- `` signature and trailing mobile footers."""
+    for index, line in enumerate(lines):
+        if line == "-- " or (
+            _SIGNATURE.match(line)
+            and sum(1 for rest in lines[index + 1 :] if rest.strip()) <= _MAX_SIGNATURE_LINES
+        ):
+            lines = lines[:index]
+            break
+
+    for index in range(len(lines) - 1, max(-1, len(lines) - 2 * _MAX_FOOTER_LINES - 1), -1):
+        if _LIST_FOOTER_RULE.match(lines[index]):
+            footer = [line for line in lines[index + 1 :] if line.strip()]
+            if (
+                footer
+                and len(footer) <= _MAX_FOOTER_LINES
+                and any(map(_LIST_FOOTER_TEXT.search, footer))
+            ):
+                lines = lines[:index]
+            break
+
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    while lines and _MOBILE_FOOTER.match(lines[-1]):
+        lines = lines[:-1]
+        while lines and not lines[-1].strip():
+            lines = lines[:-1]
+    return lines
+
+
+# -- HTML -------------------------------------------------------------------------------------
+
+# Elements that hold quoted history in the HTML of common clients. For the "cut" ones the
+# rest of the document after them is history too (Outlook writes the quoted mail as
+# siblings below its header block).
+_HTML_QUOTE_XPATH = (
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
+    " | //blockquote[@type='cite']"
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' moz-cite-prefix ')]"
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' yahoo_quoted ')]"
+)
+_HTML_CUT_XPATH = (
+    "//*[@id='divRplyFwdMsg' or @id='x_divRplyFwdMsg' or @id='OLK_SRC_BODY_SECTION'"
+    " or @id='appendonsend' or @id='stopSpelling' or @name='messageReplySection']"
+    " | //hr"
+)
+_HTML_HEADER_TEXT = re.compile(
+    r"^\W*(?:from|od|von|de)\s*:|(?:wrote|napisał\(a\)|napisał|pisze)\s*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def strip_html_quotes(html: str) -> str:
+    """Remove quoted history from an HTML body; return the HTML unchanged if it cannot be parsed."""
+    import lxml.etree
+    import lxml.html
+
+    if not html.strip():
+        return html
+    try:
+        document = lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError) as error:
+        logger.debug("HTML quote stripping skipped: %s", error)
+        return html
+
+    for element in document.xpath(_HTML_CUT_XPATH):
+        if element.getparent() is None:
+            continue
+        if element.tag == "hr" and not _HTML_HEADER_TEXT.search(_text_after(element)[:2000]):
+            continue
+        _remove_from(element)
+        break
+    for element in document.xpath(_HTML_QUOTE_XPATH):
+        if element.getparent() is not None:
+            element.getparent().remove(element)
+    return lxml.html.tostring(document, encoding="unicode")
+
+
+def _text_after(element: object) -> str:
+    """Return the text that follows ``element`` in document order (bounded)."""
+    texts: list[str] = []
+    node = element
+    while node is not None and sum(map(len, texts)) < 2000:
+        sibling = node.getnext()  # type: ignore[attr-defined]
+        while sibling is not None:
+            texts.append(sibling.text_content())
+            sibling = sibling.getnext()
+        node = node.getparent()  # type: ignore[attr-defined]
+    return "\n".join(texts)
+
+
+def _remove_from(element: object) -> None:
+    """Remove ``element`` and everything after it in document order."""
+    node = element
+    while node is not None and node.getparent() is not None:  # type: ignore[attr-defined]
+        parent = node.getparent()  # type: ignore[attr-defined]
+        sibling = node.getnext()  # type: ignore[attr-defined]
+        while sibling is not None:
+            following = sibling.getnext()
+            parent.remove(sibling)
+            sibling = following
+        node.tail = None  # type: ignore[attr-defined]
+        node = parent
+    parent = element.getparent()  # type: ignore[attr-defined]
+    if parent is not None:
+        parent.remove(element)
