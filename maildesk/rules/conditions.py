@@ -1,0 +1,343 @@
+"""Conditions of a rule: comparisons on the mail and the combinators all, any and not.
+
+Text is compared after Unicode NFC normalisation, with runs of whitespace read as one
+space and, unless a condition sets ``case_sensitive``, after case folding, so
+``ZAMÓWIENIE`` matches ``zamówienie`` however the mail encoded the accents.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+from maildesk.parse import ParsedMessage
+from maildesk.rules.model import RuleEnvironment
+from maildesk.rules.routing import ConditionTrace
+
+# Fields of the mail that conditions test, by the kind of value they hold.
+ADDRESS_FIELDS = ("from", "to", "cc", "recipient")
+DOMAIN_FIELDS = ("from_domain",)
+TEXT_FIELDS = ("subject", "body", "attachment_name", "attachment_type", "language")
+FLAG_FIELDS = ("business_hours", "sender_is_agent", "sender_is_vip")
+HEADER_FIELD = "header"
+SET_FIELD = "set"
+FIELDS = (
+    *ADDRESS_FIELDS,
+    *DOMAIN_FIELDS,
+    *TEXT_FIELDS,
+    HEADER_FIELD,
+    *FLAG_FIELDS,
+    SET_FIELD,
+)
+COMBINATORS = ("all", "any", "not")
+
+# The routing fields a ``set`` condition may test: values that earlier rules set.
+SET_FIELDS = (
+    "group",
+    "assignee",
+    "type",
+    "category",
+    "impact",
+    "urgency",
+    "tags",
+    "template",
+    "language",
+    "ignore",
+)
+
+STRING_OPERATORS = ("equals", "contains", "regex", "in", "starts_with", "ends_with")
+OPERATORS = (*STRING_OPERATORS, "domain", "exists")
+FLAG_OPERATOR = "is"
+
+_SNIPPET_LENGTH = 60
+_SNIPPET_CONTEXT = 25
+
+
+def normalize_text(value: str) -> str:
+    """Return the NFC form of a value with each run of whitespace replaced by one space."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def fold(value: str, case_sensitive: bool = False) -> str:
+    """Return the form in which two texts are compared for equality or containment."""
+    normalized = normalize_text(value)
+    if case_sensitive:
+        return normalized
+    return unicodedata.normalize("NFC", normalized.casefold())
+
+
+def domain_of(value: str) -> str:
+    """Return the domain of an address, or the value itself when it is already a domain."""
+    domain = value.rsplit("@", 1)[-1] if "@" in value else value
+    return domain.strip().strip(".").casefold()
+
+
+def in_domain(value: str, domain: str) -> bool:
+    """Return whether an address or domain lies in ``domain`` or one of its subdomains."""
+    candidate = domain_of(value)
+    wanted = domain_of(domain)
+    return candidate == wanted or candidate.endswith("." + wanted)
+
+
+def snippet(text: str, start: int = 0, end: int = 0) -> str:
+    """Shorten a value for the trace, keeping the matched part ``text[start:end]`` visible."""
+    if len(text) <= _SNIPPET_LENGTH:
+        return text
+    if end <= start:
+        return text[:_SNIPPET_LENGTH].rstrip() + "…"
+
+    left = max(0, start - _SNIPPET_CONTEXT)
+    right = min(len(text), end + _SNIPPET_CONTEXT)
+    prefix = "…" if left > 0 else ""
+    suffix = "…" if right < len(text) else ""
+    return prefix + text[left:right].strip() + suffix
+
+
+class MailFacts:
+    """The values of one mail that conditions test, computed once per evaluation."""
+
+    def __init__(
+        self,
+        message: ParsedMessage,
+        environment: RuleEnvironment,
+        received_at: datetime,
+        mail_language: str | None,
+        current_values: Callable[[str], list[str]],
+    ) -> None:
+        self.message = message
+        self.environment = environment
+        self.received_at = received_at
+        self.mail_language = mail_language
+        self.current_values = current_values
+
+    def strings(self, field: str, argument: str | None) -> list[str]:
+        message = self.message
+        sender = message.from_address
+        if field == "from":
+            return [sender.address] if sender else []
+        if field == "from_domain":
+            return [domain_of(sender.address)] if sender else []
+        if field == "to":
+            return [address.address for address in message.to]
+        if field == "cc":
+            return [address.address for address in message.cc]
+        if field == "recipient":
+            return [address.address for address in (*message.to, *message.cc)]
+        if field == "subject":
+            return [message.subject]
+        if field == "body":
+            return [message.reply_text or message.text]
+        if field == "attachment_name":
+            return [attachment.filename for attachment in message.attachments]
+        if field == "attachment_type":
+            return [attachment.content_type for attachment in message.attachments]
+        if field == "language":
+            return [self.mail_language] if self.mail_language else []
+        if field == HEADER_FIELD:
+            return message.header_all(argument or "")
+        if field == SET_FIELD:
+            return self.current_values(argument or "")
+        raise ValueError(f"not a text field: {field}")
+
+    def flag(self, field: str) -> bool:
+        if field == "business_hours":
+            return self.business_hours
+        if field == "sender_is_agent":
+            return self.sender_is_agent
+        if field == "sender_is_vip":
+            return self.sender_is_vip
+        raise ValueError(f"not a true/false field: {field}")
+
+    @cached_property
+    def business_hours(self) -> bool:
+        return bool(self.environment.is_business_hours(self.received_at))
+
+    @cached_property
+    def sender_is_agent(self) -> bool:
+        sender = self.message.from_address
+        if sender is None:
+            return False
+        agents = {address.strip().casefold() for address in self.environment.agent_addresses}
+        return sender.normalized.casefold() in agents
+
+    @cached_property
+    def sender_is_vip(self) -> bool:
+        sender = self.message.from_address
+        if sender is None:
+            return False
+
+        address = sender.normalized.casefold()
+        for entry in self.environment.vip:
+            entry = entry.strip().casefold()
+            if entry.startswith("@"):
+                if in_domain(address, entry[1:]):
+                    return True
+            elif entry == address:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Test:
+    """One comparison of a field of the mail (or of the routing so far) with values.
+
+    ``expected`` is a tuple of texts, or a bool for ``exists`` and the true/false fields.
+    ``pattern`` is the compiled ``regex`` (one pattern, the ``expected`` text).
+    """
+
+    field: str
+    operator: str
+    expected: tuple[str, ...] | bool
+    argument: str | None = None
+    case_sensitive: bool = False
+    pattern: re.Pattern[str] | None = None
+
+    def evaluate(self, facts: MailFacts, depth: int, trace: list[ConditionTrace]) -> bool:
+        if self.field in FLAG_FIELDS:
+            actual_flag = facts.flag(self.field)
+            result = actual_flag == self.expected
+            actual: str | None = "true" if actual_flag else "false"
+        else:
+            result, actual = self._compare(facts.strings(self.field, self.argument))
+
+        trace.append(
+            ConditionTrace(
+                depth=depth,
+                kind="test",
+                result=result,
+                field=self.field,
+                argument=self.argument,
+                operator=self.operator,
+                expected=self.expected,
+                case_sensitive=self.case_sensitive,
+                actual=actual,
+            )
+        )
+        return result
+
+    def _compare(self, values: list[str]) -> tuple[bool, str | None]:
+        present = [value for value in values if value and value.strip()]
+        if self.operator == "exists":
+            shown = snippet("; ".join(normalize_text(value) for value in present))
+            return bool(present) == self.expected, shown or None
+
+        for value in present:
+            span = self._match(value)
+            if span is not None:
+                return True, snippet(normalize_text(value), *span)
+
+        if not present:
+            return False, None
+        return False, snippet("; ".join(normalize_text(value) for value in present))
+
+    def _match(self, value: str) -> tuple[int, int] | None:
+        """Return the span of the match in the normalised value, (0, 0) when unknown, or None."""
+        assert isinstance(self.expected, tuple)
+
+        if self.operator == "regex":
+            assert self.pattern is not None
+            found = self.pattern.search(unicodedata.normalize("NFC", value))
+            if found is None:
+                return None
+            return _span_in_normalized(value, found.group(0))
+
+        if self.operator == "domain":
+            return (0, 0) if any(in_domain(value, wanted) for wanted in self.expected) else None
+
+        folded = fold(value, self.case_sensitive)
+        for wanted in self.expected:
+            wanted_folded = fold(wanted, self.case_sensitive)
+            if self.operator in ("equals", "in") and folded == wanted_folded:
+                return (0, 0)
+            if self.operator == "starts_with" and folded.startswith(wanted_folded):
+                return (0, 0)
+            if self.operator == "ends_with" and folded.endswith(wanted_folded):
+                return (0, 0)
+            if self.operator == "contains":
+                start = folded.find(wanted_folded)
+                if start >= 0:
+                    return _folded_span(value, folded, start, len(wanted_folded))
+        return None
+
+
+def _folded_span(value: str, folded: str, start: int, length: int) -> tuple[int, int]:
+    """Map a span in the folded text back to the normalised text when both align."""
+    if len(normalize_text(value)) != len(folded):
+        return (0, 0)
+    return (start, start + length)
+
+
+def _span_in_normalized(value: str, matched: str) -> tuple[int, int]:
+    normalized = normalize_text(value)
+    start = normalized.find(normalize_text(matched))
+    if start < 0 or not matched.strip():
+        return (0, 0)
+    return (start, start + len(normalize_text(matched)))
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """True when every part is true; every part is still evaluated for the trace."""
+
+    parts: tuple[Condition, ...]
+
+    def evaluate(self, facts: MailFacts, depth: int, trace: list[ConditionTrace]) -> bool:
+        index = _reserve(trace)
+        results = [part.evaluate(facts, depth + 1, trace) for part in self.parts]
+        result = all(results)
+        trace[index] = ConditionTrace(depth=depth, kind="all", result=result)
+        return result
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """True when at least one part is true."""
+
+    parts: tuple[Condition, ...]
+
+    def evaluate(self, facts: MailFacts, depth: int, trace: list[ConditionTrace]) -> bool:
+        index = _reserve(trace)
+        results = [part.evaluate(facts, depth + 1, trace) for part in self.parts]
+        result = any(results)
+        trace[index] = ConditionTrace(depth=depth, kind="any", result=result)
+        return result
+
+
+@dataclass(frozen=True)
+class Not:
+    """True when its single part is false."""
+
+    part: Condition
+
+    def evaluate(self, facts: MailFacts, depth: int, trace: list[ConditionTrace]) -> bool:
+        index = _reserve(trace)
+        result = not self.part.evaluate(facts, depth + 1, trace)
+        trace[index] = ConditionTrace(depth=depth, kind="not", result=result)
+        return result
+
+
+Condition = Test | AllOf | AnyOf | Not
+
+_PLACEHOLDER = ConditionTrace(depth=0, kind="all", result=False)
+
+
+def _reserve(trace: list[ConditionTrace]) -> int:
+    """Keep the combinator's line before its parts; it is filled in once they are known."""
+    trace.append(_PLACEHOLDER)
+    return len(trace) - 1
+
+
+def evaluate_conditions(
+    conditions: tuple[Condition, ...], facts: MailFacts
+) -> tuple[bool, tuple[ConditionTrace, ...]]:
+    """Evaluate the conditions of a rule (all must hold) and return the result and its trace.
+
+    A rule without conditions matches every mail.
+    """
+    trace: list[ConditionTrace] = []
+    results = [condition.evaluate(facts, 0, trace) for condition in conditions]
+    return all(results), tuple(trace)
