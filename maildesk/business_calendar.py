@@ -236,9 +236,31 @@ def _to_utc(moment: datetime, name: str) -> datetime:
 
 
 def _wall_clock_to_utc(day: date, clock: time, zone: ZoneInfo) -> datetime:
-    # fold=0: a time skipped in spring counts with the winter offset (02:30 becomes
-    # 03:30 summer time) and a repeated autumn time means its first occurrence.
-    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
+    """Return the instant at which the wall clock of ``zone`` first shows ``clock`` on ``day``.
+
+    A time repeated in autumn means its first occurrence. A time skipped in spring
+    (02:30 in Warsaw) means the moment the clocks jump, because from then on they
+    show a later time.
+    """
+    local = datetime.combine(day, clock, tzinfo=zone)
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    return _offset_change_between(local.replace(fold=1).astimezone(UTC), instant, zone)
+
+
+def _offset_change_between(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """Return the first whole second in (before, after] with the UTC offset that ``after`` has."""
+    target_offset = after.astimezone(zone).utcoffset()
+    low, high = before, after
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) // 2
+        middle = middle.replace(microsecond=0)
+        if middle.astimezone(zone).utcoffset() == target_offset:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 @cache

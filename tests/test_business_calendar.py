@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maildesk.business_calendar import (
     AROUND_THE_CLOCK,
@@ -287,6 +289,17 @@ def test_night_shift_over_spring_dst():
     assert due == warsaw(2026, 3, 29, 4)
 
 
+def test_hours_ending_in_skipped_hour_end_at_the_jump():
+    # 01:00-02:30 on 29 March 2026 ends when the clocks jump from 02:00 to 03:00.
+    calendar = BusinessCalendar(weekly_hours={6: parse_working_hours("01:00-02:30, 02:45-05:00")})
+
+    spent = calendar.business_time_between(warsaw(2026, 3, 29), warsaw(2026, 3, 29, 12))
+    opening = calendar.next_open(warsaw(2026, 3, 29, 3))
+
+    assert spent == 3 * HOUR
+    assert opening == datetime(2026, 3, 29, 1, tzinfo=UTC)
+
+
 def test_night_shift_over_autumn_dst():
     # 00:00-06:00 on 25 October 2026 is seven real hours: 02:00-03:00 happens twice.
     calendar = BusinessCalendar(weekly_hours={6: (WorkingInterval(time(0), time(6)),)})
@@ -483,3 +496,59 @@ def test_calendar_day_both_closed_and_working_rejected():
 
 def test_calendar_is_hashable():
     assert hash(BusinessCalendar()) == hash(BusinessCalendar())
+
+
+# Properties over random instants, 2025-2028, including both DST changes of each year
+
+NIGHT_SHIFT_SUNDAYS = BusinessCalendar(
+    weekly_hours={
+        0: parse_working_hours("08:00-12:00, 13:00-16:00"),
+        6: parse_working_hours("00:00-06:00, 22:00-24:00"),
+    }
+)
+CALENDARS = [OFFICE, ALL_WEEK, ALL_DAY_EVERY_DAY, NIGHT_SHIFT_SUNDAYS, AROUND_THE_CLOCK]
+
+instants = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC)
+)
+durations = st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(hours=600))
+calendars = st.sampled_from(CALENDARS)
+property_settings = settings(max_examples=300, deadline=None)
+
+
+@property_settings
+@given(calendars, instants, durations)
+def test_add_then_between_round_trip(calendar, start, duration):
+    due = calendar.add_business_time(start, duration)
+
+    assert calendar.business_time_between(start, due) == duration
+
+
+@property_settings
+@given(calendars, instants, durations)
+def test_add_returns_earliest_instant(calendar, start, duration):
+    due = calendar.add_business_time(start, duration)
+    just_before = due - timedelta(microseconds=1)
+
+    assert calendar.business_time_between(start, just_before) < duration
+
+
+@property_settings
+@given(calendars, instants, instants, instants)
+def test_between_is_additive(calendar, first, second, third):
+    first, second, third = sorted((first, second, third))
+
+    whole = calendar.business_time_between(first, third)
+    parts = calendar.business_time_between(first, second)
+    parts += calendar.business_time_between(second, third)
+
+    assert whole == parts
+
+
+@property_settings
+@given(calendars, instants)
+def test_next_open_is_open_and_nothing_before(calendar, moment):
+    opening = calendar.next_open(moment)
+
+    assert calendar.is_open(opening)
+    assert calendar.business_time_between(moment, opening) == timedelta(0)

@@ -32,8 +32,10 @@ class ClockState(StrEnum):
 class SlaTransition:
     """One change of an SLA clock and the due times that followed from it, for the audit trail.
 
-    ``excluded`` is the open time left out of the count so far: closed pauses and time
-    between resolution and reopening, measured in the policy's calendar.
+    ``kind`` is the name of the ``SlaClock`` method: start, pause, resume, respond,
+    resolve, reopen or replan. ``excluded`` is the open time left out of the count so
+    far (finished pauses, and time between resolution and reopening), measured in the
+    policy's calendar.
     """
 
     kind: str
@@ -269,8 +271,8 @@ class SlaClock:
     def _instant_after(self, duration: timedelta) -> datetime | None:
         """Return when ``duration`` of counted time has passed since the start, skipping stops.
 
-        The stop of a resolved clock is left open-ended out of the walk, so its due
-        times stay as they were at resolution.
+        The open stop of a paused clock ends the walk with None unless the duration runs
+        out before it. The open stop of a resolved clock is ignored, as if counting went on.
         """
         if self.started_at is None:
             return None

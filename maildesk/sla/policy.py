@@ -51,13 +51,21 @@ class SlaPolicy:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def target(self, which: SlaTarget) -> timedelta:
-        return self.first_response if which is SlaTarget.FIRST_RESPONSE else self.resolution
+    def target(self, kind: SlaTarget) -> timedelta:
+        """Return the duration of the first-response or the resolution target."""
+        if kind is SlaTarget.FIRST_RESPONSE:
+            return self.first_response
+        return self.resolution
 
     @property
     def specificity(self) -> int:
         """Rank when several policies match: group and type 3, group 2, type 1, neither 0."""
-        return (2 if self.group is not None else 0) + (1 if self.ticket_type is not None else 0)
+        rank = 0
+        if self.group is not None:
+            rank += 2
+        if self.ticket_type is not None:
+            rank += 1
+        return rank
 
 
 def validate_policy(policy: SlaPolicy) -> list[str]:
