@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from maildesk.business_calendar import AROUND_THE_CLOCK, BusinessCalendar
 from maildesk.i18n import current_language, set_language
@@ -610,3 +612,29 @@ def test_clock_transitions_do_not_mutate():
 
     assert clock.state is ClockState.RUNNING
     assert len(clock.history) == 1
+
+
+# Clock: properties over random pauses
+
+
+pause_starts = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=20))
+pause_lengths = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=20))
+policies = st.sampled_from([P1, P2, P3, P4_LONG])
+
+
+@settings(max_examples=200, deadline=None)
+@given(policies, pause_starts, pause_lengths)
+def test_resume_moves_due_by_paused_open_time(policy, pause_offset, pause_length):
+    calendar = policy.calendar
+    start = warsaw(2026, 3, 20, 9)
+    pause_at = start + pause_offset
+    resume_at = pause_at + pause_length
+    running = SlaClock(policy).start(start)
+    due_before = running.resolution_due
+    assume(pause_at < due_before)
+
+    resumed = running.pause(pause_at).resume(resume_at)
+    paused_open_time = calendar.business_time_between(pause_at, resume_at)
+
+    assert resumed.resolution_due == calendar.add_business_time(due_before, paused_open_time)
+    assert resumed.excluded == paused_open_time
