@@ -367,7 +367,7 @@ def validate_calendar(calendar: BusinessCalendar) -> list[str]:
     for name, intervals in zip(WEEKDAY_NAMES, calendar.weekly_hours, strict=True):
         problems.extend(validate_working_hours(name, intervals))
     if calendar.extra_day_hours is not None:
-        problems.extend(validate_working_hours("extra working days", calendar.extra_day_hours))
+        problems.extend(validate_working_hours("extra_day_hours", calendar.extra_day_hours))
 
     if not calendar.always_open and not any(calendar.weekly_hours):
         problems.append(_("no working hours on any weekday: add some or set always_open"))
