@@ -1,0 +1,142 @@
+"""The ``maildesk`` command: run the daemon, deliver one mail, inspect and repair.
+
+The root group reads ``--config`` (or MAILDESK_CONFIG, else ./maildesk.yaml) into
+``ctx.obj``; the configuration and the database are opened only by subcommands that
+need them. Exit codes follow sendmail's sysexits where an MTA may call maildesk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from maildesk import __version__
+from maildesk.config import ConfigError
+from maildesk.errors import TemporaryError
+from maildesk.i18n import _, language_from_environment, ngettext, set_language
+
+logger = logging.getLogger(__name__)
+
+EX_OK = 0
+EX_DATAERR = 65
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+@dataclass
+class App:
+    """What subcommands share: the config path and, once opened, the desk."""
+
+    config_path: Path
+    _desk: object | None = field(default=None, repr=False)
+
+    @property
+    def desk(self):  # type: ignore[no-untyped-def]
+        from maildesk.desk import Desk
+
+        if self._desk is None:
+            try:
+                self._desk = Desk.open(self.config_path)
+            except ConfigError as error:
+                raise click.ClickException(str(error)) from error
+        return self._desk
+
+    def rules_directory(self) -> Path:
+        return self.desk.config.rules_path  # type: ignore[no-any-return]
+
+    def rule_environment(self):  # type: ignore[no-untyped-def]
+        from maildesk.wiring import rule_environment
+
+        return rule_environment(self.desk)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+set_language(language_from_environment())
+
+
+@click.group(help=_("maildesk: an ITIL service desk that lives in email."))
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              envvar="MAILDESK_CONFIG", default=Path("maildesk.yaml"), show_default=True,
+              help=_("Configuration file (YAML)."))
+@click.option("-v", "--verbose", is_flag=True, help=_("Log debug messages too."))
+@click.version_option(__version__, prog_name="maildesk")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+    from maildesk.logcontext import configure_logging
+
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+    ctx.obj = App(config_path)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help=_("Process the mail waiting now, then exit."))
+@click.pass_obj
+def run(app: App, once: bool) -> None:
+    """Run the daemon in the foreground (logs to stderr; SIGTERM stops it cleanly)."""
+    from maildesk.wiring import build_daemon
+
+    daemon = build_daemon(app.desk)
+    daemon.install_signal_handlers()
+    try:
+        count = daemon.run(once=once)
+    except TemporaryError as error:
+        _fail(_("temporary failure, try again later: {error}").format(error=error), EX_TEMPFAIL)
+    click.echo(ngettext("{count} message processed", "{count} messages processed", count)
+               .format(count=count))
+
+
+@main.command()
+@click.option("--source", default="pipe", show_default=True,
+              help=_("Name recorded as the mail's source."))
+@click.pass_obj
+def deliver(app: App, source: str) -> None:
+    """Process one mail from standard input (for an MTA pipe or Procmail).
+
+    Exit status 0 means the mail is safe in maildesk (ticket, follow-up or quarantine);
+    75 asks the MTA to keep the mail and try again later.
+    """
+    from maildesk import pipeline
+    from maildesk.wiring import load_rules, make_sender
+
+    raw = sys.stdin.buffer.read()
+    try:
+        desk = app.desk
+        outcome = pipeline.process(desk, raw, source, load_rules(desk))
+        make_sender(desk).deliver_due()
+    except TemporaryError as error:
+        _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
+              EX_TEMPFAIL)
+    except click.ClickException as error:
+        _fail(error.format_message(), EX_TEMPFAIL)
+    click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,
+                                                     ticket=outcome.ticket or "-"))
+
+
+def _register_subcommands() -> None:
+    from maildesk.cli_admin import outbox, quarantine, templates, tickets
+    from maildesk.cli_setup import demo, init
+
+    for command in (tickets, outbox, quarantine, templates, demo, init):
+        main.add_command(command)
+    try:
+        from maildesk.cli_rules import rules
+    except ImportError:  # the rules package is optional while it is being built
+        return
+    main.add_command(rules)
+
+
+_register_subcommands()
+
+
+if __name__ == "__main__":
+    main(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,121 @@
+"""Commands that set a desk up: ``init`` writes a starter, ``demo`` runs a sample desk."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from maildesk.i18n import _, current_language, ngettext
+from maildesk.resources import PACKAGE_DIR, demo_mailbox, shipped
+
+DEMO_MARKER = ".maildesk-demo"
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", ".keep"))
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--language", type=click.Choice(["pl", "en"]), default=None,
+              help=_("Language of the starter configuration (default: the current one)."))
+def init(directory: Path, language: str | None) -> None:
+    """Write a commented starter configuration, rules and templates into DIRECTORY."""
+    language = language or current_language()
+    config_path = directory / "maildesk.yaml"
+    if config_path.exists():
+        raise click.ClickException(_("{path} already exists: not overwriting it").format(
+            path=config_path))
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PACKAGE_DIR / "data" / f"maildesk.{language}.yaml", config_path)
+    _copy_tree(shipped("templates"), directory / "templates")
+    _copy_tree(shipped("rules"), directory / "rules")
+    click.echo(_("Wrote {path}, templates/ and rules/. Edit the configuration, then run: "
+                 "maildesk --config {path} run").format(path=config_path))
+
+
+_DEMO_CONFIG = """\
+# The demo desk: SQLite, a sample Maildir, outgoing mail written as .eml files.
+language: {language}
+desk:
+  name: Helpdesk IT
+  address: helpdesk@firma.example
+  admin_addresses: [admin@firma.example]
+  ticket_tag: "[SD#{{number}}]"
+database: sqlite:///maildesk.db
+storage: data
+templates: templates
+rules: rules
+source:
+  type: maildir
+  path: mailbox
+smtp:
+  transport: directory
+  directory: outbox
+groups:
+  - name: pierwsza-linia
+    tier: 1
+    escalates_to: druga-linia
+  - name: druga-linia
+    tier: 2
+  - name: sieci
+    tier: 2
+agents:
+  - login: jan.kowalski
+    name: Jan Kowalski
+    addresses: [jan.kowalski@firma.example]
+    groups: [pierwsza-linia]
+"""
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("maildesk-demo"))
+@click.pass_context
+def demo(ctx: click.Context, directory: Path) -> None:
+    """Run maildesk on a sample mailbox in DIRECTORY, with no server to set up."""
+    from maildesk import models
+    from maildesk.desk import Desk
+    from maildesk.wiring import build_daemon
+
+    if directory.exists():
+        if not (directory / DEMO_MARKER).exists():
+            raise click.ClickException(_("{path} exists and is not a demo folder: choose "
+                                         "another one").format(path=directory))
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / DEMO_MARKER).write_text("maildesk demo\n", encoding="utf-8")
+    _copy_tree(demo_mailbox(), directory / "mailbox")
+    _copy_tree(shipped("templates"), directory / "templates")
+    _copy_tree(shipped("rules"), directory / "rules")
+    config_path = directory / "maildesk.yaml"
+    config_path.write_text(_DEMO_CONFIG.format(language=current_language()), encoding="utf-8")
+
+    desk = Desk.open(config_path)
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+
+    click.echo("")
+    tickets = list(models.Ticket.select().order_by(models.Ticket.id))
+    click.echo(ngettext("The demo desk made {count} ticket:", "The demo desk made {count} "
+                        "tickets:", len(tickets)).format(count=len(tickets)))
+    for ticket in tickets:
+        entries = ticket.messages.count()
+        click.echo(f"  {desk.tag(ticket.id):<8} {ticket.requester.address:<36} "
+                   f"{ticket.group or '-':<15} {ticket.subject}")
+        click.echo("           " + ngettext("{count} message", "{count} messages", entries)
+                   .format(count=entries))
+    ignored = models.ProcessedMessage.select().where(
+        models.ProcessedMessage.outcome == "ignore").count()
+    click.echo(ngettext("{count} message ignored (automatic or bulk mail)",
+                        "{count} messages ignored (automatic or bulk mail)", ignored)
+               .format(count=ignored))
+    outgoing = sorted((directory / "outbox").glob("*.eml"))
+    click.echo(ngettext("{count} outgoing mail written to {path}",
+                        "{count} outgoing mails written to {path}", len(outgoing))
+               .format(count=len(outgoing), path=directory / "outbox"))
+    click.echo(_("See a ticket: maildesk --config {config} tickets show 1").format(
+        config=config_path))

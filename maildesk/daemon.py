@@ -1,0 +1,128 @@
+"""The main loop: fetch, process, acknowledge at the source, send the outbox, wait.
+
+One message is finished before a stop request (SIGTERM, SIGINT) is honoured. Source and
+database outages are retried with backoff; the loop never exits on them unless it runs
+``--once`` and the outage outlasts the retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from maildesk import faults, pipeline
+from maildesk.desk import Desk
+from maildesk.errors import TemporaryError
+from maildesk.i18n import _
+from maildesk.outbox import Sender, recover_stale_claims
+from maildesk.sources import Source
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+ONCE_ATTEMPTS = 6
+
+
+class Daemon:
+    def __init__(self, desk: Desk, source: Source, sender: Sender,
+                 rules_watcher: object | None = None,
+                 periodic: list[Callable[[], object]] | None = None) -> None:
+        self.desk = desk
+        self.source = source
+        self.sender = sender
+        self.rules_watcher = rules_watcher
+        self.periodic = periodic or []
+        self.stopping = False
+        self.processed = 0
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        if not self.stopping:
+            logger.info(_("stop requested: finishing the message in hand"))
+        self.stopping = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def _rules(self) -> object | None:
+        watcher = self.rules_watcher
+        if watcher is None:
+            return None
+        watcher.check_for_changes()  # type: ignore[attr-defined]
+        return watcher.current  # type: ignore[attr-defined]
+
+    def drain(self) -> int:
+        """Process every mail the source has now; return how many were handled."""
+        handled = 0
+        while not self.stopping:
+            batch = self.source.fetch()
+            if not batch:
+                break
+            rules = self._rules()
+            for mail in batch:
+                if self.stopping:
+                    break
+                outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
+                faults.crash_point("before-ack")
+                if outcome.action == "quarantined":
+                    self.source.quarantine(mail)
+                else:
+                    self.source.acknowledge(mail)
+                handled += 1
+        self.processed += handled
+        return handled
+
+    def send_outbox(self) -> int:
+        try:
+            return self.sender.deliver_due()
+        except TemporaryError as error:
+            logger.warning(_("outbox delivery postponed: {error}").format(error=error))
+            return 0
+
+    def _run_periodic(self) -> None:
+        for task in self.periodic:
+            try:
+                task()
+            except TemporaryError as error:
+                logger.warning(_("periodic task postponed: {error}").format(error=error))
+
+    def run(self, once: bool = False) -> int:
+        """Run until stopped (or one full pass with ``once``); return the mails handled."""
+        logger.info(_("maildesk started on {source}").format(source=self.source.name))
+        recover_stale_claims()
+        failures = 0
+        try:
+            while not self.stopping:
+                try:
+                    self.drain()
+                    self.send_outbox()
+                    self._run_periodic()
+                    failures = 0
+                    if once:
+                        break
+                    self.source.wait(self._poll_interval(), lambda: self.stopping)
+                except TemporaryError as error:
+                    failures += 1
+                    delay = min(2.0 ** (failures - 1), MAX_BACKOFF)
+                    if once and failures >= ONCE_ATTEMPTS:
+                        raise
+                    logger.warning(_("{error}; retrying in {seconds:.0f} s (attempt {attempt})")
+                                   .format(error=error, seconds=delay, attempt=failures))
+                    self._sleep(delay)
+        finally:
+            self.source.close()
+            logger.info(_("maildesk stopped after {count} messages").format(
+                count=self.processed))
+        return self.processed
+
+    def _poll_interval(self) -> float:
+        interval = getattr(getattr(self.source, "config", None), "poll_interval", None)
+        return float(interval) if interval else 60.0
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, deadline - time.monotonic()))

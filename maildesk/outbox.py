@@ -1,0 +1,246 @@
+"""Deliver the outbox: claim rows, send them with aiosmtplib, record the result.
+
+Sending happens after commit and never inside a transaction. A row is claimed (state
+``sending``) in a short transaction, sent, then marked ``sent`` at once in another.
+Temporary failures (4xx, connection refused, timeouts) are retried with exponential
+backoff; permanent ones (5xx) mark the row ``failed`` with the server's answer, and a
+refused recipient is recorded as bounced so maildesk stops writing to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+
+import aiosmtplib
+
+from maildesk import faults, models
+from maildesk.config import SmtpConfig
+from maildesk.i18n import _
+from maildesk.models import database_proxy, is_postgresql, utcnow
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=4)
+# A row left in "sending" this long belongs to a process that died while sending.
+STALE_CLAIM = timedelta(minutes=10)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: 30 s, 1 min, 2 min, ... capped at 4 hours."""
+    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
+    """Put rows claimed by a process that died back in the queue; return how many.
+
+    NOTE: a process killed after the SMTP server accepted a mail but before the row was
+    marked sent leaves the row in "sending"; it is sent again with the same Message-ID,
+    which mail clients and most servers use to drop the copy.
+    """
+    cutoff = utcnow() - now_offset
+    count: int = (
+        models.Outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow())
+        .where(models.Outbox.state == "sending", models.Outbox.next_attempt_at <= cutoff)
+        .execute()
+    )
+    if count:
+        logger.warning(_("requeued {count} outgoing mails left in sending by a stopped process")
+                       .format(count=count))
+    return count
+
+
+def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
+    """Mark up to ``limit`` due rows as sending and return them (SKIP LOCKED on PostgreSQL)."""
+    owner = owner or worker_id()
+    now = utcnow()
+    with database_proxy.atomic():
+        query = (
+            models.Outbox.select()
+            .where(models.Outbox.state == "pending", models.Outbox.next_attempt_at <= now)
+            .order_by(models.Outbox.id)
+            .limit(limit)
+        )
+        if is_postgresql():
+            query = query.for_update("FOR UPDATE SKIP LOCKED")
+        rows = list(query)
+        if not rows:
+            return []
+        models.Outbox.update(
+            state="sending", claimed_by=owner, attempts=models.Outbox.attempts + 1,
+            next_attempt_at=now,
+        ).where(models.Outbox.id.in_([row.id for row in rows])).execute()
+    for row in rows:
+        row.state, row.claimed_by, row.attempts = "sending", owner, row.attempts + 1
+    return rows
+
+
+def mark_sent(row: models.Outbox, note: str | None = None) -> None:
+    models.Outbox.update(state="sent", sent_at=utcnow(), last_error=note).where(
+        models.Outbox.id == row.id).execute()
+    logger.info(_("sent {message_id} ({kind}, ticket {ticket}) to {recipients}").format(
+        message_id=row.message_id, kind=row.kind, ticket=row.ticket_id or "-",
+        recipients=row.recipients.strip()))
+
+
+def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
+    if row.attempts >= max_attempts:
+        mark_failed(row, _("gave up after {attempts} attempts: {error}").format(
+            attempts=row.attempts, error=error))
+        return
+    delay = retry_delay(row.attempts)
+    models.Outbox.update(state="pending", claimed_by=None, last_error=error[:2000],
+                         next_attempt_at=utcnow() + delay).where(
+        models.Outbox.id == row.id).execute()
+    logger.warning(_("sending {message_id} failed (attempt {attempts}), retrying in "
+                     "{seconds} s: {error}").format(
+        message_id=row.message_id, attempts=row.attempts,
+        seconds=int(delay.total_seconds()), error=error))
+
+
+def mark_failed(row: models.Outbox, error: str) -> None:
+    models.Outbox.update(state="failed", claimed_by=None, last_error=error[:2000]).where(
+        models.Outbox.id == row.id).execute()
+    logger.error(_("sending {message_id} failed permanently: {error}").format(
+        message_id=row.message_id, error=error))
+
+
+def record_bounce(address: str, reason: str) -> None:
+    """Remember that an address refused mail, so no more automatic mail goes to it."""
+    contact, _created = models.Contact.get_or_create(address=address.lower())
+    models.Contact.update(bounced_at=utcnow(), bounce_reason=reason[:2000]).where(
+        models.Contact.id == contact.id).execute()
+    logger.warning(_("{address} refused mail permanently: {reason}").format(
+        address=address, reason=reason))
+
+
+def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+
+
+class Sender:
+    """Delivers claimed rows through one SMTP connection per batch, or into a folder."""
+
+    def __init__(self, config: SmtpConfig, local_hostname: str = "localhost") -> None:
+        self.config = config
+        self.local_hostname = local_hostname
+
+    def deliver_due(self, limit: int = 50) -> int:
+        """Claim and deliver due rows until none are left; return how many were sent."""
+        sent = 0
+        while True:
+            rows = claim(limit)
+            if not rows:
+                return sent
+            if self.config.transport == "directory":
+                sent += self._write_to_directory(rows)
+            else:
+                sent += asyncio.run(self._send_batch(rows))
+
+    def _write_to_directory(self, rows: Iterable[models.Outbox]) -> int:
+        directory = self.config.directory or Path("outbox")
+        directory.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for row in rows:
+            stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+            target = directory / f"{stamp}-{row.id:06d}-{row.kind}.eml"
+            temporary = target.with_suffix(".tmp")
+            temporary.write_bytes(bytes(row.raw))
+            os.replace(temporary, target)
+            mark_sent(row)
+            count += 1
+        return count
+
+    def _client(self) -> aiosmtplib.SMTP:
+        config = self.config
+        return aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            use_tls=config.security == "tls",
+            start_tls=True if config.security == "starttls" else False,
+            tls_context=_tls_context(config) if config.security != "none" else None,
+            timeout=config.timeout,
+            local_hostname=self.local_hostname,
+        )
+
+    async def _send_batch(self, rows: list[models.Outbox]) -> int:
+        client = self._client()
+        try:
+            await client.connect()
+            if self.config.username:
+                password = self.config.password.reveal() or ""
+                await client.login(self.config.username, password)
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as error:
+            permanent = isinstance(error, aiosmtplib.SMTPAuthenticationError)
+            for row in rows:
+                if permanent:
+                    mark_retry(row, _("SMTP login failed: {error}").format(error=error),
+                               self.config.max_attempts)
+                else:
+                    mark_retry(row, _("SMTP server unreachable: {error}").format(error=error),
+                               self.config.max_attempts)
+            return 0
+
+        sent = 0
+        try:
+            for row in rows:
+                sent += await self._send_one(client, row)
+        finally:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+        return sent
+
+    async def _send_one(self, client: aiosmtplib.SMTP, row: models.Outbox) -> int:
+        recipients = row.recipients.split()
+        faults.crash_point("during-send")
+        try:
+            errors, response = await client.sendmail(row.sender, recipients, bytes(row.raw))
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            for refused in error.recipients:
+                if refused.code >= 500:
+                    record_bounce(refused.recipient, f"{refused.code} {refused.message}")
+            if all(refused.code >= 500 for refused in error.recipients):
+                mark_failed(row, str(error))
+            else:
+                mark_retry(row, str(error), self.config.max_attempts)
+            return 0
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code >= 500:
+                mark_failed(row, f"{error.code} {error.message}")
+            else:
+                mark_retry(row, f"{error.code} {error.message}", self.config.max_attempts)
+            return 0
+        except (aiosmtplib.SMTPException, OSError) as error:
+            mark_retry(row, str(error) or type(error).__name__, self.config.max_attempts)
+            return 0
+
+        faults.crash_point("after-send")
+        note = None
+        if errors:
+            for address, (code, message) in errors.items():
+                if code >= 500:
+                    record_bounce(address, f"{code} {message}")
+            note = "; ".join(f"{a}: {c} {m}" for a, (c, m) in errors.items())
+        mark_sent(row, note)
+        return 1
+
+
+def retry(outbox_id: int) -> bool:
+    """Put a failed or pending row back in the queue now (``maildesk outbox retry``)."""
+    count = models.Outbox.update(state="pending", next_attempt_at=utcnow(), claimed_by=None).where(
+        models.Outbox.id == outbox_id, models.Outbox.state.in_(["failed", "pending", "cancelled"])
+    ).execute()
+    return bool(count)

@@ -1,0 +1,43 @@
+"""Where incoming mail comes from: an IMAP mailbox, a local Maildir, or an MTA pipe.
+
+A source yields ``FetchedMail`` items and is told afterwards what became of each
+(``acknowledge`` or ``quarantine``). It must not remove a mail before that call, so a
+crash in between means the mail is fetched again and skipped as a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    """One mail as the source holds it; ``ref`` is the source's own id (IMAP UID, file name)."""
+
+    ref: str
+    raw: bytes
+    source: str
+
+
+class Source(Protocol):
+    name: str
+
+    def fetch(self) -> list[FetchedMail]:
+        """Return the next batch of unprocessed mail (empty when there is none)."""
+        ...
+
+    def acknowledge(self, mail: FetchedMail) -> None:
+        """Move a processed mail out of the way (e.g. into the processed folder)."""
+        ...
+
+    def quarantine(self, mail: FetchedMail) -> None:
+        """Move a mail that could not be processed into the quarantine folder."""
+        ...
+
+    def wait(self, timeout: float, should_stop: object) -> None:
+        """Block until new mail may be there, ``timeout`` passes or ``should_stop()`` is true."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,171 @@
+"""An IMAP mailbox as the mail source, through imapclient.
+
+UIDs only, fetched with ``BODY.PEEK[]`` so nothing is marked \\Seen behind our back.
+Processed mail is moved to the processed folder (MOVE where the server has it, else
+COPY, \\Deleted and UID EXPUNGE). UIDVALIDITY is checked against the value stored in
+the database: after a change UIDs mean other mails, which is harmless because every
+mail is deduplicated by Message-ID or hash anyway, but it is worth a warning. New mail is
+awaited with IDLE where the server offers it, otherwise by polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from maildesk import models
+from maildesk.config import ImapConfig
+from maildesk.errors import SourceError
+from maildesk.i18n import _
+from maildesk.models import utcnow
+from maildesk.sources import FetchedMail
+
+logger = logging.getLogger(__name__)
+
+# Servers drop IDLE after 30 minutes (RFC 2177); renew well before that.
+IDLE_RENEW_SECONDS = 25 * 60
+CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+
+
+class ImapSource:
+    def __init__(self, config: ImapConfig) -> None:
+        self.config = config
+        self.name = f"imap:{config.username}@{config.host}/{config.folder}"
+        self.client: IMAPClient | None = None
+        self.idle_supported = False
+
+    def _connect(self) -> IMAPClient:
+        config = self.config
+        context = ssl.create_default_context(
+            cafile=str(config.ca_file) if config.ca_file else None)
+        client = IMAPClient(config.host, port=config.port, ssl=config.security == "tls",
+                            ssl_context=context if config.security == "tls" else None,
+                            timeout=config.timeout)
+        if config.security == "starttls":
+            client.starttls(context)
+
+        if config.oauth2_token:
+            token = config.oauth2_token.reveal() or ""
+            client.oauth2_login(config.username, token)
+        else:
+            client.login(config.username, config.password.reveal() or "")
+
+        for folder in (config.processed_folder, config.quarantine_folder):
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+        status = client.select_folder(config.folder)
+        self._check_uidvalidity(int(status[b"UIDVALIDITY"]))
+        self.idle_supported = config.idle and client.has_capability("IDLE")
+        logger.info(_("connected to {name} (IDLE: {idle})").format(
+            name=self.name, idle=_("yes") if self.idle_supported else _("no")))
+        return client
+
+    def _check_uidvalidity(self, uidvalidity: int) -> None:
+        state, _created = models.MailboxState.get_or_create(name=self.name)
+        if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
+            logger.warning(_("UIDVALIDITY of {name} changed from {old} to {new}: the mailbox "
+                             "was rebuilt; mail already processed will be skipped by "
+                             "Message-ID").format(name=self.name, old=state.uidvalidity,
+                                                  new=uidvalidity))
+        models.MailboxState.update(uidvalidity=uidvalidity, updated_at=utcnow()).where(
+            models.MailboxState.id == state.id).execute()
+
+    def _ensure(self) -> IMAPClient:
+        if self.client is None:
+            try:
+                self.client = self._connect()
+            except CONNECTION_ERRORS as error:
+                self.client = None
+                raise SourceError(_("cannot connect to {name}: {error}").format(
+                    name=self.name, error=error)) from error
+        return self.client
+
+    def _call(self, action: Callable[[IMAPClient], object]) -> object:
+        client = self._ensure()
+        try:
+            return action(client)
+        except CONNECTION_ERRORS as error:
+            self.close()
+            raise SourceError(_("IMAP error on {name}: {error}").format(
+                name=self.name, error=error)) from error
+
+    def fetch(self) -> list[FetchedMail]:
+        def run(client: IMAPClient) -> list[FetchedMail]:
+            uids = sorted(client.search(["UNDELETED"]))[: self.config.batch_size]
+            if not uids:
+                return []
+            response = client.fetch(uids, ["BODY.PEEK[]"])
+            batch = []
+            for uid in uids:
+                data = response.get(uid, {})
+                raw = data.get(b"BODY[]")
+                if raw is None:
+                    continue
+                batch.append(FetchedMail(str(uid), bytes(raw), f"imap:{self.config.folder}/{uid}"))
+            return batch
+
+        return self._call(run)  # type: ignore[return-value]
+
+    def _move(self, mail: FetchedMail, folder: str) -> None:
+        uid = int(mail.ref)
+
+        def run(client: IMAPClient) -> None:
+            if client.has_capability("MOVE"):
+                client.move([uid], folder)
+                return
+            client.copy([uid], folder)
+            client.add_flags([uid], [b"\\Deleted"])
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge([uid])
+            else:
+                client.expunge()
+
+        self._call(run)
+
+    def acknowledge(self, mail: FetchedMail) -> None:
+        self._move(mail, self.config.processed_folder)
+
+    def quarantine(self, mail: FetchedMail) -> None:
+        self._move(mail, self.config.quarantine_folder)
+
+    def wait(self, timeout: float, should_stop: Callable[[], bool]) -> None:
+        """Wait with IDLE (checking ``should_stop`` every second) or by polling."""
+        client = self._ensure()
+        deadline = time.monotonic() + min(timeout, IDLE_RENEW_SECONDS)
+        if not self.idle_supported:
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
+            return
+
+        try:
+            client.idle()
+            try:
+                while time.monotonic() < deadline and not should_stop():
+                    responses = client.idle_check(timeout=1)
+                    if any(item[1] in (b"EXISTS", b"RECENT") for item in responses
+                           if isinstance(item, tuple) and len(item) > 1):
+                        return
+            finally:
+                client.idle_done()
+        except CONNECTION_ERRORS as error:
+            self.close()
+            raise SourceError(_("IMAP IDLE on {name} failed: {error}").format(
+                name=self.name, error=error)) from error
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        client, self.client = self.client, None
+        try:
+            client.logout()
+        except CONNECTION_ERRORS:
+            try:
+                client.shutdown()
+            except CONNECTION_ERRORS:
+                pass
