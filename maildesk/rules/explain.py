@@ -175,7 +175,10 @@ def _result_lines(routing: Routing) -> list[str]:
         _INDENT + _("automatic replies: {value}").format(value=_yes_no(routing.auto_reply)),
         _INDENT + _("ignore: {value}").format(value=ignore),
         _INDENT + _("notify: {value}").format(value=notify or _("nobody")),
-        _INDENT + _("language of replies: {value}").format(value=_language(routing.language)),
+        _INDENT
+        + _("language of replies: {value}").format(
+            value=_language(routing.language) if routing.language else not_set
+        ),
     ]
     if routing.stopped_by:
         lines.append(_INDENT + _("stopped by rule: {rule}").format(rule=routing.stopped_by))

@@ -55,7 +55,7 @@ class RuleSet:
         if mail_language is None:
             mail_language, _source = detect_language(message)
 
-        state = RoutingState(language=mail_language)
+        state = RoutingState()
         facts = MailFacts(
             message, self.environment, received_at, mail_language, state.current_values
         )

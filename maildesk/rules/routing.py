@@ -155,8 +155,9 @@ class Routing:
     ``template`` None with ``acknowledge`` True means the desk's default acknowledgement;
     ``acknowledge`` False (``template: none``) means no acknowledgement at all, and
     ``auto_reply`` False means no automatic mail to the requester of any kind.
-    ``mail_language`` is the language of the mail (given by the caller, read from
-    Content-Language or guessed), ``language`` the language the desk will write in.
+    ``language`` is the reply language a rule chose, None when no rule chose one.
+    ``mail_language`` is the language of the mail, as given by the caller, read from
+    Content-Language or guessed.
     """
 
     group: str | None = None

@@ -187,7 +187,7 @@ class RuleValidator:
                 _(
                     "the rule has no 'then': add the actions to take, "
                     "e.g. 'then: {{group: first-line}}'"
-                ),
+                ).format(),
                 mapping.position,
             )
             return ()
@@ -591,7 +591,10 @@ class RuleValidator:
             return Action("ignore", value.strip())
 
         self.problem(
-            _("'ignore' needs the reason to record, e.g. 'ignore: {{reason: newsletter}}'"), where
+            _(
+                "'ignore' needs the reason to record, e.g. 'ignore: {{reason: newsletter}}'"
+            ).format(),
+            where,
         )
         return None
 

@@ -1,0 +1,153 @@
+"""``maildesk rules check`` and ``maildesk rules test``: the admin's tools for routing rules.
+
+The commands take the rules directory and the environment (groups, agents, templates,
+VIPs, business hours) from the application object in ``ctx.obj``, which the main CLI
+builds from the configuration; see ``RulesApplication``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import click
+
+from maildesk.errors import ParseError
+from maildesk.i18n import LANGUAGES, _, current_language, ngettext
+from maildesk.parse import parse_message
+from maildesk.rules import RuleEnvironment, RulesError, RuleSet, explain_messages, load_rules
+
+
+class RulesApplication(Protocol):
+    """What the rules commands need from ``ctx.obj``."""
+
+    def rules_directory(self) -> Path: ...
+
+    def rule_environment(self) -> RuleEnvironment: ...
+
+
+@click.group("rules", help=_("Check and test the routing rules."))
+def rules() -> None:
+    pass
+
+
+@rules.command("check", help=_("Validate every rules file; exit with 1 if any is invalid."))
+@click.pass_obj
+def check(application: RulesApplication) -> None:
+    directory = application.rules_directory()
+    ruleset = _load_or_exit(directory, application.rule_environment())
+
+    if not ruleset.files:
+        click.echo(
+            _("No rule files in {directory}: the rules route no mail.").format(directory=directory)
+        )
+        return
+    click.echo(
+        ngettext(
+            "The rules are valid: {count} rule in {directory}.",
+            "The rules are valid: {count} rules in {directory}.",
+            len(ruleset),
+        ).format(count=len(ruleset), directory=directory)
+    )
+
+
+@rules.command(
+    "test",
+    help=_(
+        "Explain, rule by rule, how each mail would be routed. "
+        "Nothing is stored and nothing is sent."
+    ),
+)
+@click.argument(
+    "messages",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--language",
+    type=click.Choice(LANGUAGES),
+    default=None,
+    help=_("Language of the explanation (default: the language of the interface)."),
+)
+@click.option(
+    "--followup",
+    is_flag=True,
+    help=_("Treat each mail as a follow-up to an existing ticket."),
+)
+@click.option(
+    "--received-at",
+    "received_at",
+    metavar="DATETIME",
+    default=None,
+    help=_(
+        "When the mail is taken to be received, in ISO 8601, e.g. 2026-12-04T18:30+01:00 "
+        "(default: its Date header). Use it to test business hours."
+    ),
+)
+@click.pass_obj
+def test(
+    application: RulesApplication,
+    messages: tuple[Path, ...],
+    language: str | None,
+    followup: bool,
+    received_at: str | None,
+) -> None:
+    moment = _parse_moment(received_at)
+    ruleset = _load_or_exit(application.rules_directory(), application.rule_environment())
+
+    raw_messages = [(str(path), path.read_bytes()) for path in messages]
+    unreadable = [label for label, raw in raw_messages if not _parses(raw)]
+    click.echo(
+        explain_messages(
+            raw_messages,
+            ruleset,
+            language or current_language(),
+            received_at=moment,
+            followup=followup,
+        )
+    )
+    if unreadable:
+        raise click.exceptions.Exit(1)
+
+
+def _load_or_exit(directory: Path, environment: RuleEnvironment) -> RuleSet:
+    """Load the rules, or print every error with its file:line:column and exit with 1."""
+    try:
+        return load_rules(directory, environment)
+    except RulesError as error:
+        for problem in error.errors:
+            click.echo(str(problem), err=True)
+        click.echo(
+            ngettext(
+                "{count} error in the routing rules; nothing was changed.",
+                "{count} errors in the routing rules; nothing was changed.",
+                len(error.errors),
+            ).format(count=len(error.errors)),
+            err=True,
+        )
+        raise click.exceptions.Exit(1) from error
+
+
+def _parse_moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise click.BadParameter(
+            _("'{value}' is not a date and time: write e.g. 2026-12-04T18:30+01:00").format(
+                value=value
+            ),
+            param_hint="--received-at",
+        ) from error
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _parses(raw: bytes) -> bool:
+    try:
+        parse_message(raw)
+    except ParseError:
+        return False
+    return True
