@@ -23,7 +23,7 @@ MAX_FILENAME_BYTES = 200
 FALLBACK_STEM = "attachment"
 
 _WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
-_WHITESPACE = re.compile(r"\s+")
+_WHITESPACE_CHARS = re.compile(r"[^\S ]")
 _RESERVED_WINDOWS = re.compile(
     r"^(?:con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)$", re.I
 )
@@ -45,7 +45,25 @@ _EXTENSIONS = {
     "application/ms-tnef": ".dat",
     "application/octet-stream": ".bin",
     "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/pjpeg": ".jpg",
+    "application/x-zip-compressed": ".zip",
 }
+
+
+def stem_for(content_type: str) -> str:
+    """Return a readable file name stem for a part that came without a name."""
+    content_type = content_type.lower()
+    if content_type == "text/calendar":
+        return "invite"
+    if content_type == "text/html":
+        return "document"
+    if content_type in ("message/rfc822", "message/global"):
+        return "message"
+    maintype = content_type.split("/", 1)[0]
+    if maintype in ("image", "video", "audio"):
+        return maintype
+    return FALLBACK_STEM
 
 
 def extension_for(content_type: str) -> str:
@@ -81,20 +99,21 @@ def sanitize_filename(name: str | None, content_type: str = "application/octet-s
 
     # Control characters (Cc) and format characters (Cf: bidirectional overrides such as
     # U+202E, zero-width joiners) can hide the real extension from a reader.
+    # Tabs and line breaks become spaces, but runs of spaces stay: the name is exact.
+    name = _WHITESPACE_CHARS.sub(" ", name)
     name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cf", "Cs"))
-    name = _WINDOWS_FORBIDDEN.sub("_", name)
-    name = _WHITESPACE.sub(" ", name).strip(" .")
+    name = _WINDOWS_FORBIDDEN.sub("_", name).strip(" .")
 
     stem, extension = _split_extension(name)
     if _RESERVED_WINDOWS.match(stem.strip()):
         stem = "_" + stem
     if not stem.strip(" ._"):
-        stem = FALLBACK_STEM
+        stem = stem_for(content_type)
         extension = extension or extension_for(content_type)
 
     extension = _truncate_utf8(extension, 20)
-    stem = _truncate_utf8(stem, MAX_FILENAME_BYTES - len(extension.encode("utf-8"))).rstrip(" .")
-    return (stem or FALLBACK_STEM) + extension
+    stem = _truncate_utf8(stem, MAX_FILENAME_BYTES - len(extension.encode("utf-8")))
+    return (stem if stem.strip(" .") else FALLBACK_STEM) + extension
 
 
 def unique_filename(name: str, taken: set[str]) -> str:

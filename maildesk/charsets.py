@@ -104,6 +104,21 @@ def normalize_charset(label: str | None) -> str | None:
     return info.name
 
 
+# Charsets that senders confuse with each other; when the bytes are invalid in the
+# declared one, the others of its family are tried before UTF-8 and the default.
+_FAMILIES = {
+    "iso2022_jp": ("cp932", "euc_jp"),
+    "cp932": ("euc_jp", "iso2022_jp"),
+    "shift_jis": ("cp932", "euc_jp"),
+    "euc_jp": ("cp932", "iso2022_jp"),
+    "gb18030": ("big5hkscs",),
+    "big5hkscs": ("gb18030",),
+    "cp949": ("euc_kr", "iso2022_kr"),
+    "koi8_r": ("koi8_u", "cp1251"),
+    "cp1251": ("koi8_r",),
+}
+
+
 def _polish_score(text: str) -> int:
     return sum(1 for char in text if char in _POLISH_LETTERS)
 
@@ -136,12 +151,23 @@ def _mostly_utf8(data: bytes) -> bool:
     return multibyte > replaced
 
 
-def decode_bytes(data: bytes, label: str | None, default: str = DEFAULT_CHARSET) -> str:
+def _try_decode(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def decode_bytes(
+    data: bytes, label: str | None, default: str = DEFAULT_CHARSET, hint: str | None = None
+) -> str:
     """Decode ``data`` declared as ``label``; fall back to UTF-8, then ``default``.
 
     The declared charset wins whenever the bytes are valid in it (after the
     ISO-8859-2/Windows-1250 correction), so a stale HTML <meta> or a guess never
-    overrides a correct MIME label.
+    overrides a correct MIME label. ``hint`` is a charset that other parts of the same
+    mail use; it is tried after the declared charset's family and before UTF-8 for
+    unlabelled bytes.
     """
     if not data:
         return ""
@@ -153,17 +179,22 @@ def decode_bytes(data: bytes, label: str | None, default: str = DEFAULT_CHARSET)
         codec = None  # 8-bit bytes under an ASCII label: the label is wrong
     if codec is not None:
         codec = correct_polish_charset(data, codec)
-        try:
-            return data.decode(codec)
-        except UnicodeDecodeError:
-            logger.debug("bytes are invalid in the declared charset %s", label)
-        except LookupError:  # a codec registered but not usable for decoding
-            codec = None
+        for candidate in (codec, *_FAMILIES.get(codec, ())):
+            text = _try_decode(data, candidate)
+            if text is not None:
+                return text
+        logger.debug("bytes are invalid in the declared charset %s", label)
 
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    text = _try_decode(data, "utf-8")
+    if text is not None:
+        return text
+
+    hinted = normalize_charset(hint)
+    if codec is None and hinted not in (None, "ascii", "utf-8") and not _is_single_byte(hinted):
+        for candidate in (hinted, *_FAMILIES.get(hinted, ())):
+            text = _try_decode(data, candidate)
+            if text is not None:
+                return text
 
     if codec == "utf-8" and _mostly_utf8(data):
         return data.decode("utf-8", errors="replace")
@@ -182,9 +213,15 @@ def _is_single_byte(codec: str) -> bool:
     return codec.startswith(("cp", "iso8859", "latin", "mac", "koi8", "windows", "kz", "ptcp"))
 
 
-def decode_header_bytes(data: bytes, default: str = DEFAULT_CHARSET) -> str:
-    """Decode 8-bit header bytes that carry no charset: UTF-8 first, then ``default``."""
-    return decode_bytes(data, None, default)
+def decode_header_bytes(
+    data: bytes, default: str = DEFAULT_CHARSET, hint: str | None = None
+) -> str:
+    """Decode 8-bit header bytes that carry no charset: UTF-8 first, then ``default``.
+
+    A multi-byte ``hint`` (the body's charset) is tried between the two, because a mail
+    client that writes raw Shift_JIS headers writes its body in a Japanese charset too.
+    """
+    return decode_bytes(data, None, default, hint)
 
 
 def declared_html_charset(html: bytes) -> str | None:
@@ -229,7 +266,7 @@ def _raw_bytes(text: str) -> bytes:
     return text.encode("utf-8", errors="surrogateescape")
 
 
-def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET) -> str:
+def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET, hint: str | None = None) -> str:
     """Decode a header value with encoded words, raw 8-bit bytes or both.
 
     Adjacent encoded words of one charset are joined as bytes before decoding, so a
@@ -245,7 +282,7 @@ def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET) -> str:
     def flush() -> None:
         nonlocal pending_bytes, pending_label
         if pending_bytes or pending_label is not None:
-            pieces.append(decode_bytes(pending_bytes, pending_label, default))
+            pieces.append(decode_bytes(pending_bytes, pending_label, default, hint))
         pending_bytes, pending_label = b"", None
 
     for match in _ENCODED_WORD.finditer(value):
@@ -253,7 +290,7 @@ def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET) -> str:
         position = match.end()
         if between and (between.strip() or pending_label is None):
             flush()
-            pieces.append(decode_header_bytes(_raw_bytes(between), default))
+            pieces.append(decode_header_bytes(_raw_bytes(between), default, hint))
 
         label = match.group(1)
         word = _decode_word_payload(match.group(2), match.group(3))
@@ -265,5 +302,5 @@ def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET) -> str:
         pending_bytes += word
 
     flush()
-    pieces.append(decode_header_bytes(_raw_bytes(value[position:]), default))
+    pieces.append(decode_header_bytes(_raw_bytes(value[position:]), default, hint))
     return "".join(pieces)

@@ -198,6 +198,11 @@ class BodyCollector:
         disposition = _disposition(part)
         filename = decoded_filename(part, self.default_charset)
 
+        if part.get_content_maintype() == "multipart":
+            # A multipart whose boundary never occurs: the parser kept the body as text.
+            self._add_body_text(part, "text/plain")
+            return
+
         is_body_type = content_type in _BODY_TYPES
         is_body = is_body_type and disposition != "attachment" and (filename is None or top)
         if is_body:
@@ -244,7 +249,9 @@ class BodyCollector:
     def _add_leaf_attachment(
         self, part: email.message.Message, content_type: str, inline_default: bool = False
     ) -> None:
-        filename = decoded_filename(part, self.default_charset)
+        filename = decoded_filename(part, self.default_charset) or _name_from_headers(
+            part, content_type, self.default_charset
+        )
         disposition = _disposition(part)
         content_id = _content_id(part)
         inline = disposition == "inline" or (
@@ -279,6 +286,8 @@ class BodyCollector:
             # A subject is not a path: "Faktura 12/2026" must not lose "Faktura 12/".
             subject = " ".join(subject.replace("/", "_").replace("\\", "_").split())
             filename = f"{subject}.eml" if subject else None
+        if not filename:
+            filename = _name_from_headers(part, content_type, self.default_charset)
         if filename and not filename.lower().endswith(".eml") and content_type in _MESSAGE_TYPES:
             filename += ".eml"
         self._store(
@@ -288,7 +297,6 @@ class BodyCollector:
             content_id=_content_id(part),
             inline=False,
             original=filename,
-            fallback_stem="message",
         )
 
     def _add_tnef(self, part: email.message.Message) -> bool:
@@ -321,15 +329,10 @@ class BodyCollector:
         content_id: str | None = None,
         inline: bool = False,
         original: str | None = None,
-        fallback_stem: str | None = None,
     ) -> None:
         from maildesk.parse import Attachment, single_line
 
         safe_name = sanitize_filename(filename, content_type)
-        if not filename and content_type == "text/calendar":
-            fallback_stem = fallback_stem or "invite"
-        if not filename and fallback_stem:
-            safe_name = fallback_stem + extension_for(content_type)
         display_name = single_line(original or "")
 
         if len(content) > self.max_attachment_size:
@@ -374,16 +377,19 @@ class BodyCollector:
 
 
 def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, ...]:
-    """Drop a part that had no file name when a named attachment has the same bytes.
+    """Drop an unnamed calendar part when a named attachment has the same bytes.
 
     Calendar invitations carry the event twice: as the text/calendar alternative and as
-    ``invite.ics``; the agent needs one copy.
+    ``invite.ics``; the agent needs one copy. Other parts are kept even when their bytes
+    repeat, because the sender attached them.
     """
     named = {item.sha256 for item in attachments if item.original_filename}
     kept = [
         item
         for item in attachments
-        if item.original_filename or item.size == 0 or item.sha256 not in named
+        if item.original_filename
+        or item.content_type != "text/calendar"
+        or item.sha256 not in named
     ]
     taken: set[str] = set()
     return tuple(replace(item, filename=unique_filename(item.filename, taken)) for item in kept)
@@ -433,6 +439,31 @@ def _content_id(part: email.message.Message) -> str | None:
     if not value:
         return None
     return value if value.startswith("<") else f"<{value.strip('<>')}>"
+
+
+_CONTENT_ID_NAME = re.compile(r"^<?([\w\-. ]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5})@", re.ASCII)
+
+
+def _name_from_headers(
+    part: email.message.Message, content_type: str, default_charset: str
+) -> str | None:
+    """Name a part that has no file name: from its Content-ID or Content-Description.
+
+    Outlook gives inline images Content-IDs such as ``<image001.png@01D9...>``, and
+    Postfix describes its bounce parts ("Delivery report", "Undelivered Message").
+    """
+    content_id = _content_id(part)
+    if content_id:
+        match = _CONTENT_ID_NAME.match(content_id)
+        if match:
+            return match.group(1)
+
+    description = part.get("Content-Description")
+    if description is not None:
+        text = " ".join(decode_rfc2047(str(description), default_charset).split())
+        if 0 < len(text) <= 100:
+            return text + extension_for(content_type)
+    return None
 
 
 def _param_bytes(value: str) -> bytes:

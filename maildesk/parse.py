@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from maildesk.addresses import parse_address_header
 from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
 from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector
@@ -203,17 +204,20 @@ def parse_message(
 def _parse(
     raw: bytes, default_charset: str, max_attachment_size: int, max_total_size: int
 ) -> ParsedMessage:
+    raw = repair_header_block(raw)
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     raw_headers = [(str(name), str(value)) for name, value in message.raw_items()]
     message_id = (parse_message_ids(_first(raw_headers, "Message-ID")) or (None,))[0]
     logger.debug("parsing message %s (%d bytes)", message_id, len(raw))
 
+    hint = _charset_hint(message)
+
     def decoded(name: str) -> str:
         value = _first(raw_headers, name)
-        return "" if value is None else decode_rfc2047(value, default_charset)
+        return "" if value is None else decode_rfc2047(value, default_charset, hint)
 
     headers = tuple(
-        (single_line(name), single_line(decode_rfc2047(value, default_charset)))
+        (single_line(name), single_line(decode_rfc2047(value, default_charset, hint)))
         for name, value in raw_headers
     )
 
@@ -229,14 +233,13 @@ def _parse(
     subject = single_line(decoded("Subject"))
     text = clean_text(body.text)
     reply_source = clean_text(body.reply_source)
-    from_addresses = _addresses(raw_headers, "From", default_charset)
     return ParsedMessage(
         message_id=message_id,
         subject=subject,
-        from_address=from_addresses[0] if from_addresses else None,
-        to=_addresses(raw_headers, "To", default_charset),
-        cc=_addresses(raw_headers, "Cc", default_charset),
-        reply_to=_addresses(raw_headers, "Reply-To", default_charset),
+        from_address=_author(raw_headers, default_charset, hint),
+        to=_addresses(raw_headers, "To", default_charset, hint),
+        cc=_addresses(raw_headers, "Cc", default_charset, hint),
+        reply_to=_addresses(raw_headers, "Reply-To", default_charset, hint),
         in_reply_to=parse_message_ids(_first(raw_headers, "In-Reply-To")),
         references=parse_message_ids(" ".join(_all(raw_headers, "References"))),
         date=_date(raw_headers),
@@ -252,6 +255,55 @@ def _parse(
     )
 
 
+_FIELD_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,200}[ \t]*:")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def repair_header_block(raw: bytes) -> bytes:
+    """Indent a header continuation line that lost its leading white space.
+
+    Some gateways fold long headers without indenting the next line. The stdlib then
+    takes that line as the start of the body, and every header below it (often
+    From and Subject) is lost. A line is re-indented only when real header fields
+    follow it before the blank line that ends the header block.
+    """
+    end = _BLANK_LINE.search(raw)
+    if end is None:
+        return raw
+    lines = raw[: end.start()].split(b"\n")
+    first = 1 if lines and lines[0].startswith(b"From ") else 0
+
+    last_field = max(
+        (index for index in range(first, len(lines)) if _FIELD_LINE.match(lines[index])),
+        default=-1,
+    )
+    repaired = False
+    for index in range(first, last_field):
+        line = lines[index]
+        if line[:1] in (b" ", b"\t") or _FIELD_LINE.match(line):
+            continue
+        lines[index] = b" " + line
+        repaired = True
+    if not repaired:
+        return raw
+    logger.debug("re-indented header continuation lines without leading white space")
+    return b"\n".join(lines) + raw[end.start() :]
+
+
+def _charset_hint(message: email.message.Message) -> str | None:
+    """Return the first charset a text part declares, to read unlabelled 8-bit headers."""
+    for count, part in enumerate(message.walk()):
+        if count > 50:
+            break
+        try:
+            charset = part.get_param("charset")
+        except Exception:  # a malformed Content-Type: try the next part
+            continue
+        if isinstance(charset, str) and charset:
+            return charset
+    return None
+
+
 def _first(headers: list[tuple[str, str]], name: str) -> str | None:
     wanted = name.lower()
     for key, value in headers:
@@ -265,45 +317,30 @@ def _all(headers: list[tuple[str, str]], name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == wanted]
 
 
-# One or more encoded words separated by white space, protected from the address
-# parser so that a comma or quote inside one cannot split a display name.
-_ENCODED_WORD = r"=\?[^?\s]{1,75}\?[QqBb]\?[^?\r\n]{0,2000}?\?="
-_ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:[ \t]*{_ENCODED_WORD})*")
-_PLACEHOLDER = re.compile("\x01(\\d+)\x01")
-
-
 def _addresses(
-    headers: list[tuple[str, str]], name: str, default_charset: str
+    headers: list[tuple[str, str]], name: str, default_charset: str, hint: str | None
 ) -> tuple[Address, ...]:
-    """Parse every mailbox of every header ``name``; display names are decoded afterwards.
-
-    Encoded words are swapped for placeholders before the address parser runs, so a comma
-    inside ``=?utf-8?Q?Nowak,_Jan?=`` stays in the name. A display name equal to the
-    address is dropped.
-    """
+    """Parse every mailbox of every header ``name`` into single-line Addresses."""
     result: list[Address] = []
     for value in _all(headers, name):
-        words: list[str] = []
-
-        def protect(match: re.Match[str], words: list[str] = words) -> str:
-            words.append(match.group(0))
-            return f"\x01{len(words) - 1}\x01"
-
-        protected = _ENCODED_RUN.sub(protect, unfold(value).replace("\x01", ""))
-
-        def restore(text: str, words: list[str] = words) -> str:
-            text = _PLACEHOLDER.sub(lambda match: words[int(match.group(1))], text)
-            return decode_rfc2047(text, default_charset)
-
-        for display, address in email.utils.getaddresses([protected]):
-            address = single_line(restore(address)).strip("<>").replace(" ", "")
-            if "@" not in address:
-                continue
-            display = single_line(restore(display)).strip().strip("\"'").strip()
-            if display.strip("<>").lower() == address.lower():
-                display = ""
-            result.append(Address(display, address))
+        for display, address in parse_address_header(value, default_charset, hint):
+            result.append(Address(single_line(display), single_line(address)))
     return tuple(result)
+
+
+def _author(
+    headers: list[tuple[str, str]], default_charset: str, hint: str | None
+) -> Address | None:
+    """Return the first From mailbox; without a usable From, Sender, then Reply-To.
+
+    Some bulk mailers and broken gateways send no From at all, or ``From: "Name" <>``;
+    the mailbox that replies would reach is the best requester there is.
+    """
+    for name in ("From", "Sender", "Reply-To"):
+        found = _addresses(headers, name, default_charset, hint)
+        if found:
+            return found[0]
+    return None
 
 
 def _parse_date(value: str | None) -> datetime | None:

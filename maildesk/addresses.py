@@ -1,0 +1,111 @@
+"""Address headers (From, To, Cc, Reply-To) as senders write them, not as RFC 5322 allows.
+
+Display names come quoted and unquoted, with encoded words that hide commas and quotes
+(``=?utf-8?Q?Nowak,_Jan?=``), with brackets (``Kohl | [example.com] <kohl@example.com>``)
+and with raw 8-bit bytes. The list is split at top-level commas first, then each
+mailbox is read on its own, so one odd entry cannot swallow the others.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+
+from maildesk.charsets import decode_rfc2047, unfold
+
+_ENCODED_WORD = r"=\?[^?\s]{1,75}\?[QqBb]\?[^?\r\n]{0,2000}?\?="
+_ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:[ \t]*{_ENCODED_WORD})*")
+_PLACEHOLDER = re.compile("\x01(\\d+)\x01")
+
+# "Name <address>" with an optional trailing comment; the name may be empty.
+_ANGLE_FORM = re.compile(r"^(?P<name>[^<>]*)<(?P<address>[^<>]*)>[^<>]*$", re.DOTALL)
+# "Group name:" before the first member of an RFC 5322 group.
+_GROUP_START = re.compile(r'^\s*[^"<>()@,:;]+:(?!:)\s*')
+
+
+def split_address_list(value: str) -> list[str]:
+    """Split at commas that are outside quotes, angle brackets and comments."""
+    chunks: list[str] = []
+    current: list[str] = []
+    in_quotes = False
+    escaped = False
+    angle = 0
+    comment = 0
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_quotes:
+            in_quotes = char != '"'
+        elif char == '"':
+            in_quotes = True
+        elif char == "(":
+            comment += 1
+        elif char == ")" and comment:
+            comment -= 1
+        elif char == "<" and not comment:
+            angle += 1
+        elif char == ">" and angle and not comment:
+            angle -= 1
+        elif char in ",;" and not angle and not comment:
+            chunks.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    chunks.append("".join(current))
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def _unquote(name: str) -> str:
+    """Remove the quotes around a display name, or the comments from an unquoted one."""
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    elif "(" in name:
+        name = _COMMENT.sub(" ", name).strip() or name
+    return name.strip().strip("'").strip()
+
+
+def parse_address_header(
+    value: str, default_charset: str, hint: str | None = None
+) -> list[tuple[str, str]]:
+    """Return (display name, address) pairs from one raw header value, decoded.
+
+    Pairs whose address has no ``@`` are left out: a bare local part is not a mailbox
+    the desk can answer. A display name equal to its address is returned empty.
+    """
+    words: list[str] = []
+
+    def protect(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"\x01{len(words) - 1}\x01"
+
+    def restore(text: str) -> str:
+        text = _PLACEHOLDER.sub(lambda match: words[int(match.group(1))], text)
+        return decode_rfc2047(text, default_charset, hint)
+
+    protected = _ENCODED_RUN.sub(protect, unfold(value).replace("\x01", ""))
+    pairs: list[tuple[str, str]] = []
+    for chunk in split_address_list(protected):
+        chunk = _GROUP_START.sub("", chunk, count=1) if ":" in chunk.split("<", 1)[0] else chunk
+        angle = _ANGLE_FORM.match(chunk.strip())
+        if angle:
+            found = [(angle.group("name"), angle.group("address"))]
+        else:
+            found = email.utils.getaddresses([chunk])
+
+        for display, address in found:
+            address = "".join(restore(address).split()).strip("<>")
+            if "@" not in address:
+                continue
+            # Quotes and comments are removed before decoding, so that a parenthesis or a
+            # quote inside an encoded word stays part of the name.
+            display = restore(_unquote(display)).replace("\r", " ").replace("\n", " ").strip()
+            if display.strip("<>").lower() == address.lower():
+                display = ""
+            pairs.append((display, address))
+    return pairs
