@@ -280,9 +280,15 @@ class BodyCollector:
 
         filename = decoded_filename(part, self.default_charset)
         if not filename and isinstance(inner_message, email.message.Message):
-            subject = decode_rfc2047(
-                str(inner_message.get("Subject", "") or ""), self.default_charset
+            raw_subject = next(
+                (
+                    str(value)
+                    for name, value in inner_message.raw_items()
+                    if name.lower() == "subject"
+                ),
+                "",
             )
+            subject = decode_rfc2047(raw_subject, self.default_charset)
             # A subject is not a path: "Faktura 12/2026" must not lose "Faktura 12/".
             subject = " ".join(subject.replace("/", "_").replace("\\", "_").split())
             filename = f"{subject}.eml" if subject else None

@@ -43,24 +43,29 @@ _UNDERSCORES = re.compile(r"^[>\s]*_{10,}\s*$")
 
 # Field names of a copied header block; the first line of a block must be From/Od/Von/De.
 _HEADER_FROM = re.compile(
-    r"^[>\s]*\**(?:from|od|von|de|van|från|fra)\**\s*:\**\s*\S", re.IGNORECASE
+    r"^[>\s]*\**(?:from|od|von|de|van|från|fra|от)\**\s*:\**\s*\S", re.IGNORECASE
 )
 _HEADER_FIELD = re.compile(
     r"^[>\s]*\**(?:sent|date|to|cc|subject|wysłano|wysłane|data|do|dw|temat|gesendet|an|betreff|"
     r"envoyé|objet|à|enviado|para|asunto|verzonden|aan|onderwerp|skickat|till|ämne|datum|"
-    r"sendt|til|emne|reply-to|importance|priorytet|ważność)\**\s*:",
+    r"sendt|til|emne|reply-to|importance|priorytet|ważność|отправлено|кому|тема|копия|дата)"
+    r"\**\s*:",
     re.IGNORECASE,
 )
 
+# The verb may be followed by the author ("skrev Peter <peter@example.org>:"), and a
+# Japanese attribution has no verb at all ("2022年1月1日(金) 9:00 田中 <t@example.jp>:").
 _ATTRIBUTION_END = re.compile(
-    r"(?:wrote|writes|napisał\(a\)|napisal\(a\)|napisał|napisała|napisal|pisze|schrieb|"
-    r"a écrit|escribió|skrev|schreef|ha scritto|kirjoitti|написал\(а\)|написал)\s*:\s*$",
+    r"(?:(?:wrote|writes|napisał\(a\)|napisal\(a\)|napisał|napisała|napisal|pisze|schrieb|"
+    r"a écrit|escribió|skrev|schreef|ha scritto|kirjoitti|написал\(а\)|написал)"
+    r"(?:\s[^:\n]{0,150})?|<[^<>\s]{1,200}@[^<>\s]{1,200}>)\s*:\s*$",
     re.IGNORECASE,
 )
 # How an attribution that is not followed by ">" lines must start to count anyway.
 _ATTRIBUTION_START = re.compile(
-    r"^[>\s]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|am\s|le\s|el\s|op\s|den\s|"
-    r"\d|(?:pon|wt|śr|sr|czw|pt|sob|niedz|nd|mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,)",
+    r"^[>\s-]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|am\s|le\s|el\s|op\s|den\s|"
+    r"\d|(?:pon|wt|śr|sr|czw|pt|sob|niedz|nd|mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,|"
+    r"(?:mån|tis|ons|tors?|fre|lör|sön|man|tir|lør|søn)\.?\s+\d)",
     re.IGNORECASE,
 )
 
@@ -77,6 +82,8 @@ _MOBILE_FOOTER = re.compile(
     re.IGNORECASE,
 )
 _BLANK_RUN = re.compile(r"\n{3,}")
+# A line that is only a rule ("-----", "_____") left at the end after cutting.
+_RULE_ONLY = re.compile(r"^\s*[-_=*]{3,}\s*$")
 # The footer a mailing list manager appends: a rule, the list name, its web address.
 _LIST_FOOTER_RULE = re.compile(r"^\s*[_-]{10,}\s*$")
 _LIST_FOOTER_TEXT = re.compile(
@@ -178,7 +185,14 @@ def _attribution_length(lines: list[str], index: int) -> int:
         if position >= len(lines) or not lines[position].strip():
             return 0
         window = (window + " " + lines[position].strip())[-_MAX_ATTRIBUTION_CHARS:]
-        if _ATTRIBUTION_END.search(window[-40:]):
+        if _ATTRIBUTION_END.search(window[-400:]):
+            # "Hello\n02.04.2012 14:20 Jan <jan@example.org>\nwrote:": the attribution
+            # starts at the date line, so "Hello" is not part of it.
+            starts_later = any(
+                _ATTRIBUTION_START.match(lines[later]) for later in range(index + 1, position + 1)
+            )
+            if offset and starts_later and not _ATTRIBUTION_START.match(lines[index]):
+                return 0
             return offset + 1
     return 0
 
@@ -234,7 +248,7 @@ def _cut_signature(lines: list[str]) -> list[str]:
                 lines = lines[:index]
             break
 
-    while lines and not lines[-1].strip():
+    while lines and (not lines[-1].strip() or _RULE_ONLY.match(lines[-1])):
         lines = lines[:-1]
     while lines and _MOBILE_FOOTER.match(lines[-1]):
         lines = lines[:-1]
