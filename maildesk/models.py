@@ -275,7 +275,6 @@ def make_database(url: str) -> pw.Database:
             port=parsed.port or 5432,
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
-            autorollback=True,
             **options,
             **query,
         )
