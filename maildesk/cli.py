@@ -126,13 +126,10 @@ def _register_subcommands() -> None:
     from maildesk.cli_admin import outbox, quarantine, templates, tickets
     from maildesk.cli_setup import demo, init
 
-    for command in (tickets, outbox, quarantine, templates, demo, init):
+    from maildesk.cli_rules import rules
+
+    for command in (tickets, outbox, quarantine, templates, demo, init, rules):
         main.add_command(command)
-    try:
-        from maildesk.cli_rules import rules
-    except ImportError:  # the rules package is optional while it is being built
-        return
-    main.add_command(rules)
 
 
 _register_subcommands()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from types import FrameType
 
@@ -37,6 +38,7 @@ class Daemon:
         self.periodic = periodic or []
         self.stopping = False
         self.processed = 0
+        self.outcomes: Counter[str] = Counter()
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stopping:
@@ -66,6 +68,7 @@ class Daemon:
                 if self.stopping:
                     break
                 outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
+                self.outcomes[outcome.action] += 1
                 faults.crash_point("before-ack")
                 if outcome.action == "quarantined":
                     self.source.quarantine(mail)
@@ -114,8 +117,10 @@ class Daemon:
                     self._sleep(delay)
         finally:
             self.source.close()
-            logger.info(_("maildesk stopped after {count} messages").format(
-                count=self.processed))
+            summary = ", ".join(f"{action}: {count}" for action, count in
+                                sorted(self.outcomes.items())) or "-"
+            logger.info(_("maildesk stopped after {count} messages ({summary})").format(
+                count=self.processed, summary=summary))
         return self.processed
 
     def _poll_interval(self) -> float:
