@@ -1,0 +1,159 @@
+"""The daemon against a real Dovecot and a real SMTP sink, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from deskfactory import mail
+from imapdesk import imap_desk
+
+from maildesk import models, pipeline
+from maildesk.wiring import build_daemon
+
+pytestmark = pytest.mark.servers
+
+
+def test_imap_pass_creates_tickets_and_moves_mail(tmp_path: Path, database_url: str,
+                                                  imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail(message_id="<a1@example.org>"))
+    imap_account.append(mail(sender="Jan Nowak <jan.nowak@example.org>",
+                             subject="Brak dostępu do VPN", message_id="<a2@example.org>"))
+    imap_account.append(mail(message_id="<a3@example.org>", subject="Nieobecność",
+                             headers={"Auto-Submitted": "auto-replied"}))
+
+    daemon = build_daemon(desk)
+    handled = daemon.run(once=True)
+
+    assert handled == 3
+    assert daemon.outcomes == {"create": 2, "ignore": 1}
+    assert models.Ticket.select().count() == 2
+    assert imap_account.messages("INBOX") == {}
+    assert len(imap_account.messages("Processed")) == 3
+    recipients = sorted(rcpt for delivery in smtp.deliveries for rcpt in delivery.rcpt_tos)
+    assert recipients == ["jan.nowak@example.org", "zofia.wisniewska@example.org"]
+    assert all(delivery.message["Auto-Submitted"] == "auto-replied"
+               for delivery in smtp.deliveries)
+
+
+def test_imap_fetch_does_not_mark_mail_seen(tmp_path: Path, database_url: str, imap_account,
+                                            smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail())
+    source = build_daemon(desk).source
+
+    fetched = source.fetch()
+    source.close()
+
+    assert len(fetched) == 1
+    assert all(b"\\Seen" not in flags for flags in imap_account.flags("INBOX").values())
+
+
+def test_imap_reply_threads_onto_ticket(tmp_path: Path, database_url: str, imap_account,
+                                        smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail(message_id="<b1@example.org>"))
+    build_daemon(desk).run(once=True)
+    ack = smtp.deliveries[0].message
+
+    imap_account.append(mail(subject=f"Re: {ack['Subject']}", message_id="<b2@example.org>",
+                             body="Drukarka dalej nie działa.",
+                             headers={"In-Reply-To": ack["Message-ID"],
+                                      "References": f"<b1@example.org> {ack['Message-ID']}"}))
+    build_daemon(desk).run(once=True)
+
+    assert models.Ticket.select().count() == 1
+    assert models.Message.select().count() == 2
+    assert len(smtp.deliveries) == 1
+
+
+def test_imap_server_restart_mid_pass_loses_nothing(tmp_path: Path, database_url: str,
+                                                    imap_account, dovecot, smtp,
+                                                    monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=2)
+    for number in range(6):
+        imap_account.append(mail(message_id=f"<r{number}@example.org>",
+                                 sender=f"user{number}@example.org",
+                                 subject=f"Zgłoszenie {number}"))
+    real_process = pipeline.process
+    calls = []
+
+    def process_then_restart(*args, **kwargs):
+        outcome = real_process(*args, **kwargs)
+        calls.append(outcome.action)
+        if len(calls) == 3:
+            dovecot.restart()  # the next IMAP command (the MOVE of this mail) fails
+        return outcome
+
+    monkeypatch.setattr(pipeline, "process", process_then_restart)
+    daemon = build_daemon(desk)
+    monkeypatch.setattr(daemon, "_sleep", lambda seconds: None)
+    daemon.run(once=True)
+
+    assert models.Ticket.select().count() == 6
+    assert "duplicate" in calls
+    assert imap_account.messages("INBOX") == {}
+    assert len(imap_account.messages("Processed")) == 6
+    assert len(smtp.deliveries) == 6
+    assert len({d.message["Message-ID"] for d in smtp.deliveries}) == 6
+
+
+def test_smtp_outage_keeps_acknowledgements_queued(tmp_path: Path, database_url: str,
+                                                   imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail(message_id="<s1@example.org>"))
+    smtp.down()
+
+    build_daemon(desk).run(once=True)
+
+    row = models.Outbox.get()
+    assert row.state == "pending"
+    assert row.attempts == 1
+    assert row.last_error
+    assert models.Ticket.select().count() == 1
+
+    smtp.up()
+    models.Outbox.update(next_attempt_at=models.utcnow()).execute()
+    build_daemon(desk).send_outbox()
+
+    assert models.Outbox.get().state == "sent"
+    assert len(smtp.deliveries) == 1
+
+
+def test_idle_wakes_daemon_for_new_mail(tmp_path: Path, database_url: str, imap_account,
+                                        smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    daemon = build_daemon(desk)
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        for _attempt in range(100):  # wait until the daemon is idling
+            if daemon.source.client is not None and daemon.source.idle_supported:
+                break
+            threading.Event().wait(0.05)
+        imap_account.append(mail(message_id="<i1@example.org>"))
+
+        deliveries = smtp.wait_for(1, timeout=15)
+    finally:
+        daemon.request_stop()
+        runner.join(timeout=15)
+
+    assert not runner.is_alive()
+    assert deliveries[0].rcpt_tos == ("zofia.wisniewska@example.org",)
+    assert daemon.processed == 1
+
+
+def test_unparseable_mail_moves_to_quarantine_folder(tmp_path: Path, database_url: str,
+                                                     imap_account, smtp,
+                                                     monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(b"\r\n\r\n")
+
+    build_daemon(desk).run(once=True)
+
+    assert len(imap_account.messages("Quarantine")) == 1
+    assert imap_account.messages("INBOX") == {}
+    assert models.Quarantine.select().count() == 1
+    assert [d.rcpt_tos for d in smtp.deliveries] == [("admin@example.com",)]
