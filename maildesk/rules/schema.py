@@ -581,12 +581,15 @@ class RuleValidator:
 
     def ignore_action(self, value: Any, where: Position) -> Action | None:
         if isinstance(value, YamlMapping):
+            before = len(self.problems)
             self.reject_unknown_keys(
                 value, ("reason",), _("unknown key '{key}' in 'ignore': {hint}")
             )
             if "reason" in value:
                 reason = self.text(value, "reason")
                 return Action("ignore", reason) if reason is not None else None
+            if len(self.problems) > before:
+                return None  # a misspelt 'reason' is reported once, as an unknown key
         elif isinstance(value, str) and value.strip():
             return Action("ignore", value.strip())
 
