@@ -1,0 +1,159 @@
+"""Live reload of the rules: the last valid set stays in use while a file is broken."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from maildesk.i18n import current_language, set_language
+from maildesk.rules import RuleEnvironment, RulesError, RulesWatcher
+
+ENVIRONMENT = RuleEnvironment(groups=frozenset({"first-line", "network"}))
+
+VPN_RULE = "- name: vpn\n  when: {subject: vpn}\n  then: {group: network}\n"
+BROKEN_RULE = "- name: vpn\n  when: {subject: vpn}\n  then: {group: netwrok}\n"
+
+
+@pytest.fixture(autouse=True)
+def english():
+    previous = current_language()
+    set_language("en")
+    yield
+    set_language(previous)
+
+
+def names(watcher: RulesWatcher) -> list[str]:
+    return [rule.name for rule in watcher.current.rules]
+
+
+def test_watcher_no_change_returns_none(tmp_path):
+    (tmp_path / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+
+    result = watcher.check_for_changes()
+
+    assert result is None
+    assert names(watcher) == ["vpn"]
+
+
+def test_watcher_keeps_last_good_rules_on_broken_file(tmp_path, caplog):
+    rules_file = tmp_path / "10-vpn.yaml"
+    rules_file.write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+    good = watcher.current
+
+    rules_file.write_text(BROKEN_RULE)
+    with caplog.at_level(logging.WARNING, logger="maildesk.rules.loader"):
+        errors = watcher.check_for_changes()
+
+    assert errors is not None
+    assert [str(error) for error in errors] == [
+        f"{rules_file}:3:17: unknown group 'netwrok': did you mean 'network'?"
+    ]
+    assert watcher.current is good
+    assert watcher.errors == errors
+    assert [record.levelno for record in caplog.records] == [logging.WARNING]
+    assert f"{rules_file}:3:17" in caplog.records[0].getMessage()
+
+
+def test_watcher_reports_a_broken_file_once(tmp_path):
+    rules_file = tmp_path / "10-vpn.yaml"
+    rules_file.write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+    rules_file.write_text(BROKEN_RULE)
+
+    first = watcher.check_for_changes()
+    second = watcher.check_for_changes()
+
+    assert first is not None
+    assert second is None
+    assert len(watcher.errors) == 1
+
+
+def test_watcher_picks_up_fixed_file(tmp_path):
+    rules_file = tmp_path / "10-vpn.yaml"
+    rules_file.write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+    rules_file.write_text(BROKEN_RULE)
+    watcher.check_for_changes()
+
+    rules_file.write_text(VPN_RULE.replace("vpn", "vpn-wifi", 1))
+    result = watcher.check_for_changes()
+
+    assert result is None
+    assert names(watcher) == ["vpn-wifi"]
+    assert watcher.errors == []
+
+
+def test_watcher_sees_same_size_edit(tmp_path):
+    rules_file = tmp_path / "10-vpn.yaml"
+    rules_file.write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+
+    rules_file.write_text(VPN_RULE.replace("name: vpn", "name: wpn"))
+    watcher.check_for_changes()
+
+    assert names(watcher) == ["wpn"]
+
+
+def test_watcher_sees_added_and_removed_files(tmp_path):
+    (tmp_path / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+
+    (tmp_path / "99-default.yaml").write_text("- {name: default, then: {group: first-line}}\n")
+    watcher.check_for_changes()
+    after_add = names(watcher)
+    (tmp_path / "10-vpn.yaml").unlink()
+    watcher.check_for_changes()
+    after_remove = names(watcher)
+
+    assert after_add == ["vpn", "default"]
+    assert after_remove == ["default"]
+
+
+def test_watcher_missing_directory_then_created(tmp_path):
+    directory = tmp_path / "rules"
+    watcher = RulesWatcher(directory, ENVIRONMENT)
+    empty = names(watcher)
+
+    directory.mkdir()
+    (directory / "10-vpn.yaml").write_text(VPN_RULE)
+    result = watcher.check_for_changes()
+
+    assert empty == []
+    assert result is None
+    assert names(watcher) == ["vpn"]
+
+
+def test_watcher_rejects_invalid_rules_at_start(tmp_path):
+    (tmp_path / "10-vpn.yaml").write_text(BROKEN_RULE)
+
+    with pytest.raises(RulesError) as raised:
+        RulesWatcher(tmp_path, ENVIRONMENT)
+
+    assert len(raised.value.errors) == 1
+
+
+def test_watcher_reload_with_new_environment(tmp_path):
+    (tmp_path / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+    good = watcher.current
+
+    errors = watcher.reload(RuleEnvironment(groups=frozenset({"first-line"})))
+
+    assert errors is not None
+    assert errors[0].message == "unknown group 'network': write one of: first-line"
+    assert watcher.current is good
+
+
+def test_watcher_logs_reload_at_info(tmp_path, caplog):
+    (tmp_path / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+    (tmp_path / "20-more.yaml").write_text("- {name: more, then: {tags: [x]}}\n")
+
+    with caplog.at_level(logging.INFO, logger="maildesk.rules.loader"):
+        watcher.check_for_changes()
+
+    assert caplog.messages == [f"reloaded 2 routing rules from {Path(tmp_path)}"]
