@@ -23,8 +23,13 @@ def _initial_schema(database: pw.Database) -> None:
     database.create_tables(models.ALL_MODELS, safe=True)
 
 
+def _agents_and_groups(database: pw.Database) -> None:
+    database.create_tables([models.Group, models.Agent], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
+    (2, "agents and groups", _agents_and_groups),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

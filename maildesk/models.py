@@ -215,6 +215,39 @@ class Quarantine(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
 
+class Group(BaseModel):
+    """A support group from the configuration, kept in sync at start-up (``maildesk.agents``).
+
+    Rows of groups removed from the configuration stay, marked inactive, because the
+    audit trail and old tickets still name them.
+    """
+
+    name = pw.CharField(max_length=100, unique=True)
+    tier = pw.IntegerField(default=1)
+    manager = pw.CharField(max_length=320, null=True)
+    escalates_to = pw.CharField(max_length=100, null=True)
+    address = pw.CharField(max_length=320, null=True)
+    description = pw.TextField(default="")
+    active = pw.BooleanField(default=True)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+
+class Agent(BaseModel):
+    """An agent from the configuration, kept in sync at start-up (``maildesk.agents``).
+
+    ``addresses`` and ``groups`` are space-separated, lower-cased addresses and group names.
+    """
+
+    login = pw.CharField(max_length=100, unique=True)
+    name = pw.CharField(max_length=200, default="")
+    addresses = pw.TextField(default="")
+    groups = pw.TextField(default="")
+    language = pw.CharField(max_length=8, null=True)
+    commands = pw.BooleanField(default=True)
+    active = pw.BooleanField(default=True)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+
 class MailboxState(BaseModel):
     """Per-mailbox bookkeeping: the IMAP UIDVALIDITY last seen, and a lease for one daemon."""
 
@@ -238,6 +271,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     ProcessedMessage,
     Quarantine,
     MailboxState,
+    Group,
+    Agent,
 )
 
 
