@@ -18,7 +18,7 @@ from maildesk import faults, models
 from maildesk.classify import MailKind, classify
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
-from maildesk.errors import ParseError, TemporaryError
+from maildesk.errors import MaildeskError, ParseError, TemporaryError
 from maildesk.followup import (
     Evidence,
     FollowUp,
@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 # acknowledgement, look like two auto-responders answering each other.
 LOOP_WINDOW = timedelta(minutes=10)
 LOOP_TICKETS = 2
+
+
+class MissingSenderError(MaildeskError):
+    """The mail has no From address; it goes to quarantine for an admin to look at."""
 
 
 def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
@@ -103,9 +107,13 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
     if classification.kind is MailKind.OWN:
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
         return Decision(Action.IGNORE, follow_up=none, reason=classification.reason, **base)
-    if message.from_address is None:
+    if message.from_address is None and classification.is_automatic:
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
-        return Decision(Action.IGNORE, follow_up=none, reason="no From address", **base)
+        return Decision(Action.IGNORE, follow_up=none,
+                        reason=f"{classification.kind.value}: {classification.reason}", **base)
+    if message.from_address is None:
+        raise MissingSenderError(_("the mail has no usable From address, so there is no "
+                                   "requester to open a ticket for or to answer"))
 
     follow_up = find_follow_up(message, desk.config.desk.ticket_tag, desk.agent_addresses)
     events = [(number, "thread_link_rejected", {"reason": reason})
@@ -197,6 +205,9 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
         decision = decide(desk, message, raw_sha256, source, rules)
     except (pw.OperationalError, pw.InterfaceError):
         raise
+    except MaildeskError as error:
+        row = quarantine(desk, raw, raw_sha256, source, error)
+        return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
     except Exception as error:
         logger.exception(_("deciding on {message_id} failed").format(
             message_id=message.message_id or raw_sha256))
