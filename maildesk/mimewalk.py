@@ -10,6 +10,7 @@ unpacked. Calendar parts are attachments, never body text.
 
 from __future__ import annotations
 
+import binascii
 import email.message
 import logging
 import re
@@ -404,8 +405,30 @@ def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, 
 # -- helpers on single parts ---------------------------------------------------------------
 
 
+_BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def decode_base64_lenient(data: bytes) -> bytes:
+    """Decode base64 the way mail clients do: skip stray characters, repair the padding.
+
+    A trailing group of a single character carries no whole byte and is dropped.
+    """
+    cleaned = _BASE64_NOISE.sub(b"", data)
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]
+    cleaned += b"=" * (-len(cleaned) % 4)
+    return binascii.a2b_base64(cleaned)
+
+
 def _payload_bytes(part: email.message.Message) -> bytes:
     """Return the decoded payload (base64, quoted-printable, uuencode) or b''."""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    raw = part.get_payload()
+    if encoding == "base64" and isinstance(raw, str):
+        try:
+            return decode_base64_lenient(raw.encode("ascii", errors="ignore"))
+        except binascii.Error as error:
+            logger.debug("base64 payload could not be decoded: %r", error)
     try:
         payload = part.get_payload(decode=True)
     except Exception as error:  # a damaged transfer encoding: keep what is there

@@ -1,0 +1,194 @@
+"""Reply text: the new part of a reply without quoted history, signature or footer."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from maildesk.quotes import extract_reply, strip_html_quotes
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Fail instead of hanging when a pattern backtracks catastrophically (not a timing test)."""
+
+    def fail(signum: int, frame: object) -> None:
+        raise TimeoutError("quote splitting did not finish within 20 seconds")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_extract_reply_polish_outlook_block() -> None:
+    text = (
+        "Drukarka dalej nie działa.\n\nPozdrawiam\nZofia\n\n"
+        "Od: Helpdesk IT <helpdesk@example.com>\nWysłano: czwartek, 3 grudnia 2026 10:15\n"
+        "Do: Zofia <zofia@example.org>\nDW: Jan <jan@example.org>\nTemat: [#20451] Status\n\n"
+        "Status zgłoszenia zmienił się.\n"
+    )
+
+    reply = extract_reply(text)
+
+    assert reply == "Drukarka dalej nie działa.\n\nPozdrawiam\nZofia"
+
+
+def test_extract_reply_polish_outlook_block_with_data() -> None:
+    text = "Dziękuję.\n\nOd: Jan\nData: 3.12.2026\nDo: Zofia\nTemat: Test\n\nhistoria"
+
+    assert extract_reply(text) == "Dziękuję."
+
+
+def test_extract_reply_english_outlook_block() -> None:
+    text = "Thanks.\n\n*From:* Kim [mailto:kim@example.org]\n*Sent:* Monday\n*To:* x\n\nold"
+
+    assert extract_reply(text) == "Thanks."
+
+
+def test_extract_reply_original_message_separator() -> None:
+    text = "Nowa treść\n\n-----Original Message-----\nstara treść"
+
+    assert extract_reply(text) == "Nowa treść"
+
+
+def test_extract_reply_polish_original_message_separator() -> None:
+    text = "Nowa treść\n\n-----Wiadomość oryginalna-----\nOd: Jan\nstara treść"
+
+    assert extract_reply(text) == "Nowa treść"
+
+
+def test_extract_reply_thunderbird_polish() -> None:
+    text = "Tak, działa.\n\nW dniu 03.12.2026 o 10:15, Jan Nowak pisze:\n> Czy działa?\n"
+
+    assert extract_reply(text) == "Tak, działa."
+
+
+def test_extract_reply_gmail_polish_w_dniu() -> None:
+    text = "Tak.\n\nW dniu czw., 3 gru 2026 o 10:15 Jan Nowak <jan@example.org> napisał(a):\n> x"
+
+    assert extract_reply(text) == "Tak."
+
+
+def test_extract_reply_gmail_polish_wrapped() -> None:
+    text = (
+        "Tak, problem nadal występuje.\n\n"
+        "czw., 3 gru 2026 o 10:15 Helpdesk IT <helpdesk@example.com>\nnapisał(a):\n\n"
+        "> Dzień dobry,\n>\n> czy problem nadal występuje?\n"
+    )
+
+    assert extract_reply(text) == "Tak, problem nadal występuje."
+
+
+def test_extract_reply_on_wrote_wrapped() -> None:
+    text = "I get it.\n\nOn Dec 16, 2011, at 12:47 PM, Corey\n<reply@example.org>\nwrote:\n\n> old"
+
+    assert extract_reply(text) == "I get it."
+
+
+def test_extract_reply_attribution_without_quote_marks_cuts() -> None:
+    text = "Hi there\n\nOn Mon, 1 Jan 2026, Jan <jan@example.org> wrote:\n\nold text without >"
+
+    assert extract_reply(text) == "Hi there"
+
+
+def test_extract_reply_keeps_inline_answers() -> None:
+    text = "Hi,\nOn Tue, 2011-03-01, Abhishek wrote:\n> question?\n\nThe answer.\n"
+
+    reply = extract_reply(text)
+
+    assert "The answer." in reply
+    assert "question?" not in reply
+    assert "wrote:" not in reply
+
+
+def test_extract_reply_line_starting_with_on_is_text() -> None:
+    text = "On your remote host you can run:\n\n  telnet 127.0.0.1 52698\n"
+
+    assert "telnet 127.0.0.1 52698" in extract_reply(text)
+
+
+def test_extract_reply_removes_signature() -> None:
+    text = "Proszę o reset hasła.\n\n-- \nJan Nowak\ntel. 123\n"
+
+    assert extract_reply(text) == "Proszę o reset hasła."
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [
+        "Sent from my iPhone",
+        "Wysłano z iPhone'a",
+        "Wysłano z mojego telefonu",
+        "Get Outlook for iOS",
+    ],
+)
+def test_extract_reply_removes_mobile_footer(footer: str) -> None:
+    assert extract_reply(f"Działa.\n\n{footer}\n") == "Działa."
+
+
+def test_extract_reply_removes_list_footer() -> None:
+    text = "Treść.\n\n" + "_" * 47 + "\nadmini mailing list\nhttps://lists.example.org/listinfo\n"
+
+    assert extract_reply(text) == "Treść."
+
+
+def test_extract_reply_header_first_keeps_following_text() -> None:
+    text = "Od: Jan <jan@example.com>\nWysłano: środa\nTemat: Test\n\nCześć Anno,\nJak się masz?"
+
+    assert extract_reply(text) == "Cześć Anno,\nJak się masz?"
+
+
+def test_extract_reply_forward_keeps_history() -> None:
+    text = "Zobaczcie.\n\n-----Original Message-----\nFrom: Vendor\nSent: Monday\n\nFaktura 12"
+
+    assert "Faktura 12" in extract_reply(text, forwarded=True)
+
+
+def test_extract_reply_all_quoted_is_empty() -> None:
+    assert extract_reply("> only\n> quoted\n") == ""
+
+
+def test_extract_reply_pathological_input_finishes(hang_guard: None) -> None:
+    hostile = (
+        "On "
+        + "a " * 20000
+        + "\n"
+        + ("> " * 5000 + "\n") * 20
+        + "From: x\n" * 3000
+        + "wrote " * 5000
+        + ":"
+        + "\n"
+        + "-" * 100000
+        + "\n"
+        + "On\n" * 10000
+    )
+
+    reply = extract_reply(hostile)
+
+    assert isinstance(reply, str)
+
+
+def test_strip_html_quotes_gmail() -> None:
+    html = '<div>Nowe</div><div class="gmail_quote">On x wrote:<blockquote>stare</blockquote></div>'
+
+    stripped = strip_html_quotes(html)
+
+    assert "Nowe" in stripped
+    assert "stare" not in stripped
+
+
+def test_strip_html_quotes_outlook_reply_section() -> None:
+    html = '<div>Nowe</div><div id="divRplyFwdMsg">Od: x</div><div>stare</div>'
+
+    stripped = strip_html_quotes(html)
+
+    assert "Nowe" in stripped
+    assert "stare" not in stripped
+
+
+def test_strip_html_quotes_unparseable_returns_input() -> None:
+    assert strip_html_quotes("   ") == "   "
