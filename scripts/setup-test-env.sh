@@ -15,6 +15,7 @@ PG_HOST=127.0.0.1
 PG_PORT=5432
 PG_USER=postgres
 PG_DATABASE=test
+PG_CLUSTER=main
 
 missing=()
 
@@ -26,6 +27,9 @@ in_ci() { case "${CI:-}" in "" | 0 | false | no) return 1 ;; *) return 0 ;; esac
 # Debian puts dovecot and the PostgreSQL tools in /usr/sbin and /usr/lib/postgresql,
 # outside a normal user's PATH.
 have() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
+newest_subdirectory() {
+    find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1
+}
 have_postgres_server() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; }
 
 postgres_answers() {
@@ -68,7 +72,7 @@ start_postgres() {
     postgres_answers && return 0
 
     if ! is_root; then
-        missing+=("PostgreSQL on $PG_HOST:$PG_PORT (as root: pg_ctlcluster <version> main start)")
+        missing+=("PostgreSQL on $PG_HOST:$PG_PORT (as root: pg_ctlcluster 15 $PG_CLUSTER start)")
         return 0
     fi
     if ! have_postgres_server; then
@@ -76,21 +80,20 @@ start_postgres() {
         return 0
     fi
 
+    # The newest version with a cluster in /etc/postgresql, else the newest installed.
     local version
-    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V \
-        | tail -n 1)
-    if [ -z "$version" ]; then
-        log "creating PostgreSQL cluster main"
-        version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V \
-            | tail -n 1)
-        pg_createcluster "$version" main >/dev/null
+    version=$(newest_subdirectory /etc/postgresql)
+    [ -n "$version" ] || version=$(newest_subdirectory /usr/lib/postgresql)
+    if [ ! -f "/etc/postgresql/$version/$PG_CLUSTER/postgresql.conf" ]; then
+        log "creating PostgreSQL cluster $version/$PG_CLUSTER"
+        pg_createcluster "$version" "$PG_CLUSTER" >/dev/null
     fi
 
-    log "starting PostgreSQL $version/main"
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    log "starting PostgreSQL $version/$PG_CLUSTER"
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$PG_CLUSTER" start
     if ! postgres_answers; then
-        missing+=("PostgreSQL $version/main on $PG_HOST:$PG_PORT: it started but does not listen
-    there; check port and listen_addresses in /etc/postgresql/$version/main/postgresql.conf")
+        local hint="check port and listen_addresses in its postgresql.conf"
+        missing+=("PostgreSQL on $PG_HOST:$PG_PORT: $version/$PG_CLUSTER listens elsewhere; $hint")
     fi
 }
 
@@ -209,13 +212,14 @@ grant_test_access
 install_python_packages
 
 if [ ${#missing[@]} -gt 0 ]; then
-    warn "not ready; tests that need the following will be skipped:"
+    warn "missing:"
     for item in "${missing[@]}"; do
         warn "  - $item"
     done
     if in_ci; then
-        warn "CI is set, so this is an error. Run this script as root."
+        warn "CI is set, so the tests that need these would fail; stopping here."
         exit 1
     fi
-    is_root || warn "Run scripts/setup-test-env.sh as root (or with sudo) to fix this."
+    warn "Tests that need these will be skipped."
+    is_root || warn "Run scripts/setup-test-env.sh as root (or with sudo) to add them."
 fi

@@ -78,7 +78,7 @@ def missing_server(reason: str) -> None:
     """Skip on a developer machine, fail loudly in CI."""
     if in_ci():
         pytest.fail(f"{reason} (CI is set, so this is an error, not a skip)", pytrace=False)
-    pytest.skip(f"{reason}; run scripts/setup-test-env.sh as root to install it")
+    pytest.skip(f"{reason}; run scripts/setup-test-env.sh as root to set it up")
 
 
 # --------------------------------------------------------------------------- IMAP

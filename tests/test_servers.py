@@ -416,10 +416,7 @@ def test_postgres_schema_drop_removes_tables(postgres_schema: PostgresSchema) ->
     assert not postgres_schema.exists()
 
 
-def test_postgres_schemas_are_distinct(postgres_available: bool) -> None:
-    if not postgres_available:
-        pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432")
-
+def test_postgres_schemas_are_distinct() -> None:
     first, second = PostgresSchema(), PostgresSchema()
 
     assert first.name != second.name
