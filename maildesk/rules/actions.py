@@ -113,8 +113,11 @@ class Action:
 
         if name == "tags":
             assert isinstance(value, tuple)
-            added = [tag for tag in value if isinstance(tag, str) and tag not in state.tags]
-            state.tags.extend(added)
+            added: list[str] = []
+            for tag in value:
+                if isinstance(tag, str) and tag not in state.tags:
+                    state.tags.append(tag)
+                    added.append(tag)
             return ActionTrace(name, added, None)
 
         if name == "template":
@@ -138,7 +141,9 @@ class Action:
         if name == "notify":
             assert isinstance(value, tuple)
             notifications = [item for item in value if isinstance(item, Notification)]
-            state.notify.extend(item for item in notifications if item not in state.notify)
+            for item in notifications:
+                if item not in state.notify:
+                    state.notify.append(item)
             return ActionTrace(name, [item.to_json() for item in notifications], None)
 
         if name == "stop":

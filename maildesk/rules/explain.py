@@ -134,7 +134,7 @@ def _rule_lines(rule: RuleTrace, stopped_by: str | None) -> list[str]:
     elif rule.status == NEW_TICKETS_ONLY:
         status = _("skipped: the rule applies to new tickets only")
     elif rule.status == AFTER_STOP:
-        status = _("not run: rule '{rule}' stopped the rules").format(rule=stopped_by or "?")
+        status = _("not run: rule '{rule}' has 'stop: true'").format(rule=stopped_by or "?")
     else:
         status = _("not matched")
 
