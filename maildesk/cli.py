@@ -43,7 +43,7 @@ class App:
         if self._desk is None:
             try:
                 self._desk = Desk.open(self.config_path)
-            except ConfigError as error:
+            except (ConfigError, TemporaryError) as error:
                 raise click.ClickException(str(error)) from error
         return self._desk
 
@@ -75,6 +75,7 @@ def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
     from maildesk.logcontext import configure_logging
 
     configure_logging(logging.DEBUG if verbose else logging.INFO)
+    set_language(language_from_environment())
     ctx.obj = App(config_path)
 
 

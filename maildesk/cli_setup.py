@@ -57,18 +57,22 @@ smtp:
   transport: directory
   directory: outbox
 groups:
-  - name: pierwsza-linia
+  - name: first-line
     tier: 1
-    escalates_to: druga-linia
-  - name: druga-linia
+    escalates_to: second-line
+    manager: kierownik.it@firma.example
+  - name: second-line
     tier: 2
-  - name: sieci
+    manager: kierownik.it@firma.example
+  - name: network
+    tier: 2
+  - name: accounts
     tier: 2
 agents:
   - login: jan.kowalski
     name: Jan Kowalski
     addresses: [jan.kowalski@firma.example]
-    groups: [pierwsza-linia]
+    groups: [first-line]
 """
 
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee as pw
 
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, TemporaryError
 from maildesk.i18n import _
 
 logger = logging.getLogger(__name__)
@@ -320,13 +320,27 @@ def make_database(url: str) -> pw.Database:
     )
 
 
+def redact_url(url: str) -> str:
+    """Hide the password of a database URL before it reaches a log or an error."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url
+
+
 def open_database(url: str, migrate: bool = True) -> pw.Database:
     """Bind the models to the database at ``url`` and bring its schema up to date."""
     from maildesk.migrations import migrate as run_migrations
 
     database = make_database(url)
     database_proxy.initialize(database)
-    database.connect(reuse_if_open=True)
+    try:
+        database.connect(reuse_if_open=True)
+    except pw.OperationalError as error:
+        raise TemporaryError(
+            _("cannot connect to the database {url}: {error}").format(
+                url=redact_url(url), error=str(error).strip())
+        ) from error
     if migrate:
         run_migrations(database)
     return database

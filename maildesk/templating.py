@@ -153,16 +153,15 @@ class Templates:
 
 
 def _error_line(error: Exception, template_name: str) -> int | str:
-    """Find the template line of a render-time error in its traceback."""
+    """Find the template line of a render-time error in its traceback.
+
+    Jinja2 rewrites the traceback so that frames of template code carry the template's
+    file name and line; the innermost such frame is where the error happened.
+    """
     traceback = error.__traceback__
     line: int | str = "?"
     while traceback is not None:
-        frame = traceback.tb_frame
-        if frame.f_globals.get("__jinja_template__") is not None or frame.f_code.co_filename.endswith(
-            template_name
-        ):
-            template = frame.f_globals.get("__jinja_template__")
-            if template is not None:
-                line = template.get_corresponding_lineno(traceback.tb_lineno)
+        if traceback.tb_frame.f_code.co_filename.endswith(template_name):
+            line = traceback.tb_lineno
         traceback = traceback.tb_next
     return line

@@ -1,0 +1,164 @@
+"""The maildesk command line, through click's CliRunner and a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from deskfactory import mail, write_config
+
+from maildesk import models
+from maildesk.cli import EX_TEMPFAIL, main
+from maildesk.config import load_config
+
+
+def _invoke(*args: str, input: bytes | None = None, env: dict | None = None):
+    runner = CliRunner()
+    return runner.invoke(main, list(args), input=input, env={"MAILDESK_LANGUAGE": "en", **(env or {})},
+                         catch_exceptions=False)
+
+
+def test_demo_prints_the_tickets_it_made(tmp_path: Path) -> None:
+    result = _invoke("demo", str(tmp_path / "demo"))
+
+    assert result.exit_code == 0, result.output
+    assert "[SD#1]" in result.output
+    assert "Drukarka na 2. piętrze nie drukuje" in result.output
+    assert "5 outgoing mails written to" in result.output
+    assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 5
+    assert not any((tmp_path / "demo" / "mailbox" / "new").iterdir())
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious").mkdir()
+
+    result = _invoke("demo", str(tmp_path / "precious"))
+
+    assert result.exit_code == 1
+    assert "is not a demo folder" in result.output
+
+
+def test_tickets_show_decodes_conversation(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+
+    listing = _invoke("--config", config, "tickets", "list")
+    shown = _invoke("--config", config, "tickets", "show", "4")
+
+    assert listing.exit_code == 0
+    assert "5 tickets" in listing.output
+    assert shown.exit_code == 0, shown.output
+    assert "Irena Kozłowska <irena.kozlowska@firma.example>" in shown.output
+    assert "Nowy pracownik od poniedziałku – konto i laptop" in shown.output
+    assert "formularz-nowy-pracownik.csv" in shown.output
+    assert "Audit trail:" in shown.output
+
+
+def test_tickets_show_unknown_number_fails(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+
+    result = _invoke("--config", str(tmp_path / "demo" / "maildesk.yaml"), "tickets", "show",
+                     "999")
+
+    assert result.exit_code == 1
+    assert "ticket 999 not found" in result.output
+
+
+def test_deliver_creates_ticket_from_stdin(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == 0, result.output
+    assert "create: ticket 1" in result.output
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_deliver_exits_75_when_database_is_down(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "postgresql://postgres@127.0.0.1:1/none")
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == EX_TEMPFAIL
+
+
+def test_deliver_exits_75_on_invalid_config(tmp_path: Path) -> None:
+    config = tmp_path / "maildesk.yaml"
+    config.write_text("desk:\n  adress: x@example.com\n", encoding="utf-8")
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == EX_TEMPFAIL
+    assert "maildesk.yaml:" in result.output
+
+
+def test_deliver_as_mta_pipe_process(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "maildesk.cli", "--config", str(config), "deliver"],
+        input=mail(), capture_output=True, timeout=60,
+        env={**os.environ, "MAILDESK_LANGUAGE": "en"},
+    )
+
+    assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    models.open_database(f"sqlite:///{tmp_path / 'db.sqlite'}", migrate=False)
+    assert models.Ticket.select().count() == 1
+
+
+@pytest.mark.parametrize("language", ["pl", "en"])
+def test_init_writes_a_loadable_starter(tmp_path: Path, language: str) -> None:
+    result = _invoke("init", str(tmp_path / "desk"), "--language", language)
+
+    assert result.exit_code == 0, result.output
+    config = load_config(tmp_path / "desk" / "maildesk.yaml")
+    assert config.language == language
+    assert (tmp_path / "desk" / "templates" / "pl" / "acknowledgement.j2").exists()
+    assert config.source is not None
+
+
+def test_init_does_not_overwrite(tmp_path: Path) -> None:
+    _invoke("init", str(tmp_path / "desk"))
+
+    again = _invoke("init", str(tmp_path / "desk"))
+
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+
+
+def test_templates_check_reports_file_and_line(tmp_path: Path, database_url: str) -> None:
+    templates = tmp_path / "templates"
+    import shutil
+
+    from maildesk.resources import shipped
+
+    shutil.copytree(shipped("templates"), templates)
+    broken = templates / "pl" / "acknowledgement.j2"
+    lines = broken.read_text(encoding="utf-8").splitlines()
+    lines.insert(5, "{{ ticket.no_such_field }}")
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = write_config(tmp_path, database_url, templates=str(templates))
+
+    result = _invoke("--config", str(config), "templates", "check")
+
+    assert result.exit_code == 1
+    assert f"{broken}:6" in result.output
+    assert "no_such_field" in result.output
+
+
+def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    _invoke("--config", str(config), "deliver", input=b"Subject: no sender here\r\n\r\nbody\r\n")
+
+    listing = _invoke("--config", str(config), "quarantine", "list")
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    assert "1 message in quarantine" in listing.output
+    assert "no usable From address" in listing.output
+    assert retried.exit_code == 0
+    assert "quarantined" in retried.output
+    assert models.Quarantine.select().count() == 2
