@@ -1,0 +1,273 @@
+"""parse_message and its helpers on small mails written for one behaviour each."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from maildesk.attachments import sanitize_filename, unique_filename
+from maildesk.charsets import decode_bytes, decode_rfc2047, normalize_charset
+from maildesk.errors import ParseError
+from maildesk.parse import parse_message, repair_header_block
+
+
+def mail(headers: str, body: bytes = b"Tre\xc5\x9b\xc4\x87.\r\n") -> bytes:
+    head = "From: Jan Nowak <jan@example.org>\r\nTo: helpdesk@example.com\r\n" + headers
+    return head.encode("utf-8", errors="surrogateescape") + b"\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "label", ["cp-1250", "cp_1250", "win-1250", "x-cp1250", "Windows-1250", "CP1250"]
+)
+def test_normalize_charset_windows_1250_labels(label: str) -> None:
+    assert normalize_charset(label) == "cp1250"
+
+
+@pytest.mark.parametrize("label", ["base64", "unicode_escape", "rot13", "", "x-unknown", None])
+def test_normalize_charset_rejects_non_charsets(label: str | None) -> None:
+    assert normalize_charset(label) is None
+
+
+def test_decode_bytes_windows_1250_labelled_iso_8859_2() -> None:
+    data = "„Środa” – źródła".encode("cp1250")
+
+    assert decode_bytes(data, "iso-8859-2") == "„Środa” – źródła"
+
+
+def test_decode_bytes_iso_8859_2_labelled_windows_1250() -> None:
+    data = "Zażółć gęślą jaźń, ąśź".encode("iso8859-2")
+
+    assert decode_bytes(data, "windows-1250") == "Zażółć gęślą jaźń, ąśź"
+
+
+def test_decode_bytes_unlabelled_tries_utf8_then_default() -> None:
+    assert decode_bytes("księgowość".encode(), None) == "księgowość"
+    assert decode_bytes("księgowość".encode("cp1250"), None) == "księgowość"
+
+
+def test_decode_bytes_mime_label_wins_when_valid() -> None:
+    assert decode_bytes("Gość".encode(), "utf-8") == "Gość"
+
+
+def test_decode_rfc2047_word_split_inside_character() -> None:
+    value = "=?utf-8?B?RHJ1a2Fya2EgbmEgMi4gcGnE?=\r\n =?utf-8?B?mXRyemU=?="
+
+    assert decode_rfc2047(value) == "Drukarka na 2. piętrze"
+
+
+def test_decode_rfc2047_raw_utf8_mixed_with_encoded_word() -> None:
+    raw = "Zgłoszenie: =?utf-8?Q?awaria_serwera?= już".encode().decode("ascii", "surrogateescape")
+
+    assert decode_rfc2047(raw) == "Zgłoszenie: awaria serwera już"
+
+
+def test_decode_rfc2047_unknown_charset_label() -> None:
+    assert decode_rfc2047("=?cp-1250?Q?Nie_dzia=B3a?=") == "Nie działa"
+
+
+def test_parse_message_empty_raises() -> None:
+    with pytest.raises(ParseError):
+        parse_message(b"  \r\n")
+
+
+def test_parse_message_not_bytes_raises() -> None:
+    with pytest.raises(ParseError):
+        parse_message("From: x")  # type: ignore[arg-type]
+
+
+def test_parse_message_missing_message_id_is_none() -> None:
+    assert parse_message(mail("Subject: x\r\n")).message_id is None
+
+
+def test_parse_message_missing_date_uses_received() -> None:
+    headers = "Received: from a by b; Fri, 4 Dec 2026 08:02:31 +0100\r\nSubject: x\r\n"
+
+    result = parse_message(mail(headers))
+
+    assert result.date is not None
+    assert result.date.isoformat() == "2026-12-04T08:02:31+01:00"
+
+
+def test_parse_message_8bit_header_without_charset() -> None:
+    result = parse_message(
+        mail(
+            "Subject: Nie dzia\xb3a drukarka\r\n".encode("latin-1").decode(
+                "ascii", "surrogateescape"
+            )
+        )
+    )
+
+    assert result.subject == "Nie działa drukarka"
+
+
+def test_parse_message_from_falls_back_to_reply_to() -> None:
+    raw = b"To: helpdesk@example.com\r\nReply-To: <anna@example.org>\r\nSubject: x\r\n\r\nx\r\n"
+
+    result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.address == "anna@example.org"
+
+
+def test_repair_header_block_unindented_fold() -> None:
+    raw = b"X-Long: aaa\r\nbbb\r\nSubject: widoczny\r\n\r\nbody\r\n"
+
+    assert parse_message(repair_header_block(raw)).subject == "widoczny"
+
+
+def test_parse_message_html_only_keeps_links_and_lists() -> None:
+    body = b'<p>Zobacz <a href="https://example.org/x">instrukcja</a></p><ul><li>jeden</li><li>dwa</li></ul><script>alert(1)</script>'
+    result = parse_message(mail("Subject: x\r\nContent-Type: text/html; charset=utf-8\r\n", body))
+
+    assert "https://example.org/x" in result.text
+    assert "* jeden" in result.text
+    assert result.html is not None
+    assert "<script" not in result.html
+
+
+def test_parse_message_nul_removed_from_text() -> None:
+    result = parse_message(mail("Subject: a\x00b\r\n", b"x\x00y\r\n"))
+
+    assert result.subject == "ab"
+    assert result.text.strip() == "xy"
+
+
+def _multipart(*parts: bytes, subtype: str = "mixed", extra: str = "") -> bytes:
+    body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + b"--b--\r\n"
+    return mail(
+        f'Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/{subtype}; boundary="b"{extra}\r\n',
+        body,
+    )
+
+
+TEXT_PART = b"Content-Type: text/plain; charset=utf-8\r\n\r\nTre\xc5\x9b\xc4\x87"
+
+
+def _file_part(
+    disposition: str, content: bytes = b"abc", content_type: str = "application/pdf"
+) -> bytes:
+    return (
+        f"Content-Type: {content_type}\r\nContent-Disposition: {disposition}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    ).encode() + base64.encodebytes(content)
+
+
+def test_parse_message_rfc2231_continuation_filename() -> None:
+    disposition = "attachment;\r\n filename*0*=utf-8''Zrzut%20ekranu%20%E2%80%93;\r\n filename*1*=%20b%C5%82%C4%85d.png"
+
+    result = parse_message(_multipart(TEXT_PART, _file_part(disposition)))
+
+    assert [item.filename for item in result.attachments] == ["Zrzut ekranu – błąd.png"]
+
+
+def test_parse_message_path_traversal_filename() -> None:
+    result = parse_message(
+        _multipart(TEXT_PART, _file_part('attachment; filename="../../etc/passwd"'))
+    )
+
+    assert [item.filename for item in result.attachments] == ["passwd"]
+
+
+def test_parse_message_clashing_filenames_numbered() -> None:
+    part = _file_part('attachment; filename="raport.pdf"')
+
+    result = parse_message(_multipart(TEXT_PART, part, part, part))
+
+    assert [item.filename for item in result.attachments] == [
+        "raport.pdf",
+        "raport (2).pdf",
+        "raport (3).pdf",
+    ]
+
+
+def test_parse_message_attachment_over_limit_becomes_note() -> None:
+    big = _file_part('attachment; filename="duzy.bin"', b"x" * 2000)
+    small = _file_part('attachment; filename="maly.bin"', b"x" * 10)
+
+    result = parse_message(_multipart(TEXT_PART, big, small), max_attachment_size=1000)
+
+    assert [item.filename for item in result.attachments] == ["maly.bin"]
+    assert len(result.notes) == 1
+    assert "duzy.bin" in result.notes[0]
+
+
+def test_parse_message_total_limit_becomes_note() -> None:
+    part = _file_part('attachment; filename="a.bin"', b"x" * 600)
+
+    result = parse_message(_multipart(TEXT_PART, part, part), max_total_size=1000)
+
+    assert len(result.attachments) == 1
+    assert len(result.notes) == 1
+
+
+def test_parse_message_inline_image_content_id() -> None:
+    html = b'Content-Type: text/html; charset=utf-8\r\n\r\n<img src="cid:logo@x">'
+    image = b"Content-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+
+    result = parse_message(_multipart(html, image, subtype="related"))
+
+    assert result.attachments[0].content_id == "<logo@x>"
+    assert result.attachments[0].inline
+
+
+def test_parse_message_signed_content_read_signature_kept() -> None:
+    signature = b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIB\r\n"
+
+    result = parse_message(
+        _multipart(
+            TEXT_PART, signature, subtype="signed", extra='; protocol="application/pkcs7-signature"'
+        )
+    )
+
+    assert result.text.strip() == "Treść"
+    assert [item.filename for item in result.attachments] == ["smime.p7s"]
+
+
+def test_parse_message_calendar_is_attachment() -> None:
+    calendar = b"Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR"
+
+    result = parse_message(_multipart(TEXT_PART, calendar, subtype="alternative"))
+
+    assert "VCALENDAR" not in result.text
+    assert [item.filename for item in result.attachments] == ["invite.ics"]
+
+
+def test_parse_message_blank_plain_alternative_uses_html() -> None:
+    blank = b"Content-Type: text/plain; charset=utf-8\r\n\r\n  \r\n"
+    html = b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>VPN nie dzia\xc5\x82a</p>"
+
+    result = parse_message(_multipart(blank, html, subtype="alternative"))
+
+    assert result.text.strip() == "VPN nie działa"
+
+
+def test_parse_message_uuencoded_body_file() -> None:
+    body = b"Plik w zalaczniku.\r\n\r\nbegin 644 a.txt\r\n#86)C\r\n`\r\nend\r\n"
+
+    result = parse_message(mail("Subject: x\r\n", body))
+
+    assert [(item.filename, item.content) for item in result.attachments] == [("a.txt", b"abc")]
+    assert "begin 644" not in result.text
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("..\\..\\windows\\system32\\a.dll", "a.dll"),
+        ("CON.txt", "_CON.txt"),
+        ("a\u202egpj.exe", "agpj.exe"),
+        ("", "attachment.pdf"),
+        ("a:b?.pdf", "a_b_.pdf"),
+        ("Tax Invoice  INX.PDF", "Tax Invoice  INX.PDF"),
+    ],
+)
+def test_sanitize_filename_cases(name: str, expected: str) -> None:
+    assert sanitize_filename(name, "application/pdf") == expected
+
+
+def test_unique_filename_ignores_case() -> None:
+    taken: set[str] = set()
+
+    assert unique_filename("A.pdf", taken) == "A.pdf"
+    assert unique_filename("a.PDF", taken) == "a (2).PDF"
