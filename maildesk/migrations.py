@@ -27,9 +27,29 @@ def _agents_and_groups(database: pw.Database) -> None:
     database.create_tables([models.Group, models.Agent], safe=True)
 
 
+def _service_levels(database: pw.Database) -> None:
+    """Add the scheduler's due-time columns, the satisfaction rating and SlaNotice.
+
+    A database created by migration 1 from today's models has the columns already.
+    """
+    from playhouse.migrate import SchemaMigrator, migrate as run
+
+    table = models.Ticket._meta.table_name  # type: ignore[attr-defined]
+    existing = {column.name for column in database.get_columns(table)}
+    migrator = SchemaMigrator.from_database(database)
+    names = ("first_response_warning_due", "resolution_warning_due", "pending_reminder_due",
+             "auto_close_due", "reminders_sent", "satisfaction", "satisfaction_at")
+    for name in names:
+        if name not in existing:
+            # add_column also creates the index of an indexed field.
+            run(migrator.add_column(table, name, getattr(models.Ticket, name)))
+    database.create_tables([models.SlaNotice], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "agents and groups", _agents_and_groups),
+    (3, "service levels: scheduler due times, satisfaction", _service_levels),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -86,6 +86,15 @@ class Ticket(BaseModel):
     updated_at = pw.DateTimeField(default=utcnow)
     resolved_at = pw.DateTimeField(null=True, index=True)
     closed_at = pw.DateTimeField(null=True)
+    # Service levels (maildesk.lifecycle, maildesk.scheduler): when the scheduler next has
+    # work on this ticket, each column indexed so a run is one range query per kind.
+    first_response_warning_due = pw.DateTimeField(null=True, index=True)
+    resolution_warning_due = pw.DateTimeField(null=True, index=True)
+    pending_reminder_due = pw.DateTimeField(null=True, index=True)
+    reminders_sent = pw.IntegerField(default=0)
+    auto_close_due = pw.DateTimeField(null=True, index=True)
+    satisfaction = pw.IntegerField(null=True)
+    satisfaction_at = pw.DateTimeField(null=True)
 
     @property
     def number(self) -> int:
@@ -258,6 +267,22 @@ class MailboxState(BaseModel):
     updated_at = pw.DateTimeField(default=utcnow)
 
 
+class SlaNotice(BaseModel):
+    """An SLA warning or breach notice already sent for a ticket, so it is never sent twice.
+
+    ``target`` is first_response or resolution, ``kind`` warning or breach.
+    """
+
+    ticket = pw.ForeignKeyField(Ticket, backref="sla_notices", on_delete="CASCADE")
+    target = pw.CharField(max_length=20)
+    kind = pw.CharField(max_length=10)
+    due_at = pw.DateTimeField(null=True)
+    sent_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("ticket", "target", "kind"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Contact,
@@ -273,6 +298,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     MailboxState,
     Group,
     Agent,
+    SlaNotice,
 )
 
 
