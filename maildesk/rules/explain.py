@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from maildesk.errors import ParseError
@@ -61,7 +61,7 @@ def explain_messages(
     return "\n\n".join(sections)
 
 
-def _in_language(language: str, function, *arguments):  # type: ignore[no-untyped-def]
+def _in_language(language: str, function: Callable[..., str], *arguments: object) -> str:
     set_language(language)
     return function(*arguments)
 
