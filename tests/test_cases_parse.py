@@ -5,7 +5,6 @@ Threading, rules and outgoing mail of the same cases are tested with the pipelin
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 

@@ -138,10 +138,19 @@ ZAMMAD_JUDGED = {
 # Content-ID "32497.1617621278.2"; the desk writes "document (2).html" and names an
 # unnamed part by its type ("attachment.bin", "image.jpg").
 ZAMMAD_NAMES_JUDGED = {
-    "mail062": ["image001.jpg", "image000.jpg", "document.html", "document (2).html",
-                "Video1.MOV", "Video2.MOV", "Video3.MOV", "video.mov", "video (2).mov"],
+    "mail062": [
+        "image001.jpg",
+        "image000.jpg",
+        "document.html",
+        "document (2).html",
+        "Video1.MOV",
+        "Video2.MOV",
+        "Video3.MOV",
+        "video.mov",
+        "video (2).mov",
+    ],
     "mail100": ["ITN21A07-000089.jpg", "attachment.bin", "image.jpg"],
-}  # fmt: skip
+}
 
 
 def _zammad(copyleft: Path, stem: str) -> tuple[dict, ParsedMessage]:
@@ -188,9 +197,10 @@ def test_corpus_zammad_attachments(copyleft: Path, stem: str) -> None:
     # Zammad stores the HTML alternative of the body as an attachment; the desk keeps it
     # as ParsedMessage.html instead.
     wanted = [
-        item for item in expected["attachments"]
+        item
+        for item in expected["attachments"]
         if not (item.get("preferences") or {}).get("content-alternative")
-    ]  # fmt: skip
+    ]
 
     names = [item.filename for item in result.attachments]
     if stem in ZAMMAD_NAMES_JUDGED:
@@ -394,7 +404,10 @@ TNEF_EXPECTED = {
     "two-files.tnef": ["AUTHORS", "README"],
     "long-filename.tnef": ["allproductsmar2000.dat"],
     "missing-filenames.tnef": [
-        "generpts.src", "TechlibDEC99.doc", "TechlibDEC99-JAN00.doc", "TechlibNOV99.doc",
+        "generpts.src",
+        "TechlibDEC99.doc",
+        "TechlibDEC99-JAN00.doc",
+        "TechlibNOV99.doc",
     ],
     "MAPI_ATTACH_DATA_OBJ.tnef": ["VIA_Nytt_1402.doc", "VIA_Nytt_1402.pdf", "VIA_Nytt_14021.htm"],
     # tnefparse's zip export numbers the clash "file_abcdefgh-2.txt"; the desk uses the
@@ -410,7 +423,7 @@ TNEF_EXPECTED = {
     "triples.tnef": [],
     "garbage-at-end.tnef": [],
     "multi-name-property.tnef": [],
-}  # fmt: skip
+}
 
 
 def wrap_tnef(data: bytes) -> bytes:
@@ -513,22 +526,33 @@ def test_corpus_talon_signature_text_kept(stem: str) -> None:
 REPLY_EXPECTED = {
     ("email-reply-parser", "email_2_1.txt"): "Outlook with a reply",
     ("email-reply-parser", "email_2_2.txt"): "Outlook with a reply directly above line",
-    ("email-reply-parser", "email_2_3.txt"): "Outlook with a reply above headers using unusual format",
-    ("email-reply-parser", "email_gmail.txt"): "This is a test for inbox replying to a github message.",
+    (
+        "email-reply-parser",
+        "email_2_3.txt",
+    ): "Outlook with a reply above headers using unusual format",
+    (
+        "email-reply-parser",
+        "email_gmail.txt",
+    ): "This is a test for inbox replying to a github message.",
     ("email-reply-parser", "email_headers_no_delimiter.txt"): "And another reply!",
     ("mail-parser-reply", "email_headers_no_delimiter.txt"): "And another reply!",
-    ("mail-parser-reply", "email_2_3.txt"): "Outlook with a reply above headers using unusual format",
+    (
+        "mail-parser-reply",
+        "email_2_3.txt",
+    ): "Outlook with a reply above headers using unusual format",
     ("mail-parser-reply", "email_sent_from_iPhone.txt"): "Here is another email",
     ("mail-parser-reply", "email_sent_from_BlackBerry.txt"): "Here is another email",
     # mail-parser-reply keeps the rule line under the reply
     # ("Outlook with a reply\n\n\n------------------------------"); the desk trims it.
     ("mail-parser-reply", "email_2_1.txt"): "Outlook with a reply",
     ("mail-parser-reply", "email_nl_1_2.txt"): "Outlook met een antwoord",
-}  # fmt: skip
+}
 
 REPLY_CONTAINS = {
     ("email-reply-parser", "email_partial_quote_header.txt"): [
-        "On your remote host you can run:", "telnet 127.0.0.1 52698", "This should connect to TextMate",
+        "On your remote host you can run:",
+        "telnet 127.0.0.1 52698",
+        "This should connect to TextMate",
     ],
     ("email-reply-parser", "email_1_2.txt"): ["You can list the keys for the bucket"],
     ("email-reply-parser", "email_1_4.txt"): ["Awesome"],
@@ -538,7 +562,10 @@ REPLY_CONTAINS = {
     ("mail-parser-reply", "email_pl_1_1.txt"): ["Czesc Anno", "Pozdrawiam,\nJan"],
     ("mail-parser-reply", "email_pl_1_3.txt"): ["Z powazaniem,\nJan"],
     ("mail-parser-reply", "email_ja_1_1.txt"): ["こんにちは"],
-    ("mail-parser-reply", "email_ja_1_2.txt"): ["お世話になっております。織田です。", "それでは 11:00 にお待ちしております。"],
+    ("mail-parser-reply", "email_ja_1_2.txt"): [
+        "お世話になっております。織田です。",
+        "それでは 11:00 にお待ちしております。",
+    ],
     ("mail-parser-reply", "email_swedish_2.txt"): ["Hello Anna,"],
     ("mail-parser-reply", "email_swedish_1.txt"): ["Ursäkta mitt sena svar!"],
     ("mail-parser-reply", "email_sv_anon_1.txt"): ["Berättar gärna."],
@@ -547,7 +574,7 @@ REPLY_CONTAINS = {
     ("mail-parser-reply", "email_danish_3.txt"): ["Svar."],
     ("mail-parser-reply", "email_danish_5.txt"): ["Svar."],
     ("mail-parser-reply", "email_nl_1_1.txt"): ["Hallo allemaal"],
-}  # fmt: skip
+}
 
 REPLY_MUST_NOT_CONTAIN = {
     ("email-reply-parser", "email_iPhone.txt"): ["Sent from my iPhone"],
@@ -561,7 +588,7 @@ REPLY_MUST_NOT_CONTAIN = {
     ("mail-parser-reply", "email_danish_2.txt"): ["Her er filerne du bad om."],
     ("mail-parser-reply", "email_ja_1_2.txt"): ["かしこまりました"],
     ("mail-parser-reply", "email_nl_1_2.txt"): ["Google Apps Sync Team"],
-}  # fmt: skip
+}
 
 
 def _reply(corpus_set: str, name: str) -> str:

@@ -136,7 +136,8 @@ def test_parse_message_nul_removed_from_text() -> None:
 def _multipart(*parts: bytes, subtype: str = "mixed", extra: str = "") -> bytes:
     body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + b"--b--\r\n"
     return mail(
-        f'Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/{subtype}; boundary="b"{extra}\r\n',
+        "Subject: x\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/{subtype}; boundary="b"{extra}\r\n',
         body,
     )
 
@@ -154,7 +155,10 @@ def _file_part(
 
 
 def test_parse_message_rfc2231_continuation_filename() -> None:
-    disposition = "attachment;\r\n filename*0*=utf-8''Zrzut%20ekranu%20%E2%80%93;\r\n filename*1*=%20b%C5%82%C4%85d.png"
+    disposition = (
+        "attachment;\r\n filename*0*=utf-8''Zrzut%20ekranu%20%E2%80%93;\r\n"
+        " filename*1*=%20b%C5%82%C4%85d.png"
+    )
 
     result = parse_message(_multipart(TEXT_PART, _file_part(disposition)))
 
@@ -203,7 +207,10 @@ def test_parse_message_total_limit_becomes_note() -> None:
 
 def test_parse_message_inline_image_content_id() -> None:
     html = b'Content-Type: text/html; charset=utf-8\r\n\r\n<img src="cid:logo@x">'
-    image = b"Content-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+    image = (
+        b"Content-Type: image/png\r\nContent-ID: <logo@x>\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+    )
 
     result = parse_message(_multipart(html, image, subtype="related"))
 
@@ -212,7 +219,10 @@ def test_parse_message_inline_image_content_id() -> None:
 
 
 def test_parse_message_signed_content_read_signature_kept() -> None:
-    signature = b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIB\r\n"
+    signature = (
+        b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nMIIB\r\n"
+    )
 
     result = parse_message(
         _multipart(
@@ -225,7 +235,10 @@ def test_parse_message_signed_content_read_signature_kept() -> None:
 
 
 def test_parse_message_calendar_is_attachment() -> None:
-    calendar = b"Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR"
+    calendar = (
+        b"Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n"
+        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR"
+    )
 
     result = parse_message(_multipart(TEXT_PART, calendar, subtype="alternative"))
 

@@ -39,9 +39,20 @@ def mutated_mail(draw: st.DrawFn) -> bytes:
             data = data[position:] + data[:position]
         elif action == "insert":
             data[position:position] = draw(
-                st.sampled_from([b"\x00", b"\r\n", b"--", b"=?utf-8?B?", b"?=", b"\xff\xfe", b"\n\n",
-                                 b"Content-Type: multipart/mixed; boundary=x\n", b"begin 644 a\n"])
-            )  # fmt: skip
+                st.sampled_from(
+                    [
+                        b"\x00",
+                        b"\r\n",
+                        b"--",
+                        b"=?utf-8?B?",
+                        b"?=",
+                        b"\xff\xfe",
+                        b"\n\n",
+                        b"Content-Type: multipart/mixed; boundary=x\n",
+                        b"begin 644 a\n",
+                    ]
+                )
+            )
         elif action == "delete":
             del data[position : position + draw(st.integers(min_value=1, max_value=200))]
         else:
