@@ -1,0 +1,198 @@
+"""Loading and validating maildesk.yaml: typed values, positions and fixes in errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maildesk.config import ImapConfig, MaildirConfig, load_config
+from maildesk.errors import ConfigError
+from maildesk.i18n import set_language
+
+MINIMAL = """\
+desk:
+  address: helpdesk@example.com
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "maildesk.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def english_messages():
+    set_language("en")
+    yield
+    set_language("pl")
+
+
+def _error(tmp_path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    return caught.value
+
+
+def test_config_minimal_uses_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+
+    assert config.language == "pl"
+    assert config.desk.ticket_tag == "[SD#{number}]"
+    assert config.desk.message_id_domain == "example.com"
+    assert config.database_url == f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}"
+    assert config.storage_path == tmp_path / "data"
+    assert config.smtp.transport == "smtp"
+    assert config.source is None
+
+
+def test_config_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    error = _error(tmp_path, "desk:\n  address: helpdesk@example.com\n  ticket_tga: x\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:3:3"
+    assert "unknown key 'ticket_tga' in 'desk'" in error.message
+    assert "did you mean 'ticket_tag'?" in error.message
+
+
+def test_config_wrong_type_names_value_and_line(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "smtp:\n  port: dwadzieścia pięć\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:4:9"
+    assert "'port' must be a whole number" in error.message
+    assert "dwadzieścia pięć" in error.message
+
+
+def test_config_missing_required_address(tmp_path: Path) -> None:
+    error = _error(tmp_path, "desk:\n  name: Helpdesk\n")
+
+    assert "missing required key 'address' in 'desk'" in error.message
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:2:3"
+
+
+def test_config_invalid_address(tmp_path: Path) -> None:
+    error = _error(tmp_path, "desk:\n  address: helpdesk\n")
+
+    assert "'helpdesk' is not an email address" in error.message
+
+
+def test_config_plain_password_is_rejected(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "smtp:\n  password: tajne\n")
+
+    assert "password_env" in error.message
+    assert "password_file" in error.message
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:4:13"
+
+
+def test_config_imap_secret_from_environment(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DESK_PASS", "s3cret")
+    config = load_config(
+        _write(
+            tmp_path,
+            MINIMAL
+            + (
+                "source:\n  type: imap\n  host: imap.example.com\n  username: hd\n"
+                "  password_env: DESK_PASS\n  security: starttls\n"
+            ),
+        )
+    )
+
+    assert isinstance(config.source, ImapConfig)
+    assert config.source.port == 143
+    assert config.source.password.reveal() == "s3cret"
+
+
+def test_config_secret_from_file(tmp_path: Path) -> None:
+    (tmp_path / "imap-password").write_text("z-pliku\n", encoding="utf-8")
+    config = load_config(
+        _write(
+            tmp_path,
+            MINIMAL
+            + (
+                "source:\n  host: imap.example.com\n  username: hd\n"
+                "  password_file: imap-password\n"
+            ),
+        )
+    )
+
+    assert isinstance(config.source, ImapConfig)
+    assert config.source.password.reveal() == "z-pliku"
+
+
+def test_config_missing_environment_variable_is_explained(tmp_path: Path) -> None:
+    config = load_config(
+        _write(
+            tmp_path,
+            MINIMAL
+            + ("source:\n  host: imap.example.com\n  username: hd\n  password_env: NOT_SET_X\n"),
+        )
+    )
+
+    assert isinstance(config.source, ImapConfig)
+    with pytest.raises(ConfigError, match="NOT_SET_X is not set"):
+        config.source.password.reveal()
+
+
+def test_config_imap_without_any_secret_fails(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "source:\n  host: imap.example.com\n  username: hd\n")
+
+    assert "password_env, password_file or oauth2_token_command" in error.message
+
+
+def test_config_maildir_path_is_relative_to_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + "source:\n  type: maildir\n  path: mail\n"))
+
+    assert config.source == MaildirConfig(path=tmp_path / "mail")
+
+
+def test_config_escalation_to_unknown_group(tmp_path: Path) -> None:
+    error = _error(
+        tmp_path,
+        MINIMAL
+        + ("groups:\n  - name: first-line\n    escalates_to: secnd-line\n  - name: second-line\n"),
+    )
+
+    assert "escalates to unknown group 'secnd-line'" in error.message
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:5:19"
+
+
+def test_config_agent_in_unknown_group(tmp_path: Path) -> None:
+    error = _error(
+        tmp_path,
+        MINIMAL
+        + ("agents:\n  - login: jan\n    addresses: [jan@example.com]\n    groups: [siec]\n"),
+    )
+
+    assert "unknown group 'siec'" in error.message
+
+
+def test_config_yaml_syntax_error_has_position(tmp_path: Path) -> None:
+    error = _error(tmp_path, "desk:\n  address: [helpdesk@example.com\n")
+
+    assert error.location is not None
+    assert error.location.startswith(f"{tmp_path / 'maildesk.yaml'}:")
+    assert "invalid YAML" in error.message
+
+
+def test_config_ticket_tag_needs_number(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + '  ticket_tag: "[SD]"\n')
+
+    assert "{number}" in error.message
+
+
+def test_config_error_in_polish(tmp_path: Path) -> None:
+    set_language("pl")
+
+    error = _error(tmp_path, "desk:\n  address: helpdesk@example.com\n  ticket_tga: x\n")
+
+    assert "nieznany klucz 'ticket_tga' w sekcji 'desk'" in error.message
+    assert "czy chodziło o 'ticket_tag'?" in error.message
+
+
+def test_config_starter_files_load(tmp_path: Path) -> None:
+    from maildesk.resources import PACKAGE_DIR
+
+    for language in ("pl", "en"):
+        config = load_config(PACKAGE_DIR / "data" / f"maildesk.{language}.yaml")
+        assert config.language == language
+        assert [group.name for group in config.groups][:2] == ["first-line", "second-line"]
