@@ -170,9 +170,16 @@ class Dovecot:
             )
         self._prepare()
 
+        command = [executable, "-F", "-c", str(self._config_path)]
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            # Kill Dovecot when the test process dies without running its teardown.
+            # The signal fires when the thread that called start() ends.
+            command = [setpriv, "--pdeathsig", "KILL", *command]
+
         with self._output_path.open("ab") as output:
             self._process = subprocess.Popen(
-                [executable, "-F", "-c", str(self._config_path)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
