@@ -1,8 +1,8 @@
 """``maildesk rules check`` and ``maildesk rules test``: the admin's tools for routing rules.
 
-The commands take the rules directory and the environment (groups, agents, templates,
-VIPs, business hours) from the application object in ``ctx.obj``, which the main CLI
-builds from the configuration; see ``RulesApplication``.
+The commands read the rules directory and the environment (groups, agents, templates,
+VIPs, business hours) from the application object in ``ctx.obj``. The main CLI builds
+that object from the configuration, and ``RulesApplication`` lists what it must provide.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from maildesk.rules import RuleEnvironment, RulesError, RuleSet, explain_message
 
 
 class RulesApplication(Protocol):
-    """What the rules commands need from ``ctx.obj``."""
+    """The interface of ``ctx.obj`` that the rules commands use."""
 
     def rules_directory(self) -> Path: ...
 

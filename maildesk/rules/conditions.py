@@ -79,8 +79,8 @@ def domain_of(value: str) -> str:
 def in_domain(value: str, domain: str) -> bool:
     """Return whether an address or domain lies in ``domain`` or one of its subdomains."""
     candidate = domain_of(value)
-    wanted = domain_of(domain)
-    return candidate == wanted or candidate.endswith("." + wanted)
+    parent = domain_of(domain)
+    return candidate == parent or candidate.endswith("." + parent)
 
 
 def snippet(text: str, start: int = 0, end: int = 0) -> str:
@@ -222,8 +222,8 @@ class Test:
     def _compare(self, values: list[str]) -> tuple[bool, str | None]:
         present = [value for value in values if value and value.strip()]
         if self.operator == "exists":
-            shown = snippet("; ".join(normalize_text(value) for value in present))
-            return bool(present) == self.expected, shown or None
+            listed = snippet("; ".join(normalize_text(value) for value in present))
+            return bool(present) == self.expected, listed or None
 
         for value in present:
             span = self._match(value)
@@ -246,21 +246,22 @@ class Test:
             return _span_in_normalized(value, found.group(0))
 
         if self.operator == "domain":
-            return (0, 0) if any(in_domain(value, wanted) for wanted in self.expected) else None
+            inside = any(in_domain(value, domain) for domain in self.expected)
+            return (0, 0) if inside else None
 
         folded = fold(value, self.case_sensitive)
-        for wanted in self.expected:
-            wanted_folded = fold(wanted, self.case_sensitive)
-            if self.operator in ("equals", "in") and folded == wanted_folded:
+        for expected_value in self.expected:
+            expected_folded = fold(expected_value, self.case_sensitive)
+            if self.operator in ("equals", "in") and folded == expected_folded:
                 return (0, 0)
-            if self.operator == "starts_with" and folded.startswith(wanted_folded):
+            if self.operator == "starts_with" and folded.startswith(expected_folded):
                 return (0, 0)
-            if self.operator == "ends_with" and folded.endswith(wanted_folded):
+            if self.operator == "ends_with" and folded.endswith(expected_folded):
                 return (0, 0)
             if self.operator == "contains":
-                start = folded.find(wanted_folded)
+                start = folded.find(expected_folded)
                 if start >= 0:
-                    return _folded_span(value, folded, start, len(wanted_folded))
+                    return _folded_span(value, folded, start, len(expected_folded))
         return None
 
 

@@ -1,8 +1,8 @@
 """The routing trace as text, in Polish or English.
 
-Admins read it in ``maildesk rules test`` and agents in the ticket view, so each line
-names the rule, its file and line, every condition with its result and the value that
-was tested, and the actions with the value they replaced.
+Admins read it in ``maildesk rules test``, and agents read it for a stored routing.
+Each rule gets a line with its file and line number. Below it come every condition
+with its result and the tested value, and the actions with the values they replaced.
 """
 
 from __future__ import annotations

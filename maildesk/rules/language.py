@@ -1,7 +1,7 @@
 """A cheap guess of the language a mail is written in: Polish or English.
 
 The guess only has to choose between the desk's two languages, so counting Polish
-letters and frequent short words is enough; it is not a general language detector.
+letters and frequent short words is enough. It is not a general language detector.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import re
 from maildesk.i18n import normalize_language
 from maildesk.parse import ParsedMessage
 
-# Where the language came from, as stored in the trace.
-SOURCE_CALLER = "caller"
+# Sources of a detected language, as returned by detect_language().
 SOURCE_HEADER = "header"
 SOURCE_TEXT = "text"
 SOURCE_NONE = "none"

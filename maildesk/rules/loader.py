@@ -59,7 +59,7 @@ def _read_files(directory: Path) -> list[_FileContent]:
 
 
 def _fingerprint(directory: Path, contents: list[_FileContent]) -> str:
-    """Hash names and contents: unlike mtime and size, it also sees quick same-size edits."""
+    """Hash names and contents, which unlike mtime and size also detect quick same-size edits."""
     digest = hashlib.sha256()
     digest.update(b"dir" if directory.is_dir() else b"missing")
     for path, content in contents:
@@ -162,8 +162,8 @@ class RulesWatcher:
         return self._switch(contents)
 
     def _switch(self, contents: list[_FileContent]) -> list[RuleProblem] | None:
-        # NOTE: an editor that writes a file in place may be caught half-way; the half file
-        # is reported as invalid and the complete one is picked up at the next check.
+        # NOTE: an editor that writes a file in place may be caught half-way. The half file
+        # is then reported as invalid, and the complete one is picked up at the next check.
         ruleset, errors = _build(self.directory, contents, self.environment)
         if errors:
             self.errors = errors

@@ -27,7 +27,8 @@ class RuleEnvironment:
 
     ``agent_addresses`` and ``vip`` entries are compared in lower case. A ``vip`` entry is
     either an address or ``@domain``, which also covers the domain's subdomains.
-    ``is_business_hours`` receives the time a mail was received (timezone-aware).
+    ``is_business_hours`` receives the time a mail was received (timezone-aware). The
+    default treats every moment as business hours.
     """
 
     groups: frozenset[str] = frozenset()

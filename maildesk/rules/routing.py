@@ -95,7 +95,7 @@ class ActionTrace:
 
 @dataclass(frozen=True)
 class RuleTrace:
-    """What happened to one rule: ``status`` is one of ``STATUSES``."""
+    """The outcome of one rule; ``status`` is one of ``STATUSES``."""
 
     rule: str
     path: str
@@ -152,9 +152,9 @@ class Notification:
 class Routing:
     """What the rules decided for one mail; None means that no rule set the field.
 
-    ``template`` None with ``acknowledge`` True means the desk's default acknowledgement;
-    ``acknowledge`` False (``template: none``) means no acknowledgement at all, and
-    ``auto_reply`` False means no automatic mail to the requester of any kind.
+    ``template`` None with ``acknowledge`` True means the desk's default acknowledgement.
+    ``acknowledge`` False (``template: none``) means no acknowledgement at all.
+    ``auto_reply`` False means no automatic mail of any kind to the requester.
     ``language`` is the reply language a rule chose, None when no rule chose one.
     ``mail_language`` is the language of the mail, as given by the caller, read from
     Content-Language or guessed.

@@ -1,6 +1,6 @@
 """Validation of rules files: from positioned YAML to Rule objects, collecting every error.
 
-Each error names the file, line and column and says what to write instead, because the
+Each error names the file, line and column and states what to write instead, because the
 admin who reads it edits YAML by hand, often during an outage. Validation goes on after
 an error, so one run of ``maildesk rules check`` lists every problem of every file.
 """
