@@ -79,6 +79,8 @@ class DeskConfig:
     default_charset: str = "windows-1250"
     timezone: str = "Europe/Warsaw"
     automatic_mail_limit: int = 10
+    # Automatic mails per ticket in 24 hours; beyond it the ticket gets none (mail loops).
+    automatic_mail_ticket_limit: int = 20
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -393,6 +395,8 @@ def _desk(section: _Section) -> DeskConfig:
         default_charset=section.text("default_charset", "windows-1250"),
         timezone=section.text("timezone", "Europe/Warsaw"),
         automatic_mail_limit=section.integer("automatic_mail_limit", 10, minimum=1),
+        automatic_mail_ticket_limit=section.integer("automatic_mail_ticket_limit", 20,
+                                                    minimum=1),
     )
     section.finish()
     return desk
