@@ -10,6 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.rules import (
@@ -20,6 +22,7 @@ from maildesk.rules import (
     detect_language,
     load_rules,
 )
+from maildesk.rules.conditions import Comparison, MailFacts
 from maildesk.rules.routing import AFTER_STOP, DISABLED, MATCHED, NEW_TICKETS_ONLY, NOT_MATCHED
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -565,3 +568,22 @@ def test_language_caller_value_wins(tmp_path):
 )
 def test_detect_language(options, expected):
     assert detect_language(mail(**options)) == expected
+
+
+# -- properties of matching ----------------------------------------------------------------
+
+POLISH_TEXT = st.text(alphabet="aąbcćdeęfghijklłmnńoópqrsśtuvwxyzźż AĄĆĘŁŃÓŚŹŻ\n-.0123456789")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=POLISH_TEXT, start=st.integers(0, 40), length=st.integers(1, 20))
+def test_contains_ignores_case_of_any_substring(text, start, length):
+    needle = text[start : start + length]
+    assume(needle.strip())
+    message = ParsedMessage(message_id=None, subject=text.upper(), from_address=None)
+    facts = MailFacts(message, ENVIRONMENT, MORNING, None, lambda _name: [])
+    comparison = Comparison("subject", "contains", (needle.lower(),))
+
+    result = comparison.evaluate(facts, 0, [])
+
+    assert result is True

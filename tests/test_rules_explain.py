@@ -151,7 +151,7 @@ Wynik:
   sprawdzanie zatrzymała reguła: pilne-po-godzinach"""  # noqa: E501
 
 
-def evening_only(moment: datetime) -> bool:
+def working_hours(moment: datetime) -> bool:
     return 8 <= moment.astimezone(WARSAW).hour < 16
 
 
@@ -159,7 +159,7 @@ ENVIRONMENT = RuleEnvironment(
     groups=frozenset({"first-line", "network"}),
     templates=frozenset({"acknowledgement", "vip_notice"}),
     vip=("@zarzad.example.com",),
-    is_business_hours=evening_only,
+    is_business_hours=working_hours,
 )
 
 
@@ -195,7 +195,7 @@ def test_explanation_leaves_interface_language_alone(ruleset):
     assert after == "en"
 
 
-def test_explanation_of_stored_routing_matches(ruleset, rules_path):
+def test_explanation_of_stored_routing_matches(ruleset):
     routing = ruleset.evaluate(parse_message(MAIL), received_at=EVENING)
     stored = type(routing).from_json(routing.to_json())
 

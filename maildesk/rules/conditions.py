@@ -182,7 +182,7 @@ class MailFacts:
 
 
 @dataclass(frozen=True)
-class Test:
+class Comparison:
     """One comparison of a field of the mail (or of the routing so far) with values.
 
     ``expected`` is a tuple of texts, or a bool for ``exists`` and the true/false fields.
@@ -321,7 +321,7 @@ class Not:
         return result
 
 
-Condition = Test | AllOf | AnyOf | Not
+Condition = Comparison | AllOf | AnyOf | Not
 
 _PLACEHOLDER = ConditionTrace(depth=0, kind="all", result=False)
 

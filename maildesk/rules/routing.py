@@ -150,7 +150,7 @@ class Notification:
 
 @dataclass(frozen=True)
 class Routing:
-    """What the rules decided for one mail; None means that no rule set the field.
+    """The decision of the rules for one mail; None means that no rule set the field.
 
     ``template`` None with ``acknowledge`` True means the desk's default acknowledgement.
     ``acknowledge`` False (``template: none``) means no acknowledgement at all.

@@ -26,9 +26,9 @@ from maildesk.rules.conditions import (
     SET_FIELDS,
     AllOf,
     AnyOf,
+    Comparison,
     Condition,
     Not,
-    Test,
 )
 from maildesk.rules.model import Rule, RuleEnvironment, RuleProblem, did_you_mean
 from maildesk.rules.routing import Notification
@@ -220,13 +220,13 @@ class RuleValidator:
                     result.append(Not(part))
             elif key in FLAG_FIELDS:
                 if self.is_flag(key, value, where):
-                    result.append(Test(key, FLAG_OPERATOR, bool(value)))
+                    result.append(Comparison(key, FLAG_OPERATOR, bool(value)))
             elif key == HEADER_FIELD:
                 result.extend(self.header_conditions(value, where))
             elif key == SET_FIELD:
                 result.extend(self.set_conditions(value, where))
             elif key in FIELDS:
-                result.extend(self.field_tests(key, None, value, where))
+                result.extend(self.field_comparisons(key, None, value, where))
             else:
                 hint = did_you_mean(key, FIELDS + COMBINATORS)
                 self.problem(
@@ -292,8 +292,8 @@ class RuleValidator:
         operators.key_positions = value.key_positions
         operators.value_positions = value.value_positions
         if not operators:
-            return [Test(HEADER_FIELD, "exists", True, argument=name)]
-        return list(self.operator_tests(HEADER_FIELD, name, operators))
+            return [Comparison(HEADER_FIELD, "exists", True, argument=name)]
+        return list(self.operator_comparisons(HEADER_FIELD, name, operators))
 
     def set_conditions(self, value: Any, where: Position) -> list[Condition]:
         if not isinstance(value, YamlMapping):
@@ -313,19 +313,19 @@ class RuleValidator:
                     value.key_positions.get(key, where),
                 )
                 continue
-            result.extend(self.field_tests(SET_FIELD, key, item, value.where(key)))
+            result.extend(self.field_comparisons(SET_FIELD, key, item, value.where(key)))
         return result
 
-    def field_tests(
+    def field_comparisons(
         self, field: str, argument: str | None, value: Any, where: Position
     ) -> list[Condition]:
-        """Return the tests of ``field: value``, the short form or a mapping of operators."""
+        """Return the comparisons of ``field: value``, the short form or a mapping of operators."""
         label = field_label(field, argument)
         if isinstance(value, YamlMapping):
             if not value:
                 self.no_operator(label, field, argument, where)
                 return []
-            return list(self.operator_tests(field, argument, value))
+            return list(self.operator_comparisons(field, argument, value))
 
         if isinstance(value, YamlSequence):
             values = self.text_list(label, value, where)
@@ -339,10 +339,10 @@ class RuleValidator:
             values = (single,)
             operator = default_operator(field, many=False)
 
-        test = self.make_test(field, argument, operator, values, False, where)
+        test = self.make_comparison(field, argument, operator, values, False, where)
         return [test] if test is not None else []
 
-    def operator_tests(
+    def operator_comparisons(
         self, field: str, argument: str | None, operators: YamlMapping
     ) -> list[Condition]:
         label = field_label(field, argument)
@@ -372,7 +372,7 @@ class RuleValidator:
                     operators.key_positions.get(key, where),
                 )
                 continue
-            test = self.operator_test(field, argument, key, value, case_sensitive, where)
+            test = self.operator_comparison(field, argument, key, value, case_sensitive, where)
             if test is not None:
                 tests.append(test)
 
@@ -380,7 +380,7 @@ class RuleValidator:
             self.no_operator(label, field, argument, operators.position)
         return tests
 
-    def operator_test(
+    def operator_comparison(
         self,
         field: str,
         argument: str | None,
@@ -388,11 +388,11 @@ class RuleValidator:
         value: Any,
         case_sensitive: bool,
         where: Position,
-    ) -> Test | None:
+    ) -> Comparison | None:
         if operator == "exists":
             if not self.is_flag(operator, value, where):
                 return None
-            return Test(field, operator, bool(value), argument=argument)
+            return Comparison(field, operator, bool(value), argument=argument)
 
         if operator == "equals" and isinstance(value, YamlSequence):
             self.problem(
@@ -415,9 +415,9 @@ class RuleValidator:
             values = (single,) if single is not None else None
         if values is None:
             return None
-        return self.make_test(field, argument, operator, values, case_sensitive, where)
+        return self.make_comparison(field, argument, operator, values, case_sensitive, where)
 
-    def make_test(
+    def make_comparison(
         self,
         field: str,
         argument: str | None,
@@ -425,19 +425,19 @@ class RuleValidator:
         values: tuple[str, ...],
         case_sensitive: bool,
         where: Position,
-    ) -> Test | None:
-        """Check the values for the operator and the field, then build the test."""
+    ) -> Comparison | None:
+        """Check the values for the operator and the field, then build the comparison."""
         if operator == "regex":
             pattern = self.compile_regex(values[0], case_sensitive, where)
             if pattern is None:
                 return None
-            return Test(field, operator, values, argument, case_sensitive, pattern)
+            return Comparison(field, operator, values, argument, case_sensitive, pattern)
 
         if operator == "domain":
             domains = self.domains(values, where)
             if domains is None:
                 return None
-            return Test(field, operator, domains, argument, case_sensitive)
+            return Comparison(field, operator, domains, argument, case_sensitive)
 
         if field in ADDRESS_FIELDS and operator in ("equals", "in"):
             for value in values:
@@ -453,7 +453,7 @@ class RuleValidator:
 
         if not self.closed_values(field, argument, values, where):
             return None
-        return Test(field, operator, values, argument, case_sensitive)
+        return Comparison(field, operator, values, argument, case_sensitive)
 
     def compile_regex(
         self, pattern: str, case_sensitive: bool, where: Position
