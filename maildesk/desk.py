@@ -6,6 +6,7 @@ Built once at start-up (``Desk.open``) and passed down; there is no global state
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class Desk:
     store: RawStore
     templates: Templates
     agent_addresses: frozenset[str] = field(default_factory=frozenset)
+    # Looks up the DKIM key TXT record of a selector; None uses the system resolver.
+    dns_txt: Callable[..., bytes | str | None] | None = None
 
     @classmethod
     def from_config(cls, config: Config, *, fsync: bool = True) -> Desk:
@@ -43,7 +46,12 @@ class Desk:
         """Load the configuration, open the database and return the desk."""
         config = load_config(config_path)
         models.open_database(config.database_url, migrate=migrate)
-        return cls.from_config(config)
+        desk = cls.from_config(config)
+        if migrate:
+            from maildesk.agents import start_up
+
+            start_up(desk)
+        return desk
 
     def tag(self, number: int) -> str:
         return format_tag(self.config.desk.ticket_tag, number)

@@ -71,8 +71,10 @@ def sample_context(desk: Desk) -> dict[str, Any]:
         "id": 7, "sender": "jan@example.org", "subject": "Faktura", "message_id": "<x@y>",
         "source": "imap:INBOX/42", "error": "ParseError: empty message",
     }
+    from maildesk.conversation import sample_values
+
     return {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
-            "quarantine": quarantine}
+            "quarantine": quarantine, **sample_values()}
 
 
 def _recently_sent_automatic(address: str, since_minutes: int = 60) -> int:
@@ -128,6 +130,7 @@ def queue_mail(
     references: list[str] | None = None,
     automatic: bool = True,
     kind: str | None = None,
+    sender_name: str | None = None,
 ) -> QueuedMail | None:
     """Render a template and write it to the outbox; return None when nobody may get it.
 
@@ -148,7 +151,7 @@ def queue_mail(
                                 desk.message_id_domain)
     message = build_message(
         rendered,
-        sender=Recipient(desk.config.desk.address, desk.config.desk.name),
+        sender=Recipient(desk.config.desk.address, sender_name or desk.config.desk.name),
         to=to,
         cc=cc,
         message_id=message_id,

@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee as pw
 
-from maildesk import faults, models
+from maildesk import conversation, faults, models
 from maildesk.classify import MailKind, classify
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
@@ -203,6 +203,7 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
                       source: str, rules: Any) -> Outcome:
     try:
         decision = decide(desk, message, raw_sha256, source, rules)
+        decision = conversation.review(desk, decision)
     except (pw.OperationalError, pw.InterfaceError):
         raise
     except MaildeskError as error:

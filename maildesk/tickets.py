@@ -90,7 +90,8 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
             message=entry, filename=part.filename, content_type=part.content_type,
             size=part.size, sha256=sha256, content_id=part.content_id, inline=part.inline,
         )
-    if message.message_id:
+    # A held mail's Message-ID must not become threading evidence for its sender.
+    if message.message_id and decision.entry_kind != "held":
         recipients = {a.normalized for a in (*message.to, *message.cc)}
         if sender:
             recipients.add(sender.normalized)
@@ -103,10 +104,16 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
 
 def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> None:
     """Make the people in Cc (and extra To addresses) participants of the ticket."""
+    from maildesk.conversation import cc_become_participants, note_address
+
+    if not cc_become_participants(desk):
+        return
     sender = decision.sender
     for address in (*decision.message.to, *decision.message.cc):
         normalized = address.normalized
         if normalized in desk.own_addresses or normalized == sender:
+            continue
+        if normalized == note_address(desk):
             continue
         if normalized == ticket.requester.address or normalized in desk.agent_addresses:
             continue
@@ -192,7 +199,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
 
         elif decision.action is Action.APPEND:
             assert ticket is not None
-            _add_entry(decision, ticket, hashes)
+            entry = _add_entry(decision, ticket, hashes)
             record_event(ticket, decision.sender, "message_added", {
                 "kind": decision.entry_kind,
                 "evidence": decision.follow_up.evidence.value,
@@ -202,6 +209,10 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 _add_participants(desk, decision, ticket)
             models.Ticket.update(updated_at=utcnow()).where(
                 models.Ticket.id == ticket.id).execute()
+            if decision.conversation is not None:
+                from maildesk.conversation import carry_out
+
+                queued.extend(carry_out(desk, decision, ticket, entry))
 
         for event_ticket, action, detail in decision.events:
             record_event(event_ticket, decision.sender or "maildesk", action, detail)

@@ -1,0 +1,230 @@
+"""Is a mail that claims to come from an agent really from them?
+
+The From address alone proves nothing: anyone can write it. Three policies are offered
+(``commands.authentication``):
+
+- ``authentication_results``: the desk's own receiving server checked DKIM and DMARC and
+  wrote an Authentication-Results header (RFC 8601). Only headers whose authserv-id is
+  listed in ``trusted_authserv_ids`` count; a pass claimed under any other id, or a
+  DKIM-Signature header without a verdict, is ignored.
+- ``dkim``: maildesk verifies a DKIM signature (RFC 6376) of the agent's domain itself.
+- ``address_only``: the From address is trusted; start-up logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dkim
+
+from maildesk.parse import ParsedMessage
+
+logger = logging.getLogger(__name__)
+
+DnsTxtLookup = Callable[..., bytes | str | None]
+
+
+@dataclass(frozen=True)
+class ResultInfo:
+    """One ``method=result`` statement of an Authentication-Results header."""
+
+    method: str
+    result: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuthenticationResults:
+    authserv_id: str
+    results: tuple[ResultInfo, ...]
+
+    def summary(self) -> str:
+        """Return e.g. ``mx.example.com: dkim=fail, spf=fail, dmarc=fail``."""
+        statements = ", ".join(f"{info.method}={info.result}" for info in self.results)
+        return f"{self.authserv_id}: {statements or 'none'}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the mail is authenticated as coming from the domain, and why (for the audit)."""
+
+    passed: bool
+    policy: str
+    summary: str
+
+
+def _strip_comments(value: str) -> str:
+    """Remove RFC 5322 comments (nested parentheses) outside quoted strings."""
+    output: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+            if depth == 0:
+                output.append(char)
+            continue
+        if char == "\\":
+            escaped = True
+            if depth == 0:
+                output.append(char)
+            continue
+        if quoted:
+            output.append(char)
+            if char == '"':
+                quoted = False
+            continue
+        if char == "(":
+            depth += 1
+            continue
+        if char == ")" and depth:
+            depth -= 1
+            continue
+        if depth:
+            continue
+        if char == '"':
+            quoted = True
+        output.append(char)
+    return "".join(output)
+
+
+_STATEMENT = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)')
+
+
+def parse_authentication_results(value: str) -> AuthenticationResults | None:
+    """Parse one Authentication-Results value; return None when it has no authserv-id."""
+    text = _strip_comments(value.replace("\r", " ").replace("\n", " "))
+    parts = [part.strip() for part in _split_outside_quotes(text, ";")]
+    if not parts or not parts[0]:
+        return None
+    authserv_id = parts[0].split()[0].lower()
+
+    results: list[ResultInfo] = []
+    for part in parts[1:]:
+        statements = _STATEMENT.findall(part)
+        if not statements:
+            continue
+        method, result = statements[0]
+        properties = {name.lower(): raw.strip('"').lower() for name, raw in statements[1:]}
+        results.append(ResultInfo(method.lower().split("/")[0], result.lower(), properties))
+    return AuthenticationResults(authserv_id, tuple(results))
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def aligned(signing_domain: str, address_domain: str) -> bool:
+    """Relaxed alignment (as in DMARC): the same domain or a parent of the address domain."""
+    signing = signing_domain.strip().lower().rstrip(".")
+    address = address_domain.strip().lower().rstrip(".")
+    return bool(signing) and (address == signing or address.endswith("." + signing))
+
+
+def trusted_results(message: ParsedMessage,
+                    trusted_ids: tuple[str, ...]) -> AuthenticationResults | None:
+    """Return the topmost Authentication-Results header written by a trusted server.
+
+    The receiving server adds its header above everything the sender wrote, so the
+    topmost trusted one is the server's own. NOTE: this holds only when the server
+    also removes Authentication-Results headers with its own authserv-id from incoming
+    mail, as RFC 8601 section 5 asks; check that your MTA does.
+    """
+    trusted = {item.lower() for item in trusted_ids}
+    for value in message.header_all("Authentication-Results"):
+        parsed = parse_authentication_results(value)
+        if parsed is not None and parsed.authserv_id in trusted:
+            return parsed
+    return None
+
+
+def check_authentication_results(message: ParsedMessage, domain: str,
+                                 trusted_ids: tuple[str, ...]) -> Verdict:
+    """Pass on dkim=pass with an aligned header.d, or dmarc=pass for header.from=domain."""
+    policy = "authentication_results"
+    results = trusted_results(message, trusted_ids)
+    if results is None:
+        names = ", ".join(trusted_ids) or "-"
+        return Verdict(False, policy, f"no Authentication-Results from {names}")
+
+    for info in results.results:
+        if info.result != "pass":
+            continue
+        if info.method == "dkim" and aligned(info.properties.get("header.d", ""), domain):
+            return Verdict(True, policy, results.summary())
+        if info.method == "dmarc" and aligned(info.properties.get("header.from", ""), domain):
+            return Verdict(True, policy, results.summary())
+    return Verdict(False, policy, results.summary())
+
+
+def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) -> Verdict:
+    """Verify the DKIM signatures of ``raw``; pass when one of an aligned domain verifies.
+
+    ``dns_txt(name, timeout=...)`` returns the TXT record of a selector; None uses the
+    system resolver (dnspython).
+    """
+    policy = "dkim"
+    count = len(re.findall(rb"(?im)^dkim-signature\s*:", raw.split(b"\r\n\r\n", 1)[0]
+                           if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[0]))
+    if count == 0:
+        return Verdict(False, policy, "dkim=none (no DKIM-Signature)")
+
+    outcomes: list[str] = []
+    for index in range(count):
+        verifier = dkim.DKIM(raw, logger=logger)
+        try:
+            if dns_txt is None:
+                passed = verifier.verify(idx=index)
+            else:
+                passed = verifier.verify(idx=index, dnsfunc=dns_txt)
+        except dkim.DKIMException as error:
+            logger.info("DKIM signature %d does not verify: %s", index, error)
+            outcomes.append(f"dkim=fail ({error})")
+            continue
+        signer = (verifier.domain or b"").decode("ascii", "replace")
+        if passed and aligned(signer, domain):
+            return Verdict(True, policy, f"dkim=pass header.d={signer}")
+        outcomes.append(f"dkim={'pass' if passed else 'fail'} header.d={signer}")
+    return Verdict(False, policy, ", ".join(outcomes))
+
+
+def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy: str,
+                 trusted_ids: tuple[str, ...], dns_txt: DnsTxtLookup | None = None) -> Verdict:
+    """Check that ``message`` really comes from ``address`` under ``policy``."""
+    domain = address.rpartition("@")[2].lower()
+    if policy == "address_only":
+        return Verdict(True, policy, "address only")
+    if policy == "dkim":
+        if raw is None:
+            return Verdict(False, policy, "raw mail not available for DKIM verification")
+        return verify_dkim(raw, domain, dns_txt)
+    return check_authentication_results(message, domain, trusted_ids)
+
+
+__all__ = [
+    "AuthenticationResults",
+    "ResultInfo",
+    "Verdict",
+    "aligned",
+    "authenticate",
+    "check_authentication_results",
+    "parse_authentication_results",
+    "trusted_results",
+    "verify_dkim",
+]

@@ -1,0 +1,481 @@
+"""Commands in agents' mail: ``#status resolved``, ``#przypisz jan.kowalski``, ...
+
+Commands are the lines that start with ``#`` at the top of the text an agent wrote this
+time (``ParsedMessage.reply_text``, which has no quoted history). Each command has a
+Polish and an English name, and Polish words are also accepted without diacritics
+(``#pilnosc``, ``rozwiazane``). All commands of one mail are validated together and
+applied together, or none is: a mistake in one line must not leave half a change.
+
+Parsing (``split_commands``) and validating (``plan_changes``) are pure; the changes
+come out as ``(field, old, new)`` triples that ``apply_changes`` writes, inside the
+transaction of the mail, with one audit event each.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from maildesk import models
+from maildesk.i18n import gettext_for
+from maildesk.models import utcnow
+from maildesk.sla import LEVELS, PriorityMatrix
+
+logger = logging.getLogger(__name__)
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation; it is translated later, in the reader's language."""
+    return message
+
+
+class CommandName(StrEnum):
+    STATUS = "status"
+    PRIORITY = "priority"
+    IMPACT = "impact"
+    URGENCY = "urgency"
+    ASSIGN = "assign"
+    GROUP = "group"
+    ESCALATE = "escalate"
+    PENDING = "pending"
+    CLOSE = "close"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command: its names (Polish first) and how it is written, as a msgid."""
+
+    name: CommandName
+    polish: str
+    english: str
+    usage: str
+    takes_value: bool
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(CommandName.STATUS, "status", "status",
+                N_("#status in_progress | pending | resolved | closed"), True),
+    CommandSpec(CommandName.PRIORITY, "priorytet", "priority", N_("#priority 1-4"), True),
+    CommandSpec(CommandName.IMPACT, "wpływ", "impact", N_("#impact high | medium | low"), True),
+    CommandSpec(CommandName.URGENCY, "pilność", "urgency",
+                N_("#urgency high | medium | low"), True),
+    CommandSpec(CommandName.ASSIGN, "przypisz", "assign",
+                N_("#assign me | <login> | nobody"), True),
+    CommandSpec(CommandName.GROUP, "grupa", "group", N_("#group <group name>"), True),
+    CommandSpec(CommandName.ESCALATE, "eskaluj", "escalate", N_("#escalate [reason]"), False),
+    CommandSpec(CommandName.PENDING, "oczekuje", "pending", N_("#pending"), False),
+    CommandSpec(CommandName.CLOSE, "zamknij", "close", N_("#close"), False),
+    CommandSpec(CommandName.NOTE, "notatka", "note", N_("#note [text]"), False),
+)
+
+_POLISH_LETTERS = str.maketrans("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ", "acelnoszzACELNOSZZ")
+
+
+def fold(value: str) -> str:
+    """Lower-case, drop Polish (and other) diacritics, and make ``_``/``-``/runs of space one space."""
+    text = value.translate(_POLISH_LETTERS)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(char for char in text if not unicodedata.combining(char))
+    return re.sub(r"[\s_-]+", " ", text.lower()).strip()
+
+
+_BY_NAME: dict[str, CommandSpec] = {}
+for _spec in COMMANDS:
+    _BY_NAME[fold(_spec.polish)] = _spec
+    _BY_NAME[fold(_spec.english)] = _spec
+_BY_NAME["notka"] = _BY_NAME["note"]
+
+# Status codes are the ones the ticket lifecycle uses; the keys are folded spellings.
+STATUS_VALUES: dict[str, str] = {
+    "assigned": "assigned", "przypisane": "assigned",
+    "in progress": "in_progress", "w realizacji": "in_progress", "realizacja": "in_progress",
+    "pending": "pending", "oczekuje": "pending", "oczekuje na uzytkownika": "pending",
+    "waiting": "pending", "waiting for user": "pending",
+    "resolved": "resolved", "rozwiazane": "resolved",
+    "closed": "closed", "zamkniete": "closed",
+    "reopened": "reopened", "ponownie otwarte": "reopened",
+}
+LEVEL_VALUES: dict[str, str] = {
+    "high": "high", "wysoki": "high", "wysoka": "high", "wysokie": "high",
+    "medium": "medium", "sredni": "medium", "srednia": "medium", "srednie": "medium",
+    "low": "low", "niski": "low", "niska": "low", "niskie": "low",
+}
+PRIORITY_VALUES: dict[str, int] = {
+    **{str(number): number for number in range(1, 5)},
+    **{f"p{number}": number for number in range(1, 5)},
+    "krytyczny": 1, "critical": 1, "wysoki": 2, "high": 2,
+    "sredni": 3, "medium": 3, "niski": 4, "low": 4,
+}
+ASSIGN_SELF = frozenset({"me", "mnie", "ja", "siebie", "myself"})
+ASSIGN_NOBODY = frozenset({"nobody", "none", "nikt", "nikogo", "-"})
+PENDING_SUFFIXES = frozenset({"", "na uzytkownika", "for user", "for the user"})
+
+# Human names of codes, as msgids; ``label`` translates them for the reader.
+LABELS: dict[str, str] = {
+    "new": N_("new"), "assigned": N_("assigned"), "in_progress": N_("in progress"),
+    "pending": N_("waiting for the user"), "resolved": N_("resolved"), "closed": N_("closed"),
+    "reopened": N_("reopened"), "high": N_("high"), "medium": N_("medium"), "low": N_("low"),
+}
+FIELD_LABELS: dict[str, str] = {
+    "status": N_("status"), "priority": N_("priority"), "impact": N_("impact"),
+    "urgency": N_("urgency"), "assignee": N_("assignee"), "group": N_("group"),
+    "escalation_level": N_("escalation level"),
+}
+# The order in which changes are listed and applied.
+FIELDS = ("status", "impact", "urgency", "priority", "group", "escalation_level", "assignee")
+
+_COMMAND_LINE = re.compile(r"^#(?P<keyword>[^\W\d_][\w-]*)(?:[ \t]+(?P<value>.*?))?[ \t]*$")
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """One ``#...`` line from the top of an agent's text; ``spec`` is None when unknown."""
+
+    line: str
+    keyword: str
+    value: str
+    spec: CommandSpec | None
+
+    @property
+    def name(self) -> CommandName | None:
+        return self.spec.name if self.spec else None
+
+
+@dataclass(frozen=True)
+class CommandBlock:
+    """The command lines at the top of a text, and the text without them."""
+
+    commands: tuple[CommandLine, ...]
+    body: str
+
+    @property
+    def is_note(self) -> bool:
+        return any(command.name is CommandName.NOTE for command in self.commands)
+
+    @property
+    def actions(self) -> tuple[CommandLine, ...]:
+        """The commands that change the ticket (everything except ``#note``)."""
+        return tuple(command for command in self.commands if command.name is not CommandName.NOTE)
+
+
+def split_commands(text: str) -> CommandBlock:
+    """Take the ``#`` lines at the top of ``text`` (blank lines between them allowed).
+
+    The first other line ends the block, so a ``#`` line further down, or one quoted
+    with ``>``, is text. The words after ``#note`` on its line start the note's text.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    commands: list[CommandLine] = []
+    first_text: list[str] = []
+    index = 0
+    while index < len(lines):
+        stripped = lines[index].strip()
+        if not stripped:
+            index += 1
+            continue
+        match = _COMMAND_LINE.match(stripped)
+        if match is None:
+            break
+        keyword = match.group("keyword")
+        value = (match.group("value") or "").strip()
+        spec = _BY_NAME.get(fold(keyword))
+        commands.append(CommandLine(stripped, keyword, value, spec))
+        if spec is not None and spec.name is CommandName.NOTE and value:
+            first_text.append(value)
+        index += 1
+
+    if not commands:
+        return CommandBlock((), text.strip())
+    body = "\n".join([*first_text, *lines[index:]]).strip()
+    return CommandBlock(tuple(commands), body)
+
+
+def looks_like_commands(text: str) -> tuple[str, ...]:
+    """Return the known-command lines at the top of a text (for mail from non-agents)."""
+    return tuple(command.line for command in split_commands(text).commands if command.spec)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one command line cannot be applied, with the right form of the command."""
+
+    line: str
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+    usage: str = ""
+
+    def text(self, language: str) -> str:
+        return gettext_for(language).gettext(self.message).format(**self.params)
+
+    def usage_text(self, language: str) -> str:
+        return gettext_for(language).gettext(self.usage) if self.usage else ""
+
+
+Change = tuple[str, Any, Any]
+
+
+@dataclass(frozen=True)
+class CommandPlan:
+    """The validated outcome: every change, or the problems (then nothing is applied)."""
+
+    changes: tuple[Change, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Directory:
+    """How validation finds agents and groups: logins and group names to their values.
+
+    ``find_agent`` returns the login of an active agent named by login or address, and
+    ``find_group`` the ``(name, escalates_to)`` of an active group; both None if unknown.
+    """
+
+    find_agent: Callable[[str], str | None]
+    find_group: Callable[[str], tuple[str, str | None] | None]
+    matrix: PriorityMatrix = field(default_factory=PriorityMatrix)
+
+
+def ticket_state(ticket: models.Ticket) -> dict[str, Any]:
+    """The fields commands may change, read from a ticket."""
+    return {name: getattr(ticket, name) for name in FIELDS}
+
+
+def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
+                 directory: Directory) -> CommandPlan:
+    """Validate every command of ``block`` against the ticket ``state``; change nothing.
+
+    Impact and urgency set the priority through the matrix, unless the same mail also
+    gives ``#priority``, which then wins whatever the order of the lines.
+    """
+    new = dict(state)
+    problems: list[Problem] = []
+    reasons: dict[str, str] = {}
+    seen: dict[CommandName, CommandLine] = {}
+    explicit_priority: int | None = None
+    explicit_status = False
+
+    for command in block.commands:
+        spec = command.spec
+        if spec is None:
+            problems.append(_unknown(command))
+            continue
+        if spec.name is CommandName.NOTE:
+            continue
+        earlier = seen.get(spec.name)
+        if earlier is not None and fold(earlier.value) != fold(command.value):
+            problems.append(Problem(command.line, N_("this command is given twice with "
+                                                     "different values"), usage=spec.usage))
+            continue
+        seen[spec.name] = command
+        problem = _check_value(command, spec)
+        if problem is not None:
+            problems.append(problem)
+            continue
+
+        value = fold(command.value)
+        if spec.name is CommandName.STATUS:
+            status = STATUS_VALUES[value]
+            explicit_status = True
+            new["status"] = status
+        elif spec.name is CommandName.PENDING:
+            explicit_status = True
+            new["status"] = "pending"
+        elif spec.name is CommandName.CLOSE:
+            explicit_status = True
+            new["status"] = "closed"
+        elif spec.name is CommandName.PRIORITY:
+            explicit_priority = PRIORITY_VALUES[value]
+        elif spec.name is CommandName.IMPACT:
+            new["impact"] = LEVEL_VALUES[value]
+        elif spec.name is CommandName.URGENCY:
+            new["urgency"] = LEVEL_VALUES[value]
+        elif spec.name is CommandName.ASSIGN:
+            problem = _assign(command, value, new, author_login, directory)
+            if problem is not None:
+                problems.append(problem)
+        elif spec.name is CommandName.GROUP:
+            found = directory.find_group(command.value)
+            if found is None:
+                problems.append(Problem(command.line, N_("there is no group '{group}'"),
+                                        {"group": command.value}, spec.usage))
+            else:
+                new["group"] = found[0]
+        elif spec.name is CommandName.ESCALATE:
+            if command.value:
+                reasons["escalation"] = command.value
+    # Escalation is worked out after #group, so "#grupa X" + "#eskaluj" escalates from X.
+    if CommandName.ESCALATE in seen:
+        problem = _escalate(seen[CommandName.ESCALATE], new, directory)
+        if problem is not None:
+            problems.append(problem)
+
+    if explicit_priority is not None:
+        new["priority"] = explicit_priority
+    elif (new["impact"], new["urgency"]) != (state["impact"], state["urgency"]):
+        if new["impact"] in LEVELS and new["urgency"] in LEVELS:
+            new["priority"] = directory.matrix.priority(new["impact"], new["urgency"])
+    if not explicit_status and new["status"] == "new" and new["assignee"]:
+        new["status"] = "assigned"
+
+    if problems:
+        return CommandPlan(problems=tuple(problems))
+    changes = tuple((name, state[name], new[name]) for name in FIELDS
+                    if new[name] != state[name])
+    return CommandPlan(changes=changes, reasons=reasons)
+
+
+def _unknown(command: CommandLine) -> Problem:
+    names = ", ".join(f"#{spec.polish}/#{spec.english}" for spec in COMMANDS)
+    return Problem(command.line, N_("unknown command '#{keyword}'; the commands are: {names}"),
+                   {"keyword": command.keyword, "names": names})
+
+
+def _check_value(command: CommandLine, spec: CommandSpec) -> Problem | None:
+    """Check that a command has the value it needs and that the value is one it knows."""
+    value = fold(command.value)
+    if spec.takes_value and not value:
+        return Problem(command.line, N_("this command needs a value"), usage=spec.usage)
+
+    if spec.name is CommandName.STATUS and value not in STATUS_VALUES:
+        return Problem(command.line, N_("unknown status '{value}'"),
+                       {"value": command.value}, spec.usage)
+    if spec.name is CommandName.PRIORITY and value not in PRIORITY_VALUES:
+        return Problem(command.line, N_("'{value}' is not a priority: use 1 (critical) to 4 (low)"),
+                       {"value": command.value}, spec.usage)
+    if spec.name in (CommandName.IMPACT, CommandName.URGENCY) and value not in LEVEL_VALUES:
+        return Problem(command.line, N_("'{value}' is not a level: use high, medium or low"),
+                       {"value": command.value}, spec.usage)
+    if spec.name is CommandName.PENDING and value not in PENDING_SUFFIXES:
+        return Problem(command.line, N_("this command takes no value"), usage=spec.usage)
+    if spec.name is CommandName.CLOSE and value:
+        return Problem(command.line, N_("this command takes no value"), usage=spec.usage)
+    return None
+
+
+def _assign(command: CommandLine, value: str, new: dict[str, Any], author_login: str,
+            directory: Directory) -> Problem | None:
+    if value in ASSIGN_SELF:
+        new["assignee"] = author_login
+        return None
+    if value in ASSIGN_NOBODY:
+        new["assignee"] = None
+        return None
+    login = directory.find_agent(command.value)
+    if login is None:
+        return Problem(command.line, N_("there is no agent '{agent}'"),
+                       {"agent": command.value}, N_("#assign me | <login> | nobody"))
+    new["assignee"] = login
+    return None
+
+
+def _escalate(command: CommandLine, new: dict[str, Any], directory: Directory) -> Problem | None:
+    """Move the ticket to the next tier: the ``escalates_to`` group of its group."""
+    if not new["group"]:
+        return Problem(command.line, N_("the ticket has no group to escalate from; "
+                                        "set one with #group first"),
+                       usage=N_("#group <group name>"))
+    found = directory.find_group(new["group"])
+    if found is None or not found[1]:
+        return Problem(command.line, N_("group '{group}' has no next tier to escalate to"),
+                       {"group": new["group"]}, N_("#group <group name>"))
+    new["group"] = found[1]
+    new["escalation_level"] = int(new["escalation_level"] or 0) + 1
+    return None
+
+
+def label(value: Any, language: str) -> str:
+    """Return how a field value reads in ``language`` (``resolved`` -> ``rozwiązane``)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str) and value in LABELS:
+        return gettext_for(language).gettext(LABELS[value])
+    return str(value)
+
+
+def field_label(name: str, language: str) -> str:
+    return gettext_for(language).gettext(FIELD_LABELS.get(name, name))
+
+
+def apply_status_change(ticket: models.Ticket, new_status: str, actor: str,
+                        at: datetime | None = None) -> Change:
+    """Set the ticket's status with its time stamps and one audit event; return the change.
+
+    NOTE: this is the single place a mail command changes a status, so the lifecycle
+    state machine can take it over without touching the callers.
+    """
+    from maildesk.tickets import record_event
+
+    at = at or utcnow()
+    old = ticket.status
+    ticket.status = new_status
+    if new_status == "resolved":
+        ticket.resolved_at = at
+    elif new_status == "closed":
+        ticket.closed_at = at
+        ticket.resolved_at = ticket.resolved_at or at
+    else:
+        ticket.resolved_at = None
+        ticket.closed_at = None
+    ticket.updated_at = at
+    ticket.save(only=[models.Ticket.status, models.Ticket.resolved_at, models.Ticket.closed_at,
+                      models.Ticket.updated_at])
+    record_event(ticket, actor, "status_changed", {"field": "status"}, before=old, after=new_status)
+    logger.info("ticket %s: status %s -> %s by %s", ticket.id, old, new_status, actor)
+    return ("status", old, new_status)
+
+
+def apply_changes(ticket: models.Ticket, changes: tuple[Change, ...], actor: str,
+                  at: datetime | None = None, detail: dict[str, Any] | None = None) -> None:
+    """Write validated changes to the ticket, one audit event each (caller's transaction)."""
+    from maildesk.tickets import record_event
+
+    at = at or utcnow()
+    for name, old, new in changes:
+        if name == "status":
+            continue
+        setattr(ticket, name, new)
+        record_event(ticket, actor, "field_changed", {"field": name, **(detail or {})},
+                     before=old, after=new)
+        logger.info("ticket %s: %s %s -> %s by %s", ticket.id, name, old, new, actor)
+    changed = [models.Ticket._meta.fields[name] for name, _old, _new in changes
+               if name != "status"]
+    if changed:
+        ticket.updated_at = at
+        ticket.save(only=[*changed, models.Ticket.updated_at])
+    for name, _old, new in changes:
+        if name == "status":
+            apply_status_change(ticket, new, actor, at)
+
+
+__all__ = [
+    "COMMANDS",
+    "Change",
+    "CommandBlock",
+    "CommandLine",
+    "CommandName",
+    "CommandPlan",
+    "CommandSpec",
+    "Directory",
+    "Problem",
+    "apply_changes",
+    "apply_status_change",
+    "field_label",
+    "fold",
+    "label",
+    "looks_like_commands",
+    "plan_changes",
+    "split_commands",
+    "ticket_state",
+]

@@ -1,0 +1,534 @@
+"""The conversation between users and agents on a ticket, carried by mail.
+
+An agent answers a ticket mail and maildesk relays the new text to the requester and
+the Cc participants, from the desk address. A reply that starts with ``#note``, goes to
+the note address or answers an internal-note notification stays an internal note that
+only agents are told about. Commands at the top of an agent's text change the ticket.
+A user's reply is passed on to the assignee (or the group).
+
+``review`` refines the pipeline's Decision (pure, reads the database); ``carry_out``
+makes the changes and queues the mail inside the transaction of ``tickets.apply``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from maildesk import agents, models
+from maildesk.authn import Verdict, authenticate
+from maildesk.commands import (
+    CommandBlock,
+    CommandPlan,
+    Directory,
+    Problem,
+    apply_changes,
+    field_label,
+    label,
+    looks_like_commands,
+    plan_changes,
+    split_commands,
+    ticket_state,
+)
+from maildesk.decision import Action, Decision
+from maildesk.desk import Desk
+from maildesk.followup import SenderRole, tag_pattern
+from maildesk.mailbuild import Recipient
+from maildesk.models import utcnow
+from maildesk.notify import QueuedMail, queue_mail, ticket_context
+from maildesk.parse import ParsedMessage
+
+logger = logging.getLogger(__name__)
+
+# Kinds of Message-IDs that only agents received: a reply to one of them is internal.
+AGENT_ONLY_KINDS = frozenset({"note", "internal_note", "held", "command_confirmation",
+                              "command_error"})
+# Kinds of entries and outgoing mail a requester never sees.
+HIDDEN_KINDS = AGENT_ONLY_KINDS | {"user_replied"}
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    """What an agent's mail does: its kind, the text to pass on, the command outcome.
+
+    ``refusal`` is None, ``"authentication"`` (the mail is not proven to come from the
+    agent) or ``"invalid"`` (a command is wrong or not allowed); a refused mail changes
+    nothing, is not passed on, and is kept as a ``held`` entry.
+    """
+
+    login: str
+    name: str
+    address: str
+    language: str
+    kind: str
+    body: str
+    block: CommandBlock
+    plan: CommandPlan
+    verdict: Verdict
+    refusal: str | None = None
+    note_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomerPlan:
+    """A user's follow-up: who to tell, and the command-like lines that were ignored."""
+
+    ignored_commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeldPlan:
+    """A stranger's mail that carried a ticket's tag, kept for an agent to accept."""
+
+    reason: str
+
+
+# --------------------------------------------------------------------------- settings hooks
+
+
+def cc_become_participants(desk: Desk) -> bool:
+    return agents.command_settings(desk).cc_become_participants
+
+
+def note_address(desk: Desk) -> str:
+    return agents.command_settings(desk).note_address
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+def review(desk: Desk, decision: Decision) -> Decision:
+    """Refine a Decision for agent mail, user follow-ups and strangers' tagged mail."""
+    if decision.action is Action.APPEND and decision.ticket is not None:
+        if decision.entry_kind == "agent_reply":
+            plan = plan_agent_mail(desk, decision)
+            reason = f"{decision.reason}; {plan.kind}"
+            if plan.refusal:
+                reason += f" (refused: {plan.refusal})"
+            return replace(decision, entry_kind=plan.kind, conversation=plan, reason=reason)
+        if decision.entry_kind == "customer":
+            ignored = looks_like_commands(decision.message.reply_text)
+            return replace(decision, conversation=CustomerPlan(ignored))
+        return decision
+
+    if decision.action is Action.CREATE and decision.linked_ticket is None:
+        settings = agents.command_settings(desk)
+        if settings.stranger_tag == "hold":
+            ticket = _tagged_ticket(desk, decision.message)
+            if ticket is not None:
+                reason = (f"held: {decision.sender} is not a participant of {ticket.id} "
+                          "but used its tag")
+                return replace(decision, action=Action.APPEND, ticket=ticket, entry_kind="held",
+                               acknowledge=False, routing=None, conversation=HeldPlan(reason),
+                               reason=reason)
+    return decision
+
+
+def _tagged_ticket(desk: Desk, message: ParsedMessage) -> models.Ticket | None:
+    """Return the open ticket whose tag the subject carries, if any."""
+    for match in tag_pattern(desk.config.desk.ticket_tag).finditer(message.subject):
+        ticket = models.Ticket.get_or_none(models.Ticket.id == int(match.group(1)))
+        if ticket is not None and ticket.status != "closed":
+            return ticket
+    return None
+
+
+def directory_for(desk: Desk) -> Directory:
+    """The agent and group look-ups that command validation uses, from the database."""
+
+    def find_agent(value: str) -> str | None:
+        agent = agents.find_agent(value)
+        return agent.login if agent else None
+
+    def find_group(name: str) -> tuple[str, str | None] | None:
+        group = agents.find_group(name)
+        return (group.name, group.escalates_to) if group else None
+
+    # TODO: take the matrix from the ``priority:`` settings once they are parsed.
+    return Directory(find_agent, find_group)
+
+
+def _addressed_to_note(message: ParsedMessage, address: str) -> bool:
+    recipients = {a.normalized for a in (*message.to, *message.cc)}
+    for name in ("Delivered-To", "X-Original-To"):
+        recipients.update(value.strip().strip("<>").lower() for value in message.header_all(name))
+    return address in recipients
+
+
+def _agent_identity(desk: Desk, sender: str) -> tuple[str, str, str, str, bool]:
+    """Return login, name, configured address, language and whether commands are allowed."""
+    row = agents.agent_by_address(sender)
+    if row is not None:
+        language = row.language or desk.config.language
+        return row.login, row.name, agents.primary_address(row), language, row.commands
+    config = desk.config.agent_by_address(sender)
+    assert config is not None, f"{sender} is not an agent"
+    return (config.login, config.name, config.addresses[0].lower(),
+            config.language or desk.config.language, config.commands)
+
+
+def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
+    """Work out an agent's mail: note or reply, authenticated or not, commands valid or not."""
+    settings = agents.command_settings(desk)
+    message = decision.message
+    ticket = decision.ticket
+    assert ticket is not None
+    login, name, address, language, may_command = _agent_identity(desk, decision.sender)
+    block = split_commands(message.reply_text)
+
+    note_reason = None
+    if block.is_note:
+        note_reason = "command"
+    elif _addressed_to_note(message, settings.note_address):
+        note_reason = "address"
+    elif decision.follow_up.reference_kind in AGENT_ONLY_KINDS:
+        note_reason = "reference"
+    kind = "internal_note" if note_reason else "agent_reply"
+
+    raw = None
+    if settings.authentication == "dkim":
+        raw = desk.store.get_message(decision.raw_sha256)
+    verdict = authenticate(message, raw, decision.sender, settings.authentication,
+                           settings.trusted_authserv_ids, desk.dns_txt)
+    common: dict[str, Any] = dict(login=login, name=name, address=address, language=language,
+                                  body=block.body, block=block, verdict=verdict,
+                                  note_reason=note_reason)
+    if not verdict.passed:
+        return AgentPlan(kind="held", plan=CommandPlan(), refusal="authentication", **common)
+
+    if block.actions and not may_command:
+        problem = Problem(block.actions[0].line,
+                          "you may not run commands: ask an admin to set 'commands: true' "
+                          "for your login")
+        return AgentPlan(kind="held", plan=CommandPlan(problems=(problem,)), refusal="invalid",
+                         **common)
+
+    plan = plan_changes(block, ticket_state(ticket), login, directory_for(desk))
+    if not plan.valid:
+        return AgentPlan(kind="held", plan=plan, refusal="invalid", **common)
+    return AgentPlan(kind=kind, plan=plan, **common)
+
+
+# --------------------------------------------------------------------------- changing
+
+
+def carry_out(desk: Desk, decision: Decision, ticket: models.Ticket,
+              entry: models.Message) -> list[QueuedMail]:
+    """Apply the conversation part of a decision; run inside the mail's transaction."""
+    plan = decision.conversation
+    if isinstance(plan, AgentPlan):
+        return _carry_out_agent(desk, decision, ticket, entry, plan)
+    if isinstance(plan, CustomerPlan):
+        return _carry_out_customer(desk, decision, ticket, entry, plan)
+    if isinstance(plan, HeldPlan):
+        from maildesk.tickets import record_event
+
+        record_event(ticket, decision.sender, "held", {
+            "reason": plan.reason, "message_id": decision.message.message_id,
+            "entry": entry.id})
+        logger.info("ticket %s: mail %s from %s held for an agent to accept", ticket.id,
+                    decision.message.message_id, decision.sender)
+    return []
+
+
+def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
+                     entry: models.Message, plan: AgentPlan) -> list[QueuedMail]:
+    from maildesk.tickets import record_event
+
+    entry.reply_text = plan.body
+    entry.save()
+    message_id = decision.message.message_id
+
+    if plan.refusal is not None:
+        summary = _refusal_summary(ticket, decision.sender, plan)
+        action = "command_rejected" if plan.refusal == "authentication" else "command_invalid"
+        record_event(ticket, plan.login, action, {
+            "reason": summary, "message_id": message_id,
+            "lines": [command.line for command in plan.block.commands]})
+        logger.warning("%s: %s", message_id or "-", summary)
+        mail = _queue_command_error(desk, ticket, decision, plan)
+        return [mail] if mail else []
+
+    queued: list[QueuedMail] = []
+    if plan.plan.changes:
+        apply_changes(ticket, plan.plan.changes, plan.login, detail={
+            "message_id": message_id, "via": "mail",
+            **({"reason": plan.plan.reasons["escalation"]}
+               if "escalation" in plan.plan.reasons else {})})
+    if plan.block.actions:
+        mail = _queue_confirmation(desk, ticket, decision, plan)
+        if mail:
+            queued.append(mail)
+
+    if plan.kind == "internal_note":
+        record_event(ticket, plan.login, "internal_note_added", {
+            "message_id": message_id, "entry": entry.id, "why": plan.note_reason})
+        if plan.body:
+            queued.extend(_queue_note_notifications(desk, ticket, plan, entry))
+    elif plan.body:
+        mail = _queue_relay(desk, ticket, decision, plan)
+        if mail:
+            queued.append(mail)
+        _record_first_response(ticket, plan)
+    return queued
+
+
+def _refusal_summary(ticket: models.Ticket, sender: str, plan: AgentPlan) -> str:
+    if plan.refusal == "authentication":
+        what = "command(s) rejected" if plan.block.actions else "reply held"
+        return (f"{what} for {ticket.id}: From {sender} failed authentication "
+                f"({plan.verdict.summary})")
+    lines = "; ".join(problem.line for problem in plan.plan.problems)
+    return f"command(s) rejected for {ticket.id}: invalid command(s) from {sender}: {lines}"
+
+
+def _record_first_response(ticket: models.Ticket, plan: AgentPlan) -> None:
+    """The first reply an agent relays to the user is the ticket's first response."""
+    from maildesk.tickets import record_event
+
+    if ticket.first_responded_at is not None:
+        return
+    now = utcnow()
+    updated = models.Ticket.update(first_responded_at=now).where(
+        models.Ticket.id == ticket.id, models.Ticket.first_responded_at.is_null()).execute()
+    if updated:
+        ticket.first_responded_at = now
+        record_event(ticket, plan.login, "first_response", {"agent": plan.login}, after=now)
+
+
+def _carry_out_customer(desk: Desk, decision: Decision, ticket: models.Ticket,
+                        entry: models.Message, plan: CustomerPlan) -> list[QueuedMail]:
+    from maildesk.tickets import record_event
+
+    if plan.ignored_commands:
+        record_event(ticket, decision.sender, "command_like_text_ignored", {
+            "reason": "command-like lines from non-agent ignored",
+            "lines": list(plan.ignored_commands), "message_id": decision.message.message_id})
+    if decision.follow_up.sender_role not in (SenderRole.REQUESTER, SenderRole.PARTICIPANT):
+        return []
+    return _queue_user_replied(desk, ticket, decision, entry)
+
+
+# --------------------------------------------------------------------------- mail
+
+
+def conversation_references(ticket: models.Ticket) -> tuple[str | None, list[str]]:
+    """Return In-Reply-To and References for mail on the user's side of the conversation.
+
+    Only Message-IDs the requester saw are used: their own mail and the desk's mail to
+    them, never an agent's own mail or an agent-only notification.
+    """
+    rows = (models.MessageReference.select()
+            .where(models.MessageReference.ticket == ticket)
+            .order_by(models.MessageReference.id))
+    visible: list[str] = []
+    last_from_user = None
+    for row in rows:
+        if row.direction == "in":
+            if row.kind != "customer":
+                continue
+            last_from_user = row.message_id
+        elif row.kind in HIDDEN_KINDS:
+            continue
+        if row.message_id not in visible:
+            visible.append(row.message_id)
+    in_reply_to = last_from_user or (visible[-1] if visible else None)
+    return in_reply_to, visible
+
+
+def _requester_and_participants(desk: Desk, ticket: models.Ticket) -> tuple[Recipient,
+                                                                           list[Recipient]]:
+    requester = ticket.requester
+    cc = []
+    for participant in (models.Participant.select(models.Participant, models.Contact)
+                        .join(models.Contact).where(models.Participant.ticket == ticket)):
+        contact = participant.contact
+        if contact.address in desk.agent_addresses or contact.address == requester.address:
+            continue
+        cc.append(Recipient(contact.address, contact.name))
+    return Recipient(requester.address, requester.name), cc
+
+
+def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
+                 plan: AgentPlan) -> QueuedMail | None:
+    to, cc = _requester_and_participants(desk, ticket)
+    in_reply_to, references = conversation_references(ticket)
+    mail = queue_mail(
+        desk, template="agent_reply", language=ticket.language,
+        context={"ticket": ticket_context(desk, ticket),
+                 "agent": {"name": plan.name, "login": plan.login},
+                 "reply": {"text": plan.body}},
+        to=[to], cc=cc, ticket=ticket, in_reply_to=in_reply_to, references=references,
+        automatic=False, kind="reply", sender_name=plan.name,
+    )
+    if mail is None:
+        logger.warning("ticket %s: the reply of %s could not be sent to anyone (%s)",
+                       ticket.id, plan.login, decision.message.message_id)
+    return mail
+
+
+def _agent_recipients(ticket: models.Ticket, exclude: str | None) -> list[models.Agent]:
+    """The agents who look after a ticket: its assignee, else the members of its group."""
+    assignee = agents.resolve_assignee(ticket.assignee)
+    found: list[models.Agent] = []
+    if assignee is not None:
+        found.append(assignee)
+    if ticket.group and (assignee is None or exclude == assignee.login):
+        found.extend(agents.group_members(ticket.group))
+    unique: dict[str, models.Agent] = {}
+    for agent in found:
+        if agent.login != exclude:
+            unique.setdefault(agent.login, agent)
+    return list(unique.values())
+
+
+def _agent_context(desk: Desk, ticket: models.Ticket, agent: models.Agent) -> dict[str, Any]:
+    return {"ticket": ticket_context(desk, ticket),
+            "recipient": {"name": agent.name, "login": agent.login}}
+
+
+def _queue_note_notifications(desk: Desk, ticket: models.Ticket, plan: AgentPlan,
+                              entry: models.Message) -> list[QueuedMail]:
+    queued = []
+    for agent in _agent_recipients(ticket, exclude=plan.login):
+        context = _agent_context(desk, ticket, agent)
+        context["note"] = {"text": plan.body, "author_name": plan.name}
+        mail = queue_mail(
+            desk, template="internal_note", language=agent.language or desk.config.language,
+            context=context, to=[Recipient(agents.primary_address(agent), agent.name)],
+            ticket=ticket, in_reply_to=entry.message_id, references=[entry.message_id]
+            if entry.message_id else None, automatic=True, kind="note",
+        )
+        if mail:
+            queued.append(mail)
+    return queued
+
+
+def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
+                        entry: models.Message) -> list[QueuedMail]:
+    message = decision.message
+    sender = message.from_address
+    queued = []
+    for agent in _agent_recipients(ticket, exclude=None):
+        context = _agent_context(desk, ticket, agent)
+        context["author"] = {"name": sender.name if sender else "",
+                             "address": decision.sender}
+        context["reply"] = {"text": message.reply_text or message.text}
+        context["status_label"] = label(ticket.status, agent.language or desk.config.language)
+        mail = queue_mail(
+            desk, template="user_replied", language=agent.language or desk.config.language,
+            context=context, to=[Recipient(agents.primary_address(agent), agent.name)],
+            ticket=ticket, in_reply_to=message.message_id,
+            references=[*message.references, *([message.message_id] if message.message_id
+                                               else [])],
+            automatic=True, kind="user_replied",
+        )
+        if mail:
+            queued.append(mail)
+    return queued
+
+
+def _to_agent(plan: AgentPlan, decision: Decision) -> dict[str, Any]:
+    message = decision.message
+    references = [*message.references, *([message.message_id] if message.message_id else [])]
+    return dict(to=[Recipient(plan.address, plan.name)], in_reply_to=message.message_id,
+                references=references, automatic=True)
+
+
+def _queue_confirmation(desk: Desk, ticket: models.Ticket, decision: Decision,
+                        plan: AgentPlan) -> QueuedMail | None:
+    language = plan.language
+    changes = [{"field": field_label(name, language), "old": label(old, language),
+                "new": label(new, language)} for name, old, new in plan.plan.changes]
+    context = {"ticket": ticket_context(desk, ticket),
+               "agent": {"name": plan.name, "login": plan.login},
+               "changes": changes,
+               "commands": [command.line for command in plan.block.actions]}
+    return queue_mail(desk, template="command_confirmation", language=language,
+                      context=context, ticket=ticket, kind="command_confirmation",
+                      **_to_agent(plan, decision))
+
+
+def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
+                         plan: AgentPlan) -> QueuedMail | None:
+    """Write to the agent's configured address, never to a From that may be forged."""
+    language = plan.language
+    problems = [{"line": problem.line, "message": problem.text(language),
+                 "usage": problem.usage_text(language)} for problem in plan.plan.problems]
+    context = {"ticket": ticket_context(desk, ticket),
+               "agent": {"name": plan.name, "login": plan.login},
+               "problems": problems,
+               "authentication": (plan.verdict.summary if plan.refusal == "authentication"
+                                  else None),
+               "commands": [command.line for command in plan.block.actions]}
+    return queue_mail(desk, template="command_error", language=language, context=context,
+                      ticket=ticket, kind="command_error", **_to_agent(plan, decision))
+
+
+# --------------------------------------------------------------------------- held mail
+
+
+def accept_held(entry_id: int, actor: str) -> models.Message:
+    """Accept a held entry: a stranger's mail joins the conversation and they become a
+    participant; a refused agent mail becomes an internal note (nothing is re-run).
+
+    Raises LookupError when there is no held entry with that id.
+    """
+    from maildesk.tickets import record_event, upsert_contact
+    from maildesk.parse import Address
+
+    with models.database_proxy.atomic():
+        entry = models.Message.get_or_none(models.Message.id == entry_id,
+                                           models.Message.kind == "held")
+        if entry is None:
+            raise LookupError(entry_id)
+        if agents.agent_by_address(entry.author) is not None:
+            entry.kind = "internal_note"
+        else:
+            entry.kind = "customer"
+            contact = upsert_contact(Address(entry.author_name, entry.author))
+            if contact.id != entry.ticket.requester_id:
+                models.Participant.get_or_create(ticket=entry.ticket, contact=contact)
+        entry.save()
+        record_event(entry.ticket, actor, "held_accepted", {"entry": entry.id,
+                                                            "kind": entry.kind})
+    logger.info("ticket %s: held entry %s accepted by %s as %s", entry.ticket_id, entry.id,
+                actor, entry.kind)
+    return entry
+
+
+def sample_values() -> dict[str, Any]:
+    """Sample template values for the conversation templates (``templates check``)."""
+    return {
+        "agent": {"name": "Marek Zieliński", "login": "marek.zielinski"},
+        "recipient": {"name": "Ewa Nowak", "login": "ewa.nowak"},
+        "reply": {"text": "Dzień dobry,\n\nwymieniliśmy toner, proszę spróbować ponownie."},
+        "note": {"text": "Toner zamówiony, dostawa w czwartek.",
+                 "author_name": "Marek Zieliński"},
+        "author": {"name": "Zofia Wiśniewska", "address": "zofia@example.org"},
+        "changes": [{"field": "status", "old": "nowe", "new": "rozwiązane"},
+                    {"field": "priorytet", "old": "3", "new": "2"}],
+        "commands": ["#status rozwiązane", "#priorytet 2"],
+        "problems": [{"line": "#priorytet 7",
+                      "message": "„7” nie jest priorytetem: użyj 1 (krytyczny) do 4 (niski)",
+                      "usage": "#priorytet 1–4"}],
+        "authentication": None,
+        "status_label": "w realizacji",
+    }
+
+
+__all__ = [
+    "AGENT_ONLY_KINDS",
+    "AgentPlan",
+    "CustomerPlan",
+    "HeldPlan",
+    "accept_held",
+    "carry_out",
+    "cc_become_participants",
+    "conversation_references",
+    "note_address",
+    "plan_agent_mail",
+    "review",
+    "sample_values",
+]
