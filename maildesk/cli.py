@@ -132,6 +132,10 @@ def _register_subcommands() -> None:
     for command in (tickets, outbox, quarantine, templates, demo, init, rules):
         main.add_command(command)
 
+    from maildesk.cli_agents import agents
+
+    main.add_command(agents)
+
 
 _register_subcommands()
 

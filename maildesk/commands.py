@@ -121,7 +121,7 @@ PENDING_SUFFIXES = frozenset({"", "na uzytkownika", "for user", "for the user"})
 LABELS: dict[str, str] = {
     "new": N_("new"), "assigned": N_("assigned"), "in_progress": N_("in progress"),
     "pending": N_("waiting for the user"), "resolved": N_("resolved"), "closed": N_("closed"),
-    "reopened": N_("reopened"), "high": N_("high"), "medium": N_("medium"), "low": N_("low"),
+    "reopened": N_("reopened"),
 }
 FIELD_LABELS: dict[str, str] = {
     "status": N_("status"), "priority": N_("priority"), "impact": N_("impact"),
@@ -395,12 +395,19 @@ def _escalate(command: CommandLine, new: dict[str, Any], directory: Directory) -
     return None
 
 
-def label(value: Any, language: str) -> str:
-    """Return how a field value reads in ``language`` (``resolved`` -> ``rozwiązane``)."""
+def label(value: Any, language: str, field_name: str = "status") -> str:
+    """Return how a field value reads in ``language`` (``resolved`` -> ``rozwiązane``).
+
+    Impact and urgency levels are translated in their field's context, because Polish
+    gives them different genders (``wpływ wysoki``, ``pilność wysoka``).
+    """
     if value is None or value == "":
         return "—"
-    if isinstance(value, str) and value in LABELS:
-        return gettext_for(language).gettext(LABELS[value])
+    translations = gettext_for(language)
+    if field_name in ("impact", "urgency") and value in LEVELS:
+        return translations.pgettext(field_name, value)
+    if field_name == "status" and value in LABELS:
+        return translations.gettext(LABELS[value])
     return str(value)
 
 

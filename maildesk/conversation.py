@@ -439,8 +439,8 @@ def _to_agent(plan: AgentPlan, decision: Decision) -> dict[str, Any]:
 def _queue_confirmation(desk: Desk, ticket: models.Ticket, decision: Decision,
                         plan: AgentPlan) -> QueuedMail | None:
     language = plan.language
-    changes = [{"field": field_label(name, language), "old": label(old, language),
-                "new": label(new, language)} for name, old, new in plan.plan.changes]
+    changes = [{"field": field_label(name, language), "old": label(old, language, name),
+                "new": label(new, language, name)} for name, old, new in plan.plan.changes]
     context = {"ticket": ticket_context(desk, ticket),
                "agent": {"name": plan.name, "login": plan.login},
                "changes": changes,

@@ -1,0 +1,93 @@
+"""``maildesk agents``: the agents known to the desk, and mail held for an agent to accept."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from maildesk.i18n import _, ngettext
+
+logger = logging.getLogger(__name__)
+
+
+@click.group()
+def agents() -> None:
+    """List agents and groups; accept held mail."""
+
+
+@agents.command("list")
+@click.option("--all", "show_all", is_flag=True,
+              help=_("Also show agents removed from the configuration."))
+@click.pass_obj
+def agents_list(app: Any, show_all: bool) -> None:
+    """Show each agent's login, name, addresses, groups, tier and command permission."""
+    from maildesk import models
+    from maildesk.agents import agent_tier
+
+    app.desk
+    query = models.Agent.select().order_by(models.Agent.login)
+    if not show_all:
+        query = query.where(models.Agent.active == True)  # noqa: E712
+    rows = list(query)
+
+    header = (_("login"), _("name"), _("addresses"), _("groups"), _("tier"), _("commands"))
+    table = [header]
+    for agent in rows:
+        tier = agent_tier(agent)
+        table.append((
+            agent.login + ("" if agent.active else " " + _("(removed)")),
+            agent.name,
+            ", ".join(agent.addresses.split()),
+            ", ".join(agent.groups.split()) or "—",
+            str(tier) if tier is not None else "—",
+            _("yes") if agent.commands else _("no"),
+        ))
+    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
+    for row in table:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths,
+                                                                          strict=True)).rstrip())
+    click.echo(ngettext("{count} agent", "{count} agents", len(rows)).format(count=len(rows)))
+
+
+@agents.command("held")
+@click.pass_obj
+def agents_held(app: Any) -> None:
+    """List mail held for an agent: strangers using a ticket's tag, refused agent mail."""
+    from maildesk import models
+
+    app.desk
+    rows = list(models.Message.select().where(models.Message.kind == "held")
+                .order_by(models.Message.id))
+    for entry in rows:
+        click.echo(f"{entry.id:>6}  {app.desk.tag(entry.ticket_id):>12}  {entry.author:<32} "
+                   f"{entry.subject}")
+    click.echo(ngettext("{count} held message", "{count} held messages", len(rows))
+               .format(count=len(rows)))
+
+
+@agents.command("accept")
+@click.argument("entry", type=int)
+@click.option("--as", "actor", required=True, help=_("Login of the agent who accepts it."))
+@click.pass_obj
+def agents_accept(app: Any, entry: int, actor: str) -> None:
+    """Accept a held message: a stranger's mail joins the ticket and they become a participant.
+
+    A refused agent mail becomes an internal note; its commands are not run.
+    """
+    from maildesk.agents import find_agent
+    from maildesk.conversation import accept_held
+
+    app.desk
+    agent = find_agent(actor)
+    if agent is None:
+        raise click.ClickException(_("there is no agent '{agent}'").format(agent=actor))
+    try:
+        accepted = accept_held(entry, agent.login)
+    except LookupError:
+        raise click.ClickException(
+            _("held message {entry} not found: see 'maildesk agents held'").format(entry=entry)
+        ) from None
+    click.echo(_("message {entry} accepted on ticket {ticket}").format(
+        entry=accepted.id, ticket=accepted.ticket_id))
