@@ -240,6 +240,8 @@ class Comparison:
 
         if self.operator == "regex":
             assert self.pattern is not None
+            # NOTE: re has no time limit, so a pattern with nested repetition such as
+            # (a+)+$ can stall on a long body. Only admins write patterns.
             found = self.pattern.search(unicodedata.normalize("NFC", value))
             if found is None:
                 return None
