@@ -1,8 +1,8 @@
 """Real servers on 127.0.0.1 for the integration tests: Dovecot IMAP, an SMTP sink, PostgreSQL.
 
 Plain classes without pytest, so a benchmark or an interactive session can start them too.
-Every server listens on loopback only and keeps its files in a directory it is given or
-creates under /tmp.
+Dovecot and the SMTP sink listen on 127.0.0.1 only and keep their files (mail, config,
+certificates) in a directory under /tmp. PostgreSQL must already run; it gets a schema.
 """
 
 from __future__ import annotations
