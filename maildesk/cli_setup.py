@@ -56,6 +56,8 @@ source:
 smtp:
   transport: directory
   directory: outbox
+commands:
+  trusted_authserv_ids: [mx.firma.example]
 groups:
   - name: first-line
     tier: 1

@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Callable
 from types import FrameType
 
-from maildesk import faults, pipeline
+import peewee as pw
+
+from maildesk import faults, lease, pipeline
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
-from maildesk.outbox import Sender, recover_stale_claims
+from maildesk.outbox import Sender, recover_stale_claims, worker_id
 from maildesk.sources import Source
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class Daemon:
         self.stopping = False
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
+        self.owner = worker_id()
+        self._waiting_logged = False
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stopping:
@@ -56,9 +60,21 @@ class Daemon:
         watcher.check_for_changes()  # type: ignore[attr-defined]
         return watcher.current  # type: ignore[attr-defined]
 
+    def holds_mailbox(self) -> bool:
+        """Take or renew this daemon's lease on the mailbox (several daemons, one database)."""
+        if lease.acquire(self.source.name, self.owner):
+            self._waiting_logged = False
+            return True
+        if not self._waiting_logged:
+            lease.log_waiting(self.source.name, lease.holder(self.source.name))
+            self._waiting_logged = True
+        return False
+
     def drain(self) -> int:
         """Process every mail the source has now; return how many were handled."""
         handled = 0
+        if not self.holds_mailbox():
+            return handled
         while not self.stopping:
             batch = self.source.fetch()
             if not batch:
@@ -75,6 +91,8 @@ class Daemon:
                 else:
                     self.source.acknowledge(mail)
                 handled += 1
+            if not self.holds_mailbox():
+                break
         self.processed += handled
         return handled
 
@@ -106,7 +124,15 @@ class Daemon:
                     failures = 0
                     if once:
                         break
-                    self.source.wait(self._poll_interval(), lambda: self.stopping)
+                    # Wake at least every half lease, to renew it while the mailbox is quiet.
+                    wait = min(self._poll_interval(), lease.LEASE_DURATION.total_seconds() / 2)
+                    self.source.wait(wait, lambda: self.stopping)
+                except (pw.OperationalError, pw.InterfaceError) as error:
+                    failures += 1
+                    if once and failures >= ONCE_ATTEMPTS:
+                        raise TemporaryError(str(error)) from error
+                    logger.warning(_("database unavailable: {error}").format(error=error))
+                    self._sleep(min(2.0 ** (failures - 1), MAX_BACKOFF))
                 except TemporaryError as error:
                     failures += 1
                     delay = min(2.0 ** (failures - 1), MAX_BACKOFF)
@@ -117,6 +143,10 @@ class Daemon:
                     self._sleep(delay)
         finally:
             self.source.close()
+            try:
+                lease.release(self.source.name, self.owner)
+            except (pw.OperationalError, pw.InterfaceError) as error:
+                logger.warning(_("database unavailable: {error}").format(error=error))
             summary = ", ".join(f"{action}: {count}" for action, count in
                                 sorted(self.outcomes.items())) or "-"
             logger.info(_("maildesk stopped after {count} messages ({summary})").format(

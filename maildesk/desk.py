@@ -6,6 +6,7 @@ Built once at start-up (``Desk.open``) and passed down; there is no global state
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,9 @@ class Desk:
 
     @classmethod
     def from_config(cls, config: Config, *, fsync: bool = True) -> Desk:
-        set_language(config.language)
+        # The configured language is the desk's; MAILDESK_LANGUAGE overrides it for the
+        # messages that the admin running this process reads.
+        set_language(os.environ.get("MAILDESK_LANGUAGE") or config.language)
         store = RawStore(config.storage_path, fsync=fsync)
         templates = Templates(
             config.templates_path, config.language, config.desk.timezone

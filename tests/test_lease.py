@@ -1,0 +1,44 @@
+"""The mailbox lease: one daemon reads a mailbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from deskfactory import make_desk
+
+from maildesk import lease, models
+
+
+def test_lease_held_by_one_owner(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+
+    first = lease.acquire("imap:INBOX", "host-a:1")
+    second = lease.acquire("imap:INBOX", "host-b:2")
+    renewed = lease.acquire("imap:INBOX", "host-a:1")
+
+    assert first is True
+    assert second is False
+    assert renewed is True
+    assert lease.holder("imap:INBOX") == "host-a:1"
+
+
+def test_lease_expires_for_a_dead_owner(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+    lease.acquire("imap:INBOX", "host-a:1", duration=timedelta(minutes=2))
+    models.MailboxState.update(lease_until=models.utcnow() - timedelta(seconds=1)).execute()
+
+    taken = lease.acquire("imap:INBOX", "host-b:2")
+
+    assert taken is True
+    assert lease.holder("imap:INBOX") == "host-b:2"
+
+
+def test_lease_released_at_clean_stop(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+    lease.acquire("imap:INBOX", "host-a:1")
+
+    lease.release("imap:INBOX", "host-a:1")
+
+    assert lease.holder("imap:INBOX") is None
+    assert lease.acquire("imap:INBOX", "host-b:2") is True
