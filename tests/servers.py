@@ -2,7 +2,8 @@
 
 Plain classes without pytest, so a benchmark or an interactive session can start them too.
 Dovecot and the SMTP sink listen on 127.0.0.1 only and keep their files (mail, config,
-certificates) in a directory under /tmp. PostgreSQL must already run; it gets a schema.
+certificates) in a directory under /tmp. PostgreSQL must already be running, and each
+PostgresSchema is a fresh schema in it.
 """
 
 from __future__ import annotations
