@@ -18,7 +18,8 @@ from maildesk.config import load_config
 
 def _invoke(*args: str, input: bytes | None = None, env: dict | None = None):
     runner = CliRunner()
-    return runner.invoke(main, list(args), input=input, env={"MAILDESK_LANGUAGE": "en", **(env or {})},
+    environment = {"MAILDESK_LANGUAGE": "en", **(env or {})}
+    return runner.invoke(main, list(args), input=input, env=environment,
                          catch_exceptions=False)
 
 
