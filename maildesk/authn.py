@@ -194,7 +194,7 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
             else:
                 passed = verifier.verify(idx=index, dnsfunc=dns_txt)
         except dkim.DKIMException as error:
-            logger.info("DKIM signature %d does not verify: %s", index, error)
+            logger.debug("DKIM signature %d does not verify: %s", index, error)
             outcomes.append(f"dkim=fail ({error})")
             continue
         signer = (verifier.domain or b"").decode("ascii", "replace")

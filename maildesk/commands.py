@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from maildesk import models
-from maildesk.i18n import gettext_for
+from maildesk.i18n import _, gettext_for
 from maildesk.models import utcnow
 from maildesk.sla import LEVELS, PriorityMatrix
 
@@ -439,7 +439,8 @@ def apply_status_change(ticket: models.Ticket, new_status: str, actor: str,
     ticket.save(only=[models.Ticket.status, models.Ticket.resolved_at, models.Ticket.closed_at,
                       models.Ticket.updated_at])
     record_event(ticket, actor, "status_changed", {"field": "status"}, before=old, after=new_status)
-    logger.info("ticket %s: status %s -> %s by %s", ticket.id, old, new_status, actor)
+    logger.info(_("ticket {ticket}: status {old} -> {new} by {actor}").format(
+        ticket=ticket.id, old=old, new=new_status, actor=actor))
     return ("status", old, new_status)
 
 
@@ -455,7 +456,8 @@ def apply_changes(ticket: models.Ticket, changes: tuple[Change, ...], actor: str
         setattr(ticket, name, new)
         record_event(ticket, actor, "field_changed", {"field": name, **(detail or {})},
                      before=old, after=new)
-        logger.info("ticket %s: %s %s -> %s by %s", ticket.id, name, old, new, actor)
+        logger.info(_("ticket {ticket}: {field} {old} -> {new} by {actor}").format(
+            ticket=ticket.id, field=name, old=old, new=new, actor=actor))
     changed = [models.Ticket._meta.fields[name] for name, _old, _new in changes
                if name != "status"]
     if changed:

@@ -22,6 +22,7 @@ from maildesk.commands import (
     CommandBlock,
     CommandPlan,
     Directory,
+    N_,
     Problem,
     apply_changes,
     field_label,
@@ -34,6 +35,7 @@ from maildesk.commands import (
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole, tag_pattern
+from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
@@ -199,8 +201,8 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
 
     if block.actions and not may_command:
         problem = Problem(block.actions[0].line,
-                          "you may not run commands: ask an admin to set 'commands: true' "
-                          "for your login")
+                          N_("you may not run commands: ask an admin to set 'commands: true' "
+                             "for your login"))
         return AgentPlan(kind="held", plan=CommandPlan(problems=(problem,)), refusal="invalid",
                          **common)
 
@@ -227,8 +229,9 @@ def carry_out(desk: Desk, decision: Decision, ticket: models.Ticket,
         record_event(ticket, decision.sender, "held", {
             "reason": plan.reason, "message_id": decision.message.message_id,
             "entry": entry.id})
-        logger.info("ticket %s: mail %s from %s held for an agent to accept", ticket.id,
-                    decision.message.message_id, decision.sender)
+        logger.info(_("ticket {ticket}: mail {message_id} from {sender} held for an agent "
+                      "to accept").format(ticket=ticket.id, message_id=decision.message.message_id,
+                                          sender=decision.sender))
     return []
 
 
@@ -246,7 +249,8 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         record_event(ticket, plan.login, action, {
             "reason": summary, "message_id": message_id,
             "lines": [command.line for command in plan.block.commands]})
-        logger.warning("%s: %s", message_id or "-", summary)
+        logger.warning(_("mail {message_id} refused on ticket {ticket}: {reason}").format(
+            message_id=message_id or "-", ticket=ticket.id, reason=summary))
         mail = _queue_command_error(desk, ticket, decision, plan)
         return [mail] if mail else []
 
@@ -363,8 +367,9 @@ def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
         automatic=False, kind="reply", sender_name=plan.name,
     )
     if mail is None:
-        logger.warning("ticket %s: the reply of %s could not be sent to anyone (%s)",
-                       ticket.id, plan.login, decision.message.message_id)
+        logger.warning(_("ticket {ticket}: nobody may receive the reply of {agent} "
+                         "({message_id})").format(ticket=ticket.id, agent=plan.login,
+                                                  message_id=decision.message.message_id))
     return mail
 
 
@@ -493,8 +498,8 @@ def accept_held(entry_id: int, actor: str) -> models.Message:
         entry.save()
         record_event(entry.ticket, actor, "held_accepted", {"entry": entry.id,
                                                             "kind": entry.kind})
-    logger.info("ticket %s: held entry %s accepted by %s as %s", entry.ticket_id, entry.id,
-                actor, entry.kind)
+    logger.info(_("ticket {ticket}: held message {entry} accepted by {agent} as {kind}").format(
+        ticket=entry.ticket_id, entry=entry.id, agent=actor, kind=entry.kind))
     return entry
 
 
