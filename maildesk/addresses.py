@@ -76,7 +76,7 @@ def parse_address_header(
     """Return (display name, address) pairs from one raw header value, decoded.
 
     Pairs whose address has no ``@`` are left out: a bare local part is not a mailbox
-    the desk can answer. A display name equal to its address is returned empty.
+    the desk can reply to. A display name equal to its address is returned empty.
     """
     words: list[str] = []
 

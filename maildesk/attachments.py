@@ -17,6 +17,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from maildesk.charsets import decode_bytes
+
 logger = logging.getLogger(__name__)
 
 MAX_FILENAME_BYTES = 200
@@ -190,7 +192,7 @@ def _decode_uu_lines(lines: Iterable[str]) -> bytes | None:
 
 @dataclass(frozen=True)
 class TnefContent:
-    """What a ``winmail.dat`` carries: its files and the body Outlook wrote into it."""
+    """The files inside a ``winmail.dat`` and the body Outlook wrote into it."""
 
     files: tuple[tuple[str, bytes], ...]
     text: str | None
@@ -223,8 +225,11 @@ def unpack_tnef(data: bytes) -> TnefContent:
         content = attachment.data if isinstance(attachment.data, bytes) else b""
         files.append((str(name or "").strip("\x00"), content))
 
-    text = _tnef_text(tnef.body)
-    html = _tnef_text(tnef.htmlbody)
+    codepage = tnef.codepage if isinstance(tnef.codepage, str) else None
+    text = _tnef_text(tnef.body, codepage)
+    # NOTE: tnefparse returns the RTF body still compressed unless the compressed_rtf
+    # package is installed; a TNEF mail whose only body is RTF then yields no text.
+    html = _tnef_text(tnef.htmlbody, codepage)
     rtf = None
     try:
         candidate = tnef.rtfbody
@@ -235,9 +240,10 @@ def unpack_tnef(data: bytes) -> TnefContent:
     return TnefContent(tuple(files), text, html, rtf)
 
 
-def _tnef_text(value: object) -> str | None:
+def _tnef_text(value: object, codepage: str | None) -> str | None:
+    """Return a TNEF body as text; bytes are in the message's OEM code page."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace") if value else ""
+        value = decode_bytes(value.rstrip(b"\x00"), codepage)
     if not isinstance(value, str):
         return None
     value = value.strip("\x00")

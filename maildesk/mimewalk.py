@@ -1,11 +1,14 @@
 """Walk a MIME tree and sort its parts into body text, HTML and attachments.
 
-The rules follow what mail clients show a reader: in multipart/alternative the plain
-part is the text unless it is blank, the HTML part the HTML; in multipart/related the
-root is the body and the rest are inline parts; in multipart/signed the first part is
-the content and the signature is kept as an attachment; a forwarded mail
-(message/rfc822) is one ``.eml`` attachment with its raw bytes; ``winmail.dat`` is
-unpacked. Calendar parts are attachments, never body text.
+The rules follow what mail clients show a reader:
+
+- multipart/alternative: the plain part is the text unless it is blank, and the HTML
+  part is the HTML.
+- multipart/related: the root is the body and the other parts are inline attachments.
+- multipart/signed: the first part is the content, and the signature is an attachment.
+- message/rfc822 (a forwarded mail) is one ``.eml`` attachment with its raw bytes.
+- ``winmail.dat`` is unpacked into its files and body.
+- Calendar parts are attachments, never body text.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from babel.numbers import format_decimal
+
 from maildesk.attachments import (
     extension_for,
     find_uuencoded,
@@ -26,7 +31,7 @@ from maildesk.attachments import (
 )
 from maildesk.charsets import declared_html_charset, decode_bytes, decode_rfc2047
 from maildesk.htmltext import html_to_text, sanitize_html
-from maildesk.i18n import _
+from maildesk.i18n import _, current_language
 from maildesk.quotes import strip_html_quotes
 
 if TYPE_CHECKING:
@@ -214,6 +219,8 @@ class BodyCollector:
         if is_tnef and self._add_tnef(part):
             return
 
+        # NOTE: S/MIME encrypted or opaque-signed mail (application/pkcs7-mime) is kept
+        # as smime.p7m without reading its content; the desk holds no private keys.
         self._add_leaf_attachment(part, content_type)
 
     # -- body text ---------------------------------------------------------------------
@@ -350,10 +357,11 @@ class BodyCollector:
                 self.max_attachment_size,
             )
             self.notes.append(
-                _(
-                    "Attachment {name} ({size} bytes) was left out: "
-                    "it is larger than {limit} bytes."
-                ).format(name=safe_name, size=len(content), limit=self.max_attachment_size)
+                _("Attachment {name} ({size}) was left out: it is larger than {limit}.").format(
+                    name=safe_name,
+                    size=format_size(len(content)),
+                    limit=format_size(self.max_attachment_size),
+                )
             )
             return
         if self._total_size + len(content) > self.max_total_size:
@@ -364,9 +372,13 @@ class BodyCollector:
             )
             self.notes.append(
                 _(
-                    "Attachment {name} ({size} bytes) was left out: the attachments of this mail "
-                    "exceed {limit} bytes together."
-                ).format(name=safe_name, size=len(content), limit=self.max_total_size)
+                    "Attachment {name} ({size}) was left out: the attachments of this mail "
+                    "exceed {limit} together."
+                ).format(
+                    name=safe_name,
+                    size=format_size(len(content)),
+                    limit=format_size(self.max_total_size),
+                )
             )
             return
 
@@ -400,6 +412,17 @@ def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, 
     ]
     taken: set[str] = set()
     return tuple(replace(item, filename=unique_filename(item.filename, taken)) for item in kept)
+
+
+def format_size(size: int) -> str:
+    """Format a byte count for agents, in the current language (``25 MB``, ``1,5 kB``)."""
+    value: float = size
+    for unit in ("B", "kB", "MB"):
+        if value < 1024 or unit == "MB":
+            break
+        value /= 1024
+    number = format_decimal(round(value, 1), locale=current_language())
+    return f"{number} {unit}"
 
 
 # -- helpers on single parts ---------------------------------------------------------------

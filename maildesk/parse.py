@@ -4,10 +4,10 @@ Parsing is pure: no database, no file system. Every text value taken from a mail
 reduced to what is safe to store and to put into a template (no NUL, subjects and names
 on one line), because later steps copy these values into outgoing headers.
 
-The standard library splits the MIME tree (``compat32`` policy, which keeps header
-values raw); everything that turns bytes into text is done here and in
-``maildesk.charsets``, because real mail breaks the standards in ways the stdlib's
-strict header parser reports as defects or exceptions.
+The standard library splits the MIME tree with the ``compat32`` policy, which keeps
+header values raw. Everything that turns bytes into text is done here and in
+``maildesk.charsets``, because the stdlib's strict header parser turns real mail's
+breaks of the standards into defects or exceptions.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 from maildesk.addresses import parse_address_header
 from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
+from maildesk.logcontext import mail_context
 from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector
 from maildesk.quotes import extract_reply
 from maildesk.subjects import is_forward
@@ -105,12 +106,12 @@ class Attachment:
 class ParsedMessage:
     """What maildesk reads from one incoming mail.
 
-    ``text`` is the whole plain-text body (converted from HTML when the mail has no
-    usable text part); ``reply_text`` is the part the sender wrote this time, without the
+    ``text`` is the whole plain-text body, converted from HTML when the mail has no
+    usable text part. ``reply_text`` is the part the sender wrote this time, without the
     quoted history and signature. ``html`` is the sanitised HTML body, if the mail had
     one. Message-IDs keep their angle brackets. ``notes`` are remarks for the agents
-    about what the parser left out (an attachment over the size limit, an unreadable
-    part), already translated.
+    about what the parser left out (an attachment over the size limit, parts nested too
+    deeply), already translated.
     """
 
     message_id: str | None
@@ -227,8 +228,9 @@ def _parse(
         max_attachment_size=max_attachment_size,
         max_total_size=max_total_size,
     )
-    collector.collect(message)
-    body = collector.result()
+    with mail_context(message_id=message_id):
+        collector.collect(message)
+        body = collector.result()
 
     subject = single_line(decoded("Subject"))
     text = clean_text(body.text)

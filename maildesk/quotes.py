@@ -12,12 +12,17 @@ English:
 - ``>`` at the start of each quoted line.
 
 A header block or separator cuts off everything below it. An attribution followed by
-``>`` lines removes only the quoted lines, so answers written between quotes stay; an
+``>`` lines removes only the quoted lines, so replies written between quoted lines stay; an
 attribution followed by unquoted text (an HTML quote converted to text) cuts. The
 signature after ``-- `` and mobile footers (``Sent from my iPhone``) are removed.
 
 Everything works line by line with short, anchored patterns on bounded windows, so
 the time is linear in the length of the text whatever the input.
+
+mail-parser-reply 1.36 (MIT) was run on the same reply fixtures as this module's tests
+and missed the Polish Gmail attribution wrapped over two lines and the Polish Outlook
+block; it also cuts sign-offs such as "Pozdrawiam", which belong to the reply. So the
+splitter is written here.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ _ATTRIBUTION_END = re.compile(
     r"(?:\s[^:\n]{0,150})?|<[^<>\s]{1,200}@[^<>\s]{1,200}>)\s*:\s*$",
     re.IGNORECASE,
 )
-# How an attribution that is not followed by ">" lines must start to count anyway.
+# The first words an attribution needs to count when no ">" lines follow it.
 _ATTRIBUTION_START = re.compile(
     r"^[>\s-]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|am\s|le\s|el\s|op\s|den\s|"
     r"\d|(?:pon|wt|śr|sr|czw|pt|sob|niedz|nd|mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,|"
@@ -96,7 +101,7 @@ def extract_reply(text: str, forwarded: bool = False) -> str:
     """Return the new part of a reply: no quoted history, signature or mobile footer.
 
     A forward (``forwarded=True``) keeps the forwarded text: there the history is the
-    request. When the whole text is history (a reply that says nothing new), the
+    request. When the whole text is history (a reply with nothing new in it), the
     result is empty.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -133,7 +138,7 @@ def _header_block_length(lines: list[str], index: int) -> int:
 def _cut_at_history(lines: list[str]) -> list[str]:
     """Cut at the first separator, copied header block or unquoted attribution.
 
-    When nothing new stands above the first such marker (a forward without a comment,
+    When nothing new is above the first such marker (a forward without a comment,
     or a reply whose client put the header first), the text below the marker is kept
     up to the next one.
     """

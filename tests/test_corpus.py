@@ -426,15 +426,20 @@ TNEF_EXPECTED = {
 }
 
 
-def wrap_tnef(data: bytes) -> bytes:
+def wrap_tnef(data: bytes, with_text: bool = True) -> bytes:
     """Build the mail Outlook sends: a text part and the TNEF data as winmail.dat."""
     encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    text_part = (
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nW za\xc5\x82\xc4\x85czniku.\r\n"
+        if with_text
+        else b""
+    )
     return (
         b"From: Jan Nowak <jan@example.org>\r\nTo: helpdesk@example.com\r\n"
         b"Subject: winmail\r\nMessage-ID: <tnef@example.org>\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nW za\xc5\x82\xc4\x85czniku.\r\n"
-        b'--b\r\nContent-Type: application/ms-tnef; name="winmail.dat"\r\n'
+        + text_part
+        + b'--b\r\nContent-Type: application/ms-tnef; name="winmail.dat"\r\n'
         b'Content-Disposition: attachment; filename="winmail.dat"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b--\r\n"
     )
@@ -446,6 +451,23 @@ def test_corpus_tnef_attachment_names(copyleft: Path, name: str, expected: list[
 
     assert [item.filename for item in result.attachments] == expected
     assert result.text.startswith("W załączniku.")
+
+
+def test_corpus_tnef_body_used_without_text_part(copyleft: Path) -> None:
+    raw = wrap_tnef((copyleft / "tnefparse" / "triples.tnef").read_bytes(), with_text=False)
+
+    result = parse_message(raw)
+
+    assert result.text.startswith("Sample description")
+    assert result.attachments == ()
+
+
+def test_corpus_tnef_damaged_kept_as_winmail(copyleft: Path) -> None:
+    raw = wrap_tnef(b"not tnef at all")
+
+    result = parse_message(raw)
+
+    assert [item.filename for item in result.attachments] == ["winmail.dat"]
 
 
 # -- talon ---------------------------------------------------------------------------------------
