@@ -1,0 +1,284 @@
+"""Agent commands: finding them at the top of a text, and validating them together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from maildesk.commands import (
+    COMMANDS,
+    CommandName,
+    Directory,
+    fold,
+    label,
+    looks_like_commands,
+    plan_changes,
+    split_commands,
+)
+
+AGENTS = {"marek.zielinski": "marek.zielinski", "ewa.nowak": "ewa.nowak",
+          "ewa.nowak@example.com": "ewa.nowak"}
+GROUPS = {"pierwsza-linia": ("pierwsza-linia", "druga-linia"),
+          "druga-linia": ("druga-linia", None)}
+
+
+def directory() -> Directory:
+    return Directory(find_agent=lambda value: AGENTS.get(value.lower()),
+                     find_group=lambda name: GROUPS.get(name.lower()))
+
+
+def state(**values: Any) -> dict[str, Any]:
+    base = {"status": "in_progress", "impact": "medium", "urgency": "medium", "priority": 3,
+            "group": "pierwsza-linia", "escalation_level": 0, "assignee": None}
+    return {**base, **values}
+
+
+def plan(text: str, **values: Any):  # type: ignore[no-untyped-def]
+    return plan_changes(split_commands(text), state(**values), "marek.zielinski", directory())
+
+
+def test_split_commands_takes_top_lines_only() -> None:
+    block = split_commands("#status resolved\n#priority 2\n\nDone.\n#close\n")
+
+    assert [command.line for command in block.commands] == ["#status resolved", "#priority 2"]
+    assert block.body == "Done.\n#close"
+
+
+def test_split_commands_skips_leading_blank_lines() -> None:
+    block = split_commands("\n\n  #pending\n\nText")
+
+    assert [command.name for command in block.commands] == [CommandName.PENDING]
+    assert block.body == "Text"
+
+
+def test_split_commands_ignores_quoted_lines() -> None:
+    block = split_commands("> #status resolved\n> #assign ewa.nowak\nThanks")
+
+    assert block.commands == ()
+    assert block.body.startswith("> #status")
+
+
+def test_split_commands_text_before_command_wins() -> None:
+    block = split_commands("Hello,\n#status resolved")
+
+    assert block.commands == ()
+
+
+def test_split_commands_hash_with_space_is_text() -> None:
+    assert split_commands("# heading\ntext").commands == ()
+
+
+def test_split_commands_note_keeps_text_on_its_line() -> None:
+    block = split_commands("#notatka sprawdziłem logi serwera\nbrak błędów")
+
+    assert block.is_note
+    assert block.actions == ()
+    assert block.body == "sprawdziłem logi serwera\nbrak błędów"
+
+
+def test_split_commands_unknown_command_is_kept() -> None:
+    block = split_commands("#statsu resolved\ntext")
+
+    assert len(block.commands) == 1
+    assert block.commands[0].spec is None
+
+
+@pytest.mark.parametrize(("line", "name"), [
+    ("#status resolved", CommandName.STATUS),
+    ("#priorytet 2", CommandName.PRIORITY), ("#priority 2", CommandName.PRIORITY),
+    ("#wpływ wysoki", CommandName.IMPACT), ("#wplyw wysoki", CommandName.IMPACT),
+    ("#impact high", CommandName.IMPACT),
+    ("#pilność niska", CommandName.URGENCY), ("#pilnosc niska", CommandName.URGENCY),
+    ("#urgency low", CommandName.URGENCY),
+    ("#przypisz jan.kowalski", CommandName.ASSIGN), ("#assign me", CommandName.ASSIGN),
+    ("#grupa druga-linia", CommandName.GROUP), ("#group druga-linia", CommandName.GROUP),
+    ("#eskaluj", CommandName.ESCALATE), ("#escalate", CommandName.ESCALATE),
+    ("#oczekuje", CommandName.PENDING), ("#pending", CommandName.PENDING),
+    ("#zamknij", CommandName.CLOSE), ("#close", CommandName.CLOSE),
+    ("#notatka", CommandName.NOTE), ("#note", CommandName.NOTE),
+    ("#STATUS Resolved", CommandName.STATUS), ("#Priorytet 2", CommandName.PRIORITY),
+])
+def test_split_commands_knows_every_alias(line: str, name: CommandName) -> None:
+    block = split_commands(f"{line}\n\ntext")
+
+    assert block.commands[0].name is name
+
+
+def test_commands_have_polish_and_english_names() -> None:
+    assert len({spec.polish for spec in COMMANDS}) == len(COMMANDS)
+    assert len({spec.english for spec in COMMANDS}) == len(COMMANDS)
+
+
+def test_fold_removes_polish_diacritics() -> None:
+    assert fold("Rozwiązane") == "rozwiazane"
+    assert fold("PILNOŚĆ") == "pilnosc"
+    assert fold("w_realizacji") == "w realizacji"
+    assert fold("żółć") == "zolc"
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("rozwiązane", "resolved"), ("rozwiazane", "resolved"), ("resolved", "resolved"),
+    ("w realizacji", "in_progress"), ("in_progress", "in_progress"),
+    ("in progress", "in_progress"), ("oczekuje", "pending"),
+    ("oczekuje na użytkownika", "pending"), ("pending", "pending"),
+    ("zamknięte", "closed"), ("zamkniete", "closed"), ("closed", "closed"),
+    ("ponownie otwarte", "reopened"), ("przypisane", "assigned"),
+])
+def test_plan_status_values_in_both_languages(value: str, status: str) -> None:
+    result = plan(f"#status {value}", status="new" if status != "new" else "assigned")
+
+    assert result.valid
+    assert ("status", "new", status) in result.changes
+
+
+def test_plan_priority_sets_priority() -> None:
+    result = plan("#priorytet 2")
+
+    assert result.changes == (("priority", 3, 2),)
+
+
+@pytest.mark.parametrize(("value", "priority"), [("1", 1), ("P4", 4), ("krytyczny", 1),
+                                                 ("niski", 4), ("high", 2)])
+def test_plan_priority_accepts_words(value: str, priority: int) -> None:
+    result = plan(f"#priority {value}")
+
+    assert result.changes == (("priority", 3, priority),)
+
+
+def test_plan_impact_sets_priority_from_matrix() -> None:
+    result = plan("#wpływ wysoki\n#pilność wysoka")
+
+    assert ("impact", "medium", "high") in result.changes
+    assert ("urgency", "medium", "high") in result.changes
+    assert ("priority", 3, 1) in result.changes
+
+
+def test_plan_explicit_priority_wins_over_matrix() -> None:
+    result = plan("#priority 4\n#impact high")
+
+    assert ("priority", 3, 4) in result.changes
+
+
+def test_plan_urgency_without_diacritics() -> None:
+    result = plan("#pilnosc niska")
+
+    assert result.changes == (("urgency", "medium", "low"), ("priority", 3, 4))
+
+
+def test_plan_assign_me_is_the_author() -> None:
+    result = plan("#assign me")
+
+    assert result.changes == (("assignee", None, "marek.zielinski"),)
+
+
+def test_plan_assign_by_address() -> None:
+    result = plan("#przypisz ewa.nowak@example.com")
+
+    assert result.changes == (("assignee", None, "ewa.nowak"),)
+
+
+def test_plan_assign_nobody_unassigns() -> None:
+    result = plan("#przypisz nikogo", assignee="ewa.nowak")
+
+    assert result.changes == (("assignee", "ewa.nowak", None),)
+
+
+def test_plan_assign_new_ticket_becomes_assigned() -> None:
+    result = plan("#przypisz mnie", status="new")
+
+    assert ("status", "new", "assigned") in result.changes
+
+
+def test_plan_group_changes_group() -> None:
+    result = plan("#grupa druga-linia")
+
+    assert result.changes == (("group", "pierwsza-linia", "druga-linia"),)
+
+
+def test_plan_escalate_moves_to_next_tier() -> None:
+    result = plan("#eskaluj brak uprawnień")
+
+    assert ("group", "pierwsza-linia", "druga-linia") in result.changes
+    assert ("escalation_level", 0, 1) in result.changes
+    assert result.reasons == {"escalation": "brak uprawnień"}
+
+
+def test_plan_escalate_from_last_tier_is_invalid() -> None:
+    result = plan("#escalate", group="druga-linia")
+
+    assert not result.valid
+    assert result.problems[0].line == "#escalate"
+
+
+def test_plan_escalate_without_group_is_invalid() -> None:
+    result = plan("#escalate", group=None)
+
+    assert not result.valid
+
+
+def test_plan_pending_and_close() -> None:
+    assert plan("#oczekuje").changes == (("status", "in_progress", "pending"),)
+    assert plan("#oczekuje na użytkownika").changes == (("status", "in_progress", "pending"),)
+    assert plan("#zamknij").changes == (("status", "in_progress", "closed"),)
+
+
+def test_plan_same_value_changes_nothing() -> None:
+    result = plan("#status w realizacji")
+
+    assert result.valid
+    assert result.changes == ()
+
+
+def test_plan_one_invalid_command_rejects_all() -> None:
+    result = plan("#status resolved\n#priorytet 7\n#assign me")
+
+    assert not result.valid
+    assert result.changes == ()
+    assert [problem.line for problem in result.problems] == ["#priorytet 7"]
+
+
+@pytest.mark.parametrize("text", [
+    "#status done", "#priority", "#impact huge", "#urgency 5", "#assign jan.kowalski",
+    "#group trzecia-linia", "#close now", "#pending 3", "#statsu resolved",
+])
+def test_plan_invalid_commands(text: str) -> None:
+    result = plan(text)
+
+    assert not result.valid
+    assert result.problems[0].line == text
+
+
+def test_plan_same_command_twice_with_different_values() -> None:
+    result = plan("#priority 1\n#priority 2")
+
+    assert not result.valid
+
+
+def test_problem_text_in_polish_and_english() -> None:
+    problem = plan("#priorytet 7").problems[0]
+
+    assert problem.text("pl") == "„7” nie jest priorytetem: użyj 1 (krytyczny) do 4 (niski)"
+    assert problem.text("en") == "'7' is not a priority: use 1 (critical) to 4 (low)"
+    assert problem.usage_text("pl") == "#priorytet 1–4"
+    assert problem.usage_text("en") == "#priority 1-4"
+
+
+def test_unknown_command_lists_the_commands() -> None:
+    problem = plan("#zamnij").problems[0]
+
+    assert "#zamknij/#close" in problem.text("pl")
+
+
+def test_looks_like_commands_for_non_agents() -> None:
+    lines = looks_like_commands("#priorytet 1\n#status rozwiązane\n\nProszę o pilną instalację")
+
+    assert lines == ("#priorytet 1", "#status rozwiązane")
+
+
+def test_label_translates_values() -> None:
+    assert label("resolved", "pl") == "rozwiązane"
+    assert label("pending", "en") == "waiting for the user"
+    assert label("high", "pl", "impact") == "wysoki"
+    assert label("high", "pl", "urgency") == "wysoka"
+    assert label(None, "pl") == "—"
