@@ -37,7 +37,7 @@ class App:
     _desk: object | None = field(default=None, repr=False)
 
     @property
-    def desk(self):  # type: ignore[no-untyped-def]
+    def desk(self):
         from maildesk.desk import Desk
 
         if self._desk is None:
@@ -47,10 +47,14 @@ class App:
                 raise click.ClickException(str(error)) from error
         return self._desk
 
-    def rules_directory(self) -> Path:
-        return self.desk.config.rules_path  # type: ignore[no-any-return]
+    def open(self) -> None:
+        """Load the configuration and open the database, reporting errors as CLI errors."""
+        self.desk  # noqa: B018 (the property opens the desk on first use)
 
-    def rule_environment(self):  # type: ignore[no-untyped-def]
+    def rules_directory(self) -> Path:
+        return self.desk.config.rules_path
+
+    def rule_environment(self):
         from maildesk.wiring import rule_environment
 
         return rule_environment(self.desk)
@@ -125,9 +129,8 @@ def deliver(app: App, source: str) -> None:
 
 def _register_subcommands() -> None:
     from maildesk.cli_admin import outbox, quarantine, templates, tickets
-    from maildesk.cli_setup import demo, init
-
     from maildesk.cli_rules import rules
+    from maildesk.cli_setup import demo, init
 
     for command in (tickets, outbox, quarantine, templates, demo, init, rules):
         main.add_command(command)

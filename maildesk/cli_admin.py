@@ -32,7 +32,7 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
     """List the newest tickets."""
     from maildesk import models
 
-    app.desk
+    app.open()
     query = models.Ticket.select().order_by(models.Ticket.id.desc()).limit(limit)
     if status:
         query = query.where(models.Ticket.status == status)
@@ -50,7 +50,7 @@ def tickets_show(app: Any, number: int) -> None:
     """Show one ticket with its conversation, attachments and audit trail."""
     from maildesk import models
 
-    app.desk
+    app.open()
     ticket = models.Ticket.get_or_none(models.Ticket.id == number)
     if ticket is None:
         raise click.ClickException(_("ticket {number} not found").format(number=number))
@@ -98,7 +98,7 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
     """List outgoing mail, newest first."""
     from maildesk import models
 
-    app.desk
+    app.open()
     query = models.Outbox.select().order_by(models.Outbox.id.desc()).limit(limit)
     if state:
         query = query.where(models.Outbox.state == state)
@@ -117,7 +117,7 @@ def outbox_retry(app: Any, outbox_id: int) -> None:
     from maildesk import outbox as outbox_module
     from maildesk.wiring import make_sender
 
-    app.desk
+    app.open()
     if not outbox_module.retry(outbox_id):
         raise click.ClickException(_("outbox entry {id} not found or already sent").format(
             id=outbox_id))
@@ -146,7 +146,7 @@ def quarantine_list(app: Any) -> None:
     """List quarantined mail that is still held."""
     from maildesk import models
 
-    app.desk
+    app.open()
     rows = list(models.Quarantine.select().where(models.Quarantine.state == "held")
                 .order_by(models.Quarantine.id))
     for row in rows:

@@ -26,7 +26,7 @@ def agents_list(app: Any, show_all: bool) -> None:
     from maildesk import models
     from maildesk.agents import agent_tier
 
-    app.desk
+    app.open()
     query = models.Agent.select().order_by(models.Agent.login)
     if not show_all:
         query = query.where(models.Agent.active == True)  # noqa: E712
@@ -57,7 +57,7 @@ def agents_held(app: Any) -> None:
     """List mail held for an agent: strangers using a ticket's tag, refused agent mail."""
     from maildesk import models
 
-    app.desk
+    app.open()
     rows = list(models.Message.select().where(models.Message.kind == "held")
                 .order_by(models.Message.id))
     for entry in rows:
@@ -79,7 +79,7 @@ def agents_accept(app: Any, entry: int, actor: str) -> None:
     from maildesk.agents import find_agent
     from maildesk.conversation import accept_held
 
-    app.desk
+    app.open()
     agent = find_agent(actor)
     if agent is None:
         raise click.ClickException(_("there is no agent '{agent}'").format(agent=actor))

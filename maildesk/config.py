@@ -501,7 +501,8 @@ def _groups(value: Any, document: YamlMapping) -> tuple[GroupConfig, ...]:
             item = value[index]
             raise ConfigError(
                 _("group '{group}' escalates to unknown group '{target}': known groups: {known}")
-                .format(group=group.name, target=group.escalates_to, known=", ".join(sorted(names))),
+                .format(group=group.name, target=group.escalates_to,
+                        known=", ".join(sorted(names))),
                 str(item.where("escalates_to")),
             )
     return tuple(groups)

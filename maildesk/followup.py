@@ -109,9 +109,10 @@ def find_follow_up(
             ))
 
     for match in tag_pattern(ticket_tag).finditer(message.subject):
-        ticket = models.Ticket.get_or_none(models.Ticket.id == int(match.group(1)))
-        if ticket is None:
+        tagged = models.Ticket.get_or_none(models.Ticket.id == int(match.group(1)))
+        if tagged is None:
             continue
+        ticket = tagged
         role = sender_role(ticket, sender, agent_addresses)
         if role is not SenderRole.STRANGER:
             return FollowUp(ticket, Evidence.TAG, role, None, tuple(rejected))

@@ -69,6 +69,7 @@ def translations(language: str) -> gettext.NullTranslations:
             if message.id and message.string:
                 merged[message.id] = message
 
+    assert merged is not None
     buffer = io.BytesIO()
     write_mo(buffer, merged, use_fuzzy=False)
     buffer.seek(0)

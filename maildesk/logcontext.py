@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-_context: ContextVar[dict[str, str]] = ContextVar("maildesk_mail_context", default={})
+_context: ContextVar[dict[str, str] | None] = ContextVar("maildesk_mail_context",
+                                                       default=None)
 
 
 @contextmanager
 def mail_context(**values: object) -> Iterator[None]:
-    merged = {**_context.get(), **{k: str(v) for k, v in values.items() if v is not None}}
+    merged = {**(_context.get() or {}),
+              **{k: str(v) for k, v in values.items() if v is not None}}
     token = _context.set(merged)
     try:
         yield
@@ -28,7 +30,7 @@ class MailContextFilter(logging.Filter):
     """Add ``mail`` (e.g. ``[imap:INBOX/12 <id@x>]``) to every record; empty outside a mail."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        values = _context.get()
+        values = _context.get() or {}
         parts = [values[k] for k in ("source", "message_id", "ticket") if k in values]
         record.mail = f"[{' '.join(parts)}] " if parts else ""
         return True

@@ -34,7 +34,7 @@ def _service_levels(database: pw.Database) -> None:
     """
     from playhouse.migrate import SchemaMigrator, migrate as run
 
-    table = models.Ticket._meta.table_name  # type: ignore[attr-defined]
+    table = models.Ticket._meta.table_name
     existing = {column.name for column in database.get_columns(table)}
     migrator = SchemaMigrator.from_database(database)
     names = ("first_response_warning_due", "resolution_warning_due", "pending_reminder_due",
@@ -55,7 +55,7 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 def current_version(database: pw.Database) -> int:
-    if not database.table_exists(models.SchemaVersion._meta.table_name):  # type: ignore[attr-defined]
+    if not database.table_exists(models.SchemaVersion._meta.table_name):
         return 0
     row = models.SchemaVersion.select().order_by(models.SchemaVersion.version.desc()).first()
     return row.version if row else 0

@@ -11,6 +11,7 @@ import logging
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee as pw
@@ -36,6 +37,8 @@ def to_utc(value: datetime) -> datetime:
 
 
 class BaseModel(pw.Model):
+    id = pw.AutoField()
+
     class Meta:
         database = database_proxy
         legacy_table_names = False
@@ -95,6 +98,12 @@ class Ticket(BaseModel):
     auto_close_due = pw.DateTimeField(null=True, index=True)
     satisfaction = pw.IntegerField(null=True)
     satisfaction_at = pw.DateTimeField(null=True)
+
+    if TYPE_CHECKING:  # attributes that peewee adds at run time
+        linked_ticket_id: int | None
+        messages: Any
+        events: Any
+        participants: Any
 
     @property
     def number(self) -> int:
@@ -186,7 +195,7 @@ class Outbox(BaseModel):
     recipients = pw.TextField()
     subject = pw.TextField(default="")
     automatic = pw.BooleanField(default=True)
-    raw = pw.BlobField()
+    raw = pw.BlobField()  # type: ignore[assignment]  # shadows Model.raw(), unused here
     state = pw.CharField(max_length=10, default="pending", index=True)
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField(default=utcnow, index=True)
@@ -194,6 +203,9 @@ class Outbox(BaseModel):
     claimed_by = pw.CharField(max_length=100, null=True)
     created_at = pw.DateTimeField(default=utcnow)
     sent_at = pw.DateTimeField(null=True)
+
+    if TYPE_CHECKING:
+        ticket_id: int | None
 
 
 class ProcessedMessage(BaseModel):
@@ -325,8 +337,9 @@ def make_database(url: str) -> pw.Database:
         )
 
     if parsed.scheme in ("postgresql", "postgres"):
-        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
-        options = {}
+        query: dict[str, Any] = {
+            key: values[-1] for key, values in parse_qs(parsed.query).items()}
+        options: dict[str, Any] = {}
         schema = query.pop("schema", None)
         if schema:
             options["options"] = f"-c search_path={schema}"
@@ -337,7 +350,7 @@ def make_database(url: str) -> pw.Database:
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
             **options,
-            **query,
+            **query,  # further libpq parameters, e.g. sslmode=require
         )
 
     raise ConfigError(

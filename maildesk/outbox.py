@@ -73,7 +73,7 @@ def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
             .limit(limit)
         )
         if is_postgresql():
-            query = query.for_update("FOR UPDATE SKIP LOCKED")
+            query = query.for_update(skip_locked=True)
         rows = list(query)
         if not rows:
             return []
@@ -168,7 +168,7 @@ class Sender:
             hostname=config.host,
             port=config.port,
             use_tls=config.security == "tls",
-            start_tls=True if config.security == "starttls" else False,
+            start_tls=config.security == "starttls",
             tls_context=_tls_context(config) if config.security != "none" else None,
             timeout=config.timeout,
             local_hostname=self.local_hostname,

@@ -116,8 +116,10 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
                                    "requester to open a ticket for or to answer"))
 
     follow_up = find_follow_up(message, desk.config.desk.ticket_tag, desk.agent_addresses)
-    events = [(number, "thread_link_rejected", {"reason": reason})
-              for number, reason in follow_up.rejected]
+    events: list[tuple[int | None, str, dict[str, Any]]] = [
+        (number, "thread_link_rejected", {"reason": reason})
+        for number, reason in follow_up.rejected
+    ]
     automatic = classification.is_automatic
     ticket = follow_up.ticket
 

@@ -62,7 +62,7 @@ def _position(path: str, node: yaml.Node) -> Position:
 class _PositionLoader(yaml.SafeLoader):
     source_path = "<string>"
 
-    def construct_yaml_map(self, node: yaml.MappingNode):  # type: ignore[override]
+    def construct_yaml_map(self, node: yaml.MappingNode):
         mapping = YamlMapping()
         mapping.position = _position(self.source_path, node)
         mapping.key_positions = {}
@@ -86,7 +86,7 @@ class _PositionLoader(yaml.SafeLoader):
             mapping.key_positions[key] = _position(self.source_path, key_node)
             mapping.value_positions[key] = _position(self.source_path, value_node)
 
-    def construct_yaml_seq(self, node: yaml.SequenceNode):  # type: ignore[override]
+    def construct_yaml_seq(self, node: yaml.SequenceNode):
         sequence = YamlSequence()
         sequence.position = _position(self.source_path, node)
         sequence.item_positions = [_position(self.source_path, item) for item in node.value]

@@ -7,7 +7,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
-from deskfactory import ADMIN_ADDRESS, make_desk, make_ticket, mail
+from deskfactory import ADMIN_ADDRESS, mail, make_desk, make_ticket
 
 from maildesk import models, pipeline
 from maildesk.outbox import Sender
@@ -294,7 +294,8 @@ def test_header_injection_in_subject_stays_one_line(tmp_path: Path, database_url
     desk = make_desk(tmp_path, database_url)
     raw = (b"From: piotr.nowicki@example.org\r\nTo: helpdesk@example.com\r\n"
            b"Message-ID: <inj@example.org>\r\n"
-           b"Subject: =?utf-8?Q?Nie_dzia=C5=82a_drukarka=0D=0ABcc:_kopie@collector.example.net?=\r\n"
+           b"Subject: =?utf-8?Q?Nie_dzia=C5=82a_drukarka=0D=0ABcc:"
+           b"_kopie@collector.example.net?=\r\n"
            b"\r\npokazuje b\xc5\x82\xc4\x85d 13.A2\r\n")
 
     outcome = pipeline.process(desk, raw, "test:1")

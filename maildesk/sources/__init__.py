@@ -7,6 +7,7 @@ crash in between means the mail is fetched again and skipped as a duplicate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,7 +36,7 @@ class Source(Protocol):
         """Move a mail that could not be processed into the quarantine folder."""
         ...
 
-    def wait(self, timeout: float, should_stop: object) -> None:
+    def wait(self, timeout: float, should_stop: Callable[[], bool]) -> None:
         """Block until new mail may be there, ``timeout`` passes or ``should_stop()`` is true."""
         ...
 

@@ -54,7 +54,7 @@ class MaildirSource:
             logger.warning(_("{ref} vanished from the Maildir before it could be moved").format(
                 ref=mail.ref))
             return
-        target = Path(folder._path) / "cur" / source_path.name  # type: ignore[attr-defined]
+        target = Path(folder._path) / "cur" / source_path.name
         source_path.rename(target)
 
     def acknowledge(self, mail: FetchedMail) -> None:
