@@ -602,3 +602,29 @@ def test_hidden_and_backup_files_are_skipped(tmp_path):
     ruleset = load_rules(tmp_path, ENVIRONMENT)
 
     assert [rule.name for rule in ruleset.rules] == ["b"]
+
+
+def test_rules_directory_that_is_a_file(tmp_path, english):
+    path = tmp_path / "rules"
+    path.write_text("- {name: a, then: {group: network}}\n")
+
+    with pytest.raises(RulesError) as raised:
+        load_rules(path, ENVIRONMENT)
+
+    assert str(raised.value.errors[0]) == (
+        f"{path}: the rules directory is a file: point the configuration at a directory"
+    )
+
+
+def test_unreadable_rules_directory(tmp_path, english, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+
+    with pytest.raises(RulesError) as raised:
+        load_rules(tmp_path, ENVIRONMENT)
+
+    assert str(raised.value.errors[0]) == (
+        f"{tmp_path}: the rules directory could not be read: Permission denied"
+    )

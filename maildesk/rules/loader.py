@@ -49,8 +49,14 @@ def load_rules(directory: Path | str, environment: RuleEnvironment) -> RuleSet:
 
 
 def _read_files(directory: Path) -> list[_FileContent]:
+    """Read every rule file; an unreadable directory comes back as its own path and error."""
+    try:
+        paths = rule_files(directory)
+    except OSError as error:
+        return [(directory, error)]
+
     contents: list[_FileContent] = []
-    for path in rule_files(directory):
+    for path in paths:
         try:
             contents.append((path, path.read_bytes()))
         except OSError as error:
@@ -85,10 +91,12 @@ def _build(
     rules: list[Rule] = []
     for path, content in contents:
         if isinstance(content, OSError):
-            validator.problem(
-                _("the file could not be read: {error}").format(error=content.strerror or content),
-                str(path),
-            )
+            reason = content.strerror or str(content)
+            if path == directory:
+                message = _("the rules directory could not be read: {error}")
+            else:
+                message = _("the file could not be read: {error}")
+            validator.problem(message.format(error=reason), str(path))
             continue
         try:
             text = content.decode("utf-8")
