@@ -1,0 +1,137 @@
+"""What ``tickets.apply`` calls so service levels follow each mail.
+
+``on_ticket_created`` sets the priority from the matrix, starts the SLA clock and
+dispatches a ticket routed to a group with its own mailbox. ``on_message_added`` ends
+a wait for the user, reopens a resolved ticket on a real reply (not a short thanks or a
+rating, which it stores), and records an agent's first response. Both run inside the
+transaction of ``apply`` and return the mail they queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from maildesk import escalation, lifecycle, models, satisfaction, slatrack
+from maildesk.desk import Desk
+from maildesk.followup import SenderRole
+from maildesk.i18n import _
+from maildesk.lifecycle import Source, Status
+from maildesk.notify import QueuedMail
+from maildesk.slaconfig import service_levels
+from maildesk.ticketmail import aware, group_config
+
+logger = logging.getLogger(__name__)
+
+
+def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
+                      at: datetime | None = None) -> list[QueuedMail]:
+    """Set the priority, start the SLA clock and dispatch to a group with its own mailbox."""
+    at = at or aware(ticket.created_at) or datetime.now(UTC)
+    levels = service_levels(desk)
+    routing = decision.routing if decision is not None else None
+
+    before = ticket.priority
+    ticket.priority = levels.matrix.priority(ticket.impact, ticket.urgency)
+    rules = list(routing.matched_rules) if routing is not None else []
+    reason = _("impact {impact} and urgency {urgency} give P{priority}").format(
+        impact=ticket.impact, urgency=ticket.urgency, priority=ticket.priority)
+    slatrack.start(desk, ticket, at, decision.sender if decision is not None else "maildesk")
+    ticket.save(only=[models.Ticket.priority, *(getattr(models.Ticket, name)
+                                                for name in slatrack.CLOCK_COLUMNS)])
+
+    from maildesk.tickets import record_event
+
+    record_event(ticket, lifecycle.SYSTEM_ACTOR, "priority_set",
+                 {"source": Source.RULE.value if rules else "default", "reason": reason,
+                  "rules": rules, "impact": ticket.impact, "urgency": ticket.urgency},
+                 before=before, after=ticket.priority)
+
+    group = group_config(desk, ticket.group)
+    if group is not None and group.address is not None:
+        reason = _("routed by rules: {rules}").format(rules=", ".join(rules) or "-")
+        return escalation.dispatch(desk, ticket, group.name, lifecycle.SYSTEM_ACTOR,
+                                   Source.RULE, at, reason)
+    return []
+
+
+def _is_team_mailbox(ticket: models.Ticket, sender: str) -> bool:
+    return (models.Participant.select()
+            .join(models.Contact)
+            .where(models.Participant.ticket == ticket, models.Contact.address == sender,
+                   models.Participant.role == escalation.DISPATCH_ROLE)
+            .exists())
+
+
+def on_message_added(desk: Desk, decision: Any, ticket: models.Ticket,
+                     at: datetime | None = None) -> list[QueuedMail]:
+    """Follow one appended mail: first response, end of a wait, rating, thanks or reopening."""
+    at = at or datetime.now(UTC)
+    message = decision.message
+    sender = decision.sender
+    # Agent commands may have set the status or priority directly.
+    lifecycle.reconcile(desk, ticket, sender, at)
+
+    if decision.entry_kind == "agent_reply":
+        readers = {address.normalized for address in (*message.to, *message.cc)}
+        if ticket.requester.address in readers:
+            lifecycle.record_first_response(desk, ticket, sender, at)
+        return []
+
+    role = decision.follow_up.sender_role
+    if decision.entry_kind != "customer" or role not in (SenderRole.REQUESTER,
+                                                         SenderRole.PARTICIPANT):
+        return []
+    if _is_team_mailbox(ticket, sender):
+        return []
+
+    if ticket.status == Status.PENDING:
+        lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
+                             Source.USER_MAIL, at, reason=_("the user replied"),
+                             notify=False)
+        return []
+    if ticket.status in (Status.RESOLVED, Status.CLOSED):
+        return _on_reply_to_resolved(desk, decision, ticket, at)
+    return []
+
+
+def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
+                          at: datetime) -> list[QueuedMail]:
+    from maildesk.tickets import record_event
+
+    message = decision.message
+    sender = decision.sender
+    name = ticket.requester.name or ""
+    rating = satisfaction.parse_rating(message.reply_text, name)
+    if rating is not None:
+        satisfaction.record_rating(ticket, rating, sender, at, message.message_id)
+        return []
+
+    phrases = service_levels(desk).thanks_phrases
+    if satisfaction.is_short_thanks(message.reply_text, phrases, name):
+        record_event(ticket, sender, "reply_without_action",
+                     {"reason": "thanks", "message_id": message.message_id})
+        logger.info(_("ticket {number}: a short thanks from {sender} leaves it {status}")
+                    .format(number=ticket.id, sender=sender, status=ticket.status))
+        return []
+    if ticket.status == Status.CLOSED:
+        return []
+
+    lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
+                         Source.USER_MAIL, at, reason=_("the user replied to the resolution"))
+    return []
+
+
+def is_feedback_on_closed(desk: Desk, message: Any, ticket: models.Ticket) -> bool:
+    """Tell whether a requester's reply to a closed ticket only rates or thanks.
+
+    Such a reply is added to the closed ticket instead of opening a new linked one.
+    """
+    if ticket.status != Status.CLOSED:
+        return False
+    name = ticket.requester.name or ""
+    if satisfaction.parse_rating(message.reply_text, name) is not None:
+        return True
+    return satisfaction.is_short_thanks(message.reply_text,
+                                        service_levels(desk).thanks_phrases, name)

@@ -1,0 +1,145 @@
+"""Mail about a ticket's service level: who receives it, its threading headers, its values.
+
+Status notices go to the requester; SLA warnings and breaches go to the assignee or the
+group's agents; hierarchical escalation goes to the group's manager; dispatch goes to
+a group's own mailbox. ``queue_ticket_mail`` writes one outbox row inside the caller's
+transaction, threaded into the ticket's conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from maildesk import models
+from maildesk.config import GroupConfig
+from maildesk.desk import Desk
+from maildesk.mailbuild import Recipient
+from maildesk.notify import QueuedMail, queue_mail, ticket_context
+
+logger = logging.getLogger(__name__)
+
+# Outlook and Gmail thread on the first and the last few ids of References.
+_REFERENCES_KEPT = 10
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Return a naive UTC column value as an aware UTC datetime."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def group_config(desk: Desk, name: str | None) -> GroupConfig | None:
+    if name is None:
+        return None
+    return next((group for group in desk.config.groups if group.name == name), None)
+
+
+def agent_recipients(desk: Desk, login: str) -> list[Recipient]:
+    for agent in desk.config.agents:
+        if agent.login == login:
+            return [Recipient(agent.addresses[0], agent.name)]
+    return []
+
+
+def group_agent_recipients(desk: Desk, group: str | None) -> list[Recipient]:
+    """Return the first address of every agent in ``group``; the admins when it has none."""
+    members = [
+        Recipient(agent.addresses[0], agent.name)
+        for agent in desk.config.agents
+        if group is not None and group in agent.groups
+    ]
+    if members:
+        return members
+    return [Recipient(address) for address in desk.config.desk.admin_addresses]
+
+
+def responsible_recipients(desk: Desk, ticket: models.Ticket) -> list[Recipient]:
+    """Return the assignee when there is one, else every agent of the ticket's group."""
+    if ticket.assignee:
+        assignee = agent_recipients(desk, ticket.assignee)
+        if assignee:
+            return assignee
+    return group_agent_recipients(desk, ticket.group)
+
+
+def thread_headers(ticket: models.Ticket) -> tuple[str | None, list[str]]:
+    """Return In-Reply-To (the latest incoming Message-ID) and References for a ticket mail."""
+    rows = list(
+        models.MessageReference.select(models.MessageReference.message_id,
+                                       models.MessageReference.direction)
+        .where(models.MessageReference.ticket == ticket)
+        .order_by(models.MessageReference.id)
+    )
+    ids = [row.message_id for row in rows]
+    incoming = [row.message_id for row in rows if row.direction == "in"]
+    in_reply_to = incoming[-1] if incoming else (ids[-1] if ids else None)
+    if len(ids) > _REFERENCES_KEPT + 1:
+        ids = [ids[0], *ids[-_REFERENCES_KEPT:]]
+    return in_reply_to, ids
+
+
+def sla_context(ticket: models.Ticket) -> dict[str, Any]:
+    """Return the due times of a ticket for templates (aware UTC, or None)."""
+    return {
+        "priority": ticket.priority,
+        "first_response_due": aware(ticket.first_response_due),
+        "resolution_due": aware(ticket.resolution_due),
+        "target": None,
+        "due": None,
+        "share": None,
+    }
+
+
+def queue_ticket_mail(desk: Desk, ticket: models.Ticket, template: str,
+                      to: list[Recipient], extra: dict[str, Any] | None = None,
+                      language: str | None = None, kind: str | None = None,
+                      cc: list[Recipient] | None = None) -> QueuedMail | None:
+    """Render ``template`` about ``ticket`` into the outbox, threaded into its conversation."""
+    in_reply_to, references = thread_headers(ticket)
+    context = {
+        "ticket": ticket_context(desk, ticket),
+        "sla": sla_context(ticket),
+        **(extra or {}),
+    }
+    queued = queue_mail(
+        desk,
+        template=template,
+        language=language or ticket.language,
+        context=context,
+        to=to,
+        cc=cc,
+        ticket=ticket,
+        in_reply_to=in_reply_to,
+        references=references,
+        automatic=True,
+        kind=kind or template,
+    )
+    if queued is None:
+        logger.info("ticket %s: no allowed recipient for %s", ticket.id, template)
+    return queued
+
+
+def sample_context() -> dict[str, Any]:
+    """Return sample values for every key the service-level templates use."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return {
+        "status": {"before": "in_progress", "after": "resolved", "source": "agent_command",
+                   "reason": "Wymieniono toner i wyczyszczono podajnik papieru.",
+                   "actor": "marek.zielinski"},
+        "closing": {"closes_at": now + timedelta(days=5), "rating_scale": 5},
+        "reminder": {"number": 1, "max": 3, "resolves_at": now + timedelta(days=4),
+                     "waiting_since": now - timedelta(days=2)},
+        "sla": {"priority": 2, "first_response_due": now + timedelta(hours=1),
+                "resolution_due": now + timedelta(hours=6), "target": "resolution",
+                "due": now + timedelta(hours=2), "share": 75},
+        "escalation": {"group": "pierwsza-linia", "next_group": "druga-linia",
+                       "manager": "kierownik.it@example.com", "level": 1,
+                       "reason": "przekroczony czas rozwiązania", "moved": True},
+        "dispatch": {"group": "serwis-drukarek", "reason": "naprawa sprzętu u dostawcy",
+                     "external": True, "description": "Drukarka HP na 2. piętrze zgłasza "
+                     "błąd 13.A2 i nie pobiera papieru.", "requester_name": "Zofia Wiśniewska",
+                     "requester_address": "zofia@example.org"},
+    }
