@@ -3,26 +3,43 @@
 Nothing here talks to an SMTP server: rows are delivered after commit by
 ``maildesk.outbox``. The guards against mail loops live here, because every automatic
 mail passes through ``queue_mail``: no mail to our own addresses, to addresses that
-bounced, or beyond the hourly limit of automatic mail per address.
+bounced or that only machines read, and no more than the configured number of automatic
+mails per address (per hour) and per ticket (per 24 hours). The first time a limit stops
+a mail, the admins get one ``mail_loop_alert``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from maildesk import models
 from maildesk.desk import Desk
-from maildesk.i18n import _
-from maildesk.mailbuild import Recipient, build_message, new_message_id
+from maildesk.i18n import LANGUAGES, _, normalize_language
+from maildesk.mailbuild import OutgoingAttachment, Recipient, build_message, new_message_id
 from maildesk.models import utcnow
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_TICKET_NUMBER = 1234
+ADDRESS_LIMIT_WINDOW = timedelta(hours=1)
+TICKET_LIMIT_WINDOW = timedelta(hours=24)
+# One alert per address or ticket in this window, however long the loop goes on.
+ALERT_WINDOW = timedelta(hours=24)
+# How much of the incoming text a notification to agents quotes.
+EXCERPT_LENGTH = 1500
+
+# Addresses that only machines read: answering them bounces or feeds a loop.
+_MACHINE_ADDRESS = re.compile(
+    r"^(mailer-daemon|postmaster|mail-daemon|no[-_.]?reply|do[-_.]?not[-_.]?reply|"
+    r"bounces?|owner-[^@]*|[^@]*-(bounces|request|owner))(\+[^@]*)?@",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,9 @@ class QueuedMail:
     outbox_id: int
     message_id: str
     recipients: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------- template values
 
 
 def ticket_context(desk: Desk, ticket: models.Ticket) -> dict[str, Any]:
@@ -47,7 +67,12 @@ def ticket_context(desk: Desk, ticket: models.Ticket) -> dict[str, Any]:
         "group": ticket.group,
         "assignee": ticket.assignee,
         "category": ticket.category,
+        "language": ticket.language,
+        "tags": [tag for tag in (ticket.tags or "").split() if tag],
         "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+        "first_response_due": ticket.first_response_due,
+        "resolution_due": ticket.resolution_due,
         "requester_name": requester.name,
         "requester_address": requester.address,
     }
@@ -57,6 +82,21 @@ def desk_context(desk: Desk) -> dict[str, Any]:
     return {"name": desk.config.desk.name, "address": desk.config.desk.address}
 
 
+def message_context(message: Any) -> dict[str, Any]:
+    """The values of an incoming mail for notifications: sender, subject and an excerpt."""
+    sender = message.from_address
+    text = (message.reply_text or message.text or "").strip()
+    if len(text) > EXCERPT_LENGTH:
+        text = text[:EXCERPT_LENGTH].rstrip() + " […]"
+    return {
+        "sender_name": sender.name if sender else "",
+        "sender_address": sender.normalized if sender else "",
+        "subject": message.subject,
+        "excerpt": text,
+        "attachments": [part.filename for part in message.attachments],
+    }
+
+
 def sample_context(desk: Desk) -> dict[str, Any]:
     """A complete sample for checking templates without a database."""
     now = utcnow()
@@ -64,21 +104,84 @@ def sample_context(desk: Desk) -> dict[str, Any]:
         "number": SAMPLE_TICKET_NUMBER, "tag": desk.tag(SAMPLE_TICKET_NUMBER),
         "subject": "Drukarka na 2. piętrze nie drukuje", "status": "new", "type": "incident",
         "priority": 3, "impact": "medium", "urgency": "medium", "group": "pierwsza-linia",
-        "assignee": None, "category": None, "created_at": now,
+        "assignee": None, "category": None, "language": "pl", "tags": ["drukarki"],
+        "created_at": now, "updated_at": now,
+        "first_response_due": now + timedelta(hours=4), "resolution_due": now + timedelta(days=2),
         "requester_name": "Zofia Wiśniewska", "requester_address": "zofia@example.org",
     }
     quarantine = {
         "id": 7, "sender": "jan@example.org", "subject": "Faktura", "message_id": "<x@y>",
         "source": "imap:INBOX/42", "error": "ParseError: empty message",
     }
+    message = {
+        "sender_name": "Zofia Wiśniewska", "sender_address": "zofia@example.org",
+        "subject": "Drukarka na 2. piętrze nie drukuje",
+        "excerpt": "Dzień dobry,\n\ndrukarka HP w pokoju 215 pokazuje błąd 13.A2 "
+                   "i nie drukuje od rana. Instrukcja: https://intranet.example.org/drukarki",
+        "attachments": ["błąd-drukarki.jpg"],
+    }
+    group = {"name": "pierwsza-linia", "description": "Pierwsza linia wsparcia"}
+    rejection = {
+        "subject": "Skany faktur za listopad", "size": 73_400_320, "limit": 52_428_800,
+        "reason": "nadawca zablokowany regułą", "received_at": now,
+    }
+    loop = {
+        "scope": "address", "address": "support@vendor.example.net",
+        "ticket": SAMPLE_TICKET_NUMBER, "count": 10, "limit": 10, "window_hours": 1,
+        "first_at": now - timedelta(minutes=40), "last_at": now,
+    }
     from maildesk.conversation import sample_values
+    from maildesk.ticketmail import sample_context as service_level_samples
 
     return {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
-            "quarantine": quarantine, **sample_values()}
+            "quarantine": quarantine, "message": message, "group": group,
+            "rejection": rejection, "loop": loop, **sample_values(),
+            **service_level_samples()}
 
 
-def _recently_sent_automatic(address: str, since_minutes: int = 60) -> int:
-    since = utcnow() - timedelta(minutes=since_minutes)
+# ---------------------------------------------------------------------- language
+
+
+def choose_language(desk: Desk, *, contact_language: str | None = None,
+                    rule_language: str | None = None, detected: str | None = None) -> str:
+    """Pick the language of a mail to a requester.
+
+    The order: the contact's language (set by an admin or learned from their earlier
+    mails), a routing rule's choice, the language detected in this mail, the desk default.
+    """
+    for candidate in (contact_language, rule_language, detected):
+        code = normalize_language(candidate)
+        if code:
+            return code
+    return desk.config.language
+
+
+def language_for_address(desk: Desk, address: str) -> str:
+    """Return the language to write to one address: an agent's setting, the contact's, or the default."""
+    agent = desk.config.agent_by_address(address)
+    if agent is not None:
+        return agent.language or desk.config.language
+    contact = models.Contact.get_or_none(models.Contact.address == address.strip().lower())
+    return choose_language(desk, contact_language=contact.language if contact else None)
+
+
+def _by_language(desk: Desk, recipients: Iterable[Recipient]) -> dict[str, list[Recipient]]:
+    groups: dict[str, list[Recipient]] = {}
+    for recipient in recipients:
+        groups.setdefault(language_for_address(desk, recipient.address), []).append(recipient)
+    return groups
+
+
+# ---------------------------------------------------------------------- loop guards
+
+
+def is_machine_address(address: str) -> bool:
+    """Tell whether only software reads this address (bounce handlers, lists, no-reply)."""
+    return bool(_MACHINE_ADDRESS.match(address.strip()))
+
+
+def _recently_sent_automatic(address: str, window: timedelta = ADDRESS_LIMIT_WINDOW) -> int:
+    since = utcnow() - window
     return (
         models.Outbox.select()
         .where(
@@ -90,10 +193,35 @@ def _recently_sent_automatic(address: str, since_minutes: int = 60) -> int:
     )
 
 
+def _automatic_for_ticket(desk: Desk, ticket: models.Ticket,
+                          window: timedelta = TICKET_LIMIT_WINDOW) -> int:
+    """Count the ticket's recent automatic mails that went to someone besides agents and admins."""
+    since = utcnow() - window
+    rows = (
+        models.Outbox.select(models.Outbox.recipients)
+        .where(
+            models.Outbox.automatic == True,  # noqa: E712 (peewee expression)
+            models.Outbox.ticket == ticket,
+            models.Outbox.created_at >= since,
+        )
+    )
+    return sum(
+        1 for row in rows
+        if not all(_exempt_from_address_limit(desk, a) for a in row.recipients.split())
+    )
+
+
+def _exempt_from_address_limit(desk: Desk, address: str) -> bool:
+    """Agents and admins are people we configured; loops with them end at the ticket limit."""
+    return address in desk.agent_addresses or address in (
+        a.lower() for a in desk.config.desk.admin_addresses)
+
+
 def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
-                       ticket: models.Ticket | None) -> list[str]:
-    """Drop our own addresses, bounced addresses and, for automatic mail, the over-limit ones."""
-    allowed = []
+                       ticket: models.Ticket | None, *, enforce_limits: bool = True) -> list[str]:
+    """Drop our own addresses, bounced addresses and, for automatic mail, machine and
+    over-limit addresses."""
+    allowed: list[str] = []
     for address in addresses:
         address = address.strip().lower()
         if not address or address in desk.own_addresses or address in allowed:
@@ -102,19 +230,95 @@ def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
         if contact is not None and contact.bounced_at is not None:
             logger.info(_("not writing to {address}: it bounced earlier").format(address=address))
             continue
-        if automatic and _recently_sent_automatic(address) >= desk.config.desk.automatic_mail_limit:
-            logger.warning(
-                _("automatic mail limit reached for {address} (ticket {ticket}): "
-                  "no more automatic mail to it this hour").format(
-                    address=address, ticket=ticket.id if ticket else "-")
-            )
-            models.Event.create(
-                ticket=ticket, actor="maildesk", action="automatic_mail_limited",
-                detail=json.dumps({"address": address}),
-            )
+        if automatic and is_machine_address(address):
+            logger.info(_("no automatic mail to {address}: only software reads it").format(
+                address=address))
             continue
+        if automatic and enforce_limits and not _exempt_from_address_limit(desk, address):
+            count = _recently_sent_automatic(address)
+            limit = desk.config.desk.automatic_mail_limit
+            if count >= limit:
+                logger.warning(
+                    _("automatic mail limit reached for {address} (ticket {ticket}): "
+                      "no more automatic mail to it this hour").format(
+                        address=address, ticket=ticket.id if ticket else "-")
+                )
+                models.Event.create(
+                    ticket=ticket, actor="maildesk", action="automatic_mail_limited",
+                    detail=json.dumps({"address": address}),
+                )
+                alert_mail_loop(desk, scope="address", key=address, ticket=ticket,
+                                count=count, limit=limit, address=address)
+                continue
         allowed.append(address)
     return allowed
+
+
+def _ticket_over_limit(desk: Desk, ticket: models.Ticket, addresses: list[str]) -> bool:
+    """Apply the per-ticket limit to a mail for ``addresses``; agents and admins are exempt."""
+    if all(_exempt_from_address_limit(desk, a.strip().lower()) for a in addresses):
+        return False
+    count = _automatic_for_ticket(desk, ticket)
+    limit = desk.config.desk.automatic_mail_ticket_limit
+    if count < limit:
+        return False
+    logger.warning(_("automatic mail limit reached for ticket {ticket}: {count} mails in 24 "
+                     "hours, no more automatic mail for it").format(ticket=ticket.id,
+                                                                    count=count))
+    models.Event.create(ticket=ticket, actor="maildesk", action="automatic_mail_limited",
+                        detail=json.dumps({"ticket": ticket.id}))
+    alert_mail_loop(desk, scope="ticket", key=f"ticket:{ticket.id}", ticket=ticket,
+                    count=count, limit=limit)
+    return True
+
+
+def alert_mail_loop(desk: Desk, *, scope: str, key: str, ticket: models.Ticket | None,
+                    count: int, limit: int, address: str | None = None) -> QueuedMail | None:
+    """Tell the admins that a limit stopped automatic mail, once per address or ticket a day."""
+    since = utcnow() - ALERT_WINDOW
+    marker = json.dumps({"key": key})[1:-1]
+    already = models.Event.select().where(
+        models.Event.action == "mail_loop_alert",
+        models.Event.created_at >= since,
+        models.Event.detail.contains(marker),
+    ).exists()
+    if already:
+        return None
+
+    models.Event.create(ticket=ticket, actor="maildesk", action="mail_loop_alert",
+                        detail=json.dumps({"key": key, "scope": scope, "count": count}))
+    admins = [Recipient(a) for a in desk.config.desk.admin_addresses]
+    if not admins:
+        logger.warning(_("mail loop suspected ({key}) but no admin_addresses are configured "
+                         "to tell").format(key=key))
+        return None
+    window = ADDRESS_LIMIT_WINDOW if scope == "address" else TICKET_LIMIT_WINDOW
+    loop = {
+        "scope": scope, "address": address, "ticket": ticket.id if ticket else None,
+        "count": count, "limit": limit, "window_hours": int(window.total_seconds() // 3600),
+        "first_at": utcnow() - window, "last_at": utcnow(),
+    }
+    context: dict[str, Any] = {"loop": loop}
+    if ticket is not None:
+        context["ticket"] = ticket_context(desk, ticket)
+    return queue_mail(desk, template="mail_loop_alert", language=desk.config.language,
+                      context=context, to=admins, ticket=None, automatic=True,
+                      kind="loop_alert", enforce_limits=False)
+
+
+# ---------------------------------------------------------------------- threading
+
+
+def thread_references(ticket: models.Ticket, address: str) -> list[str]:
+    """Message-IDs of the ticket's mails that ``address`` sent or received, oldest first."""
+    address = address.strip().lower()
+    rows = (models.MessageReference.select()
+            .where(models.MessageReference.ticket == ticket)
+            .order_by(models.MessageReference.id))
+    return [row.message_id for row in rows if address in (row.recipients or "").split()]
+
+
+# ---------------------------------------------------------------------- queueing
 
 
 def queue_mail(
@@ -131,24 +335,43 @@ def queue_mail(
     automatic: bool = True,
     kind: str | None = None,
     sender_name: str | None = None,
+    enforce_limits: bool = True,
+    attachments: list[OutgoingAttachment] | None = None,
 ) -> QueuedMail | None:
     """Render a template and write it to the outbox; return None when nobody may get it.
 
-    Must run inside the transaction of the change that causes the mail.
+    Must run inside the transaction of the change that causes the mail. ``language``
+    None means the language of the first To address. For a ticket mail without
+    ``in_reply_to`` and ``references``, the thread is taken from the ticket's earlier
+    mails to that address, and the ticket tag is added to a subject that lacks it.
     """
-    allowed_to = allowed_recipients(desk, [r.address for r in to], automatic, ticket)
+    if automatic and enforce_limits and ticket is not None and _ticket_over_limit(
+            desk, ticket, [r.address for r in (*to, *(cc or []))]):
+        return None
+    allowed_to = allowed_recipients(desk, [r.address for r in to], automatic, ticket,
+                                    enforce_limits=enforce_limits)
     allowed_cc = allowed_recipients(
-        desk, [r.address for r in cc or [] if r.address.lower() not in allowed_to],
-        automatic, ticket,
+        desk, [r.address for r in cc or [] if r.address.strip().lower() not in allowed_to],
+        automatic, ticket, enforce_limits=enforce_limits,
     )
     if not allowed_to:
         return None
-    to = [r for r in to if r.address.lower() in allowed_to]
-    cc = [r for r in cc or [] if r.address.lower() in allowed_cc]
+    to = [r for r in to if r.address.strip().lower() in allowed_to]
+    cc = [r for r in cc or [] if r.address.strip().lower() in allowed_cc]
+    if language is None:
+        language = language_for_address(desk, to[0].address)
 
     rendered = desk.templates.render(template, language, {"desk": desk_context(desk), **context})
-    message_id = new_message_id(kind or template, ticket.id if ticket else None,
-                                desk.message_id_domain)
+    if ticket is not None and desk.tag(ticket.id) not in rendered.subject:
+        rendered = replace(rendered, subject=f"{desk.tag(ticket.id)} {rendered.subject}")
+
+    answers = in_reply_to is not None
+    if ticket is not None and in_reply_to is None and references is None:
+        references = thread_references(ticket, to[0].address)
+        in_reply_to = references[-1] if references else None
+
+    kind = kind or template
+    message_id = new_message_id(kind, ticket.id if ticket else None, desk.message_id_domain)
     message = build_message(
         rendered,
         sender=Recipient(desk.config.desk.address, sender_name or desk.config.desk.name),
@@ -160,11 +383,15 @@ def queue_mail(
         reply_to=desk.config.desk.address,
         automatic=automatic,
         ticket=ticket.id if ticket else None,
+        auto_submitted="auto-replied" if answers else "auto-generated",
+        thread_topic=ticket.subject if ticket is not None else None,
+        thread_started=ticket.created_at if ticket is not None else None,
+        attachments=attachments,
     )
-    recipients = [r.address.lower() for r in to] + [r.address.lower() for r in cc]
+    recipients = [r.address.strip().lower() for r in (*to, *cc)]
     row = models.Outbox.create(
         ticket=ticket,
-        kind=kind or template,
+        kind=kind,
         message_id=message_id,
         sender=desk.config.desk.address,
         recipients=" " + " ".join(recipients) + " ",
@@ -175,8 +402,101 @@ def queue_mail(
     if ticket is not None:
         models.MessageReference.create(
             message_id=message_id, ticket=ticket, direction="out",
-            kind=kind or template, recipients=" ".join(recipients),
+            kind=kind[:20], recipients=" ".join(recipients),
         )
     logger.debug("queued %s for ticket %s as %s", template, ticket.id if ticket else "-",
                  message_id)
     return QueuedMail(row.id, message_id, tuple(recipients))
+
+
+# ---------------------------------------------------------------------- what to send when
+
+
+def _group_recipients(desk: Desk, group_name: str, exclude: str) -> list[Recipient]:
+    """The agents who belong to a group, except the one who wrote the mail.
+
+    A group with its own mailbox gets the ticket dispatched there instead
+    (``maildesk.escalation``), so its agents get no second notice from here.
+    """
+    group = next((g for g in desk.config.groups if g.name == group_name), None)
+    if group is None or group.address:
+        return []
+    return [
+        Recipient(agent.addresses[0], agent.name)
+        for agent in desk.config.agents
+        if group_name in agent.groups and agent.addresses[0].lower() != exclude
+    ]
+
+
+def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[QueuedMail]:
+    """Queue the mails a new ticket causes besides the acknowledgement.
+
+    The group's agents get ``new_ticket_agents`` (one mail per language), unless the
+    group has its own mailbox, and every
+    ``notify`` action of the routing rules gets its template.
+    """
+    queued: list[QueuedMail] = []
+    context: dict[str, Any] = {
+        "ticket": ticket_context(desk, ticket),
+        "message": message_context(decision.message),
+        "linked_ticket": ({"number": decision.linked_ticket.id}
+                          if decision.linked_ticket is not None else None),
+    }
+    if ticket.group:
+        group = next((g for g in desk.config.groups if g.name == ticket.group), None)
+        context["group"] = {"name": ticket.group,
+                            "description": group.description if group else ""}
+        recipients = _group_recipients(desk, ticket.group, exclude=decision.sender)
+        for language, group_to in _by_language(desk, recipients).items():
+            mail = queue_mail(desk, template="new_ticket_agents", language=language,
+                              context=context, to=group_to, ticket=ticket, automatic=True,
+                              kind="new_ticket")
+            if mail is not None:
+                queued.append(mail)
+    else:
+        context["group"] = None
+
+    routing = decision.routing
+    for notification in getattr(routing, "notify", ()) or ():
+        recipients = [Recipient(address) for address in notification.addresses]
+        for language, rule_to in _by_language(desk, recipients).items():
+            mail = queue_mail(desk, template=notification.template, language=language,
+                              context=context, to=rule_to, ticket=ticket, automatic=True,
+                              kind="rule_notify")
+            if mail is not None:
+                queued.append(mail)
+    return queued
+
+
+def queue_rejection(desk: Desk, message: Any, *, template: str,
+                    rejection: dict[str, Any], automatic: bool = True) -> QueuedMail | None:
+    """Tell the sender of a mail that was not accepted (``rejection_too_large``,
+    ``rejection_blocked``); nothing is sent to auto-replies, lists or bounces.
+
+    The caller checks the classification first: this function only applies the
+    recipient guards of ``queue_mail``.
+    """
+    sender = message.from_address
+    if sender is None:
+        return None
+    contact = models.Contact.get_or_none(models.Contact.address == sender.normalized)
+    language = choose_language(desk, contact_language=contact.language if contact else None)
+    references = [*message.references]
+    if message.message_id:
+        references.append(message.message_id)
+    return queue_mail(
+        desk, template=template, language=language,
+        context={"rejection": {"subject": message.subject, "received_at": utcnow(),
+                               **rejection}},
+        to=[Recipient(sender.normalized, sender.name)], ticket=None,
+        in_reply_to=message.message_id, references=references, automatic=automatic,
+        kind=template,
+    )
+
+
+__all__ = [
+    "LANGUAGES", "QueuedMail", "alert_mail_loop", "allowed_recipients", "choose_language",
+    "desk_context", "is_machine_address", "language_for_address", "message_context",
+    "notify_new_ticket", "queue_mail", "queue_rejection", "sample_context", "thread_references",
+    "ticket_context",
+]

@@ -174,6 +174,8 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
 
     Raises peewee.IntegrityError when another process recorded the same mail first.
     """
+    from maildesk import servicehooks  # imports this module
+
     hashes = _store_attachments(desk, decision) if decision.action is not Action.IGNORE else []
     queued: list[QueuedMail] = []
 
@@ -192,6 +194,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
             })
             _add_entry(decision, ticket, hashes)
             _add_participants(desk, decision, ticket)
+            queued.extend(servicehooks.on_ticket_created(desk, decision, ticket))
             if decision.acknowledge:
                 mail = _acknowledge(desk, decision, ticket)
                 if mail is not None:
@@ -213,6 +216,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 from maildesk.conversation import carry_out
 
                 queued.extend(carry_out(desk, decision, ticket, entry))
+            queued.extend(servicehooks.on_message_added(desk, decision, ticket))
 
         for event_ticket, action, detail in decision.events:
             record_event(event_ticket, decision.sender or "maildesk", action, detail)

@@ -66,4 +66,7 @@ def check_templates(desk: Desk) -> None:
 def build_daemon(desk: Desk) -> Daemon:
     check_templates(desk)
     watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk))
-    return Daemon(desk, make_source(desk), make_sender(desk), rules_watcher=watcher)
+    from maildesk.scheduler import make_scheduler
+
+    return Daemon(desk, make_source(desk), make_sender(desk), rules_watcher=watcher,
+                  periodic=[make_scheduler(desk)])
