@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from maildesk.i18n import current_language, set_language
-from maildesk.rules import RuleEnvironment, RuleProblem, RulesError, load_rules
+from maildesk.parse import parse_message
+from maildesk.rules import Routing, RuleEnvironment, RuleProblem, RulesError, load_rules
 
 ENVIRONMENT = RuleEnvironment(
     groups=frozenset({"first-line", "network", "accounts"}),
@@ -628,3 +634,102 @@ def test_unreadable_rules_directory(tmp_path, english, monkeypatch):
     assert str(raised.value.errors[0]) == (
         f"{tmp_path}: the rules directory could not be read: Permission denied"
     )
+
+
+SAMPLE_MAIL = parse_message(
+    b"From: Jan Kowalski <jan.kowalski@example.com>\r\nTo: helpdesk@example.com\r\n"
+    b"Subject: VPN nie dziala\r\nX-Priority: 1\r\n\r\nProsze o pomoc z VPN.\r\n"
+)
+
+# Any YAML an admin can type must end in a rule set or a RulesError, never a crash, and
+# a rule set that loads must evaluate and survive a JSON round trip.
+KEYS = st.sampled_from(
+    [
+        "name", "when", "then", "all", "any", "not", "subject", "from", "header", "set",
+        "group", "tags", "notify", "ignore", "reason", "to", "template", "equals", "in",
+        "regex", "domain", "exists", "case_sensitive", "business_hours", "stop", "x",
+    ]
+)  # fmt: skip
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from(["network", "vpn", "", "(", "@example.com", "a@example.com", "none"]),
+)
+YAML_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(KEYS, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(document=st.lists(YAML_VALUES, max_size=3))
+def test_validation_never_crashes(tmp_path, document):
+    (tmp_path / "10-fuzz.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    try:
+        ruleset = load_rules(tmp_path, ENVIRONMENT)
+    except RulesError as error:
+        assert error.errors
+        return
+
+    routing = ruleset.evaluate(SAMPLE_MAIL, received_at=datetime(2026, 12, 4, 10, tzinfo=UTC))
+    assert Routing.from_json(json.loads(json.dumps(routing.to_json()))) == routing
+
+
+CONDITION_KEYS = st.sampled_from(
+    [
+        "subject", "body", "from", "from_domain", "recipient", "language", "attachment_name",
+        "all", "any", "not", "sender_is_vip", "business_hours",
+    ]
+)  # fmt: skip
+OPERATOR_VALUES = st.one_of(
+    st.sampled_from(["vpn", "VPN NIE", "example.com", "pl", "1"]),
+    st.lists(st.sampled_from(["vpn", "pomoc", "en"]), min_size=1, max_size=2),
+    st.dictionaries(
+        st.sampled_from(["contains", "equals", "in", "regex", "starts_with", "exists"]),
+        st.sampled_from(["vpn", "v.n", "pl"]),
+        min_size=1,
+        max_size=2,
+    ),
+    st.booleans(),
+)
+CONDITIONS = st.recursive(
+    st.dictionaries(CONDITION_KEYS, OPERATOR_VALUES, min_size=1, max_size=2),
+    lambda children: st.dictionaries(
+        st.sampled_from(["all", "any", "not"]),
+        st.one_of(children, st.lists(children, min_size=1, max_size=2)),
+        min_size=1,
+        max_size=2,
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(conditions=st.lists(CONDITIONS, min_size=1, max_size=4))
+def test_generated_rules_evaluate_or_fail_cleanly(tmp_path, conditions):
+    document = [
+        {"name": f"r{index}", "when": when, "then": {"tags": [f"t{index}"]}}
+        for index, when in enumerate(conditions)
+    ]
+    (tmp_path / "10-fuzz.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    try:
+        ruleset = load_rules(tmp_path, ENVIRONMENT)
+    except RulesError as error:
+        event("invalid rules")
+        assert error.errors
+        return
+
+    event("valid rules")
+    routing = ruleset.evaluate(SAMPLE_MAIL, received_at=datetime(2026, 12, 4, 10, tzinfo=UTC))
+    assert len(routing.trace) == len(document)
+    assert set(routing.tags) == {f"t{name[1:]}" for name in routing.matched_rules}
