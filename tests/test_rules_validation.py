@@ -666,7 +666,7 @@ YAML_VALUES = st.recursive(
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(document=st.lists(YAML_VALUES, max_size=3))
 def test_validation_never_crashes(tmp_path, document):
@@ -712,7 +712,7 @@ CONDITIONS = st.recursive(
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(conditions=st.lists(CONDITIONS, min_size=1, max_size=4))
 def test_generated_rules_evaluate_or_fail_cleanly(tmp_path, conditions):
