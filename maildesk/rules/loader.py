@@ -152,7 +152,7 @@ class RulesWatcher:
         """Switch to the changed rules if they are all valid, else return their errors.
 
         Returns None when nothing changed or the new rules are in use. Errors are returned
-        once per change, so the daemon mails the admin once and not on every check.
+        once per change, so a caller that mails them to the admin does so once per change.
         """
         contents = _read_files(self.directory)
         fingerprint = _fingerprint(self.directory, contents)
