@@ -25,7 +25,6 @@ _TAGS = re.compile(r"<[^>]{0,2000}>")
 _SCRIPT_STYLE = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 # inscriptis writes a link as "[text](url)"; when the text is the URL itself, once is enough.
 _SELF_LINK = re.compile(r"\[([^\[\]\n]{1,2000})\]\(([^()\s]{1,2000})\)")
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
 _ALLOWED_SCHEMES = {"http", "https", "mailto", "cid", "tel"}
@@ -66,7 +65,9 @@ def html_to_text(html: str) -> str:
         text = html_module.unescape(_TAGS.sub(" ", _SCRIPT_STYLE.sub(" ", html)))
 
     text = _SELF_LINK.sub(_simplify_link, text)
-    text = _TRAILING_SPACE.sub("\n", text.replace("\xa0", " "))
+    # Line by line: a regex for trailing blanks is quadratic in the long runs of spaces
+    # that table layouts produce.
+    text = "\n".join(line.rstrip() for line in text.replace("\xa0", " ").split("\n"))
     return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
 
 

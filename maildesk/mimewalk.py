@@ -101,14 +101,19 @@ class BodyCollector:
             text = "\n\n".join(part.strip("\r\n") for part in plain)
             reply_source = text
         elif html:
-            text = "\n\n".join(html_to_text(part) for part in html)
-            reply_source = "\n\n".join(html_to_text(strip_html_quotes(part)) for part in html)
+            texts = [html_to_text(part) for part in html]
+            text = "\n\n".join(texts)
+            reply_pieces = []
+            for part, part_text in zip(html, texts, strict=True):
+                stripped = strip_html_quotes(part)
+                reply_pieces.append(part_text if stripped is part else html_to_text(stripped))
+            reply_source = "\n\n".join(reply_pieces)
         else:
             text = reply_source = ""
 
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         reply_source = reply_source.replace("\r\n", "\n").replace("\r", "\n")
-        sanitized = sanitize_html("\n".join(html)) if html else None
+        sanitized = sanitize_html("\n".join(html)).replace("\x00", "") if html else None
         return BodyResult(
             text=text,
             reply_source=reply_source,
@@ -236,6 +241,8 @@ class BodyCollector:
             return
 
         text = decode_bytes(payload, label, self.default_charset)
+        if _param(part, "format").lower() == "flowed":
+            text = unflow(text, delete_space=_param(part, "delsp").lower() == "yes")
         text = self._extract_uuencoded(text)
         self.parts.append(_Part("plain", text))
 
@@ -463,6 +470,58 @@ def _payload_bytes(part: email.message.Message) -> bytes:
     if isinstance(raw, str):
         return raw.encode("utf-8", errors="surrogateescape")
     return b""
+
+
+def _param(part: email.message.Message, name: str) -> str:
+    try:
+        value = part.get_param(name)
+    except Exception:  # a malformed Content-Type: the parameter counts as absent
+        return ""
+    if isinstance(value, tuple):
+        value = value[2]
+    return str(value) if value else ""
+
+
+_QUOTE_PREFIX = re.compile(r"^>+")
+
+
+def unflow(text: str, delete_space: bool = False) -> str:
+    """Join the soft line breaks of a ``format=flowed`` body (RFC 3676).
+
+    A line that ends in a space continues on the next line of the same quote depth,
+    except the signature separator ``-- ``. Stuffed spaces are removed.
+    """
+    result: list[str] = []
+    current: str | None = None
+    current_depth = -1
+    for line in text.replace("\r\n", "\n").split("\n"):
+        prefix_match = _QUOTE_PREFIX.match(line)
+        prefix = prefix_match.group(0) if prefix_match else ""
+        content = line[len(prefix) :]
+        if content.startswith(" "):
+            content = content[1:]  # space stuffing
+        depth = len(prefix)
+
+        if current is not None and depth == current_depth:
+            current += content
+        else:
+            if current is not None:
+                result.append(_with_prefix(current, current_depth))
+            current, current_depth = content, depth
+
+        if not current.endswith(" ") or current == "-- ":
+            result.append(_with_prefix(current, current_depth))
+            current, current_depth = None, -1
+        elif delete_space:
+            current = current[:-1] + "\x00"  # marks the deleted space until the join
+
+    if current is not None:
+        result.append(_with_prefix(current, current_depth))
+    return "\n".join(line.replace("\x00", "") for line in result)
+
+
+def _with_prefix(content: str, depth: int) -> str:
+    return (">" * depth + " " + content) if depth > 0 else content
 
 
 def _charset_label(part: email.message.Message) -> str | None:

@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 # At most this many lines make one wrapped attribution ("On <date>, <name>\n<addr>\nwrote:").
 _ATTRIBUTION_LINES = 4
-_MAX_ATTRIBUTION_CHARS = 600
 # A "--" line without the trailing space counts as a signature separator only this close to the end.
 _MAX_SIGNATURE_LINES = 12
 
@@ -66,6 +65,15 @@ _ATTRIBUTION_END = re.compile(
     r"(?:\s[^:\n]{0,150})?|<[^<>\s]{1,200}@[^<>\s]{1,200}>)\s*:\s*$",
     re.IGNORECASE,
 )
+# The verb, the author after it and the colon fit in this many characters at the end.
+_ATTRIBUTION_TAIL = 200
+_ATTRIBUTION_HINT = re.compile(
+    r"wrote|writes|napisa|pisze|schrieb|écrit|escribió|skrev|schreef|scritto|kirjoitti|"
+    r"написал|@",
+    re.IGNORECASE,
+)
+
+
 # The first words an attribution needs to count when no ">" lines follow it.
 _ATTRIBUTION_START = re.compile(
     r"^[>\s-]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|am\s|le\s|el\s|op\s|den\s|"
@@ -178,27 +186,30 @@ def _history_marker(lines: list[str], index: int) -> int:
 
 def _attribution_length(lines: list[str], index: int) -> int:
     """Return how many lines an attribution ("... wrote:") starting at ``index`` spans."""
-    if (
-        not lines[index].strip()
-        or _QUOTED.match(lines[index])
-        and not _ATTRIBUTION_START.match(lines[index])
-    ):
+    first = lines[index]
+    if not first.strip() or (_QUOTED.match(first) and not _ATTRIBUTION_START.match(first)):
         return 0
-    window = ""
-    for offset in range(_ATTRIBUTION_LINES):
-        position = index + offset
-        if position >= len(lines) or not lines[position].strip():
+
+    for position in range(index, min(index + _ATTRIBUTION_LINES, len(lines))):
+        line = lines[position].rstrip()
+        if not line.strip():
             return 0
-        window = (window + " " + lines[position].strip())[-_MAX_ATTRIBUTION_CHARS:]
-        if _ATTRIBUTION_END.search(window[-400:]):
-            # "Hello\n02.04.2012 14:20 Jan <jan@example.org>\nwrote:": the attribution
-            # starts at the date line, so "Hello" is not part of it.
-            starts_later = any(
-                _ATTRIBUTION_START.match(lines[later]) for later in range(index + 1, position + 1)
-            )
-            if offset and starts_later and not _ATTRIBUTION_START.match(lines[index]):
-                return 0
-            return offset + 1
+        # The verb or the author's address is always on the line with the final colon,
+        # so a cheap search there rejects most lines before the full pattern runs.
+        if not line.endswith(":") or _ATTRIBUTION_HINT.search(line) is None:
+            continue
+        window = " ".join(part.strip() for part in lines[index : position + 1])
+        if _ATTRIBUTION_END.search(window[-_ATTRIBUTION_TAIL:]) is None:
+            continue
+
+        # "Hello\n02.04.2012 14:20 Jan <jan@example.org>\nwrote:": the attribution
+        # starts at the date line, so "Hello" is not part of it.
+        starts_later = any(
+            _ATTRIBUTION_START.match(lines[later]) for later in range(index + 1, position + 1)
+        )
+        if position > index and starts_later and not _ATTRIBUTION_START.match(first):
+            return 0
+        return position - index + 1
     return 0
 
 
@@ -234,11 +245,13 @@ def _drop_quoted(lines: list[str]) -> list[str]:
 
 def _cut_signature(lines: list[str]) -> list[str]:
     """Cut the ``-- `` signature and trailing mobile footers."""
+    nonblank_after = [0] * (len(lines) + 1)
+    for index in range(len(lines) - 1, -1, -1):
+        nonblank_after[index] = nonblank_after[index + 1] + (1 if lines[index].strip() else 0)
+
     for index, line in enumerate(lines):
-        if line == "-- " or (
-            _SIGNATURE.match(line)
-            and sum(1 for rest in lines[index + 1 :] if rest.strip()) <= _MAX_SIGNATURE_LINES
-        ):
+        near_end = nonblank_after[index + 1] <= _MAX_SIGNATURE_LINES
+        if line == "-- " or (_SIGNATURE.match(line) and near_end):
             lines = lines[:index]
             break
 
@@ -253,12 +266,13 @@ def _cut_signature(lines: list[str]) -> list[str]:
                 lines = lines[:index]
             break
 
+    lines = list(lines)
     while lines and (not lines[-1].strip() or _RULE_ONLY.match(lines[-1])):
-        lines = lines[:-1]
+        lines.pop()
     while lines and _MOBILE_FOOTER.match(lines[-1]):
-        lines = lines[:-1]
+        lines.pop()
         while lines and not lines[-1].strip():
-            lines = lines[:-1]
+            lines.pop()
     return lines
 
 
@@ -284,8 +298,17 @@ _HTML_HEADER_TEXT = re.compile(
 )
 
 
+# Only the first rules are checked for a quote header below them; a rule further down in a
+# long newsletter is layout, and checking each one would cost time quadratic in its size.
+_MAX_RULES_CHECKED = 20
+
+
 def strip_html_quotes(html: str) -> str:
-    """Remove quoted history from an HTML body; return the HTML unchanged if it cannot be parsed."""
+    """Remove quoted history from an HTML body.
+
+    Returns the very same string object when nothing was removed or the HTML cannot be
+    parsed, so a caller can skip converting it a second time.
+    """
     import lxml.etree
     import lxml.html
 
@@ -297,16 +320,28 @@ def strip_html_quotes(html: str) -> str:
         logger.debug("HTML quote stripping skipped: %s", error)
         return html
 
+    removed = False
+    rules_checked = 0
     for element in document.xpath(_HTML_CUT_XPATH):
         if element.getparent() is None:
             continue
-        if element.tag == "hr" and not _HTML_HEADER_TEXT.search(_text_after(element)[:2000]):
-            continue
+        if element.tag == "hr":
+            rules_checked += 1
+            if rules_checked > _MAX_RULES_CHECKED:
+                break
+            if not _HTML_HEADER_TEXT.search(_text_after(element)[:2000]):
+                continue
         _remove_from(element)
+        removed = True
         break
+
     for element in document.xpath(_HTML_QUOTE_XPATH):
         if element.getparent() is not None:
             element.getparent().remove(element)
+            removed = True
+
+    if not removed:
+        return html
     return lxml.html.tostring(document, encoding="unicode")
 
 

@@ -284,3 +284,40 @@ def test_unique_filename_ignores_case() -> None:
 
     assert unique_filename("A.pdf", taken) == "A.pdf"
     assert unique_filename("a.PDF", taken) == "a (2).PDF"
+
+
+def test_parse_message_format_flowed_joined() -> None:
+    headers = "Subject: x\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n"
+    body = b"Drukarka na 2. pi\xc4\x99trze \r\nnie drukuje.\r\n\r\n> stary \r\n> cytat\r\n"
+
+    result = parse_message(mail(headers, body))
+
+    assert result.text.startswith("Drukarka na 2. piętrze nie drukuje.")
+    assert "> stary cytat" in result.text
+    assert result.reply_text == "Drukarka na 2. piętrze nie drukuje."
+
+
+def test_parse_message_html_meta_charset_without_mime_label() -> None:
+    html = '<meta charset="iso-8859-2"><p>Zg\xb3oszenie</p>'.encode("latin-1")
+
+    result = parse_message(mail("Subject: x\r\nContent-Type: text/html\r\n", html))
+
+    assert result.text.strip() == "Zgłoszenie"
+
+
+def test_parse_message_forward_keeps_quoted_text_in_reply() -> None:
+    body = (
+        b"Zobaczcie.\r\n\r\n-----Original Message-----\r\n"
+        b"From: Vendor\r\nSent: x\r\n\r\nFaktura\r\n"
+    )
+
+    result = parse_message(mail("Subject: Fwd: Faktura\r\n", body))
+
+    assert "Faktura" in result.reply_text
+
+
+def test_parse_message_embedded_message_not_a_mail_raises() -> None:
+    result = parse_message(_multipart(TEXT_PART, _file_part('attachment; filename="a.pdf"')))
+
+    with pytest.raises(ParseError):
+        result.attachments[0].parse_embedded()
