@@ -170,7 +170,7 @@ def transition(desk: Desk, ticket: models.Ticket, new_status: str, actor: str, s
     fields = ["status", *slatrack.CLOCK_COLUMNS, *(change.field for change in changes)]
     _save(ticket, fields)
 
-    reopened = current is Status.RESOLVED
+    reopened = current is Status.RESOLVED and target is not Status.CLOSED
     _record(ticket, actor, "reopened" if reopened else "status_changed", current.value,
             target.value, {"source": Source(source).value, "reason": reason,
                            "sla": clock.state.value})

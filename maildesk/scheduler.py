@@ -87,9 +87,9 @@ class Scheduler:
             raise TemporaryError(_("database unavailable: {error}").format(error=error)) from error
         if report.total or report.failed:
             logger.info(_(
-                "scheduler: {warnings} SLA warnings, {breaches} breaches, {reminders} "
-                "reminders, {resolved} resolved and {closed} closed unanswered tickets, "
-                "{failed} failed").format(
+                "scheduler: {warnings} SLA warnings, {breaches} SLA breaches, {reminders} "
+                "reminders, {resolved} unanswered tickets resolved, {closed} resolved tickets "
+                "closed, {failed} failed").format(
                     warnings=len(report.warnings), breaches=len(report.breaches),
                     reminders=len(report.reminders), resolved=len(report.resolved),
                     closed=len(report.closed), failed=len(report.failed)))

@@ -1,0 +1,242 @@
+"""The scheduler on a controllable clock: SLA warnings and breaches, reminders, auto-close.
+
+Every test runs on SQLite and on PostgreSQL. The desk's group pierwsza-linia has the
+agent marek.zielinski, the manager kierownik@example.com and escalates to druga-linia,
+whose agent is ewa.nowak.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from deskfactory import make_desk, make_ticket
+
+from maildesk import lifecycle, models, servicehooks
+from maildesk.lifecycle import Source
+from maildesk.scheduler import Scheduler
+
+WARSAW = ZoneInfo("Europe/Warsaw")
+MAREK = "marek.zielinski@example.com"
+EWA = "ewa.nowak@example.com"
+MANAGER = "kierownik@example.com"
+REQUESTER = "adam.sikora@example.org"
+
+
+def warsaw(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=WARSAW)
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def p2_ticket(desk, number: int = 20801, created_at: datetime | None = None) -> models.Ticket:
+    """A P2 incident of pierwsza-linia, Monday 30 November 2026 at 09:00 CET."""
+    created_at = created_at or warsaw(11, 30, 9)
+    ticket = make_ticket(number, "Nie działa VPN", REQUESTER)
+    ticket.created_at = created_at.astimezone(UTC).replace(tzinfo=None)
+    ticket.group = "pierwsza-linia"
+    ticket.impact = "high"
+    ticket.save()
+    servicehooks.on_ticket_created(desk, None, ticket, created_at)
+    return models.Ticket.get_by_id(number)
+
+
+def rows(kind: str) -> list[models.Outbox]:
+    return list(models.Outbox.select().where(models.Outbox.kind == kind)
+                .order_by(models.Outbox.id))
+
+
+def recipients(kind: str) -> list[list[str]]:
+    return [row.recipients.split() for row in rows(kind)]
+
+
+def test_scheduler_first_response_warning_once(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    p2_ticket(desk)
+    scheduler = Scheduler(desk)
+
+    early = scheduler.run(warsaw(11, 30, 9, 40))
+    first = scheduler.run(warsaw(11, 30, 9, 46))
+    again = scheduler.run(warsaw(11, 30, 9, 50))
+
+    assert early.warnings == []
+    assert first.warnings == [20801]
+    assert again.warnings == []
+    assert recipients("escalation_warning") == [[MAREK]]
+    assert rows("escalation_manager") == []
+    notice = models.SlaNotice.get()
+    assert (notice.target, notice.kind) == ("first_response", "warning")
+
+
+def test_scheduler_breach_mails_group_and_manager_once(tmp_path: Path,
+                                                       database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    p2_ticket(desk)
+    Scheduler(desk).run(warsaw(11, 30, 9, 46))
+
+    report = Scheduler(desk).run(warsaw(11, 30, 10, 1))
+    after_restart = Scheduler(desk).run(warsaw(11, 30, 10, 5))
+
+    assert report.breaches == [20801]
+    assert after_restart.breaches == []
+    assert recipients("escalation_breach") == [[MAREK]]
+    assert recipients("escalation_manager") == [[MANAGER]]
+    ticket = models.Ticket.get_by_id(20801)
+    assert ticket.group == "pierwsza-linia"
+    breach = models.Event.get(models.Event.action == "sla_breach")
+    assert json.loads(breach.detail)["target"] == "first_response"
+
+
+def test_scheduler_resolution_breach_moves_to_next_tier(tmp_path: Path,
+                                                        database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    ticket = p2_ticket(desk)
+    lifecycle.assign(desk, ticket, "marek.zielinski", "marek.zielinski", Source.AGENT_COMMAND,
+                     warsaw(11, 30, 9, 10))
+    lifecycle.record_first_response(desk, ticket, "marek.zielinski", warsaw(11, 30, 9, 20))
+    scheduler = Scheduler(desk)
+
+    # 6 of 8 business hours: Monday 15:00 CET. The 8 h end on Tuesday at 09:00 CET.
+    warned = scheduler.run(warsaw(11, 30, 15, 1))
+    breached = scheduler.run(warsaw(12, 1, 9, 1))
+    later = scheduler.run(warsaw(12, 1, 12))
+
+    assert warned.warnings == [20801]
+    assert breached.breaches == [20801]
+    assert later.breaches == []
+    assert later.warnings == []
+    assert recipients("escalation_warning") == [[MAREK]]
+    assert recipients("escalation_breach") == [[MAREK]]
+    assert recipients("escalation_manager") == [[MANAGER]]
+    assert recipients("dispatch") == [[EWA]]
+    moved = models.Ticket.get_by_id(20801)
+    assert moved.group == "druga-linia"
+    assert moved.assignee is None
+    assert moved.status == "new"
+    assert moved.escalation_level == 1
+    assert [json.loads(event.detail)["kind"] for event in models.Event.select().where(
+        models.Event.action == "escalated").order_by(models.Event.id)] == [
+        "hierarchical", "functional"]
+
+
+def test_scheduler_manager_on_warning(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, sla={"escalation": {"manager_on": "warning",
+                                                                 "next_tier_on": []}})
+    p2_ticket(desk)
+
+    Scheduler(desk).run(warsaw(11, 30, 9, 46))
+    Scheduler(desk).run(warsaw(12, 1, 10))
+
+    assert recipients("escalation_manager") == [[MANAGER], [MANAGER], [MANAGER], [MANAGER]]
+    assert models.Ticket.get_by_id(20801).group == "pierwsza-linia"
+
+
+def test_scheduler_no_warning_for_met_or_paused(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    responded = p2_ticket(desk, 20801)
+    lifecycle.record_first_response(desk, responded, "marek.zielinski", warsaw(11, 30, 9, 5))
+    waiting = p2_ticket(desk, 20802)
+    lifecycle.transition(desk, waiting, "pending", "marek.zielinski", Source.AGENT_COMMAND,
+                         warsaw(11, 30, 9, 5))
+
+    report = Scheduler(desk).run(warsaw(11, 30, 9, 59))
+
+    assert report.warnings == []
+    assert rows("escalation_warning") == []
+
+
+def test_scheduler_sends_reminders_then_resolves(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, sla={"pending": {
+        "reminder_interval": "2d", "max_reminders": 2, "resolve_unanswered": True}})
+    ticket = p2_ticket(desk)
+    lifecycle.transition(desk, ticket, "pending", "marek.zielinski", Source.AGENT_COMMAND,
+                         warsaw(11, 30, 10))
+    scheduler = Scheduler(desk)
+
+    none_yet = scheduler.run(warsaw(12, 2, 9, 59))
+    first = scheduler.run(warsaw(12, 2, 10, 1))
+    repeated = scheduler.run(warsaw(12, 2, 10, 2))
+    second = scheduler.run(warsaw(12, 4, 10, 2))
+    last = scheduler.run(warsaw(12, 6, 10, 3))
+
+    assert none_yet.reminders == []
+    assert first.reminders == [20801]
+    assert repeated.reminders == []
+    assert second.reminders == [20801]
+    assert last.resolved == [20801]
+    assert len(rows("pending_reminder")) == 2
+    assert len(rows("status_resolved")) == 1
+    resolved = models.Ticket.get_by_id(20801)
+    assert resolved.status == "resolved"
+    assert resolved.pending_reminder_due is None
+    assert resolved.reminders_sent == 2
+
+
+def test_scheduler_without_reminders(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, sla={"pending": {"reminder_interval": "never"}})
+    ticket = p2_ticket(desk)
+    lifecycle.transition(desk, ticket, "pending", "marek.zielinski", Source.AGENT_COMMAND,
+                         warsaw(11, 30, 10))
+
+    report = Scheduler(desk).run(warsaw(12, 30, 10))
+
+    assert report.reminders == []
+    assert models.Ticket.get_by_id(20801).pending_reminder_due is None
+
+
+def test_scheduler_auto_closes_resolved_once(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, sla={"auto_close_after": "3d"})
+    ticket = p2_ticket(desk)
+    lifecycle.transition(desk, ticket, "resolved", "marek.zielinski", Source.AGENT_COMMAND,
+                         warsaw(11, 30, 11))
+    scheduler = Scheduler(desk)
+
+    early = scheduler.run(warsaw(12, 3, 10, 59))
+    closing = scheduler.run(warsaw(12, 3, 11, 1))
+    again = scheduler.run(warsaw(12, 4, 11))
+
+    assert early.closed == []
+    assert closing.closed == [20801]
+    assert again.closed == []
+    closed = models.Ticket.get_by_id(20801)
+    assert closed.status == "closed"
+    assert closed.closed_at == datetime(2026, 12, 3, 10, 1)
+    assert recipients("status_closed") == [[REQUESTER]]
+    event = models.Event.get(models.Event.action == "status_changed",
+                             models.Event.after == json.dumps("closed"))
+    assert event.actor == "maildesk"
+    assert json.loads(event.detail)["source"] == "scheduler"
+
+
+def test_scheduler_call_waits_for_interval(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    clock = FakeClock(warsaw(11, 30, 9))
+    scheduler = Scheduler(desk, clock, interval=timedelta(minutes=5))
+
+    first = scheduler()
+    clock.now += timedelta(minutes=4)
+    skipped = scheduler()
+    clock.now += timedelta(minutes=1)
+    second = scheduler()
+
+    assert first is not None
+    assert skipped is None
+    assert second is not None
+
+
+def test_scheduler_uses_indexed_columns(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    indexed = {index.columns[0] for index in models.database_proxy.obj.get_indexes("ticket")
+               if len(index.columns) == 1}
+
+    assert {"first_response_due", "resolution_due", "first_response_warning_due",
+            "resolution_warning_due", "pending_reminder_due", "auto_close_due"} <= indexed
+    assert desk is not None
