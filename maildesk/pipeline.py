@@ -31,6 +31,7 @@ from maildesk.i18n import _
 from maildesk.logcontext import mail_context
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.quarantine import is_quarantined, quarantine
+from maildesk.servicehooks import is_feedback_on_closed
 from maildesk.subjects import strip_reply_prefixes
 from maildesk.tickets import Outcome, apply, is_duplicate
 
@@ -123,6 +124,12 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
     automatic = classification.is_automatic
     ticket = follow_up.ticket
 
+    if (ticket is not None and ticket.status == "closed" and not automatic
+            and is_feedback_on_closed(desk, message, ticket)):
+        # A rating or a short thanks joins the closed ticket instead of opening a new one.
+        return Decision(Action.APPEND, follow_up=follow_up, ticket=ticket,
+                        entry_kind=_entry_kind(follow_up, automatic), events=events,
+                        reason=f"feedback on closed ticket {ticket.id}", **base)
     if ticket is not None and not (ticket.status == "closed" and not automatic):
         return Decision(
             Action.APPEND, follow_up=follow_up, ticket=ticket,
