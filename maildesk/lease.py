@@ -8,6 +8,8 @@ can never both believe they hold it. A daemon that dies loses the lease when it 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from datetime import timedelta
 
 import peewee as pw
@@ -28,18 +30,42 @@ def _ensure_row(name: str) -> None:
         pass
 
 
+def _dead_local_owner(name: str) -> str | None:
+    """Return the lease owner if it is a process on this host that no longer runs.
+
+    Owners are ``host:pid``; a daemon restarted after a crash takes over its dead
+    predecessor's lease at once instead of waiting for it to expire.
+    """
+    current = holder(name)
+    if current is None:
+        return None
+    host, _, pid = current.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return current
+    except PermissionError:  # the process exists, under another user
+        return None
+    return None
+
+
 def acquire(name: str, owner: str, duration: timedelta = LEASE_DURATION) -> bool:
     """Take or renew the lease on ``name`` for ``owner``; return whether it is held now."""
     _ensure_row(name)
     now = utcnow()
     state = models.MailboxState
+    free = (state.lease_owner.is_null()) | (state.lease_owner == owner) | (
+        state.lease_until < now)
+    dead = _dead_local_owner(name)
+    if dead is not None:
+        free = free | (state.lease_owner == dead)
+        logger.info(_("taking over the lease on {name} from {owner}, which no longer runs")
+                    .format(name=name, owner=dead))
     taken = (
         state.update(lease_owner=owner, lease_until=now + duration, updated_at=now)
-        .where(
-            state.name == name,
-            (state.lease_owner.is_null()) | (state.lease_owner == owner)
-            | (state.lease_until < now),
-        )
+        .where(state.name == name, free)
         .execute()
     )
     return bool(taken)

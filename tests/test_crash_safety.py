@@ -55,6 +55,7 @@ def test_crash_then_restart_processes_each_mail_once(tmp_path: Path, database_ur
 
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr, finished.stderr[-3000:]
     assert models.Ticket.select().count() == MAILS
     assert models.ProcessedMessage.select().count() == MAILS
     assert imap_account.messages("INBOX") == {}

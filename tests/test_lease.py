@@ -42,3 +42,15 @@ def test_lease_released_at_clean_stop(tmp_path: Path, database_url: str) -> None
 
     assert lease.holder("imap:INBOX") is None
     assert lease.acquire("imap:INBOX", "host-b:2") is True
+
+
+def test_lease_of_dead_local_process_is_taken_over(tmp_path: Path, database_url: str) -> None:
+    import socket
+
+    make_desk(tmp_path, database_url)
+    dead_pid = 2 ** 22 + 17  # above the default pid_max, so no process has it
+    lease.acquire("imap:INBOX", f"{socket.gethostname()}:{dead_pid}")
+
+    taken = lease.acquire("imap:INBOX", f"{socket.gethostname()}:1")
+
+    assert taken is True
