@@ -40,8 +40,11 @@ PERMISSIVE_SETS = (
 COPYLEFT_SETS = ("mailman3", "request-tracker", "tnefparse", "zammad")
 
 
+DEFAULT_CHARSET = "windows-1250"
+
+
 @cache
-def parsed(path: Path, default_charset: str = "windows-1250") -> ParsedMessage | ParseError:
+def parsed(path: Path, default_charset: str) -> ParsedMessage | ParseError:
     """Parse each corpus file once per session: the torture and endless mails are large."""
     try:
         return parse_message(path.read_bytes(), default_charset=default_charset)
@@ -49,7 +52,7 @@ def parsed(path: Path, default_charset: str = "windows-1250") -> ParsedMessage |
         return error
 
 
-def message(path: Path, default_charset: str = "windows-1250") -> ParsedMessage:
+def message(path: Path, default_charset: str = DEFAULT_CHARSET) -> ParsedMessage:
     result = parsed(path, default_charset)
     assert isinstance(result, ParsedMessage), f"{path.name}: {result}"
     return result
@@ -73,7 +76,7 @@ def test_corpus_permissive_set_parses(corpus_set: str) -> None:
 
     assert files
     for path in files:
-        result = parsed(path)
+        result = parsed(path, DEFAULT_CHARSET)
         assert isinstance(result, ParsedMessage | ParseError), path.name
 
 
@@ -83,7 +86,7 @@ def test_corpus_copyleft_set_parses(copyleft: Path, corpus_set: str) -> None:
 
     assert files
     for path in files:
-        result = parsed(path)
+        result = parsed(path, DEFAULT_CHARSET)
         assert isinstance(result, ParsedMessage | ParseError), path.name
 
 
@@ -92,7 +95,7 @@ def test_corpus_only_empty_files_are_unreadable() -> None:
         path.name
         for corpus_set in PERMISSIVE_SETS
         for path in corpus_files(DATA / corpus_set)
-        if isinstance(parsed(path), ParseError)
+        if isinstance(parsed(path, DEFAULT_CHARSET), ParseError)
     ]
 
     assert all(
@@ -104,7 +107,7 @@ def test_corpus_only_empty_files_are_unreadable() -> None:
 # -- zammad --------------------------------------------------------------------------------------
 
 
-class _RubyYamlLoader(yaml.SafeLoader):
+class _RubyYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Reads the YAML that Ruby's to_yaml writes (tagged hashes, base64 !binary)."""
 
 
@@ -153,8 +156,13 @@ ZAMMAD_NAMES_JUDGED = {
 }
 
 
+@cache
+def _zammad_expected(path: Path) -> dict:
+    return yaml.load(path.read_bytes(), Loader=_RubyYamlLoader)
+
+
 def _zammad(copyleft: Path, stem: str) -> tuple[dict, ParsedMessage]:
-    expected = yaml.load((copyleft / "zammad" / f"{stem}.yml").read_bytes(), Loader=_RubyYamlLoader)
+    expected = _zammad_expected(copyleft / "zammad" / f"{stem}.yml")
     return expected, message(copyleft / "zammad" / f"{stem}.box")
 
 
