@@ -57,7 +57,15 @@ class Daemon:
         watcher = self.rules_watcher
         if watcher is None:
             return None
-        watcher.check_for_changes()  # type: ignore[attr-defined]
+        errors = watcher.check_for_changes()  # type: ignore[attr-defined]
+        if errors:
+            from maildesk.adminmail import mail_admins
+
+            mail_admins(self.desk, "rules_error", {"rules_error": {
+                "count": len(errors),
+                "directory": str(watcher.directory),  # type: ignore[attr-defined]
+                "errors": [str(error) for error in errors],
+            }}, kind="rules_error")
         return watcher.current  # type: ignore[attr-defined]
 
     def holds_mailbox(self) -> bool:

@@ -130,13 +130,14 @@ def sample_context(desk: Desk) -> dict[str, Any]:
         "ticket": SAMPLE_TICKET_NUMBER, "count": 10, "limit": 10, "window_hours": 1,
         "first_at": now - timedelta(minutes=40), "last_at": now,
     }
+    from maildesk.adminmail import sample_values as admin_samples
     from maildesk.conversation import sample_values
     from maildesk.ticketmail import sample_context as service_level_samples
 
     return {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
             "quarantine": quarantine, "message": message, "group": group,
             "rejection": rejection, "loop": loop, **sample_values(),
-            **service_level_samples()}
+            **service_level_samples(), **admin_samples()}
 
 
 # ---------------------------------------------------------------------- language

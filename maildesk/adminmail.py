@@ -1,0 +1,35 @@
+"""Mail to the desk's admins about problems they must fix (broken rules, for example)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from maildesk.desk import Desk
+from maildesk.mailbuild import Recipient
+from maildesk.models import database_proxy
+from maildesk.notify import desk_context, queue_mail
+
+logger = logging.getLogger(__name__)
+
+
+def mail_admins(desk: Desk, template: str, context: dict[str, Any], kind: str) -> bool:
+    """Queue one mail to every admin address; return False when none is configured."""
+    admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
+    if not admins:
+        logger.warning("no admin_addresses configured: the %s mail is not sent", kind)
+        return False
+    with database_proxy.atomic():
+        queue_mail(desk, template=template, language=desk.config.language,
+                   context={"desk": desk_context(desk), **context}, to=admins, ticket=None,
+                   automatic=True, kind=kind)
+    return True
+
+
+def sample_values() -> dict[str, Any]:
+    """Sample values of the admin templates, for ``maildesk templates check``."""
+    return {"rules_error": {
+        "count": 1,
+        "directory": "/etc/maildesk/rules",
+        "errors": ["/etc/maildesk/rules/20-network.yaml:15:12: nieznana grupa 'siec'"],
+    }}
