@@ -1,0 +1,200 @@
+"""Agents and groups: the ``commands:`` settings, the start-up sync, ``maildesk agents``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from deskfactory import make_desk, write_config
+
+from maildesk import models
+from maildesk.agents import (
+    agent_by_address,
+    agent_tier,
+    command_settings,
+    find_agent,
+    find_group,
+    group_members,
+    load_command_settings,
+    sync_agents,
+)
+from maildesk.cli import main
+from maildesk.config import load_config
+from maildesk.errors import ConfigError
+from maildesk.i18n import set_language
+
+
+def settings_from(tmp_path: Path, commands: object):  # type: ignore[no-untyped-def]
+    set_language("en")
+    path = write_config(tmp_path, "sqlite:///:memory:", commands=commands)
+    return load_command_settings(load_config(path))
+
+
+def test_command_settings_defaults(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "sqlite:///:memory:")
+
+    settings = load_command_settings(load_config(path))
+
+    assert settings.note_address == "helpdesk+note@example.com"
+    assert settings.authentication == "authentication_results"
+    assert settings.trusted_authserv_ids == ()
+    assert settings.cc_become_participants is True
+    assert settings.stranger_tag == "new_ticket"
+
+
+def test_command_settings_read_every_key(tmp_path: Path) -> None:
+    settings = settings_from(tmp_path, {
+        "note_address": "Notatki@Example.com", "authentication": "dkim",
+        "trusted_authserv_ids": ["MX.example.com", "mx2.example.com"],
+        "cc_become_participants": False, "stranger_tag": "hold"})
+
+    assert settings.note_address == "notatki@example.com"
+    assert settings.authentication == "dkim"
+    assert settings.trusted_authserv_ids == ("mx.example.com", "mx2.example.com")
+    assert settings.cc_become_participants is False
+    assert settings.stranger_tag == "hold"
+
+
+def test_command_settings_single_authserv_id(tmp_path: Path) -> None:
+    settings = settings_from(tmp_path, {"trusted_authserv_ids": "mx.example.com"})
+
+    assert settings.trusted_authserv_ids == ("mx.example.com",)
+
+
+@pytest.mark.parametrize(("commands", "message"), [
+    ({"authentication": "spf"}, "'authentication' must be one of"),
+    ({"stranger_tag": "drop"}, "'stranger_tag' must be one of"),
+    ({"trusted_authserv_ids": [1, ""]}, "'trusted_authserv_ids' must be a list"),
+    ({"note_address": "not-an-address"}, "is not an email address"),
+    ({"note_address": "helpdesk@example.com"}, "'note_address' must differ"),
+    ({"cc_become_participant": True}, "did you mean 'cc_become_participants'"),
+    ({"cc_become_participants": "yes"}, "must be true or false"),
+])
+def test_command_settings_errors_name_the_fix(tmp_path: Path, commands: dict[str, object],
+                                              message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings_from(tmp_path, commands)
+
+    assert message in str(raised.value)
+    assert "maildesk.yaml:" in str(raised.value)
+
+
+def test_start_up_rejects_invalid_settings(tmp_path: Path, database_url: str) -> None:
+    with pytest.raises(ConfigError):
+        make_desk(tmp_path, database_url, commands={"authentication": "trust-me"})
+
+
+def test_start_up_syncs_agents_and_groups(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+
+    marek = models.Agent.get(models.Agent.login == "marek.zielinski")
+    assert marek.name == "Marek Zieliński"
+    assert marek.addresses == "marek.zielinski@example.com"
+    assert marek.groups == "pierwsza-linia"
+    assert marek.commands is True
+    group = models.Group.get(models.Group.name == "pierwsza-linia")
+    assert group.tier == 1
+    assert group.escalates_to == "druga-linia"
+    assert group.manager == "kierownik@example.com"
+
+
+def test_sync_deactivates_removed_agent(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    config = load_config(write_config(tmp_path, database_url, agents=[
+        {"login": "ewa.nowak", "name": "Ewa Nowak", "addresses": ["ewa.nowak@example.com"],
+         "groups": ["druga-linia"], "commands": False}]))
+
+    report = sync_agents(config)
+
+    assert report.deactivated == ("agent:marek.zielinski",)
+    assert report.updated == ("agent:ewa.nowak",)
+    assert models.Agent.get(models.Agent.login == "marek.zielinski").active is False
+    assert agent_by_address("marek.zielinski@example.com") is None
+    assert models.Agent.get(models.Agent.login == "ewa.nowak").commands is False
+    assert desk.config.agents[0].login == "marek.zielinski"
+
+
+def test_sync_reactivates_agent(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    sync_agents(load_config(write_config(tmp_path, database_url, agents=[])))
+
+    report = sync_agents(desk.config)
+
+    assert "agent:marek.zielinski" in report.updated
+    assert models.Agent.get(models.Agent.login == "marek.zielinski").active is True
+
+
+def test_sync_twice_changes_nothing(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+
+    report = sync_agents(desk.config)
+
+    assert report.added == ()
+    assert report.updated == ()
+    assert report.deactivated == ()
+
+
+def test_look_ups_by_login_and_address(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+
+    assert find_agent("Marek.Zielinski").login == "marek.zielinski"
+    assert find_agent("EWA.NOWAK@example.com").login == "ewa.nowak"
+    assert find_agent("jan.kowalski") is None
+    assert find_group("Druga-Linia").name == "druga-linia"
+    assert [agent.login for agent in group_members("druga-linia")] == ["ewa.nowak"]
+    assert agent_tier(find_agent("ewa.nowak")) == 2
+
+
+def test_address_is_not_matched_by_substring(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+
+    assert agent_by_address("nowak@example.com") is None
+    assert agent_by_address("a.nowak@example.com") is None
+
+
+def test_start_up_warns_without_trusted_servers(tmp_path: Path, database_url: str,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="maildesk.agents"):
+        desk = make_desk(tmp_path, database_url)
+
+    assert command_settings(desk).trusted_authserv_ids == ()
+    assert any("trusted_authserv_ids" in record.getMessage() for record in caplog.records)
+
+
+def test_cli_agents_list(tmp_path: Path, database_url: str) -> None:
+    path = write_config(tmp_path, database_url, agents=[
+        {"login": "marek.zielinski", "name": "Marek Zieliński",
+         "addresses": ["marek.zielinski@example.com", "marek@example.com"],
+         "groups": ["pierwsza-linia", "druga-linia"]},
+        {"login": "ewa.nowak", "name": "Ewa Nowak", "addresses": ["ewa.nowak@example.com"],
+         "groups": ["druga-linia"], "commands": False}])
+
+    result = CliRunner().invoke(main, ["--config", str(path), "agents", "list"],
+                                catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    ewa = next(line for line in lines if line.startswith("ewa.nowak"))
+    marek = next(line for line in lines if line.startswith("marek.zielinski"))
+    assert "Ewa Nowak" in ewa
+    assert "druga-linia" in ewa
+    assert ewa.split()[-2:] == ["2", "nie"]
+    assert "marek.zielinski@example.com, marek@example.com" in marek
+    assert "pierwsza-linia, druga-linia" in marek
+    assert marek.split()[-2:] == ["1", "tak"]
+    assert lines[-1] == "2 konsultantów"
+
+
+def test_cli_agents_list_all_shows_removed(tmp_path: Path, database_url: str) -> None:
+    make_desk(tmp_path, database_url)
+    path = write_config(tmp_path, database_url, agents=[])
+
+    shown = CliRunner().invoke(main, ["--config", str(path), "agents", "list", "--all"],
+                               catch_exceptions=False)
+    hidden = CliRunner().invoke(main, ["--config", str(path), "agents", "list"],
+                                catch_exceptions=False)
+
+    assert "marek.zielinski (usunięty)" in shown.output
+    assert "marek.zielinski" not in hidden.output
