@@ -208,7 +208,7 @@ def _parse(
     raw = repair_header_block(raw)
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     raw_headers = [(str(name), str(value)) for name, value in message.raw_items()]
-    message_id = (parse_message_ids(_first(raw_headers, "Message-ID")) or (None,))[0]
+    message_id = _message_id(_first(raw_headers, "Message-ID"))
     logger.debug("parsing message %s (%d bytes)", message_id, len(raw))
 
     hint = _charset_hint(message)
@@ -257,6 +257,18 @@ def _parse(
     )
 
 
+_BARE_MESSAGE_ID = re.compile(r"^\s*([^<>\s@]+@[^<>\s@]+)\s*$")
+
+
+def _message_id(value: str | None) -> str | None:
+    """Return the Message-ID with angle brackets; a bare ``id@host`` gets them added."""
+    found = parse_message_ids(value)
+    if found:
+        return found[0]
+    bare = _BARE_MESSAGE_ID.match(single_line(value or ""))
+    return f"<{bare.group(1)}>" if bare else None
+
+
 _FIELD_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,200}[ \t]*:")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
@@ -275,12 +287,11 @@ def repair_header_block(raw: bytes) -> bytes:
     lines = raw[: end.start()].split(b"\n")
     first = 1 if lines and lines[0].startswith(b"From ") else 0
 
-    last_field = max(
-        (index for index in range(first, len(lines)) if _FIELD_LINE.match(lines[index])),
-        default=-1,
-    )
+    fields = [index for index in range(first, len(lines)) if _FIELD_LINE.match(lines[index])]
+    if not fields or fields[0] != first:
+        return raw  # not a header block at all, or one that starts with text
     repaired = False
-    for index in range(first, last_field):
+    for index in range(first, fields[-1]):
         line = lines[index]
         if line[:1] in (b" ", b"\t") or _FIELD_LINE.match(line):
             continue

@@ -321,3 +321,15 @@ def test_parse_message_embedded_message_not_a_mail_raises() -> None:
 
     with pytest.raises(ParseError):
         result.attachments[0].parse_embedded()
+
+
+def test_repair_header_block_leaves_headerless_text() -> None:
+    raw = b"Hello world\r\nNote: something\r\n\r\nBody\r\n"
+
+    assert repair_header_block(raw) == raw
+
+
+def test_parse_message_bare_message_id_gets_brackets() -> None:
+    assert (
+        parse_message(mail("Message-ID: abc.1@example.org\r\n")).message_id == "<abc.1@example.org>"
+    )
