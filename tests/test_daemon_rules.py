@@ -1,0 +1,73 @@
+"""The daemon keeps the last good rules when an admin breaks a rules file, and says so."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+from deskfactory import ADMIN_ADDRESS, mail, make_desk
+
+from maildesk import models
+from maildesk.wiring import build_daemon
+
+GOOD_RULE = """\
+- name: drukarki
+  when:
+    subject: drukark
+  then:
+    group: druga-linia
+"""
+
+BROKEN_RULE = """\
+- name: drukarki
+  when:
+    subject: drukark
+  then:
+    grupa: druga-linia
+"""
+
+
+def _maildir_desk(tmp_path: Path, database_url: str):
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "10-drukarki.yaml").write_text(GOOD_RULE, encoding="utf-8")
+    return make_desk(tmp_path, database_url,
+                     source={"type": "maildir", "path": str(tmp_path / "mailbox")})
+
+
+def _deliver(tmp_path: Path, raw: bytes, name: str) -> None:
+    new = tmp_path / "mailbox" / "new"
+    new.mkdir(parents=True, exist_ok=True)
+    (new / name).write_bytes(raw)
+
+
+def test_broken_rules_keep_last_good_and_mail_admins(tmp_path: Path, database_url: str) -> None:
+    desk = _maildir_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    (tmp_path / "rules" / "10-drukarki.yaml").write_text(BROKEN_RULE, encoding="utf-8")
+    _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
+
+    daemon.run(once=True)
+
+    ticket = models.Ticket.get()
+    assert ticket.group == "druga-linia"
+    notices = list(models.Outbox.select().where(models.Outbox.kind == "rules_error"))
+    assert len(notices) == 1
+    assert notices[0].recipients.split() == [ADMIN_ADDRESS]
+    notice = message_from_bytes(bytes(notices[0].raw), policy=default_policy)
+    body = notice.get_body(("plain",)).get_content()
+    assert "10-drukarki.yaml:5:5" in body
+    assert "poprzedniej, poprawnej wersji reguł" in body
+
+
+def test_fixed_rules_are_picked_up_without_restart(tmp_path: Path, database_url: str) -> None:
+    desk = _maildir_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    (tmp_path / "rules" / "10-drukarki.yaml").write_text(
+        GOOD_RULE.replace("druga-linia", "pierwsza-linia"), encoding="utf-8")
+    _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
+
+    daemon.run(once=True)
+
+    assert models.Ticket.get().group == "pierwsza-linia"
+    assert not models.Outbox.select().where(models.Outbox.kind == "rules_error").exists()
