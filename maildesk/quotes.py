@@ -62,7 +62,9 @@ _HEADER_FIELD = re.compile(
 _ATTRIBUTION_END = re.compile(
     r"(?:(?:wrote|writes|napisał\(a\)|napisal\(a\)|napisał|napisała|napisal|pisze|schrieb|"
     r"a écrit|escribió|skrev|schreef|ha scritto|kirjoitti|написал\(а\)|написал)"
-    r"(?:\s[^:\n]{0,150})?|<[^<>\s]{1,200}@[^<>\s]{1,200}>)\s*:\s*$",
+    r"(?:\s[^:\n]{0,150})?|<[^<>\s]{1,200}@[^<>\s]{1,200}>|"
+    # Apple Mail in Polish: "Wiadomość napisana przez Jan <jan@x> w dniu 3.12.2026, o godz. 10:15:"
+    r"wiadomość napisana przez .{0,200})\s*:\s*$",
     re.IGNORECASE,
 )
 # The verb, the author after it and the colon fit in this many characters at the end.
@@ -76,7 +78,8 @@ _ATTRIBUTION_HINT = re.compile(
 
 # The first words an attribution needs to count when no ">" lines follow it.
 _ATTRIBUTION_START = re.compile(
-    r"^[>\s-]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|am\s|le\s|el\s|op\s|den\s|"
+    r"^[>\s-]*(?:on\s|w dniu\s|dnia\s|użytkownik\s|uzytkownik\s|wiadomość napisana\s|"
+    r"am\s|le\s|el\s|op\s|den\s|"
     r"\d|(?:pon|wt|śr|sr|czw|pt|sob|niedz|nd|mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,|"
     r"(?:mån|tis|ons|tors?|fre|lör|sön|man|tir|lør|søn)\.?\s+\d)",
     re.IGNORECASE,
@@ -286,6 +289,10 @@ _HTML_QUOTE_XPATH = (
     " | //blockquote[@type='cite']"
     " | //*[contains(concat(' ', normalize-space(@class), ' '), ' moz-cite-prefix ')]"
     " | //*[contains(concat(' ', normalize-space(@class), ' '), ' yahoo_quoted ')]"
+    # Signatures, which the reply text leaves out as it does "-- " in plain text.
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_signature ')]"
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' moz-signature ')]"
+    " | //*[@id='Signature']"
 )
 _HTML_CUT_XPATH = (
     "//*[@id='divRplyFwdMsg' or @id='x_divRplyFwdMsg' or @id='OLK_SRC_BODY_SECTION'"

@@ -192,3 +192,22 @@ def test_strip_html_quotes_outlook_reply_section() -> None:
 
 def test_strip_html_quotes_unparseable_returns_input() -> None:
     assert strip_html_quotes("   ") == "   "
+
+
+def test_extract_reply_apple_mail_polish() -> None:
+    text = (
+        "Dziękuję, działa.\n\n"
+        "Wiadomość napisana przez Helpdesk IT <helpdesk@example.com> w dniu 03.12.2026,"
+        " o godz. 10:15:\n\nStara treść bez cytowania\n"
+    )
+
+    assert extract_reply(text) == "Dziękuję, działa."
+
+
+def test_strip_html_quotes_signature() -> None:
+    html = '<div>Nowe</div><div class="gmail_signature">Jan Nowak, tel. 123</div>'
+
+    stripped = strip_html_quotes(html)
+
+    assert "Nowe" in stripped
+    assert "tel. 123" not in stripped
