@@ -1,0 +1,239 @@
+"""Agent authentication: Authentication-Results parsing and maildesk's own DKIM check.
+
+Mail is signed with a key made for the test; the DNS look-up is a function that returns
+the test public key, so no real DNS is queried.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from deskfactory import make_desk, mail
+
+from maildesk import models, pipeline
+from maildesk.authn import (
+    aligned,
+    check_authentication_results,
+    parse_authentication_results,
+    verify_dkim,
+)
+from maildesk.parse import parse_message
+
+SELECTOR = b"sel1"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> tuple[bytes, bytes]:
+    """Return a private key (PEM) and the TXT record that publishes its public half."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def lookup_for(record: bytes, domain: str = "example.com") -> Callable[..., bytes | None]:
+    wanted = f"{SELECTOR.decode()}._domainkey.{domain}."
+
+    def lookup(name: bytes | str, timeout: int = 5) -> bytes | None:
+        text = name.decode() if isinstance(name, bytes) else name
+        return record if text.rstrip(".") + "." == wanted else None
+
+    return lookup
+
+
+def signed(raw: bytes, private: bytes, domain: str = "example.com") -> bytes:
+    signature = dkim.sign(raw, SELECTOR, domain.encode(), private,
+                          include_headers=[b"from", b"to", b"subject", b"date",
+                                           b"message-id", b"in-reply-to"])
+    return signature + raw
+
+
+def agent_raw(body: str = "#status rozwiązane\n\nGotowe.\n", in_reply_to: str | None = None,
+              sender: str = "Marek Zieliński <marek.zielinski@example.com>") -> bytes:
+    headers = {"In-Reply-To": in_reply_to} if in_reply_to else None
+    return mail(sender=sender, subject="Re: Drukarka", body=body,
+                message_id="<d1@mail.example.com>", headers=headers)
+
+
+# --------------------------------------------------------------------------- Authentication-Results
+
+
+def test_parse_authentication_results_with_comments() -> None:
+    value = ("mx.example.com; dkim=fail reason=\"signature verification failed\" "
+             "header.d=example.com header.s=sel1; spf=fail (mx.example.com: domain of "
+             "x@example.com does not designate 203.0.113.77) smtp.mailfrom=x@example.com; "
+             "dmarc=fail (p=NONE sp=NONE) header.from=example.com")
+
+    parsed = parse_authentication_results(value)
+
+    assert parsed is not None
+    assert parsed.authserv_id == "mx.example.com"
+    assert [(r.method, r.result) for r in parsed.results] == [
+        ("dkim", "fail"), ("spf", "fail"), ("dmarc", "fail")]
+    assert parsed.results[0].properties["header.d"] == "example.com"
+    assert parsed.summary() == "mx.example.com: dkim=fail, spf=fail, dmarc=fail"
+
+
+def test_parse_authentication_results_none() -> None:
+    parsed = parse_authentication_results("mx.example.com 1; none")
+
+    assert parsed is not None
+    assert parsed.authserv_id == "mx.example.com"
+    assert parsed.results == ()
+
+
+def test_parse_authentication_results_quoted_semicolon() -> None:
+    parsed = parse_authentication_results(
+        'mx.example.com; dkim=pass reason="a;b" header.d=example.com')
+
+    assert parsed is not None
+    assert parsed.results[0].properties["header.d"] == "example.com"
+
+
+def test_aligned_accepts_parent_domain_only() -> None:
+    assert aligned("example.com", "example.com")
+    assert aligned("example.com", "mail.example.com")
+    assert not aligned("example.com", "badexample.com")
+    assert not aligned("mail.example.com", "example.com")
+    assert not aligned("", "example.com")
+
+
+def message_with(*results: str) -> bytes:
+    headers = "".join(f"Authentication-Results: {value}\r\n" for value in results)
+    return (headers + "From: marek.zielinski@example.com\r\nTo: helpdesk@example.com\r\n"
+            "Subject: x\r\n\r\nbody\r\n").encode()
+
+
+def test_topmost_trusted_header_decides() -> None:
+    raw = message_with("mx.example.com; dkim=fail header.d=example.com",
+                       "mx.example.com; dkim=pass header.d=example.com")
+
+    verdict = check_authentication_results(parse_message(raw), "example.com",
+                                           ("mx.example.com",))
+
+    assert not verdict.passed
+    assert verdict.summary == "mx.example.com: dkim=fail"
+
+
+def test_untrusted_header_above_trusted_is_skipped() -> None:
+    raw = message_with("relay.example.net; dkim=pass header.d=example.com",
+                       "mx.example.com; dmarc=pass header.from=example.com")
+
+    verdict = check_authentication_results(parse_message(raw), "example.com",
+                                           ("mx.example.com",))
+
+    assert verdict.passed
+
+
+def test_spf_pass_alone_is_not_enough() -> None:
+    raw = message_with("mx.example.com; spf=pass smtp.mailfrom=example.com; dkim=none")
+
+    verdict = check_authentication_results(parse_message(raw), "example.com",
+                                           ("mx.example.com",))
+
+    assert not verdict.passed
+
+
+# --------------------------------------------------------------------------- DKIM
+
+
+def test_verify_dkim_passes_signed_mail(signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+
+    verdict = verify_dkim(signed(agent_raw(), private), "example.com", lookup_for(record))
+
+    assert verdict.passed
+    assert verdict.summary == "dkim=pass header.d=example.com"
+
+
+def test_verify_dkim_fails_changed_body(signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    raw = signed(agent_raw(), private).replace(b"Gotowe.", b"Zamykam.")
+
+    verdict = verify_dkim(raw, "example.com", lookup_for(record))
+
+    assert not verdict.passed
+
+
+def test_verify_dkim_fails_other_domain(signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    raw = signed(agent_raw(), private, domain="attacker.example")
+
+    verdict = verify_dkim(raw, "example.com", lookup_for(record, "attacker.example"))
+
+    assert not verdict.passed
+    assert "header.d=attacker.example" in verdict.summary
+
+
+def test_verify_dkim_without_signature() -> None:
+    verdict = verify_dkim(agent_raw(), "example.com", lambda name, timeout=5: None)
+
+    assert not verdict.passed
+    assert "no DKIM-Signature" in verdict.summary
+
+
+def test_verify_dkim_unknown_key(signing_key: tuple[bytes, bytes]) -> None:
+    private, _record = signing_key
+
+    verdict = verify_dkim(signed(agent_raw(), private), "example.com",
+                          lambda name, timeout=5: None)
+
+    assert not verdict.passed
+
+
+# --------------------------------------------------------------------------- through the pipeline
+
+
+def dkim_desk(tmp_path: Path, database_url: str, record: bytes):  # type: ignore[no-untyped-def]
+    desk = make_desk(tmp_path, database_url, commands={"authentication": "dkim"})
+    desk.dns_txt = lookup_for(record)
+    ticket_outcome = pipeline.process(desk, mail(), "test:user")
+    ack = models.Outbox.get(models.Outbox.kind == "ack")
+    return desk, models.Ticket.get_by_id(ticket_outcome.ticket), ack.message_id
+
+
+def test_dkim_policy_applies_signed_command(tmp_path: Path, database_url: str,
+                                            signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    desk, ticket, ack = dkim_desk(tmp_path, database_url, record)
+
+    pipeline.process(desk, signed(agent_raw(in_reply_to=ack), private), "test:agent")
+
+    assert models.Ticket.get_by_id(ticket.id).status == "resolved"
+    assert models.Outbox.select().where(models.Outbox.kind == "command_error").count() == 0
+
+
+def test_dkim_policy_rejects_tampered_command(tmp_path: Path, database_url: str,
+                                              signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    desk, ticket, ack = dkim_desk(tmp_path, database_url, record)
+    raw = signed(agent_raw(in_reply_to=ack), private).replace(b"Gotowe.", b"Zamykam.")
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert models.Ticket.get_by_id(ticket.id).status == "new"
+    errors = list(models.Outbox.select().where(models.Outbox.kind == "command_error"))
+    assert [row.recipients.split() for row in errors] == [["marek.zielinski@example.com"]]
+
+
+def test_dkim_policy_ignores_authentication_results(tmp_path: Path, database_url: str,
+                                                    signing_key: tuple[bytes, bytes]) -> None:
+    _private, record = signing_key
+    desk, ticket, ack = dkim_desk(tmp_path, database_url, record)
+    raw = mail(sender="marek.zielinski@example.com", subject="Re: Drukarka",
+               body="#status rozwiązane\n", message_id="<d2@mail.example.com>",
+               headers={"In-Reply-To": ack, "Authentication-Results":
+                        "mx.example.com; dkim=pass header.d=example.com"})
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert models.Ticket.get_by_id(ticket.id).status == "new"
