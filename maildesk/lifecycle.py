@@ -118,7 +118,11 @@ def check_transition(ticket: models.Ticket, new_status: str, source: str) -> tup
             "unknown status '{status}': use one of {choices}").format(
                 status=new_status, choices=", ".join(status.value for status in Status))
         ) from None
-    current = Status(ticket.status)
+    try:
+        current = Status(ticket.status)
+    except ValueError:
+        raise LifecycleError(_("ticket {number} has the unknown status '{status}'").format(
+            number=ticket.id, status=ticket.status)) from None
     source = Source(source)
 
     allowed = TRANSITIONS.get((current, target))
@@ -376,10 +380,19 @@ def reconcile(desk: Desk, ticket: models.Ticket, actor: str, at: datetime) -> bo
 
     Returns True when something was written. See ``slatrack.reconcile``.
     """
+    fields = []
+    if ticket.status not in set(Status):
+        # "reopened" names an event, not a status: the ticket goes back to work.
+        before = ticket.status
+        ticket.status = reopen_status(ticket).value
+        fields.append("status")
+        _record(ticket, actor, "reopened" if before == "reopened" else "status_changed",
+                before, ticket.status, {"source": "reconcile", "reason": None})
     moved = slatrack.reconcile(desk, ticket, actor, at)
     levels = service_levels(desk)
     moment = to_utc(at)
-    fields = list(slatrack.CLOCK_COLUMNS) if moved else []
+    if moved:
+        fields.extend(slatrack.CLOCK_COLUMNS)
     if ticket.status == Status.PENDING and ticket.pending_reminder_due is None:
         interval = levels.pending.reminder_interval
         if interval is not None and ticket.reminders_sent == 0:

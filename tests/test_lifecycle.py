@@ -15,7 +15,7 @@ from deskfactory import make_desk, make_ticket
 
 from maildesk import lifecycle, models, servicehooks
 from maildesk.i18n import current_language, set_language
-from maildesk.lifecycle import TRANSITIONS, LifecycleError, Source, Status
+from maildesk.lifecycle import TRANSITIONS, LifecycleError, Source
 from maildesk.sla import ClockState
 
 WARSAW = ZoneInfo("Europe/Warsaw")

@@ -1,0 +1,95 @@
+"""A ticket driven through its whole lifecycle by mail: the user's and the agent's.
+
+Agent commands set the status; the SLA clock, the reminder and auto-close times
+follow. Runs on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deskfactory import mail, make_desk
+
+from maildesk import models, pipeline
+
+REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
+ADDRESS = "zofia.wisniewska@example.org"
+MAREK = "Marek Zieliński <marek.zielinski@example.com>"
+PASS = ("mx.example.com; dkim=pass header.d=example.com header.s=sel1; "
+        "spf=pass smtp.mailfrom=example.com; dmarc=pass header.from=example.com")
+
+
+def agent(body: str, number: int, message_id: str) -> bytes:
+    return mail(sender=MAREK, subject=f"Re: [#{number}] Drukarka nie drukuje", body=body,
+                message_id=message_id, headers={"Authentication-Results": PASS})
+
+
+def user(body: str, number: int, message_id: str) -> bytes:
+    return mail(sender=REQUESTER, subject=f"Re: [#{number}] Drukarka nie drukuje", body=body,
+                message_id=message_id)
+
+
+def state(number: int) -> tuple[str, str]:
+    ticket = models.Ticket.get_by_id(number)
+    return ticket.status, json.loads(ticket.sla_state)["state"]
+
+
+def test_lifecycle_by_mail_through_every_status(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+
+    created = pipeline.process(desk, mail(sender=REQUESTER), "test:1")
+    number = created.ticket
+    assert state(number) == ("new", "running")
+
+    pipeline.process(desk, agent("#przypisz me", number, "<a1@example.com>"), "test:2")
+    assert state(number) == ("assigned", "running")
+
+    pipeline.process(desk, agent("#status w realizacji", number, "<a2@example.com>"), "test:3")
+    assert state(number) == ("in_progress", "running")
+
+    pipeline.process(desk, agent("#oczekuje\n\nProszę podać numer seryjny drukarki.", number,
+                                 "<a3@example.com>"), "test:4")
+    waiting = models.Ticket.get_by_id(number)
+    assert state(number) == ("pending", "paused")
+    assert waiting.pending_reminder_due is not None
+    assert waiting.first_responded_at is not None
+
+    pipeline.process(desk, user("Numer seryjny: CN-4411.", number, "<u1@example.org>"),
+                     "test:5")
+    assert state(number) == ("in_progress", "running")
+    assert models.Ticket.get_by_id(number).pending_reminder_due is None
+
+    pipeline.process(desk, agent("#status rozwiązane\n\nWymieniliśmy bęben.", number,
+                                 "<a4@example.com>"), "test:6")
+    assert state(number) == ("resolved", "resolved")
+    assert models.Ticket.get_by_id(number).auto_close_due is not None
+
+    pipeline.process(desk, user("Dzięki!", number, "<u2@example.org>"), "test:7")
+    assert state(number) == ("resolved", "resolved")
+
+    pipeline.process(desk, user("5", number, "<u3@example.org>"), "test:8")
+    assert models.Ticket.get_by_id(number).satisfaction == 5
+    assert state(number) == ("resolved", "resolved")
+
+    pipeline.process(desk, user("Drukarka znowu zacina papier.", number, "<u4@example.org>"),
+                     "test:9")
+    assert state(number) == ("in_progress", "running")
+
+    pipeline.process(desk, agent("#zamknij", number, "<a5@example.com>"), "test:10")
+    assert state(number) == ("closed", "resolved")
+
+    again = pipeline.process(desk, user("Znowu to samo z drukarką.", number,
+                                        "<u5@example.org>"), "test:11")
+    assert again.action == "create"
+    assert models.Ticket.get_by_id(again.ticket).linked_ticket_id == number
+
+    actions = [event.action for event in models.Event.select().where(
+        models.Event.ticket == number).order_by(models.Event.id)]
+    assert [action for action in actions if action.startswith("sla_")] == [
+        "sla_start", "sla_respond", "sla_pause", "sla_resume", "sla_resolve", "sla_reopen",
+        "sla_resolve"]
+    assert "satisfaction_rated" in actions
+    assert "reply_without_action" in actions
+    assert "reopened" in actions

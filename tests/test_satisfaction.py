@@ -1,0 +1,274 @@
+"""Ratings and short thanks in reply to a resolution, and reopening on a real reply.
+
+The pipeline tests run on SQLite and on PostgreSQL, including the bug-report cases
+of a thank-you to a resolved ticket and a reply to a closed one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from deskfactory import mail, make_desk, make_ticket
+
+from maildesk import models, pipeline
+from maildesk.satisfaction import is_short_thanks, parse_rating
+from maildesk.slaconfig import DEFAULT_THANKS_PHRASES
+
+REQUESTER = "Katarzyna Zając <katarzyna.zajac@example.org>"
+ADDRESS = "katarzyna.zajac@example.org"
+
+
+@pytest.mark.parametrize(
+    ("text", "rating"),
+    [
+        ("5", 5),
+        ("4.", 4),
+        ("Ocena: 3", 3),
+        ("moja ocena to 5", 5),
+        ("5/5", 5),
+        ("4 na 5", 4),
+        ("Rating: 2 out of 5", 2),
+        ("5 gwiazdek", 5),
+        ("5\n\nDziękuję!\nKatarzyna Zając", 5),
+        ("1\n\nPozdrawiam\nKatarzyna", 1),
+    ],
+)
+def test_parse_rating_accepts(text: str, rating: int) -> None:
+    assert parse_rating(text, "Katarzyna Zając") == rating
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5 minut temu drukarka znowu przestała działać",
+        "6",
+        "0",
+        "10",
+        "Dziękuję",
+        "5\n\nale nadal nie działa skaner",
+        "",
+        "Mam 2 drukarki i obie nie działają",
+    ],
+)
+def test_parse_rating_rejects(text: str) -> None:
+    assert parse_rating(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dziękuję bardzo, wszystko działa!\n\nPozdrawiam\nKatarzyna Zając",
+        "Dzięki!",
+        "Thanks a lot, it works now.\n\nBest regards,\nKatarzyna",
+        "ok, dziękuję",
+        "Thank you!",
+        "Dzień dobry,\n\ndziękuję za pomoc.\n\nZ poważaniem\nKatarzyna Zając\nDział kadr",
+        "",
+        "   \n  ",
+    ],
+)
+def test_short_thanks_detected(text: str) -> None:
+    assert is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dziękuję, ale nadal nie działa.",
+        "Thanks, but the scanner still fails.",
+        "Dziękuję. Czy mogę też dostać dostęp do drukarki w pokoju 215?",
+        "Dzięki, teraz drukarka drukuje puste strony",
+        "Monitor znowu migocze.",
+        "Thank you. One more thing: my VPN disconnects every hour.",
+    ],
+)
+def test_short_thanks_rejects_new_problem(text: str) -> None:
+    assert not is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
+
+
+def test_short_thanks_uses_configured_phrases() -> None:
+    assert is_short_thanks("Bóg zapłać", ("bóg zapłać",))
+    assert not is_short_thanks("Bóg zapłać", DEFAULT_THANKS_PHRASES)
+
+
+# --------------------------------------------------------------------------- by mail
+
+
+def resolved_ticket(number: int = 20511, status: str = "resolved") -> models.Ticket:
+    ticket = make_ticket(number, "Nie działa skaner w recepcji", ADDRESS, status=status,
+                         assignee="ewa.nowak",
+                         sent_ids=(f"<ack.{number}@maildesk.example.com>",
+                                   f"<reply.{number}.1@maildesk.example.com>",
+                                   f"<status.{number}.2@maildesk.example.com>"))
+    ticket.requester.name = "Katarzyna Zając"
+    ticket.requester.save()
+    ticket.resolved_at = datetime(2026, 12, 3, 14, 10)
+    ticket.auto_close_due = datetime(2026, 12, 8, 14, 10)
+    ticket.sla_state = json.dumps({
+        "state": "resolved", "started_at": "2026-12-02T09:00:00+01:00",
+        "stopped_since": "2026-12-03T15:10:00+01:00", "stopped_spans": [],
+        "responded_at": "2026-12-02T10:00:00+01:00",
+        "resolved_at": "2026-12-03T15:10:00+01:00", "policy": "P3"})
+    ticket.save()
+    return ticket
+
+
+def reply(body: str, number: int = 20511, message_id: str = "<r1@example.org>") -> bytes:
+    return mail(sender=REQUESTER, subject=f"Odp: [#{number}] Zgłoszenie rozwiązane: Skaner",
+                body=body, message_id=message_id,
+                headers={"In-Reply-To": f"<status.{number}.2@maildesk.example.com>"})
+
+
+def test_rating_reply_is_stored_without_reopening(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    outcome = pipeline.process(desk, reply("4\n\nPozdrawiam\nKatarzyna Zając"), "test:1")
+
+    assert outcome.action == "append"
+    ticket = models.Ticket.get_by_id(20511)
+    assert ticket.status == "resolved"
+    assert ticket.satisfaction == 4
+    assert ticket.satisfaction_at is not None
+    event = models.Event.get(models.Event.action == "satisfaction_rated")
+    assert json.loads(event.after) == 4
+    assert event.before is None
+    assert models.Event.select().where(models.Event.action == "reopened").count() == 0
+
+
+def test_rating_reply_to_closed_ticket_joins_it(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket(status="closed")
+
+    outcome = pipeline.process(desk, reply("5"), "test:1")
+
+    assert outcome.action == "append"
+    assert outcome.ticket == 20511
+    assert models.Ticket.select().count() == 1
+    assert models.Ticket.get_by_id(20511).satisfaction == 5
+    assert models.Ticket.get_by_id(20511).status == "closed"
+
+
+def test_thanks_to_closed_ticket_opens_nothing(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket(status="closed")
+
+    outcome = pipeline.process(desk, reply("Dzięki!"), "test:1")
+
+    assert outcome.action == "append"
+    assert models.Ticket.select().count() == 1
+    assert to_requester() == []
+
+
+def to_requester() -> list[models.Outbox]:
+    """Return the mail to the requester; the assignee may get a note of the reply."""
+    return [row for row in models.Outbox.select() if ADDRESS in row.recipients.split()]
+
+
+def test_real_reply_reopens_resolved_ticket(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    outcome = pipeline.process(desk, reply(
+        "Dziękuję, ale skaner znowu nie wysyła skanów na pocztę.\n\n"
+        "W dniu 03.12.2026 o 15:10, Helpdesk IT napisał(a):\n"
+        "> Zgłoszenie zostało rozwiązane."), "test:1")
+
+    assert outcome.action == "append"
+    ticket = models.Ticket.get_by_id(20511)
+    assert ticket.status == "in_progress"
+    assert ticket.resolved_at is None
+    assert ticket.auto_close_due is None
+    assert json.loads(ticket.sla_state)["state"] == "running"
+    assert models.Event.select().where(models.Event.action == "reopened").count() == 1
+    assert [row.kind for row in to_requester()] == ["status_reopened"]
+
+
+def test_reply_ends_wait_for_user(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    ticket = resolved_ticket(status="pending")
+    ticket.resolved_at = None
+    ticket.auto_close_due = None
+    ticket.pending_reminder_due = datetime(2026, 12, 5, 9)
+    ticket.sla_state = json.dumps({
+        "state": "paused", "started_at": "2026-12-02T09:00:00+01:00",
+        "stopped_since": "2026-12-02T10:00:00+01:00", "stopped_spans": [],
+        "responded_at": "2026-12-02T10:00:00+01:00", "resolved_at": None, "policy": "P3"})
+    ticket.save()
+
+    pipeline.process(desk, reply("Numer seryjny: CN-4411."), "test:1")
+
+    resumed = models.Ticket.get_by_id(20511)
+    assert resumed.status == "in_progress"
+    assert resumed.pending_reminder_due is None
+    assert json.loads(resumed.sla_state)["state"] == "running"
+    assert resumed.resolution_due is not None
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def load_case(shared_dir: Path, name: str) -> tuple[bytes, dict]:
+    folder = shared_dir / "cases"
+    raw = (folder / f"{name}.eml").read_bytes()
+    return raw, yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def test_case_thank_you_reply_to_resolved_ticket(tmp_path: Path, database_url: str,
+                                                 shared_dir: Path) -> None:
+    raw, case = load_case(shared_dir, "045-thank-you-reply-to-resolved-ticket")
+    desk = make_desk(tmp_path, database_url)
+    before = resolved_ticket()
+
+    outcome = pipeline.process(desk, raw, "test:045")
+
+    expected = case["expected"]
+    assert outcome.action == "append"
+    assert outcome.ticket == expected["thread_onto_ticket"]
+    assert models.Ticket.select().count() == 1
+    entry = models.Message.get(models.Message.ticket == 20511)
+    assert entry.author == expected["thread_entry.author"]
+    for text in expected["thread_entry.body_contains"]:
+        assert text in entry.text
+    after = models.Ticket.get_by_id(20511)
+    assert after.status == "resolved"
+    assert after.resolved_at == before.resolved_at
+    assert after.sla_state == before.sla_state
+    assert after.auto_close_due == before.auto_close_due
+    # The case allows a note to the assignee; nothing goes to the requester.
+    assert to_requester() == []
+    assert all(row.recipients.split() == ["ewa.nowak@example.com"]
+               for row in models.Outbox.select())
+    marked = models.Event.get(models.Event.action == "reply_without_action")
+    assert json.loads(marked.detail)["reason"] == "thanks"
+
+
+def test_case_reply_to_closed_ticket_new_linked(tmp_path: Path, database_url: str,
+                                                shared_dir: Path) -> None:
+    raw, case = load_case(shared_dir, "044-reply-to-closed-ticket-new-linked")
+    desk = make_desk(tmp_path, database_url)
+    make_ticket(20510, "Monitor migocze", "jan.kwiatkowski@example.org", status="closed",
+                sent_ids=("<ack.20510@maildesk.example.com>",
+                          "<reply.20510.1@maildesk.example.com>",
+                          "<status.20510.2@maildesk.example.com>",
+                          "<status.20510.3@maildesk.example.com>"))
+
+    outcome = pipeline.process(desk, raw, "test:044")
+
+    expected = case["expected"]
+    assert outcome.action == "create"
+    new = models.Ticket.get_by_id(outcome.ticket)
+    assert new.requester.address == expected["ticket.requester"]
+    assert new.linked_ticket_id == 20510
+    assert "[#20510]" not in new.subject
+    assert models.Ticket.get_by_id(20510).status == "closed"
+    assert models.Message.select().where(models.Message.ticket == 20510).count() == 0
+    assert json.loads(new.sla_state)["state"] == "running"
+    assert new.first_response_due is not None
+    sent = list(models.Outbox.select())
+    assert [row.kind for row in sent] == ["ack"]
+    assert sent[0].recipients.split() == ["jan.kwiatkowski@example.org"]
