@@ -287,7 +287,7 @@ class Dovecot:
             "protocols = imap\n"
             f"listen = {self.host}\n"
             "disable_plaintext_auth = no\n"
-            "auth_mechanisms = plain login\n"
+            "auth_mechanisms = plain login xoauth2 oauthbearer\n"
             "auth_failure_delay = 0\n"
             # Tests open many connections per user, and the default limit is 10.
             "mail_max_userip_connections = 100\n"

@@ -1,0 +1,93 @@
+"""The IMAP source against a real Dovecot: TLS, STARTTLS, XOAUTH2 and UIDVALIDITY."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+import pytest
+from deskfactory import mail
+from imapdesk import imap_desk
+
+from maildesk import models
+from maildesk.wiring import build_daemon
+
+pytestmark = pytest.mark.servers
+
+
+def _run_once(desk) -> int:
+    return build_daemon(desk).run(once=True)
+
+
+def test_imap_over_implicit_tls(tmp_path: Path, database_url: str, imap_account, smtp,
+                                monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, security="tls",
+                     port=imap_account.tls_port, ca_file=str(imap_account.cafile))
+    imap_account.append(mail())
+
+    handled = _run_once(desk)
+
+    assert handled == 1
+    assert models.Ticket.select().count() == 1
+
+
+def test_imap_with_starttls(tmp_path: Path, database_url: str, imap_account, smtp,
+                            monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch,
+                     security="starttls", ca_file=str(imap_account.cafile))
+    imap_account.append(mail())
+
+    handled = _run_once(desk)
+
+    assert handled == 1
+
+
+def test_imap_tls_rejects_unknown_certificate(tmp_path: Path, database_url: str, imap_account,
+                                              smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, security="tls",
+                     port=imap_account.tls_port)
+    imap_account.append(mail())
+    daemon = build_daemon(desk)
+    monkeypatch.setattr(daemon, "_sleep", lambda seconds: None)
+
+    with pytest.raises(Exception, match="certificate verify failed"):
+        daemon.run(once=True)
+
+    assert models.Ticket.select().count() == 0
+    assert len(imap_account.messages("INBOX")) == 1
+
+
+def test_imap_xoauth2_token_from_command(tmp_path: Path, database_url: str, imap_account,
+                                         smtp, monkeypatch) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(imap_account.password, encoding="utf-8")
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch,
+                     password_env=None,
+                     oauth2_token_command=f"cat {shlex.quote(str(token_file))}")
+    imap_account.append(mail())
+
+    handled = _run_once(desk)
+
+    assert handled == 1
+
+
+def test_imap_uidvalidity_change_is_reported(tmp_path: Path, database_url: str, imap_account,
+                                             smtp, monkeypatch, caplog) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch,
+                     folder="Support")
+    imap_account.append(mail(message_id="<u1@example.org>"), folder="Support")
+    _run_once(desk)
+    with imap_account.client() as imap:
+        imap.delete_folder("Support")
+        imap.create_folder("Support")
+    imap_account.append(mail(message_id="<u1@example.org>"), folder="Support")
+    imap_account.append(mail(message_id="<u2@example.org>", subject="Drugie"), folder="Support")
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.sources.imap"):
+        daemon = build_daemon(desk)
+        daemon.run(once=True)
+
+    assert any("UIDVALIDITY" in record.getMessage() for record in caplog.records)
+    assert daemon.outcomes == {"duplicate": 1, "create": 1}
+    assert models.Ticket.select().count() == 2
