@@ -1,0 +1,46 @@
+"""The Maildir source: processed mail moves to .Processed, broken mail to .Quarantine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deskfactory import mail, make_desk
+
+from maildesk import models
+from maildesk.wiring import build_daemon
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(path for sub in ("new", "cur") for path in (folder / sub).glob("*")
+                  if path.is_file())
+
+
+def test_maildir_pass_moves_processed_and_quarantined(tmp_path: Path, database_url: str) -> None:
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    (mailbox / "new" / "1.good").write_bytes(mail())
+    (mailbox / "new" / "2.broken").write_bytes(b"Subject: no sender\r\n\r\ntext\r\n")
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+
+    assert daemon.outcomes == {"create": 1, "quarantined": 1}
+    assert _files(mailbox) == []
+    assert [path.name for path in _files(mailbox / ".Processed")] == ["1.good"]
+    assert [path.name for path in _files(mailbox / ".Quarantine")] == ["2.broken"]
+    assert models.Quarantine.get().sender == ""
+
+
+def test_maildir_second_pass_finds_nothing(tmp_path: Path, database_url: str) -> None:
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    (mailbox / "new" / "1.good").write_bytes(mail())
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    build_daemon(desk).run(once=True)
+
+    second = build_daemon(desk)
+    second.run(once=True)
+
+    assert second.processed == 0
+    assert models.Ticket.select().count() == 1
