@@ -119,6 +119,10 @@ _FAMILIES = {
 }
 
 
+# Charsets written in 7-bit bytes with escape sequences, so ASCII bytes are no proof of ASCII.
+_SEVEN_BIT_STATEFUL = ("iso2022", "utf-7", "hz")
+
+
 def _polish_score(text: str) -> int:
     return sum(1 for char in text if char in _POLISH_LETTERS)
 
@@ -171,10 +175,15 @@ def decode_bytes(
     """
     if not data:
         return ""
-    if data.isascii():
+    codec = normalize_charset(label)
+    if codec is None and b"\x1b$" in data:
+        # Unlabelled ISO-2022-JP (old Japanese mail writes raw escape sequences in headers).
+        text = _try_decode(data, "iso2022_jp")
+        if text is not None:
+            return text
+    if data.isascii() and not (codec or "").startswith(_SEVEN_BIT_STATEFUL):
         return data.decode("ascii")
 
-    codec = normalize_charset(label)
     if codec in ("ascii", "us-ascii"):
         codec = None  # 8-bit bytes under an ASCII label: the label is wrong
     if codec is not None:

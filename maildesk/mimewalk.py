@@ -62,6 +62,8 @@ class _Part:
 
     kind: str  # "plain" or "html"
     text: str
+    # For plain text converted from HTML: the same text without the quoted history.
+    reply: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,11 @@ class BodyCollector:
 
         if plain:
             text = "\n\n".join(part.strip("\r\n") for part in plain)
-            reply_source = text
+            reply_source = "\n\n".join(
+                (part.reply if part.reply is not None else part.text).strip("\r\n")
+                for part in self.parts
+                if part.kind == "plain" and part.text.strip()
+            )
         elif html:
             texts = [html_to_text(part) for part in html]
             text = "\n\n".join(texts)
@@ -196,6 +202,8 @@ class BodyCollector:
             if html:
                 chosen_html = html
 
+        if chosen_plain and chosen_html:
+            chosen_plain = _replace_stub(chosen_plain, chosen_html)
         self.parts.extend(chosen_plain or [])
         self.parts.extend(chosen_html or [])
 
@@ -400,6 +408,35 @@ class BodyCollector:
                 original_filename=display_name,
             )
         )
+
+
+# A plain alternative with less than this share of the HTML alternative's words is a
+# stub ("This mail is best viewed as HTML"), not the same content.
+_STUB_WORD_SHARE = 0.5
+_STUB_MIN_HTML_WORDS = 30
+_WORD = re.compile(r"\w+")
+
+
+def _replace_stub(plain: list[_Part], html: list[_Part]) -> list[_Part]:
+    """Return the HTML alternative as text when the plain alternative is only a stub."""
+    html_text = "\n\n".join(html_to_text(piece.text) for piece in html)
+    html_words = len(_WORD.findall(html_text))
+    plain_words = sum(len(_WORD.findall(piece.text)) for piece in plain)
+    if html_words < _STUB_MIN_HTML_WORDS or plain_words >= _STUB_WORD_SHARE * html_words:
+        return plain
+
+    logger.debug("plain alternative has %d words, HTML %d: using the HTML", plain_words, html_words)
+    reply_pieces = []
+    for piece in html:
+        stripped = strip_html_quotes(piece.text)
+        reply_pieces.append(html_to_text(stripped) if stripped is not piece.text else None)
+    reply = None
+    if any(item is not None for item in reply_pieces):
+        reply = "\n\n".join(
+            item if item is not None else html_to_text(piece.text)
+            for item, piece in zip(reply_pieces, html, strict=True)
+        )
+    return [_Part("plain", html_text, reply)]
 
 
 def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, ...]:

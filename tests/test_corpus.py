@@ -137,6 +137,10 @@ ZAMMAD_JUDGED = {
     # The address sits inside a comment: "=?iso-8859-2?Q?Namedy=F1ski?= (hans@example.com)".
     ("mail006", "to"): "address only inside a comment",
 }
+# Zammad leaves a UTF-7 encoded word half decoded ("+ANw-bermittlungsstatus").
+ZAMMAD_SUBJECTS_JUDGED = {
+    "mail018": "Benachrichtung  \tzum  \tÜbermittlungsstatus  \t(Fehlgeschlagen)"
+}
 # Zammad numbers clashing names "document1.html" and names an unnamed part after its
 # Content-ID "32497.1617621278.2"; the desk writes "document (2).html" and names an
 # unnamed part by its type ("attachment.bin", "image.jpg").
@@ -177,7 +181,9 @@ def test_corpus_zammad_headers(copyleft: Path, stem: str) -> None:
     expected, result = _zammad(copyleft, stem)
     author = result.from_address
 
-    if "subject" in expected:
+    if stem in ZAMMAD_SUBJECTS_JUDGED:
+        assert result.subject == ZAMMAD_SUBJECTS_JUDGED[stem]
+    elif "subject" in expected:
         # Zammad keeps leading/trailing white space and even CR/LF; the desk stores one
         # trimmed line, because the subject goes into outgoing headers.
         assert result.subject == (expected["subject"] or "").strip().replace("\r\n", "")

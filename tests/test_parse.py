@@ -333,3 +333,35 @@ def test_parse_message_bare_message_id_gets_brackets() -> None:
     assert (
         parse_message(mail("Message-ID: abc.1@example.org\r\n")).message_id == "<abc.1@example.org>"
     )
+
+
+def test_decode_bytes_iso_2022_jp_is_not_ascii() -> None:
+    assert decode_bytes("ツール".encode("iso2022_jp"), "iso-2022-jp") == "ツール"
+
+
+def test_decode_rfc2047_raw_iso_2022_jp_header() -> None:
+    raw = "件名".encode("iso2022_jp").decode("ascii")
+
+    assert decode_rfc2047(raw) == "件名"
+
+
+def test_parse_message_plain_stub_uses_html() -> None:
+    stub = b"Content-Type: text/plain; charset=utf-8\r\n\r\nView this mail as HTML.\r\n"
+    words = " ".join(f"słowo{index}" for index in range(40)).encode()
+    html = b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>Awaria serwera: " + words + b"</p>"
+
+    result = parse_message(_multipart(stub, html, subtype="alternative"))
+
+    assert result.text.startswith("Awaria serwera: słowo0")
+    assert result.reply_text.startswith("Awaria serwera: słowo0")
+
+
+def test_parse_message_full_plain_alternative_kept() -> None:
+    plain = b"Content-Type: text/plain; charset=utf-8\r\n\r\nTekst zwykly.\r\n"
+    html = b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>Tekst <b>HTML</b>.</p>"
+
+    result = parse_message(_multipart(plain, html, subtype="alternative"))
+
+    assert result.text.strip() == "Tekst zwykly."
+    assert result.html is not None
+    assert "<b>HTML</b>" in result.html
