@@ -38,6 +38,7 @@ _EXTENSIONS = {
     "message/rfc822": ".eml",
     "message/delivery-status": ".txt",
     "message/disposition-notification": ".txt",
+    "text/rfc822-headers": ".txt",
     "application/pkcs7-signature": ".p7s",
     "application/x-pkcs7-signature": ".p7s",
     "application/pkcs7-mime": ".p7m",
@@ -62,6 +63,10 @@ def stem_for(content_type: str) -> str:
         return "document"
     if content_type in ("message/rfc822", "message/global"):
         return "message"
+    if content_type.startswith("message/"):  # delivery-status, feedback-report, ...
+        return content_type.split("/", 1)[1]
+    if content_type == "text/rfc822-headers":
+        return "headers"
     maintype = content_type.split("/", 1)[0]
     if maintype in ("image", "video", "audio"):
         return maintype
@@ -71,7 +76,11 @@ def stem_for(content_type: str) -> str:
 def extension_for(content_type: str) -> str:
     """Return the usual file extension (with the dot) for a MIME type, ``.bin`` if unknown."""
     content_type = content_type.lower()
-    return _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
+    known = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type)
+    if known:
+        return known
+    # Reports (delivery-status, feedback-report) are header-like text.
+    return ".txt" if content_type.startswith("message/") else ".bin"
 
 
 def _split_extension(name: str) -> tuple[str, str]:
