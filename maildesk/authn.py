@@ -142,9 +142,9 @@ def trusted_results(message: ParsedMessage,
     """Return the topmost Authentication-Results header written by a trusted server.
 
     The receiving server adds its header above everything the sender wrote, so the
-    topmost trusted one is the server's own. NOTE: this holds only when the server
+    topmost trusted one is the server's own. NOTE: this is true only when the server
     also removes Authentication-Results headers with its own authserv-id from incoming
-    mail, as RFC 8601 section 5 asks; check that your MTA does.
+    mail, as RFC 8601 section 5 requires. Check that your MTA does.
     """
     trusted = {item.lower() for item in trusted_ids}
     for value in message.header_all("Authentication-Results"):

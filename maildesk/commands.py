@@ -6,9 +6,9 @@ Polish and an English name, and Polish words are also accepted without diacritic
 (``#pilnosc``, ``rozwiazane``). All commands of one mail are validated together and
 applied together, or none is: a mistake in one line must not leave half a change.
 
-Parsing (``split_commands``) and validating (``plan_changes``) are pure; the changes
-come out as ``(field, old, new)`` triples that ``apply_changes`` writes, inside the
-transaction of the mail, with one audit event each.
+Parsing (``split_commands``) and validating (``plan_changes``) are pure. They return
+the changes as ``(field, old, new)`` triples, and ``apply_changes`` writes them inside
+the transaction of the mail, with one audit event each.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def looks_like_commands(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Problem:
-    """Why one command line cannot be applied, with the right form of the command."""
+    """The reason one command line cannot be applied, with the right form of the command."""
 
     line: str
     message: str
@@ -236,7 +236,7 @@ class CommandPlan:
 
 @dataclass(frozen=True)
 class Directory:
-    """How validation finds agents and groups: logins and group names to their values.
+    """The agent and group look-ups of validation, plus the priority matrix.
 
     ``find_agent`` returns the login of an active agent named by login or address, and
     ``find_group`` the ``(name, escalates_to)`` of an active group; both None if unknown.
@@ -248,7 +248,7 @@ class Directory:
 
 
 def ticket_state(ticket: models.Ticket) -> dict[str, Any]:
-    """The fields commands may change, read from a ticket."""
+    """Return the fields that commands may change, read from a ticket."""
     return {name: getattr(ticket, name) for name in FIELDS}
 
 
@@ -343,7 +343,7 @@ def _unknown(command: CommandLine) -> Problem:
 
 
 def _check_value(command: CommandLine, spec: CommandSpec) -> Problem | None:
-    """Check that a command has the value it needs and that the value is one it knows."""
+    """Return a Problem when a required value is missing or the value is not accepted."""
     value = fold(command.value)
     if spec.takes_value and not value:
         return Problem(command.line, N_("this command needs a value"), usage=spec.usage)

@@ -1,7 +1,7 @@
 """The conversation between users and agents on a ticket, carried by mail.
 
-An agent answers a ticket mail and maildesk relays the new text to the requester and
-the Cc participants, from the desk address. A reply that starts with ``#note``, goes to
+When an agent replies to a ticket mail, maildesk relays the new text to the requester
+and the Cc participants, from the desk address. A reply that starts with ``#note``, goes to
 the note address or answers an internal-note notification stays an internal note that
 only agents are told about. Commands at the top of an agent's text change the ticket.
 A user's reply is passed on to the assignee (or the group).
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 # Kinds of Message-IDs that only agents received: a reply to one of them is internal.
 AGENT_ONLY_KINDS = frozenset({"note", "internal_note", "held", "command_confirmation",
                               "command_error"})
-# Kinds of entries and outgoing mail a requester never sees.
+# Kinds of entries and outgoing mail that are never shown or sent to a requester.
 HIDDEN_KINDS = AGENT_ONLY_KINDS | {"user_replied"}
 
 
@@ -55,7 +55,7 @@ class AgentPlan:
     """What an agent's mail does: its kind, the text to pass on, the command outcome.
 
     ``refusal`` is None, ``"authentication"`` (the mail is not proven to come from the
-    agent) or ``"invalid"`` (a command is wrong or not allowed); a refused mail changes
+    agent) or ``"invalid"`` (a command is wrong or not allowed). A refused mail changes
     nothing, is not passed on, and is kept as a ``held`` entry.
     """
 
@@ -137,7 +137,7 @@ def _tagged_ticket(desk: Desk, message: ParsedMessage) -> models.Ticket | None:
 
 
 def directory_for(desk: Desk) -> Directory:
-    """The agent and group look-ups that command validation uses, from the database."""
+    """Build the agent and group look-ups of command validation on the database."""
 
     def find_agent(value: str) -> str | None:
         agent = agents.find_agent(value)
@@ -249,7 +249,7 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         record_event(ticket, plan.login, action, {
             "reason": summary, "message_id": message_id,
             "lines": [command.line for command in plan.block.commands]})
-        logger.warning(_("mail {message_id} refused on ticket {ticket}: {reason}").format(
+        logger.warning(_("mail {message_id} rejected on ticket {ticket}: {reason}").format(
             message_id=message_id or "-", ticket=ticket.id, reason=summary))
         mail = _queue_command_error(desk, ticket, decision, plan)
         return [mail] if mail else []
@@ -288,7 +288,7 @@ def _refusal_summary(ticket: models.Ticket, sender: str, plan: AgentPlan) -> str
 
 
 def _record_first_response(ticket: models.Ticket, plan: AgentPlan) -> None:
-    """The first reply an agent relays to the user is the ticket's first response."""
+    """Record the first reply relayed to the user as the ticket's first response."""
     from maildesk.tickets import record_event
 
     if ticket.first_responded_at is not None:
@@ -367,14 +367,14 @@ def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
         automatic=False, kind="reply", sender_name=plan.name,
     )
     if mail is None:
-        logger.warning(_("ticket {ticket}: nobody may receive the reply of {agent} "
-                         "({message_id})").format(ticket=ticket.id, agent=plan.login,
+        logger.warning(_("ticket {ticket}: the reply of {agent} was not sent, because no "
+                         "recipient is allowed ({message_id})").format(ticket=ticket.id, agent=plan.login,
                                                   message_id=decision.message.message_id))
     return mail
 
 
 def _agent_recipients(ticket: models.Ticket, exclude: str | None) -> list[models.Agent]:
-    """The agents who look after a ticket: its assignee, else the members of its group."""
+    """Return the agents who look after a ticket: its assignee, else its group's members."""
     assignee = agents.resolve_assignee(ticket.assignee)
     found: list[models.Agent] = []
     if assignee is not None:
@@ -475,8 +475,10 @@ def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
 
 
 def accept_held(entry_id: int, actor: str) -> models.Message:
-    """Accept a held entry: a stranger's mail joins the conversation and they become a
-    participant; a refused agent mail becomes an internal note (nothing is re-run).
+    """Accept a held entry into the ticket's conversation.
+
+    A stranger's mail becomes a customer entry and its sender a participant. A refused
+    agent mail becomes an internal note, and its commands are not run.
 
     Raises LookupError when there is no held entry with that id.
     """

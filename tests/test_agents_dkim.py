@@ -1,6 +1,6 @@
 """Agent authentication: Authentication-Results parsing and maildesk's own DKIM check.
 
-Mail is signed with a key made for the test; the DNS look-up is a function that returns
+Mail is signed with a key made for the test. The DNS look-up is a function that returns
 the test public key, so no real DNS is queried.
 """
 

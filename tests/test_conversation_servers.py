@@ -68,7 +68,7 @@ def test_conversation_through_real_servers(daemon: Daemon, imap_account: Any, sm
     ack = received[USER][0]
     ticket = models.Ticket.get()
 
-    # The agent answers with commands on top and the user's mail quoted below.
+    # The agent replies with commands on top and the user's mail quoted below.
     imap_account.append(agent_mail(
         "#status w realizacji\n#priorytet 2\n#przypisz mnie\n\n"
         "Dzień dobry,\nproszę wyłączyć i włączyć drukarkę.\n\nMarek\n\n"
@@ -100,7 +100,7 @@ def test_conversation_through_real_servers(daemon: Daemon, imap_account: Any, sm
     assert list(received) == [MAREK]
     assert "Hasło serwisowe drukarki: 0000." in text(received[MAREK][0])
 
-    # The user answers; the assignee is told, and the user's mail carries no commands.
+    # The user replies: the assignee gets the text, and the user's command lines do nothing.
     imap_account.append(mail(sender=f"Zofia Wiśniewska <{USER}>",
                              subject=f"Re: [#{ticket.id}] Drukarka nie drukuje",
                              body="#status zamknięte\n\nNadal nie działa.\n",
