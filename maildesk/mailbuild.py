@@ -2,22 +2,38 @@
 
 Every value that came from an incoming mail reaches the headers only through
 ``single_line``, and the headers are set through EmailMessage, which folds and encodes
-them (RFC 2047) and rejects CR/LF: a subject or display name cannot inject a header.
+them (RFC 2047) and rejects CR/LF: a subject, display name or file name cannot inject a
+header. Message-IDs taken from incoming mail are kept only when they have the
+``<left@right>`` form without spaces.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
+import re
 import secrets
+import uuid
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
+from typing import Any
 
 from maildesk.models import utcnow
 from maildesk.parse import single_line
 from maildesk.templating import RenderedMail
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_ID = re.compile(r"^<[^<>\s\"]+@[^<>\s\"]+>$")
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+# Outlook and Gmail thread on the last few ids; the first and the last ten are kept.
+MAX_REFERENCES = 11
+# Seconds between 1601-01-01 (the FILETIME epoch) and 1970-01-01.
+_FILETIME_EPOCH_OFFSET = 11644473600
 
 
 @dataclass(frozen=True)
@@ -26,19 +42,86 @@ class Recipient:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+class _OutgoingPolicy(EmailPolicy):
+    """The SMTP policy, but a folded header never starts with an empty first line.
+
+    Python folds a header whose first word does not fit beside the name as
+    ``Subject:`` CRLF `` word``. Some clients show that as an empty subject, so the first
+    continuation line is joined back: the line gets longer than 78 characters, which
+    RFC 5322 allows (the hard limit is 998).
+    """
+
+    def fold(self, name: str, value: Any) -> str:
+        return _join_empty_first_line(super().fold(name, value), name)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        folded = super().fold_binary(name, value)
+        return _join_empty_first_line(folded.decode("ascii", "surrogateescape"),
+                                      name).encode("ascii", "surrogateescape")
+
+
+def _join_empty_first_line(folded: str, name: str) -> str:
+    prefix = name + ":\r\n "
+    if folded.startswith(prefix):
+        return f"{name}: {folded[len(prefix):].lstrip(' ')}"
+    return folded
+
+
+OUTGOING_POLICY = _OutgoingPolicy(linesep="\r\n")
+
+
 def new_message_id(kind: str, ticket: int | None, domain: str) -> str:
     """Return a Message-ID with a random part, so nobody can guess the next one."""
     ticket_part = f"{ticket}." if ticket is not None else ""
     return f"<{kind}.{ticket_part}{secrets.token_hex(8)}@{domain}>"
 
 
+def valid_message_ids(ids: list[str] | tuple[str, ...] | None) -> list[str]:
+    """Keep the ids that are safe to copy into a header, in order and without repeats."""
+    kept: list[str] = []
+    for value in ids or ():
+        value = value.strip()
+        if _MESSAGE_ID.match(value) and value not in kept:
+            kept.append(value)
+    return kept
+
+
+def thread_index(conversation: str, started: datetime) -> str:
+    """Return an Outlook Thread-Index header block for one conversation (one ticket).
+
+    The block is 22 bytes: 0x01, the 40 high bits of the start time as FILETIME, and a
+    GUID derived from ``conversation``, so every mail of a ticket carries the same one
+    and Outlook groups them even when the subject changes.
+    """
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    filetime = int((started.timestamp() + _FILETIME_EPOCH_OFFSET) * 10_000_000)
+    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"maildesk:{conversation}")
+    block = b"\x01" + (filetime >> 24).to_bytes(5, "big") + guid.bytes
+    return base64.b64encode(block).decode("ascii")
+
+
+def safe_filename(name: str, fallback: str = "attachment") -> str:
+    """Reduce a user-supplied file name to one line without path or control characters."""
+    cleaned = _UNSAFE_FILENAME.sub("_", single_line(name)).strip(" ._")
+    return cleaned[:200] or fallback
+
+
 def _formatted(recipient: Recipient) -> str:
     name = single_line(recipient.name)
+    address = single_line(recipient.address)
     try:
-        username, domain = recipient.address.rsplit("@", 1)
+        username, domain = address.rsplit("@", 1)
         return str(HeaderAddress(display_name=name, username=username, domain=domain))
     except (ValueError, IndexError):
-        return formataddr((name, recipient.address))
+        return formataddr((name, address))
 
 
 def build_message(
@@ -53,33 +136,66 @@ def build_message(
     reply_to: str | None = None,
     automatic: bool = True,
     ticket: int | None = None,
+    auto_submitted: str | None = None,
+    thread_topic: str | None = None,
+    thread_started: datetime | None = None,
+    attachments: list[OutgoingAttachment] | None = None,
+    date: datetime | None = None,
 ) -> EmailMessage:
-    """Assemble one outgoing mail with the threading and loop-protection headers."""
-    message = EmailMessage(policy=SMTP)
+    """Assemble one outgoing mail with the threading and loop-protection headers.
+
+    Automatic mail carries ``Auto-Submitted: auto-replied`` unless ``auto_submitted``
+    names another RFC 3834 value: every responder that honours the header treats all
+    values other than ``no`` alike, and some filters look for ``auto-replied`` only.
+    """
+    message = EmailMessage(policy=OUTGOING_POLICY)
     message["From"] = _formatted(sender)
     message["To"] = ", ".join(_formatted(r) for r in to)
     if cc:
         message["Cc"] = ", ".join(_formatted(r) for r in cc)
     message["Subject"] = single_line(rendered.subject)
-    message["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
+    message["Date"] = format_datetime((date or utcnow()).replace(tzinfo=UTC))
     message["Message-ID"] = message_id
-    if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-    if references:
-        # Outlook and Gmail thread on the last few ids; keep the first and the last ten.
-        kept = references if len(references) <= 11 else [references[0], *references[-10:]]
-        message["References"] = " ".join(kept)
+    _set_threading(message, in_reply_to, references, thread_topic, thread_started, ticket)
     if reply_to:
-        message["Reply-To"] = reply_to
+        message["Reply-To"] = single_line(reply_to)
     if automatic:
-        # RFC 3834: tells well-behaved responders not to answer; Exchange reads the other.
-        message["Auto-Submitted"] = "auto-replied"
+        # RFC 3834 tells well-behaved responders not to answer; Exchange reads the other.
+        message["Auto-Submitted"] = auto_submitted or "auto-replied"
         message["X-Auto-Response-Suppress"] = "All"
     if ticket is not None:
         message["X-Maildesk-Ticket"] = str(ticket)
-    message["Content-Language"] = rendered.language
     message.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
     if rendered.html:
         message.add_alternative(rendered.html, subtype="html", charset="utf-8",
                                 cte="quoted-printable")
+    for attachment in attachments or ():
+        maintype, _slash, subtype = attachment.content_type.partition("/")
+        if not subtype or "\n" in attachment.content_type or "\r" in attachment.content_type:
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(attachment.content, maintype=maintype, subtype=subtype,
+                               filename=safe_filename(attachment.filename))
+    # Set last: turning the body into multipart moves every Content-* header down.
+    message["Content-Language"] = rendered.language
     return message
+
+
+def _set_threading(message: EmailMessage, in_reply_to: str | None,
+                   references: list[str] | None, thread_topic: str | None,
+                   thread_started: datetime | None, ticket: int | None) -> None:
+    parent = valid_message_ids([in_reply_to] if in_reply_to else [])
+    if parent:
+        message["In-Reply-To"] = parent[0]
+    kept = valid_message_ids(references)
+    if parent and parent[0] not in kept:
+        kept.append(parent[0])
+    if len(kept) > MAX_REFERENCES:
+        kept = [kept[0], *kept[-(MAX_REFERENCES - 1):]]
+    if kept:
+        message["References"] = " ".join(kept)
+    if thread_topic:
+        # Outlook groups a conversation by Thread-Topic and the Thread-Index GUID.
+        message["Thread-Topic"] = single_line(thread_topic)
+    if ticket is not None and thread_started is not None:
+        domain = message["Message-ID"].rsplit("@", 1)[-1].rstrip(">")
+        message["Thread-Index"] = thread_index(f"{domain}/ticket/{ticket}", thread_started)

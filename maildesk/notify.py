@@ -366,7 +366,6 @@ def queue_mail(
     if ticket is not None and desk.tag(ticket.id) not in rendered.subject:
         rendered = replace(rendered, subject=f"{desk.tag(ticket.id)} {rendered.subject}")
 
-    answers = in_reply_to is not None
     if ticket is not None and in_reply_to is None and references is None:
         references = thread_references(ticket, to[0].address)
         in_reply_to = references[-1] if references else None
@@ -384,7 +383,6 @@ def queue_mail(
         reply_to=desk.config.desk.address,
         automatic=automatic,
         ticket=ticket.id if ticket else None,
-        auto_submitted="auto-replied" if answers else "auto-generated",
         thread_topic=ticket.subject if ticket is not None else None,
         thread_started=ticket.created_at if ticket is not None else None,
         attachments=attachments,

@@ -1,24 +1,36 @@
 """Jinja2 mail templates: one file per mail and language, rendered in a sandbox.
 
 A template file extends ``_layout.j2`` and fills the blocks ``subject``, ``text`` and,
-optionally, ``html``. The layout adds the signature. Templates are edited by admins, so
-they run in a SandboxedEnvironment with StrictUndefined: a misspelt variable is an error
-at check time, not an empty gap in a mail to a user. The HTML part is rendered in a
-second environment with autoescaping on.
+optionally, ``html``. The layout adds the signature, and builds the HTML part from the
+text block when a template has no ``html`` block. Templates are edited by admins, so they
+run in a SandboxedEnvironment with StrictUndefined: a misspelt variable is an error at
+check time, not an empty gap in a mail to a user. The HTML part is rendered in a second
+environment with autoescaping on.
+
+Each template is compiled from a snapshot of its file and of the shared ``_*.j2`` files.
+When a file changes while the daemon runs, the new version replaces the old one only if
+it compiles and renders against the sample context, so a typo in an edited template
+never stops the mail: the last good version keeps being used.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
 
 from maildesk.errors import ConfigError
 from maildesk.i18n import LANGUAGES, _
@@ -26,10 +38,25 @@ from maildesk.parse import single_line
 
 logger = logging.getLogger(__name__)
 
-PARTS = ("subject", "text", "html")
+PARTS = ("subject", "text", "body", "html")
 
 # "4 grudnia 2026 r., 14:05" is how Polish offices write a date and time.
 _DATETIME_PATTERNS = {"pl": "d MMMM y 'r.', HH:mm", "en": "d MMMM y, HH:mm"}
+_DATE_PATTERNS = {"pl": "d MMMM y 'r.'", "en": "d MMMM y"}
+
+# Links in plain text: http(s) URLs and bare email addresses. Trailing punctuation
+# belongs to the sentence, not to the link.
+_LINK = re.compile(
+    r"(?P<url>https?://[^\s<>\"']+)|(?P<address>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)",
+    re.IGNORECASE,
+)
+_TRAILING_PUNCTUATION = ".,;:!?)]}'\""
+
+# Elements that never have a closing tag in HTML.
+_VOID_ELEMENTS = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+    "track", "wbr",
+})
 
 
 @dataclass(frozen=True)
@@ -40,13 +67,106 @@ class RenderedMail:
     language: str
 
 
+@dataclass
+class _Compiled:
+    """One template compiled from a snapshot of its sources, for both environments."""
+
+    language: str
+    name: str
+    signature: tuple[tuple[str, int, int], ...]
+    text: jinja2.Template
+    html: jinja2.Template
+    rejected_signature: tuple[tuple[str, int, int], ...] | None = field(default=None)
+
+
 def polish_plural(count: int, one: str, few: str, many: str) -> str:
     """Choose the Polish form: 1 zgłoszenie, 2-4 zgłoszenia (not 12-14), else zgłoszeń."""
+    count = abs(count)
     if count == 1:
         return one
     if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
         return few
     return many
+
+
+def _link(raw: str) -> str:
+    """Return one matched URL or address as an escaped anchor, trailing punctuation outside."""
+    trimmed = raw.rstrip(_TRAILING_PUNCTUATION)
+    rest = raw[len(trimmed):]
+    href = trimmed if "://" in trimmed else f"mailto:{trimmed}"
+    return f'<a href="{escape(href)}">{escape(trimmed)}</a>{escape(rest)}'
+
+
+def _line_to_html(line: str) -> str:
+    parts = []
+    position = 0
+    for match in _LINK.finditer(line):
+        parts.append(str(escape(line[position:match.start()])))
+        parts.append(_link(match.group(0)))
+        position = match.end()
+    parts.append(str(escape(line[position:])))
+    return "".join(parts)
+
+
+def text_to_html(value: str) -> Markup:
+    """Turn a plain-text block into escaped HTML paragraphs with clickable links.
+
+    Paragraphs are separated by blank lines. A paragraph whose lines are all indented
+    (a command to type, a code) becomes ``<pre>``. Markup input (the output of an
+    autoescaping template) is unescaped first, so its text is escaped exactly once.
+    """
+    raw = value.unescape() if isinstance(value, Markup) else str(value)
+    raw = raw.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    blocks = [block for block in re.split(r"\n[ \t]*\n", raw) if block.strip()]
+
+    html_blocks = []
+    for block in blocks:
+        lines = block.split("\n")
+        if all(line.startswith(("    ", "\t")) for line in lines):
+            content = "\n".join(_line_to_html(line.strip()) for line in lines)
+            html_blocks.append(f"<pre>{content}</pre>")
+        else:
+            content = "<br>\n".join(_line_to_html(line.rstrip()) for line in lines)
+            html_blocks.append(f"<p>{content}</p>")
+    return Markup("\n".join(html_blocks))
+
+
+class _BalanceChecker(HTMLParser):
+    """Find the first unclosed or wrongly nested element in an HTML part."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.problem: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _VOID_ELEMENTS:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID_ELEMENTS or self.problem:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            expected = self.stack[-1] if self.stack else None
+            self.problem = (
+                _("closing </{tag}> where </{expected}> was expected").format(
+                    tag=tag, expected=expected)
+                if expected else _("closing </{tag}> without an opening tag").format(tag=tag)
+            )
+            return
+        self.stack.pop()
+
+
+def html_problem(html: str) -> str | None:
+    """Return why an HTML part is not well-formed, or None when every element is closed."""
+    checker = _BalanceChecker()
+    checker.feed(html)
+    checker.close()
+    if checker.problem:
+        return checker.problem
+    if checker.stack:
+        return _("<{tag}> is never closed").format(tag=checker.stack[-1])
+    return None
 
 
 class Templates:
@@ -57,40 +177,77 @@ class Templates:
         self.root = root
         self.default_language = default_language
         self.timezone = ZoneInfo(timezone)
-        self._environments = {
-            autoescape: self._make_environment(autoescape) for autoescape in (False, True)
-        }
+        self._cache: dict[tuple[str, str], _Compiled] = {}
+        self._sample: dict[str, Any] | None = None
+        self._lock = threading.Lock()
 
-    def _make_environment(self, autoescape: bool) -> SandboxedEnvironment:
+    # ------------------------------------------------------------------ environments
+
+    def _make_environment(self, autoescape: bool,
+                          load: Callable[[str], tuple[str, str, Callable[[], bool]]]
+                          ) -> SandboxedEnvironment:
         environment = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(self.root)),
+            loader=jinja2.FunctionLoader(load),
             undefined=jinja2.StrictUndefined,
             autoescape=autoescape,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
-            auto_reload=True,
+            auto_reload=False,
         )
         environment.filters["datetime"] = self._format_datetime
+        environment.filters["date"] = self._format_date
         environment.filters["plural"] = self._plural
+        environment.filters["text_to_html"] = text_to_html
+        environment.filters["filesize"] = self._format_size
         return environment
 
-    def _format_datetime(self, value: datetime | None, language: str = "pl") -> str:
+    @jinja2.pass_context
+    def _format_datetime(self, context: Any, value: datetime | None,
+                         language: str | None = None) -> str:
         """Format an instant in the desk's time zone the way the reader writes dates."""
         if value is None:
             return "—"
+        language = language or context.get("language") or self.default_language
         if value.tzinfo is None:
             value = value.replace(tzinfo=ZoneInfo("UTC"))
         pattern = _DATETIME_PATTERNS.get(language, _DATETIME_PATTERNS["en"])
         return format_datetime(value.astimezone(self.timezone), pattern, locale=language)
 
+    @jinja2.pass_context
+    def _format_date(self, context: Any, value: date | datetime | None,
+                     language: str | None = None) -> str:
+        if value is None:
+            return "—"
+        language = language or context.get("language") or self.default_language
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=ZoneInfo("UTC"))
+            value = value.astimezone(self.timezone).date()
+        pattern = _DATE_PATTERNS.get(language, _DATE_PATTERNS["en"])
+        return format_date(value, pattern, locale=language)
+
+    @jinja2.pass_context
+    def _format_size(self, context: Any, value: int | None, language: str | None = None) -> str:
+        """Format a byte count in MB (or kB below 1 MB) with the reader's decimal sign."""
+        if value is None:
+            return "—"
+        language = language or context.get("language") or self.default_language
+        if value < 1024 * 1024:
+            return f"{format_decimal(value / 1024, format='#,##0', locale=language)} kB"
+        return f"{format_decimal(value / (1024 * 1024), format='#,##0.#', locale=language)} MB"
+
     @staticmethod
     def _plural(count: int, *forms: str) -> str:
+        """Pick the form for ``count``: three forms are Polish, two are English."""
         if len(forms) == 3:
             return polish_plural(int(count), *forms)
         if len(forms) == 2:
-            return forms[0] if int(count) == 1 else forms[1]
-        raise ValueError("plural needs 2 (English) or 3 (Polish) forms")
+            return forms[0] if abs(int(count)) == 1 else forms[1]
+        raise jinja2.TemplateRuntimeError(
+            "plural needs 2 forms (English: one, other) or 3 (Polish: one, few, many)")
+
+    # ------------------------------------------------------------------ files
 
     def languages_for(self, preferred: str | None) -> list[str]:
         """The fallback chain: the reader's language, the desk default, then the rest."""
@@ -107,61 +264,177 @@ class Templates:
                 found |= {p.stem for p in folder.glob("*.j2") if not p.name.startswith("_")}
         return found
 
+    def missing_translations(self) -> list[tuple[str, str]]:
+        """Return (language, name) pairs of templates that exist in another language only."""
+        every = self.names()
+        return [(code, name) for code in LANGUAGES for name in sorted(every - self.names(code))]
+
+    def _files(self, language: str, name: str) -> list[Path]:
+        """The files one template may read: itself and every shared ``_*.j2`` partial."""
+        shared = sorted(self.root.glob("*/_*.j2"))
+        return [self.root / language / f"{name}.j2", *shared]
+
+    @staticmethod
+    def _signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+        stamps = []
+        for path in paths:
+            try:
+                status = path.stat()
+            except OSError:
+                continue
+            stamps.append((str(path), status.st_mtime_ns, status.st_size))
+        return tuple(stamps)
+
+    def _compile(self, language: str, name: str) -> _Compiled:
+        """Read a snapshot of the sources and compile the template in both environments."""
+        paths = self._files(language, name)
+        signature = self._signature(paths)
+        sources: dict[str, str] = {}
+        for path in paths:
+            if path.exists():
+                key = path.relative_to(self.root).as_posix()
+                sources[key] = path.read_text(encoding="utf-8")
+
+        def load(template_name: str) -> tuple[str, str, Callable[[], bool]]:
+            # An include outside the snapshot (another mail template) is read once.
+            if template_name not in sources:
+                path = self.root / template_name
+                if not path.is_file():
+                    raise jinja2.TemplateNotFound(template_name)
+                sources[template_name] = path.read_text(encoding="utf-8")
+            return sources[template_name], str(self.root / template_name), lambda: True
+
+        template_name = f"{language}/{name}.j2"
+        try:
+            text = self._make_environment(False, load).get_template(template_name)
+            html = self._make_environment(True, load).get_template(template_name)
+        except jinja2.TemplateSyntaxError as error:
+            where = self.root / (error.name or template_name)
+            raise ConfigError(
+                _("template syntax error: {message}").format(message=error.message),
+                f"{where}:{error.lineno}",
+            ) from error
+        except jinja2.TemplateNotFound as error:
+            raise ConfigError(
+                _("template {name} includes {missing}, which does not exist").format(
+                    name=template_name, missing=error.name),
+                str(self.root / template_name),
+            ) from error
+        return _Compiled(language, name, signature, text, html)
+
+    # ------------------------------------------------------------------ rendering
+
+    def _current(self, language: str, name: str, context: dict[str, Any]) -> _Compiled:
+        """Return the compiled template, reloading a changed file only when it works."""
+        key = (language, name)
+        with self._lock:
+            cached = self._cache.get(key)
+            signature = self._signature(self._files(language, name))
+            if cached is not None and signature in (cached.signature, cached.rejected_signature):
+                return cached
+
+            try:
+                compiled = self._compile(language, name)
+                if cached is not None:
+                    # A changed file must prove itself before it replaces a working one.
+                    self._render_compiled(compiled, self._sample or context)
+            except ConfigError as error:
+                if cached is None:
+                    raise
+                cached.rejected_signature = signature
+                logger.error(
+                    _("template {language}/{name} changed but is broken, so the previous "
+                      "version stays in use: {error}").format(
+                        language=language, name=name, error=error))
+                return cached
+
+            if cached is not None:
+                logger.info(_("template {language}/{name} reloaded").format(
+                    language=language, name=name))
+            self._cache[key] = compiled
+            return compiled
+
     def render(self, name: str, language: str | None, context: dict[str, Any]) -> RenderedMail:
         """Render one mail in the first language of the fallback chain that has it."""
         for code in self.languages_for(language):
-            if (self.root / code / f"{name}.j2").exists():
-                return self._render_in(name, code, context)
+            if (self.root / code / f"{name}.j2").exists() or (code, name) in self._cache:
+                compiled = self._current(code, name, context)
+                return self._render_compiled(compiled, context)
         raise ConfigError(
             _("template '{name}' not found in {root}").format(name=name, root=self.root)
         )
 
-    def _render_in(self, name: str, language: str, context: dict[str, Any]) -> RenderedMail:
-        template_name = f"{language}/{name}.j2"
-        values = {**context, "language": language}
+    def _render_compiled(self, compiled: _Compiled, context: dict[str, Any]) -> RenderedMail:
+        values = {**context, "language": compiled.language}
+        template_name = f"{compiled.language}/{compiled.name}.j2"
         try:
-            text_template = self._environments[False].get_template(template_name)
-            subject = text_template.render(values, part="subject")
-            text = text_template.render(values, part="text")
-            html = None
-            if "html" in text_template.blocks:
-                html_template = self._environments[True].get_template(template_name)
-                html = html_template.render(values, part="html")
-        except jinja2.TemplateSyntaxError as error:
-            raise ConfigError(
-                _("template syntax error: {message}").format(message=error.message),
-                f"{self.root / template_name}:{error.lineno}",
-            ) from error
+            subject = single_line(compiled.text.render(values, part="subject"))
+            text = compiled.text.render(values, part="text")
+            body = compiled.text.render(values, part="body")
+            html = compiled.html.render(
+                {**values, "mail_subject": subject, "text_html": text_to_html(body)},
+                part="html",
+            )
         except jinja2.TemplateError as error:
+            name, line = _error_location(error, self.root, template_name)
             raise ConfigError(
                 _("template error: {message}").format(message=error),
-                f"{self.root / template_name}:{_error_line(error, template_name)}",
+                f"{self.root / name}:{line}",
             ) from error
-        return RenderedMail(single_line(subject), text.strip() + "\n",
-                            html.strip() if html else None, language)
+
+        if not subject:
+            raise ConfigError(_("the subject block renders empty"),
+                              str(self.root / template_name))
+        if not text.strip():
+            raise ConfigError(_("the text block renders empty"), str(self.root / template_name))
+        return RenderedMail(subject, text.strip() + "\n", html.strip() + "\n" if html.strip()
+                            else None, compiled.language)
+
+    # ------------------------------------------------------------------ checking
 
     def check(self, sample_context: dict[str, Any]) -> list[ConfigError]:
-        """Render every template in every language against a sample; return the errors."""
+        """Render every template in every language against a sample; return the errors.
+
+        The sample is kept: later reloads of changed files are tried against it.
+        Templates that pass replace the cached versions.
+        """
+        self._sample = sample_context
         errors = []
         for code in LANGUAGES:
             for name in sorted(self.names(code)):
                 try:
-                    self._render_in(name, code, sample_context)
+                    compiled = self._compile(code, name)
+                    rendered = self._render_compiled(compiled, sample_context)
                 except ConfigError as error:
                     errors.append(error)
+                    continue
+                problem = html_problem(rendered.html or "")
+                if problem:
+                    errors.append(ConfigError(
+                        _("the HTML part is not well-formed: {problem}").format(problem=problem),
+                        str(self.root / code / f"{name}.j2")))
+                    continue
+                with self._lock:
+                    self._cache[(code, name)] = compiled
         return errors
 
 
-def _error_line(error: Exception, template_name: str) -> int | str:
-    """Find the template line of a render-time error in its traceback.
+def _error_location(error: Exception, root: Path, template_name: str) -> tuple[str, int | str]:
+    """Find the innermost template file and line of a render-time error.
 
     Jinja2 rewrites the traceback so that frames of template code carry the template's
-    file name and line; the innermost such frame is where the error happened.
+    file name and line; the innermost such frame is where the error happened, which may
+    be in the layout or an included file rather than the mail template.
     """
+    if isinstance(error, jinja2.TemplateSyntaxError) and error.lineno:
+        return error.name or template_name, error.lineno
     traceback = error.__traceback__
-    line: int | str = "?"
+    name, line = template_name, "?"
+    prefix = str(root)
     while traceback is not None:
-        if traceback.tb_frame.f_code.co_filename.endswith(template_name):
+        filename = traceback.tb_frame.f_code.co_filename
+        if filename.startswith(prefix) and filename.endswith(".j2"):
+            name = Path(filename).relative_to(root).as_posix()
             line = traceback.tb_lineno
         traceback = traceback.tb_next
-    return line
+    return name, line
