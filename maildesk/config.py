@@ -360,7 +360,7 @@ def load_config(path: Path) -> Config:
     vip = tuple(str(v) for v in (root.get("vip") or []))
     root.finish(extra_allowed=("sla", "calendar", "priority", "commands", "threading"))
 
-    return Config(
+    config = Config(
         path=path,
         language=normalize_language(language) or "pl",
         desk=desk,
@@ -375,6 +375,10 @@ def load_config(path: Path) -> Config:
         vip=vip,
         raw=document,
     )
+    from maildesk.slaconfig import service_levels_of
+
+    service_levels_of(config)  # checks 'calendar', 'priority' and 'sla' with file:line
+    return config
 
 
 def _desk(section: _Section) -> DeskConfig:

@@ -381,13 +381,12 @@ def reconcile(desk: Desk, ticket: models.Ticket, actor: str, at: datetime) -> bo
     Returns True when something was written. See ``slatrack.reconcile``.
     """
     fields = []
-    if ticket.status not in set(Status):
+    if ticket.status == "reopened":
         # "reopened" names an event, not a status: the ticket goes back to work.
-        before = ticket.status
         ticket.status = reopen_status(ticket).value
         fields.append("status")
-        _record(ticket, actor, "reopened" if before == "reopened" else "status_changed",
-                before, ticket.status, {"source": "reconcile", "reason": None})
+        _record(ticket, actor, "reopened", "reopened", ticket.status,
+                {"source": "reconcile", "reason": None})
     moved = slatrack.reconcile(desk, ticket, actor, at)
     levels = service_levels(desk)
     moment = to_utc(at)
