@@ -53,6 +53,13 @@ def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
 
 def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
     """Return the ticket a suspected auto-responder loop points at, or None."""
+    # A loop answers one of our acknowledgements, so it names a ticket tag; mail without
+    # one (nearly all new mail) needs no query.
+    numbers = {int(n) for n in tag_pattern(desk.config.desk.ticket_tag).findall(
+        f"{message.subject}\n{message.text}")}
+    if not numbers:
+        return None
+
     sender = message.from_address.normalized if message.from_address else ""
     since = models.utcnow() - LOOP_WINDOW
     recent = list(
@@ -68,8 +75,6 @@ def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
     ]
     if len(acknowledged) < LOOP_TICKETS:
         return None
-    numbers = {int(n) for n in tag_pattern(desk.config.desk.ticket_tag).findall(
-        f"{message.subject}\n{message.text}")}
     for ticket in acknowledged:
         if ticket.id in numbers:
             return ticket
