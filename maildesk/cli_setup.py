@@ -11,6 +11,8 @@ from maildesk.i18n import _, current_language, ngettext
 from maildesk.resources import PACKAGE_DIR, demo_mailbox, shipped
 
 DEMO_MARKER = ".maildesk-demo"
+# Starter configurations under data/desk-models/, one per service desk model.
+DESK_MODELS = ("call-centre", "unskilled", "skilled", "expert")
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -22,7 +24,12 @@ def _copy_tree(source: Path, target: Path) -> None:
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--language", type=click.Choice(["pl", "en"]), default=None,
               help=_("Language of the starter configuration (default: the current one)."))
-def init(directory: Path, language: str | None) -> None:
+@click.option("--model", type=click.Choice(DESK_MODELS), default=None,
+              help=_("Start from the configuration of a service desk model: call-centre "
+                     "(logs and passes on), unskilled (logs, dispatches, tracks, reports "
+                     "back), skilled (solves most tickets) or expert (handles whole "
+                     "incidents)."))
+def init(directory: Path, language: str | None, model: str | None) -> None:
     """Write a commented starter configuration, rules and templates into DIRECTORY."""
     language = language or current_language()
     config_path = directory / "maildesk.yaml"
@@ -31,7 +38,9 @@ def init(directory: Path, language: str | None) -> None:
             path=config_path))
 
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PACKAGE_DIR / "data" / f"maildesk.{language}.yaml", config_path)
+    starter = (PACKAGE_DIR / "data" / "desk-models" / f"{model}.{language}.yaml" if model
+               else PACKAGE_DIR / "data" / f"maildesk.{language}.yaml")
+    shutil.copyfile(starter, config_path)
     _copy_tree(shipped("templates"), directory / "templates")
     _copy_tree(shipped("rules"), directory / "rules")
     click.echo(_("Wrote {path}, templates/ and rules/. Edit the configuration, then run: "

@@ -279,3 +279,30 @@ def test_slaconfig_shipped_starters_are_valid(tmp_path: Path) -> None:
         copy.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
 
         assert load_service_levels(load_config(copy)) is not None, path
+
+
+@pytest.mark.parametrize("model", ["call-centre", "unskilled", "skilled", "expert"])
+@pytest.mark.parametrize("language", ["pl", "en"])
+def test_init_model_writes_working_desk(tmp_path: Path, model: str, language: str) -> None:
+    from click.testing import CliRunner
+
+    from maildesk.cli import main
+    from maildesk.desk import Desk
+    from maildesk.wiring import check_templates, load_rules
+
+    target = tmp_path / "desk"
+    result = CliRunner().invoke(main, ["init", str(target), "--model", model,
+                                       "--language", language])
+    assert result.exit_code == 0, result.output
+
+    path = target / "maildesk.yaml"
+    assert f"language: {language}" in path.read_text(encoding="utf-8")
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["database"] = f"sqlite:///{tmp_path / 'desk.db'}"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    desk = Desk.open(path)
+
+    levels = load_service_levels(desk.config)
+    assert levels.policy_for(1, None, None).calendar.always_open
+    assert load_rules(desk) is not None
+    check_templates(desk)
