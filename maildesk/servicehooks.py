@@ -9,6 +9,7 @@ transaction of ``apply`` and return the mail they queued.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,30 @@ def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
     return []
 
 
+def _dispatch_after_group_command(desk: Desk, decision: Any, ticket: models.Ticket,
+                                  at: datetime) -> list[QueuedMail]:
+    """Tell the new group (its mailbox or its agents) of a group an agent's command set.
+
+    The commands record a ``field_changed`` event per field with the mail's Message-ID;
+    a group change found there is dispatched like one made through ``escalation``.
+    """
+    message_id = decision.message.message_id
+    if not message_id:
+        return []
+    changed = (models.Event.select()
+               .where(models.Event.ticket == ticket, models.Event.action == "field_changed")
+               .order_by(models.Event.id.desc()))
+    for event in changed:
+        detail = json.loads(event.detail) if event.detail else {}
+        if detail.get("message_id") != message_id:
+            break
+        if detail.get("field") == "group" and ticket.group:
+            reason = detail.get("reason")
+            return escalation.dispatch(desk, ticket, ticket.group, event.actor,
+                                       Source.AGENT_COMMAND, at, reason)
+    return []
+
+
 def _is_team_mailbox(ticket: models.Ticket, sender: str) -> bool:
     return (models.Participant.select()
             .join(models.Contact)
@@ -73,11 +98,12 @@ def on_message_added(desk: Desk, decision: Any, ticket: models.Ticket,
     # Agent commands may have set the status or priority directly.
     lifecycle.reconcile(desk, ticket, sender, at)
 
-    if decision.entry_kind == "agent_reply":
+    if decision.entry_kind in ("agent_reply", "internal_note"):
+        queued = _dispatch_after_group_command(desk, decision, ticket, at)
         readers = {address.normalized for address in (*message.to, *message.cc)}
-        if ticket.requester.address in readers:
+        if decision.entry_kind == "agent_reply" and ticket.requester.address in readers:
             lifecycle.record_first_response(desk, ticket, sender, at)
-        return []
+        return queued
 
     role = decision.follow_up.sender_role
     if decision.entry_kind != "customer" or role not in (SenderRole.REQUESTER,

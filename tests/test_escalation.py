@@ -203,3 +203,47 @@ def test_rule_routed_ticket_to_vendor_is_dispatched(tmp_path: Path, database_url
     detail = json.loads(models.Event.get(models.Event.action == "dispatched").detail)
     assert detail["external"] is True
     assert "drukarki-do-serwisu" in detail["reason"]
+
+
+PASS = ("mx.example.com; dkim=pass header.d=example.com header.s=sel1; "
+        "spf=pass smtp.mailfrom=example.com; dmarc=pass header.from=example.com")
+
+
+def test_escalate_command_by_mail_tells_next_tier(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    created = pipeline.process(desk, mail(sender=REQUESTER), "test:1")
+    number = created.ticket
+    models.Ticket.update(group="pierwsza-linia").where(models.Ticket.id == number).execute()
+
+    command = mail(sender="Marek Zieliński <marek.zielinski@example.com>",
+                   subject=f"Re: [#{number}] Drukarka nie drukuje",
+                   body="#eskaluj potrzebny administrator serwera wydruku",
+                   message_id="<e1@example.com>", headers={"Authentication-Results": PASS})
+    pipeline.process(desk, command, "test:2")
+
+    ticket = models.Ticket.get_by_id(number)
+    assert ticket.group == "druga-linia"
+    assert ticket.escalation_level == 1
+    assert [row.recipients.split() for row in rows("dispatch")] == [["ewa.nowak@example.com"]]
+    detail = json.loads(models.Event.get(models.Event.action == "dispatched").detail)
+    assert detail["source"] == "agent_command"
+
+
+def test_group_command_to_vendor_forwards_ticket(tmp_path: Path, database_url: str) -> None:
+    groups = [*base_config(database_url, tmp_path)["groups"],
+              {"name": "serwis-drukarek", "tier": 3, "address": VENDOR}]
+    desk = make_desk(tmp_path, database_url, groups=groups,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    created = pipeline.process(desk, mail(sender=REQUESTER), "test:1")
+    number = created.ticket
+
+    command = mail(sender="Marek Zieliński <marek.zielinski@example.com>",
+                   subject=f"Re: [#{number}] Drukarka nie drukuje",
+                   body="#grupa serwis-drukarek", message_id="<e2@example.com>",
+                   headers={"Authentication-Results": PASS})
+    pipeline.process(desk, command, "test:2")
+
+    assert [row.recipients.split() for row in rows("dispatch")] == [[VENDOR]]
+    assert models.Participant.select().join(models.Contact).where(
+        models.Contact.address == VENDOR).exists()
