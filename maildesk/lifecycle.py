@@ -42,7 +42,7 @@ class Status(StrEnum):
 
 
 class Source(StrEnum):
-    """Who makes a change: the user's mail, an agent's command, a rule or the scheduler."""
+    """The origin of a change: the user's mail, an agent's command, a rule or the scheduler."""
 
     USER_MAIL = "user_mail"
     AGENT_COMMAND = "agent_command"
@@ -91,7 +91,7 @@ TRANSITIONS: dict[tuple[Status, Status], frozenset[Source]] = {
 
 
 class LifecycleError(MaildeskError):
-    """A change the lifecycle does not allow; the message says what is allowed instead."""
+    """A change the lifecycle does not allow; the message names what is allowed instead."""
 
 
 @dataclass(frozen=True)
@@ -252,12 +252,10 @@ def _notify_requester(desk: Desk, ticket: models.Ticket, notice: str, current: S
         return None
 
     requester = ticket.requester
-    closes_at = ticket.auto_close_due
     extra = {
         "status": {"before": current.value, "after": target.value, "source": str(source),
                    "reason": reason or "", "actor": actor},
-        "closing": {"closes_at": closes_at.replace(tzinfo=None) if closes_at else None,
-                    "rating_scale": 5},
+        "closing": {"closes_at": ticket.auto_close_due, "rating_scale": 5},
     }
     return queue_ticket_mail(desk, ticket, f"status_{notice}",
                              [Recipient(requester.address, requester.name)], extra)
@@ -366,7 +364,7 @@ def classify(desk: Desk, ticket: models.Ticket, actor: str, source: str, at: dat
 
 def record_first_response(desk: Desk, ticket: models.Ticket, actor: str,
                           at: datetime) -> bool:
-    """Record that an agent answered the requester; return False if one was recorded before."""
+    """Record an agent's first response to the requester; False if one was recorded before."""
     if ticket.status in (Status.RESOLVED, Status.CLOSED):
         return False
     responded = slatrack.respond(desk, ticket, at, actor)

@@ -1,6 +1,6 @@
 """The requester's reaction to a resolution: a rating from 1 to 5, or a short thanks.
 
-The resolution notice asks for a digit from 1 to 5. A reply that carries only that
+The resolution notice requests a digit from 1 to 5. A reply that carries only that
 rating is stored on the ticket and does not reopen it; neither does a reply made only
 of thanks, greetings and a signature, or one with no new text at all. Only the new
 text of a reply (``reply_text``, quotes removed) is judged, because the quoted notice
@@ -78,6 +78,10 @@ def is_short_thanks(reply_text: str, phrases: tuple[str, ...], requester_name: s
 
     Every word must belong to a phrase in ``phrases`` (after the signature and the
     sender's own name are dropped), and no question or negation may appear.
+
+    NOTE: a signature that does not follow a closing greeting (a job title, a phone
+    number) counts as new text, so such a thanks reopens the ticket. That errs on the
+    side of a human looking at it again.
     """
     lines = _without_signature(_content_lines(reply_text), requester_name)
     text = " ".join(lines)

@@ -40,7 +40,7 @@ def system_clock() -> datetime:
 
 @dataclass
 class RunReport:
-    """What one scheduler run did, by kind of work (ticket numbers)."""
+    """The ticket numbers one scheduler run handled, by kind of work."""
 
     warnings: list[int] = field(default_factory=list)
     breaches: list[int] = field(default_factory=list)

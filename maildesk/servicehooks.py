@@ -1,4 +1,4 @@
-"""What ``tickets.apply`` calls so service levels follow each mail.
+"""Hooks that ``tickets.apply`` calls so that service levels follow each mail.
 
 ``on_ticket_created`` sets the priority from the matrix, starts the SLA clock and
 dispatches a ticket routed to a group with its own mailbox. ``on_message_added`` ends
@@ -61,8 +61,11 @@ def _dispatch_after_group_command(desk: Desk, decision: Any, ticket: models.Tick
                                   at: datetime) -> list[QueuedMail]:
     """Tell the new group (its mailbox or its agents) of a group an agent's command set.
 
-    The commands record a ``field_changed`` event per field with the mail's Message-ID;
-    a group change found there is dispatched like one made through ``escalation``.
+    The commands record a ``field_changed`` event per field with the mail's Message-ID,
+    and a group change found there is dispatched like one made through ``escalation``.
+
+    NOTE: this reads the event format of ``maildesk.commands``; once the commands call
+    ``escalation.move_to_group`` this lookup finds nothing to do and can go.
     """
     message_id = decision.message.message_id
     if not message_id:

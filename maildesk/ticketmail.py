@@ -1,8 +1,8 @@
 """Mail about a ticket's service level: who receives it, its threading headers, its values.
 
-Status notices go to the requester; SLA warnings and breaches go to the assignee or the
-group's agents; hierarchical escalation goes to the group's manager; dispatch goes to
-a group's own mailbox. ``queue_ticket_mail`` writes one outbox row inside the caller's
+Status notices go to the requester. SLA warnings and breaches go to the assignee or the
+group's agents, hierarchical escalation to the group's manager, and dispatch to a
+group's own mailbox or its agents. ``queue_ticket_mail`` writes one outbox row inside the caller's
 transaction, threaded into the ticket's conversation.
 """
 
@@ -75,7 +75,11 @@ def thread_headers(ticket: models.Ticket) -> tuple[str | None, list[str]]:
     )
     ids = [row.message_id for row in rows]
     incoming = [row.message_id for row in rows if row.direction == "in"]
-    in_reply_to = incoming[-1] if incoming else (ids[-1] if ids else None)
+    in_reply_to = None
+    if incoming:
+        in_reply_to = incoming[-1]
+    elif ids:
+        in_reply_to = ids[-1]
     if len(ids) > _REFERENCES_KEPT + 1:
         ids = [ids[0], *ids[-_REFERENCES_KEPT:]]
     return in_reply_to, ids
