@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,17 @@ def test_start_up_warns_without_trusted_servers(tmp_path: Path, database_url: st
     assert any("trusted_authserv_ids" in record.getMessage() for record in caplog.records)
 
 
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """Restore the root logger that the CLI reconfigures, for the tests after this one."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("keep_logging")
 def test_cli_agents_list(tmp_path: Path, database_url: str) -> None:
     path = write_config(tmp_path, database_url, agents=[
         {"login": "marek.zielinski", "name": "Marek Zieliński",
@@ -187,6 +199,7 @@ def test_cli_agents_list(tmp_path: Path, database_url: str) -> None:
     assert lines[-1] == "2 konsultantów"
 
 
+@pytest.mark.usefixtures("keep_logging")
 def test_cli_agents_list_all_shows_removed(tmp_path: Path, database_url: str) -> None:
     make_desk(tmp_path, database_url)
     path = write_config(tmp_path, database_url, agents=[])
