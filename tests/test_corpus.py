@@ -126,7 +126,7 @@ ZAMMAD_CASES = (
 
 # Expectations that are Zammad's choices, not what a service desk should do.
 ZAMMAD_JUDGED = {
-    # "From: MAILER-DAEMON (Mail Delivery System)" has no domain: no mailbox to answer.
+    # "From: MAILER-DAEMON (Mail Delivery System)" has no domain, so there is no mailbox to reply to.
     ("mail053", "from"): "a bare local part is not a mailbox; from_address is None",
     # Zammad invents a Message-ID when the header is empty; the desk keeps None and
     # deduplicates by the sha256 of the raw bytes instead.
@@ -142,7 +142,7 @@ ZAMMAD_SUBJECTS_JUDGED = {
     "mail018": "Benachrichtung  \tzum  \tÜbermittlungsstatus  \t(Fehlgeschlagen)"
 }
 # Zammad numbers clashing names "document1.html" and names an unnamed part after its
-# Content-ID "32497.1617621278.2"; the desk writes "document (2).html" and names an
+# Content-ID "32497.1617621278.2". The desk writes "document (2).html" and names an
 # unnamed part by its type ("attachment.bin", "image.jpg").
 ZAMMAD_NAMES_JUDGED = {
     "mail062": [
@@ -358,7 +358,7 @@ def test_corpus_django_helpdesk_nondecodable_utf8() -> None:
     result = message(DATA / "django-helpdesk" / "utf-nondecodable.eml")
 
     assert result.subject == "Fwd: Cyklozaměstnavatel - změna vyhodnocení"
-    # The text only stands in the HTML alternative (the two differ on purpose), which
+    # The text is only in the HTML alternative (the two differ on purpose), which
     # django-helpdesk shows; the desk keeps the plain part as text and the HTML beside it.
     assert result.html is not None
     assert "prosazuje lepší" in result.html
@@ -409,8 +409,8 @@ def test_corpus_rt_uuencoded_notes_mail(copyleft: Path) -> None:
     result = message(copyleft / "request-tracker" / "notes-uuencoded")
 
     assert "from Lotus Notes" in result.text
-    # RT counts the text before and after the uuencoded block as two more attachments;
-    # the desk keeps text as text, so only the file is an attachment.
+    # RT counts the text before and after the uuencoded block as two more attachments.
+    # The desk keeps text as text, so only the file is an attachment.
     assert [item.filename for item in result.attachments] == ["Naz_Head.jpg"]
     assert "begin 644" not in result.text
 
@@ -450,7 +450,7 @@ TNEF_EXPECTED = {
     "umlaut.tnef": ["TBZ PARIV GmbH.jpg", "image003.jpg", "UmlautAnhang-äüö.txt"],
     "unicode-mapi-attr.tnef": ["example.dat"],
     "IPM-DistList.tnef": ["Untitled Attachment"],
-    # No name is stored; tnefparse says "unknown.dat", the desk names it by its type.
+    # No name is stored. tnefparse names it "unknown.dat", the desk names it by its type.
     "minimal_attachment.tnef": ["attachment.bin"],
     "rtf.tnef": [],
     "triples.tnef": [],
@@ -506,8 +506,8 @@ def test_corpus_tnef_damaged_kept_as_winmail(copyleft: Path) -> None:
 # -- talon ---------------------------------------------------------------------------------------
 
 TALON = DATA / "talon"
-# talon keeps "Sent from my iPhone" and the Sparrow signature in the reply; the desk
-# removes mobile footers and "-- " signatures, as the agent needs only the new text.
+# talon keeps "Sent from my iPhone" and the Sparrow signature in the reply. The desk
+# removes mobile footers and "-- " signatures, because the agent needs only the new text.
 TALON_JUDGED = {"iphone.eml": "Hello", "sparrow.eml": "Hello"}
 
 
@@ -544,7 +544,7 @@ def test_corpus_talon_outlook_mac_reply() -> None:
 
 
 def test_corpus_talon_reply_separated_by_hr() -> None:
-    # talon drops "Bob", which stands above the <hr> in the same block as the quote; the
+    # talon drops "Bob", which is above the <hr> in the same block as the quote; the
     # desk keeps everything above the rule.
     assert "".join(_html_reply(TALON / "reply-separated-by-hr.html").split()) == "HithereBob"
 
