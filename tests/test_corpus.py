@@ -126,7 +126,8 @@ ZAMMAD_CASES = (
 
 # Expectations that are Zammad's choices, not what a service desk should do.
 ZAMMAD_JUDGED = {
-    # "From: MAILER-DAEMON (Mail Delivery System)" has no domain, so there is no mailbox to reply to.
+    # "From: MAILER-DAEMON (Mail Delivery System)" has no domain, so there is no mailbox
+    # to reply to.
     ("mail053", "from"): "a bare local part is not a mailbox; from_address is None",
     # Zammad invents a Message-ID when the header is empty; the desk keeps None and
     # deduplicates by the sha256 of the raw bytes instead.
