@@ -92,6 +92,8 @@ for _spec in COMMANDS:
     _BY_NAME[fold(_spec.english)] = _spec
 _BY_NAME["notka"] = _BY_NAME["note"]
 
+# Reopening goes to the assignee's work (in_progress), or back to the queue (new).
+REOPEN = "reopen"
 # Status codes are the ones the ticket lifecycle uses; the keys are folded spellings.
 STATUS_VALUES: dict[str, str] = {
     "assigned": "assigned", "przypisane": "assigned",
@@ -100,7 +102,7 @@ STATUS_VALUES: dict[str, str] = {
     "waiting": "pending", "waiting for user": "pending",
     "resolved": "resolved", "rozwiazane": "resolved",
     "closed": "closed", "zamkniete": "closed",
-    "reopened": "reopened", "ponownie otwarte": "reopened",
+    "reopened": REOPEN, "ponownie otwarte": REOPEN, "otworz ponownie": REOPEN,
 }
 LEVEL_VALUES: dict[str, str] = {
     "high": "high", "wysoki": "high", "wysoka": "high", "wysokie": "high",
@@ -121,7 +123,6 @@ PENDING_SUFFIXES = frozenset({"", "na uzytkownika", "for user", "for the user"})
 LABELS: dict[str, str] = {
     "new": N_("new"), "assigned": N_("assigned"), "in_progress": N_("in progress"),
     "pending": N_("waiting for the user"), "resolved": N_("resolved"), "closed": N_("closed"),
-    "reopened": N_("reopened"),
 }
 FIELD_LABELS: dict[str, str] = {
     "status": N_("status"), "priority": N_("priority"), "impact": N_("impact"),
@@ -245,6 +246,19 @@ class Directory:
     find_agent: Callable[[str], str | None]
     find_group: Callable[[str], tuple[str, str | None] | None]
     matrix: PriorityMatrix = field(default_factory=PriorityMatrix)
+    may_change_status: Callable[[str, str], bool] = field(
+        default_factory=lambda: agent_may_change_status)
+
+
+def agent_may_change_status(old: str, new: str) -> bool:
+    """Tell whether the lifecycle lets an agent's command move a ticket from old to new."""
+    from maildesk.lifecycle import TRANSITIONS, Source, Status
+
+    try:
+        key = (Status(old), Status(new))
+    except ValueError:
+        return False
+    return Source.AGENT_COMMAND in TRANSITIONS.get(key, frozenset())
 
 
 def ticket_state(ticket: models.Ticket) -> dict[str, Any]:
@@ -264,7 +278,8 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
     reasons: dict[str, str] = {}
     seen: dict[CommandName, CommandLine] = {}
     explicit_priority: int | None = None
-    explicit_status = False
+    status_line: CommandLine | None = None
+    unassigned = False
 
     for command in block.commands:
         spec = command.spec
@@ -286,14 +301,13 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
 
         value = fold(command.value)
         if spec.name is CommandName.STATUS:
-            status = STATUS_VALUES[value]
-            explicit_status = True
-            new["status"] = status
+            status_line = command
+            new["status"] = STATUS_VALUES[value]
         elif spec.name is CommandName.PENDING:
-            explicit_status = True
+            status_line = command
             new["status"] = "pending"
         elif spec.name is CommandName.CLOSE:
-            explicit_status = True
+            status_line = command
             new["status"] = "closed"
         elif spec.name is CommandName.PRIORITY:
             explicit_priority = PRIORITY_VALUES[value]
@@ -305,6 +319,7 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
             problem = _assign(command, value, new, author_login, directory)
             if problem is not None:
                 problems.append(problem)
+            unassigned = new["assignee"] is None
         elif spec.name is CommandName.GROUP:
             found = directory.find_group(command.value)
             if found is None:
@@ -326,14 +341,48 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
     elif (new["impact"], new["urgency"]) != (state["impact"], state["urgency"]):
         if new["impact"] in LEVELS and new["urgency"] in LEVELS:
             new["priority"] = directory.matrix.priority(new["impact"], new["urgency"])
-    if not explicit_status and new["status"] == "new" and new["assignee"]:
-        new["status"] = "assigned"
+    _settle_status(new, state, status_line, unassigned)
+    if status_line is not None and new["status"] != state["status"]:
+        problem = _check_status(status_line, state["status"], new, directory)
+        if problem is not None:
+            problems.append(problem)
 
     if problems:
         return CommandPlan(problems=tuple(problems))
     changes = tuple((name, state[name], new[name]) for name in FIELDS
                     if new[name] != state[name])
     return CommandPlan(changes=changes, reasons=reasons)
+
+
+def _settle_status(new: dict[str, Any], state: dict[str, Any],
+                   status_line: CommandLine | None, unassigned: bool) -> None:
+    """Work out the status the other commands imply, as the ticket lifecycle does.
+
+    Reopening goes to the assignee's work or back to the queue. Without a status
+    command, a new ticket that gets an assignee becomes assigned, and a ticket that
+    loses its assignee goes back to new.
+    """
+    if new["status"] == REOPEN:
+        new["status"] = "in_progress" if new["assignee"] else "new"
+    if status_line is not None:
+        return
+    if new["status"] == "new" and new["assignee"]:
+        new["status"] = "assigned"
+    elif unassigned and new["status"] in ("assigned", "in_progress"):
+        new["status"] = "new"
+
+
+def _check_status(command: CommandLine, old: str, new: dict[str, Any],
+                  directory: Directory) -> Problem | None:
+    usage = command.spec.usage if command.spec else ""
+    if new["status"] == "assigned" and not new["assignee"]:
+        return Problem(command.line, N_("the ticket has no assignee: add #assign first"),
+                       usage=N_("#assign me | <login> | nobody"))
+    if not directory.may_change_status(old, new["status"]):
+        return Problem(command.line,
+                       N_("the status cannot change from '{old}' to '{new}' by a command"),
+                       {"old": old, "new": new["status"]}, usage)
+    return None
 
 
 def _unknown(command: CommandLine) -> Problem:

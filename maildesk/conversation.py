@@ -147,8 +147,9 @@ def directory_for(desk: Desk) -> Directory:
         group = agents.find_group(name)
         return (group.name, group.escalates_to) if group else None
 
-    # TODO: take the matrix from the ``priority:`` settings once they are parsed.
-    return Directory(find_agent, find_group)
+    from maildesk.slaconfig import service_levels
+
+    return Directory(find_agent, find_group, service_levels(desk).matrix)
 
 
 def _addressed_to_note(message: ParsedMessage, address: str) -> bool:

@@ -123,13 +123,49 @@ def test_fold_removes_polish_diacritics() -> None:
     ("in progress", "in_progress"), ("oczekuje", "pending"),
     ("oczekuje na użytkownika", "pending"), ("pending", "pending"),
     ("zamknięte", "closed"), ("zamkniete", "closed"), ("closed", "closed"),
-    ("ponownie otwarte", "reopened"), ("przypisane", "assigned"),
+    ("przypisane", "assigned"), ("assigned", "assigned"),
 ])
 def test_plan_status_values_in_both_languages(value: str, status: str) -> None:
-    result = plan(f"#status {value}", status="new" if status != "new" else "assigned")
+    result = plan(f"#status {value}", status="new", assignee="ewa.nowak")
 
     assert result.valid
     assert ("status", "new", status) in result.changes
+
+
+@pytest.mark.parametrize(("value", "assignee", "status"), [
+    ("ponownie otwarte", "ewa.nowak", "in_progress"), ("reopened", None, "new"),
+    ("ponownie_otwarte", None, "new"),
+])
+def test_plan_reopen_follows_assignee(value: str, assignee: str | None, status: str) -> None:
+    result = plan(f"#status {value}", status="resolved", assignee=assignee)
+
+    assert result.changes == (("status", "resolved", status),)
+
+
+@pytest.mark.parametrize(("old", "line"), [
+    ("closed", "#status w realizacji"), ("resolved", "#oczekuje"),
+    ("closed", "#status rozwiązane"),
+])
+def test_plan_status_follows_lifecycle(old: str, line: str) -> None:
+    result = plan(line, status=old)
+
+    assert not result.valid
+    assert result.problems[0].line == line
+    assert "cannot change from" in result.problems[0].text("en")
+
+
+def test_plan_assigned_needs_assignee() -> None:
+    result = plan("#status przypisane", status="new")
+
+    assert not result.valid
+    assert "#przypisz" in result.problems[0].usage_text("pl")
+
+
+def test_plan_unassign_returns_ticket_to_queue() -> None:
+    result = plan("#przypisz nikogo", status="in_progress", assignee="ewa.nowak")
+
+    assert ("status", "in_progress", "new") in result.changes
+    assert ("assignee", "ewa.nowak", None) in result.changes
 
 
 def test_plan_priority_sets_priority() -> None:
@@ -179,7 +215,7 @@ def test_plan_assign_by_address() -> None:
 
 
 def test_plan_assign_nobody_unassigns() -> None:
-    result = plan("#przypisz nikogo", assignee="ewa.nowak")
+    result = plan("#przypisz nikogo", status="pending", assignee="ewa.nowak")
 
     assert result.changes == (("assignee", "ewa.nowak", None),)
 
