@@ -71,8 +71,18 @@ def html_to_text(html: str) -> str:
     return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
 
 
+def _drop_remote_images(tag: str, attribute: str, value: str) -> str | None:
+    """Keep only images embedded in the mail: a remote image tells the sender who read it."""
+    if tag == "img" and attribute == "src" and not value.lower().startswith("cid:"):
+        return None
+    return value
+
+
 def sanitize_html(html: str) -> str:
-    """Remove scripts, event handlers, forms and unsafe URLs; keep formatting and cid: images."""
+    """Remove scripts, event handlers, forms, unsafe URLs and remote images.
+
+    Formatting, links and images embedded in the mail (``cid:``) stay.
+    """
     if not html.strip():
         return ""
     tags = set(nh3.ALLOWED_TAGS) | {"font"}
@@ -84,6 +94,7 @@ def sanitize_html(html: str) -> str:
             url_schemes=_ALLOWED_SCHEMES,
             filter_style_properties=_ALLOWED_STYLE_PROPERTIES,
             link_rel="noopener noreferrer nofollow",
+            attribute_filter=_drop_remote_images,
         )
     except Exception as error:  # nh3 raises on pathological input only; drop the HTML then
         logger.warning("HTML sanitising failed, the HTML body is dropped: %s", error)

@@ -33,8 +33,11 @@ from maildesk.subjects import is_forward
 logger = logging.getLogger(__name__)
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+# C0 and C1 controls except tab and line breaks; C1 (0x80-0x9F) includes the CSI that
+# terminals act on, and only a misdecoded text contains it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Everything str.splitlines() breaks at, so no later step can split a value into lines.
+_LINE_BREAKS = re.compile(r"\s*[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+\s*")
 
 __all__ = [
     "Address",

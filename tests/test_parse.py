@@ -9,7 +9,8 @@ import pytest
 from maildesk.attachments import sanitize_filename, unique_filename
 from maildesk.charsets import decode_bytes, decode_rfc2047, normalize_charset
 from maildesk.errors import ParseError
-from maildesk.parse import parse_message, repair_header_block
+from maildesk.htmltext import sanitize_html
+from maildesk.parse import clean_text, parse_message, repair_header_block, single_line
 
 
 def mail(headers: str, body: bytes = b"Tre\xc5\x9b\xc4\x87.\r\n") -> bytes:
@@ -365,3 +366,27 @@ def test_parse_message_full_plain_alternative_kept() -> None:
     assert result.text.strip() == "Tekst zwykly."
     assert result.html is not None
     assert "<b>HTML</b>" in result.html
+
+
+def test_single_line_folds_every_line_break() -> None:
+    value = "a\u2028Bcc: x\x85y\x0bz\r\nw"
+
+    assert len(single_line(value).splitlines()) == 1
+
+
+def test_clean_text_removes_c1_controls() -> None:
+    assert clean_text("a\x00b\x9b[2Jc\td") == "ab[2Jc\td"
+
+
+def test_sanitize_html_drops_remote_images_and_scripts() -> None:
+    html = (
+        '<img src="https://tracker.example/p.gif"><img src="cid:logo@x">'
+        '<a href="javascript:alert(1)">j</a><script>alert(1)</script>'
+    )
+
+    sanitized = sanitize_html(html)
+
+    assert "tracker.example" not in sanitized
+    assert 'src="cid:logo@x"' in sanitized
+    assert "javascript:" not in sanitized
+    assert "<script" not in sanitized
