@@ -163,6 +163,8 @@ def build_message(
         # RFC 3834 tells well-behaved responders not to answer; Exchange reads the other.
         message["Auto-Submitted"] = auto_submitted or "auto-replied"
         message["X-Auto-Response-Suppress"] = "All"
+    # Our own mail coming back through a forwarder is recognised by this (classify.py).
+    message["X-Loop"] = single_line(sender.address)
     if ticket is not None:
         message["X-Maildesk-Ticket"] = str(ticket)
     message.set_content(rendered.text, charset="utf-8", cte="quoted-printable")

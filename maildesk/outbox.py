@@ -1,7 +1,10 @@
 """Deliver the outbox: claim rows, send them with aiosmtplib, record the result.
 
 Sending happens after commit and never inside a transaction. A row is claimed (state
-``sending``) in a short transaction, sent, then marked ``sent`` at once in another.
+``sending``) in a short transaction; right before its SMTP transaction the claim is
+renewed with a compare-and-set on the owner, so a row that another process requeued in
+the meantime is skipped instead of sent twice; the row is marked ``sent`` right after
+the server's 250 reply, before the next row is sent.
 Temporary failures (4xx, connection refused, timeouts) are retried with exponential
 backoff; permanent ones (5xx) mark the row ``failed`` with the server's answer, and a
 refused recipient is recorded as bounced so maildesk stops writing to it.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import ssl
 from collections.abc import Iterable
@@ -29,8 +33,15 @@ logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=4)
-# A row left in "sending" this long belongs to a process that died while sending.
+# A row left in "sending" this long belongs to a process that died while sending. The
+# claim is renewed before each row's SMTP transaction, so this must exceed the time one
+# transaction may take (a few commands, each bounded by the SMTP timeout).
 STALE_CLAIM = timedelta(minutes=10)
+# Enhanced status subjects (RFC 3463) that say the address itself is bad: 0 other,
+# 1 addressing, 2 mailbox, 4 routing. Policy (7), system (3), protocol (5) and content (6)
+# refusals say nothing about the address, e.g. "554 5.7.1 Relay access denied".
+_ADDRESS_STATUS_SUBJECTS = frozenset({"0", "1", "2", "4"})
+_ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -47,7 +58,9 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
 
     NOTE: a process killed after the SMTP server accepted a mail but before the row was
     marked sent leaves the row in "sending"; it is sent again with the same Message-ID,
-    which mail clients and most servers use to drop the copy.
+    which mail clients and most servers use to drop the copy. The window is the time
+    between the server's 250 reply to DATA and the commit of one UPDATE; a connection
+    that breaks after the server sent 250 but before the reply arrived is the same case.
     """
     cutoff = utcnow() - now_offset
     count: int = (
@@ -116,6 +129,29 @@ def mark_failed(row: models.Outbox, error: str) -> None:
         message_id=row.message_id, error=error))
 
 
+def is_address_failure(code: int, message: str) -> bool:
+    """Tell whether a permanent SMTP or DSN failure says the address cannot receive mail."""
+    if code < 500:
+        return False
+    match = _ENHANCED_STATUS.search(message)
+    if match is None:
+        # Without an enhanced status, only "mailbox unavailable" codes name the address.
+        return code in (550, 551, 553)
+    return match.group(2) in _ADDRESS_STATUS_SUBJECTS
+
+
+def renew_claim(row: models.Outbox) -> bool:
+    """Renew this process's claim on a row right before sending it; False if it was lost."""
+    renewed: int = models.Outbox.update(next_attempt_at=utcnow()).where(
+        models.Outbox.id == row.id, models.Outbox.state == "sending",
+        models.Outbox.claimed_by == row.claimed_by,
+    ).execute()
+    if not renewed:
+        logger.warning(_("outgoing mail {message_id} was taken over by another process; "
+                         "not sending it here").format(message_id=row.message_id))
+    return bool(renewed)
+
+
 def record_bounce(address: str, reason: str) -> None:
     """Remember that an address refused mail, so no more automatic mail goes to it."""
     contact, _created = models.Contact.get_or_create(address=address.lower())
@@ -129,6 +165,14 @@ def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
 
 
+class _ConnectionLost(Exception):
+    """The SMTP connection broke during one row; the rows after it must wait."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class Sender:
     """Delivers claimed rows through one SMTP connection per batch, or into a folder."""
 
@@ -137,7 +181,13 @@ class Sender:
         self.local_hostname = local_hostname
 
     def deliver_due(self, limit: int = 50) -> int:
-        """Claim and deliver due rows until none are left; return how many were sent."""
+        """Claim and deliver due rows until none are left; return how many were sent.
+
+        Raises RuntimeError inside a database transaction: a mail sent there would go
+        out even if the transaction that caused it rolled back.
+        """
+        if database_proxy.in_transaction():
+            raise RuntimeError("Sender.deliver_due() called inside a database transaction")
         sent = 0
         while True:
             rows = claim(limit)
@@ -194,8 +244,14 @@ class Sender:
 
         sent = 0
         try:
-            for row in rows:
-                sent += await self._send_one(client, row)
+            for index, row in enumerate(rows):
+                try:
+                    sent += await self._send_one(client, row)
+                except _ConnectionLost as lost:
+                    # The rest of the batch waits for the next pass on a new connection.
+                    for rest in rows[index + 1:]:
+                        mark_retry(rest, lost.error, self.config.max_attempts)
+                    break
         finally:
             try:
                 await client.quit()
@@ -204,13 +260,16 @@ class Sender:
         return sent
 
     async def _send_one(self, client: aiosmtplib.SMTP, row: models.Outbox) -> int:
+        """Send one row; raise _ConnectionLost after recording it when the connection broke."""
         recipients = row.recipients.split()
+        if not renew_claim(row):
+            return 0
         faults.crash_point("during-send")
         try:
             errors, response = await client.sendmail(row.sender, recipients, bytes(row.raw))
         except aiosmtplib.SMTPRecipientsRefused as error:
             for refused in error.recipients:
-                if refused.code >= 500:
+                if is_address_failure(refused.code, refused.message):
                     record_bounce(refused.recipient, f"{refused.code} {refused.message}")
             if all(refused.code >= 500 for refused in error.recipients):
                 mark_failed(row, str(error))
@@ -223,7 +282,12 @@ class Sender:
             else:
                 mark_retry(row, f"{error.code} {error.message}", self.config.max_attempts)
             return 0
-        except (aiosmtplib.SMTPException, OSError) as error:
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                aiosmtplib.SMTPConnectError, OSError) as error:
+            description = str(error) or type(error).__name__
+            mark_retry(row, description, self.config.max_attempts)
+            raise _ConnectionLost(description) from error
+        except aiosmtplib.SMTPException as error:
             mark_retry(row, str(error) or type(error).__name__, self.config.max_attempts)
             return 0
 
@@ -231,7 +295,7 @@ class Sender:
         note = None
         if errors:
             for address, (code, message) in errors.items():
-                if code >= 500:
+                if is_address_failure(code, message):
                     record_bounce(address, f"{code} {message}")
             note = "; ".join(f"{a}: {c} {m}" for a, (c, m) in errors.items())
         mark_sent(row, note)

@@ -15,13 +15,13 @@ from typing import Any
 
 import peewee as pw
 
-from maildesk import models
+from maildesk import bounces, models
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
-from maildesk.notify import QueuedMail, queue_mail, ticket_context
+from maildesk.notify import QueuedMail, notify_new_ticket, queue_mail, ticket_context
 from maildesk.parse import Address
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 mail = _acknowledge(desk, decision, ticket)
                 if mail is not None:
                     queued.append(mail)
+            queued.extend(notify_new_ticket(desk, decision, ticket))
 
         elif decision.action is Action.APPEND:
             assert ticket is not None
@@ -225,6 +226,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "reason": decision.reason, "message_id": decision.message.message_id,
                 "source": decision.source,
             })
+            bounces.record_from_decision(decision)
 
         models.ProcessedMessage.create(
             dedupe_key=decision.dedupe_key,

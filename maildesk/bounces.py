@@ -1,0 +1,181 @@
+"""Read delivery status notifications (RFC 3464) and stop writing to addresses that bounced.
+
+A bounce that names an address maildesk wrote to, with a permanent failure of the
+address (``Action: failed`` and a 5.0, 5.1, 5.2 or 5.4 status), marks the contact as
+bounced, so ``notify.queue_mail``
+skips it from then on. Bounces are easy to forge, so a report whose returned headers
+name a Message-ID that maildesk did not send is not believed. Delays (4.x.x) are
+logged only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+
+from maildesk import models
+from maildesk.classify import MailKind
+from maildesk.i18n import _
+from maildesk.outbox import is_address_failure, record_bounce
+from maildesk.parse import ParsedMessage, parse_message_ids
+
+logger = logging.getLogger(__name__)
+
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_ADDRESS = re.compile(r"<?([^<>\s;]+@[^<>\s;]+?)>?$")
+_RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
+                   "message/global", "message/global-headers")
+
+
+@dataclass(frozen=True)
+class RecipientReport:
+    """One per-recipient block of a delivery status notification."""
+
+    address: str
+    action: str
+    status: str
+    diagnostic: str = ""
+
+    @property
+    def permanent(self) -> bool:
+        return self.action == "failed" and self.status.startswith("5")
+
+    @property
+    def reason(self) -> str:
+        return f"{self.status} {self.diagnostic}".strip()
+
+
+def _fields(block: str) -> dict[str, str]:
+    """Parse one block of ``Name: value`` lines, joining folded continuation lines."""
+    fields: dict[str, str] = {}
+    name = None
+    for line in block.splitlines():
+        if line[:1] in (" ", "\t") and name:
+            fields[name] += " " + line.strip()
+            continue
+        key, separator, value = line.partition(":")
+        if not separator:
+            continue
+        name = key.strip().lower()
+        fields[name] = value.strip()
+    return fields
+
+
+def _address(value: str) -> str:
+    """Return the address of ``rfc822; user@example.org`` (the type prefix is optional)."""
+    value = value.split(";", 1)[-1].strip()
+    match = _ADDRESS.match(value)
+    return match.group(1).lower() if match else ""
+
+
+def parse_delivery_status(content: bytes) -> list[RecipientReport]:
+    """Read the per-recipient blocks of a ``message/delivery-status`` part."""
+    text = content.decode("utf-8", "replace").replace("\r\n", "\n")
+    blocks = [block for block in re.split(r"\n[ \t]*\n", text) if block.strip()]
+    reports = []
+    # The first block is about the whole message and has no Final-Recipient.
+    for block in blocks:
+        fields = _fields(block)
+        address = _address(fields.get("final-recipient") or fields.get("original-recipient", ""))
+        if not address:
+            continue
+        status_match = _STATUS.search(fields.get("status", ""))
+        status = ".".join(status_match.groups()) if status_match else ""
+        action = fields.get("action", "").split()[0].lower() if fields.get("action") else ""
+        reports.append(RecipientReport(address, action, status,
+                                       fields.get("diagnostic-code", "")[:500]))
+    return reports
+
+
+def recipient_reports(message: ParsedMessage) -> list[RecipientReport]:
+    """Return every recipient report of a bounce: DSN parts, else X-Failed-Recipients."""
+    reports: list[RecipientReport] = []
+    for part in message.attachments:
+        if part.content_type.lower() in ("message/delivery-status", "message/global-delivery-status"):
+            reports.extend(parse_delivery_status(part.content))
+    if reports:
+        return reports
+
+    # Exim names permanently failed recipients in a header of a plain-text bounce.
+    for value in message.header_all("X-Failed-Recipients"):
+        for address in value.split(","):
+            address = _address(address.strip())
+            if address:
+                reports.append(RecipientReport(address, "failed", "5.0.0",
+                                               "X-Failed-Recipients"))
+    return reports
+
+
+def returned_message_ids(message: ParsedMessage) -> list[str]:
+    """Message-IDs of the mail that bounced: from returned headers and threading headers."""
+    ids: list[str] = []
+    for part in message.attachments:
+        if part.content_type.lower() not in _RETURNED_TYPES:
+            continue
+        headers = BytesHeaderParser(policy=default_policy).parsebytes(part.content)
+        ids.extend(parse_message_ids(str(headers.get("Message-ID", "") or "")))
+    ids.extend(message.in_reply_to)
+    ids.extend(message.references)
+    return list(dict.fromkeys(ids))
+
+
+def _wrote_to(address: str) -> models.Outbox | None:
+    return (models.Outbox.select()
+            .where(models.Outbox.recipients.contains(f" {address} "))
+            .order_by(models.Outbox.id.desc())
+            .first())
+
+
+def record_bounces(message: ParsedMessage) -> list[str]:
+    """Mark the permanently failed recipients of a bounce we caused; return their addresses.
+
+    Runs inside the transaction that records the incoming mail.
+    """
+    reports = recipient_reports(message)
+    if not reports:
+        return []
+
+    returned = returned_message_ids(message)
+    ours = {row.message_id: row for row in models.Outbox.select().where(
+        models.Outbox.message_id.in_(returned))} if returned else {}
+    if returned and not ours:
+        logger.info(_("bounce {message_id} is about mail maildesk did not send; ignored").format(
+            message_id=message.message_id or "-"))
+        return []
+
+    recorded = []
+    for report in reports:
+        if not report.permanent:
+            logger.info(_("delivery to {address} delayed ({status}); still trying").format(
+                address=report.address, status=report.status or report.action))
+            continue
+        if not is_address_failure(550, report.status):
+            logger.info(_("{address} refused a mail ({status}) for a reason other than the "
+                          "address; still writing to it").format(address=report.address,
+                                                                  status=report.status))
+            continue
+        row = _wrote_to(report.address)
+        if row is None:
+            continue
+        record_bounce(report.address, report.reason)
+        ticket = next((r.ticket_id for r in ours.values() if r.ticket_id), row.ticket_id)
+        models.Event.create(
+            ticket=ticket, actor="maildesk", action="bounce_recorded",
+            detail=json.dumps({"address": report.address, "status": report.status,
+                               "reason": report.diagnostic,
+                               "message_id": message.message_id}, ensure_ascii=False),
+        )
+        recorded.append(report.address)
+    return recorded
+
+
+def record_from_decision(decision: object) -> list[str]:
+    """Hook for ``tickets.apply``: record the bounces of a mail classified as a bounce."""
+    classification = getattr(decision, "classification", None)
+    if classification is None or classification.kind is not MailKind.BOUNCE:
+        return []
+    return record_bounces(decision.message)  # type: ignore[attr-defined]
