@@ -128,11 +128,17 @@ def check_transition(ticket: models.Ticket, new_status: str, source: str) -> tup
     allowed = TRANSITIONS.get((current, target))
     if allowed is None or source not in allowed:
         choices = ", ".join(status.value for status in allowed_targets(current, source))
+        if not choices:
+            raise LifecycleError(_(
+                "ticket {number} cannot go from {current} to {target} by {source}: "
+                "{source} may not change a ticket that is {current}").format(
+                    number=ticket.id, current=current.value, target=target.value,
+                    source=source.value))
         raise LifecycleError(_(
             "ticket {number} cannot go from {current} to {target} by {source}: "
             "allowed are {choices}").format(
                 number=ticket.id, current=current.value, target=target.value,
-                source=source.value, choices=choices or _("none")))
+                source=source.value, choices=choices))
     if target is Status.ASSIGNED and not ticket.assignee:
         raise LifecycleError(_(
             "ticket {number} has no assignee: assign an agent before setting it to assigned"

@@ -25,6 +25,13 @@ VENDOR = "serwis@drukarki-vendor.example.net"
 REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
 
 
+def english_desk(tmp_path: Path, database_url: str, **overrides):
+    """Build a desk, then switch messages to English, which opening the desk set to Polish."""
+    desk = make_desk(tmp_path, database_url, **overrides)
+    set_language("en")
+    return desk
+
+
 @pytest.fixture(autouse=True)
 def english_messages():
     previous = current_language()
@@ -37,7 +44,7 @@ def vendor_desk(tmp_path: Path, database_url: str):
     groups = [*base_config(database_url, tmp_path)["groups"],
               {"name": "serwis-drukarek", "tier": 3, "address": VENDOR,
                "description": "Serwis drukarek"}]
-    return make_desk(tmp_path, database_url, groups=groups)
+    return english_desk(tmp_path, database_url, groups=groups)
 
 
 def now() -> datetime:
@@ -62,7 +69,7 @@ def rows(kind: str) -> list[models.Outbox]:
 
 
 def test_escalate_moves_to_next_tier(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk, assignee="marek.zielinski", status="in_progress")
 
     changes, queued = escalation.escalate(desk, ticket, "marek.zielinski", Source.AGENT_COMMAND,
@@ -81,7 +88,7 @@ def test_escalate_moves_to_next_tier(tmp_path: Path, database_url: str) -> None:
 
 
 def test_escalate_keeps_assignee_of_target_group(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk, assignee="ewa.nowak", status="in_progress")
 
     escalation.escalate(desk, ticket, "ewa.nowak", Source.AGENT_COMMAND, now())
@@ -92,7 +99,7 @@ def test_escalate_keeps_assignee_of_target_group(tmp_path: Path, database_url: s
 
 
 def test_escalate_without_next_tier_raises(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk, group="druga-linia")
 
     with pytest.raises(LifecycleError) as raised:
@@ -103,7 +110,7 @@ def test_escalate_without_next_tier_raises(tmp_path: Path, database_url: str) ->
 
 
 def test_escalate_to_unknown_group_raises(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk)
 
     with pytest.raises(LifecycleError) as raised:
@@ -113,7 +120,7 @@ def test_escalate_to_unknown_group_raises(tmp_path: Path, database_url: str) -> 
 
 
 def test_notify_manager_mails_group_manager(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk)
 
     queued = escalation.notify_manager(desk, ticket, "ewa.nowak", Source.AGENT_COMMAND,
@@ -210,7 +217,7 @@ PASS = ("mx.example.com; dkim=pass header.d=example.com header.s=sel1; "
 
 
 def test_escalate_command_by_mail_tells_next_tier(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url,
+    desk = english_desk(tmp_path, database_url,
                      commands={"trusted_authserv_ids": ["mx.example.com"]})
     created = pipeline.process(desk, mail(sender=REQUESTER), "test:1")
     number = created.ticket
@@ -233,7 +240,7 @@ def test_escalate_command_by_mail_tells_next_tier(tmp_path: Path, database_url: 
 def test_group_command_to_vendor_forwards_ticket(tmp_path: Path, database_url: str) -> None:
     groups = [*base_config(database_url, tmp_path)["groups"],
               {"name": "serwis-drukarek", "tier": 3, "address": VENDOR}]
-    desk = make_desk(tmp_path, database_url, groups=groups,
+    desk = english_desk(tmp_path, database_url, groups=groups,
                      commands={"trusted_authserv_ids": ["mx.example.com"]})
     created = pipeline.process(desk, mail(sender=REQUESTER), "test:1")
     number = created.ticket

@@ -22,6 +22,13 @@ WARSAW = ZoneInfo("Europe/Warsaw")
 REQUESTER = "zofia.wisniewska@example.org"
 
 
+def english_desk(tmp_path: Path, database_url: str, **overrides):
+    """Build a desk, then switch messages to English, which opening the desk set to Polish."""
+    desk = make_desk(tmp_path, database_url, **overrides)
+    set_language("en")
+    return desk
+
+
 @pytest.fixture(autouse=True)
 def english_messages():
     previous = current_language()
@@ -61,7 +68,7 @@ def clock_state(ticket: models.Ticket) -> str:
 
 
 def test_lifecycle_every_allowed_transition_applies(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     number = 30000
 
     for (origin, target), sources in TRANSITIONS.items():
@@ -98,7 +105,7 @@ def test_lifecycle_every_allowed_transition_applies(tmp_path: Path, database_url
 )
 def test_lifecycle_disallowed_transition_raises(tmp_path: Path, database_url: str, origin: str,
                                                 target: str, source: Source) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = make_ticket(20602, "Test", REQUESTER, status=origin, assignee="marek.zielinski")
 
     with pytest.raises(LifecycleError) as raised:
@@ -109,7 +116,7 @@ def test_lifecycle_disallowed_transition_raises(tmp_path: Path, database_url: st
 
 
 def test_lifecycle_error_lists_allowed_targets(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = make_ticket(20603, "Test", REQUESTER, status="resolved")
 
     with pytest.raises(LifecycleError) as raised:
@@ -119,7 +126,7 @@ def test_lifecycle_error_lists_allowed_targets(tmp_path: Path, database_url: str
 
 
 def test_lifecycle_unknown_status_raises(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = make_ticket(20604, "Test", REQUESTER)
 
     with pytest.raises(LifecycleError) as raised:
@@ -130,7 +137,7 @@ def test_lifecycle_unknown_status_raises(tmp_path: Path, database_url: str) -> N
 
 
 def test_lifecycle_assigned_needs_assignee(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = make_ticket(20605, "Test", REQUESTER)
 
     with pytest.raises(LifecycleError) as raised:
@@ -141,7 +148,7 @@ def test_lifecycle_assigned_needs_assignee(tmp_path: Path, database_url: str) ->
 
 
 def test_lifecycle_same_status_changes_nothing(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = make_ticket(20606, "Test", REQUESTER, status="in_progress")
 
     changes = lifecycle.transition(desk, ticket, "in_progress", "jan", Source.AGENT_COMMAND,
@@ -152,7 +159,7 @@ def test_lifecycle_same_status_changes_nothing(tmp_path: Path, database_url: str
 
 
 def test_lifecycle_assign_makes_new_ticket_assigned(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk)
 
     changes = lifecycle.assign(desk, ticket, "marek.zielinski", "ewa.nowak", Source.AGENT_COMMAND,
@@ -167,7 +174,7 @@ def test_lifecycle_assign_makes_new_ticket_assigned(tmp_path: Path, database_url
 
 
 def test_lifecycle_unassign_returns_ticket_to_queue(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk, assignee="marek.zielinski", status="in_progress")
 
     lifecycle.assign(desk, ticket, None, "ewa.nowak", Source.AGENT_COMMAND, warsaw(11, 30, 10))
@@ -178,7 +185,7 @@ def test_lifecycle_unassign_returns_ticket_to_queue(tmp_path: Path, database_url
 
 
 def test_lifecycle_pending_pauses_and_sets_reminder(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk, assignee="marek.zielinski", status="in_progress")
 
     changes = lifecycle.transition(desk, ticket, "pending", "marek.zielinski",
@@ -200,7 +207,7 @@ def test_lifecycle_pending_pauses_and_sets_reminder(tmp_path: Path, database_url
 
 
 def test_lifecycle_resolve_sets_auto_close(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk, assignee="marek.zielinski", status="in_progress")
 
     lifecycle.transition(desk, ticket, "resolved", "marek.zielinski", Source.AGENT_COMMAND,
@@ -215,7 +222,7 @@ def test_lifecycle_resolve_sets_auto_close(tmp_path: Path, database_url: str) ->
 
 
 def test_lifecycle_reopen_restarts_clock(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk, assignee="marek.zielinski", status="in_progress")
     lifecycle.transition(desk, ticket, "resolved", "marek.zielinski", Source.AGENT_COMMAND,
                          warsaw(11, 30, 11))
@@ -234,7 +241,7 @@ def test_lifecycle_reopen_restarts_clock(tmp_path: Path, database_url: str) -> N
 
 def test_lifecycle_close_after_resolution_keeps_resolved_at(tmp_path: Path,
                                                              database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk, assignee="marek.zielinski", status="in_progress")
     lifecycle.transition(desk, ticket, "resolved", "marek.zielinski", Source.AGENT_COMMAND,
                          warsaw(11, 30, 11))
@@ -249,7 +256,7 @@ def test_lifecycle_close_after_resolution_keeps_resolved_at(tmp_path: Path,
 
 
 def test_lifecycle_priority_from_matrix_with_reason(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk)
 
     changes = lifecycle.set_priority(desk, ticket, "ewa.nowak", Source.AGENT_COMMAND,
@@ -266,7 +273,7 @@ def test_lifecycle_priority_from_matrix_with_reason(tmp_path: Path, database_url
 
 def test_lifecycle_priority_change_replans_due_times(tmp_path: Path,
                                                      database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk)
 
     lifecycle.set_priority(desk, ticket, "ewa.nowak", Source.AGENT_COMMAND, warsaw(11, 30, 10),
@@ -280,7 +287,7 @@ def test_lifecycle_priority_change_replans_due_times(tmp_path: Path,
 
 
 def test_lifecycle_classify_checks_type(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url)
+    desk = english_desk(tmp_path, database_url)
     ticket = new_ticket(desk)
 
     with pytest.raises(LifecycleError):
@@ -297,7 +304,7 @@ def test_lifecycle_classify_checks_type(tmp_path: Path, database_url: str) -> No
 
 
 def test_lifecycle_category_must_be_configured(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url,
+    desk = english_desk(tmp_path, database_url,
                      sla={"categories": {"incident": ["sprzęt", "sieć"]}})
     ticket = new_ticket(desk)
 
@@ -309,7 +316,7 @@ def test_lifecycle_category_must_be_configured(tmp_path: Path, database_url: str
 
 
 def test_lifecycle_notify_requester_can_be_limited(tmp_path: Path, database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url, sla={"notify_requester": ["resolved"]})
+    desk = english_desk(tmp_path, database_url, sla={"notify_requester": ["resolved"]})
     ticket = new_ticket(desk, assignee="marek.zielinski", status="in_progress")
 
     lifecycle.transition(desk, ticket, "pending", "marek.zielinski", Source.AGENT_COMMAND,
@@ -320,7 +327,7 @@ def test_lifecycle_notify_requester_can_be_limited(tmp_path: Path, database_url:
 
 def test_lifecycle_created_ticket_gets_matrix_priority(tmp_path: Path,
                                                        database_url: str) -> None:
-    desk = make_desk(tmp_path, database_url,
+    desk = english_desk(tmp_path, database_url,
                      priority={"matrix": {"high": {"high": 1, "medium": 1, "low": 2},
                                           "medium": {"high": 2, "medium": 2, "low": 3},
                                           "low": {"high": 3, "medium": 4, "low": 4}}})
@@ -332,3 +339,15 @@ def test_lifecycle_created_ticket_gets_matrix_priority(tmp_path: Path,
     assert json.loads(event.before) == 3
     assert json.loads(event.after) == 2
     assert ticket.first_response_due == datetime(2026, 11, 30, 9)
+
+
+def test_lifecycle_error_in_polish(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    ticket = make_ticket(20607, "Test", REQUESTER, status="closed")
+
+    with pytest.raises(LifecycleError) as raised:
+        lifecycle.transition(desk, ticket, "new", "jan", Source.USER_MAIL, datetime.now(UTC))
+
+    assert str(raised.value) == (
+        "zgłoszenie 20607 nie może przejść ze statusu closed do new przez user_mail: "
+        "user_mail nie może zmieniać zgłoszenia w statusie closed")
