@@ -321,9 +321,10 @@ def _carry_out_customer(desk: Desk, decision: Decision, ticket: models.Ticket,
 def conversation_references(ticket: models.Ticket) -> tuple[str | None, list[str]]:
     """Return In-Reply-To and References for mail on the user's side of the conversation.
 
-    Only Message-IDs the requester saw are used: their own mail and the desk's mail to
-    them, never an agent's own mail or an agent-only notification.
+    Only Message-IDs the requester saw are used: the users' own mail and the desk's mail
+    to the requester, never an agent's own mail or a notification to agents or teams.
     """
+    requester = ticket.requester.address
     rows = (models.MessageReference.select()
             .where(models.MessageReference.ticket == ticket)
             .order_by(models.MessageReference.id))
@@ -334,7 +335,7 @@ def conversation_references(ticket: models.Ticket) -> tuple[str | None, list[str
             if row.kind != "customer":
                 continue
             last_from_user = row.message_id
-        elif row.kind in HIDDEN_KINDS:
+        elif row.kind in HIDDEN_KINDS or requester not in row.recipients.split():
             continue
         if row.message_id not in visible:
             visible.append(row.message_id)
@@ -346,8 +347,11 @@ def _requester_and_participants(desk: Desk, ticket: models.Ticket) -> tuple[Reci
                                                                            list[Recipient]]:
     requester = ticket.requester
     cc = []
+    # Only people added by users (role "cc"), not a team or vendor mailbox a ticket was
+    # dispatched to: those get their own mail about the ticket.
     for participant in (models.Participant.select(models.Participant, models.Contact)
-                        .join(models.Contact).where(models.Participant.ticket == ticket)):
+                        .join(models.Contact).where(models.Participant.ticket == ticket,
+                                                    models.Participant.role == "cc")):
         contact = participant.contact
         if contact.address in desk.agent_addresses or contact.address == requester.address:
             continue
@@ -357,6 +361,7 @@ def _requester_and_participants(desk: Desk, ticket: models.Ticket) -> tuple[Reci
 
 def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
                  plan: AgentPlan) -> QueuedMail | None:
+    # TODO: relay the agent's attachments too; queue_mail renders text and HTML only.
     to, cc = _requester_and_participants(desk, ticket)
     in_reply_to, references = conversation_references(ticket)
     mail = queue_mail(

@@ -634,6 +634,33 @@ def test_agent_reply_to_user_replied_is_relayed(tmp_path: Path, database_url: st
     assert parsed(relayed[0])["In-Reply-To"] == "<u2@example.org>"
 
 
+def test_relay_references_skip_agent_mail(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+    process(desk, mail(sender=REQUESTER, subject=f"Re: [#{ticket.id}] Drukarka",
+                       body="Nadal nie działa.\n", message_id="<u2@example.org>",
+                       headers={"In-Reply-To": ack}), "test:user2")
+    notification = outbox("user_replied")[0]
+
+    process(desk, agent_mail("Już jadę.", notification.message_id, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+
+    references = parsed(outbox("reply")[0])["References"].split()
+    assert references == ["<m1@example.org>", ack, "<u2@example.org>"]
+
+
+def test_dispatched_team_gets_no_relay(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    team, _created = models.Contact.get_or_create(address="siec@vendor.example")
+    models.Participant.create(ticket=ticket, contact=team, role="dispatch")
+
+    process(desk, agent_mail(REPLY, ack))
+
+    assert outbox("reply")[0].recipients.split() == ["zofia.wisniewska@example.org"]
+
+
 def test_participant_reply_threads(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk, cc="Adam Sikora <adam.sikora@example.org>")
