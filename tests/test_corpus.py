@@ -58,8 +58,14 @@ def message(path: Path, default_charset: str = DEFAULT_CHARSET) -> ParsedMessage
     return result
 
 
+# Notes beside the fixtures: where they come from and under which licence.
+NOT_MAIL = {"SOURCE.md", "LICENSE", "NOTICE"}
+
+
 def corpus_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file() and path.name != "SOURCE.md")
+    return sorted(
+        path for path in folder.rglob("*") if path.is_file() and path.name not in NOT_MAIL
+    )
 
 
 @pytest.fixture
