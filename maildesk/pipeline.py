@@ -82,16 +82,15 @@ def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
 
 
 def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
+    from maildesk.notify import choose_language
     from maildesk.rules.language import detect_language
 
-    if routing is not None and routing.language:
-        return str(routing.language)
     sender = message.from_address.normalized if message.from_address else ""
     contact = models.Contact.get_or_none(models.Contact.address == sender)
-    if contact is not None and contact.language:
-        return str(contact.language)
     detected, _source = detect_language(message)
-    return detected or desk.config.language
+    return choose_language(desk, contact_language=contact.language if contact else None,
+                           rule_language=routing.language if routing is not None else None,
+                           detected=detected)
 
 
 def _entry_kind(follow_up: FollowUp, automatic: bool) -> str:
