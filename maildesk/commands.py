@@ -248,6 +248,7 @@ class Directory:
     matrix: PriorityMatrix = field(default_factory=PriorityMatrix)
     may_change_status: Callable[[str, str], bool] = field(
         default_factory=lambda: agent_may_change_status)
+    is_member: Callable[[str, str], bool] = lambda login, group: True
 
 
 def agent_may_change_status(old: str, new: str) -> bool:
@@ -341,6 +342,12 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
     elif (new["impact"], new["urgency"]) != (state["impact"], state["urgency"]):
         if new["impact"] in LEVELS and new["urgency"] in LEVELS:
             new["priority"] = directory.matrix.priority(new["impact"], new["urgency"])
+    # A ticket handed to another group leaves an assignee who is not in that group.
+    moved = new["group"] != state["group"]
+    if moved and new["assignee"] and CommandName.ASSIGN not in seen:
+        if not directory.is_member(new["assignee"], new["group"]):
+            new["assignee"] = None
+            unassigned = True
     _settle_status(new, state, status_line, unassigned)
     if status_line is not None and new["status"] != state["status"]:
         problem = _check_status(status_line, state["status"], new, directory)

@@ -147,9 +147,13 @@ def directory_for(desk: Desk) -> Directory:
         group = agents.find_group(name)
         return (group.name, group.escalates_to) if group else None
 
+    def is_member(login: str, group: str) -> bool:
+        return any(agent.login == login for agent in agents.group_members(group))
+
     from maildesk.slaconfig import service_levels
 
-    return Directory(find_agent, find_group, service_levels(desk).matrix)
+    return Directory(find_agent, find_group, service_levels(desk).matrix,
+                     is_member=is_member)
 
 
 def _addressed_to_note(message: ParsedMessage, address: str) -> bool:

@@ -23,9 +23,13 @@ GROUPS = {"pierwsza-linia": ("pierwsza-linia", "druga-linia"),
           "druga-linia": ("druga-linia", None)}
 
 
+MEMBERS = {("marek.zielinski", "pierwsza-linia"), ("ewa.nowak", "druga-linia")}
+
+
 def directory() -> Directory:
     return Directory(find_agent=lambda value: AGENTS.get(value.lower()),
-                     find_group=lambda name: GROUPS.get(name.lower()))
+                     find_group=lambda name: GROUPS.get(name.lower()),
+                     is_member=lambda login, group: (login, group) in MEMBERS)
 
 
 def state(**values: Any) -> dict[str, Any]:
@@ -238,6 +242,25 @@ def test_plan_escalate_moves_to_next_tier() -> None:
     assert ("group", "pierwsza-linia", "druga-linia") in result.changes
     assert ("escalation_level", 0, 1) in result.changes
     assert result.reasons == {"escalation": "brak uprawnień"}
+
+
+def test_plan_escalate_drops_assignee_outside_group() -> None:
+    result = plan("#eskaluj", assignee="marek.zielinski")
+
+    assert ("assignee", "marek.zielinski", None) in result.changes
+    assert ("status", "in_progress", "new") in result.changes
+
+
+def test_plan_escalate_keeps_member_assignee() -> None:
+    result = plan("#grupa druga-linia", assignee="ewa.nowak")
+
+    assert result.changes == (("group", "pierwsza-linia", "druga-linia"),)
+
+
+def test_plan_escalate_with_new_assignee() -> None:
+    result = plan("#eskaluj\n#przypisz marek.zielinski", assignee="ewa.nowak")
+
+    assert ("assignee", "ewa.nowak", "marek.zielinski") in result.changes
 
 
 def test_plan_escalate_from_last_tier_is_invalid() -> None:
