@@ -21,7 +21,7 @@ from maildesk.i18n import _
 from maildesk.lifecycle import Source, Status
 from maildesk.notify import QueuedMail
 from maildesk.slaconfig import service_levels
-from maildesk.ticketmail import aware, group_config
+from maildesk.ticketmail import aware, group_config, strip_notice_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
     at = at or aware(ticket.created_at) or datetime.now(UTC)
     levels = service_levels(desk)
     routing = decision.routing if decision is not None else None
+    if decision is not None and decision.linked_ticket is not None:
+        # A reply to our notice on a closed ticket: "Zgłoszenie rozwiązane: X" becomes "X".
+        ticket.subject = strip_notice_prefix(desk, ticket.subject)
+        ticket.save(only=[models.Ticket.subject])
 
     before = ticket.priority
     ticket.priority = levels.matrix.priority(ticket.impact, ticket.urgency)

@@ -147,3 +147,54 @@ def sample_context() -> dict[str, Any]:
                      "błąd 13.A2 i nie pobiera papieru.", "requester_name": "Zofia Wiśniewska",
                      "requester_address": "zofia@example.org"},
     }
+
+
+# A character no subject contains, standing in for the ticket subject while the
+# subject lines of the templates are rendered.
+_SUBJECT_MARKER = "\u2063subject\u2063"
+_prefix_cache: dict[int, tuple[object, tuple[str, ...]]] = {}
+
+
+def notice_prefixes(desk: Desk) -> tuple[str, ...]:
+    """Return the text our templates put before the ticket subject, longest first.
+
+    Rendered once per template set from the templates themselves, so an admin's own
+    wording is found too ("Zgłoszenie rozwiązane:", "Ticket resolved:", ...).
+    """
+    from maildesk.followup import strip_tags
+    from maildesk.i18n import LANGUAGES
+    from maildesk.notify import sample_context as full_sample
+
+    templates = desk.templates
+    cached = _prefix_cache.get(id(templates))
+    if cached is not None and cached[0] is templates:
+        return cached[1]
+
+    context = full_sample(desk)
+    context["ticket"] = {**context["ticket"], "subject": _SUBJECT_MARKER}
+    prefixes = set()
+    for language in LANGUAGES:
+        for name in templates.names(language):
+            try:
+                subject = templates.render(name, language, context).subject
+            except Exception as error:  # noqa: BLE001 (a broken template only loses its prefix)
+                logger.debug("template %s/%s not rendered for its prefix: %s", language, name,
+                             error)
+                continue
+            before, found, _after = subject.partition(_SUBJECT_MARKER)
+            prefix = strip_tags(before, desk.config.desk.ticket_tag).strip()
+            if found and prefix:
+                prefixes.add(prefix)
+    result = tuple(sorted(prefixes, key=len, reverse=True))
+    _prefix_cache[id(templates)] = (templates, result)
+    return result
+
+
+def strip_notice_prefix(desk: Desk, subject: str) -> str:
+    """Remove the prefix of one of our notices ("Zgłoszenie rozwiązane: ") from a subject."""
+    folded = subject.casefold()
+    for prefix in notice_prefixes(desk):
+        if folded.startswith(prefix.casefold()):
+            stripped = subject[len(prefix):].strip()
+            return stripped or subject
+    return subject

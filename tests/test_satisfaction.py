@@ -265,6 +265,7 @@ def test_case_reply_to_closed_ticket_new_linked(tmp_path: Path, database_url: st
     assert new.requester.address == expected["ticket.requester"]
     assert new.linked_ticket_id == 20510
     assert "[#20510]" not in new.subject
+    assert new.subject == "Monitor migocze"
     assert models.Ticket.get_by_id(20510).status == "closed"
     assert models.Message.select().where(models.Message.ticket == 20510).count() == 0
     assert json.loads(new.sla_state)["state"] == "running"
@@ -272,3 +273,4 @@ def test_case_reply_to_closed_ticket_new_linked(tmp_path: Path, database_url: st
     sent = list(models.Outbox.select())
     assert [row.kind for row in sent] == ["ack"]
     assert sent[0].recipients.split() == ["jan.kwiatkowski@example.org"]
+    assert sent[0].subject == f"[#{new.id}] Przyjęliśmy zgłoszenie: Monitor migocze"
