@@ -17,6 +17,8 @@ from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 
+from maildesk.i18n import _
+
 logger = logging.getLogger(__name__)
 
 _CONFIG = ParserConfig(css=CSS_PROFILES["relaxed"], display_links=True)
@@ -61,7 +63,11 @@ def html_to_text(html: str) -> str:
     try:
         text = get_text(html, _CONFIG)
     except Exception as error:  # lxml raises several undocumented types on broken markup
-        logger.warning("HTML to text conversion failed, tags are stripped instead: %s", error)
+        logger.warning(
+            _("HTML to text conversion failed, tags are stripped instead: {error}").format(
+                error=error
+            )
+        )
         text = html_module.unescape(_TAGS.sub(" ", _SCRIPT_STYLE.sub(" ", html)))
 
     text = _SELF_LINK.sub(_simplify_link, text)
@@ -97,5 +103,7 @@ def sanitize_html(html: str) -> str:
             attribute_filter=_drop_remote_images,
         )
     except Exception as error:  # nh3 raises on pathological input only; drop the HTML then
-        logger.warning("HTML sanitising failed, the HTML body is dropped: %s", error)
+        logger.warning(
+            _("HTML sanitising failed, the HTML body is dropped: {error}").format(error=error)
+        )
         return ""

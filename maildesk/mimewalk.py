@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import binascii
 import email.message
+import email.policy
 import logging
 import re
 from dataclasses import dataclass, field, replace
@@ -86,7 +87,6 @@ class BodyCollector:
     parts: list[_Part] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    defects: list[object] = field(default_factory=list)
     _total_size: int = 0
     _raw_bodies: dict[int, bytes] = field(default_factory=dict)
 
@@ -131,7 +131,6 @@ class BodyCollector:
     # -- walking ---------------------------------------------------------------------------
 
     def _walk(self, part: email.message.Message, depth: int, top: bool = False) -> None:
-        self.defects.extend(part.defects)
         content_type = part.get_content_type()
 
         if content_type in _MESSAGE_TYPES or (
@@ -142,12 +141,11 @@ class BodyCollector:
 
         if part.is_multipart():
             if depth >= MAX_DEPTH:
-                logger.warning("MIME tree deeper than %d levels; the rest is not walked", MAX_DEPTH)
-                self.notes.append(
-                    _("Parts nested deeper than {depth} levels were not read.").format(
-                        depth=MAX_DEPTH
-                    )
+                note = _("Parts nested deeper than {depth} levels were not read.").format(
+                    depth=MAX_DEPTH
                 )
+                logger.warning(note)
+                self.notes.append(note)
                 return
             self._walk_multipart(part, content_type, depth)
             return
@@ -179,6 +177,26 @@ class BodyCollector:
 
         for child in children:
             self._walk(child, depth + 1)
+        self._walk_epilogue(part, depth)
+
+    def _walk_epilogue(self, part: email.message.Message, depth: int) -> None:
+        """Read parts that follow the closing boundary.
+
+        A nested multipart that reuses its parent's boundary closes both at once, and the
+        stdlib keeps the parts after it as epilogue text; mail clients still show them.
+        """
+        epilogue = part.epilogue
+        boundary = part.get_boundary()
+        if not epilogue or not boundary or f"--{boundary}" not in epilogue:
+            return
+
+        data = b"\n" + epilogue.encode("utf-8", errors="surrogateescape")
+        pieces = _split_multipart(data, boundary.encode("utf-8", errors="surrogateescape"))
+        logger.debug("parts found after the closing boundary %r are read as well", boundary)
+        for piece in pieces or []:
+            if piece.strip():
+                child = email.message_from_bytes(piece, policy=email.policy.compat32)
+                self._walk(child, depth + 1)
 
     def _walk_alternative(self, children: list[email.message.Message], depth: int) -> None:
         """Keep the first non-blank plain text and the last HTML of the alternatives.
@@ -302,7 +320,8 @@ class BodyCollector:
                 content = _payload_bytes(part)
 
         filename = decoded_filename(part, self.default_charset)
-        if not filename and isinstance(inner_message, email.message.Message):
+        is_mail = content_type in _MESSAGE_TYPES
+        if not filename and is_mail and isinstance(inner_message, email.message.Message):
             raw_subject = next(
                 (
                     str(value)
@@ -317,7 +336,7 @@ class BodyCollector:
             filename = f"{subject}.eml" if subject else None
         if not filename:
             filename = _name_from_headers(part, content_type, self.default_charset)
-        if filename and not filename.lower().endswith(".eml") and content_type in _MESSAGE_TYPES:
+        if filename and not filename.lower().endswith(".eml") and is_mail:
             filename += ".eml"
         self._store(
             filename,
@@ -334,7 +353,11 @@ class BodyCollector:
         try:
             tnef = unpack_tnef(data)
         except ValueError as error:
-            logger.warning("winmail.dat could not be unpacked, it is kept as it is: %s", error)
+            logger.warning(
+                _("winmail.dat could not be unpacked and is kept as it is: {error}").format(
+                    error=error
+                )
+            )
             return False
 
         for name, content in tnef.files:
@@ -364,37 +387,25 @@ class BodyCollector:
         safe_name = sanitize_filename(filename, content_type)
         display_name = single_line(original or "")
 
+        note = None
         if len(content) > self.max_attachment_size:
-            logger.warning(
-                "attachment %r left out: %d bytes is over the limit of %d",
-                safe_name,
-                len(content),
-                self.max_attachment_size,
+            note = _("Attachment {name} ({size}) was left out: it is larger than {limit}.").format(
+                name=safe_name,
+                size=format_size(len(content)),
+                limit=format_size(self.max_attachment_size),
             )
-            self.notes.append(
-                _("Attachment {name} ({size}) was left out: it is larger than {limit}.").format(
-                    name=safe_name,
-                    size=format_size(len(content)),
-                    limit=format_size(self.max_attachment_size),
-                )
+        elif self._total_size + len(content) > self.max_total_size:
+            note = _(
+                "Attachment {name} ({size}) was left out: the attachments of this mail "
+                "exceed {limit} together."
+            ).format(
+                name=safe_name,
+                size=format_size(len(content)),
+                limit=format_size(self.max_total_size),
             )
-            return
-        if self._total_size + len(content) > self.max_total_size:
-            logger.warning(
-                "attachment %r left out: the mail's attachments exceed %d bytes",
-                safe_name,
-                self.max_total_size,
-            )
-            self.notes.append(
-                _(
-                    "Attachment {name} ({size}) was left out: the attachments of this mail "
-                    "exceed {limit} together."
-                ).format(
-                    name=safe_name,
-                    size=format_size(len(content)),
-                    limit=format_size(self.max_total_size),
-                )
-            )
+        if note is not None:
+            logger.warning(note)
+            self.notes.append(note)
             return
 
         self._total_size += len(content)
@@ -621,6 +632,30 @@ def _param_bytes(value: str) -> bytes:
         return value.encode("utf-8", errors="surrogateescape")
 
 
+def raw_param(
+    part: email.message.Message, parameter: str, header: str, default_charset: str
+) -> str | tuple[str, str, str] | None:
+    """Return a header parameter as ``get_param`` does, also when the header has 8-bit bytes.
+
+    For a header with raw 8-bit bytes (a UTF-8 file name without encoding), the
+    ``compat32`` policy hands ``get_param`` a Header object that has already replaced
+    those bytes with U+FFFD. The raw value is decoded first and read from a scratch part.
+    """
+    raw = next((str(value) for name, value in part.raw_items() if name.lower() == header), None)
+    if raw is None:
+        return None
+    source = part
+    if any("\udc80" <= char <= "\udcff" for char in raw):
+        source = email.message.Message()
+        source[header] = decode_bytes(
+            raw.encode("utf-8", errors="surrogateescape"), None, default_charset
+        )
+    try:
+        return source.get_param(parameter, header=header)
+    except Exception:  # a malformed header: the parameter counts as absent
+        return None
+
+
 def decoded_filename(part: email.message.Message, default_charset: str) -> str | None:
     """Return the attachment name from Content-Disposition or Content-Type, decoded.
 
@@ -629,10 +664,7 @@ def decoded_filename(part: email.message.Message, default_charset: str) -> str |
     8-bit names.
     """
     for header, parameter in (("content-disposition", "filename"), ("content-type", "name")):
-        try:
-            value = part.get_param(parameter, header=header)
-        except Exception:
-            continue
+        value = raw_param(part, parameter, header, default_charset)
         if value is None:
             continue
         if isinstance(value, tuple):

@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 from maildesk.addresses import parse_address_header
 from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
+from maildesk.i18n import _
 from maildesk.logcontext import mail_context
 from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector
 from maildesk.quotes import extract_reply
@@ -198,10 +199,16 @@ def parse_message(
     except ParseError:
         raise
     except (RecursionError, MemoryError) as error:
-        logger.error("parsing failed: the mail is nested too deeply or too large: %r", error)
+        logger.error(
+            _("Parsing failed: the mail is nested too deeply or too large: {error!r}").format(
+                error=error
+            )
+        )
         raise ParseError(f"the mail could not be parsed: {error!r}") from error
     except Exception as error:  # last resort: one bad mail must never stop the queue
-        logger.exception("parsing failed with an unexpected error")
+        logger.exception(
+            _("Parsing failed with an unexpected error: {error!r}").format(error=error)
+        )
         raise ParseError(f"the mail could not be parsed: {error!r}") from error
 
 
@@ -255,7 +262,7 @@ def _parse(
         attachments=body.attachments,
         return_path=_return_path(raw_headers),
         content_type=message.get_content_type(),
-        defects=tuple(type(defect).__name__ for defect in collector.defects),
+        defects=tuple(type(defect).__name__ for part in message.walk() for defect in part.defects),
         notes=body.notes,
     )
 

@@ -263,6 +263,34 @@ def _spamscope(name: str) -> ParsedMessage:
     return message(DATA / "spamscope-mail-parser" / name)
 
 
+def test_corpus_spamscope_unclosed_boundary() -> None:
+    result = _spamscope("mail_test_1")
+
+    assert len(result.header_all("Received")) == 6
+    assert result.defects == ("CloseBoundaryNotFoundDefect",)
+    assert [item.filename for item in result.attachments] == ["ФНС_РФ558.zip"]
+
+
+def test_corpus_spamscope_part_after_closing_boundary() -> None:
+    result = _spamscope("mail_malformed_1")
+
+    assert result.defects == ("StartBoundaryNotFoundDefect",)
+    assert result.html is not None
+    assert [item.content_type for item in result.attachments] == ["application/zip"]
+
+
+def test_corpus_spamscope_nested_missing_start_boundary() -> None:
+    assert _spamscope("mail_malformed_2").defects == ("StartBoundaryNotFoundDefect",)
+
+
+def test_corpus_spamscope_inline_quoted_printable_attachment() -> None:
+    result = _spamscope("mail_test_3")
+
+    assert result.defects == ()
+    assert len(result.attachments) == 1
+    assert result.attachments[0].inline
+
+
 def test_corpus_spamscope_gtube_headers() -> None:
     result = _spamscope("mail_test_16")
 
