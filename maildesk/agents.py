@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import peewee as pw
+
 from maildesk import models
 from maildesk.config import Config, _Section
 from maildesk.errors import ConfigError
@@ -166,7 +168,12 @@ def _deactivate(model: Any, key_field: Any, keep: list[str], kind: str) -> list[
 def start_up(desk: Desk) -> SyncReport:
     """Validate the ``commands:`` settings, sync agents and groups, warn about weak trust."""
     settings = command_settings(desk)
-    report = sync_agents(desk.config)
+    try:
+        report = sync_agents(desk.config)
+    except pw.IntegrityError:
+        # Another daemon on the same database inserted the same rows first; now they exist.
+        logger.info(_("agents and groups were synced by another process; syncing again"))
+        report = sync_agents(desk.config)
 
     if settings.authentication == "address_only":
         logger.warning(_(
