@@ -240,3 +240,27 @@ def test_scheduler_uses_indexed_columns(tmp_path: Path, database_url: str) -> No
     assert {"first_response_due", "resolution_due", "first_response_warning_due",
             "resolution_warning_due", "pending_reminder_due", "auto_close_due"} <= indexed
     assert desk is not None
+
+
+def test_scheduler_mail_reaches_smtp_once(tmp_path: Path, database_url: str, smtp) -> None:
+    from maildesk.outbox import Sender
+
+    desk = make_desk(tmp_path, database_url, smtp={
+        "transport": "smtp", "host": smtp.host, "port": smtp.port, "security": "none"})
+    p2_ticket(desk)
+    sender = Sender(desk.config.smtp)
+
+    Scheduler(desk).run(warsaw(11, 30, 10, 1))
+    sender.deliver_due()
+    delivered = smtp.wait_for(3)
+    Scheduler(desk).run(warsaw(11, 30, 10, 30))
+    sender.deliver_due()
+
+    assert len(smtp.deliveries) == 3
+    by_subject = {delivery.message["Subject"]: delivery.rcpt_tos for delivery in delivered}
+    assert by_subject == {
+        "[#20801] Ostrzeżenie SLA (75%): Nie działa VPN": (MAREK,),
+        "[#20801] Przekroczenie SLA: Nie działa VPN": (MAREK,),
+        "[#20801] Eskalacja do kierownika: Nie działa VPN": (MANAGER,),
+    }
+    assert all(delivery.message["Auto-Submitted"] == "auto-replied" for delivery in delivered)
