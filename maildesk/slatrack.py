@@ -35,7 +35,11 @@ def policy_of(desk: Desk, ticket: models.Ticket) -> SlaPolicy:
 
 
 def clock_of(desk: Desk, ticket: models.Ticket) -> SlaClock:
-    """Rebuild the clock under the policy it was stored with, if that policy still exists."""
+    """Rebuild the clock under the policy it was stored with, if that policy still exists.
+
+    NOTE: targets changed in the configuration reach a ticket's due-time columns only
+    at its next clock change; until then the scheduler works from the stored times.
+    """
     if not ticket.sla_state:
         return SlaClock(policy_of(desk, ticket))
     state = json.loads(ticket.sla_state)
