@@ -18,6 +18,7 @@ import email.message
 import email.policy
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,13 @@ class BodyCollector:
         """Walk ``message`` and fill ``parts``, ``attachments`` and ``notes``."""
         self._raw_bodies = locate_raw_bodies(self.raw, message)
         self._walk(message, depth=0, top=True)
+
+    def keep_unreadable(self, raw: bytes) -> None:
+        """Keep a mail whose MIME tree cannot be walked as one ``.eml`` attachment."""
+        note = _("The mail is nested too deeply to read; it is kept as message.eml.")
+        logger.warning(note)
+        self.notes.append(note)
+        self._store("message.eml", "message/rfc822", raw, original="message.eml")
 
     def result(self) -> BodyResult:
         plain = [part.text for part in self.parts if part.kind == "plain" and part.text.strip()]
@@ -467,6 +475,24 @@ def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, 
     ]
     taken: set[str] = set()
     return tuple(replace(item, filename=unique_filename(item.filename, taken)) for item in kept)
+
+
+def iter_parts(
+    message: email.message.Message, max_depth: int = 100
+) -> Iterator[email.message.Message]:
+    """Yield the parts of a MIME tree in document order, not below ``max_depth``.
+
+    Unlike ``Message.walk`` it needs no recursion, so a hostile nesting depth cannot
+    raise RecursionError.
+    """
+    stack: list[tuple[email.message.Message, int]] = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        yield part
+        payload = part.get_payload()
+        if isinstance(payload, list) and depth < max_depth:
+            children = [child for child in payload if isinstance(child, email.message.Message)]
+            stack.extend((child, depth + 1) for child in reversed(children))
 
 
 def format_size(size: int) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import email.parser
 import email.policy
 import hashlib
 import logging
@@ -27,7 +28,7 @@ from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
 from maildesk.i18n import _
 from maildesk.logcontext import mail_context
-from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector
+from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector, iter_parts
 from maildesk.quotes import extract_reply
 from maildesk.subjects import is_forward
 
@@ -216,7 +217,15 @@ def _parse(
     raw: bytes, default_charset: str, max_attachment_size: int, max_total_size: int
 ) -> ParsedMessage:
     raw = repair_header_block(raw)
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    too_deep = False
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:
+        # Thousands of nested parts: read the headers, keep the mail itself as a file.
+        message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+            raw, headersonly=True
+        )
+        too_deep = True
     raw_headers = [(str(name), str(value)) for name, value in message.raw_items()]
     message_id = _message_id(_first(raw_headers, "Message-ID"))
     logger.debug("parsing message %s (%d bytes)", message_id, len(raw))
@@ -239,7 +248,10 @@ def _parse(
         max_total_size=max_total_size,
     )
     with mail_context(message_id=message_id):
-        collector.collect(message)
+        if too_deep:
+            collector.keep_unreadable(raw)
+        else:
+            collector.collect(message)
         body = collector.result()
 
     subject = single_line(decoded("Subject"))
@@ -262,7 +274,9 @@ def _parse(
         attachments=body.attachments,
         return_path=_return_path(raw_headers),
         content_type=message.get_content_type(),
-        defects=tuple(type(defect).__name__ for part in message.walk() for defect in part.defects),
+        defects=tuple(
+            type(defect).__name__ for part in iter_parts(message) for defect in part.defects
+        ),
         notes=body.notes,
     )
 
@@ -315,7 +329,7 @@ def repair_header_block(raw: bytes) -> bytes:
 
 def _charset_hint(message: email.message.Message) -> str | None:
     """Return the first charset a text part declares, to read unlabelled 8-bit headers."""
-    for count, part in enumerate(message.walk()):
+    for count, part in enumerate(iter_parts(message)):
         if count > 50:
             break
         try:

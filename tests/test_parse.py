@@ -390,3 +390,34 @@ def test_sanitize_html_drops_remote_images_and_scripts() -> None:
     assert 'src="cid:logo@x"' in sanitized
     assert "javascript:" not in sanitized
     assert "<script" not in sanitized
+
+
+def _nested_multipart(levels: int) -> bytes:
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level)
+        for level in range(levels)
+    )
+    closing = b"".join(b"--b%d--\r\n" % level for level in reversed(range(levels)))
+    return (
+        b"From: a@example.org\r\nSubject: deep\r\n"
+        + opening
+        + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+        + closing
+    )
+
+
+def test_parse_message_deep_nesting_noted() -> None:
+    result = parse_message(_nested_multipart(40))
+
+    assert result.subject == "deep"
+    assert len(result.notes) == 1
+
+
+def test_parse_message_hostile_nesting_kept_as_eml() -> None:
+    raw = _nested_multipart(3000)
+
+    result = parse_message(raw)
+
+    assert result.subject == "deep"
+    assert [(item.filename, item.content) for item in result.attachments] == [("message.eml", raw)]
+    assert len(result.notes) == 1
