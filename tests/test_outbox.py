@@ -1,0 +1,489 @@
+"""The outbox sender against real SMTP servers on 127.0.0.1, on SQLite and PostgreSQL.
+
+The shared aiosmtpd sink covers AUTH, STARTTLS, implicit TLS, 451, 550 and a server that
+is down. A second aiosmtpd server defined here does what the sink cannot: answer a policy
+refusal, hang until the client times out, and drop the connection in the middle of DATA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+from deskfactory import make_desk, make_ticket
+from servers import free_port
+
+from maildesk import models, outbox
+from maildesk.cli import main as cli_main
+from maildesk.desk import Desk
+from maildesk.mailbuild import Recipient
+from maildesk.models import database_proxy, utcnow
+from maildesk.notify import QueuedMail, queue_mail, ticket_context
+from maildesk.outbox import Sender
+
+REQUESTER = "zofia.wisniewska@example.org"
+SMTP_PASSWORD_VARIABLE = "MAILDESK_TEST_SMTP_PASSWORD"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class FaultyHandler:
+    """aiosmtpd hooks whose behaviour a test switches: accept, policy, hang or drop."""
+
+    def __init__(self) -> None:
+        self.mode = "accept"
+        self.accepted: list[tuple[tuple[str, ...], bytes]] = []
+        self.data_started = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        if self.mode == "policy":
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started += 1
+        if self.mode == "hang":
+            await asyncio.sleep(3)
+            return "451 4.3.0 Too late"
+        if self.mode == "drop":
+            server.transport.abort()
+            return "421 4.3.0 Connection lost"
+        if self.mode == "content":
+            return "554 5.6.0 Message content rejected"
+        self.accepted.append((tuple(envelope.rcpt_tos), envelope.original_content or b""))
+        return "250 2.0.0 OK"
+
+
+@pytest.fixture
+def faulty_smtp() -> Iterator[tuple[FaultyHandler, int]]:
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    handler = FaultyHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port,
+                            server_hostname="faulty.maildesk.test", ready_timeout=10)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def smtp_desk(tmp_path: Path, database_url: str, port: int, **smtp: Any) -> Desk:
+    settings = {"transport": "smtp", "host": "127.0.0.1", "port": port, "security": "none",
+                "timeout": 1.0, "max_attempts": 4, **smtp}
+    return make_desk(tmp_path, database_url, smtp=settings)
+
+
+def sender(desk: Desk) -> Sender:
+    return Sender(desk.config.smtp, local_hostname="client.maildesk.test")
+
+
+def queue(desk: Desk, ticket: models.Ticket, to: str = REQUESTER) -> QueuedMail:
+    with database_proxy.atomic():
+        mail = queue_mail(desk, template="acknowledgement", language="pl",
+                          context={"ticket": ticket_context(desk, ticket), "linked_ticket": None},
+                          to=[Recipient(to)], ticket=ticket, kind="ack")
+    assert mail is not None
+    return mail
+
+
+def row(mail: QueuedMail) -> models.Outbox:
+    return models.Outbox.get_by_id(mail.outbox_id)
+
+
+def make_due(mail: QueuedMail) -> None:
+    models.Outbox.update(next_attempt_at=utcnow() - timedelta(seconds=1)).where(
+        models.Outbox.id == mail.outbox_id).execute()
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def test_outbox_delivers_queued_mail(tmp_path: Path, database_url: str, smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 1
+    assert len(smtp.deliveries) == 1
+    delivery = smtp.deliveries[0]
+    assert delivery.rcpt_tos == (REQUESTER,)
+    assert delivery.mail_from == "helpdesk@example.com"
+    assert delivery.message["Message-ID"] == mail.message_id
+    assert row(mail).state == "sent"
+    assert row(mail).sent_at is not None
+
+
+def test_outbox_starttls_and_auth(tmp_path: Path, database_url: str, smtp,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    smtp.configure(auth=("desk", "s3cret-hasło"), starttls=True, require_starttls=True)
+    monkeypatch.setenv(SMTP_PASSWORD_VARIABLE, "s3cret-hasło")
+    desk = smtp_desk(tmp_path, database_url, smtp.port, security="starttls",
+                     username="desk", password_env=SMTP_PASSWORD_VARIABLE,
+                     ca_file=str(smtp.cafile))
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 1
+    assert smtp.deliveries[0].tls is True
+    assert smtp.deliveries[0].auth_login == "desk"
+    assert row(mail).state == "sent"
+
+
+def test_outbox_implicit_tls(tmp_path: Path, database_url: str, smtp) -> None:
+    smtp.configure(implicit_tls=True)
+    desk = smtp_desk(tmp_path, database_url, smtp.port, security="tls",
+                     ca_file=str(smtp.cafile))
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 1
+    assert smtp.deliveries[0].tls is True
+    assert row(mail).state == "sent"
+
+
+def test_outbox_wrong_password_keeps_mail(tmp_path: Path, database_url: str, smtp,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    smtp.configure(auth=("desk", "s3cret"), starttls=True)
+    monkeypatch.setenv(SMTP_PASSWORD_VARIABLE, "wrong")
+    desk = smtp_desk(tmp_path, database_url, smtp.port, security="starttls",
+                     username="desk", password_env=SMTP_PASSWORD_VARIABLE,
+                     ca_file=str(smtp.cafile))
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 0
+    assert smtp.deliveries == []
+    assert row(mail).state == "pending"
+    assert "535" in row(mail).last_error
+
+
+def test_outbox_untrusted_certificate_keeps_mail(tmp_path: Path, database_url: str,
+                                                 smtp) -> None:
+    smtp.configure(implicit_tls=True)
+    desk = smtp_desk(tmp_path, database_url, smtp.port, security="tls")
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 0
+    assert row(mail).state == "pending"
+    assert row(mail).attempts == 1
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_outbox_temporary_failure_backs_off_then_sends_once(tmp_path: Path,
+                                                            database_url: str, smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.fail_temporarily("rcpt")
+
+    first = sender(desk).deliver_due()
+    after_failure = row(mail)
+    again_too_early = sender(desk).deliver_due()
+    smtp.fail_temporarily(None)
+    make_due(mail)
+    second = sender(desk).deliver_due()
+
+    assert first == 0
+    assert after_failure.state == "pending"
+    assert after_failure.attempts == 1
+    assert "451" in after_failure.last_error
+    assert after_failure.next_attempt_at > utcnow() + timedelta(seconds=20)
+    assert again_too_early == 0
+    assert second == 1
+    assert len(smtp.deliveries) == 1
+    assert row(mail).state == "sent"
+
+
+@pytest.mark.parametrize("stage", ["mail", "data"])
+def test_outbox_temporary_failure_at_stage_loses_nothing(tmp_path: Path, database_url: str,
+                                                         smtp, stage: str) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.fail_temporarily(stage)  # type: ignore[arg-type]
+
+    sender(desk).deliver_due()
+    smtp.fail_temporarily(None)
+    make_due(mail)
+    sender(desk).deliver_due()
+
+    assert len(smtp.deliveries) == 1
+    assert row(mail).state == "sent"
+    assert row(mail).attempts == 2
+
+
+def test_outbox_gives_up_after_max_attempts(tmp_path: Path, database_url: str, smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port, max_attempts=2)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.fail_temporarily("mail")
+
+    sender(desk).deliver_due()
+    make_due(mail)
+    sender(desk).deliver_due()
+
+    assert row(mail).state == "failed"
+    assert "451" in row(mail).last_error
+
+
+def test_outbox_permanent_rejection_fails_and_records_bounce(tmp_path: Path,
+                                                             database_url: str, smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    mail = queue(desk, ticket)
+    smtp.reject(REQUESTER)
+
+    sender(desk).deliver_due()
+    with database_proxy.atomic():
+        later = queue_mail(desk, template="acknowledgement", language="pl",
+                           context={"ticket": ticket_context(desk, ticket),
+                                    "linked_ticket": None},
+                           to=[Recipient(REQUESTER)], ticket=ticket)
+
+    assert smtp.deliveries == []
+    assert row(mail).state == "failed"
+    assert "550" in row(mail).last_error
+    assert "5.1.1" in row(mail).last_error
+    contact = models.Contact.get(models.Contact.address == REQUESTER)
+    assert contact.bounced_at is not None
+    assert "550" in contact.bounce_reason
+    assert later is None
+
+
+def test_outbox_partial_rejection_sends_to_the_rest(tmp_path: Path, database_url: str,
+                                                    smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    with database_proxy.atomic():
+        mail = queue_mail(desk, template="acknowledgement", language="pl",
+                          context={"ticket": ticket_context(desk, ticket),
+                                   "linked_ticket": None},
+                          to=[Recipient(REQUESTER)], cc=[Recipient("nieznany@example.org")],
+                          ticket=ticket)
+    assert mail is not None
+    smtp.reject("nieznany@example.org")
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 1
+    assert smtp.deliveries[0].rcpt_tos == (REQUESTER,)
+    assert row(mail).state == "sent"
+    assert "nieznany@example.org" in row(mail).last_error
+    assert models.Contact.get(
+        models.Contact.address == "nieznany@example.org").bounced_at is not None
+
+
+def test_outbox_policy_rejection_is_not_a_bounce(tmp_path: Path, database_url: str,
+                                                 faulty_smtp) -> None:
+    handler, port = faulty_smtp
+    handler.mode = "policy"
+    desk = smtp_desk(tmp_path, database_url, port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sender(desk).deliver_due()
+
+    assert row(mail).state == "failed"
+    assert "5.7.1" in row(mail).last_error
+    contact = models.Contact.get(models.Contact.address == REQUESTER)
+    assert contact.bounced_at is None
+
+
+def test_outbox_content_rejection_fails_without_bounce(tmp_path: Path, database_url: str,
+                                                       faulty_smtp) -> None:
+    handler, port = faulty_smtp
+    handler.mode = "content"
+    desk = smtp_desk(tmp_path, database_url, port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    sender(desk).deliver_due()
+
+    assert row(mail).state == "failed"
+    assert row(mail).last_error.startswith("554")
+    assert models.Contact.get(models.Contact.address == REQUESTER).bounced_at is None
+
+
+def test_outbox_server_down_then_up_sends_once(tmp_path: Path, database_url: str,
+                                               smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.down()
+
+    first = sender(desk).deliver_due()
+    after_failure = row(mail)
+    smtp.up()
+    make_due(mail)
+    second = sender(desk).deliver_due()
+
+    assert first == 0
+    assert after_failure.state == "pending"
+    assert after_failure.last_error
+    assert second == 1
+    assert len(smtp.deliveries) == 1
+
+
+def test_outbox_timeout_loses_nothing_duplicates_nothing(tmp_path: Path, database_url: str,
+                                                         faulty_smtp) -> None:
+    handler, port = faulty_smtp
+    handler.mode = "hang"
+    desk = smtp_desk(tmp_path, database_url, port, timeout=0.5)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    mails = [queue(desk, ticket), queue(desk, ticket)]
+
+    first = sender(desk).deliver_due()
+    states = [row(mail).state for mail in mails]
+    handler.mode = "accept"
+    for mail in mails:
+        make_due(mail)
+    second = sender(desk).deliver_due()
+
+    assert first == 0
+    assert states == ["pending", "pending"]
+    assert handler.data_started >= 1
+    assert second == 2
+    ids = Counter(message_from_bytes(data, policy=default_policy)["Message-ID"]
+                  for _rcpt, data in handler.accepted)
+    assert set(ids) == {mail.message_id for mail in mails}
+    assert set(ids.values()) == {1}
+
+
+def test_outbox_connection_dropped_mid_send(tmp_path: Path, database_url: str,
+                                            faulty_smtp) -> None:
+    handler, port = faulty_smtp
+    handler.mode = "drop"
+    desk = smtp_desk(tmp_path, database_url, port)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    mails = [queue(desk, ticket) for _ in range(3)]
+
+    first = sender(desk).deliver_due()
+    states = [row(mail).state for mail in mails]
+    data_before_drop = handler.data_started
+    handler.mode = "accept"
+    for mail in mails:
+        make_due(mail)
+    second = sender(desk).deliver_due()
+
+    assert first == 0
+    assert states == ["pending"] * 3
+    assert data_before_drop == 1
+    assert second == 3
+    ids = Counter(message_from_bytes(data, policy=default_policy)["Message-ID"]
+                  for _rcpt, data in handler.accepted)
+    assert sorted(ids) == sorted(mail.message_id for mail in mails)
+    assert set(ids.values()) == {1}
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def test_outbox_lost_claim_is_not_sent(tmp_path: Path, database_url: str, smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    claimed = outbox.claim(owner="dead-worker:1")
+    # Another daemon decides the claim is stale and takes the row over.
+    models.Outbox.update(next_attempt_at=utcnow() - timedelta(hours=1)).where(
+        models.Outbox.id == mail.outbox_id).execute()
+    recovered = outbox.recover_stale_claims()
+    retaken = outbox.claim(owner="live-worker:2")
+
+    renewed_by_dead = outbox.renew_claim(claimed[0])
+    renewed_by_live = outbox.renew_claim(retaken[0])
+
+    assert [r.id for r in claimed] == [mail.outbox_id]
+    assert recovered == 1
+    assert renewed_by_dead is False
+    assert renewed_by_live is True
+
+
+def test_outbox_claim_skips_rows_in_sending(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    first = outbox.claim(owner="a:1")
+    second = outbox.claim(owner="b:2")
+
+    assert [r.id for r in first] == [mail.outbox_id]
+    assert second == []
+    assert row(mail).claimed_by == "a:1"
+    assert row(mail).attempts == 1
+
+
+def test_outbox_refuses_to_send_inside_transaction(tmp_path: Path, database_url: str,
+                                                   smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+
+    with database_proxy.atomic(), pytest.raises(RuntimeError, match="transaction"):
+        sender(desk).deliver_due()
+
+    assert smtp.deliveries == []
+
+
+def test_outbox_retry_delay_doubles_up_to_cap() -> None:
+    assert outbox.retry_delay(1) == timedelta(seconds=30)
+    assert outbox.retry_delay(2) == timedelta(seconds=60)
+    assert outbox.retry_delay(5) == timedelta(minutes=8)
+    assert outbox.retry_delay(30) == timedelta(hours=4)
+
+
+@pytest.mark.parametrize(("code", "message", "expected"), [
+    (550, "5.1.1 <x@example.org>: Recipient address rejected: user unknown", True),
+    (552, "5.2.2 mailbox full", True),
+    (550, "5.4.4 unable to route", True),
+    (554, "5.7.1 <x@example.org>: Relay access denied", False),
+    (550, "5.7.1 Message rejected as spam", False),
+    (554, "5.6.0 Message content rejected", False),
+    (550, "Requested action not taken: mailbox unavailable", True),
+    (554, "Transaction failed", False),
+    (451, "4.1.1 try later", False),
+])
+def test_outbox_address_failure_classes(code: int, message: str, expected: bool) -> None:
+    assert outbox.is_address_failure(code, message) is expected
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_outbox_cli_list_and_retry(tmp_path: Path, database_url: str, smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.fail_temporarily("mail")
+    sender(desk).deliver_due()
+    models.Outbox.update(state="failed").where(models.Outbox.id == mail.outbox_id).execute()
+    smtp.fail_temporarily(None)
+    runner = CliRunner()
+    config = str(desk.config.path)
+
+    listed = runner.invoke(cli_main, ["--config", config, "outbox", "list"])
+    retried = runner.invoke(cli_main, ["--config", config, "outbox", "retry",
+                                       str(mail.outbox_id)])
+    missing = runner.invoke(cli_main, ["--config", config, "outbox", "retry", "99999"])
+    models.open_database(desk.config.database_url, migrate=False)
+
+    assert listed.exit_code == 0, listed.output
+    assert str(mail.outbox_id) in listed.output
+    assert "failed" in listed.output
+    assert "451" in listed.output
+    assert REQUESTER in listed.output
+    assert retried.exit_code == 0, retried.output
+    assert "1" in retried.output
+    assert len(smtp.deliveries) == 1
+    assert row(mail).state == "sent"
+    assert missing.exit_code != 0
+    assert "99999" in missing.output
