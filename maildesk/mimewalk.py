@@ -13,7 +13,6 @@ The rules follow what mail clients show a reader:
 
 from __future__ import annotations
 
-import binascii
 import email.message
 import email.policy
 import logging
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING
 from babel.numbers import format_decimal
 
 from maildesk.attachments import (
-    extension_for,
     find_uuencoded,
     sanitize_filename,
     unique_filename,
@@ -34,7 +32,21 @@ from maildesk.attachments import (
 from maildesk.charsets import declared_html_charset, decode_bytes, decode_rfc2047
 from maildesk.htmltext import html_to_text, sanitize_html
 from maildesk.i18n import _, current_language
+from maildesk.mimeparts import (
+    decoded_filename,
+    get_charset_label,
+    get_content_id,
+    get_disposition,
+    get_param_text,
+    name_from_headers,
+    payload_bytes,
+    related_root,
+    serialize,
+    serialize_body,
+    unflow,
+)
 from maildesk.quotes import strip_html_quotes
+from maildesk.rawparts import locate_raw_bodies, split_multipart
 
 if TYPE_CHECKING:
     from maildesk.parse import Attachment
@@ -93,7 +105,7 @@ class BodyCollector:
 
     def collect(self, message: email.message.Message) -> None:
         """Walk ``message`` and fill ``parts``, ``attachments`` and ``notes``."""
-        self._raw_bodies = locate_raw_bodies(self.raw, message)
+        self._raw_bodies = locate_raw_bodies(self.raw, message, MAX_DEPTH)
         self._walk(message, depth=0, top=True)
 
     def keep_unreadable(self, raw: bytes) -> None:
@@ -170,7 +182,7 @@ class BodyCollector:
             return
 
         if content_type == "multipart/related" and children:
-            root = _related_root(part, children)
+            root = related_root(part, children)
             self._walk(root, depth + 1)
             for child in children:
                 if child is not root:
@@ -199,7 +211,7 @@ class BodyCollector:
             return
 
         data = b"\n" + epilogue.encode("utf-8", errors="surrogateescape")
-        pieces = _split_multipart(data, boundary.encode("utf-8", errors="surrogateescape"))
+        pieces = split_multipart(data, boundary.encode("utf-8", errors="surrogateescape"))
         logger.debug("parts found after the closing boundary %r are read as well", boundary)
         for piece in pieces or []:
             if piece.strip():
@@ -240,7 +252,7 @@ class BodyCollector:
         self._add_leaf_attachment(part, part.get_content_type(), inline_default=True)
 
     def _walk_leaf(self, part: email.message.Message, content_type: str, top: bool) -> None:
-        disposition = _disposition(part)
+        disposition = get_disposition(part)
         filename = decoded_filename(part, self.default_charset)
 
         if part.get_content_maintype() == "multipart":
@@ -265,8 +277,8 @@ class BodyCollector:
     # -- body text ---------------------------------------------------------------------
 
     def _add_body_text(self, part: email.message.Message, content_type: str) -> None:
-        payload = _payload_bytes(part)
-        label = _charset_label(part)
+        payload = payload_bytes(part)
+        label = get_charset_label(part)
 
         if content_type == "text/html":
             meta = declared_html_charset(payload)
@@ -275,8 +287,8 @@ class BodyCollector:
             return
 
         text = decode_bytes(payload, label, self.default_charset)
-        if _param(part, "format").lower() == "flowed":
-            text = unflow(text, delete_space=_param(part, "delsp").lower() == "yes")
+        if get_param_text(part, "format").lower() == "flowed":
+            text = unflow(text, delete_space=get_param_text(part, "delsp").lower() == "yes")
         text = self._extract_uuencoded(text)
         self.parts.append(_Part("plain", text))
 
@@ -298,19 +310,19 @@ class BodyCollector:
     def _add_leaf_attachment(
         self, part: email.message.Message, content_type: str, inline_default: bool = False
     ) -> None:
-        filename = decoded_filename(part, self.default_charset) or _name_from_headers(
+        filename = decoded_filename(part, self.default_charset) or name_from_headers(
             part, content_type, self.default_charset
         )
-        disposition = _disposition(part)
-        content_id = _content_id(part)
+        disposition = get_disposition(part)
+        content_id = get_content_id(part)
         inline = disposition == "inline" or (
             inline_default and disposition is None and content_id is not None
         )
 
         if part.is_multipart():  # message/* types other than rfc822 that the parser split
-            content = self._raw_bodies.get(id(part)) or _serialize_body(part)
+            content = self._raw_bodies.get(id(part)) or serialize_body(part)
         else:
-            content = _payload_bytes(part)
+            content = payload_bytes(part)
         self._store(
             filename, content_type, content, content_id=content_id, inline=inline, original=filename
         )
@@ -323,9 +335,9 @@ class BodyCollector:
         content = self._raw_bodies.get(id(part))
         if content is None:
             if isinstance(inner_message, email.message.Message):
-                content = _serialize(inner_message)
+                content = serialize(inner_message)
             else:
-                content = _payload_bytes(part)
+                content = payload_bytes(part)
 
         filename = decoded_filename(part, self.default_charset)
         is_mail = content_type in _MESSAGE_TYPES
@@ -343,21 +355,21 @@ class BodyCollector:
             subject = " ".join(subject.replace("/", "_").replace("\\", "_").split())
             filename = f"{subject}.eml" if subject else None
         if not filename:
-            filename = _name_from_headers(part, content_type, self.default_charset)
+            filename = name_from_headers(part, content_type, self.default_charset)
         if filename and not filename.lower().endswith(".eml") and is_mail:
             filename += ".eml"
         self._store(
             filename,
             content_type,
             content,
-            content_id=_content_id(part),
+            content_id=get_content_id(part),
             inline=False,
             original=filename,
         )
 
     def _add_tnef(self, part: email.message.Message) -> bool:
         """Replace ``winmail.dat`` by the files and body inside it; False if it is unreadable."""
-        data = _payload_bytes(part)
+        data = payload_bytes(part)
         try:
             tnef = unpack_tnef(data)
         except ValueError as error:
@@ -504,314 +516,3 @@ def format_size(size: int) -> str:
         value /= 1024
     number = format_decimal(round(value, 1), locale=current_language())
     return f"{number} {unit}"
-
-
-# -- helpers on single parts ---------------------------------------------------------------
-
-
-_BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/]")
-
-
-def decode_base64_lenient(data: bytes) -> bytes:
-    """Decode base64 the way mail clients do: skip stray characters, repair the padding.
-
-    A trailing group of a single character carries no whole byte and is dropped.
-    """
-    cleaned = _BASE64_NOISE.sub(b"", data)
-    if len(cleaned) % 4 == 1:
-        cleaned = cleaned[:-1]
-    cleaned += b"=" * (-len(cleaned) % 4)
-    return binascii.a2b_base64(cleaned)
-
-
-def _payload_bytes(part: email.message.Message) -> bytes:
-    """Return the decoded payload (base64, quoted-printable, uuencode) or b''."""
-    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    raw = part.get_payload()
-    if encoding == "base64" and isinstance(raw, str):
-        try:
-            return decode_base64_lenient(raw.encode("ascii", errors="ignore"))
-        except binascii.Error as error:
-            logger.debug("base64 payload could not be decoded: %r", error)
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception as error:  # a damaged transfer encoding: keep what is there
-        logger.debug("payload could not be decoded: %r", error)
-        payload = None
-    if isinstance(payload, bytes):
-        return payload
-    raw = part.get_payload()
-    if isinstance(raw, str):
-        return raw.encode("utf-8", errors="surrogateescape")
-    return b""
-
-
-def _param(part: email.message.Message, name: str) -> str:
-    try:
-        value = part.get_param(name)
-    except Exception:  # a malformed Content-Type: the parameter counts as absent
-        return ""
-    if isinstance(value, tuple):
-        value = value[2]
-    return str(value) if value else ""
-
-
-_QUOTE_PREFIX = re.compile(r"^>+")
-
-
-def unflow(text: str, delete_space: bool = False) -> str:
-    """Join the soft line breaks of a ``format=flowed`` body (RFC 3676).
-
-    A line that ends in a space continues on the next line of the same quote depth,
-    except the signature separator ``-- ``. Stuffed spaces are removed.
-    """
-    result: list[str] = []
-    current: str | None = None
-    current_depth = -1
-    for line in text.replace("\r\n", "\n").split("\n"):
-        prefix_match = _QUOTE_PREFIX.match(line)
-        prefix = prefix_match.group(0) if prefix_match else ""
-        content = line[len(prefix) :]
-        if content.startswith(" "):
-            content = content[1:]  # space stuffing
-        depth = len(prefix)
-
-        if current is not None and depth == current_depth:
-            current += content
-        else:
-            if current is not None:
-                result.append(_with_prefix(current, current_depth))
-            current, current_depth = content, depth
-
-        if not current.endswith(" ") or current == "-- ":
-            result.append(_with_prefix(current, current_depth))
-            current, current_depth = None, -1
-        elif delete_space:
-            current = current[:-1] + "\x00"  # marks the deleted space until the join
-
-    if current is not None:
-        result.append(_with_prefix(current, current_depth))
-    return "\n".join(line.replace("\x00", "") for line in result)
-
-
-def _with_prefix(content: str, depth: int) -> str:
-    return (">" * depth + " " + content) if depth > 0 else content
-
-
-def _charset_label(part: email.message.Message) -> str | None:
-    try:
-        value = part.get_param("charset")
-    except Exception:
-        return None
-    if isinstance(value, tuple):  # RFC 2231 form
-        value = value[2]
-    return str(value) if value else None
-
-
-def _disposition(part: email.message.Message) -> str | None:
-    value = part.get("Content-Disposition")
-    if value is None:
-        return None
-    kind = str(value).split(";", 1)[0].strip().lower()
-    return kind or None
-
-
-def _content_id(part: email.message.Message) -> str | None:
-    value = part.get("Content-ID")
-    if value is None:
-        return None
-    value = "".join(str(value).split())
-    if not value:
-        return None
-    return value if value.startswith("<") else f"<{value.strip('<>')}>"
-
-
-_CONTENT_ID_NAME = re.compile(r"^<?([\w\-. ]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5})@", re.ASCII)
-
-
-def _name_from_headers(
-    part: email.message.Message, content_type: str, default_charset: str
-) -> str | None:
-    """Name a part that has no file name: from its Content-ID or Content-Description.
-
-    Outlook gives inline images Content-IDs such as ``<image001.png@01D9...>``, and
-    Postfix describes its bounce parts ("Delivery report", "Undelivered Message").
-    """
-    content_id = _content_id(part)
-    if content_id:
-        match = _CONTENT_ID_NAME.match(content_id)
-        if match:
-            return match.group(1)
-
-    description = part.get("Content-Description")
-    if description is not None:
-        text = " ".join(decode_rfc2047(str(description), default_charset).split())
-        if 0 < len(text) <= 100:
-            return text + extension_for(content_type)
-    return None
-
-
-def _param_bytes(value: str) -> bytes:
-    try:
-        return value.encode("latin-1", errors="surrogateescape")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", errors="surrogateescape")
-
-
-def raw_param(
-    part: email.message.Message, parameter: str, header: str, default_charset: str
-) -> str | tuple[str, str, str] | None:
-    """Return a header parameter as ``get_param`` does, also when the header has 8-bit bytes.
-
-    For a header with raw 8-bit bytes (a UTF-8 file name without encoding), the
-    ``compat32`` policy hands ``get_param`` a Header object that has already replaced
-    those bytes with U+FFFD. The raw value is decoded first and read from a scratch part.
-    """
-    raw = next((str(value) for name, value in part.raw_items() if name.lower() == header), None)
-    if raw is None:
-        return None
-    source = part
-    if any("\udc80" <= char <= "\udcff" for char in raw):
-        source = email.message.Message()
-        source[header] = decode_bytes(
-            raw.encode("utf-8", errors="surrogateescape"), None, default_charset
-        )
-    try:
-        return source.get_param(parameter, header=header)
-    except Exception:  # a malformed header: the parameter counts as absent
-        return None
-
-
-def decoded_filename(part: email.message.Message, default_charset: str) -> str | None:
-    """Return the attachment name from Content-Disposition or Content-Type, decoded.
-
-    Handles RFC 2231 (``filename*0*=utf-8''...`` continuations), RFC 2047 encoded words
-    (also inside quotes, which the RFC forbids but Outlook and Thunderbird write) and raw
-    8-bit names.
-    """
-    for header, parameter in (("content-disposition", "filename"), ("content-type", "name")):
-        value = raw_param(part, parameter, header, default_charset)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            charset, _language, text = value
-            name = decode_bytes(_param_bytes(text or ""), charset or None, default_charset)
-            name = decode_rfc2047(name, default_charset) if "=?" in name else name
-        else:
-            name = decode_rfc2047(str(value), default_charset)
-        name = name.strip()
-        if name:
-            return name
-    return None
-
-
-def _related_root(
-    part: email.message.Message, children: list[email.message.Message]
-) -> email.message.Message:
-    start = part.get_param("start")
-    if isinstance(start, str) and start:
-        for child in children:
-            if _content_id(child) == _content_id_of(start):
-                return child
-    return children[0]
-
-
-def _content_id_of(value: str) -> str:
-    value = "".join(value.split())
-    return value if value.startswith("<") else f"<{value}>"
-
-
-def _serialize(message: email.message.Message) -> bytes:
-    try:
-        return message.as_bytes()
-    except Exception as error:  # headers the generator cannot write back
-        logger.debug("embedded message could not be serialised: %r", error)
-        return str(message).encode("utf-8", errors="replace")
-
-
-def _serialize_body(part: email.message.Message) -> bytes:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return b"\n".join(
-            _serialize(item) for item in payload if isinstance(item, email.message.Message)
-        )
-    return _payload_bytes(part)
-
-
-# -- raw byte ranges -------------------------------------------------------------------------
-
-_HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
-
-
-def locate_raw_bodies(raw: bytes, message: email.message.Message) -> dict[int, bytes]:
-    """Map each part (by ``id``) to the raw bytes of its body as they are in ``raw``.
-
-    The stdlib parser does not keep byte offsets; this repeats its boundary split on
-    bytes so a forwarded mail can be stored byte for byte. Where the split disagrees
-    with the parser (broken boundaries), that subtree is left out of the map and the
-    caller re-serialises it instead.
-    """
-    found: dict[int, bytes] = {}
-    _locate(raw, message, found, depth=0)
-    return found
-
-
-def _split_header(raw: bytes) -> bytes | None:
-    match = _HEADER_END.search(raw)
-    if match is None:
-        return None
-    return raw[match.end() :]
-
-
-def _locate(raw: bytes, part: email.message.Message, found: dict[int, bytes], depth: int) -> None:
-    if depth > MAX_DEPTH:
-        return
-    body = _split_header(raw)
-    if body is None:
-        return
-    found[id(part)] = body
-
-    payload = part.get_payload()
-    if not isinstance(payload, list):
-        return
-
-    if part.get_content_maintype() == "message":
-        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-        if len(payload) == 1 and encoding in ("", "7bit", "8bit", "binary"):
-            _locate_message(body, payload[0], found, depth)
-        return
-
-    boundary = part.get_boundary()
-    if not boundary:
-        return
-    pieces = _split_multipart(body, boundary.encode("utf-8", errors="surrogateescape"))
-    if pieces is None or len(pieces) != len(payload):
-        return
-    for piece, child in zip(pieces, payload, strict=True):
-        if isinstance(child, email.message.Message):
-            _locate(piece, child, found, depth + 1)
-
-
-def _locate_message(body: bytes, inner: object, found: dict[int, bytes], depth: int) -> None:
-    if isinstance(inner, email.message.Message):
-        # The inner message's own map entry is its body; the .eml needs the whole of it,
-        # which is exactly the body of the message/rfc822 part.
-        _locate(body, inner, found, depth + 1)
-
-
-def _split_multipart(body: bytes, boundary: bytes) -> list[bytes] | None:
-    delimiter = re.compile(
-        rb"(?:^|\r?\n|\r)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\r|$)"
-    )
-    pieces: list[bytes] = []
-    start: int | None = None
-    for match in delimiter.finditer(body):
-        if start is not None:
-            pieces.append(body[start : match.start()])
-        if match.group(1):
-            return pieces
-        newline = re.compile(rb"\r?\n|\r").match(body, match.end())
-        start = newline.end() if newline else match.end()
-    if start is not None:
-        pieces.append(body[start:])
-    return pieces or None

@@ -1,0 +1,92 @@
+"""Byte ranges of MIME parts in the raw mail, which the stdlib parser does not keep.
+
+A forwarded mail (message/rfc822) is stored byte for byte, so its bytes are cut from the
+raw input instead of being re-serialised, which would refold headers and change line
+endings.
+"""
+
+from __future__ import annotations
+
+import email.message
+import re
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
+
+
+def locate_raw_bodies(
+    raw: bytes, message: email.message.Message, max_depth: int = 20
+) -> dict[int, bytes]:
+    """Map each part (by ``id``) to the raw bytes of its body as they are in ``raw``.
+
+    The stdlib parser does not keep byte offsets; this repeats its boundary split on
+    bytes so a forwarded mail can be stored byte for byte. Where the split disagrees
+    with the parser (broken boundaries), that subtree is left out of the map and the
+    caller re-serialises it instead.
+    """
+    found: dict[int, bytes] = {}
+    _locate(raw, message, found, levels_left=max_depth)
+    return found
+
+
+def _split_header(raw: bytes) -> bytes | None:
+    match = _HEADER_END.search(raw)
+    if match is None:
+        return None
+    return raw[match.end() :]
+
+
+def _locate(
+    raw: bytes, part: email.message.Message, found: dict[int, bytes], levels_left: int
+) -> None:
+    if levels_left < 0:
+        return
+    body = _split_header(raw)
+    if body is None:
+        return
+    found[id(part)] = body
+
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return
+
+    if part.get_content_maintype() == "message":
+        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if len(payload) == 1 and encoding in ("", "7bit", "8bit", "binary"):
+            _locate_message(body, payload[0], found, levels_left)
+        return
+
+    boundary = part.get_boundary()
+    if not boundary:
+        return
+    pieces = split_multipart(body, boundary.encode("utf-8", errors="surrogateescape"))
+    if pieces is None or len(pieces) != len(payload):
+        return
+    for piece, child in zip(pieces, payload, strict=True):
+        if isinstance(child, email.message.Message):
+            _locate(piece, child, found, levels_left - 1)
+
+
+def _locate_message(body: bytes, inner: object, found: dict[int, bytes], levels_left: int) -> None:
+    if isinstance(inner, email.message.Message):
+        # The inner message's own map entry is its body; the .eml needs the whole of it,
+        # which is exactly the body of the message/rfc822 part.
+        _locate(body, inner, found, levels_left - 1)
+
+
+def split_multipart(body: bytes, boundary: bytes) -> list[bytes] | None:
+    """Split a multipart body at its boundary lines as the stdlib does; None without any."""
+    delimiter = re.compile(
+        rb"(?:^|\r?\n|\r)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\r|$)"
+    )
+    pieces: list[bytes] = []
+    start: int | None = None
+    for match in delimiter.finditer(body):
+        if start is not None:
+            pieces.append(body[start : match.start()])
+        if match.group(1):
+            return pieces
+        newline = re.compile(rb"\r?\n|\r").match(body, match.end())
+        start = newline.end() if newline else match.end()
+    if start is not None:
+        pieces.append(body[start:])
+    return pieces or None
