@@ -63,11 +63,6 @@ MAX_DEPTH = 20
 _BODY_TYPES = ("text/plain", "text/html")
 _TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
-_SIGNATURE_TYPES = (
-    "application/pkcs7-signature",
-    "application/x-pkcs7-signature",
-    "application/pgp-signature",
-)
 
 
 @dataclass
@@ -202,8 +197,8 @@ class BodyCollector:
     def _walk_epilogue(self, part: email.message.Message, depth: int) -> None:
         """Read parts that follow the closing boundary.
 
-        A nested multipart that reuses its parent's boundary closes both at once, and the
-        stdlib keeps the parts after it as epilogue text; mail clients still show them.
+        A nested multipart that reuses its parent's boundary closes both at once. The
+        stdlib then keeps the parts after it as epilogue text, but mail clients show them.
         """
         epilogue = part.epilogue
         boundary = part.get_boundary()
@@ -271,7 +266,7 @@ class BodyCollector:
             return
 
         # NOTE: S/MIME encrypted or opaque-signed mail (application/pkcs7-mime) is kept
-        # as smime.p7m without reading its content; the desk holds no private keys.
+        # as smime.p7m without reading its content; the desk has no private keys.
         self._add_leaf_attachment(part, content_type)
 
     # -- body text ---------------------------------------------------------------------
