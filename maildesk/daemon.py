@@ -21,7 +21,7 @@ from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
 from maildesk.outbox import Sender, recover_stale_claims, worker_id
-from maildesk.sources import Source
+from maildesk.sources import FetchedMail, Source
 
 logger = logging.getLogger(__name__)
 
@@ -88,21 +88,36 @@ class Daemon:
             if not batch:
                 break
             rules = self._rules()
+            done: list[FetchedMail] = []
             for mail in batch:
                 if self.stopping:
                     break
                 outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
                 self.outcomes[outcome.action] += 1
-                faults.crash_point("before-ack")
                 if outcome.action == "quarantined":
+                    faults.crash_point("before-ack")
                     self.source.quarantine(mail)
                 else:
-                    self.source.acknowledge(mail)
+                    done.append(mail)
                 handled += 1
+            faults.crash_point("before-ack")
+            self._acknowledge(done)
             if not self.holds_mailbox():
                 break
         self.processed += handled
         return handled
+
+    def _acknowledge(self, mails: list[FetchedMail]) -> None:
+        """Release processed mail at the source, the whole batch at once where it can.
+
+        Until then a crash only means the batch is fetched again and skipped as duplicates.
+        """
+        acknowledge_many = getattr(self.source, "acknowledge_many", None)
+        if acknowledge_many is not None:
+            acknowledge_many(mails)
+            return
+        for mail in mails:
+            self.source.acknowledge(mail)
 
     def send_outbox(self) -> int:
         try:

@@ -112,27 +112,32 @@ class ImapSource:
 
         return self._call(run)  # type: ignore[return-value]
 
-    def _move(self, mail: FetchedMail, folder: str) -> None:
-        uid = int(mail.ref)
+    def _move(self, mails: list[FetchedMail], folder: str) -> None:
+        uids = [int(mail.ref) for mail in mails]
 
         def run(client: IMAPClient) -> None:
             if client.has_capability("MOVE"):
-                client.move([uid], folder)
+                client.move(uids, folder)
                 return
-            client.copy([uid], folder)
-            client.add_flags([uid], [b"\\Deleted"])
+            client.copy(uids, folder)
+            client.add_flags(uids, [b"\\Deleted"])
             if client.has_capability("UIDPLUS"):
-                client.uid_expunge([uid])
+                client.uid_expunge(uids)
             else:
                 client.expunge()
 
         self._call(run)
 
     def acknowledge(self, mail: FetchedMail) -> None:
-        self._move(mail, self.config.processed_folder)
+        self._move([mail], self.config.processed_folder)
+
+    def acknowledge_many(self, mails: list[FetchedMail]) -> None:
+        """Move a whole processed batch with one command: one round trip instead of one per mail."""
+        if mails:
+            self._move(mails, self.config.processed_folder)
 
     def quarantine(self, mail: FetchedMail) -> None:
-        self._move(mail, self.config.quarantine_folder)
+        self._move([mail], self.config.quarantine_folder)
 
     def wait(self, timeout: float, should_stop: Callable[[], bool]) -> None:
         """Wait with IDLE (checking ``should_stop`` every second) or by polling."""
