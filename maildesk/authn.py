@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import dkim
 
+from maildesk.errors import TemporaryError
+from maildesk.i18n import _
 from maildesk.parse import ParsedMessage
 
 logger = logging.getLogger(__name__)
@@ -177,26 +179,39 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
     """Verify the DKIM signatures of ``raw``; pass when one of an aligned domain verifies.
 
     ``dns_txt(name, timeout=...)`` returns the TXT record of a selector; None uses the
-    system resolver (dnspython).
+    system resolver (dnspython). Raises TemporaryError when the look-up times out, so
+    the mail stays at its source and is tried again.
     """
     policy = "dkim"
-    count = len(re.findall(rb"(?im)^dkim-signature\s*:", raw.split(b"\r\n\r\n", 1)[0]
-                           if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[0]))
+    header_block = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    count = len(re.findall(rb"(?im)^dkim-signature[ \t]*:", header_block))
     if count == 0:
         return Verdict(False, policy, "dkim=none (no DKIM-Signature)")
+
+    lookup = dns_txt or dkim.dnsplug.get_txt
+    timeouts: list[Exception] = []
+
+    def recording_lookup(name: bytes, timeout: int = 5) -> bytes | str | None:
+        # dkimpy turns a DNS timeout into a failed signature; maildesk retries instead.
+        try:
+            return lookup(name, timeout=timeout)
+        except dkim.DnsTimeoutError as error:
+            timeouts.append(error)
+            raise
 
     outcomes: list[str] = []
     for index in range(count):
         verifier = dkim.DKIM(raw, logger=logger)
         try:
-            if dns_txt is None:
-                passed = verifier.verify(idx=index)
-            else:
-                passed = verifier.verify(idx=index, dnsfunc=dns_txt)
+            passed = verifier.verify(idx=index, dnsfunc=recording_lookup)
         except dkim.DKIMException as error:
             logger.debug("DKIM signature %d does not verify: %s", index, error)
             outcomes.append(f"dkim=fail ({error})")
             continue
+        if timeouts:
+            raise TemporaryError(
+                _("the DKIM key of {domain} could not be looked up: {error}").format(
+                    domain=domain, error=timeouts[0]))
         signer = (verifier.domain or b"").decode("ascii", "replace")
         if passed and aligned(signer, domain):
             return Verdict(True, policy, f"dkim=pass header.d={signer}")

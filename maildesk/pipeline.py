@@ -217,7 +217,7 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
     try:
         decision = decide(desk, message, raw_sha256, source, rules)
         decision = conversation.review(desk, decision)
-    except (pw.OperationalError, pw.InterfaceError):
+    except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise
     except MaildeskError as error:
         row = quarantine(desk, raw, raw_sha256, source, error)

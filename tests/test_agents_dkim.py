@@ -23,6 +23,7 @@ from maildesk.authn import (
     parse_authentication_results,
     verify_dkim,
 )
+from maildesk.errors import TemporaryError
 from maildesk.parse import parse_message
 
 SELECTOR = b"sel1"
@@ -190,6 +191,16 @@ def test_verify_dkim_unknown_key(signing_key: tuple[bytes, bytes]) -> None:
     assert not verdict.passed
 
 
+def test_verify_dkim_timeout_is_temporary(signing_key: tuple[bytes, bytes]) -> None:
+    private, _record = signing_key
+
+    def timing_out(name: bytes, timeout: int = 5) -> bytes:
+        raise dkim.DnsTimeoutError("timed out")
+
+    with pytest.raises(TemporaryError):
+        verify_dkim(signed(agent_raw(), private), "example.com", timing_out)
+
+
 # --------------------------------------------------------------------------- through the pipeline
 
 
@@ -223,6 +234,25 @@ def test_dkim_policy_rejects_tampered_command(tmp_path: Path, database_url: str,
     assert models.Ticket.get_by_id(ticket.id).status == "new"
     errors = list(models.Outbox.select().where(models.Outbox.kind == "command_error"))
     assert [row.recipients.split() for row in errors] == [["marek.zielinski@example.com"]]
+
+
+def test_dkim_timeout_keeps_mail_for_retry(tmp_path: Path, database_url: str,
+                                           signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    desk, ticket, ack = dkim_desk(tmp_path, database_url, record)
+
+    def timing_out(name: bytes, timeout: int = 5) -> bytes:
+        raise dkim.DnsTimeoutError("timed out")
+
+    desk.dns_txt = timing_out
+    raw = signed(agent_raw(in_reply_to=ack), private)
+
+    with pytest.raises(TemporaryError):
+        pipeline.process(desk, raw, "test:agent")
+    assert models.Quarantine.select().count() == 0
+    desk.dns_txt = lookup_for(record)
+    pipeline.process(desk, raw, "test:agent")
+    assert models.Ticket.get_by_id(ticket.id).status == "resolved"
 
 
 def test_dkim_policy_ignores_authentication_results(tmp_path: Path, database_url: str,
