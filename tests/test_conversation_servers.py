@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from deskfactory import mail, make_desk
 from imapdesk import imap_overrides
+from test_conversation import EVERY_COMMAND
 
 from maildesk import models
 from maildesk.daemon import Daemon
@@ -151,3 +152,37 @@ def test_invalid_command_gets_error_mail(daemon: Daemon, imap_account: Any, smtp
     assert "#pilność bardzo" in error
     assert "Poprawna postać: #pilność wysoka | średnia | niska" in error
     assert models.Ticket.get_by_id(ticket.id).status == "new"
+
+
+@pytest.mark.parametrize("language", ["pl", "en"])
+def test_every_command_through_real_servers(daemon: Daemon, imap_account: Any, smtp: Any,
+                                            language: str) -> None:
+    for index in range(len(EVERY_COMMAND)):
+        imap_account.append(mail(sender=f"user{index}@example.org",
+                                 message_id=f"<m{index}@example.org>"))
+    acks = {address: messages[0] for address, messages in run_pass(daemon, smtp).items()}
+    tickets = {}
+    for index, (polish, english, _field, _expected) in enumerate(EVERY_COMMAND):
+        ticket = models.Ticket.get(models.Ticket.requester == models.Contact.get(
+            models.Contact.address == f"user{index}@example.org"))
+        models.Ticket.update(status="in_progress", group="pierwsza-linia").where(
+            models.Ticket.id == ticket.id).execute()
+        tickets[index] = ticket.id
+        line = polish if language == "pl" else english
+        imap_account.append(agent_mail(f"{line}\n\nOK.",
+                                       acks[f"user{index}@example.org"]["Message-ID"],
+                                       message_id=f"<a{index}@mail.example.com>",
+                                       ticket=ticket.id))
+
+    received = run_pass(daemon, smtp)
+
+    for index, (polish, english, field, expected) in enumerate(EVERY_COMMAND):
+        line = polish if language == "pl" else english
+        value = getattr(models.Ticket.get_by_id(tickets[index]), field)
+        assert (line, value) == (line, expected)
+    confirmations = [message for message in received[MAREK]
+                     if "Polecenia wykonane" in message["Subject"]]
+    assert len(confirmations) == len(EVERY_COMMAND)
+    assert not any("odrzucone" in message["Subject"] for message in received[MAREK])
+    relayed = [address for address in received if address.startswith("user")]
+    assert len(relayed) == len(EVERY_COMMAND)
