@@ -179,11 +179,11 @@ def start_up(desk: Desk) -> SyncReport:
         logger.warning(_(
             "commands.authentication is address_only: anyone who forges an agent's From "
             "address can reply to users and run commands; use authentication_results or dkim"))
-    elif settings.authentication == "authentication_results" and not settings.trusted_authserv_ids:
-        if desk.config.agents:
-            logger.warning(_(
-                "commands.trusted_authserv_ids is empty: agent replies and commands will be "
-                "rejected until you name your receiving server (e.g. [mx.example.com])"))
+    elif (settings.authentication == "authentication_results"
+          and not settings.trusted_authserv_ids and desk.config.agents):
+        logger.warning(_(
+            "commands.trusted_authserv_ids is empty: agent replies and commands will be "
+            "rejected until you name your receiving server (e.g. [mx.example.com])"))
     return report
 
 

@@ -79,7 +79,7 @@ _POLISH_LETTERS = str.maketrans("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ", "acelnos
 
 
 def fold(value: str) -> str:
-    """Lower-case, drop Polish (and other) diacritics, and make ``_``/``-``/runs of space one space."""
+    """Lower-case, drop diacritics, and turn each run of ``_``, ``-`` and spaces into a space."""
     text = value.translate(_POLISH_LETTERS)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(char for char in text if not unicodedata.combining(char))
@@ -328,37 +328,49 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
                                         {"group": command.value}, spec.usage))
             else:
                 new["group"] = found[0]
-        elif spec.name is CommandName.ESCALATE:
-            if command.value:
-                reasons["escalation"] = command.value
+        elif spec.name is CommandName.ESCALATE and command.value:
+            reasons["escalation"] = command.value
+
+    problems.extend(_derive_fields(new, state, seen, explicit_priority, status_line,
+                                   unassigned, directory))
+    if problems:
+        return CommandPlan(problems=tuple(problems))
+    changes = tuple((name, state[name], new[name]) for name in FIELDS
+                    if new[name] != state[name])
+    return CommandPlan(changes=changes, reasons=reasons)
+
+
+def _derive_fields(new: dict[str, Any], state: dict[str, Any],
+                   seen: dict[CommandName, CommandLine], explicit_priority: int | None,
+                   status_line: CommandLine | None, unassigned: bool,
+                   directory: Directory) -> list[Problem]:
+    """Work out the fields that follow from the commands: escalation, priority, status."""
+    problems = []
     # Escalation is worked out after #group, so "#grupa X" + "#eskaluj" escalates from X.
     if CommandName.ESCALATE in seen:
         problem = _escalate(seen[CommandName.ESCALATE], new, directory)
         if problem is not None:
             problems.append(problem)
 
+    levels_changed = (new["impact"], new["urgency"]) != (state["impact"], state["urgency"])
     if explicit_priority is not None:
         new["priority"] = explicit_priority
-    elif (new["impact"], new["urgency"]) != (state["impact"], state["urgency"]):
-        if new["impact"] in LEVELS and new["urgency"] in LEVELS:
-            new["priority"] = directory.matrix.priority(new["impact"], new["urgency"])
+    elif levels_changed and new["impact"] in LEVELS and new["urgency"] in LEVELS:
+        new["priority"] = directory.matrix.priority(new["impact"], new["urgency"])
+
     # A ticket handed to another group leaves an assignee who is not in that group.
     moved = new["group"] != state["group"]
-    if moved and new["assignee"] and CommandName.ASSIGN not in seen:
-        if not directory.is_member(new["assignee"], new["group"]):
-            new["assignee"] = None
-            unassigned = True
+    if (moved and new["assignee"] and CommandName.ASSIGN not in seen
+            and not directory.is_member(new["assignee"], new["group"])):
+        new["assignee"] = None
+        unassigned = True
+
     _settle_status(new, state, status_line, unassigned)
     if status_line is not None and new["status"] != state["status"]:
         problem = _check_status(status_line, state["status"], new, directory)
         if problem is not None:
             problems.append(problem)
-
-    if problems:
-        return CommandPlan(problems=tuple(problems))
-    changes = tuple((name, state[name], new[name]) for name in FIELDS
-                    if new[name] != state[name])
-    return CommandPlan(changes=changes, reasons=reasons)
+    return problems
 
 
 def _settle_status(new: dict[str, Any], state: dict[str, Any],

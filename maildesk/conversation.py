@@ -19,10 +19,10 @@ from typing import Any
 from maildesk import agents, models
 from maildesk.authn import Verdict, authenticate
 from maildesk.commands import (
+    N_,
     CommandBlock,
     CommandPlan,
     Directory,
-    N_,
     Problem,
     apply_changes,
     field_label,
@@ -378,8 +378,8 @@ def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
     )
     if mail is None:
         logger.warning(_("ticket {ticket}: the reply of {agent} was not sent, because no "
-                         "recipient is allowed ({message_id})").format(ticket=ticket.id, agent=plan.login,
-                                                  message_id=decision.message.message_id))
+                         "recipient is allowed ({message_id})").format(
+            ticket=ticket.id, agent=plan.login, message_id=decision.message.message_id))
     return mail
 
 
@@ -492,8 +492,8 @@ def accept_held(entry_id: int, actor: str) -> models.Message:
 
     Raises LookupError when there is no held entry with that id.
     """
-    from maildesk.tickets import record_event, upsert_contact
     from maildesk.parse import Address
+    from maildesk.tickets import record_event, upsert_contact
 
     with models.database_proxy.atomic():
         entry = models.Message.get_or_none(models.Message.id == entry_id,

@@ -14,7 +14,7 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from deskfactory import make_desk, mail
+from deskfactory import mail, make_desk
 
 from maildesk import models, pipeline
 from maildesk.authn import (

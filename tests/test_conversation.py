@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deskfactory import make_desk, mail
+from deskfactory import mail, make_desk
 
 from maildesk import models, pipeline
 from maildesk.conversation import accept_held
@@ -521,7 +521,8 @@ def test_pass_from_untrusted_server_is_ignored(tmp_path: Path, database_url: str
 def test_pass_for_other_domain_is_rejected(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk)
-    other = "mx.example.com; dkim=pass header.d=attacker.example; dmarc=fail header.from=example.com"
+    other = ("mx.example.com; dkim=pass header.d=attacker.example; "
+             "dmarc=fail header.from=example.com")
 
     process(desk, agent_mail("#status rozwiązane\n", ack, authentication=other))
 
