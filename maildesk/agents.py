@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
 from maildesk import models
 from maildesk.config import Config, _Section
-from maildesk.errors import ConfigError
 from maildesk.i18n import _
 from maildesk.models import utcnow
 
@@ -89,9 +87,27 @@ def load_command_settings(config: Config) -> CommandSettings:
     return settings
 
 
-@lru_cache(maxsize=8)
+# Keyed by the identity of the Config: equal configs may differ in ``raw``, which
+# dataclass equality ignores, so an lru_cache on the value could return stale settings.
+_cache: dict[int, tuple[Config, CommandSettings]] = {}
+_CACHE_SIZE = 16
+
+
 def _cached_settings(config: Config) -> CommandSettings:
-    return load_command_settings(config)
+    cached = _cache.get(id(config))
+    if cached is not None and cached[0] is config:
+        return cached[1]
+
+    settings = load_command_settings(config)
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[id(config)] = (config, settings)
+    return settings
+
+
+def check_command_settings(config: Config) -> CommandSettings:
+    """Validate the ``commands:`` section when the configuration is loaded; cache the result."""
+    return _cached_settings(config)
 
 
 def command_settings(desk: Desk) -> CommandSettings:
@@ -247,10 +263,10 @@ def resolve_assignee(value: str | None) -> models.Agent | None:
 __all__ = [
     "AUTHENTICATION_POLICIES",
     "CommandSettings",
-    "ConfigError",
     "SyncReport",
     "agent_by_address",
     "agent_tier",
+    "check_command_settings",
     "command_settings",
     "default_note_address",
     "find_agent",

@@ -378,6 +378,9 @@ def load_config(path: Path) -> Config:
     from maildesk.slaconfig import service_levels_of
 
     service_levels_of(config)  # checks 'calendar', 'priority' and 'sla' with file:line
+    from maildesk.agents import check_command_settings
+
+    check_command_settings(config)  # checks 'commands' with file:line
     return config
 
 
