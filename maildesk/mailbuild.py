@@ -16,6 +16,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -28,6 +30,12 @@ from maildesk.templating import RenderedMail
 
 logger = logging.getLogger(__name__)
 
+_UNSTRUCTURED = frozenset({"subject", "thread-topic"})
+# ASCII words at the start of a subject that stay unencoded, at most this many characters.
+_PLAIN_PREFIX_LENGTH = 40
+_UTF8_Q = Charset("utf-8")
+_UTF8_Q.header_encoding = QP
+_SPACE_BEFORE_FOLD = re.compile(r"[ \t]+\r\n[ \t]")
 _MESSAGE_ID = re.compile(r"^<[^<>\s\"]+@[^<>\s\"]+>$")
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 # Outlook and Gmail thread on the last few ids; the first and the last ten are kept.
@@ -50,7 +58,7 @@ class OutgoingAttachment:
 
 
 class _OutgoingPolicy(EmailPolicy):
-    """The SMTP policy, but a folded header never starts with an empty first line.
+    """The SMTP policy, but folded headers unfold to exactly the value that was set.
 
     Python folds a header whose first word does not fit beside the name as
     ``Subject:`` CRLF `` word``. Some clients show that as an empty subject, so the first
@@ -59,19 +67,48 @@ class _OutgoingPolicy(EmailPolicy):
     """
 
     def fold(self, name: str, value: Any) -> str:
+        if name.lower() in _UNSTRUCTURED and not str(value).isascii():
+            return _encode_unstructured(name, str(value))
         return _join_empty_first_line(super().fold(name, value), name)
 
     def fold_binary(self, name: str, value: Any) -> bytes:
+        if name.lower() in _UNSTRUCTURED and not str(value).isascii():
+            return _encode_unstructured(name, str(value)).encode("ascii")
         folded = super().fold_binary(name, value)
         return _join_empty_first_line(folded.decode("ascii", "surrogateescape"),
                                       name).encode("ascii", "surrogateescape")
 
 
+def _encode_unstructured(name: str, value: str) -> str:
+    """Fold a non-ASCII Subject as leading ASCII words plus RFC 2047 encoded words.
+
+    Python 3.11's own folder drops the space between two adjacent encoded words
+    ("piętrze piętrze" comes back as "piętrzepiętrze"); email.header.Header keeps the
+    spaces inside the encoded words. The ASCII words in front (the ticket tag) stay
+    readable for filters that do not decode headers.
+    """
+    words = value.split(" ")
+    head: list[str] = []
+    for word in words:
+        candidate = " ".join([*head, word])
+        if not word.isascii() or "=?" in word or len(candidate) > _PLAIN_PREFIX_LENGTH:
+            break
+        head.append(word)
+    rest = " ".join(words[len(head):])
+    plain = " ".join(head)
+    lead = f"{name}: {plain} " if plain else f"{name}: "
+    encoded = Header(rest, _UTF8_Q, header_name=lead.rstrip(": "), maxlinelen=78).encode(
+        linesep="\r\n")
+    return f"{lead}{encoded}\r\n"
+
+
 def _join_empty_first_line(folded: str, name: str) -> str:
     prefix = name + ":\r\n "
     if folded.startswith(prefix):
-        return f"{name}: {folded[len(prefix):].lstrip(' ')}"
-    return folded
+        folded = f"{name}: {folded[len(prefix):].lstrip(' ')}"
+    # Python 3.11 may leave a space before a fold as well as after it, which unfolds to
+    # two spaces ("2.  piętrze"): the continuation line's space is the separator.
+    return _SPACE_BEFORE_FOLD.sub("\r\n ", folded)
 
 
 OUTGOING_POLICY = _OutgoingPolicy(linesep="\r\n")

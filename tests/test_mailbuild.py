@@ -9,6 +9,8 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maildesk.mailbuild import (
     MAX_REFERENCES,
@@ -211,6 +213,19 @@ def test_mailbuild_folded_subject_starts_on_first_line(subject: str) -> None:
     assert subject_line.strip() != b"Subject:"
     assert len(subject_line) > len(b"Subject: ")
     assert reparse(build(subject=subject))["Subject"] == subject
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["[#20451]", "Drukarka", "na", "2.", "piętrze", "żółć",
+                                 "–", "Zgłoszenie:", "https://intranet.example.org/a/b",
+                                 "x" * 70, "Re:", "(pilne)", "\"cytat\"", "ąęśćźżółń" * 5]),
+                min_size=1, max_size=25))
+def test_mailbuild_subject_round_trips(words: list[str]) -> None:
+    subject = " ".join(words)
+
+    parsed = reparse(build(subject=subject))
+
+    assert parsed["Subject"] == subject
 
 
 def test_mailbuild_every_line_within_998() -> None:

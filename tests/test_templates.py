@@ -1,0 +1,437 @@
+"""Mail templates: every shipped template in both languages, filters, errors, reloads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, date, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from deskfactory import make_desk, make_ticket, write_config
+
+from maildesk import models
+from maildesk.cli import main as cli_main
+from maildesk.config import load_config
+from maildesk.desk import Desk
+from maildesk.errors import ConfigError
+from maildesk.mailbuild import Recipient, build_message
+from maildesk.notify import (
+    choose_language,
+    language_for_address,
+    queue_mail,
+    sample_context,
+    ticket_context,
+)
+from maildesk.resources import shipped
+from maildesk.templating import Templates, html_problem, polish_plural, text_to_html
+from maildesk.wiring import check_templates
+
+SHIPPED = shipped("templates")
+TEMPLATE_NAMES = sorted({path.stem for path in SHIPPED.glob("*/*.j2")
+                         if not path.name.startswith("_")})
+
+
+@pytest.fixture
+def template_root(tmp_path: Path) -> Path:
+    root = tmp_path / "templates"
+    shutil.copytree(SHIPPED, root)
+    return root
+
+
+@pytest.fixture
+def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The sample context of a desk, which needs no database to build."""
+    directory = tmp_path_factory.mktemp("sample")
+    config = load_config(write_config(directory, "sqlite:///:memory:"))
+    return sample_context(Desk.from_config(config))
+
+
+def rewrite(path: Path, text: str) -> None:
+    """Write a template and move its mtime on, so a reload notices even a same-size edit."""
+    stamp = path.stat().st_mtime_ns + 5_000_000_000
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(stamp, stamp))
+
+
+# --------------------------------------------------------------------------- every template
+
+
+def test_templates_shipped_set_is_complete() -> None:
+    for name in ("acknowledgement", "quarantine_notice", "rejection_too_large",
+                 "rejection_blocked", "new_ticket_agents", "mail_loop_alert"):
+        assert name in TEMPLATE_NAMES
+
+
+def test_templates_exist_in_both_languages() -> None:
+    templates = Templates(SHIPPED)
+
+    assert templates.missing_translations() == []
+
+
+@pytest.mark.parametrize("language", ["pl", "en"])
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_templates_render_and_parse_back(name: str, language: str,
+                                         sample: dict[str, Any]) -> None:
+    templates = Templates(SHIPPED)
+
+    rendered = templates.render(name, language, sample)
+    message = build_message(
+        rendered, sender=Recipient("helpdesk@example.com", "Helpdesk IT"),
+        to=[Recipient("zofia@example.org", "Zofia Wiśniewska")],
+        message_id="<test.1234.1@maildesk.example.com>", in_reply_to="<m1@example.org>",
+        references=["<m0@example.org>", "<m1@example.org>"], reply_to="helpdesk@example.com",
+        ticket=1234, thread_topic="Drukarka", thread_started=datetime(2026, 12, 4, 9, 0))
+    parsed = message_from_bytes(message.as_bytes(), policy=default_policy)
+    assert isinstance(parsed, EmailMessage)
+
+    assert rendered.language == language
+    assert parsed["Subject"] == rendered.subject
+    assert "\n" not in parsed["Subject"]
+    assert parsed["Content-Language"] == language
+    assert parsed["In-Reply-To"] == "<m1@example.org>"
+    assert parsed["References"] == "<m0@example.org> <m1@example.org>"
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    parts = list(parsed.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert [part.get_content_charset() for part in parts] == ["utf-8", "utf-8"]
+    text = parts[0].get_content()
+    html = parts[1].get_content()
+    assert "{{" not in text and "{%" not in text
+    assert "-- \n" in text.replace("\r\n", "\n")
+    assert "helpdesk@example.com" in text
+    assert html_problem(html) is None
+    assert f'<html lang="{language}">' in html
+    assert "{{" not in html
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_templates_html_escapes_sample_values(name: str, sample: dict[str, Any]) -> None:
+    templates = Templates(SHIPPED)
+    hostile = {**sample, "ticket": {**sample["ticket"],
+                                    "subject": "<script>alert(1)</script> & co"}}
+
+    rendered = templates.render(name, "pl", hostile)
+
+    assert rendered.html is not None
+    assert "<script>" not in rendered.html
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@pytest.mark.parametrize(("count", "form"), [
+    (0, "zgłoszeń"), (1, "zgłoszenie"), (2, "zgłoszenia"), (4, "zgłoszenia"), (5, "zgłoszeń"),
+    (11, "zgłoszeń"), (12, "zgłoszeń"), (14, "zgłoszeń"), (21, "zgłoszeń"), (22, "zgłoszenia"),
+    (25, "zgłoszeń"), (101, "zgłoszeń"), (104, "zgłoszenia"), (112, "zgłoszeń"),
+    (1000, "zgłoszeń"),
+])
+def test_templates_polish_plural(count: int, form: str) -> None:
+    assert polish_plural(count, "zgłoszenie", "zgłoszenia", "zgłoszeń") == form
+
+
+def render_string(template_root: Path, body: str, values: dict[str, Any],
+                  language: str = "pl") -> str:
+    path = template_root / language / "probe.j2"
+    path.write_text(
+        f'{{% extends "{language}/_layout.j2" %}}\n{{% block subject %}}probe{{% endblock %}}\n'
+        f"{{% block text %}}{body}{{% endblock %}}\n", encoding="utf-8")
+    templates = Templates(template_root, "pl", "Europe/Warsaw")
+    rendered = templates.render("probe", language, {"desk": {"name": "D", "address": "d@x.pl"},
+                                                    **values})
+    return rendered.text.split("\n-- \n")[0].strip()
+
+
+def test_templates_plural_filter_in_both_languages(template_root: Path) -> None:
+    polish = render_string(template_root, '{% for n in [1, 2, 5, 22] %}{{ n }} '
+                           '{{ n | plural("zgłoszenie", "zgłoszenia", "zgłoszeń") }}; '
+                           "{% endfor %}", {})
+    english = render_string(template_root, '{% for n in [1, 2] %}{{ n }} '
+                            '{{ n | plural("ticket", "tickets") }}; {% endfor %}', {}, "en")
+
+    assert polish == "1 zgłoszenie; 2 zgłoszenia; 5 zgłoszeń; 22 zgłoszenia;"
+    assert english == "1 ticket; 2 tickets;"
+
+
+@pytest.mark.parametrize(("language", "instant", "expected"), [
+    ("pl", datetime(2026, 12, 4, 13, 5), "4 grudnia 2026 r., 14:05"),
+    ("en", datetime(2026, 12, 4, 13, 5), "4 December 2026, 14:05"),
+    ("pl", datetime(2026, 7, 4, 12, 5, tzinfo=UTC), "4 lipca 2026 r., 14:05"),
+    ("pl", datetime(2026, 3, 29, 1, 30), "29 marca 2026 r., 03:30"),
+])
+def test_templates_datetime_in_desk_zone(template_root: Path, language: str,
+                                         instant: datetime, expected: str) -> None:
+    assert render_string(template_root, "{{ when | datetime }}", {"when": instant},
+                         language) == expected
+
+
+def test_templates_date_and_size_filters(template_root: Path) -> None:
+    polish = render_string(template_root, "{{ day | date }} | {{ size | filesize }}",
+                           {"day": date(2026, 12, 4), "size": 73_400_320})
+    english = render_string(template_root, "{{ day | date }} | {{ size | filesize }}",
+                            {"day": date(2026, 12, 4), "size": 73_924_608}, "en")
+
+    assert polish == "4 grudnia 2026 r. | 70 MB"
+    assert english == "4 December 2026 | 70.5 MB"
+
+
+def test_templates_text_to_html_escapes_and_links() -> None:
+    html = str(text_to_html("Dzień dobry <Zofio> & co,\n"
+                            "zobacz https://intranet.example.org/a?b=1&c=2.\n\n"
+                            "    maildesk quarantine retry 7\n\n"
+                            "Pisz na helpdesk@example.com"))
+
+    assert "&lt;Zofio&gt; &amp; co" in html
+    assert '<a href="https://intranet.example.org/a?b=1&amp;c=2">' in html
+    assert "c=2</a>." in html
+    assert "<pre>maildesk quarantine retry 7</pre>" in html
+    assert '<a href="mailto:helpdesk@example.com">helpdesk@example.com</a>' in html
+    assert html.count("<p>") == 2
+    assert html_problem(html) is None
+
+
+@pytest.mark.parametrize(("html", "problem"), [
+    ("<p>ok</p><br><img src=x>", None),
+    ("<p><b>bold</p></b>", "closing </p> where </b> was expected"),
+    ("<div><p>open", "<p> is never closed"),
+    ("text</span>", "closing </span> without an opening tag"),
+])
+def test_templates_html_problem(html: str, problem: str | None) -> None:
+    from maildesk.i18n import set_language
+
+    set_language("en")
+    assert html_problem(html) == problem
+
+
+# --------------------------------------------------------------------------- languages
+
+
+def test_templates_fall_back_to_other_language(template_root: Path,
+                                               sample: dict[str, Any]) -> None:
+    (template_root / "pl" / "acknowledgement.j2").unlink()
+    templates = Templates(template_root, "pl")
+
+    rendered = templates.render("acknowledgement", "pl", sample)
+
+    assert rendered.language == "en"
+    assert rendered.subject.startswith("[")
+    assert "We have received" in rendered.subject
+    assert ("pl", "acknowledgement") in templates.missing_translations()
+
+
+def test_templates_unknown_name_is_an_error(sample: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="nope"):
+        Templates(SHIPPED).render("nope", "pl", sample)
+
+
+def test_templates_language_choice_order(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+
+    assert choose_language(desk, contact_language="en", rule_language="pl",
+                           detected="pl") == "en"
+    assert choose_language(desk, rule_language="en", detected="pl") == "en"
+    assert choose_language(desk, detected="en") == "en"
+    assert choose_language(desk, contact_language="de", detected=None) == "pl"
+    assert choose_language(desk) == "pl"
+
+
+def test_templates_language_for_address(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, agents=[
+        {"login": "ewa.nowak", "name": "Ewa Nowak", "addresses": ["ewa.nowak@example.com"],
+         "groups": ["druga-linia"], "language": "en"}])
+    models.Contact.create(address="john@example.net", language="en")
+    models.Contact.create(address="anna@example.org")
+
+    assert language_for_address(desk, "Ewa.Nowak@example.com") == "en"
+    assert language_for_address(desk, "john@example.net") == "en"
+    assert language_for_address(desk, "anna@example.org") == "pl"
+    assert language_for_address(desk, "nobody@example.org") == "pl"
+
+
+def test_templates_queue_mail_uses_contact_language(tmp_path: Path,
+                                                    database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    ticket = make_ticket(20451, "Printer", "john@example.net")
+    models.Contact.update(language="en").where(
+        models.Contact.address == "john@example.net").execute()
+
+    with models.database_proxy.atomic():
+        mail = queue_mail(desk, template="acknowledgement", language=None,
+                          context={"ticket": ticket_context(desk, ticket),
+                                   "linked_ticket": None},
+                          to=[Recipient("john@example.net")], ticket=ticket)
+
+    assert mail is not None
+    row = models.Outbox.get_by_id(mail.outbox_id)
+    assert row.subject == "[#20451] We have received your request: Printer"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_templates_syntax_error_names_file_and_line(template_root: Path,
+                                                    sample: dict[str, Any]) -> None:
+    path = template_root / "pl" / "acknowledgement.j2"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[4] = "{% if ticket.number %}unclosed"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert errors[0].location is not None
+    assert errors[0].location.startswith(str(path))
+    assert errors[0].location.endswith(":" + str(len(lines))) or ":" in errors[0].location
+
+
+def test_templates_undefined_variable_names_line(template_root: Path,
+                                                 sample: dict[str, Any]) -> None:
+    path = template_root / "en" / "acknowledgement.j2"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    number = next(i for i, line in enumerate(lines) if "Subject:" in line)
+    lines[number] = "Subject: {{ ticket.subjcet }}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert errors[0].location == f"{path}:{number + 1}"
+    assert "subjcet" in str(errors[0])
+
+
+def test_templates_error_in_layout_names_layout(template_root: Path,
+                                                sample: dict[str, Any]) -> None:
+    layout = template_root / "pl" / "_layout.j2"
+    text = layout.read_text(encoding="utf-8").replace("<title>{{ mail_subject }}</title>",
+                                                      "<title>{{ desk.nazwa }}</title>")
+    layout.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("<title>{{ desk.nazwa }}</title>") + 1
+
+    errors = Templates(template_root).check(sample)
+
+    assert errors
+    assert all(error.location == f"{layout}:{line}" for error in errors)
+
+
+def test_templates_check_rejects_broken_html_block(template_root: Path,
+                                                   sample: dict[str, Any]) -> None:
+    path = template_root / "pl" / "acknowledgement.j2"
+    path.write_text(path.read_text(encoding="utf-8")
+                    + "{% block html %}<p><b>{{ ticket.subject }}</p>{% endblock %}\n",
+                    encoding="utf-8")
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert "HTML" in str(errors[0]) or "HTML" in errors[0].args[0]
+
+
+def test_templates_startup_check_raises_on_broken(tmp_path: Path, database_url: str,
+                                                  template_root: Path) -> None:
+    (template_root / "pl" / "acknowledgement.j2").write_text("{% block %}", encoding="utf-8")
+    desk = make_desk(tmp_path, database_url, templates=str(template_root))
+
+    with pytest.raises(ConfigError) as raised:
+        check_templates(desk)
+
+    assert str(template_root / "pl" / "acknowledgement.j2") in str(raised.value.location)
+
+
+# --------------------------------------------------------------------------- last good version
+
+
+def test_templates_keep_last_good_after_syntax_error(template_root: Path,
+                                                     sample: dict[str, Any]) -> None:
+    templates = Templates(template_root)
+    assert templates.check(sample) == []
+    path = template_root / "pl" / "acknowledgement.j2"
+    good = path.read_text(encoding="utf-8")
+
+    rewrite(path, good.replace("{% endblock %}", "{% endblok %}", 1))
+    while_broken = templates.render("acknowledgement", "pl", sample)
+    rewrite(path, good.replace("Przyjęliśmy zgłoszenie", "Mamy Twoje zgłoszenie"))
+    after_fix = templates.render("acknowledgement", "pl", sample)
+
+    assert "Przyjęliśmy zgłoszenie" in while_broken.subject
+    assert "Mamy Twoje zgłoszenie" in after_fix.subject
+
+
+def test_templates_keep_last_good_when_sample_fails(template_root: Path,
+                                                    sample: dict[str, Any],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    templates = Templates(template_root)
+    assert templates.check(sample) == []
+    path = template_root / "en" / "acknowledgement.j2"
+    good = path.read_text(encoding="utf-8")
+
+    rewrite(path, good.replace("{{ ticket.subject }}", "{{ ticket.no_such_key }}", 1))
+    first = templates.render("acknowledgement", "en", sample)
+    second = templates.render("acknowledgement", "en", sample)
+
+    assert "We have received your request" in first.subject
+    assert first.subject == second.subject
+    complaints = [r for r in caplog.records if "acknowledgement" in r.getMessage()
+                  and r.levelname == "ERROR"]
+    assert len(complaints) == 1
+
+
+def test_templates_broken_layout_keeps_cached_templates(template_root: Path,
+                                                        sample: dict[str, Any]) -> None:
+    templates = Templates(template_root)
+    assert templates.check(sample) == []
+    before = templates.render("acknowledgement", "pl", sample)
+
+    rewrite(template_root / "pl" / "_layout.j2", "{% if part == %}")
+    during = templates.render("acknowledgement", "pl", sample)
+
+    assert during.text == before.text
+    assert during.html == before.html
+
+
+def test_templates_first_load_of_broken_file_raises(template_root: Path,
+                                                    sample: dict[str, Any]) -> None:
+    (template_root / "pl" / "acknowledgement.j2").write_text("{% extends %}", encoding="utf-8")
+
+    with pytest.raises(ConfigError):
+        Templates(template_root).render("acknowledgement", "pl", sample)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_templates_cli_render_prints_mail(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    make_ticket(20451, "Drukarka na 2. piętrze nie drukuje", "zofia.wisniewska@example.org")
+    runner = CliRunner()
+
+    polish = runner.invoke(cli_main, ["--config", str(desk.config.path), "templates", "render",
+                                      "acknowledgement", "--ticket", "20451"])
+    english = runner.invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                       "render", "acknowledgement", "--ticket", "20451",
+                                       "--language", "en"])
+    missing = runner.invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                       "render", "acknowledgement", "--ticket", "99"])
+
+    assert polish.exit_code == 0, polish.output
+    printed = message_from_bytes(polish.stdout.encode("utf-8"), policy=default_policy)
+    assert printed["Subject"] == "[#20451] Przyjęliśmy zgłoszenie: Drukarka na 2. piętrze nie drukuje"
+    assert printed["To"].addresses[0].addr_spec == "zofia.wisniewska@example.org"
+    assert english.exit_code == 0, english.output
+    assert "We have received your request" in message_from_bytes(
+        english.stdout.encode("utf-8"), policy=default_policy)["Subject"]
+    assert missing.exit_code != 0
+    assert "99" in missing.output
+
+
+def test_templates_cli_check_passes_on_shipped(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+
+    result = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                           "check"])
+
+    assert result.exit_code == 0, result.output
