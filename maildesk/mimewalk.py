@@ -17,7 +17,7 @@ import email.message
 import email.policy
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -96,7 +96,7 @@ class BodyCollector:
     attachments: list[Attachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _total_size: int = 0
-    _raw_bodies: dict[int, bytes] = field(default_factory=dict)
+    _raw_bodies: Mapping[int, bytes] = field(default_factory=dict)
 
     def collect(self, message: email.message.Message) -> None:
         """Walk ``message`` and fill ``parts``, ``attachments`` and ``notes``."""

@@ -9,13 +9,36 @@ from __future__ import annotations
 
 import email.message
 import re
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
+Buffer = TypeVar("Buffer", bytes, memoryview)
+
+
+class RawBodies(Mapping[int, bytes]):
+    """Part bodies as views into the raw mail; a body is copied only when it is read.
+
+    Every body of a nested part lies inside its parent's, so copying them all would hold
+    a large attachment once per level of nesting.
+    """
+
+    def __init__(self, views: dict[int, memoryview]) -> None:
+        self._views = views
+
+    def __getitem__(self, key: int) -> bytes:
+        return bytes(self._views[key])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
 
 
 def locate_raw_bodies(
     raw: bytes, message: email.message.Message, max_depth: int = 20
-) -> dict[int, bytes]:
+) -> RawBodies:
     """Map each part (by ``id``) to the raw bytes of its body as they are in ``raw``.
 
     The stdlib parser does not keep byte offsets; this repeats its boundary split on
@@ -23,12 +46,12 @@ def locate_raw_bodies(
     with the parser (broken boundaries), that subtree is left out of the map and the
     caller re-serialises it instead.
     """
-    found: dict[int, bytes] = {}
-    _locate(raw, message, found, levels_left=max_depth)
-    return found
+    found: dict[int, memoryview] = {}
+    _locate(memoryview(raw), message, found, levels_left=max_depth)
+    return RawBodies(found)
 
 
-def _split_header(raw: bytes) -> bytes | None:
+def _split_header(raw: memoryview) -> memoryview | None:
     match = _HEADER_END.search(raw)
     if match is None:
         return None
@@ -36,7 +59,8 @@ def _split_header(raw: bytes) -> bytes | None:
 
 
 def _locate(
-    raw: bytes, part: email.message.Message, found: dict[int, bytes], levels_left: int
+    raw: memoryview, part: email.message.Message, found: dict[int, memoryview],
+    levels_left: int,
 ) -> None:
     if levels_left < 0:
         return
@@ -66,19 +90,23 @@ def _locate(
             _locate(piece, child, found, levels_left - 1)
 
 
-def _locate_message(body: bytes, inner: object, found: dict[int, bytes], levels_left: int) -> None:
+def _locate_message(body: memoryview, inner: object, found: dict[int, memoryview],
+                    levels_left: int) -> None:
     if isinstance(inner, email.message.Message):
         # The inner message's own map entry is its body; the .eml needs the whole of it,
         # which is exactly the body of the message/rfc822 part.
         _locate(body, inner, found, levels_left - 1)
 
 
-def split_multipart(body: bytes, boundary: bytes) -> list[bytes] | None:
-    """Split a multipart body at its boundary lines as the stdlib does; None without any."""
+def split_multipart(body: Buffer, boundary: bytes) -> list[Buffer] | None:
+    """Split a multipart body at its boundary lines as the stdlib does; None without any.
+
+    The pieces are slices of ``body``: views when it is a memoryview, else copies.
+    """
     delimiter = re.compile(
         rb"(?:^|\r?\n|\r)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\r|$)"
     )
-    pieces: list[bytes] = []
+    pieces: list[Buffer] = []
     start: int | None = None
     for match in delimiter.finditer(body):
         if start is not None:
