@@ -13,6 +13,7 @@ the transaction of the mail, with one audit event each.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import unicodedata
@@ -96,6 +97,7 @@ _BY_NAME["notka"] = _BY_NAME["note"]
 REOPEN = "reopen"
 # Status codes are the ones the ticket lifecycle uses; the keys are folded spellings.
 STATUS_VALUES: dict[str, str] = {
+    "new": "new", "nowe": "new",
     "assigned": "assigned", "przypisane": "assigned",
     "in progress": "in_progress", "w realizacji": "in_progress", "realizacja": "in_progress",
     "pending": "pending", "oczekuje": "pending", "oczekuje na uzytkownika": "pending",
@@ -187,9 +189,13 @@ def split_commands(text: str) -> CommandBlock:
         keyword = match.group("keyword")
         value = (match.group("value") or "").strip()
         spec = _BY_NAME.get(fold(keyword))
+        if spec is not None and spec.name is CommandName.NOTE:
+            if value:
+                first_text.append(value)
+        else:
+            # "#status rozwiązane." is meant as "#status rozwiązane".
+            value = value.rstrip(".,;:!").strip()
         commands.append(CommandLine(stripped, keyword, value, spec))
-        if spec is not None and spec.name is CommandName.NOTE and value:
-            first_text.append(value)
         index += 1
 
     if not commands:
@@ -405,6 +411,13 @@ def _check_status(command: CommandLine, old: str, new: dict[str, Any],
 
 
 def _unknown(command: CommandLine) -> Problem:
+    close = difflib.get_close_matches(fold(command.keyword), list(_BY_NAME), n=1, cutoff=0.7)
+    if close:
+        spec = _BY_NAME[close[0]]
+        return Problem(command.line, N_("unknown command '#{keyword}': did you mean #{name}?"),
+                       {"keyword": command.keyword,
+                        "name": spec.polish if close[0] == fold(spec.polish) else spec.english},
+                       spec.usage)
     names = ", ".join(f"#{spec.polish}/#{spec.english}" for spec in COMMANDS)
     return Problem(command.line, N_("unknown command '#{keyword}'; the commands are: {names}"),
                    {"keyword": command.keyword, "names": names})

@@ -323,10 +323,31 @@ def test_problem_text_in_polish_and_english() -> None:
     assert problem.usage_text("en") == "#priority 1-4"
 
 
-def test_unknown_command_lists_the_commands() -> None:
+def test_unknown_command_suggests_closest() -> None:
     problem = plan("#zamnij").problems[0]
 
+    assert problem.text("pl") == "nieznane polecenie „#zamnij”: czy chodziło o #zamknij?"
+    assert problem.usage_text("en") == "#close"
+
+
+def test_unknown_command_lists_the_commands() -> None:
+    problem = plan("#frobnicate").problems[0]
+
     assert "#zamknij/#close" in problem.text("pl")
+    assert "#priorytet/#priority" in problem.text("en")
+
+
+def test_split_commands_drops_trailing_punctuation() -> None:
+    result = plan("#status rozwiązane.\n#priorytet 2,")
+
+    assert ("status", "in_progress", "resolved") in result.changes
+    assert ("priority", 3, 2) in result.changes
+
+
+def test_plan_status_new_returns_to_queue() -> None:
+    result = plan("#status nowe", assignee="ewa.nowak")
+
+    assert result.changes == (("status", "in_progress", "new"),)
 
 
 def test_looks_like_commands_for_non_agents() -> None:
