@@ -211,3 +211,53 @@ def test_cli_agents_list_all_shows_removed(tmp_path: Path, database_url: str) ->
 
     assert "marek.zielinski (usunięty)" in shown.output
     assert "marek.zielinski" not in hidden.output
+
+
+@pytest.mark.usefixtures("keep_logging")
+def test_cli_agents_held_and_accept(tmp_path: Path, database_url: str) -> None:
+    from deskfactory import mail
+
+    from maildesk import pipeline
+
+    desk = make_desk(tmp_path, database_url, commands={"stranger_tag": "hold"})
+    first = pipeline.process(desk, mail(), "test:user")
+    pipeline.process(desk, mail(sender="Adam <adam.sikora@example.org>",
+                                subject=f"[#{first.ticket}] też nie działa",
+                                body="U mnie też.", message_id="<s1@example.org>"),
+                     "test:stranger")
+    entry = models.Message.get(models.Message.message_id == "<s1@example.org>")
+    config = str(desk.config.path)
+
+    listed = CliRunner().invoke(main, ["--config", config, "agents", "held"],
+                                catch_exceptions=False)
+    accepted = CliRunner().invoke(main, ["--config", config, "agents", "accept", str(entry.id),
+                                         "--as", "marek.zielinski"], catch_exceptions=False)
+    unknown = CliRunner().invoke(main, ["--config", config, "agents", "accept", str(entry.id),
+                                        "--as", "marek.zielinski"], catch_exceptions=False)
+
+    assert "adam.sikora@example.org" in listed.output
+    assert listed.output.splitlines()[-1] == "1 wstrzymana wiadomość"
+    assert accepted.exit_code == 0, accepted.output
+    assert models.Message.get_by_id(entry.id).kind == "customer"
+    assert unknown.exit_code == 1
+    assert "maildesk agents held" in unknown.output
+
+
+def test_accept_held_agent_mail_becomes_note(tmp_path: Path, database_url: str) -> None:
+    from deskfactory import mail
+
+    from maildesk import pipeline
+    from maildesk.conversation import accept_held
+
+    desk = make_desk(tmp_path, database_url)
+    first = pipeline.process(desk, mail(), "test:user")
+    pipeline.process(desk, mail(sender="marek.zielinski@example.com",
+                                subject=f"Re: [#{first.ticket}] Drukarka",
+                                body="#status rozwiązane\n", message_id="<a1@example.com>"),
+                     "test:agent")
+    entry = models.Message.get(models.Message.message_id == "<a1@example.com>")
+
+    accept_held(entry.id, "ewa.nowak")
+
+    assert models.Message.get_by_id(entry.id).kind == "internal_note"
+    assert models.Ticket.get_by_id(first.ticket).status == "new"
