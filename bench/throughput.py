@@ -1,0 +1,194 @@
+"""End-to-end ingest throughput: mails per second through one daemon pass, and the floor.
+
+For each database engine and corpus size: generate the seeded corpus, APPEND it to a
+private Dovecot, then time ``build_daemon(desk).run(once=True)``: fetch, parse,
+classify, thread, rules, one commit per mail, the acknowledgement queued, the IMAP MOVE
+to Processed and the outbox written (``transport: directory``). The same mails then go
+through the floor: the standard library parser (``policy.default``) and one row per mail
+in its own transaction, on the same engine. The report gives both rates and the ratio.
+
+    python bench/throughput.py                        # 1,000 and 10,000 mails, both engines
+    python bench/throughput.py --sizes 1000 --engines sqlite --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import common
+import peewee as pw
+from corpus import CorpusStats, generate
+
+
+@dataclass
+class PassResult:
+    engine: str
+    size: int
+    seconds: float
+    cpu_seconds: float
+    drain_seconds: float
+    statements: int
+    outcomes: dict[str, int]
+    tickets: int
+    outbox: int
+
+    @property
+    def rate(self) -> float:
+        return self.size / self.seconds
+
+
+def run_daemon_pass(engine: str, mails: list[bytes], server: common.Dovecot,
+                    workdir: Path, batch_size: int, profile: Path | None = None) -> PassResult:
+    """Append the corpus to a fresh mailbox and time one daemon pass over it."""
+    from maildesk import models
+    from maildesk.wiring import build_daemon
+
+    account = common.new_account(server)
+    common.append_all(account, mails)
+    with common.database(engine, workdir) as url:
+        desk = common.open_desk(common.desk_config(workdir, url, account=account,
+                                                   batch_size=batch_size))
+        daemon = build_daemon(desk)
+
+        drain = daemon.drain
+        drain_time = [0.0]
+
+        def timed_drain() -> int:
+            started = time.perf_counter()
+            try:
+                return drain()
+            finally:
+                drain_time[0] += time.perf_counter() - started
+
+        daemon.drain = timed_drain  # type: ignore[method-assign]
+        statements = count_statements(models.database_proxy.obj)
+        profiler = common.start_profiler() if profile else None
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        handled = daemon.run(once=True)
+        seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
+        if profiler is not None and profile is not None:
+            common.stop_profiler(profiler, profile)
+        if handled != len(mails):
+            raise RuntimeError(f"the daemon handled {handled} of {len(mails)} mails")
+
+        result = PassResult(engine, len(mails), seconds, cpu_seconds, drain_time[0],
+                            statements[0], dict(daemon.outcomes),
+                            models.Ticket.select().count(), models.Outbox.select().count())
+        models.database_proxy.obj.close()
+    return result
+
+
+def count_statements(database: pw.Database) -> list[int]:
+    """Count the SQL statements the database runs from now on (a list, updated in place)."""
+    counter = [0]
+    execute = database.execute_sql
+
+    def counting(sql: str, params: object = None, *args: object, **kwargs: object) -> object:
+        counter[0] += 1
+        return execute(sql, params, *args, **kwargs)
+
+    database.execute_sql = counting  # type: ignore[method-assign]
+    return counter
+
+
+class FloorRow(pw.Model):
+    subject = pw.TextField()
+    sender = pw.TextField()
+    recipients = pw.TextField()
+    body = pw.TextField()
+
+
+def run_floor(engine: str, mails: list[bytes], workdir: Path) -> float:
+    """Parse each mail with the standard library and insert one row per transaction."""
+    with common.database(engine, workdir / "floor") as url:
+        from maildesk.models import make_database
+
+        database = make_database(url.replace("maildesk.sqlite3", "floor.sqlite3"))
+        database.bind([FloorRow])
+        database.connect()
+        database.create_tables([FloorRow])
+
+        started = time.perf_counter()
+        for raw in mails:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            subject = str(message["subject"] or "")
+            sender = ", ".join(str(a) for a in message["from"].addresses)
+            recipients = ", ".join(str(a) for a in message["to"].addresses)
+            part = message.get_body(("plain", "html"))
+            body = part.get_content() if part is not None else ""
+            with database.atomic():
+                FloorRow.create(subject=subject, sender=sender, recipients=recipients,
+                                body=body)
+        seconds = time.perf_counter() - started
+        database.close()
+    return len(mails) / seconds
+
+
+def describe_corpus(stats: CorpusStats, size: int) -> str:
+    charsets = ", ".join(f"{name} {count}" for name, count in sorted(stats.charsets.items()))
+    return (f"{size} mails, {stats.total_bytes / 2**20:.1f} MiB: {stats.new} new, "
+            f"{stats.replies_by_reference} replies by In-Reply-To, {stats.replies_by_tag} by "
+            f"subject tag, {stats.auto_replies} auto-replies; {stats.with_html} with HTML, "
+            f"{stats.with_attachment} with an attachment; charsets {charsets}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000",
+                        help="corpus sizes, comma-separated (default: 1000,10000)")
+    parser.add_argument("--engines", default="sqlite,postgresql",
+                        help="database engines, comma-separated (default: sqlite,postgresql)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size and engine")
+    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="IMAP fetch batch size (default: 50, as shipped)")
+    parser.add_argument("--profile", type=Path,
+                        help="write a pyinstrument wall-clock profile of the daemon pass here")
+    arguments = parser.parse_args()
+    common.quiet_logging()
+
+    sizes = [int(size) for size in arguments.sizes.split(",")]
+    engines = arguments.engines.split(",")
+    print(f"machine: {common.machine()}")
+    with common.dovecot() as server:
+        for size in sizes:
+            mails, stats = generate(size, arguments.seed)
+            stats.total_bytes = sum(len(raw) for raw in mails)
+            print(f"\ncorpus: {describe_corpus(stats, size)}")
+            for engine in engines:
+                rates: list[float] = []
+                floors: list[float] = []
+                for _run in range(arguments.repeat):
+                    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+                    try:
+                        result = run_daemon_pass(engine, mails, server, workdir,
+                                                 arguments.batch_size, arguments.profile)
+                        floor = run_floor(engine, mails, workdir)
+                    finally:
+                        shutil.rmtree(workdir, ignore_errors=True)
+                    rates.append(result.rate)
+                    floors.append(floor)
+                    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
+                    print(f"  {engine:10} {size:>6}: maildesk {result.rate:6.1f} mails/s "
+                          f"({result.seconds:.1f} s, CPU {result.cpu_seconds:.1f} s, drain "
+                          f"{result.drain_seconds:.1f} s, "
+                          f"{result.statements / result.size:.1f} SQL statements per mail"
+                          f"; {outcomes}; {result.tickets} tickets, {result.outbox} acks); "
+                          f"floor {floor:6.1f} mails/s; ratio {result.rate / floor:.2f}")
+                ratios = [rate / floor for rate, floor in zip(rates, floors, strict=True)]
+                print(f"  {engine:10} {size:>6}: maildesk mails/s {common.summary(rates)}; "
+                      f"floor mails/s {common.summary(floors)}; ratio "
+                      f"{min(ratios):.2f}-{max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
