@@ -79,11 +79,11 @@ def classify(message: ParsedMessage, own_addresses: frozenset[str],
         return Classification(MailKind.BOUNCE, "multipart/report delivery status notification")
     if content_type == "multipart/report" and "feedback-report" in report_type:
         return Classification(MailKind.BOUNCE, "abuse feedback report (RFC 5965)")
-    if content_type == "multipart/report":
-        # Read receipts (disposition-notification) and other machine reports.
-        return Classification(MailKind.AUTO_REPLY, "multipart/report from software")
-    if content_type in ("message/delivery-status", "message/global-delivery-status"):
-        return Classification(MailKind.BOUNCE, "bare delivery status notification")
+    if content_type in ("message/delivery-status", "message/global-delivery-status") or (
+        content_type == "multipart/report" and any(
+            part.content_type.lower() == "message/delivery-status"
+            for part in message.attachments)):
+        return Classification(MailKind.BOUNCE, "delivery status notification")
     if message.return_path is not None and message.return_path == "":
         return Classification(MailKind.BOUNCE, "null Return-Path <>")
     if _BOUNCE_SENDERS.match(sender):
@@ -92,6 +92,9 @@ def classify(message: ParsedMessage, own_addresses: frozenset[str],
         "delivery-status" in report_type or not sender
     ):
         return Classification(MailKind.BOUNCE, "delivery failure subject")
+    if content_type == "multipart/report":
+        # Read receipts (disposition-notification) and other machine reports.
+        return Classification(MailKind.AUTO_REPLY, "multipart/report from software")
 
     auto_submitted = (message.header("Auto-Submitted") or "").strip().lower()
     if auto_submitted and auto_submitted != "no":

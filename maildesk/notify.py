@@ -31,6 +31,8 @@ ADDRESS_LIMIT_WINDOW = timedelta(hours=1)
 TICKET_LIMIT_WINDOW = timedelta(hours=24)
 # One alert per address or ticket in this window, however long the loop goes on.
 ALERT_WINDOW = timedelta(hours=24)
+# The window in which the pipeline counts new tickets of one sender as a loop.
+LOOP_TICKET_WINDOW_MINUTES = 10
 # How much of the incoming text a notification to agents quotes.
 EXCERPT_LENGTH = 1500
 
@@ -128,7 +130,7 @@ def sample_context(desk: Desk) -> dict[str, Any]:
     loop = {
         "scope": "address", "address": "support@vendor.example.net",
         "ticket": SAMPLE_TICKET_NUMBER, "count": 10, "limit": 10, "window_hours": 1,
-        "first_at": now - timedelta(minutes=40), "last_at": now,
+        "window_minutes": 60, "first_at": now - timedelta(minutes=40), "last_at": now,
     }
     from maildesk.adminmail import sample_values as admin_samples
     from maildesk.conversation import sample_values
@@ -293,10 +295,12 @@ def alert_mail_loop(desk: Desk, *, scope: str, key: str, ticket: models.Ticket |
         logger.warning(_("mail loop suspected ({key}) but no admin_addresses are configured "
                          "to tell").format(key=key))
         return None
-    window = ADDRESS_LIMIT_WINDOW if scope == "address" else TICKET_LIMIT_WINDOW
+    window = {"address": ADDRESS_LIMIT_WINDOW, "ticket": TICKET_LIMIT_WINDOW}.get(
+        scope, timedelta(minutes=LOOP_TICKET_WINDOW_MINUTES))
     loop = {
         "scope": scope, "address": address, "ticket": ticket.id if ticket else None,
         "count": count, "limit": limit, "window_hours": int(window.total_seconds() // 3600),
+        "window_minutes": int(window.total_seconds() // 60),
         "first_at": utcnow() - window, "last_at": utcnow(),
     }
     context: dict[str, Any] = {"loop": loop}
@@ -305,6 +309,29 @@ def alert_mail_loop(desk: Desk, *, scope: str, key: str, ticket: models.Ticket |
     return queue_mail(desk, template="mail_loop_alert", language=desk.config.language,
                       context=context, to=admins, ticket=None, automatic=True,
                       kind="loop_alert", enforce_limits=False)
+
+
+def alert_on_loop_events(desk: Desk, decision: Any) -> list[QueuedMail]:
+    """Tell the admins once when the pipeline suspected a loop of acknowledgements.
+
+    Hook for ``tickets.apply``: the pipeline records ``mail_loop_suspected`` when a sender
+    opened several tickets in a few minutes, each answered by our acknowledgement.
+    """
+    queued = []
+    for number, action, _detail in decision.events:
+        if action != "mail_loop_suspected":
+            continue
+        ticket = models.Ticket.get_or_none(models.Ticket.id == number)
+        sender = decision.sender
+        since = utcnow() - timedelta(minutes=LOOP_TICKET_WINDOW_MINUTES)
+        count = (models.Ticket.select().join(models.Contact)
+                 .where(models.Contact.address == sender, models.Ticket.created_at >= since)
+                 .count())
+        mail = alert_mail_loop(desk, scope="sender", key=sender, ticket=ticket, count=count,
+                               limit=count, address=sender)
+        if mail is not None:
+            queued.append(mail)
+    return queued
 
 
 # ---------------------------------------------------------------------- threading
@@ -494,7 +521,7 @@ def queue_rejection(desk: Desk, message: Any, *, template: str,
 
 
 __all__ = [
-    "LANGUAGES", "QueuedMail", "alert_mail_loop", "allowed_recipients", "choose_language",
+    "LANGUAGES", "QueuedMail", "alert_mail_loop", "alert_on_loop_events", "allowed_recipients", "choose_language",
     "desk_context", "is_machine_address", "language_for_address", "message_context",
     "notify_new_ticket", "queue_mail", "queue_rejection", "sample_context", "thread_references",
     "ticket_context",

@@ -21,7 +21,13 @@ from maildesk.desk import Desk
 from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
-from maildesk.notify import QueuedMail, notify_new_ticket, queue_mail, ticket_context
+from maildesk.notify import (
+    QueuedMail,
+    alert_on_loop_events,
+    notify_new_ticket,
+    queue_mail,
+    ticket_context,
+)
 from maildesk.parse import Address
 
 logger = logging.getLogger(__name__)
@@ -227,6 +233,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "source": decision.source,
             })
             bounces.record_from_decision(decision)
+        queued.extend(alert_on_loop_events(desk, decision))
 
         models.ProcessedMessage.create(
             dedupe_key=decision.dedupe_key,
