@@ -16,6 +16,7 @@ from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy
 from maildesk.notify import desk_context, queue_mail
+from maildesk.parse import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def _first_line(raw: bytes, name: bytes) -> str:
         if not line.strip():
             break
         if line.lower().startswith(prefix):
-            return line[len(prefix):].strip().decode("utf-8", "replace")[:500]
+            # PostgreSQL rejects NUL in text, and a header is the sender's to fill.
+            return clean_text(line[len(prefix):].strip().decode("utf-8", "replace"))[:500]
     return ""
 
 
@@ -35,8 +37,8 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
                error: BaseException, dedupe_key: str | None = None) -> models.Quarantine:
     """Record a mail that failed, tell the admins, and mark it processed as quarantined."""
     message_id = _first_line(raw, b"Message-ID") or None
-    detail = "".join(traceback_module.format_exception(error))[-20000:]
-    description = f"{type(error).__name__}: {error}"[:2000]
+    detail = clean_text("".join(traceback_module.format_exception(error)))[-20000:]
+    description = clean_text(f"{type(error).__name__}: {error}")[:2000]
 
     with database_proxy.atomic():
         row = models.Quarantine.create(

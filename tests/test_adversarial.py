@@ -524,3 +524,16 @@ def test_quarantine_notice_escapes_nothing(tmp_path: Path) -> None:
     assert notice.recipients.split() == ["admin@example.com"]
     detail = json.dumps([row.detail for row in models.Quarantine.select()])
     assert "MissingSenderError" in detail
+
+
+def test_nul_in_quarantined_headers_stored(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = (b"Message-ID: <nul1@example.org>\nFrom: a\x00b\nSubject: s\x00s\n"
+           b"To: helpdesk@example.com\n\nno usable sender\n")
+
+    outcome = pipeline.process(desk, raw, "test:nul")
+
+    assert outcome.action == "quarantined"
+    [row] = list(models.Quarantine.select())
+    assert row.subject == "ss"
+    assert "\x00" not in row.sender
