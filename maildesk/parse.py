@@ -173,7 +173,7 @@ def parse_message_ids(value: str | None) -> tuple[str, ...]:
     """Extract every ``<id>`` from a threading header, however long or badly folded."""
     if not value:
         return ()
-    return tuple(_MESSAGE_ID.findall(value))
+    return tuple(_MESSAGE_ID.findall(clean_text(value)))
 
 
 def parse_message(

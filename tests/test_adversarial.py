@@ -537,3 +537,14 @@ def test_nul_in_quarantined_headers_stored(tmp_path: Path, database_url: str) ->
     [row] = list(models.Quarantine.select())
     assert row.subject == "ss"
     assert "\x00" not in row.sender
+
+
+def test_nul_in_message_ids_processed(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = (b"From: a@example.org\nMessage-ID: <nul\x002@example.org>\n"
+           b"In-Reply-To: <r\x00@example.org>\nSubject: s\nTo: helpdesk@example.com\n\nhi\n")
+
+    outcome = pipeline.process(desk, raw, "test:nul")
+
+    assert outcome.action == "create"
+    assert models.Message.get().message_id == "<nul2@example.org>"
