@@ -260,11 +260,20 @@ def _notify_requester(desk: Desk, ticket: models.Ticket, notice: str, current: S
     requester = ticket.requester
     extra = {
         "status": {"before": current.value, "after": target.value, "source": str(source),
-                   "reason": reason or "", "actor": actor},
+                   "reason": reason or "", "actor": actor,
+                   "assignee_name": _agent_name(desk, ticket.assignee)},
         "closing": {"closes_at": ticket.auto_close_due, "rating_scale": 5},
     }
     return queue_ticket_mail(desk, ticket, f"status_{notice}",
                              [Recipient(requester.address, requester.name)], extra)
+
+
+def _agent_name(desk: Desk, login: str | None) -> str | None:
+    """Return the display name of an agent for mail to users, else the login."""
+    if login is None:
+        return None
+    agent = next((agent for agent in desk.config.agents if agent.login == login), None)
+    return agent.name if agent is not None and agent.name else login
 
 
 def reopen_status(ticket: models.Ticket) -> Status:

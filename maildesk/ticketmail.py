@@ -132,7 +132,7 @@ def sample_context() -> dict[str, Any]:
     return {
         "status": {"before": "in_progress", "after": "resolved", "source": "agent_command",
                    "reason": "Wymieniono toner i wyczyszczono podajnik papieru.",
-                   "actor": "marek.zielinski"},
+                   "actor": "marek.zielinski", "assignee_name": "Marek Zieliński"},
         "closing": {"closes_at": now + timedelta(days=5), "rating_scale": 5},
         "reminder": {"number": 1, "max": 3, "resolves_at": now + timedelta(days=4),
                      "waiting_since": now - timedelta(days=2)},

@@ -351,3 +351,19 @@ def test_lifecycle_error_in_polish(tmp_path: Path, database_url: str) -> None:
     assert str(raised.value) == (
         "zgłoszenie 20607 nie może przejść ze statusu closed do new przez user_mail: "
         "user_mail nie może zmieniać zgłoszenia w statusie closed")
+
+
+def test_lifecycle_assigned_notice_names_agent(tmp_path: Path, database_url: str) -> None:
+    from email import message_from_bytes
+    from email.policy import default as default_policy
+
+    desk = english_desk(tmp_path, database_url)
+    ticket = new_ticket(desk)
+
+    lifecycle.assign(desk, ticket, "marek.zielinski", "ewa.nowak", Source.AGENT_COMMAND,
+                     warsaw(11, 30, 9, 10))
+
+    sent = message_from_bytes(bytes(outbox("status_assigned")[0].raw), policy=default_policy)
+    text = sent.get_body(("plain",)).get_content()
+    assert "przypisane do konsultanta Marek Zieliński (grupa pierwsza-linia)" in text
+    assert "Planowany termin rozwiązania: 3 grudnia 2026 r., 09:00" in text
