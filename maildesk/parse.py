@@ -389,6 +389,10 @@ def _parse_date(value: str | None) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # "-0000": the zone is unknown, RFC 5322 3.3
+    try:
+        parsed.astimezone(UTC)  # 9999-12-31 23:59 -1400 lies past datetime.max in UTC
+    except OverflowError:
+        return None
     return parsed
 
 

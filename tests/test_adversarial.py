@@ -548,3 +548,15 @@ def test_nul_in_message_ids_processed(tmp_path: Path, database_url: str) -> None
 
     assert outcome.action == "create"
     assert models.Message.get().message_id == "<nul2@example.org>"
+
+
+@pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 23:59:59 -1400",
+                                  "Mon, 01 Jan 0001 00:00:00 +1400"])
+def test_date_outside_utc_range_processed(tmp_path: Path, database_url: str,
+                                          date: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = mail().replace(b"Date: Fri, 04 Dec 2026 09:00:00 +0100", b"Date: " + date.encode())
+
+    outcome = pipeline.process(desk, raw, "test:date")
+
+    assert outcome.action == "create"
