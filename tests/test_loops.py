@@ -565,12 +565,14 @@ def test_loops_two_desks_stop_within_limit(tmp_path: Path, database_url: str, sm
         if mode == "stripped":
             # Desk A threads B's acknowledgement onto its ticket by the subject tag.
             assert between_desks == 2
+        alerts = []
         for desk, database in desks.values():
             with bound(database):
-                alerts = [row for row in outbox_rows() if row.kind == "loop_alert"]
-                # Only the rewriting gateway defeats threading; the address limit ends it.
-                assert len(alerts) == (1 if mode == "rewritten" else 0)
-                assert all(row.recipients.split() == [ADMIN_ADDRESS] for row in alerts)
+                alerts += [row for row in outbox_rows() if row.kind == "loop_alert"]
+        # Only the rewriting gateway defeats threading; the first desk to reach the
+        # address limit stops the loop and tells its admin once.
+        assert len(alerts) == (1 if mode == "rewritten" else 0)
+        assert all(row.recipients.split() == [ADMIN_ADDRESS] for row in alerts)
     finally:
         database_proxy.initialize(database_a)
         if second_schema is not None:
