@@ -46,10 +46,22 @@ def _service_levels(database: pw.Database) -> None:
     database.create_tables([models.SlaNotice], safe=True)
 
 
+def _outbox_created_index(database: pw.Database) -> None:
+    """Index Outbox.created_at: the automatic-mail limits count the rows of the last hour.
+
+    Without it that count reads the whole outbox for every automatic mail, which grows
+    with every mail ever sent.
+    """
+    table = models.Outbox._meta.table_name
+    database.execute_sql(
+        f'CREATE INDEX IF NOT EXISTS "{table}_created_at" ON "{table}" ("created_at")')
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "agents and groups", _agents_and_groups),
     (3, "service levels: scheduler due times, satisfaction", _service_levels),
+    (4, "outbox index on creation time", _outbox_created_index),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -201,7 +201,7 @@ class Outbox(BaseModel):
     next_attempt_at = pw.DateTimeField(default=utcnow, index=True)
     last_error = pw.TextField(null=True)
     claimed_by = pw.CharField(max_length=100, null=True)
-    created_at = pw.DateTimeField(default=utcnow)
+    created_at = pw.DateTimeField(default=utcnow, index=True)
     sent_at = pw.DateTimeField(null=True)
 
     if TYPE_CHECKING:
