@@ -202,10 +202,16 @@ def test_templates_text_to_html_escapes_and_links() -> None:
     ("text</span>", "closing </span> without an opening tag"),
 ])
 def test_templates_html_problem(html: str, problem: str | None) -> None:
-    from maildesk.i18n import set_language
+    from maildesk.i18n import current_language, set_language
 
+    before = current_language()
     set_language("en")
-    assert html_problem(html) == problem
+    try:
+        found = html_problem(html)
+    finally:
+        set_language(before)
+
+    assert found == problem
 
 
 # --------------------------------------------------------------------------- languages
