@@ -205,31 +205,31 @@ def start_up(desk: Desk) -> SyncReport:
 
 def agent_by_address(address: str) -> models.Agent | None:
     """Return the active agent who has this address, or None."""
-    wanted = address.strip().lower()
-    if not wanted:
+    normalized = address.strip().lower()
+    if not normalized:
         return None
     for agent in models.Agent.select().where(models.Agent.active == True,  # noqa: E712
-                                             models.Agent.addresses.contains(wanted)):
-        if wanted in agent.addresses.split():
+                                             models.Agent.addresses.contains(normalized)):
+        if normalized in agent.addresses.split():
             return agent
     return None
 
 
 def find_agent(value: str) -> models.Agent | None:
     """Return the active agent with this login or address (case-insensitive), or None."""
-    wanted = value.strip().lower()
-    if "@" in wanted:
-        return agent_by_address(wanted)
+    normalized = value.strip().lower()
+    if "@" in normalized:
+        return agent_by_address(normalized)
     for agent in models.Agent.select().where(models.Agent.active == True):  # noqa: E712
-        if agent.login.lower() == wanted:
+        if agent.login.lower() == normalized:
             return agent
     return None
 
 
 def find_group(name: str) -> models.Group | None:
-    wanted = name.strip().lower()
+    normalized = name.strip().lower()
     for group in models.Group.select().where(models.Group.active == True):  # noqa: E712
-        if group.name.lower() == wanted:
+        if group.name.lower() == normalized:
             return group
     return None
 
