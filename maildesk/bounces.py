@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ADDRESS = re.compile(r"<?([^<>\s;]+@[^<>\s;]+?)>?$")
+_STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
                    "message/global", "message/global-headers")
 
@@ -95,7 +96,7 @@ def recipient_reports(message: ParsedMessage) -> list[RecipientReport]:
     """Return every recipient report of a bounce: DSN parts, else X-Failed-Recipients."""
     reports: list[RecipientReport] = []
     for part in message.attachments:
-        if part.content_type.lower() in ("message/delivery-status", "message/global-delivery-status"):
+        if part.content_type.lower() in _STATUS_TYPES:
             reports.extend(parse_delivery_status(part.content))
     if reports:
         return reports

@@ -160,7 +160,7 @@ def choose_language(desk: Desk, *, contact_language: str | None = None,
 
 
 def language_for_address(desk: Desk, address: str) -> str:
-    """Return the language to write to one address: an agent's setting, the contact's, or the default."""
+    """Return the language for one address: the agent's, the contact's, else the default."""
     agent = desk.config.agent_by_address(address)
     if agent is not None:
         return agent.language or desk.config.language
@@ -521,7 +521,8 @@ def queue_rejection(desk: Desk, message: Any, *, template: str,
 
 
 __all__ = [
-    "LANGUAGES", "QueuedMail", "alert_mail_loop", "alert_on_loop_events", "allowed_recipients", "choose_language",
+    "LANGUAGES", "QueuedMail", "alert_mail_loop", "alert_on_loop_events", "allowed_recipients",
+    "choose_language",
     "desk_context", "is_machine_address", "language_for_address", "message_context",
     "notify_new_ticket", "queue_mail", "queue_rejection", "sample_context", "thread_references",
     "ticket_context",

@@ -429,12 +429,13 @@ def _error_location(error: Exception, root: Path, template_name: str) -> tuple[s
     if isinstance(error, jinja2.TemplateSyntaxError) and error.lineno:
         return error.name or template_name, error.lineno
     traceback = error.__traceback__
-    name, line = template_name, "?"
+    name = template_name
+    line_number: int | str = "?"
     prefix = str(root)
     while traceback is not None:
         filename = traceback.tb_frame.f_code.co_filename
         if filename.startswith(prefix) and filename.endswith(".j2"):
             name = Path(filename).relative_to(root).as_posix()
-            line = traceback.tb_lineno
+            line_number = traceback.tb_lineno
         traceback = traceback.tb_next
-    return name, line
+    return name, line_number

@@ -19,7 +19,7 @@ from typing import Any
 import peewee as pw
 import pytest
 import yaml
-from deskfactory import ADMIN_ADDRESS, make_desk, make_ticket, mail
+from deskfactory import ADMIN_ADDRESS, mail, make_desk, make_ticket
 from servers import PostgresSchema
 
 from maildesk import models, pipeline
@@ -313,7 +313,8 @@ def test_loops_corpus_machines_get_no_mail(tmp_path: Path, database_url: str,
 
     assert len(outcomes) == len(files)
     assert all(outcome.action in ("ignore", "duplicate", "quarantined")
-               for outcome in outcomes), [(f.name, o.action) for f, o in zip(files, outcomes)]
+               for outcome in outcomes), [
+        (f.name, o.action) for f, o in zip(files, outcomes, strict=True)]
     assert [row.kind for row in outbox_rows() if row.kind != "quarantine"] == []
 
 
@@ -566,7 +567,7 @@ def test_loops_two_desks_stop_within_limit(tmp_path: Path, database_url: str, sm
             # Desk A threads B's acknowledgement onto its ticket by the subject tag.
             assert between_desks == 2
         alerts = []
-        for desk, database in desks.values():
+        for _desk, database in desks.values():
             with bound(database):
                 alerts += [row for row in outbox_rows() if row.kind == "loop_alert"]
         # Only the rewriting gateway defeats threading; the first desk to reach the

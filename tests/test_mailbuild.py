@@ -142,7 +142,8 @@ def test_mailbuild_thread_index_differs_per_ticket() -> None:
 
 
 def test_mailbuild_subject_injection_stays_one_header() -> None:
-    subject = "[#1] Przyjęliśmy zgłoszenie: Nie działa\nBcc: kopie@collector.example.net\r\nX-Priority: 1"
+    subject = ("[#1] Przyjęliśmy zgłoszenie: Nie działa\nBcc: kopie@collector.example.net"
+               "\r\nX-Priority: 1")
 
     message = build(subject=subject)
     raw = message.as_bytes()

@@ -425,7 +425,8 @@ def test_templates_cli_render_prints_mail(tmp_path: Path, database_url: str) -> 
 
     assert polish.exit_code == 0, polish.output
     printed = message_from_bytes(polish.stdout.encode("utf-8"), policy=default_policy)
-    assert printed["Subject"] == "[#20451] Przyjęliśmy zgłoszenie: Drukarka na 2. piętrze nie drukuje"
+    assert printed["Subject"] == (
+        "[#20451] Przyjęliśmy zgłoszenie: Drukarka na 2. piętrze nie drukuje")
     assert printed["To"].addresses[0].addr_spec == "zofia.wisniewska@example.org"
     assert english.exit_code == 0, english.output
     assert "We have received your request" in message_from_bytes(
