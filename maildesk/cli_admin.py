@@ -195,6 +195,10 @@ def templates_check(app: Any) -> None:
     errors = desk.templates.check(sample_context(desk))
     for error in errors:
         click.echo(str(error), err=True)
+    for language, name in desk.templates.missing_translations():
+        click.echo(_("warning: template {name} does not exist in {language}; mail in "
+                     "{language} falls back to another language").format(
+            name=name, language=language), err=True)
     if errors:
         raise SystemExit(1)
     click.echo(_("all templates render"))

@@ -442,3 +442,17 @@ def test_templates_cli_check_passes_on_shipped(tmp_path: Path, database_url: str
                                            "check"])
 
     assert result.exit_code == 0, result.output
+    assert "acknowledgement" not in result.stderr
+
+
+def test_templates_cli_check_warns_of_missing_translation(tmp_path: Path, database_url: str,
+                                                          template_root: Path) -> None:
+    (template_root / "en" / "rejection_blocked.j2").unlink()
+    desk = make_desk(tmp_path, database_url, templates=str(template_root))
+
+    result = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                           "check"])
+
+    assert result.exit_code == 0, result.output
+    assert "rejection_blocked" in result.stderr
+    assert "en" in result.stderr
