@@ -1,8 +1,8 @@
 """Build outgoing RFC 5322 messages from rendered templates.
 
 Every value that came from an incoming mail reaches the headers only through
-``single_line``, and the headers are set through EmailMessage, which folds and encodes
-them (RFC 2047) and rejects CR/LF: a subject, display name or file name cannot inject a
+``single_line``. The headers are set through EmailMessage, which folds and encodes them
+(RFC 2047) and rejects CR/LF. So a subject, display name or file name cannot inject a
 header. Message-IDs taken from incoming mail are kept only when they have the
 ``<left@right>`` form without spaces.
 """
@@ -134,8 +134,9 @@ def thread_index(conversation: str, started: datetime) -> str:
     """Return an Outlook Thread-Index header block for one conversation (one ticket).
 
     The block is 22 bytes: 0x01, the 40 high bits of the start time as FILETIME, and a
-    GUID derived from ``conversation``, so every mail of a ticket carries the same one
-    and Outlook groups them even when the subject changes.
+    GUID derived from ``conversation`` ([MS-OXOMSG] PidTagConversationIndex). Every mail
+    of a ticket carries the same block, so Outlook groups them even when the subject
+    changes.
     """
     if started.tzinfo is None:
         started = started.replace(tzinfo=UTC)

@@ -2,10 +2,10 @@
 
 Nothing here talks to an SMTP server: rows are delivered after commit by
 ``maildesk.outbox``. The guards against mail loops live here, because every automatic
-mail passes through ``queue_mail``: no mail to our own addresses, to addresses that
-bounced or that only machines read, and no more than the configured number of automatic
-mails per address (per hour) and per ticket (per 24 hours). The first time a limit stops
-a mail, the admins get one ``mail_loop_alert``.
+mail passes through ``queue_mail``. It sends nothing to our own addresses, to addresses
+that bounced or that only software reads. It also caps automatic mail per address (per
+hour) and per ticket (per 24 hours), and the first time a cap stops a mail, the admins
+get one ``mail_loop_alert``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ LOOP_TICKET_WINDOW_MINUTES = 10
 # How much of the incoming text a notification to agents quotes.
 EXCERPT_LENGTH = 1500
 
-# Addresses that only machines read: answering them bounces or feeds a loop.
+# Addresses that only software reads: mail to them bounces or feeds a loop.
 _MACHINE_ADDRESS = re.compile(
     r"^(mailer-daemon|postmaster|mail-daemon|no[-_.]?reply|do[-_.]?not[-_.]?reply|"
     r"bounces?|owner-[^@]*|[^@]*-(bounces|request|owner))(\+[^@]*)?@",
@@ -55,7 +55,7 @@ class QueuedMail:
 
 
 def ticket_context(desk: Desk, ticket: models.Ticket) -> dict[str, Any]:
-    """The plain values a template may use about a ticket (no model objects)."""
+    """Return the plain values a template may use about a ticket (no model objects)."""
     requester = ticket.requester
     return {
         "number": ticket.id,
@@ -85,7 +85,7 @@ def desk_context(desk: Desk) -> dict[str, Any]:
 
 
 def message_context(message: Any) -> dict[str, Any]:
-    """The values of an incoming mail for notifications: sender, subject and an excerpt."""
+    """Return the values of an incoming mail for notifications: sender, subject, excerpt."""
     sender = message.from_address
     text = (message.reply_text or message.text or "").strip()
     if len(text) > EXCERPT_LENGTH:
@@ -100,7 +100,7 @@ def message_context(message: Any) -> dict[str, Any]:
 
 
 def sample_context(desk: Desk) -> dict[str, Any]:
-    """A complete sample for checking templates without a database."""
+    """Build a complete sample for checking templates without a database."""
     now = utcnow()
     ticket = {
         "number": SAMPLE_TICKET_NUMBER, "tag": desk.tag(SAMPLE_TICKET_NUMBER),
@@ -439,7 +439,7 @@ def queue_mail(
 
 
 def _group_recipients(desk: Desk, group_name: str, exclude: str) -> list[Recipient]:
-    """The agents who belong to a group, except the one who wrote the mail.
+    """Return the agents who belong to a group, except the one who wrote the mail.
 
     A group with its own mailbox gets the ticket dispatched there instead
     (``maildesk.escalation``), so its agents get no second notice from here.

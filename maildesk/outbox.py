@@ -1,9 +1,9 @@
 """Deliver the outbox: claim rows, send them with aiosmtplib, record the result.
 
 Sending happens after commit and never inside a transaction. A row is claimed (state
-``sending``) in a short transaction; right before its SMTP transaction the claim is
+``sending``) in a short transaction. Right before its SMTP transaction the claim is
 renewed with a compare-and-set on the owner, so a row that another process requeued in
-the meantime is skipped instead of sent twice; the row is marked ``sent`` right after
+the meantime is skipped instead of sent twice. The row is marked ``sent`` right after
 the server's 250 reply, before the next row is sent.
 Temporary failures (4xx, connection refused, timeouts) are retried with exponential
 backoff; permanent ones (5xx) mark the row ``failed`` with the server's answer, and a
@@ -37,9 +37,9 @@ MAX_RETRY = timedelta(hours=4)
 # claim is renewed before each row's SMTP transaction, so this must exceed the time one
 # transaction may take (a few commands, each bounded by the SMTP timeout).
 STALE_CLAIM = timedelta(minutes=10)
-# Enhanced status subjects (RFC 3463) that say the address itself is bad: 0 other,
+# Enhanced status subjects (RFC 3463) that mean the address itself is bad: 0 other,
 # 1 addressing, 2 mailbox, 4 routing. Policy (7), system (3), protocol (5) and content (6)
-# refusals say nothing about the address, e.g. "554 5.7.1 Relay access denied".
+# refusals tell nothing about the address, e.g. "554 5.7.1 Relay access denied".
 _ADDRESS_STATUS_SUBJECTS = frozenset({"0", "1", "2", "4"})
 _ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -57,10 +57,11 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
     """Put rows claimed by a process that died back in the queue; return how many.
 
     NOTE: a process killed after the SMTP server accepted a mail but before the row was
-    marked sent leaves the row in "sending"; it is sent again with the same Message-ID,
-    which mail clients and most servers use to drop the copy. The window is the time
-    between the server's 250 reply to DATA and the commit of one UPDATE; a connection
-    that breaks after the server sent 250 but before the reply arrived is the same case.
+    marked sent leaves the row in "sending". The mail is then sent again with the same
+    Message-ID, which mail clients and most servers use to drop the copy. The window is
+    the time between the server's 250 reply to DATA and the commit of one UPDATE. A
+    connection that breaks after the server sent 250 but before the reply arrived is the
+    same case, because the client cannot tell it from a refusal.
     """
     cutoff = utcnow() - now_offset
     count: int = (
@@ -130,7 +131,7 @@ def mark_failed(row: models.Outbox, error: str) -> None:
 
 
 def is_address_failure(code: int, message: str) -> bool:
-    """Tell whether a permanent SMTP or DSN failure says the address cannot receive mail."""
+    """Tell whether a permanent SMTP or DSN failure means the address cannot receive mail."""
     if code < 500:
         return False
     match = _ENHANCED_STATUS.search(message)

@@ -9,8 +9,8 @@ environment with autoescaping on.
 
 Each template is compiled from a snapshot of its file and of the shared ``_*.j2`` files.
 When a file changes while the daemon runs, the new version replaces the old one only if
-it compiles and renders against the sample context, so a typo in an edited template
-never stops the mail: the last good version keeps being used.
+it compiles and renders against the sample context. So a typo in an edited template
+does not stop the mail, because the last good version stays in use.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ class Templates:
     # ------------------------------------------------------------------ files
 
     def languages_for(self, preferred: str | None) -> list[str]:
-        """The fallback chain: the reader's language, the desk default, then the rest."""
+        """Return the fallback chain: the reader's language, the desk default, then the rest."""
         chain = [preferred, self.default_language, *LANGUAGES]
         return [code for index, code in enumerate(chain) if code and code not in chain[:index]]
 
@@ -270,7 +270,7 @@ class Templates:
         return [(code, name) for code in LANGUAGES for name in sorted(every - self.names(code))]
 
     def _files(self, language: str, name: str) -> list[Path]:
-        """The files one template may read: itself and every shared ``_*.j2`` partial."""
+        """Return the files one template may read: itself and every shared ``_*.j2`` file."""
         shared = sorted(self.root.glob("*/_*.j2"))
         return [self.root / language / f"{name}.j2", *shared]
 
@@ -423,8 +423,8 @@ def _error_location(error: Exception, root: Path, template_name: str) -> tuple[s
     """Find the innermost template file and line of a render-time error.
 
     Jinja2 rewrites the traceback so that frames of template code carry the template's
-    file name and line; the innermost such frame is where the error happened, which may
-    be in the layout or an included file rather than the mail template.
+    file name and line. The innermost such frame is where the error happened, and it may
+    be in the layout or an included file rather than in the mail template.
     """
     if isinstance(error, jinja2.TemplateSyntaxError) and error.lineno:
         return error.name or template_name, error.lineno

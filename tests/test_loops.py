@@ -134,7 +134,8 @@ def test_loops_case_046_header_injection_end_to_end(tmp_path: Path, database_url
     assert outcome.action == "create"
     ticket = models.Ticket.get_by_id(outcome.ticket)
     assert ticket.requester.address == "piotr.nowicki@example.org"
-    assert "\r" not in ticket.subject and "\n" not in ticket.subject
+    assert "\r" not in ticket.subject
+    assert "\n" not in ticket.subject
     entry = models.Message.get(models.Message.ticket == ticket)
     assert "pokazuje błąd 13.A2" in entry.text
     acknowledgements = [d for d in smtp.deliveries
@@ -150,7 +151,8 @@ def test_loops_case_046_header_injection_end_to_end(tmp_path: Path, database_url
     assert [a.addr_spec for a in delivery.message["To"].addresses] == [
         "piotr.nowicki@example.org"]
     subject = delivery.message["Subject"]
-    assert "\r" not in subject and "\n" not in subject
+    assert "\r" not in subject
+    assert "\n" not in subject
     assert "Nie działa drukarka na 3. piętrze" in subject
     assert all(d.rcpt_tos != ("kopie@collector.example.net",) for d in smtp.deliveries)
     assert all("kopie@collector.example.net" not in d.rcpt_tos for d in smtp.deliveries)

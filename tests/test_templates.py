@@ -102,7 +102,8 @@ def test_templates_render_and_parse_back(name: str, language: str,
     assert [part.get_content_charset() for part in parts] == ["utf-8", "utf-8"]
     text = parts[0].get_content()
     html = parts[1].get_content()
-    assert "{{" not in text and "{%" not in text
+    assert "{{" not in text
+    assert "{%" not in text
     assert "-- \n" in text.replace("\r\n", "\n")
     assert "helpdesk@example.com" in text
     assert html_problem(html) is None
