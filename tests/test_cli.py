@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,16 @@ from deskfactory import mail, write_config
 from maildesk import models
 from maildesk.cli import EX_TEMPFAIL, main
 from maildesk.config import load_config
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """The CLI installs its own stderr handler on the root logger; undo that after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _invoke(*args: str, input: bytes | None = None, env: dict | None = None):
