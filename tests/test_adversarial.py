@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -17,10 +19,13 @@ from pathlib import Path
 
 import pytest
 from deskfactory import mail, make_desk
+from imapdesk import imap_desk
 
 from maildesk import models, pipeline
 from maildesk.desk import Desk
-from maildesk.errors import TemporaryError
+from maildesk.errors import SourceError, TemporaryError
+from maildesk.outbox import Sender
+from maildesk.wiring import build_daemon
 
 REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
 STRANGER = "Jan Obcy <jan.obcy@example.net>"
@@ -418,7 +423,7 @@ def test_nested_forwards_processed(tmp_path: Path) -> None:
 def test_deep_multipart_quarantined_once(tmp_path: Path) -> None:
     desk = sqlite_desk(tmp_path)
     body = b"Content-Type: text/plain\n\nhi\n"
-    for level in range(2000):
+    for level in range(1000):
         boundary = f"b{level}".encode()
         body = (b"Content-Type: multipart/mixed; boundary=" + boundary + b"\n\n--" + boundary
                 + b"\n" + body + b"\n--" + boundary + b"--\n")
@@ -441,7 +446,7 @@ def test_many_parts_processed(tmp_path: Path) -> None:
     message["Subject"] = "Dużo plików"
     message["Message-ID"] = "<parts@example.org>"
     message.set_content("pliki")
-    for _copy in range(300):
+    for _copy in range(150):
         message.add_attachment(b"same", maintype="application", subtype="octet-stream",
                                filename="plik.bin")
 
@@ -560,3 +565,81 @@ def test_date_outside_utc_range_processed(tmp_path: Path, database_url: str,
     outcome = pipeline.process(desk, raw, "test:date")
 
     assert outcome.action == "create"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class GarbageSmtpServer:
+    """A TCP server on 127.0.0.1 that greets every client with ``greeting`` and hangs up."""
+
+    def __init__(self, greeting: bytes) -> None:
+        self.greeting = greeting
+        self.stopping = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                connection, _address = self.listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.sendall(self.greeting)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("greeting", [
+    b"\x00\xff not smtp\r\n", b"hello there\r\n", b"220 " + b"x" * 200_000 + b"\r\n",
+    b"250-x\r\n" * 20_000,
+], ids=["binary", "no-code", "overlong-line", "endless-continuation"])
+def test_smtp_garbage_keeps_mail_queued(tmp_path: Path, greeting: bytes) -> None:
+    server = GarbageSmtpServer(greeting)
+    try:
+        desk = sqlite_desk(tmp_path, smtp={"transport": "smtp", "host": "127.0.0.1",
+                                           "port": server.port, "timeout": 5})
+        pipeline.process(desk, mail(), "test:1")
+
+        sent = Sender(desk.config.smtp).deliver_due()
+    finally:
+        server.close()
+
+    [row] = outbox()
+    assert sent == 0
+    assert row.state == "pending"
+    assert row.last_error
+
+
+def test_imap_processed_folder_deleted_midway(tmp_path: Path, imap_account, smtp,
+                                              monkeypatch) -> None:
+    database_url = f"sqlite:///{tmp_path / 'maildesk.sqlite3'}"
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail(message_id="<f1@example.org>"))
+    daemon = build_daemon(desk)
+    daemon.drain()
+    with imap_account.client() as client:
+        client.delete_folder("Processed")
+    imap_account.append(mail(message_id="<f2@example.org>", subject="Drugie"))
+
+    # The move into the missing folder fails once; the next connection creates it again
+    # and the mail, already processed, is only moved.
+    failures = 0
+    for _attempt in range(4):
+        try:
+            daemon.drain()
+        except SourceError:
+            failures += 1
+    daemon.source.close()
+
+    assert failures == 1
+    assert models.Ticket.select().count() == 2
+    assert imap_account.messages("INBOX") == {}
+    assert len(imap_account.messages("Processed")) == 1
