@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -526,8 +526,13 @@ def apply_status_change(ticket: models.Ticket, new_status: str, actor: str,
 
 
 def apply_changes(ticket: models.Ticket, changes: tuple[Change, ...], actor: str,
-                  at: datetime | None = None, detail: dict[str, Any] | None = None) -> None:
-    """Write validated changes to the ticket, one audit event each (caller's transaction)."""
+                  at: datetime | None = None, detail: dict[str, Any] | None = None,
+                  desk: Any = None, notify_requester: bool = False) -> None:
+    """Write validated changes to the ticket, one audit event each (caller's transaction).
+
+    With ``desk``, a status change goes through the lifecycle state machine, which steps
+    the SLA clock and, when ``notify_requester`` is set, sends the status notice.
+    """
     from maildesk.tickets import record_event
 
     at = at or utcnow()
@@ -545,8 +550,16 @@ def apply_changes(ticket: models.Ticket, changes: tuple[Change, ...], actor: str
         ticket.updated_at = at
         ticket.save(only=[*changed, models.Ticket.updated_at])
     for name, _old, new in changes:
-        if name == "status":
+        if name != "status":
+            continue
+        if desk is None:
             apply_status_change(ticket, new, actor, at)
+            continue
+        from maildesk import lifecycle
+
+        lifecycle.transition(desk, ticket, new, actor, lifecycle.Source.AGENT_COMMAND,
+                             at.replace(tzinfo=UTC) if at.tzinfo is None else at,
+                             notify=notify_requester)
 
 
 __all__ = [

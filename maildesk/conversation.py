@@ -261,10 +261,14 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
 
     queued: list[QueuedMail] = []
     if plan.plan.changes:
+        # A relayed reply tells the user about a new status itself (agent_reply shows it),
+        # so the separate status notice goes out only for a mail of bare commands.
+        relayed = bool(plan.body) and plan.kind != "internal_note"
         apply_changes(ticket, plan.plan.changes, plan.login, detail={
             "message_id": message_id, "via": "mail",
             **({"reason": plan.plan.reasons["escalation"]}
-               if "escalation" in plan.plan.reasons else {})})
+               if "escalation" in plan.plan.reasons else {})},
+            desk=desk, notify_requester=not relayed)
     if plan.block.actions:
         mail = _queue_confirmation(desk, ticket, decision, plan)
         if mail:
@@ -276,7 +280,7 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         if plan.body:
             queued.extend(_queue_note_notifications(desk, ticket, plan, entry))
     elif plan.body:
-        mail = _queue_relay(desk, ticket, decision, plan)
+        mail = _queue_relay(desk, ticket, decision, plan, _status_change(plan))
         if mail:
             queued.append(mail)
         _record_first_response(ticket, plan)
@@ -363,8 +367,16 @@ def _requester_and_participants(desk: Desk, ticket: models.Ticket) -> tuple[Reci
     return Recipient(requester.address, requester.name), cc
 
 
+def _status_change(plan: AgentPlan) -> str | None:
+    """Return the status this mail's commands set, or None."""
+    for name, _old, new in plan.plan.changes:
+        if name == "status":
+            return str(new)
+    return None
+
+
 def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
-                 plan: AgentPlan) -> QueuedMail | None:
+                 plan: AgentPlan, new_status: str | None = None) -> QueuedMail | None:
     # TODO: relay the agent's attachments too; queue_mail renders text and HTML only.
     to, cc = _requester_and_participants(desk, ticket)
     in_reply_to, references = conversation_references(ticket)
@@ -372,7 +384,7 @@ def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
         desk, template="agent_reply", language=ticket.language,
         context={"ticket": ticket_context(desk, ticket),
                  "agent": {"name": plan.name, "login": plan.login},
-                 "reply": {"text": plan.body}},
+                 "reply": {"text": plan.body, "new_status": new_status}},
         to=[to], cc=cc, ticket=ticket, in_reply_to=in_reply_to, references=references,
         automatic=False, kind="reply", sender_name=plan.name,
     )
@@ -520,7 +532,8 @@ def sample_values() -> dict[str, Any]:
     return {
         "agent": {"name": "Marek Zieliński", "login": "marek.zielinski"},
         "recipient": {"name": "Ewa Nowak", "login": "ewa.nowak"},
-        "reply": {"text": "Dzień dobry,\n\nwymieniliśmy toner, proszę spróbować ponownie."},
+        "reply": {"text": "Dzień dobry,\n\nwymieniliśmy toner, proszę spróbować ponownie.",
+                  "new_status": "resolved"},
         "note": {"text": "Toner zamówiony, dostawa w czwartek.",
                  "author_name": "Marek Zieliński"},
         "author": {"name": "Zofia Wiśniewska", "address": "zofia@example.org"},
