@@ -169,6 +169,23 @@ def test_html_script_and_handlers_removed(tmp_path: Path) -> None:
     assert "onload" not in html
 
 
+def test_acknowledgement_html_escapes_user_text(tmp_path: Path) -> None:
+    desk = sqlite_desk(tmp_path)
+    subject = ('<script>alert(1)</script> "><img src=x onerror=alert(2)> '
+               'http://evil.example/"onmouseover="alert(3) https://a.example/?q=<svg/onload=x>')
+
+    pipeline.process(desk, mail(sender='"<b onclick=x()>Zofia</b>" <z@example.org>',
+                                subject=subject), "test:1")
+
+    html = parsed(outbox("ack")[0]).get_body(("html",)).get_content()
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "<svg" not in html
+    assert "<b " not in html
+    assert 'onmouseover="' not in html
+    assert '"onmouseover' not in html
+
+
 # --------------------------------------------------------------------------- file names
 
 
