@@ -31,6 +31,7 @@ from maildesk.i18n import _
 from maildesk.logcontext import mail_context
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.quarantine import is_quarantined, quarantine
+from maildesk.rerouting import evaluate_followup
 from maildesk.servicehooks import is_feedback_on_closed
 from maildesk.subjects import strip_reply_prefixes
 from maildesk.tickets import Outcome, apply, is_duplicate
@@ -135,11 +136,14 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
                         entry_kind=_entry_kind(follow_up, automatic), events=events,
                         reason=f"feedback on closed ticket {ticket.id}", **base)
     if ticket is not None and not (ticket.status == "closed" and not automatic):
+        entry_kind = _entry_kind(follow_up, automatic)
+        routing = None
+        if entry_kind == "customer":
+            routing = evaluate_followup(rules, message, received_at or datetime.now(UTC))
         return Decision(
-            Action.APPEND, follow_up=follow_up, ticket=ticket,
-            entry_kind=_entry_kind(follow_up, automatic),
+            Action.APPEND, follow_up=follow_up, ticket=ticket, entry_kind=entry_kind,
             reason=f"follow-up by {follow_up.evidence.value} ({classification.reason})",
-            events=events, **base,
+            events=events, routing=routing, **base,
         )
 
     if automatic:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import peewee as pw
@@ -224,6 +225,11 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
 
                 queued.extend(carry_out(desk, decision, ticket, entry))
             queued.extend(servicehooks.on_message_added(desk, decision, ticket))
+            if decision.routing is not None:
+                from maildesk.rerouting import apply_routing
+
+                queued.extend(apply_routing(desk, ticket, decision.routing,
+                                            datetime.now(UTC), decision.message.message_id))
 
         for event_ticket, action, detail in decision.events:
             record_event(event_ticket, decision.sender or "maildesk", action, detail)
