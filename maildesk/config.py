@@ -79,6 +79,8 @@ class DeskConfig:
     default_charset: str = "windows-1250"
     timezone: str = "Europe/Warsaw"
     automatic_mail_limit: int = 10
+    max_message_size: int = 50 * 1024 * 1024
+    blocked_senders: tuple[str, ...] = ()
     # Automatic mails per ticket in 24 hours; beyond it the ticket gets none (mail loops).
     automatic_mail_ticket_limit: int = 20
 
@@ -402,11 +404,31 @@ def _desk(section: _Section) -> DeskConfig:
         default_charset=section.text("default_charset", "windows-1250"),
         timezone=section.text("timezone", "Europe/Warsaw"),
         automatic_mail_limit=section.integer("automatic_mail_limit", 10, minimum=1),
+        max_message_size=section.integer("max_message_size", 50 * 1024 * 1024, minimum=1024),
+        blocked_senders=_sender_patterns(section, "blocked_senders"),
         automatic_mail_ticket_limit=section.integer("automatic_mail_ticket_limit", 20,
                                                     minimum=1),
     )
     section.finish()
     return desk
+
+
+def _sender_patterns(section: _Section, key: str) -> tuple[str, ...]:
+    """Read a list of addresses and ``@domain`` entries (a domain covers its subdomains)."""
+    value = section.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise section.error(key, _("'{key}' must be a list of addresses or @domains")
+                            .format(key=key))
+    patterns = []
+    for item in value:
+        text = str(item).strip().lower()
+        if not (_EMAIL.match(text) or (text.startswith("@") and "." in text)):
+            raise section.error(key, _("'{value}' is neither an address nor an @domain: write "
+                                       "jan@example.com or @example.com").format(value=item))
+        patterns.append(text)
+    return tuple(patterns)
 
 
 def _database_url(root: _Section, base: Path) -> str:

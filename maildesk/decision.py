@@ -46,6 +46,7 @@ class Decision:
     acknowledge: bool = False
     acknowledgement_template: str = "acknowledgement"
     events: list[tuple[int | None, str, dict[str, Any]]] = field(default_factory=list)
+    rejection: str | None = None
     # The agent/user conversation plan from ``maildesk.conversation.review``, or None.
     conversation: Any = None
 

@@ -44,8 +44,25 @@ LOOP_WINDOW = timedelta(minutes=10)
 LOOP_TICKETS = 2
 
 
+class MessageTooLargeError(MaildeskError):
+    """The raw mail is larger than ``desk.max_message_size``."""
+
+
 class MissingSenderError(MaildeskError):
     """The mail has no From address; it goes to quarantine for an admin to look at."""
+
+
+def is_blocked(address: str, patterns: tuple[str, ...]) -> bool:
+    """Return whether an address matches a blocked address or @domain (with subdomains)."""
+    address = address.lower()
+    domain = address.rpartition("@")[2]
+    for pattern in patterns:
+        if pattern.startswith("@"):
+            if domain == pattern[1:] or domain.endswith("." + pattern[1:]):
+                return True
+        elif address == pattern:
+            return True
+    return False
 
 
 def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
@@ -120,6 +137,13 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
     if message.from_address is None:
         raise MissingSenderError(_("the mail has no usable From address, so there is no "
                                    "requester to open a ticket for or to answer"))
+
+    sender_address = message.from_address.normalized if message.from_address else ""
+    if is_blocked(sender_address, desk.config.desk.blocked_senders):
+        none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
+        return Decision(Action.IGNORE, follow_up=none, reason=f"sender {sender_address} blocked",
+                        rejection=None if classification.is_automatic else "rejection_blocked",
+                        **base)
 
     follow_up = find_follow_up(message, desk.config.desk.ticket_tag, desk.agent_addresses)
     events: list[tuple[int | None, str, dict[str, Any]]] = [
@@ -202,6 +226,9 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 row = quarantine(desk, raw, raw_sha256, source, error)
                 return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
 
+            if len(raw) > desk.config.desk.max_message_size:
+                return _too_large(desk, message, raw, raw_sha256, source)
+
             key = dedupe_key(message, raw_sha256)
             with mail_context(message_id=message.message_id or key):
                 if is_duplicate(key):
@@ -214,6 +241,23 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
         except pw.InterfaceError as error:
             raise TemporaryError(
                 _("database unavailable: {error}").format(error=error)) from error
+
+
+def _too_large(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
+               source: str) -> Outcome:
+    """Quarantine a mail over the size limit and tell its human sender, politely."""
+    from maildesk.notify import queue_rejection
+
+    limit = desk.config.desk.max_message_size
+    error = MessageTooLargeError(_("the mail has {size} bytes, more than the limit of {limit} "
+                                   "(desk.max_message_size)").format(size=len(raw), limit=limit))
+    row = quarantine(desk, raw, raw_sha256, source, error)
+    classification = classify(message, desk.own_addresses, desk.message_id_domain)
+    if not classification.is_automatic:
+        with models.database_proxy.atomic():
+            queue_rejection(desk, message, template="rejection_too_large",
+                            rejection={"size": len(raw), "limit": limit})
+    return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
 
 
 def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,

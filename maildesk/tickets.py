@@ -239,6 +239,13 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "source": decision.source,
             })
             bounces.record_from_decision(decision)
+            if decision.rejection is not None:
+                from maildesk.notify import queue_rejection
+
+                mail = queue_rejection(desk, decision.message, template=decision.rejection,
+                                       rejection={"reason": _("the sender is blocked")})
+                if mail is not None:
+                    queued.append(mail)
         queued.extend(alert_on_loop_events(desk, decision))
 
         models.ProcessedMessage.create(

@@ -1,0 +1,63 @@
+"""Polite rejections: a mail over the size limit and a blocked sender."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+from deskfactory import mail, make_desk
+
+from maildesk import models, pipeline
+
+
+def _rows(kind: str) -> list[models.Outbox]:
+    return list(models.Outbox.select().where(models.Outbox.kind == kind))
+
+
+def test_too_large_mail_is_quarantined_and_sender_told(tmp_path: Path,
+                                                        database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, desk={"max_message_size": 2048})
+
+    outcome = pipeline.process(desk, mail(body="x" * 4000), "test:1")
+
+    assert outcome.action == "quarantined"
+    assert models.Ticket.select().count() == 0
+    assert "max_message_size" in models.Quarantine.get().error
+    rows = _rows("rejection_too_large")
+    assert len(rows) == 1
+    assert rows[0].recipients.split() == ["zofia.wisniewska@example.org"]
+    notice = message_from_bytes(bytes(rows[0].raw), policy=default_policy)
+    assert notice["Subject"].startswith("Wiadomość nieprzyjęta (za duża)")
+
+
+def test_too_large_auto_reply_gets_no_rejection(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, desk={"max_message_size": 2048})
+
+    pipeline.process(desk, mail(body="x" * 4000, headers={"Auto-Submitted": "auto-replied"}),
+                     "test:1")
+
+    assert _rows("rejection_too_large") == []
+    assert models.Quarantine.select().count() == 1
+
+
+def test_blocked_sender_domain_gets_rejection(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, desk={"blocked_senders": ["@spam.example.org"]})
+
+    outcome = pipeline.process(desk, mail(sender="oferta@news.spam.example.org"), "test:1")
+
+    assert outcome.action == "ignore"
+    assert "blocked" in outcome.reason
+    assert models.Ticket.select().count() == 0
+    assert [row.recipients.split() for row in _rows("rejection_blocked")] == [
+        ["oferta@news.spam.example.org"]]
+
+
+def test_blocked_senders_must_be_addresses_or_domains(tmp_path: Path) -> None:
+    import pytest
+
+    from maildesk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="neither an address nor an @domain"):
+        make_desk(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}",
+                  desk={"blocked_senders": ["spam"]})
