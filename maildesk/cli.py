@@ -17,7 +17,7 @@ import click
 
 from maildesk import __version__
 from maildesk.config import ConfigError
-from maildesk.errors import TemporaryError
+from maildesk.errors import MaildeskError, TemporaryError
 from maildesk.i18n import _, language_from_environment, ngettext, set_language
 
 logger = logging.getLogger(__name__)
@@ -41,10 +41,7 @@ class App:
         from maildesk.desk import Desk
 
         if self._desk is None:
-            try:
-                self._desk = Desk.open(self.config_path)
-            except (ConfigError, TemporaryError) as error:
-                raise click.ClickException(str(error)) from error
+            self._desk = Desk.open(self.config_path)
         return self._desk
 
     def open(self) -> None:
@@ -68,7 +65,28 @@ def _fail(message: str, code: int) -> None:
 set_language(language_from_environment())
 
 
-@click.group(help=_("maildesk: an ITIL service desk that lives in email."))
+class MaildeskGroup(click.Group):
+    """The root group: turns maildesk's own errors into one clear line and an exit status.
+
+    A configuration error exits with 78 (EX_CONFIG), a temporary failure with 75
+    (EX_TEMPFAIL), anything else maildesk raises on purpose with 1. Other exceptions
+    keep their traceback, because they are bugs.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            _fail(_("configuration error: {error}").format(error=error), EX_CONFIG)
+        except TemporaryError as error:
+            _fail(_("temporary failure, try again later: {error}").format(error=error),
+                  EX_TEMPFAIL)
+        except MaildeskError as error:
+            _fail(_("error: {error}").format(error=error), 1)
+        return None
+
+
+@click.group(cls=MaildeskGroup, help=_("maildesk: an ITIL service desk that lives in email."))
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               envvar="MAILDESK_CONFIG", default=Path("maildesk.yaml"), show_default=True,
               help=_("Configuration file (YAML)."))
@@ -118,11 +136,10 @@ def deliver(app: App, source: str) -> None:
         desk = app.desk
         outcome = pipeline.process(desk, raw, source, load_rules(desk))
         make_sender(desk).deliver_due()
-    except TemporaryError as error:
+    except (TemporaryError, ConfigError) as error:
+        # A broken configuration must not bounce the user's mail: the MTA keeps it.
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)
-    except click.ClickException as error:
-        _fail(error.format_message(), EX_TEMPFAIL)
     click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,
                                                      ticket=outcome.ticket or "-"))
 

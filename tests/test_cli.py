@@ -175,3 +175,35 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     assert retried.exit_code == 0
     assert "quarantined" in retried.output
     assert models.Quarantine.select().count() == 2
+
+
+def test_run_with_missing_password_variable_exits_78(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url, source={
+        "type": "imap", "host": "127.0.0.1", "port": 1, "security": "none",
+        "username": "helpdesk", "password_env": "MAILDESK_TEST_UNSET_VARIABLE"})
+
+    result = _invoke("--config", str(config), "run", "--once")
+
+    assert result.exit_code == 78
+    assert "configuration error" in result.output
+    assert "MAILDESK_TEST_UNSET_VARIABLE is not set" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_with_missing_maildir_exits_78(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url,
+                          source={"type": "maildir", "path": str(tmp_path / "literowka")})
+
+    result = _invoke("--config", str(config), "run", "--once")
+
+    assert result.exit_code == 78
+    assert "literowka does not exist" in result.output
+
+
+def test_templates_render_unknown_name_is_one_line(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+
+    result = _invoke("--config", str(config), "templates", "render", "potwierdzenie")
+
+    assert result.exit_code == 78
+    assert "template 'potwierdzenie' not found" in result.output

@@ -11,6 +11,7 @@ from deskfactory import mail
 from imapdesk import imap_desk
 
 from maildesk import models
+from maildesk.errors import ConfigError
 from maildesk.wiring import build_daemon
 
 pytestmark = pytest.mark.servers
@@ -51,7 +52,7 @@ def test_imap_tls_rejects_unknown_certificate(tmp_path: Path, database_url: str,
     daemon = build_daemon(desk)
     monkeypatch.setattr(daemon, "_sleep", lambda seconds: None)
 
-    with pytest.raises(Exception, match="certificate verify failed"):
+    with pytest.raises(ConfigError, match="not trusted.*set source.ca_file"):
         daemon.run(once=True)
 
     assert models.Ticket.select().count() == 0
@@ -91,3 +92,20 @@ def test_imap_uidvalidity_change_is_reported(tmp_path: Path, database_url: str, 
     assert any("UIDVALIDITY" in record.getMessage() for record in caplog.records)
     assert daemon.outcomes == {"duplicate": 1, "create": 1}
     assert models.Ticket.select().count() == 2
+
+
+def test_imap_wrong_password_is_a_configuration_error(tmp_path: Path, database_url: str,
+                                                      imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    monkeypatch.setenv("MAILDESK_TEST_IMAP_PASSWORD", "wrong")
+
+    with pytest.raises(ConfigError, match="rejected.*check the username and the password"):
+        build_daemon(desk).run(once=True)
+
+
+def test_imap_missing_folder_lists_the_real_ones(tmp_path: Path, database_url: str,
+                                                 imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, folder="Skrzynka")
+
+    with pytest.raises(ConfigError, match="'Skrzynka' does not exist.*INBOX"):
+        build_daemon(desk).run(once=True)

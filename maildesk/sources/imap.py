@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from maildesk import models
 from maildesk.config import ImapConfig
-from maildesk.errors import SourceError
+from maildesk.errors import ConfigError, SourceError
 from maildesk.i18n import _
 from maildesk.models import utcnow
 from maildesk.sources import FetchedMail
@@ -33,14 +33,42 @@ IDLE_RENEW_SECONDS = 25 * 60
 CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
 
 
+def _server_text(error: Exception) -> str:
+    """Return the server's answer of an imapclient error as text, not as bytes' repr."""
+    text = str(error)
+    if text.startswith(("b'", 'b"')):
+        text = text[2:-1]
+    return text
+
+
 class ImapSource:
     def __init__(self, config: ImapConfig) -> None:
         self.config = config
-        self.name = f"imap:{config.username}@{config.host}/{config.folder}"
+        self.name = f"imap:{config.username}@{config.host}:{config.port}/{config.folder}"
         self.client: IMAPClient | None = None
         self.idle_supported = False
 
     def _connect(self) -> IMAPClient:
+        """Connect, log in and select the folder.
+
+        A rejected login, an untrusted certificate or a missing folder raises ConfigError:
+        retrying cannot help until the admin changes the configuration.
+        """
+        try:
+            return self._open()
+        except LoginError as error:
+            raise ConfigError(_("IMAP login as {user} on {host}:{port} was rejected ({error}): "
+                                "check the username and the password or token setting")
+                              .format(user=self.config.username, host=self.config.host,
+                                      port=self.config.port, error=_server_text(error))
+                              ) from error
+        except ssl.SSLCertVerificationError as error:
+            raise ConfigError(_("the certificate of {host}:{port} is not trusted ({error}): "
+                                "set source.ca_file to the CA certificate that signed it")
+                              .format(host=self.config.host, port=self.config.port,
+                                      error=error.verify_message)) from error
+
+    def _open(self) -> IMAPClient:
         config = self.config
         context = ssl.create_default_context(
             cafile=str(config.ca_file) if config.ca_file else None)
@@ -59,6 +87,12 @@ class ImapSource:
         for folder in (config.processed_folder, config.quarantine_folder):
             if not client.folder_exists(folder):
                 client.create_folder(folder)
+        if not client.folder_exists(config.folder):
+            names = sorted(str(entry[2]) for entry in client.list_folders())
+            client.logout()
+            raise ConfigError(_("IMAP folder '{folder}' does not exist on {host}: the folders "
+                                "are {folders}; set source.folder to one of them").format(
+                folder=config.folder, host=config.host, folders=", ".join(names)))
         status = client.select_folder(config.folder)
         self._check_uidvalidity(int(status[b"UIDVALIDITY"]))
         self.idle_supported = config.idle and client.has_capability("IDLE")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from maildesk.errors import ConfigError
 from maildesk.i18n import _
 from maildesk.sources import FetchedMail
 
@@ -23,6 +24,10 @@ class MaildirSource:
         self.path = path
         self.name = f"maildir:{path}"
         self.batch_size = batch_size
+        if not path.is_dir():
+            raise ConfigError(_("the Maildir {path} does not exist: check source.path, or "
+                                "create it with the subfolders cur, new and tmp").format(
+                path=path))
         for sub in ("cur", "new", "tmp"):
             (path / sub).mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(str(path), factory=None, create=True)
