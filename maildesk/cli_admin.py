@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
-from maildesk.i18n import _, ngettext
+from maildesk.i18n import _, current_language, ngettext
 
 
 def _status_label(status: str) -> str:
@@ -17,6 +19,156 @@ def _status_label(status: str) -> str:
         "closed": _("closed"),
     }
     return labels.get(status, status)
+
+
+def _priority_label(priority: Any) -> str:
+    labels = {1: _("P1 (critical)"), 2: _("P2 (high)"), 3: _("P3 (medium)"), 4: _("P4 (low)")}
+    try:
+        return labels.get(int(priority), f"P{priority}")
+    except (TypeError, ValueError):
+        return str(priority)
+
+
+def _action_label(action: str) -> str:
+    """Name an audit event in the admin's language; an unknown code is shown as it is."""
+    labels = {
+        "created": _("ticket created"),
+        "message_added": _("message added"),
+        "held": _("message held for an agent to accept"),
+        "held_accepted": _("held message accepted"),
+        "internal_note_added": _("internal note added"),
+        "first_response": _("first response"),
+        "command_like_text_ignored": _("text that looks like a command ignored"),
+        "command_rejected": _("commands rejected: the sender is not authenticated"),
+        "command_invalid": _("commands rejected as invalid"),
+        "status_changed": _("status changed"),
+        "reopened": _("ticket reopened"),
+        "field_changed": _("field changed"),
+        "assignee_changed": _("assignee changed"),
+        "priority_set": _("priority set"),
+        "priority_changed": _("priority changed"),
+        "classified": _("type or category changed"),
+        "group_changed": _("group changed"),
+        "dispatched": _("dispatched to a group"),
+        "escalated": _("escalated"),
+        "sla_start": _("SLA clock started"),
+        "sla_pause": _("SLA clock paused"),
+        "sla_resume": _("SLA clock resumed"),
+        "sla_respond": _("SLA first response recorded"),
+        "sla_resolve": _("SLA clock stopped at resolution"),
+        "sla_reopen": _("SLA clock restarted after reopening"),
+        "sla_replan": _("SLA targets recalculated"),
+        "sla_warning": _("SLA warning"),
+        "sla_breach": _("SLA breach"),
+        "pending_reminder_sent": _("reminder sent to the user"),
+        "satisfaction_rated": _("satisfaction survey answered"),
+        "reply_without_action": _("reply that needs no action"),
+        "rules_applied": _("routing rules applied"),
+        "rule_action_failed": _("rule action failed"),
+        "mail_loop_suspected": _("mail loop suspected"),
+        "mail_loop_alert": _("mail loop alert sent"),
+        "follow_up_ticket_opened": _("follow-up ticket opened"),
+        "bounce_recorded": _("bounce recorded"),
+        "automatic_mail_limited": _("automatic mail held back by the hourly limit"),
+        "quarantined": _("quarantined"),
+        "ignored": _("ignored"),
+    }
+    return labels.get(action, action)
+
+
+def _message_kind_label(kind: str) -> str:
+    labels = {
+        "customer": _("user's message"),
+        "auto_reply": _("automatic reply"),
+        "agent_reply": _("agent's reply"),
+        "internal_note": _("internal note"),
+        "held": _("held message"),
+        "system": _("system message"),
+    }
+    return labels.get(kind, kind)
+
+
+def _outbox_state_label(state: str) -> str:
+    labels = {
+        "pending": _("waiting to be sent"), "sending": _("being sent"), "sent": _("sent"),
+        "failed": _("failed"), "cancelled": _("cancelled"),
+    }
+    return labels.get(state, state)
+
+
+def _local_time(desk: Any, value: datetime | None) -> str:
+    """Show a stored naive-UTC time in the desk's time zone, with the zone's abbreviation."""
+    if value is None:
+        return "-"
+    zone = ZoneInfo(desk.config.desk.timezone)
+    return value.replace(tzinfo=UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _value_label(field: str, value: Any) -> str:
+    """Show one field value the way the admin reads it: labels, not codes."""
+    from maildesk.commands import label
+
+    if value is None or value == "":
+        return "-"
+    if field == "priority":
+        return _priority_label(value)
+    if field == "type":
+        from maildesk.i18n import gettext_for
+
+        english = {"service_request": "service request"}.get(value, value)
+        return gettext_for(current_language()).pgettext("type", english)
+    return label(value, current_language(), field)
+
+
+def _field_name(field: str) -> str:
+    from maildesk.commands import field_label
+
+    names = {"type": _("type"), "category": _("category")}
+    return names.get(field) or field_label(field, current_language())
+
+
+def _change_text(action: str, detail: dict[str, Any], before: Any, after: Any) -> str:
+    """Describe what an event changed as ``field: before -> after`` parts."""
+    single = {"status_changed": "status", "reopened": "status", "assignee_changed": "assignee",
+              "group_changed": "group", "priority_set": "priority"}
+    if isinstance(before, dict) or isinstance(after, dict):
+        before, after = before or {}, after or {}
+        fields = list(dict.fromkeys([*before, *after]))
+        changes = [(field, before.get(field), after.get(field)) for field in fields]
+    elif action in single or action == "field_changed":
+        field = single.get(action) or str(detail.get("field", ""))
+        if before is None and after is None:
+            return ""
+        changes = [(field, before, after)]
+    else:
+        return ""
+
+    parts = []
+    for field, old, new in changes:
+        if old == new or (old is None and field == "status" and action == "reopened"):
+            parts.append(f"{_field_name(field)}: {_value_label(field, new)}")
+        else:
+            parts.append(f"{_field_name(field)}: {_value_label(field, old)} -> "
+                         f"{_value_label(field, new)}")
+    return ", ".join(parts)
+
+
+def _event_line(desk: Any, event: Any) -> str:
+    detail = json.loads(event.detail) if event.detail else {}
+    detail = detail if isinstance(detail, dict) else {}
+    before = json.loads(event.before) if event.before else None
+    after = json.loads(event.after) if event.after else None
+
+    words = [_local_time(desk, event.created_at), event.actor, _action_label(event.action)]
+    if event.action in ("message_added", "held") and detail.get("kind"):
+        words.append(f"({_message_kind_label(str(detail['kind']))})")
+    change = _change_text(event.action, detail, before, after)
+    if change:
+        words.append("- " + change)
+    reason = detail.get("reason")
+    if reason and event.action != "created" and isinstance(reason, str):
+        words.append(f"({reason})")
+    return "  " + " ".join(words)
 
 
 @click.group()
@@ -37,9 +189,16 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
     if status:
         query = query.where(models.Ticket.status == status)
     rows = list(query)
+    if not rows:
+        click.echo(_("no tickets"))
+        return
+
+    header = (_("ticket"), _("status"), _("priority"), _("requester"), _("subject"))
+    click.echo(f"{header[0]:>12}  {header[1]:<22} {header[2]:<16} {header[3]:<32} {header[4]}")
     for ticket in rows:
         click.echo(f"{app.desk.tag(ticket.id):>12}  {_status_label(ticket.status):<22} "
-                   f"P{ticket.priority}  {ticket.requester.address:<32} {ticket.subject}")
+                   f"{_priority_label(ticket.priority):<16} {ticket.requester.address:<32} "
+                   f"{ticket.subject}")
     click.echo(ngettext("{count} ticket", "{count} tickets", len(rows)).format(count=len(rows)))
 
 
@@ -57,9 +216,9 @@ def tickets_show(app: Any, number: int) -> None:
 
     requester = ticket.requester
     click.echo(f"{app.desk.tag(ticket.id)} {ticket.subject}")
-    click.echo(_("Status: {status}   Priority: P{priority}   Group: {group}   "
+    click.echo(_("Status: {status}   Priority: {priority}   Group: {group}   "
                  "Assignee: {assignee}").format(
-        status=_status_label(ticket.status), priority=ticket.priority,
+        status=_status_label(ticket.status), priority=_priority_label(ticket.priority),
         group=ticket.group or "-", assignee=ticket.assignee or "-"))
     click.echo(_("Requester: {name} <{address}>").format(name=requester.name,
                                                         address=requester.address))
@@ -68,7 +227,8 @@ def tickets_show(app: Any, number: int) -> None:
 
     for entry in ticket.messages.order_by(models.Message.id):
         click.echo("")
-        click.echo(f"--- {entry.created_at:%Y-%m-%d %H:%M} {entry.kind} "
+        click.echo(f"--- {_local_time(app.desk, entry.created_at)} "
+                   f"{_message_kind_label(entry.kind)}: "
                    f"{entry.author_name} <{entry.author}> {entry.message_id or ''}")
         click.echo(entry.reply_text or entry.text)
         for attachment in entry.attachments:
@@ -79,10 +239,7 @@ def tickets_show(app: Any, number: int) -> None:
     click.echo("")
     click.echo(_("Audit trail:"))
     for event in ticket.events.order_by(models.Event.id):
-        detail = json.loads(event.detail) if event.detail else {}
-        reason = detail.get("reason", "") if isinstance(detail, dict) else ""
-        click.echo(f"  {event.created_at:%Y-%m-%d %H:%M:%S} {event.actor} {event.action} "
-                   f"{reason}")
+        click.echo(_event_line(app.desk, event))
 
 
 @click.group()
@@ -102,9 +259,17 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
     query = models.Outbox.select().order_by(models.Outbox.id.desc()).limit(limit)
     if state:
         query = query.where(models.Outbox.state == state)
-    for row in query:
-        click.echo(f"{row.id:>6} {row.state:<9} {row.attempts:>2} {row.kind:<12} "
-                   f"{row.recipients.strip():<32} {row.subject}")
+    rows = list(query)
+    if not rows:
+        click.echo(_("no outgoing mail"))
+        return
+
+    header = (_("id"), _("state"), _("attempts"), _("kind"), _("recipients"), _("subject"))
+    click.echo(f"{header[0]:>6} {header[1]:<20} {header[2]:>6} {header[3]:<16} "
+               f"{header[4]:<32} {header[5]}")
+    for row in rows:
+        click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
+                   f"{row.kind:<16} {row.recipients.strip():<32} {row.subject}")
         if row.last_error and row.state != "sent":
             click.echo(f"       {row.last_error}")
 
@@ -173,9 +338,11 @@ def quarantine_retry(app: Any, quarantine_id: int) -> None:
     raw = desk.store.get_message(row.raw_sha256)
     quarantine_module.forget(row.raw_sha256)
     outcome = pipeline.process(desk, raw, f"quarantine:{row.id}", load_rules(desk))
-    if outcome.action != "quarantined":
-        models.Quarantine.update(state="released").where(
-            models.Quarantine.id == row.id).execute()
+    if outcome.action == "quarantined":
+        still = models.Quarantine.get_by_id(row.id)
+        raise click.ClickException(_("the mail failed again and stays in quarantine as {id}: "
+                                     "{error}").format(id=row.id, error=still.error))
+    models.Quarantine.update(state="released").where(models.Quarantine.id == row.id).execute()
     click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,
                                                      ticket=outcome.ticket or "-"))
 

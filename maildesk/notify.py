@@ -114,6 +114,7 @@ def sample_context(desk: Desk) -> dict[str, Any]:
     quarantine = {
         "id": 7, "sender": "jan@example.org", "subject": "Faktura", "message_id": "<x@y>",
         "source": "imap:INBOX/42", "error": "ParseError: empty message",
+        "retry_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine retry 7",
     }
     message = {
         "sender_name": "Zofia Wiśniewska", "sender_address": "zofia@example.org",

@@ -41,6 +41,20 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
     description = clean_text(f"{type(error).__name__}: {error}")[:2000]
 
     with database_proxy.atomic():
+        held = models.Quarantine.get_or_none(models.Quarantine.raw_sha256 == raw_sha256,
+                                             models.Quarantine.state == "held")
+        if held is not None:
+            # Tried again and failed again: keep one entry with the latest error, and do
+            # not mail the admins a second time about the same mail.
+            models.Quarantine.update(error=description, detail=detail).where(
+                models.Quarantine.id == held.id).execute()
+            _mark_processed(raw_sha256, source)
+            logger.warning(_("message {message_id} failed again and stays in quarantine as "
+                             "{id}: {error}").format(message_id=message_id or "-", id=held.id,
+                                                    error=description))
+            held.error = description
+            return held
+
         row = models.Quarantine.create(
             raw_sha256=raw_sha256,
             message_id=message_id,
@@ -52,13 +66,7 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
         )
         models.Event.create(ticket=None, actor="maildesk", action="quarantined",
                             detail=description)
-        # The mail counts as processed, so a source that could not move it away does not
-        # quarantine it again on every pass; release() removes this record.
-        models.ProcessedMessage.get_or_create(
-            dedupe_key=f"quarantine:{raw_sha256}",
-            defaults={"raw_sha256": raw_sha256, "source": source[:200],
-                      "outcome": "quarantined"},
-        )
+        _mark_processed(raw_sha256, source)
         admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
         if admins:
             queue_mail(
@@ -67,6 +75,8 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
                     "id": row.id, "sender": row.sender, "subject": row.subject,
                     "message_id": row.message_id or "-", "source": row.source,
                     "error": row.error,
+                    "retry_command": f"maildesk --config {desk.config.path} quarantine "
+                                     f"retry {row.id}",
                 }},
                 to=admins, ticket=None, automatic=True, kind="quarantine",
             )
@@ -76,6 +86,15 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
             message_id=message_id or "-", source=source, id=row.id, error=description)
     )
     return row
+
+
+def _mark_processed(raw_sha256: str, source: str) -> None:
+    # The mail counts as processed, so a source that could not move it away does not
+    # quarantine it again on every pass; forget() removes this record.
+    models.ProcessedMessage.get_or_create(
+        dedupe_key=f"quarantine:{raw_sha256}",
+        defaults={"raw_sha256": raw_sha256, "source": source[:200], "outcome": "quarantined"},
+    )
 
 
 def is_quarantined(raw_sha256: str) -> bool:

@@ -172,9 +172,10 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
 
     assert "1 message in quarantine" in listing.output
     assert "no usable From address" in listing.output
-    assert retried.exit_code == 0
-    assert "quarantined" in retried.output
-    assert models.Quarantine.select().count() == 2
+    assert retried.exit_code == 1
+    assert "failed again and stays in quarantine as 1" in retried.output
+    assert models.Quarantine.select().count() == 1
+    assert models.Outbox.select().where(models.Outbox.kind == "quarantine").count() == 1
 
 
 def test_run_with_missing_password_variable_exits_78(tmp_path: Path, database_url: str) -> None:
