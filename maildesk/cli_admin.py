@@ -159,12 +159,12 @@ def _event_line(desk: Any, event: Any) -> str:
     before = json.loads(event.before) if event.before else None
     after = json.loads(event.after) if event.after else None
 
-    words = [_local_time(desk, event.created_at), event.actor, _action_label(event.action)]
+    words = [_local_time(desk, event.created_at), event.actor + ":", _action_label(event.action)]
     if event.action in ("message_added", "held") and detail.get("kind"):
         words.append(f"({_message_kind_label(str(detail['kind']))})")
     change = _change_text(event.action, detail, before, after)
     if change:
-        words.append("- " + change)
+        words.append("— " + change)
     reason = detail.get("reason")
     if reason and event.action != "created" and isinstance(reason, str):
         words.append(f"({reason})")
