@@ -81,6 +81,58 @@ def test_tickets_show_unknown_number_fails(tmp_path: Path) -> None:
     assert "ticket 999 not found" in result.output
 
 
+def test_tickets_show_audit_trail_in_polish(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from maildesk import lifecycle
+    from maildesk.desk import Desk
+
+    _invoke("demo", str(tmp_path / "demo"))
+    config = tmp_path / "demo" / "maildesk.yaml"
+    desk = Desk.open(config)
+    ticket = models.Ticket.get_by_id(1)
+    lifecycle.transition(desk, ticket, "in_progress", "jan.kowalski", "agent_command",
+                         datetime.now(UTC))
+
+    shown = _invoke("--config", str(config), "tickets", "show", "1",
+                    env={"MAILDESK_LANGUAGE": "pl"})
+
+    assert shown.exit_code == 0, shown.output
+    assert "Priorytet: P3 (średni)" in shown.output
+    assert "wiadomość użytkownika: Zofia Wiśniewska" in shown.output
+    assert "utworzono zgłoszenie" in shown.output
+    assert "jan.kowalski: zmiana statusu — status: nowe -> w realizacji" in shown.output
+    assert "dodano wiadomość (odpowiedź automatyczna)" in shown.output
+    assert " CET " in shown.output
+    assert "status_changed" not in shown.output
+
+
+def test_tickets_list_headers_and_empty(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+
+    listing = _invoke("--config", config, "tickets", "list", env={"MAILDESK_LANGUAGE": "pl"})
+    closed = _invoke("--config", config, "tickets", "list", "--status", "closed",
+                     env={"MAILDESK_LANGUAGE": "pl"})
+
+    assert listing.output.splitlines()[0].split() == [
+        "zgłoszenie", "status", "priorytet", "zgłaszający", "temat"]
+    assert "P3 (średni)" in listing.output
+    assert closed.output.strip() == "brak zgłoszeń"
+
+
+def test_outbox_list_translates_states(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+
+    listing = _invoke("--config", config, "outbox", "list", env={"MAILDESK_LANGUAGE": "pl"})
+    failed = _invoke("--config", config, "outbox", "list", "--state", "failed")
+
+    assert listing.output.splitlines()[0].split()[:3] == ["nr", "stan", "próby"]
+    assert " wysłana " in listing.output
+    assert failed.output.strip() == "no outgoing mail"
+
+
 def test_deliver_creates_ticket_from_stdin(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
 
