@@ -91,7 +91,8 @@ class MaildeskGroup(click.Group):
               envvar="MAILDESK_CONFIG", default=Path("maildesk.yaml"), show_default=True,
               help=_("Configuration file (YAML)."))
 @click.option("-v", "--verbose", is_flag=True, help=_("Log debug messages too."))
-@click.version_option(__version__, prog_name="maildesk")
+@click.version_option(__version__, prog_name="maildesk",
+                      help=_("Show the version and exit."))
 @click.pass_context
 def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
     from maildesk.logcontext import configure_logging
@@ -101,7 +102,8 @@ def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
     ctx.obj = App(config_path)
 
 
-@main.command()
+@main.command(help=_("Run the daemon in the foreground (logs to stderr; SIGTERM stops it "
+                      "cleanly)."))
 @click.option("--once", is_flag=True, help=_("Process the mail waiting now, then exit."))
 @click.pass_obj
 def run(app: App, once: bool) -> None:
@@ -118,7 +120,9 @@ def run(app: App, once: bool) -> None:
                .format(count=count))
 
 
-@main.command()
+@main.command(help=_("Process one mail from standard input (for an MTA pipe or Procmail).\n\n"
+                      "Exit status 0 means the mail is safe in maildesk (ticket, follow-up or "
+                      "quarantine); 75 asks the MTA to keep the mail and try again later."))
 @click.option("--source", default="pipe", show_default=True,
               help=_("Name recorded as the mail's source."))
 @click.pass_obj

@@ -171,12 +171,12 @@ def _event_line(desk: Any, event: Any) -> str:
     return "  " + " ".join(words)
 
 
-@click.group()
+@click.group(help=_("List and show tickets."))
 def tickets() -> None:
     """List and show tickets."""
 
 
-@tickets.command("list")
+@tickets.command("list", help=_("List the newest tickets."))
 @click.option("--status", help=_("Show only tickets with this status."))
 @click.option("--limit", default=50, show_default=True, help=_("Maximum number of tickets."))
 @click.pass_obj
@@ -202,7 +202,8 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
     click.echo(ngettext("{count} ticket", "{count} tickets", len(rows)).format(count=len(rows)))
 
 
-@tickets.command("show")
+@tickets.command("show", help=_("Show one ticket with its conversation, attachments and "
+                                 "audit trail."))
 @click.argument("number", type=int)
 @click.pass_obj
 def tickets_show(app: Any, number: int) -> None:
@@ -242,14 +243,15 @@ def tickets_show(app: Any, number: int) -> None:
         click.echo(_event_line(app.desk, event))
 
 
-@click.group()
+@click.group(help=_("Inspect and retry outgoing mail."))
 def outbox() -> None:
     """Inspect and retry outgoing mail."""
 
 
-@outbox.command("list")
-@click.option("--state", help=_("pending, sending, sent, failed or cancelled"))
-@click.option("--limit", default=50, show_default=True)
+@outbox.command("list", help=_("List outgoing mail, newest first."))
+@click.option("--state", help=_("Show only mail in this state: pending, sending, sent, failed "
+                                "or cancelled."))
+@click.option("--limit", default=50, show_default=True, help=_("Maximum number of mails."))
 @click.pass_obj
 def outbox_list(app: Any, state: str | None, limit: int) -> None:
     """List outgoing mail, newest first."""
@@ -274,7 +276,7 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
             click.echo(f"       {row.last_error}")
 
 
-@outbox.command("retry")
+@outbox.command("retry", help=_("Queue a failed mail again and try to send it now."))
 @click.argument("outbox_id", type=int)
 @click.pass_obj
 def outbox_retry(app: Any, outbox_id: int) -> None:
@@ -290,7 +292,7 @@ def outbox_retry(app: Any, outbox_id: int) -> None:
     click.echo(ngettext("{count} mail sent", "{count} mails sent", sent).format(count=sent))
 
 
-@outbox.command("send")
+@outbox.command("send", help=_("Send every due mail now."))
 @click.pass_obj
 def outbox_send(app: Any) -> None:
     """Send every due mail now."""
@@ -300,12 +302,12 @@ def outbox_send(app: Any) -> None:
     click.echo(ngettext("{count} mail sent", "{count} mails sent", sent).format(count=sent))
 
 
-@click.group()
+@click.group(help=_("Mail that could not be processed."))
 def quarantine() -> None:
     """Mail that could not be processed."""
 
 
-@quarantine.command("list")
+@quarantine.command("list", help=_("List quarantined mail that is still held."))
 @click.pass_obj
 def quarantine_list(app: Any) -> None:
     """List quarantined mail that is still held."""
@@ -321,7 +323,8 @@ def quarantine_list(app: Any) -> None:
                         len(rows)).format(count=len(rows)))
 
 
-@quarantine.command("retry")
+@quarantine.command("retry", help=_("Process a quarantined mail again (after fixing the "
+                                     "cause)."))
 @click.argument("quarantine_id", type=int)
 @click.pass_obj
 def quarantine_retry(app: Any, quarantine_id: int) -> None:
@@ -347,12 +350,13 @@ def quarantine_retry(app: Any, quarantine_id: int) -> None:
                                                      ticket=outcome.ticket or "-"))
 
 
-@click.group()
+@click.group(help=_("Check and preview mail templates."))
 def templates() -> None:
     """Check and preview mail templates."""
 
 
-@templates.command("check")
+@templates.command("check", help=_("Render every template in every language against a "
+                                    "sample ticket."))
 @click.pass_obj
 def templates_check(app: Any) -> None:
     """Render every template in every language against a sample ticket."""
@@ -371,7 +375,8 @@ def templates_check(app: Any) -> None:
     click.echo(_("all templates render"))
 
 
-@templates.command("render")
+@templates.command("render", help=_("Print one finished mail, headers and all, without "
+                                     "sending it."))
 @click.argument("name")
 @click.option("--ticket", "number", type=int, help=_("Render for this ticket."))
 @click.option("--language", help=_("pl or en (default: the ticket's language)."))

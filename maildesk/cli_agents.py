@@ -12,12 +12,13 @@ from maildesk.i18n import _, ngettext
 logger = logging.getLogger(__name__)
 
 
-@click.group()
+@click.group(help=_("List agents and groups; accept held mail."))
 def agents() -> None:
     """List agents and groups; accept held mail."""
 
 
-@agents.command("list")
+@agents.command("list", help=_("Show each agent's login, name, addresses, groups, tier and "
+                                "command permission."))
 @click.option("--all", "show_all", is_flag=True,
               help=_("Also show agents removed from the configuration."))
 @click.pass_obj
@@ -51,7 +52,8 @@ def agents_list(app: Any, show_all: bool) -> None:
     click.echo(ngettext("{count} agent", "{count} agents", len(rows)).format(count=len(rows)))
 
 
-@agents.command("held")
+@agents.command("held", help=_("List mail held for an agent: strangers using a ticket's tag, "
+                                "refused agent mail."))
 @click.pass_obj
 def agents_held(app: Any) -> None:
     """List mail held for an agent: strangers using a ticket's tag, refused agent mail."""
@@ -67,7 +69,9 @@ def agents_held(app: Any) -> None:
                .format(count=len(rows)))
 
 
-@agents.command("accept")
+@agents.command("accept", help=_(
+    "Accept a held message: a stranger's mail joins the ticket and they become a "
+    "participant.\n\nA refused agent mail becomes an internal note; its commands are not run."))
 @click.argument("entry", type=int)
 @click.option("--as", "actor", required=True, help=_("Login of the agent who accepts it."))
 @click.pass_obj

@@ -20,7 +20,8 @@ def _copy_tree(source: Path, target: Path) -> None:
                     ignore=shutil.ignore_patterns("__pycache__", ".keep"))
 
 
-@click.command()
+@click.command(help=_("Write a commented starter configuration, rules and templates into "
+                       "DIRECTORY."))
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--language", type=click.Choice(["pl", "en"]), default=None,
               help=_("Language of the starter configuration (default: the current one)."))
@@ -87,7 +88,8 @@ agents:
 """
 
 
-@click.command()
+@click.command(help=_("Run maildesk on a sample mailbox in DIRECTORY, with no server to "
+                       "set up."))
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("maildesk-demo"))
 @click.pass_context
 def demo(ctx: click.Context, directory: Path) -> None:

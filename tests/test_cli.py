@@ -133,6 +133,54 @@ def test_outbox_list_translates_states(tmp_path: Path) -> None:
     assert failed.output.strip() == "no outgoing mail"
 
 
+_HELP_TEXTS = """
+import json
+import click
+from maildesk.cli import main
+
+def walk(command, path):
+    yield path, command.help
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            yield f"{path} {param.opts[-1]}", param.help
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from walk(sub, f"{path} {name}")
+
+print(json.dumps(dict(walk(main, "maildesk"))))
+"""
+
+
+def _help_texts(language: str) -> dict[str, str | None]:
+    """Collect the help of every command and option in a fresh process, as a user sees it."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", _HELP_TEXTS], capture_output=True,
+                            env={**os.environ, "MAILDESK_LANGUAGE": language}, check=True)
+    return json.loads(result.stdout)
+
+
+def test_cli_help_polish_and_english() -> None:
+    polish = _help_texts("pl")
+    english = _help_texts("en")
+
+    assert "maildesk tickets show" in polish
+    assert polish["maildesk outbox list --limit"] == "Maksymalna liczba wiadomości."
+    assert english["maildesk outbox list --limit"] == "Maximum number of mails."
+    missing = [path for path, text in polish.items() if not text]
+    assert missing == []
+    untranslated = [path for path, text in polish.items() if text == english[path]]
+    assert untranslated == []
+
+
+def test_cli_root_help_in_polish() -> None:
+    result = subprocess.run([sys.executable, "-m", "maildesk.cli", "--help"],
+                            capture_output=True, text=True,
+                            env={**os.environ, "MAILDESK_LANGUAGE": "pl"}, check=True)
+
+    assert "Pokaż wersję i zakończ." in result.stdout
+    assert "Wyświetlaj listę zgłoszeń i szczegóły zgłoszenia." in result.stdout
+
+
 def test_deliver_creates_ticket_from_stdin(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
 
