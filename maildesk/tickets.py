@@ -220,11 +220,17 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 _add_participants(desk, decision, ticket)
             models.Ticket.update(updated_at=utcnow()).where(
                 models.Ticket.id == ticket.id).execute()
+            # A user's reply ends a wait or reopens the ticket first, so the notice to the
+            # agents shows the status it leads to; an agent's commands run before the hooks.
+            customer = decision.entry_kind == "customer"
+            if customer:
+                queued.extend(servicehooks.on_message_added(desk, decision, ticket))
             if decision.conversation is not None:
                 from maildesk.conversation import carry_out
 
                 queued.extend(carry_out(desk, decision, ticket, entry))
-            queued.extend(servicehooks.on_message_added(desk, decision, ticket))
+            if not customer:
+                queued.extend(servicehooks.on_message_added(desk, decision, ticket))
             if decision.routing is not None:
                 from maildesk.rerouting import apply_routing
 

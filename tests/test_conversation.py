@@ -618,6 +618,30 @@ def test_user_reply_notifies_assignee(tmp_path: Path, database_url: str) -> None
     assert "Nadal nie działa." in text_of(rows[0])
 
 
+def test_user_reply_notice_shows_new_status(tmp_path: Path, database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from maildesk import lifecycle
+
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    lifecycle.assign(desk, ticket, "ewa.nowak", "ewa.nowak", "agent_command", datetime.now(UTC))
+    lifecycle.transition(desk, ticket, "in_progress", "ewa.nowak", "agent_command",
+                         datetime.now(UTC), notify=False)
+    lifecycle.transition(desk, ticket, "pending", "ewa.nowak", "agent_command",
+                         datetime.now(UTC), notify=False)
+    raw = mail(sender=REQUESTER, subject=f"Re: [#{ticket.id}] Drukarka",
+               body="Numer seryjny: CN12345.\n", message_id="<u2@example.org>",
+               headers={"In-Reply-To": ack})
+
+    process(desk, raw, "test:user2")
+
+    notice = text_of(outbox("user_replied")[0])
+    assert models.Ticket.get_by_id(ticket.id).status == "in_progress"
+    assert "Status: w realizacji" in notice
+    assert "oczekuje na użytkownika" not in notice
+
+
 def test_agent_reply_to_user_replied_is_relayed(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk)
