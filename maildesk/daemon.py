@@ -151,6 +151,7 @@ class Daemon:
                     wait = min(self._poll_interval(), lease.LEASE_DURATION.total_seconds() / 2)
                     self.source.wait(wait, lambda: self.stopping)
                 except (pw.OperationalError, pw.InterfaceError) as error:
+                    pipeline.drop_connection()
                     failures += 1
                     if once and failures >= ONCE_ATTEMPTS:
                         raise TemporaryError(str(error)) from error

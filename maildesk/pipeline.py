@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 # acknowledgement, look like two auto-responders answering each other.
 LOOP_WINDOW = timedelta(minutes=10)
 LOOP_TICKETS = 2
+# The header block of an oversized mail is read only up to this many bytes.
+HEADER_LIMIT = 256 * 1024
 
 
 class MessageTooLargeError(MaildeskError):
@@ -66,7 +68,19 @@ def is_blocked(address: str, patterns: tuple[str, ...]) -> bool:
 
 
 def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
-    return f"mid:{message.message_id}" if message.message_id else f"sha256:{raw_sha256}"
+    """Return the key that makes a mail count once: its sender and Message-ID, else its hash.
+
+    The sender is part of the key because Message-IDs are chosen by the sending client: a
+    stranger who reuses someone's Message-ID first must not make their real mail a
+    "duplicate".
+    """
+    if not message.message_id:
+        return f"sha256:{raw_sha256}"
+    sender = message.from_address.normalized if message.from_address else ""
+    key = f"mid:{sender} {message.message_id}"
+    if len(key) > 900:
+        key = "mid:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key
 
 
 def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
@@ -134,7 +148,7 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
         return Decision(Action.IGNORE, follow_up=none,
                         reason=f"{classification.kind.value}: {classification.reason}", **base)
-    if message.from_address is None:
+    if message.from_address is None or len(message.from_address.normalized) > 320:
         raise MissingSenderError(_("the mail has no usable From address, so there is no "
                                    "requester to open a ticket for or to answer"))
 
@@ -220,14 +234,14 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
         try:
             if is_quarantined(raw_sha256):
                 return Outcome("duplicate", reason="already quarantined")
+            if len(raw) > desk.config.desk.max_message_size:
+                # Checked before parsing, so a huge mail costs no parsing time.
+                return _too_large(desk, raw, raw_sha256, source)
             try:
                 message = parse_message(raw)
             except ParseError as error:
                 row = quarantine(desk, raw, raw_sha256, source, error)
                 return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
-
-            if len(raw) > desk.config.desk.max_message_size:
-                return _too_large(desk, message, raw, raw_sha256, source)
 
             key = dedupe_key(message, raw_sha256)
             with mail_context(message_id=message.message_id or key):
@@ -235,23 +249,58 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                     logger.info(_("skipping {key}: already processed").format(key=key))
                     return Outcome("duplicate", reason="already processed")
                 return _decide_and_apply(desk, message, raw, raw_sha256, source, rules)
-        except pw.OperationalError as error:
-            raise TemporaryError(
-                _("database unavailable: {error}").format(error=error)) from error
-        except pw.InterfaceError as error:
+        except (pw.OperationalError, pw.InterfaceError) as error:
+            drop_connection()
             raise TemporaryError(
                 _("database unavailable: {error}").format(error=error)) from error
 
 
-def _too_large(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
-               source: str) -> Outcome:
-    """Quarantine a mail over the size limit and tell its human sender, politely."""
+def drop_connection() -> None:
+    """Close a broken database connection, so the next query opens a fresh one.
+
+    Without this, a PostgreSQL restart would leave every later query failing with
+    "connection already closed".
+    """
+    try:
+        models.database_proxy.close()
+    except (pw.PeeweeException, pw.OperationalError, pw.InterfaceError) as error:
+        logger.debug("closing the broken database connection failed: %s", error)
+
+
+def _quarantine_failed_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
+                             source: str, error: Exception) -> Outcome:
+    """Quarantine a mail whose changes the database rejected; the transaction rolled back."""
+    logger.error(_("storing {message_id} failed").format(
+        message_id=message.message_id or raw_sha256), exc_info=error)
+    row = quarantine(desk, raw, raw_sha256, source, error)
+    return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+
+
+def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
+    """Quarantine a mail over the size limit and tell its human sender, politely.
+
+    Only the header block is parsed, to find the sender and decide whether it is a person.
+    """
     from maildesk.notify import queue_rejection
+
+    head = raw[:HEADER_LIMIT]
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        index = head.find(separator)
+        if index >= 0:
+            head = head[:index]
+            break
+    message: ParsedMessage | None
+    try:
+        message = parse_message(head + b"\r\n\r\n")
+    except ParseError:
+        message = None
 
     limit = desk.config.desk.max_message_size
     error = MessageTooLargeError(_("the mail has {size} bytes, more than the limit of {limit} "
                                    "(desk.max_message_size)").format(size=len(raw), limit=limit))
     row = quarantine(desk, raw, raw_sha256, source, error)
+    if message is None:
+        return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
     classification = classify(message, desk.own_addresses, desk.message_id_domain)
     if not classification.is_automatic:
         with models.database_proxy.atomic():
@@ -279,9 +328,13 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
     faults.crash_point("before-commit")
     try:
         outcome = apply(desk, decision)
-    except pw.IntegrityError:
+    except pw.IntegrityError as error:
         if is_duplicate(decision.dedupe_key):
             return Outcome("duplicate", reason="recorded by another process")
+        return _quarantine_failed_apply(desk, message, raw, raw_sha256, source, error)
+    except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise
+    except Exception as error:  # a value the database rejects must not stop the queue
+        return _quarantine_failed_apply(desk, message, raw, raw_sha256, source, error)
     faults.crash_point("after-commit")
     return outcome

@@ -35,12 +35,16 @@ class RawStore:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{sha256}.{os.getpid()}.tmp")
-        with temporary.open("wb") as handle:
-            handle.write(content)
-            if self.fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(content)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError:
+            temporary.unlink(missing_ok=True)  # a half-written file only fills a full disk
+            raise
         return sha256
 
     def get(self, kind: str, sha256: str) -> bytes:

@@ -19,6 +19,7 @@ import peewee as pw
 from maildesk import bounces, models
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
+from maildesk.errors import TemporaryError
 from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
@@ -29,9 +30,11 @@ from maildesk.notify import (
     queue_mail,
     ticket_context,
 )
-from maildesk.parse import Address
+from maildesk.parse import Address, clean_text
 
 logger = logging.getLogger(__name__)
+
+MAX_NEW_PARTICIPANTS = 20
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,23 @@ def record_event(ticket: models.Ticket | int | None, actor: str, action: str,
 
 
 def _store_attachments(desk: Desk, decision: Decision) -> list[str]:
-    """Write attachment files before the transaction; content addressing makes it idempotent."""
-    return [desk.store.put("attachments", part.content) for part in decision.message.attachments]
+    """Write attachment files before the transaction; content addressing makes it idempotent.
+
+    Raises TemporaryError when the disk is full or unwritable, so the mail stays at its
+    source and is tried again.
+    """
+    try:
+        return [desk.store.put("attachments", part.content)
+                for part in decision.message.attachments]
+    except OSError as error:
+        raise TemporaryError(_("cannot store the attachments of {message_id}: {error}").format(
+            message_id=decision.message.message_id or decision.raw_sha256,
+            error=error)) from error
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    """Cut a value from a mail to its column's length (the raw mail keeps the original)."""
+    return value[:length] if value is not None else None
 
 
 def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> models.Message:
@@ -81,7 +99,7 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
         ticket=ticket,
         direction="in",
         kind=decision.entry_kind,
-        message_id=message.message_id,
+        message_id=_clip(message.message_id, 998),
         author=sender.normalized if sender else "",
         author_name=(sender.name if sender else "")[:200],
         subject=message.subject,
@@ -94,11 +112,13 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
     )
     for part, sha256 in zip(message.attachments, hashes, strict=True):
         models.Attachment.create(
-            message=entry, filename=part.filename, content_type=part.content_type,
-            size=part.size, sha256=sha256, content_id=part.content_id, inline=part.inline,
+            message=entry, filename=_clip(part.filename, 255),
+            content_type=_clip(clean_text(part.content_type), 255) or "application/octet-stream",
+            size=part.size, sha256=sha256, content_id=_clip(part.content_id, 998),
+            inline=part.inline,
         )
     # A held mail's Message-ID must not become threading evidence for its sender.
-    if message.message_id and decision.entry_kind != "held":
+    if message.message_id and len(message.message_id) <= 998 and decision.entry_kind != "held":
         recipients = {a.normalized for a in (*message.to, *message.cc)}
         if sender:
             recipients.add(sender.normalized)
@@ -116,6 +136,7 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
     if not cc_become_participants(desk):
         return
     sender = decision.sender
+    added = 0
     for address in (*decision.message.to, *decision.message.cc):
         normalized = address.normalized
         if normalized in desk.own_addresses or normalized == sender:
@@ -124,8 +145,19 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
             continue
         if normalized == ticket.requester.address or normalized in desk.agent_addresses:
             continue
+        if added >= MAX_NEW_PARTICIPANTS:
+            # A mail Cc'd to thousands must not turn every later reply into a mass mailing.
+            record_event(ticket, "maildesk", "participants_limited", {
+                "reason": f"only {MAX_NEW_PARTICIPANTS} new participants per mail",
+                "message_id": decision.message.message_id})
+            logger.warning(_("ticket {ticket}: only the first {limit} addresses in To and Cc "
+                             "of {message_id} became participants").format(
+                ticket=ticket.id, limit=MAX_NEW_PARTICIPANTS,
+                message_id=decision.message.message_id or "-"))
+            return
         contact = upsert_contact(address)
-        models.Participant.get_or_create(ticket=ticket, contact=contact)
+        _participant, created = models.Participant.get_or_create(ticket=ticket, contact=contact)
+        added += int(created)
 
 
 def _create_ticket(desk: Desk, decision: Decision, contact: models.Contact) -> models.Ticket:
