@@ -47,6 +47,7 @@ class ImapSource:
         self.name = f"imap:{config.username}@{config.host}:{config.port}/{config.folder}"
         self.client: IMAPClient | None = None
         self.idle_supported = False
+        self.highest_seen_uid = 0
 
     def _connect(self) -> IMAPClient:
         """Connect, log in and select the folder.
@@ -101,6 +102,7 @@ class ImapSource:
         return client
 
     def _check_uidvalidity(self, uidvalidity: int) -> None:
+        self.highest_seen_uid = 0  # UIDs of a new connection are compared afresh
         state, _created = models.MailboxState.get_or_create(name=self.name)
         if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
             logger.warning(_("UIDVALIDITY of {name} changed from {old} to {new}: the mailbox "
@@ -134,6 +136,7 @@ class ImapSource:
             uids = sorted(client.search(["UNDELETED"]))[: self.config.batch_size]
             if not uids:
                 return []
+            self.highest_seen_uid = max(self.highest_seen_uid, uids[-1])
             response = client.fetch(uids, ["BODY.PEEK[]"])
             batch = []
             for uid in uids:
@@ -183,6 +186,13 @@ class ImapSource:
             return
 
         try:
+            # Mail that arrived between the last fetch and IDLE raises no new EXISTS, so look
+            # for UIDs above the highest one seen before going idle.
+            uids = client.search(["UNDELETED"])
+            newest = max(uids, default=0)
+            if newest > self.highest_seen_uid:
+                self.highest_seen_uid = newest
+                return
             client.idle()
             try:
                 while time.monotonic() < deadline and not should_stop():
