@@ -45,6 +45,9 @@ class Secret:
             return value
         if self.file:
             try:
+                if self.file.stat().st_mode & 0o004:
+                    logger.warning(_("the secret file {path} is readable by every user: "
+                                     "chmod 600 it").format(path=self.file))
                 return self.file.read_text(encoding="utf-8").strip()
             except OSError as error:
                 raise ConfigError(
@@ -214,7 +217,8 @@ class _Section:
             raise self.error(key, _("'{key}' must be text").format(key=key))
         return str(value)
 
-    def integer(self, key: str, default: int, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0,
+                maximum: int | None = None) -> int:
         self.used.add(key)
         value = self.mapping.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -224,6 +228,9 @@ class _Section:
                     key=key, minimum=minimum, value=value
                 ),
             )
+        if maximum is not None and value > maximum:
+            raise self.error(key, _("'{key}' must be at most {maximum}, not {value}").format(
+                key=key, maximum=maximum, value=value))
         return value
 
     def number(self, key: str, default: float) -> float:
@@ -453,7 +460,7 @@ def _smtp(section: _Section, base: Path) -> SmtpConfig:
     smtp = SmtpConfig(
         transport=transport,
         host=section.text("host", "127.0.0.1"),
-        port=section.integer("port", default_port, minimum=1),
+        port=section.integer("port", default_port, minimum=1, maximum=65535),
         security=security,
         username=section.text("username"),
         password=section.secret("password", base),
@@ -482,7 +489,8 @@ def _source(value: Any, document: YamlMapping, base: Path) -> ImapConfig | Maild
     imap = ImapConfig(
         host=section.text("host", required=True),
         username=section.text("username", required=True),
-        port=section.integer("port", 993 if security == "tls" else 143, minimum=1),
+        port=section.integer("port", 993 if security == "tls" else 143, minimum=1,
+                             maximum=65535),
         security=security,
         password=section.secret("password", base),
         oauth2_token=section.secret("oauth2_token", base),

@@ -196,3 +196,36 @@ def test_config_starter_files_load(tmp_path: Path) -> None:
         config = load_config(PACKAGE_DIR / "data" / f"maildesk.{language}.yaml")
         assert config.language == language
         assert [group.name for group in config.groups][:2] == ["first-line", "second-line"]
+
+
+def test_config_starter_commented_examples_load(tmp_path: Path) -> None:
+    import re
+
+    from maildesk.resources import PACKAGE_DIR
+
+    for language in ("pl", "en"):
+        text = (PACKAGE_DIR / "data" / f"maildesk.{language}.yaml").read_text(encoding="utf-8")
+        text = re.sub(r"^# (calendar:|sla:)", r"\1", text, flags=re.M)
+        text = re.sub(r"^#(   .*)$", r"\1", text, flags=re.M)
+        config = load_config(_write(tmp_path, text))
+        assert config.raw is not None
+        assert "calendar" in config.raw
+        assert "sla" in config.raw
+
+
+def test_config_port_above_65535_is_rejected(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "smtp:\n  port: 99999\n")
+
+    assert "'port' must be at most 65535, not 99999" in error.message
+
+
+def test_config_world_readable_secret_file_warns(tmp_path: Path, caplog) -> None:
+    secret = tmp_path / "imap-password"
+    secret.write_text("tajne\n", encoding="utf-8")
+    secret.chmod(0o644)
+    config = load_config(_write(tmp_path, MINIMAL + (
+        "source:\n  host: imap.example.com\n  username: hd\n  password_file: imap-password\n")))
+
+    assert isinstance(config.source, ImapConfig)
+    assert config.source.password.reveal() == "tajne"
+    assert any("readable by every user" in record.getMessage() for record in caplog.records)
