@@ -1,24 +1,30 @@
-# The two commands the README promises: `make demo` and `make test`.
+# The two commands the README promises: `make demo` and `make test`. Both work in the
+# project's own virtual environment (.venv), created on first use.
 PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
 
 .PHONY: demo test lint check
 
-## demo: install maildesk and run the local demonstration desk
-demo:
-	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check -e .
-	maildesk demo
+$(VENV_PYTHON):
+	scripts/make-venv.sh $(PYTHON) $(VENV)
+
+## demo: install maildesk into .venv and run the local demonstration desk
+demo: $(VENV_PYTHON)
+	PIP_ROOT_USER_ACTION=ignore $(VENV_PYTHON) -m pip install -q --disable-pip-version-check -e .
+	$(VENV)/bin/maildesk demo
 
 ## test: prepare servers and packages, then lint, type-check and run the whole test suite
-test:
-	PYTHON=$(PYTHON) scripts/setup-test-env.sh
-	$(PYTHON) -m ruff check maildesk tests
-	$(PYTHON) -m mypy
-	$(PYTHON) -m pytest -q
+test: $(VENV_PYTHON)
+	PYTHON=$(VENV_PYTHON) scripts/setup-test-env.sh
+	$(VENV_PYTHON) -m ruff check maildesk tests
+	$(VENV_PYTHON) -m mypy
+	$(VENV_PYTHON) -m pytest -q
 
 ## lint: ruff only
-lint:
-	$(PYTHON) -m ruff check maildesk tests
+lint: $(VENV_PYTHON)
+	$(VENV_PYTHON) -m ruff check maildesk tests
 
 ## check: ruff and mypy, without the tests
 check: lint
-	$(PYTHON) -m mypy
+	$(VENV_PYTHON) -m mypy
