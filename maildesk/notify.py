@@ -514,7 +514,7 @@ def queue_rejection(desk: Desk, message: Any, *, template: str,
     return queue_mail(
         desk, template=template, language=language,
         context={"rejection": {"subject": message.subject, "received_at": utcnow(),
-                               **rejection}},
+                               "reason": "", **rejection}},
         to=[Recipient(sender.normalized, sender.name)], ticket=None,
         in_reply_to=message.message_id, references=references, automatic=automatic,
         kind=template,
