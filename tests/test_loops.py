@@ -158,6 +158,36 @@ def test_loops_case_046_header_injection_end_to_end(tmp_path: Path, database_url
     assert all("kopie@collector.example.net" not in d.rcpt_tos for d in smtp.deliveries)
 
 
+def test_loops_display_name_injection_end_to_end(tmp_path: Path, database_url: str,
+                                                 smtp) -> None:
+    desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
+    raw = (b"From: =?utf-8?q?Jan_Kowalski=0D=0ABcc=3A_kopie=40collector.example.net?= "
+           b"<jan.kowalski@example.org>\r\n"
+           b"To: helpdesk@example.com\r\n"
+           b"Subject: =?utf-8?q?Drukarka=0AX-Priority=3A_1?=\r\n"
+           b"Message-ID: <inj1@example.org>\r\n"
+           b"Date: Fri, 04 Dec 2026 09:00:00 +0100\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           b"Drukarka nie drukuje.\r\n")
+
+    outcome = pipeline.process(desk, raw, "t:1")
+    send_all(desk)
+
+    assert outcome.action == "create"
+    assert len(smtp.deliveries) == 1
+    delivery = smtp.deliveries[0]
+    assert delivery.rcpt_tos == ("jan.kowalski@example.org",)
+    names = header_lines(delivery.data)
+    assert "bcc" not in names
+    assert "x-priority" not in names
+    assert names.count("to") == 1
+    assert [a.addr_spec for a in delivery.message["To"].addresses] == [
+        "jan.kowalski@example.org"]
+    display_name = delivery.message["To"].addresses[0].display_name
+    assert "\n" not in display_name
+    assert "\r" not in display_name
+
+
 def test_loops_case_048_vendor_autoack_loop(tmp_path: Path, database_url: str,
                                             shared_dir: Path, smtp) -> None:
     case, raw = load_case(shared_dir, "048")
