@@ -117,17 +117,17 @@ def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
     models.Outbox.update(state="pending", claimed_by=None, last_error=error[:2000],
                          next_attempt_at=utcnow() + delay).where(
         models.Outbox.id == row.id).execute()
-    logger.warning(_("sending {message_id} failed (attempt {attempts}), retrying in "
-                     "{seconds} s: {error}").format(
-        message_id=row.message_id, attempts=row.attempts,
+    logger.warning(_("sending {message_id} (ticket {ticket}) failed (attempt {attempts}), "
+                     "retrying in {seconds} s: {error}").format(
+        message_id=row.message_id, ticket=row.ticket_id or "-", attempts=row.attempts,
         seconds=int(delay.total_seconds()), error=error))
 
 
 def mark_failed(row: models.Outbox, error: str) -> None:
     models.Outbox.update(state="failed", claimed_by=None, last_error=error[:2000]).where(
         models.Outbox.id == row.id).execute()
-    logger.error(_("sending {message_id} failed permanently: {error}").format(
-        message_id=row.message_id, error=error))
+    logger.error(_("sending {message_id} (ticket {ticket}) failed permanently: {error}").format(
+        message_id=row.message_id, ticket=row.ticket_id or "-", error=error))
 
 
 def is_address_failure(code: int, message: str) -> bool:
