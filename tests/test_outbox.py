@@ -26,6 +26,7 @@ from servers import free_port
 from maildesk import models, outbox
 from maildesk.cli import main as cli_main
 from maildesk.desk import Desk
+from maildesk.i18n import gettext_for
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
@@ -478,7 +479,8 @@ def test_outbox_cli_list_and_retry(tmp_path: Path, database_url: str, smtp) -> N
 
     assert listed.exit_code == 0, listed.output
     assert str(mail.outbox_id) in listed.output
-    assert "failed" in listed.output
+    # The desk writes Polish, so the state is listed as Polish "failed".
+    assert gettext_for("pl").gettext("failed") in listed.output
     assert "451" in listed.output
     assert REQUESTER in listed.output
     assert retried.exit_code == 0, retried.output
