@@ -317,7 +317,7 @@ def quarantine_list(app: Any) -> None:
     rows = list(models.Quarantine.select().where(models.Quarantine.state == "held")
                 .order_by(models.Quarantine.id))
     for row in rows:
-        click.echo(f"{row.id:>5} {row.created_at:%Y-%m-%d %H:%M} {row.sender:<32} "
+        click.echo(f"{row.id:>5} {_local_time(app.desk, row.created_at)} {row.sender:<32} "
                    f"{row.subject}\n      {row.error}")
     click.echo(ngettext("{count} message in quarantine", "{count} messages in quarantine",
                         len(rows)).format(count=len(rows)))
