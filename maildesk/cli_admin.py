@@ -68,6 +68,8 @@ def _action_label(action: str) -> str:
         "mail_loop_suspected": _("mail loop suspected"),
         "mail_loop_alert": _("mail loop alert sent"),
         "follow_up_ticket_opened": _("follow-up ticket opened"),
+        "thread_link_rejected": _("mail not linked to this ticket"),
+        "participants_limited": _("only some addresses became participants"),
         "bounce_recorded": _("bounce recorded"),
         "automatic_mail_limited": _("automatic mail held back by the hourly limit"),
         "quarantined": _("quarantined"),
@@ -165,10 +167,20 @@ def _event_line(desk: Any, event: Any) -> str:
     change = _change_text(event.action, detail, before, after)
     if change:
         words.append("— " + change)
-    reason = detail.get("reason")
-    if reason and event.action != "created" and isinstance(reason, str):
+    reason = _reason_text(event.action, detail.get("reason"))
+    if reason:
         words.append(f"({reason})")
     return "  " + " ".join(words)
+
+
+def _reason_text(action: str, reason: Any) -> str:
+    """Return an event's reason for the admin, leaving out English codes the label covers."""
+    if not reason or not isinstance(reason, str):
+        return ""
+    if action in ("created", "command_like_text_ignored", "participants_limited"):
+        return ""
+    codes = {"thanks": _("a short thanks")}
+    return codes.get(reason, reason)
 
 
 @click.group(help=_("List and show tickets."))
