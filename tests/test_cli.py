@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,37 @@ def test_cli_root_help_in_polish() -> None:
 
     assert "Pokaż wersję i zakończ." in result.stdout
     assert "Wyświetlaj listę zgłoszeń i szczegóły zgłoszenia." in result.stdout
+
+
+_EVENT_ACTION = re.compile(
+    r'(?:record_event|_record)\(\s*[^,()]+,\s*[^,()]+,\s*"([a-z_]+)"'
+    r'|action="([a-z_]+)"'
+    r'|\(\w+(?:\.id)?, "([a-z_]+)", \{'
+)
+_SLA_TRANSITION = re.compile(r'self\._record\(\s*"([a-z_]+)"')
+
+
+def test_audit_labels_cover_event_actions() -> None:
+    from maildesk.cli_admin import _action_label
+    from maildesk.i18n import current_language, set_language
+
+    package = Path(__file__).resolve().parent.parent / "maildesk"
+    actions = set()
+    for source in package.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        for match in _EVENT_ACTION.finditer(text):
+            actions.add(next(group for group in match.groups() if group))
+        actions |= {f"sla_{kind}" for kind in _SLA_TRANSITION.findall(text)}
+    previous = current_language()
+    set_language("pl")
+    try:
+        unlabelled = sorted(action for action in actions if _action_label(action) == action)
+    finally:
+        set_language(previous)
+
+    assert "status_changed" in actions
+    assert "sla_start" in actions
+    assert unlabelled == []
 
 
 def test_deliver_creates_ticket_from_stdin(tmp_path: Path, database_url: str) -> None:
