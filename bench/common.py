@@ -1,4 +1,4 @@
-"""What every benchmark script needs: servers on 127.0.0.1, a desk, timing and reporting.
+"""Shared parts of the benchmark scripts: servers on 127.0.0.1, a desk, reporting.
 
 The servers come from ``tests/servers.py`` (a real Dovecot, the aiosmtpd sink, throwaway
 PostgreSQL schemas), so the benchmarks run against the same setup as the integration
@@ -11,12 +11,9 @@ import contextlib
 import logging
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +37,7 @@ APPEND_CHUNK = 200
 
 
 def machine() -> str:
-    """One line about the machine: CPU model, cores, memory, Python and load."""
+    """Describe the machine in one line: CPU model, cores, memory, Python and load."""
     model = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -69,7 +66,7 @@ def summary(values: list[float]) -> str:
 
 @contextlib.contextmanager
 def dovecot() -> Iterator[Dovecot]:
-    """A private Dovecot on a free port of 127.0.0.1, killed and deleted afterwards."""
+    """Start a private Dovecot on a free port of 127.0.0.1; kill and delete it afterwards."""
     server = Dovecot(tempfile.mkdtemp(prefix="dv-"))
     server.start()
     try:
@@ -206,25 +203,3 @@ def stop_profiler(profiler: Any, path: Path) -> None:
     profiler.stop()
     path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     print(f"  profile written to {path}")
-
-
-def peak_rss_of_children_mb() -> float:
-    """Peak resident set size of the largest waited-for child process, in MiB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
-def run_child(arguments: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter on a bench script as a child, with the repository importable."""
-    environment = {**os.environ,
-                   "PYTHONPATH": os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "tests"),
-                                                  os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
-                          timeout=timeout, env=environment, check=False)
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start

@@ -107,7 +107,7 @@ class GeneratedTicket:
 
 @dataclass
 class CorpusStats:
-    """What was generated, to compare with what maildesk did."""
+    """Counts of the generated mail by kind, to compare with what maildesk did."""
 
     new: int = 0
     replies_by_reference: int = 0
@@ -161,7 +161,7 @@ def _fake_png(rng: random.Random, size: int) -> bytes:
 
 
 class CorpusGenerator:
-    """Generates ``count`` mails from ``seed``; iterate to get the raw bytes one by one.
+    """Generator of ``count`` mails from ``seed``; iterate to get the raw bytes one by one.
 
     ``large_every`` puts an attachment of ``large_size`` bytes into every n-th mail
     (the memory benchmark); 0 means none. ``replies=False`` makes every mail a new
@@ -217,8 +217,11 @@ class CorpusGenerator:
         if not contact.polish:
             return "utf-8"
         choice = self.rng.random()
-        charset = "utf-8" if choice < 0.6 else "iso-8859-2" if choice < 0.8 else "windows-1250"
-        return charset
+        if choice < 0.6:
+            return "utf-8"
+        if choice < 0.8:
+            return "iso-8859-2"
+        return "windows-1250"
 
     def _headers(self, contact: Contact, subject: str, message_id: str, charset: str,
                  extra: list[str]) -> list[str]:

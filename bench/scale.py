@@ -69,7 +69,8 @@ def bulk_tickets(count: int, *, seed: int, due_from: timedelta, due_span: timede
     outbox_fields = [models.Outbox.ticket, models.Outbox.kind, models.Outbox.message_id,
                      models.Outbox.sender, models.Outbox.recipients, models.Outbox.subject,
                      models.Outbox.automatic, models.Outbox.raw, models.Outbox.state,
-                     models.Outbox.created_at, models.Outbox.sent_at]
+                     models.Outbox.next_attempt_at, models.Outbox.created_at,
+                     models.Outbox.sent_at]
     span = due_span.total_seconds()
     for start in range(0, count, INSERT_BATCH):
         tickets, references, outbox = [], [], []
@@ -89,7 +90,7 @@ def bulk_tickets(count: int, *, seed: int, due_from: timedelta, due_span: timede
                                address, created))
             outbox.append((number, "ack", f"<ack.{number}@maildesk.example.com>",
                            "helpdesk@example.com", f" {address} ", "Przyjęliśmy zgłoszenie",
-                           True, b"", "sent", created, created))
+                           True, b"", "sent", created, created, created))
         with database.atomic():
             models.Ticket.insert_many(tickets, fields=ticket_fields).execute()
             models.MessageReference.insert_many(references, fields=reference_fields).execute()
