@@ -22,11 +22,12 @@ def _status_label(status: str) -> str:
 
 
 def _priority_label(priority: Any) -> str:
-    labels = {1: _("P1 (critical)"), 2: _("P2 (high)"), 3: _("P3 (medium)"), 4: _("P4 (low)")}
-    try:
-        return labels.get(int(priority), f"P{priority}")
-    except (TypeError, ValueError):
-        return str(priority)
+    """Return ``P3 (medium)`` in the admin's language, or ``P<n>`` outside 1 to 4."""
+    from maildesk.commands import PRIORITY_LABELS, label
+
+    if str(priority) in {str(key) for key in PRIORITY_LABELS}:
+        return label(priority, current_language(), "priority")
+    return f"P{priority}"
 
 
 def _action_label(action: str) -> str:

@@ -126,6 +126,9 @@ LABELS: dict[str, str] = {
     "new": N_("new"), "assigned": N_("assigned"), "in_progress": N_("in progress"),
     "pending": N_("waiting for the user"), "resolved": N_("resolved"), "closed": N_("closed"),
 }
+PRIORITY_LABELS: dict[int, str] = {
+    1: N_("P1 (critical)"), 2: N_("P2 (high)"), 3: N_("P3 (medium)"), 4: N_("P4 (low)"),
+}
 FIELD_LABELS: dict[str, str] = {
     "status": N_("status"), "priority": N_("priority"), "impact": N_("impact"),
     "urgency": N_("urgency"), "assignee": N_("assignee"), "group": N_("group"),
@@ -489,6 +492,8 @@ def label(value: Any, language: str, field_name: str = "status") -> str:
         return translations.pgettext(field_name, value)
     if field_name == "status" and value in LABELS:
         return translations.gettext(LABELS[value])
+    if field_name == "priority" and str(value) in {str(key) for key in PRIORITY_LABELS}:
+        return translations.gettext(PRIORITY_LABELS[int(value)])
     return str(value)
 
 

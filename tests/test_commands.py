@@ -362,3 +362,5 @@ def test_label_translates_values() -> None:
     assert label("high", "pl", "impact") == "wysoki"
     assert label("high", "pl", "urgency") == "wysoka"
     assert label(None, "pl") == "—"
+    assert label(2, "pl", "priority") == "P2 (wysoki)"
+    assert label(4, "en", "priority") == "P4 (low)"

@@ -330,7 +330,7 @@ def test_commands_applied_with_audit_and_confirmation(tmp_path: Path,
     assert confirmations[0].recipients.split() == ["marek.zielinski@example.com"]
     text = text_of(confirmations[0])
     assert "status: nowe → w realizacji" in text
-    assert "priorytet: 3 → 2" in text
+    assert "priorytet: P3 (średni) → P2 (wysoki)" in text
     assert "osoba przypisana: — → marek.zielinski" in text
 
 
@@ -357,7 +357,7 @@ def test_confirmation_in_agents_language(tmp_path: Path, database_url: str) -> N
 
     text = text_of(outbox("command_confirmation")[0])
     assert "impact: medium → high" in text
-    assert "priority: 3 → 2" in text
+    assert "priority: P3 (medium) → P2 (high)" in text
 
 
 # (Polish line, English line, field, expected value); the ticket starts in_progress, P3,
