@@ -365,5 +365,7 @@ def test_lifecycle_assigned_notice_names_agent(tmp_path: Path, database_url: str
 
     sent = message_from_bytes(bytes(outbox("status_assigned")[0].raw), policy=default_policy)
     text = sent.get_body(("plain",)).get_content()
-    assert "przypisane do konsultanta Marek Zieliński (grupa pierwsza-linia)" in text
+    assert "Osoba przypisana: Marek Zieliński\n" in text.replace("\r\n", "\n")
+    assert "Grupa: pierwsza-linia" in text
+    assert "marek.zielinski" not in text
     assert "Planowany termin rozwiązania: 3 grudnia 2026 r., 09:00" in text
