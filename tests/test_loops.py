@@ -69,7 +69,7 @@ def acknowledge(desk: Desk, ticket: models.Ticket) -> QueuedMail | None:
 # --------------------------------------------------------------------------- cases
 
 
-def test_loops_case_013_out_of_office_is_recorded_quietly(tmp_path: Path, database_url: str,
+def test_loops_case_013_out_of_office(tmp_path: Path, database_url: str,
                                                           shared_dir: Path, smtp) -> None:
     case, raw = load_case(shared_dir, "013")
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
@@ -91,7 +91,7 @@ def test_loops_case_013_out_of_office_is_recorded_quietly(tmp_path: Path, databa
     assert smtp.deliveries == []
 
 
-def test_loops_case_015_mailing_list_gets_nothing(tmp_path: Path, database_url: str,
+def test_loops_case_015_list_post(tmp_path: Path, database_url: str,
                                                   shared_dir: Path, smtp) -> None:
     _case, raw = load_case(shared_dir, "015")
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
@@ -104,7 +104,7 @@ def test_loops_case_015_mailing_list_gets_nothing(tmp_path: Path, database_url: 
     assert smtp.deliveries == []
 
 
-def test_loops_case_032_helpdesk_ack_threads_without_answer(tmp_path: Path,
+def test_loops_case_032_helpdesk_ack(tmp_path: Path,
                                                             database_url: str,
                                                             shared_dir: Path, smtp) -> None:
     case, raw = load_case(shared_dir, "032")
@@ -123,7 +123,7 @@ def test_loops_case_032_helpdesk_ack_threads_without_answer(tmp_path: Path,
     assert all("support@vendor.example.net" not in d.rcpt_tos for d in smtp.deliveries)
 
 
-def test_loops_case_046_header_injection_end_to_end(tmp_path: Path, database_url: str,
+def test_loops_case_046_header_injection(tmp_path: Path, database_url: str,
                                                     shared_dir: Path, smtp) -> None:
     _case, raw = load_case(shared_dir, "046")
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
@@ -158,7 +158,7 @@ def test_loops_case_046_header_injection_end_to_end(tmp_path: Path, database_url
     assert all("kopie@collector.example.net" not in d.rcpt_tos for d in smtp.deliveries)
 
 
-def test_loops_display_name_injection_end_to_end(tmp_path: Path, database_url: str,
+def test_loops_display_name_injection(tmp_path: Path, database_url: str,
                                                  smtp) -> None:
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
     raw = (b"From: =?utf-8?q?Jan_Kowalski=0D=0ABcc=3A_kopie=40collector.example.net?= "
@@ -315,7 +315,7 @@ def test_loops_manual_mail_is_not_limited(tmp_path: Path, database_url: str) -> 
 @pytest.mark.parametrize("sender", ["noreply@shop.example.net",
                                     "admini-it-bounces@lists.example.org",
                                     "Helpdesk <helpdesk@example.com>"])
-def test_loops_no_acknowledgement_to_machines_or_self(tmp_path: Path, database_url: str,
+def test_loops_no_ack_to_machines_or_self(tmp_path: Path, database_url: str,
                                                       sender: str) -> None:
     desk = make_desk(tmp_path, database_url)
 

@@ -190,7 +190,7 @@ def test_outbox_untrusted_certificate_keeps_mail(tmp_path: Path, database_url: s
 # --------------------------------------------------------------------------- failures
 
 
-def test_outbox_temporary_failure_backs_off_then_sends_once(tmp_path: Path,
+def test_outbox_temporary_failure_backs_off(tmp_path: Path,
                                                             database_url: str, smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
     mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
@@ -215,7 +215,7 @@ def test_outbox_temporary_failure_backs_off_then_sends_once(tmp_path: Path,
 
 
 @pytest.mark.parametrize("stage", ["mail", "data"])
-def test_outbox_temporary_failure_at_stage_loses_nothing(tmp_path: Path, database_url: str,
+def test_outbox_temporary_failure_at_stage(tmp_path: Path, database_url: str,
                                                          smtp, stage: str) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
     mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
@@ -244,7 +244,7 @@ def test_outbox_gives_up_after_max_attempts(tmp_path: Path, database_url: str, s
     assert "451" in row(mail).last_error
 
 
-def test_outbox_permanent_rejection_fails_and_records_bounce(tmp_path: Path,
+def test_outbox_permanent_rejection_records_bounce(tmp_path: Path,
                                                              database_url: str, smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
     ticket = make_ticket(20451, "Drukarka", REQUESTER)
@@ -339,7 +339,7 @@ def test_outbox_server_down_then_up_sends_once(tmp_path: Path, database_url: str
     assert len(smtp.deliveries) == 1
 
 
-def test_outbox_timeout_loses_nothing_duplicates_nothing(tmp_path: Path, database_url: str,
+def test_outbox_timeout_sends_each_once(tmp_path: Path, database_url: str,
                                                          faulty_smtp) -> None:
     handler, port = faulty_smtp
     handler.mode = "hang"
