@@ -4,6 +4,10 @@ Display names come quoted and unquoted, with encoded words that hide commas and 
 (``=?utf-8?Q?Nowak,_Jan?=``), with brackets (``Kohl | [example.com] <kohl@example.com>``)
 and with raw 8-bit bytes. The list is split at top-level commas first, then each
 mailbox is read on its own, so one odd entry cannot swallow the others.
+
+Encoded words are decoded in display names only. RFC 2047 (section 5) forbids them in
+an address, and a receiving server checks SPF and DMARC against the literal text, so
+``=?utf-8?q?agent=40example.com?=`` must never become ``agent@example.com`` here.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import email.utils
 import re
 
-from maildesk.charsets import decode_rfc2047, unfold
+from maildesk.charsets import decode_header_bytes, decode_rfc2047, unfold
 
 _ENCODED_WORD = r"=\?[^?\s]{1,75}\?[QqBb]\?[^?\r\n]{0,2000}?\?="
 _ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:[ \t]*{_ENCODED_WORD})*")
@@ -70,6 +74,21 @@ def _unquote(name: str) -> str:
     return name.strip().strip("'").strip()
 
 
+def _protect_encoded_words(value: str, words: list[str]) -> str:
+    """Replace each run of encoded words by a placeholder, so no comma inside one splits."""
+
+    def protect(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"\x01{len(words) - 1}\x01"
+
+    return _ENCODED_RUN.sub(protect, unfold(value).replace("\x01", ""))
+
+
+def count_mailboxes(value: str) -> int:
+    """Count the entries of an address list, usable or not (a group counts its members)."""
+    return len(split_address_list(_protect_encoded_words(value, [])))
+
+
 def parse_address_header(
     value: str, default_charset: str, hint: str | None = None
 ) -> list[tuple[str, str]]:
@@ -80,15 +99,18 @@ def parse_address_header(
     """
     words: list[str] = []
 
-    def protect(match: re.Match[str]) -> str:
-        words.append(match.group(0))
-        return f"\x01{len(words) - 1}\x01"
+    def literal(text: str) -> str:
+        return _PLACEHOLDER.sub(lambda match: words[int(match.group(1))], text)
 
     def restore(text: str) -> str:
-        text = _PLACEHOLDER.sub(lambda match: words[int(match.group(1))], text)
-        return decode_rfc2047(text, default_charset, hint)
+        return decode_rfc2047(literal(text), default_charset, hint)
 
-    protected = _ENCODED_RUN.sub(protect, unfold(value).replace("\x01", ""))
+    def restore_address(text: str) -> str:
+        # Raw 8-bit bytes (an internationalised address) are read; encoded words are not.
+        raw = literal(text).encode("utf-8", errors="surrogateescape")
+        return decode_header_bytes(raw, default_charset, hint)
+
+    protected = _protect_encoded_words(value, words)
     pairs: list[tuple[str, str]] = []
     for chunk in split_address_list(protected):
         chunk = _GROUP_START.sub("", chunk, count=1) if ":" in chunk.split("<", 1)[0] else chunk
@@ -99,7 +121,7 @@ def parse_address_header(
             found = email.utils.getaddresses([chunk])
 
         for display, address in found:
-            address = "".join(restore(address).split()).strip("<>")
+            address = "".join(restore_address(address).split()).strip("<>")
             if "@" not in address:
                 continue
             # Quotes and comments are removed before decoding, so that a parenthesis or a

@@ -3,7 +3,7 @@
 A file name from a mail is attacker-controlled: it may hold a path (``../../etc/passwd``),
 control or bidirectional-override characters that disguise the extension, a reserved
 Windows device name, or nothing at all. ``sanitize_filename`` returns a name that is a
-single path component on POSIX and Windows; ``unique_filename`` keeps names distinct
+single path component on POSIX and Windows; ``UniqueNames`` keeps names distinct
 within one mail.
 """
 
@@ -127,20 +127,30 @@ def sanitize_filename(name: str | None, content_type: str = "application/octet-s
     return (stem if stem.strip(" .") else FALLBACK_STEM) + extension
 
 
-def unique_filename(name: str, taken: set[str]) -> str:
-    """Return ``name``, or ``name (2).ext``, ``name (3).ext``... if another file has it.
+class UniqueNames:
+    """Hand out file names that stay distinct within one mail: ``name (2).ext`` and on.
 
     Names are compared case-insensitively because Windows and macOS file systems do.
-    ``taken`` is updated with the returned name.
+    The next number is kept per name, so thousands of parts with one name cost linear
+    time, not a count from 2 for each.
     """
-    candidate = name
-    stem, extension = _split_extension(name)
-    counter = 2
-    while candidate.casefold() in taken:
-        candidate = f"{stem} ({counter}){extension}"
-        counter += 1
-    taken.add(candidate.casefold())
-    return candidate
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+        self._next_number: dict[tuple[str, str], int] = {}
+
+    def claim(self, name: str) -> str:
+        """Return ``name`` or the first free numbered variant of it, and mark it taken."""
+        candidate = name
+        stem, extension = _split_extension(name)
+        key = (stem.casefold(), extension.casefold())
+        number = self._next_number.get(key, 2)
+        while candidate.casefold() in self._taken:
+            candidate = f"{stem} ({number}){extension}"
+            number += 1
+        self._next_number[key] = number
+        self._taken.add(candidate.casefold())
+        return candidate
 
 
 @dataclass(frozen=True)

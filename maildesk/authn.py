@@ -178,6 +178,8 @@ def check_authentication_results(message: ParsedMessage, domain: str,
 def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) -> Verdict:
     """Verify the DKIM signatures of ``raw``; pass when one of an aligned domain verifies.
 
+    A signature with a body length limit (``l=``) never passes.
+
     ``dns_txt(name, timeout=...)`` returns the TXT record of a selector; None uses the
     system resolver (dnspython). Raises TemporaryError when the look-up times out, so
     the mail stays at its source and is tried again.
@@ -213,6 +215,11 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
                 _("the DKIM key of {domain} could not be looked up: {error}").format(
                     domain=domain, error=timeouts[0]))
         signer = (verifier.domain or b"").decode("ascii", "replace")
+        if passed and b"l" in (verifier.signature_fields or {}):
+            # l= signs only the first bytes of the body: anyone may append text after
+            # them (RFC 6376, 8.2), such as a command, and the signature still verifies.
+            outcomes.append(f"dkim=fail (l= covers part of the body) header.d={signer}")
+            continue
         if passed and aligned(signer, domain):
             return Verdict(True, policy, f"dkim=pass header.d={signer}")
         outcomes.append(f"dkim={'pass' if passed else 'fail'} header.d={signer}")
@@ -221,7 +228,14 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
 
 def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy: str,
                  trusted_ids: tuple[str, ...], dns_txt: DnsTxtLookup | None = None) -> Verdict:
-    """Check that ``message`` really comes from ``address`` under ``policy``."""
+    """Check that ``message`` really comes from ``address`` under ``policy``.
+
+    A mail with several From mailboxes fails under every policy: the desk reads the
+    first, while DKIM may cover another, so no verdict names the author (RFC 7489, 6.6.1).
+    """
+    if message.from_count > 1:
+        return Verdict(False, policy,
+                       f"{message.from_count} From mailboxes: the author is ambiguous")
     domain = address.rpartition("@")[2].lower()
     if policy == "address_only":
         return Verdict(True, policy, "address only")

@@ -280,19 +280,22 @@ def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET, hint: str | None 
 
     Adjacent encoded words of one charset are joined as bytes before decoding, so a
     multi-byte character split between two words comes out whole. White space between
-    two encoded words is dropped (RFC 2047, section 6.2).
+    two encoded words is dropped (RFC 2047, section 6.2). The words' bytes are
+    collected in a list, because appending to one bytes value is quadratic.
     """
     value = unfold(value)
     pieces: list[str] = []
-    pending_bytes = b""
+    pending_bytes: list[bytes] = []
     pending_label: str | None = None
+    pending_codec: str | None = None
     position = 0
 
     def flush() -> None:
-        nonlocal pending_bytes, pending_label
+        nonlocal pending_label, pending_codec
         if pending_bytes or pending_label is not None:
-            pieces.append(decode_bytes(pending_bytes, pending_label, default, hint))
-        pending_bytes, pending_label = b"", None
+            pieces.append(decode_bytes(b"".join(pending_bytes), pending_label, default, hint))
+        pending_bytes.clear()
+        pending_label = pending_codec = None
 
     for match in _ENCODED_WORD.finditer(value):
         between = value[position : match.start()]
@@ -303,12 +306,11 @@ def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET, hint: str | None 
 
         label = match.group(1)
         word = _decode_word_payload(match.group(2), match.group(3))
-        if pending_label is not None and normalize_charset(label) != normalize_charset(
-            pending_label
-        ):
+        codec = normalize_charset(label)
+        if pending_label is not None and codec != pending_codec:
             flush()
-        pending_label = label
-        pending_bytes += word
+        pending_label, pending_codec = label, codec
+        pending_bytes.append(word)
 
     flush()
     pieces.append(decode_header_bytes(_raw_bytes(value[position:]), default, hint))

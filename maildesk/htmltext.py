@@ -23,8 +23,30 @@ logger = logging.getLogger(__name__)
 
 _CONFIG = ParserConfig(css=CSS_PROFILES["relaxed"], display_links=True)
 
-_TAGS = re.compile(r"<[^>]{0,2000}>")
-_SCRIPT_STYLE = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+# HTML past these limits is read by the linear fallback and not sanitised for display:
+# nh3 needs time quadratic in the nesting depth, and libxml2 (under inscriptis) drops
+# everything nested 256 levels deep or more, so the text would be lost.
+MAX_HTML_CHARS = 2 * 1024 * 1024
+MAX_HTML_DEPTH = 200
+
+# A tag name after "<" or "</"; "[^<>]*" cannot run past the next tag, so a scan is linear.
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:_-]{0,63})[^<>]*>")
+_ANY_TAG = re.compile(r"<[^<>]*>")
+_BLOCK_TAG = re.compile(
+    r"<(?:br|p|div|tr|li|h[1-6]|table|blockquote|pre|hr)\b[^<>]*>", re.IGNORECASE
+)
+_SKIPPED_ELEMENT = re.compile(r"<(script|style|head)\b", re.IGNORECASE)
+_SKIPPED_END = {
+    name: re.compile(rf"</{name}[^<>]*>", re.IGNORECASE) for name in ("script", "style", "head")
+}
+# Elements without content, and those whose end tag HTML lets the writer leave out:
+# neither makes the document deeper.
+_NO_NESTING = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+    "source", "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "tbody", "thead",
+    "tfoot", "option", "optgroup", "colgroup", "caption", "rb", "rt", "rp", "html", "head",
+    "body",
+})  # fmt: skip
 # inscriptis writes a link as "[text](url)"; when the text is the URL itself, once is enough.
 _SELF_LINK = re.compile(r"\[([^\[\]\n]{1,2000})\]\(([^()\s]{1,2000})\)")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
@@ -56,19 +78,77 @@ def _simplify_link(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+def nesting_depth(html: str) -> int:
+    """Return how deeply the elements of ``html`` nest, reading each tag once.
+
+    An end tag closes the innermost open element of its name and everything opened
+    inside it, as a browser does; a stray end tag is ignored.
+    """
+    stack: list[str] = []
+    open_count: dict[str, int] = {}
+    deepest = 0
+    for match in _TAG.finditer(html):
+        name = match.group(2).lower()
+        if name in _NO_NESTING:
+            continue
+        if match.group(1):
+            if not open_count.get(name):
+                continue
+            while True:
+                closed = stack.pop()
+                open_count[closed] -= 1
+                if closed == name:
+                    break
+        elif not match.group(0).endswith("/>"):
+            stack.append(name)
+            open_count[name] = open_count.get(name, 0) + 1
+            deepest = max(deepest, len(stack))
+    return deepest
+
+
+def exceeds_html_limits(html: str) -> bool:
+    """Tell whether ``html`` is too large or too deep for the HTML parsers."""
+    return len(html) > MAX_HTML_CHARS or nesting_depth(html) > MAX_HTML_DEPTH
+
+
+def strip_tags(html: str) -> str:
+    """Turn HTML into text without parsing it, in time linear in its length.
+
+    Script, style and head elements are dropped, block tags become line breaks and the
+    other tags disappear. The layout is lost, the words are not.
+    """
+    kept: list[str] = []
+    position = 0
+    for match in _SKIPPED_ELEMENT.finditer(html):
+        if match.start() < position:
+            continue
+        end = _SKIPPED_END[match.group(1).lower()].search(html, match.end())
+        if end is None:
+            break
+        kept.append(html[position : match.start()])
+        position = end.end()
+    kept.append(html[position:])
+    text = _BLOCK_TAG.sub("\n", "".join(kept))
+    return html_module.unescape(_ANY_TAG.sub("", text))
+
+
 def html_to_text(html: str) -> str:
     """Convert an HTML body to plain text, keeping paragraphs, lists and link targets."""
     if not html.strip():
         return ""
-    try:
-        text = get_text(html, _CONFIG)
-    except Exception as error:  # lxml raises several undocumented types on broken markup
-        logger.warning(
-            _("HTML to text conversion failed, tags are stripped instead: {error}").format(
-                error=error
+    if exceeds_html_limits(html):
+        logger.debug("HTML of %d characters too large or deep, tags are stripped", len(html))
+        text = strip_tags(html)
+    else:
+        try:
+            text = get_text(html, _CONFIG)
+        except Exception as error:  # lxml raises several undocumented types on broken markup
+            logger.warning(
+                _("HTML to text conversion failed, tags are stripped instead: {error}").format(
+                    error=error
+                )
             )
-        )
-        text = html_module.unescape(_TAGS.sub(" ", _SCRIPT_STYLE.sub(" ", html)))
+            text = strip_tags(html)
 
     text = _SELF_LINK.sub(_simplify_link, text)
     # Line by line: a regex for trailing blanks is quadratic in the long runs of spaces
@@ -87,9 +167,13 @@ def _drop_remote_images(tag: str, attribute: str, value: str) -> str | None:
 def sanitize_html(html: str) -> str:
     """Remove scripts, event handlers, forms, unsafe URLs and remote images.
 
-    Formatting, links and images embedded in the mail (``cid:``) stay.
+    Formatting, links and images embedded in the mail (``cid:``) stay. HTML past the
+    size or depth limits is dropped (an empty result): its text is in the ticket.
     """
     if not html.strip():
+        return ""
+    if exceeds_html_limits(html):
+        logger.debug("HTML of %d characters too large or deep, not sanitised", len(html))
         return ""
     tags = set(nh3.ALLOWED_TAGS) | {"font"}
     try:

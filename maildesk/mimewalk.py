@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 from babel.numbers import format_decimal
 
 from maildesk.attachments import (
+    UniqueNames,
     find_uuencoded,
     sanitize_filename,
-    unique_filename,
     unpack_tnef,
 )
 from maildesk.charsets import declared_html_charset, decode_bytes, decode_rfc2047
-from maildesk.htmltext import html_to_text, sanitize_html
-from maildesk.i18n import _, current_language
+from maildesk.htmltext import exceeds_html_limits, html_to_text, sanitize_html
+from maildesk.i18n import _, current_language, ngettext
 from maildesk.mimeparts import (
     decoded_filename,
     get_charset_label,
@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_SIZE = 25 * 1024 * 1024
 MAX_TOTAL_SIZE = 50 * 1024 * 1024
+# More parts than this are a mail bomb, not correspondence; the stored raw mail keeps them.
+MAX_ATTACHMENTS = 1000
+# A display name of an attachment (the sender's spelling) longer than this is cut.
+MAX_ORIGINAL_FILENAME_CHARS = 255
 
 # Deeper nesting is kept inside the enclosing .eml attachment instead of being walked;
 # real forwards rarely nest more than a handful of levels.
@@ -92,10 +96,12 @@ class BodyCollector:
     default_charset: str
     max_attachment_size: int = MAX_ATTACHMENT_SIZE
     max_total_size: int = MAX_TOTAL_SIZE
+    max_attachments: int = MAX_ATTACHMENTS
     parts: list[_Part] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _total_size: int = 0
+    _over_count: int = 0
     _raw_bodies: Mapping[int, bytes] = field(default_factory=dict)
 
     def collect(self, message: email.message.Message) -> None:
@@ -113,6 +119,24 @@ class BodyCollector:
     def result(self) -> BodyResult:
         plain = [part.text for part in self.parts if part.kind == "plain" and part.text.strip()]
         html = [part.text for part in self.parts if part.kind == "html" and part.text.strip()]
+        if self._over_count:
+            note = ngettext(
+                "{count} attachment past the limit of {limit} was left out. "
+                "The stored mail still contains it.",
+                "{count} attachments past the limit of {limit} were left out. "
+                "The stored mail still contains them.",
+                self._over_count,
+            ).format(count=self._over_count, limit=self.max_attachments)
+            logger.warning(note)
+            self.notes.append(note)
+        too_complex = any(exceeds_html_limits(part) for part in html)
+        if too_complex:
+            note = _(
+                "The HTML of this mail is too large or nested too deeply to display, "
+                "so only its text is kept."
+            )
+            logger.warning(note)
+            self.notes.append(note)
 
         if plain:
             text = "\n\n".join(part.strip("\r\n") for part in plain)
@@ -126,7 +150,7 @@ class BodyCollector:
             text = "\n\n".join(texts)
             reply_pieces = []
             for part, part_text in zip(html, texts, strict=True):
-                stripped = strip_html_quotes(part)
+                stripped = _strip_html_quotes(part)
                 reply_pieces.append(part_text if stripped is part else html_to_text(stripped))
             reply_source = "\n\n".join(reply_pieces)
         else:
@@ -134,7 +158,9 @@ class BodyCollector:
 
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         reply_source = reply_source.replace("\r\n", "\n").replace("\r", "\n")
-        sanitized = sanitize_html("\n".join(html)).replace("\x00", "") if html else None
+        sanitized = None
+        if html and not too_complex:
+            sanitized = sanitize_html("\n".join(html)).replace("\x00", "")
         return BodyResult(
             text=text,
             reply_source=reply_source,
@@ -305,6 +331,9 @@ class BodyCollector:
     def _add_leaf_attachment(
         self, part: email.message.Message, content_type: str, inline_default: bool = False
     ) -> None:
+        if len(self.attachments) >= self.max_attachments:
+            self._over_count += 1  # counted here too, so the name is not even decoded
+            return
         filename = decoded_filename(part, self.default_charset) or name_from_headers(
             part, content_type, self.default_charset
         )
@@ -397,10 +426,13 @@ class BodyCollector:
         inline: bool = False,
         original: str | None = None,
     ) -> None:
-        from maildesk.parse import Attachment, single_line
+        from maildesk.parse import Attachment, shorten, single_line
 
+        if len(self.attachments) >= self.max_attachments:
+            self._over_count += 1
+            return
         safe_name = sanitize_filename(filename, content_type)
-        display_name = single_line(original or "")
+        display_name = shorten(single_line(original or ""), MAX_ORIGINAL_FILENAME_CHARS)
 
         note = None
         if len(content) > self.max_attachment_size:
@@ -454,7 +486,7 @@ def _replace_stub(plain: list[_Part], html: list[_Part]) -> list[_Part]:
     logger.debug("plain alternative has %d words, HTML %d: using the HTML", plain_words, html_words)
     reply_pieces = []
     for piece in html:
-        stripped = strip_html_quotes(piece.text)
+        stripped = _strip_html_quotes(piece.text)
         reply_pieces.append(html_to_text(stripped) if stripped is not piece.text else None)
     reply = None
     if any(item is not None for item in reply_pieces):
@@ -463,6 +495,11 @@ def _replace_stub(plain: list[_Part], html: list[_Part]) -> list[_Part]:
             for item, piece in zip(reply_pieces, html, strict=True)
         )
     return [_Part("plain", html_text, reply)]
+
+
+def _strip_html_quotes(html: str) -> str:
+    """Like ``strip_html_quotes``, but leave HTML over the size or depth limits alone."""
+    return html if exceeds_html_limits(html) else strip_html_quotes(html)
 
 
 def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, ...]:
@@ -480,8 +517,8 @@ def _without_unnamed_copies(attachments: list[Attachment]) -> tuple[Attachment, 
         or item.content_type != "text/calendar"
         or item.sha256 not in named
     ]
-    taken: set[str] = set()
-    return tuple(replace(item, filename=unique_filename(item.filename, taken)) for item in kept)
+    names = UniqueNames()
+    return tuple(replace(item, filename=names.claim(item.filename)) for item in kept)
 
 
 def iter_parts(

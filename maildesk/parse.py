@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from maildesk.addresses import parse_address_header
+from maildesk.addresses import count_mailboxes, parse_address_header
 from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
 from maildesk.i18n import _
 from maildesk.logcontext import mail_context
-from maildesk.mimewalk import MAX_ATTACHMENT_SIZE, MAX_TOTAL_SIZE, BodyCollector, iter_parts
+from maildesk.mimewalk import (
+    MAX_ATTACHMENT_SIZE,
+    MAX_ATTACHMENTS,
+    MAX_TOTAL_SIZE,
+    BodyCollector,
+    iter_parts,
+)
 from maildesk.quotes import extract_reply
 from maildesk.subjects import is_forward
 
@@ -39,12 +45,23 @@ _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # terminals act on, and only a misdecoded text contains it.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Everything str.splitlines() breaks at, so no later step can split a value into lines.
-_LINE_BREAKS = re.compile(r"\s*[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+\s*")
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+
+# Caps on what one header may put into a ticket. The stored raw mail keeps the whole
+# value. A longer value comes from an attack or a broken program, and folding it into
+# the headers of every mail the desk sends costs time quadratic in its length.
+MAX_SUBJECT_CHARS = 1000
+MAX_NAME_CHARS = 200
+# Threading needs the newest references and the thread's root, not a list of thousands.
+MAX_REFERENCES_KEPT = 100
 
 __all__ = [
     "Address",
     "Attachment",
+    "MAX_ATTACHMENTS",
     "MAX_ATTACHMENT_SIZE",
+    "MAX_NAME_CHARS",
+    "MAX_SUBJECT_CHARS",
     "MAX_TOTAL_SIZE",
     "ParsedMessage",
     "clean_text",
@@ -116,7 +133,8 @@ class ParsedMessage:
     quoted history and signature. ``html`` is the sanitised HTML body, if the mail had
     one. Message-IDs keep their angle brackets. ``notes`` are remarks for the agents
     about what the parser left out (an attachment over the size limit, parts nested too
-    deeply), already translated.
+    deeply), already translated. ``from_count`` is the number of mailboxes in all From
+    headers together: more than one makes the author ambiguous (RFC 7489, 6.6.1).
     """
 
     message_id: str | None
@@ -137,6 +155,7 @@ class ParsedMessage:
     content_type: str = "text/plain"
     defects: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    from_count: int = 1
 
     def header(self, name: str) -> str | None:
         """Return the first value of a header (case-insensitive), or None."""
@@ -165,8 +184,20 @@ def clean_text(value: str) -> str:
 
 
 def single_line(value: str) -> str:
-    """Fold CR/LF runs into one space so a value can never start a new header line."""
-    return clean_text(_LINE_BREAKS.sub(" ", value)).strip()
+    """Fold CR/LF runs into one space so a value can never start a new header line.
+
+    A line break and the white space around it become one space. The value is split at
+    the breaks and each piece stripped, because a regex that matches the white space
+    around a break backtracks through every long run of spaces (quadratic time).
+    """
+    pieces = _LINE_BREAKS.split(value)
+    if len(pieces) > 1:
+        last = len(pieces) - 1
+        stripped = [pieces[0].rstrip()]
+        stripped.extend(piece.strip() for piece in pieces[1:last] if piece.strip())
+        stripped.append(pieces[last].lstrip())
+        value = " ".join(stripped)
+    return clean_text(value).strip()
 
 
 def parse_message_ids(value: str | None) -> tuple[str, ...]:
@@ -176,18 +207,40 @@ def parse_message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(_MESSAGE_ID.findall(clean_text(value)))
 
 
+def bounded_ids(ids: tuple[str, ...], keep: int = MAX_REFERENCES_KEPT) -> tuple[str, ...]:
+    """Drop repeated ids, then keep the first and the last ``keep`` of the rest.
+
+    The first References entry is the thread's root and the last ones are the newest
+    mails, which is all that threading uses.
+    """
+    unique = tuple(dict.fromkeys(ids))
+    if len(unique) <= 2 * keep:
+        return unique
+    logger.debug("%d referenced Message-IDs, keeping the first and last %d", len(unique), keep)
+    return unique[:keep] + unique[-keep:]
+
+
+def shorten(value: str, limit: int) -> str:
+    """Cut ``value`` to at most ``limit`` characters, ending in an ellipsis when cut."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - 1].rstrip() + "\u2026"
+
+
 def parse_message(
     raw: bytes,
     *,
     default_charset: str = DEFAULT_CHARSET,
     max_attachment_size: int = MAX_ATTACHMENT_SIZE,
     max_total_size: int = MAX_TOTAL_SIZE,
+    max_attachments: int = MAX_ATTACHMENTS,
 ) -> ParsedMessage:
     """Parse raw bytes into a ParsedMessage; raise ParseError when nothing is readable.
 
     ``default_charset`` reads 8-bit text that carries no usable charset label and is not
-    UTF-8. Attachments larger than ``max_attachment_size`` bytes, or past
-    ``max_total_size`` bytes for the whole mail, are left out and named in ``notes``.
+    UTF-8. Attachments larger than ``max_attachment_size`` bytes, past
+    ``max_total_size`` bytes for the whole mail, or past the first ``max_attachments``
+    are left out and named in ``notes``. The stored raw mail still contains them.
     """
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise ParseError(f"a mail must be bytes, not {type(raw).__name__}")
@@ -196,7 +249,8 @@ def parse_message(
         raise ParseError("empty message")
 
     try:
-        return _parse(raw, default_charset, max_attachment_size, max_total_size)
+        return _parse(raw, default_charset, max_attachment_size, max_total_size,
+                      max_attachments)
     except ParseError:
         raise
     except (RecursionError, MemoryError) as error:
@@ -214,7 +268,11 @@ def parse_message(
 
 
 def _parse(
-    raw: bytes, default_charset: str, max_attachment_size: int, max_total_size: int
+    raw: bytes,
+    default_charset: str,
+    max_attachment_size: int,
+    max_total_size: int,
+    max_attachments: int,
 ) -> ParsedMessage:
     raw = repair_header_block(raw)
     too_deep = False
@@ -246,6 +304,7 @@ def _parse(
         default_charset=default_charset,
         max_attachment_size=max_attachment_size,
         max_total_size=max_total_size,
+        max_attachments=max_attachments,
     )
     with mail_context(message_id=message_id):
         if too_deep:
@@ -254,7 +313,16 @@ def _parse(
             collector.collect(message)
         body = collector.result()
 
+    notes = list(body.notes)
     subject = single_line(decoded("Subject"))
+    if len(subject) > MAX_SUBJECT_CHARS:
+        note = _(
+            "The subject had {length} characters and was shortened to {limit}. "
+            "The stored mail keeps the whole subject."
+        ).format(length=len(subject), limit=MAX_SUBJECT_CHARS)
+        logger.warning(note)
+        notes.append(note)
+        subject = shorten(subject, MAX_SUBJECT_CHARS)
     text = clean_text(body.text)
     reply_source = clean_text(body.reply_source)
     return ParsedMessage(
@@ -264,8 +332,8 @@ def _parse(
         to=_addresses(raw_headers, "To", default_charset, hint),
         cc=_addresses(raw_headers, "Cc", default_charset, hint),
         reply_to=_addresses(raw_headers, "Reply-To", default_charset, hint),
-        in_reply_to=parse_message_ids(_first(raw_headers, "In-Reply-To")),
-        references=parse_message_ids(" ".join(_all(raw_headers, "References"))),
+        in_reply_to=bounded_ids(parse_message_ids(_first(raw_headers, "In-Reply-To"))),
+        references=bounded_ids(parse_message_ids(" ".join(_all(raw_headers, "References")))),
         date=_date(raw_headers),
         headers=headers,
         text=text,
@@ -277,7 +345,8 @@ def _parse(
         defects=tuple(
             type(defect).__name__ for part in iter_parts(message) for defect in part.defects
         ),
-        notes=body.notes,
+        notes=tuple(notes),
+        from_count=_mailbox_count(raw_headers, "From"),
     )
 
 
@@ -361,8 +430,15 @@ def _addresses(
     result: list[Address] = []
     for value in _all(headers, name):
         for display, address in parse_address_header(value, default_charset, hint):
-            result.append(Address(single_line(display), single_line(address)))
+            display_name = shorten(single_line(display), MAX_NAME_CHARS)
+            result.append(Address(display_name, single_line(address)))
     return tuple(result)
+
+
+def _mailbox_count(headers: list[tuple[str, str]], name: str) -> int:
+    """Count the mailboxes of every header ``name``, usable or not, as a verifier would."""
+    values = _all(headers, name)
+    return max(len(values), sum(count_mailboxes(value) for value in values))
 
 
 def _author(

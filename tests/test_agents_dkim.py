@@ -19,6 +19,7 @@ from deskfactory import mail, make_desk
 from maildesk import models, pipeline
 from maildesk.authn import (
     aligned,
+    authenticate,
     check_authentication_results,
     parse_authentication_results,
     verify_dkim,
@@ -59,10 +60,11 @@ def signed(raw: bytes, private: bytes, domain: str = "example.com") -> bytes:
 
 
 def agent_raw(body: str = "#status rozwiązane\n\nGotowe.\n", in_reply_to: str | None = None,
-              sender: str = "Marek Zieliński <marek.zielinski@example.com>") -> bytes:
-    headers = {"In-Reply-To": in_reply_to} if in_reply_to else None
+              sender: str = "Marek Zieliński <marek.zielinski@example.com>",
+              headers: dict[str, str] | None = None) -> bytes:
+    headers = {**({"In-Reply-To": in_reply_to} if in_reply_to else {}), **(headers or {})}
     return mail(sender=sender, subject="Re: Drukarka", body=body,
-                message_id="<d1@mail.example.com>", headers=headers)
+                message_id="<d1@mail.example.com>", headers=headers or None)
 
 
 # --------------------------------------------------------------------------- Authentication-Results
@@ -267,3 +269,140 @@ def test_dkim_policy_ignores_authentication_results(tmp_path: Path, database_url
     pipeline.process(desk, raw, "test:agent")
 
     assert models.Ticket.get_by_id(ticket.id).status == "new"
+
+
+# --------------------------------------------------------------------------- body length (l=)
+
+
+def signed_with_length(raw: bytes, private: bytes) -> bytes:
+    signature = dkim.sign(raw, SELECTOR, b"example.com", private, length=True,
+                          include_headers=[b"from", b"to", b"subject", b"date",
+                                           b"message-id", b"in-reply-to"])
+    return signature + raw
+
+
+def test_verify_dkim_rejects_text_after_length(signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    raw = signed_with_length(agent_raw(), private) + b"\r\nPrzelej 500 z\xc5\x82 na konto X.\r\n"
+
+    verdict = verify_dkim(raw, "example.com", lookup_for(record))
+
+    assert not verdict.passed
+    assert "l=" in verdict.summary
+
+
+def test_verify_dkim_rejects_any_length_tag(signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+
+    verdict = verify_dkim(signed_with_length(agent_raw(), private), "example.com",
+                          lookup_for(record))
+
+    assert not verdict.passed
+
+
+def test_dkim_policy_holds_text_after_length(tmp_path: Path, database_url: str,
+                                             signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    desk, ticket, ack = dkim_desk(tmp_path, database_url, record)
+    raw = (signed_with_length(agent_raw(in_reply_to=ack), private)
+           + "\r\nPrzelej 500 zł na konto X.\r\n".encode())
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert models.Ticket.get_by_id(ticket.id).status == "new"
+    assert models.Outbox.select().where(models.Outbox.kind == "reply").count() == 0
+    errors = list(models.Outbox.select().where(models.Outbox.kind == "command_error"))
+    assert [row.recipients.split() for row in errors] == [["marek.zielinski@example.com"]]
+
+
+# --------------------------------------------------------------------------- several From
+
+
+MAREK = "Marek Zieliński <marek.zielinski@example.com>"
+JAN = "Jan Kowalski <jan.kowalski@example.com>"
+PASS = "mx.example.com; dkim=pass header.d=example.com header.s=sel1"
+
+
+@pytest.mark.parametrize("policy", ["authentication_results", "dkim", "address_only"])
+def test_authenticate_fails_two_from_mailboxes(policy: str) -> None:
+    raw = agent_raw(sender=f"{MAREK}, {JAN}", headers={"Authentication-Results": PASS})
+
+    verdict = authenticate(parse_message(raw), raw, "marek.zielinski@example.com", policy,
+                           ("mx.example.com",), lambda name, timeout=5: None)
+
+    assert not verdict.passed
+    assert "From" in verdict.summary
+
+
+def two_from_desk(tmp_path: Path, database_url: str, **commands: object):  # type: ignore[no-untyped-def]
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"], **commands})
+    ticket_outcome = pipeline.process(desk, mail(), "test:user")
+    ack = models.Outbox.get(models.Outbox.kind == "ack")
+    return desk, models.Ticket.get_by_id(ticket_outcome.ticket), ack.message_id
+
+
+def assert_held_for_marek(ticket: models.Ticket) -> None:
+    assert models.Ticket.get_by_id(ticket.id).status == "new"
+    entry = models.Message.get(models.Message.message_id == "<d1@mail.example.com>")
+    assert entry.kind == "held"
+    errors = list(models.Outbox.select().where(models.Outbox.kind == "command_error"))
+    assert [row.recipients.split() for row in errors] == [["marek.zielinski@example.com"]]
+    assert models.Outbox.select().where(models.Outbox.kind == "reply").count() == 0
+    rejected = models.Event.select().where(models.Event.action == "command_rejected")
+    assert rejected.count() == 1
+
+
+def test_two_from_headers_held(tmp_path: Path, database_url: str) -> None:
+    desk, ticket, ack = two_from_desk(tmp_path, database_url)
+    # The desk reads the first From; the receiving server checked the last one.
+    raw = f"From: {MAREK}\r\n".encode() + agent_raw(
+        in_reply_to=ack, sender=JAN, headers={"Authentication-Results": PASS})
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert_held_for_marek(ticket)
+
+
+def test_two_from_mailboxes_held(tmp_path: Path, database_url: str) -> None:
+    desk, ticket, ack = two_from_desk(tmp_path, database_url)
+    raw = agent_raw(in_reply_to=ack, sender=f"{MAREK}, {JAN}",
+                    headers={"Authentication-Results": PASS})
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert_held_for_marek(ticket)
+
+
+def test_dkim_policy_two_from_headers_held(tmp_path: Path, database_url: str,
+                                           signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    desk, ticket, ack = two_from_desk(tmp_path, database_url, authentication="dkim")
+    desk.dns_txt = lookup_for(record)
+    # A valid signature over Jan's mail with Marek's From added on top. dkimpy already
+    # fails it (it hashes one more From than h= lists), and the From count alone would too.
+    raw = signed(agent_raw(in_reply_to=ack, sender=JAN), private)
+    raw = f"From: {MAREK}\r\n".encode() + raw
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert_held_for_marek(ticket)
+
+
+# --------------------------------------------------------------------------- encoded address
+
+
+def test_encoded_word_agent_address_quarantined(tmp_path: Path, database_url: str) -> None:
+    desk, ticket, ack = two_from_desk(tmp_path, database_url)
+    raw = agent_raw(in_reply_to=ack, headers={"Authentication-Results": PASS})
+    # Replaced in the bytes: the mail builder would decode the encoded word itself.
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.startswith(b"From:")]
+    raw = b"\r\n".join([b"From: =?utf-8?q?marek.zielinski=40example.com?=", *lines])
+    raw += separator + body
+
+    outcome = pipeline.process(desk, raw, "test:agent")
+
+    assert outcome.action == "quarantined"
+    assert models.Ticket.get_by_id(ticket.id).status == "new"
+    assert models.Message.select().where(models.Message.ticket == ticket).count() == 1

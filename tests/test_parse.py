@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from maildesk.attachments import sanitize_filename, unique_filename
+from maildesk.attachments import UniqueNames, sanitize_filename
 from maildesk.charsets import decode_bytes, decode_rfc2047, normalize_charset
 from maildesk.errors import ParseError
-from maildesk.htmltext import sanitize_html
+from maildesk.htmltext import nesting_depth, sanitize_html, strip_tags
 from maildesk.parse import clean_text, parse_message, repair_header_block, single_line
 
 
@@ -281,10 +281,10 @@ def test_sanitize_filename_cases(name: str, expected: str) -> None:
 
 
 def test_unique_filename_ignores_case() -> None:
-    taken: set[str] = set()
+    names = UniqueNames()
 
-    assert unique_filename("A.pdf", taken) == "A.pdf"
-    assert unique_filename("a.PDF", taken) == "a (2).PDF"
+    assert names.claim("A.pdf") == "A.pdf"
+    assert names.claim("a.PDF") == "a (2).PDF"
 
 
 def test_parse_message_format_flowed_joined() -> None:
@@ -421,3 +421,243 @@ def test_parse_message_hostile_nesting_kept_as_eml() -> None:
     assert result.subject == "deep"
     assert [(item.filename, item.content) for item in result.attachments] == [("message.eml", raw)]
     assert len(result.notes) == 1
+
+
+# --------------------------------------------------------------------------- hostile sizes
+
+
+def test_parse_message_long_subject_shortened() -> None:
+    subject = " ".join(["słowo"] * 50_000)
+
+    result = parse_message(mail(f"Subject: {subject}\r\n"))
+
+    assert len(result.subject) <= 1000
+    assert result.subject.startswith("słowo słowo")
+    assert len(result.notes) == 1
+    assert "1000" in result.notes[0]
+
+
+def test_parse_message_short_subject_kept_whole() -> None:
+    subject = "x" * 1000
+
+    result = parse_message(mail(f"Subject: {subject}\r\n"))
+
+    assert result.subject == subject
+    assert result.notes == ()
+
+
+def test_parse_message_long_display_name_shortened() -> None:
+    raw = b"From: " + b"N" * 5000 + b" <jan@example.org>\r\nSubject: x\r\n\r\nhi\r\n"
+
+    result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.address == "jan@example.org"
+    assert len(result.from_address.name) <= 200
+
+
+def test_parse_message_long_original_filename_shortened() -> None:
+    part = _file_part('attachment; filename="' + "x" * 5000 + '.pdf"')
+
+    result = parse_message(_multipart(TEXT_PART, part))
+
+    [attachment] = result.attachments
+    assert len(attachment.original_filename) <= 255
+    assert len(attachment.filename.encode()) <= 200
+
+
+def test_parse_message_attachment_count_capped() -> None:
+    part = _file_part('attachment; filename="plik.pdf"')
+
+    result = parse_message(_multipart(TEXT_PART, *[part] * 8), max_attachments=5)
+
+    assert len(result.attachments) == 5
+    assert result.text.strip() == "Treść"
+    assert len(result.notes) == 1
+    assert "3" in result.notes[0]
+
+
+def test_parse_message_default_attachment_cap() -> None:
+    part = _file_part('attachment; filename="plik.pdf"')
+
+    result = parse_message(_multipart(TEXT_PART, *[part] * 1200))
+
+    names = [item.filename for item in result.attachments]
+    assert len(names) == 1000
+    assert len(set(names)) == 1000
+    assert names[-1] == "plik (1000).pdf"
+
+
+def test_unique_names_skip_taken_numbers() -> None:
+    names = UniqueNames()
+
+    assert names.claim("a (3).bin") == "a (3).bin"
+    assert names.claim("a.bin") == "a.bin"
+    assert names.claim("A.bin") == "A (2).bin"
+    assert names.claim("a.bin") == "a (4).bin"
+
+
+def test_unique_names_many_same_names() -> None:
+    # Counting up from 2 for every part took time quadratic in the count (hours here).
+    names = UniqueNames()
+
+    claimed = [names.claim("plik.bin") for _copy in range(100_000)]
+
+    assert claimed[-1] == "plik (100000).bin"
+    assert len(set(claimed)) == 100_000
+
+
+def test_single_line_long_space_run() -> None:
+    # A regex around the line break backtracked through the spaces: hours at this size.
+    value = "a" + " " * 200_000 + "b\r\n  c"
+
+    assert single_line(value) == "a" + " " * 200_000 + "b c"
+
+
+def test_single_line_white_space_between_breaks() -> None:
+    assert single_line(" a \r\n \r\n\tb \u2028 c ") == "a b c"
+
+
+def test_decode_rfc2047_many_long_encoded_words() -> None:
+    # Appending each word's bytes to one bytes value copied them all again for every
+    # word: minutes for these 15 MB.
+    word = "=?utf-8?b?" + base64.b64encode(("ś" * 750).encode()).decode() + "?="
+
+    decoded = decode_rfc2047(" ".join([word] * 10_000))
+
+    assert decoded == "ś" * 7_500_000
+
+
+def test_parse_message_references_capped() -> None:
+    ids = [f"<r{number}@example.org>" for number in range(5000)]
+    raw = mail(f"In-Reply-To: <r4999@example.org>\r\nReferences: {' '.join(ids)}\r\n")
+
+    result = parse_message(raw)
+
+    assert len(result.references) == 200
+    assert result.references[:100] == tuple(ids[:100])
+    assert result.references[100:] == tuple(ids[-100:])
+    assert result.thread_ids[:2] == ("<r4999@example.org>", "<r4998@example.org>")
+
+
+def test_parse_message_repeated_references_once() -> None:
+    raw = mail("References: <a@x> <b@x> <a@x> <b@x> <c@x>\r\n")
+
+    assert parse_message(raw).references == ("<a@x>", "<b@x>", "<c@x>")
+
+
+def _html_mail(html: str) -> bytes:
+    return mail("Subject: x\r\nContent-Type: text/html; charset=utf-8\r\n", html.encode())
+
+
+def test_parse_message_deep_html_keeps_text() -> None:
+    html = "<div>" * 5000 + "Drukarka nie drukuje" + "</div>" * 5000
+
+    result = parse_message(_html_mail(html))
+
+    assert result.text == "Drukarka nie drukuje"
+    assert result.html is None
+    assert len(result.notes) == 1
+
+
+def test_parse_message_large_html_keeps_text() -> None:
+    html = "<p>Faktura <b>12/2026</b> &amp; korekta</p>" * 60_000
+
+    result = parse_message(_html_mail(html))
+
+    assert result.text.startswith("Faktura 12/2026 & korekta\n")
+    assert result.text.count("korekta") == 60_000
+    assert result.html is None
+    assert len(result.notes) == 1
+
+
+def test_parse_message_normal_html_sanitised() -> None:
+    html = "<div>" * 50 + "<b>Drukarka</b>" + "</div>" * 50
+
+    result = parse_message(_html_mail(html))
+
+    assert result.text.strip() == "Drukarka"
+    assert result.html is not None
+    assert result.notes == ()
+
+
+def test_nesting_depth_closes_unclosed_children() -> None:
+    assert nesting_depth("<div><div><font>a<span>b</div></div><br><p>c<img src=x>") == 4
+
+
+def test_sanitize_html_drops_too_deep_html() -> None:
+    assert sanitize_html("<div>" * 300 + "x" + "</div>" * 300) == ""
+
+
+def test_strip_tags_drops_scripts_keeps_words() -> None:
+    html = "<head><title>t</title></head><p>Hej &amp; <b>x</b><script>bad()</script>ok"
+
+    assert strip_tags(html) == "\nHej & xok"
+
+
+def test_strip_tags_unclosed_style_keeps_rest() -> None:
+    assert strip_tags("<p>a<style>b") == "\nab"
+
+
+# --------------------------------------------------------------------------- encoded addresses
+
+
+@pytest.mark.parametrize("value", [
+    "=?utf-8?q?marek.zielinski=40example.com?=",
+    "Marek <=?utf-8?q?marek.zielinski=40example.com?=>",
+    "Marek <=?utf-8?b?bWFyZWsuemllbGluc2tpQGV4YW1wbGUuY29t?=>",
+    "marek.zielinski=?utf-8?q?=40?=example.com",
+], ids=["bare", "angle", "angle-base64", "inside"])
+def test_parse_message_encoded_word_address_not_decoded(value: str) -> None:
+    raw = (f"From: {value}\r\nTo: {value}\r\nCc: {value}\r\nReply-To: {value}\r\n"
+           "Subject: x\r\n\r\nhi\r\n").encode()
+
+    result = parse_message(raw)
+
+    assert result.from_address is None
+    assert result.to == ()
+    assert result.cc == ()
+    assert result.reply_to == ()
+
+
+def test_parse_message_encoded_local_part_literal() -> None:
+    raw = b"From: Marek <=?utf-8?q?marek?=@example.com>\r\nSubject: x\r\n\r\nhi\r\n"
+
+    result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.address == "=?utf-8?q?marek?=@example.com"
+
+
+def test_parse_message_encoded_display_name_decoded() -> None:
+    raw = (b"From: =?utf-8?q?Zofia_Wi=C5=9Bniewska?= <zofia@example.org>\r\n"
+           b"Subject: x\r\n\r\nhi\r\n")
+
+    result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.name == "Zofia Wiśniewska"
+    assert result.from_address.address == "zofia@example.org"
+
+
+def test_parse_message_raw_utf8_address_read() -> None:
+    raw = "From: Łukasz <łukasz@przykład.pl>\r\nSubject: x\r\n\r\nhi\r\n".encode()
+
+    result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.address == "łukasz@przykład.pl"
+
+
+@pytest.mark.parametrize(("headers", "count"), [
+    ("From: a@example.org\r\n", 1),
+    ("From: a@example.org\r\nFrom: b@example.org\r\n", 2),
+    ("From: a@example.org, b@example.org\r\n", 2),
+    ("From: =?utf-8?q?Nowak,_Jan?= <a@example.org>\r\n", 1),
+    ("From: a@example.org, =?utf-8?q?b=40example.org?=\r\n", 2),
+    ("Sender: a@example.org\r\n", 0),
+], ids=["one", "two-headers", "two-mailboxes", "comma-in-name", "unusable-second", "none"])
+def test_parse_message_from_count(headers: str, count: int) -> None:
+    raw = (headers + "Subject: x\r\n\r\nhi\r\n").encode()
+
+    assert parse_message(raw).from_count == count
