@@ -1,8 +1,8 @@
 """Read delivery status notifications (RFC 3464) and stop writing to addresses that bounced.
 
 A bounce that names an address maildesk wrote to, with a permanent failure of the
-address (``Action: failed`` and a 5.0, 5.1, 5.2 or 5.4 status), marks the contact as
-bounced, so ``notify.queue_mail``
+address (``Action: failed`` and a status such as 5.1.1 that ``outbox.is_address_failure``
+accepts), marks the contact as bounced, so ``notify.queue_mail``
 skips it from then on. Bounces are easy to forge, so a report whose returned headers
 name a Message-ID that maildesk did not send is not believed. Delays (4.x.x) are
 logged only.

@@ -37,10 +37,12 @@ MAX_RETRY = timedelta(hours=4)
 # claim is renewed before each row's SMTP transaction, so this must exceed the time one
 # transaction may take (a few commands, each bounded by the SMTP timeout).
 STALE_CLAIM = timedelta(minutes=10)
-# Enhanced status subjects (RFC 3463) that mean the address itself is bad: 0 other,
-# 1 addressing, 2 mailbox, 4 routing. Policy (7), system (3), protocol (5) and content (6)
-# refusals tell nothing about the address, e.g. "554 5.7.1 Relay access denied".
-_ADDRESS_STATUS_SUBJECTS = frozenset({"0", "1", "2", "4"})
+# Enhanced status codes (RFC 3463) that mean the address itself is bad: X.0.0 (other),
+# every X.1.x (addressing), X.2.0 and X.2.1 (mailbox unknown or disabled), X.4.0 and X.4.4
+# (no route to the domain). A full mailbox (X.2.2), an expired delivery (X.4.7) and policy
+# (X.7), system (X.3), protocol (X.5) or content (X.6) refusals tell nothing lasting
+# about the address, e.g. "554 5.7.1 Relay access denied".
+_ADDRESS_STATUS_CODES = frozenset({"0.0", "2.0", "2.1", "4.0", "4.4"})
 _ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -138,7 +140,8 @@ def is_address_failure(code: int, message: str) -> bool:
     if match is None:
         # Without an enhanced status, only "mailbox unavailable" codes name the address.
         return code in (550, 551, 553)
-    return match.group(2) in _ADDRESS_STATUS_SUBJECTS
+    subject, detail = match.group(2), match.group(3)
+    return subject == "1" or f"{subject}.{detail}" in _ADDRESS_STATUS_CODES
 
 
 def renew_claim(row: models.Outbox) -> bool:

@@ -430,7 +430,8 @@ def test_loops_dsn_for_foreign_mail_is_not_believed(tmp_path: Path, database_url
     assert contact.bounced_at is None
 
 
-@pytest.mark.parametrize(("status", "action"), [("4.4.1", "delayed"), ("5.7.1", "failed")])
+@pytest.mark.parametrize(("status", "action"), [("4.4.1", "delayed"), ("5.7.1", "failed"),
+                                              ("5.2.2", "failed")])
 def test_loops_dsn_delay_or_policy_keeps_address(tmp_path: Path, database_url: str,
                                                  status: str, action: str) -> None:
     desk = make_desk(tmp_path, database_url)

@@ -445,8 +445,12 @@ def test_outbox_retry_delay_doubles_up_to_cap() -> None:
 
 @pytest.mark.parametrize(("code", "message", "expected"), [
     (550, "5.1.1 <x@example.org>: Recipient address rejected: user unknown", True),
-    (552, "5.2.2 mailbox full", True),
+    (550, "5.1.10 RESOLVER.ADR.RecipientNotFound", True),
+    (550, "5.2.1 mailbox disabled", True),
+    (552, "5.2.2 mailbox full", False),
     (550, "5.4.4 unable to route", True),
+    (554, "5.4.7 delivery time expired", False),
+    (550, "5.0.0 User unknown", True),
     (554, "5.7.1 <x@example.org>: Relay access denied", False),
     (550, "5.7.1 Message rejected as spam", False),
     (554, "5.6.0 Message content rejected", False),
