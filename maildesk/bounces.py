@@ -112,7 +112,7 @@ def recipient_reports(message: ParsedMessage) -> list[RecipientReport]:
 
 
 def returned_message_ids(message: ParsedMessage) -> list[str]:
-    """Message-IDs of the mail that bounced: from returned headers and threading headers."""
+    """Return the Message-IDs of the bounced mail: returned headers, then threading headers."""
     ids: list[str] = []
     for part in message.attachments:
         if part.content_type.lower() not in _RETURNED_TYPES:
