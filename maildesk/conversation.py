@@ -538,7 +538,7 @@ def sample_values() -> dict[str, Any]:
                  "author_name": "Marek Zieliński"},
         "author": {"name": "Zofia Wiśniewska", "address": "zofia@example.org"},
         "changes": [{"field": "status", "old": "nowe", "new": "rozwiązane"},
-                    {"field": "priorytet", "old": "3", "new": "2"}],
+                    {"field": "priorytet", "old": "P3 (średni)", "new": "P2 (wysoki)"}],
         "commands": ["#status rozwiązane", "#priorytet 2"],
         "problems": [{"line": "#priorytet 7",
                       "message": "„7” nie jest priorytetem: użyj 1 (krytyczny) do 4 (niski)",
