@@ -31,6 +31,7 @@ BROKEN_RULE = """\
 def _maildir_desk(tmp_path: Path, database_url: str):
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "10-drukarki.yaml").write_text(GOOD_RULE, encoding="utf-8")
+    (tmp_path / "mailbox" / "new").mkdir(parents=True)
     return make_desk(tmp_path, database_url,
                      source={"type": "maildir", "path": str(tmp_path / "mailbox")})
 
