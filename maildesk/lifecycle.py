@@ -29,6 +29,14 @@ from maildesk.ticketmail import queue_ticket_mail
 
 logger = logging.getLogger(__name__)
 
+
+def level_label(value: str, field_name: str) -> str:
+    """Return an impact or urgency level in the current language (``wysoki``, ``wysoka``)."""
+    from maildesk.commands import label
+    from maildesk.i18n import current_language
+
+    return label(value, current_language(), field_name)
+
 SYSTEM_ACTOR = "maildesk"
 
 
@@ -331,7 +339,8 @@ def set_priority(desk: Desk, ticket: models.Ticket, actor: str, source: str, at:
             value=new_priority))
     if reason is None:
         reason = _("impact {impact} and urgency {urgency} give P{priority}").format(
-            impact=ticket.impact, urgency=ticket.urgency, priority=matrix_priority)
+            impact=level_label(ticket.impact, "impact"),
+            urgency=level_label(ticket.urgency, "urgency"), priority=matrix_priority)
     if new_priority != ticket.priority:
         changes.append(Change("priority", ticket.priority, new_priority))
         ticket.priority = new_priority

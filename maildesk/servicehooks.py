@@ -18,7 +18,7 @@ from maildesk import escalation, lifecycle, models, satisfaction, slatrack
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole
 from maildesk.i18n import _
-from maildesk.lifecycle import Source, Status
+from maildesk.lifecycle import Source, Status, level_label
 from maildesk.notify import QueuedMail
 from maildesk.slaconfig import service_levels
 from maildesk.ticketmail import aware, group_config, strip_notice_prefix
@@ -41,7 +41,8 @@ def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
     ticket.priority = levels.matrix.priority(ticket.impact, ticket.urgency)
     rules = list(routing.matched_rules) if routing is not None else []
     reason = _("impact {impact} and urgency {urgency} give P{priority}").format(
-        impact=ticket.impact, urgency=ticket.urgency, priority=ticket.priority)
+        impact=level_label(ticket.impact, "impact"),
+        urgency=level_label(ticket.urgency, "urgency"), priority=ticket.priority)
     slatrack.start(desk, ticket, at, decision.sender if decision is not None else "maildesk")
     ticket.save(only=[models.Ticket.priority, *(getattr(models.Ticket, name)
                                                 for name in slatrack.CLOCK_COLUMNS)])
