@@ -8,10 +8,13 @@ http, https, mailto and cid.
 
 from __future__ import annotations
 
+import functools
 import html as html_module
 import logging
 import re
 
+import lxml.etree
+import lxml.html
 import nh3
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -23,14 +26,15 @@ logger = logging.getLogger(__name__)
 
 _CONFIG = ParserConfig(css=CSS_PROFILES["relaxed"], display_links=True)
 
-# HTML past these limits is read by the linear fallback and not sanitised for display:
-# nh3 needs time quadratic in the nesting depth, and libxml2 (under inscriptis) drops
-# everything nested 256 levels deep or more, so the text would be lost.
+# HTML past these limits is read by the linear fallback and not sanitised for display.
+# nh3 needs time quadratic in the nesting depth (seconds to minutes for tens of
+# thousands of open elements), and libxml2, which lxml and inscriptis use, stops
+# reading at 256 levels (lxml 6.1 with libxml2 2.14), so the rest of the text is lost.
 MAX_HTML_CHARS = 2 * 1024 * 1024
-MAX_HTML_DEPTH = 200
+MAX_HTML_DEPTH = 250
+# True when some element lies MAX_HTML_DEPTH levels deep.
+_TOO_DEEP = lxml.etree.XPath("boolean(/" + "/".join(["*"] * MAX_HTML_DEPTH) + ")")
 
-# A tag name after "<" or "</"; "[^<>]*" cannot run past the next tag, so a scan is linear.
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:_-]{0,63})[^<>]*>")
 _ANY_TAG = re.compile(r"<[^<>]*>")
 _BLOCK_TAG = re.compile(
     r"<(?:br|p|div|tr|li|h[1-6]|table|blockquote|pre|hr)\b[^<>]*>", re.IGNORECASE
@@ -39,14 +43,6 @@ _SKIPPED_ELEMENT = re.compile(r"<(script|style|head)\b", re.IGNORECASE)
 _SKIPPED_END = {
     name: re.compile(rf"</{name}[^<>]*>", re.IGNORECASE) for name in ("script", "style", "head")
 }
-# Elements without content, and those whose end tag HTML lets the writer leave out:
-# neither makes the document deeper.
-_NO_NESTING = frozenset({
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-    "source", "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "tbody", "thead",
-    "tfoot", "option", "optgroup", "colgroup", "caption", "rb", "rt", "rp", "html", "head",
-    "body",
-})  # fmt: skip
 # inscriptis writes a link as "[text](url)"; when the text is the URL itself, once is enough.
 _SELF_LINK = re.compile(r"\[([^\[\]\n]{1,2000})\]\(([^()\s]{1,2000})\)")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
@@ -78,37 +74,21 @@ def _simplify_link(match: re.Match[str]) -> str:
     return match.group(0)
 
 
-def nesting_depth(html: str) -> int:
-    """Return how deeply the elements of ``html`` nest, reading each tag once.
-
-    An end tag closes the innermost open element of its name and everything opened
-    inside it, as a browser does; a stray end tag is ignored.
-    """
-    stack: list[str] = []
-    open_count: dict[str, int] = {}
-    deepest = 0
-    for match in _TAG.finditer(html):
-        name = match.group(2).lower()
-        if name in _NO_NESTING:
-            continue
-        if match.group(1):
-            if not open_count.get(name):
-                continue
-            while True:
-                closed = stack.pop()
-                open_count[closed] -= 1
-                if closed == name:
-                    break
-        elif not match.group(0).endswith("/>"):
-            stack.append(name)
-            open_count[name] = open_count.get(name, 0) + 1
-            deepest = max(deepest, len(stack))
-    return deepest
-
-
+@functools.lru_cache(maxsize=8)
 def exceeds_html_limits(html: str) -> bool:
-    """Tell whether ``html`` is too large or too deep for the HTML parsers."""
-    return len(html) > MAX_HTML_CHARS or nesting_depth(html) > MAX_HTML_DEPTH
+    """Tell whether ``html`` is too large or nests too deeply for the HTML parsers.
+
+    The depth is that of the tree libxml2 builds, which closes the elements whose end
+    tag HTML lets a writer leave out. The result is cached because each step of
+    reading one body asks again.
+    """
+    if len(html) > MAX_HTML_CHARS:
+        return True
+    try:
+        document = lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return False  # nothing to parse: inscriptis fails too and tags are stripped
+    return bool(_TOO_DEEP(document))
 
 
 def strip_tags(html: str) -> str:

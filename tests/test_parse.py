@@ -9,7 +9,7 @@ import pytest
 from maildesk.attachments import UniqueNames, sanitize_filename
 from maildesk.charsets import decode_bytes, decode_rfc2047, normalize_charset
 from maildesk.errors import ParseError
-from maildesk.htmltext import nesting_depth, sanitize_html, strip_tags
+from maildesk.htmltext import exceeds_html_limits, sanitize_html, strip_tags
 from maildesk.parse import clean_text, parse_message, repair_header_block, single_line
 
 
@@ -560,6 +560,15 @@ def test_parse_message_deep_html_keeps_text() -> None:
     assert len(result.notes) == 1
 
 
+def test_parse_message_deep_tables_keep_text() -> None:
+    html = "<table><tr><td>" * 100 + "Drukarka nie drukuje" + "</td></tr></table>" * 100
+
+    result = parse_message(_html_mail(html))
+
+    assert result.text.strip() == "Drukarka nie drukuje"
+    assert result.html is None
+
+
 def test_parse_message_large_html_keeps_text() -> None:
     html = "<p>Faktura <b>12/2026</b> &amp; korekta</p>" * 60_000
 
@@ -581,8 +590,17 @@ def test_parse_message_normal_html_sanitised() -> None:
     assert result.notes == ()
 
 
-def test_nesting_depth_closes_unclosed_children() -> None:
-    assert nesting_depth("<div><div><font>a<span>b</div></div><br><p>c<img src=x>") == 4
+def test_html_limits_deep_nested_tables() -> None:
+    # 100 tables hold 400 levels once the parser adds tbody, tr and td.
+    assert exceeds_html_limits("<table><tr><td>" * 100 + "x")
+
+
+def test_html_limits_unclosed_paragraph_tags() -> None:
+    assert not exceeds_html_limits("<p><b>x</p>" * 1000 + "<li>y" * 1000)
+
+
+def test_html_limits_wide_document() -> None:
+    assert not exceeds_html_limits("<div>" * 100 + "<p>x</p>" * 50_000 + "</div>" * 100)
 
 
 def test_sanitize_html_drops_too_deep_html() -> None:
