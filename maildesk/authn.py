@@ -232,10 +232,15 @@ def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy
 
     A mail with several From mailboxes fails under every policy: the desk reads the
     first, while DKIM may cover another, so no verdict names the author (RFC 7489, 6.6.1).
+    So does a mail whose address comes from Sender or Reply-To, because DMARC and a
+    submission server check the From address only.
     """
     if message.from_count > 1:
         return Verdict(False, policy,
                        f"{message.from_count} From mailboxes: the author is ambiguous")
+    if message.author_header != "From":
+        return Verdict(False, policy,
+                       f"no usable From mailbox, the address comes from {message.author_header}")
     domain = address.rpartition("@")[2].lower()
     if policy == "address_only":
         return Verdict(True, policy, "address only")

@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 _CONFIG = ParserConfig(css=CSS_PROFILES["relaxed"], display_links=True)
 
 # HTML past these limits is read by the linear fallback and not sanitised for display.
-# nh3 needs time quadratic in the nesting depth (seconds to minutes for tens of
-# thousands of open elements), and libxml2, which lxml and inscriptis use, stops
-# reading at 256 levels (lxml 6.1 with libxml2 2.14), so the rest of the text is lost.
+# nh3 needs time quadratic in the nesting depth: seconds to minutes for tens of
+# thousands of open elements. libxml2, which lxml and inscriptis use, stops reading at
+# 256 levels (lxml 6.1 with libxml2 2.14), so the rest of the text would be lost.
 MAX_HTML_CHARS = 2 * 1024 * 1024
 MAX_HTML_DEPTH = 250
 # True when some element lies MAX_HTML_DEPTH levels deep.
@@ -79,8 +79,8 @@ def exceeds_html_limits(html: str) -> bool:
     """Tell whether ``html`` is too large or nests too deeply for the HTML parsers.
 
     The depth is that of the tree libxml2 builds, which closes the elements whose end
-    tag HTML lets a writer leave out. The result is cached because each step of
-    reading one body asks again.
+    tag HTML lets a writer leave out. The result is cached because several steps of
+    reading one body check the same HTML.
     """
     if len(html) > MAX_HTML_CHARS:
         return True

@@ -135,6 +135,8 @@ class ParsedMessage:
     about what the parser left out (an attachment over the size limit, parts nested too
     deeply), already translated. ``from_count`` is the number of mailboxes in all From
     headers together: more than one makes the author ambiguous (RFC 7489, 6.6.1).
+    ``author_header`` names the header ``from_address`` was read from: From, or Sender
+    or Reply-To when no From mailbox is usable.
     """
 
     message_id: str | None
@@ -156,6 +158,7 @@ class ParsedMessage:
     defects: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     from_count: int = 1
+    author_header: str = "From"
 
     def header(self, name: str) -> str | None:
         """Return the first value of a header (case-insensitive), or None."""
@@ -325,10 +328,11 @@ def _parse(
         subject = shorten(subject, MAX_SUBJECT_CHARS)
     text = clean_text(body.text)
     reply_source = clean_text(body.reply_source)
+    author, author_header = _author(raw_headers, default_charset, hint)
     return ParsedMessage(
         message_id=message_id,
         subject=subject,
-        from_address=_author(raw_headers, default_charset, hint),
+        from_address=author,
         to=_addresses(raw_headers, "To", default_charset, hint),
         cc=_addresses(raw_headers, "Cc", default_charset, hint),
         reply_to=_addresses(raw_headers, "Reply-To", default_charset, hint),
@@ -347,6 +351,7 @@ def _parse(
         ),
         notes=tuple(notes),
         from_count=_mailbox_count(raw_headers, "From"),
+        author_header=author_header,
     )
 
 
@@ -443,17 +448,18 @@ def _mailbox_count(headers: list[tuple[str, str]], name: str) -> int:
 
 def _author(
     headers: list[tuple[str, str]], default_charset: str, hint: str | None
-) -> Address | None:
+) -> tuple[Address | None, str]:
     """Return the first From mailbox; without a usable From, Sender, then Reply-To.
 
     Some bulk mailers and broken gateways send no From at all, or ``From: "Name" <>``;
-    the mailbox that replies would reach is the best requester there is.
+    the mailbox that replies would reach is the best requester there is. The name of
+    the header it came from is returned with it.
     """
     for name in ("From", "Sender", "Reply-To"):
         found = _addresses(headers, name, default_charset, hint)
         if found:
-            return found[0]
-    return None
+            return found[0], name
+    return None, "From"
 
 
 def _parse_date(value: str | None) -> datetime | None:

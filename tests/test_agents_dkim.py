@@ -392,17 +392,31 @@ def test_dkim_policy_two_from_headers_held(tmp_path: Path, database_url: str,
 # --------------------------------------------------------------------------- encoded address
 
 
-def test_encoded_word_agent_address_quarantined(tmp_path: Path, database_url: str) -> None:
-    desk, ticket, ack = two_from_desk(tmp_path, database_url)
-    raw = agent_raw(in_reply_to=ack, headers={"Authentication-Results": PASS})
-    # Replaced in the bytes: the mail builder would decode the encoded word itself.
+def with_encoded_from(raw: bytes) -> bytes:
+    """Replace the From line in the bytes: the mail builder would decode the word itself."""
     head, separator, body = raw.partition(b"\r\n\r\n")
     lines = [line for line in head.split(b"\r\n") if not line.startswith(b"From:")]
-    raw = b"\r\n".join([b"From: =?utf-8?q?marek.zielinski=40example.com?=", *lines])
-    raw += separator + body
+    encoded = b"From: =?utf-8?q?marek.zielinski=40example.com?="
+    return b"\r\n".join([encoded, *lines]) + separator + body
+
+
+def test_encoded_word_agent_address_quarantined(tmp_path: Path, database_url: str) -> None:
+    desk, ticket, ack = two_from_desk(tmp_path, database_url)
+    raw = with_encoded_from(agent_raw(in_reply_to=ack, headers={"Authentication-Results": PASS}))
 
     outcome = pipeline.process(desk, raw, "test:agent")
 
     assert outcome.action == "quarantined"
     assert models.Ticket.get_by_id(ticket.id).status == "new"
     assert models.Message.select().where(models.Message.ticket == ticket).count() == 1
+
+
+def test_agent_address_from_reply_to_held(tmp_path: Path, database_url: str) -> None:
+    desk, ticket, ack = two_from_desk(tmp_path, database_url)
+    # A colleague's server signs for example.com but checks only the From it can read.
+    raw = with_encoded_from(agent_raw(in_reply_to=ack, headers={
+        "Authentication-Results": PASS, "Reply-To": MAREK}))
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert_held_for_marek(ticket)

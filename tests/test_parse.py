@@ -679,3 +679,14 @@ def test_parse_message_from_count(headers: str, count: int) -> None:
     raw = (headers + "Subject: x\r\n\r\nhi\r\n").encode()
 
     assert parse_message(raw).from_count == count
+
+
+@pytest.mark.parametrize(("headers", "author_header"), [
+    ("From: a@example.org\r\nReply-To: b@example.org\r\n", "From"),
+    ("From: =?utf-8?q?a=40example.org?=\r\nReply-To: b@example.org\r\n", "Reply-To"),
+    ("Sender: a@example.org\r\n", "Sender"),
+], ids=["from", "unusable-from", "no-from"])
+def test_parse_message_author_header(headers: str, author_header: str) -> None:
+    result = parse_message((headers + "Subject: x\r\n\r\nhi\r\n").encode())
+
+    assert result.author_header == author_header
