@@ -32,7 +32,8 @@ def _service_levels(database: pw.Database) -> None:
 
     A database created by migration 1 from today's models has the columns already.
     """
-    from playhouse.migrate import SchemaMigrator, migrate as run
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run
 
     table = models.Ticket._meta.table_name
     existing = {column.name for column in database.get_columns(table)}
