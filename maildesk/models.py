@@ -101,6 +101,7 @@ class Ticket(BaseModel):
 
     if TYPE_CHECKING:  # attributes that peewee adds at run time
         linked_ticket_id: int | None
+        requester_id: int
         messages: Any
         events: Any
         participants: Any
@@ -141,6 +142,9 @@ class Message(BaseModel):
     raw_sha256 = pw.CharField(max_length=64, null=True)
     sent_date = pw.DateTimeField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
+
+    if TYPE_CHECKING:
+        ticket_id: int
 
 
 class MessageReference(BaseModel):
