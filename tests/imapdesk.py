@@ -25,6 +25,7 @@ def imap_overrides(account: Any, smtp: Any, **source: Any) -> dict[str, Any]:
 def imap_desk(tmp_path: Path, database_url: str, account: Any, smtp: Any, monkeypatch: Any,
               **source: Any) -> Desk:
     monkeypatch.setenv("MAILDESK_TEST_IMAP_PASSWORD", account.password)
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")  # tests match the English messages
     return make_desk(tmp_path, database_url, **imap_overrides(account, smtp, **source))
 
 

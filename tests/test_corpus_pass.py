@@ -55,14 +55,15 @@ def corpus_mails(shared_dir: Path) -> list[tuple[str, bytes]]:
 
 
 def expected_duplicates(mails: list[tuple[str, bytes]]) -> int:
-    keys = Counter()
+    """Count the mails whose dedupe key (sender and Message-ID) came earlier in the list."""
+    keys: Counter[str] = Counter()
     for _name, raw in mails:
         try:
             parsed = parse_message(raw)
         except ParseError:
             continue
         if parsed.message_id:
-            keys[parsed.message_id] += 1
+            keys[pipeline.dedupe_key(parsed, "")] += 1
     return sum(count - 1 for count in keys.values())
 
 
