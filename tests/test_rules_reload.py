@@ -45,6 +45,7 @@ def test_watcher_keeps_last_good_rules_on_broken_file(tmp_path, caplog):
     good = watcher.current
 
     rules_file.write_text(BROKEN_RULE)
+    caplog.clear()  # the constructor's INFO line, captured when an earlier test set INFO
     with caplog.at_level(logging.WARNING, logger="maildesk.rules.loader"):
         errors = watcher.check_for_changes()
 
@@ -152,6 +153,7 @@ def test_watcher_logs_reload_at_info(tmp_path, caplog):
     (tmp_path / "10-vpn.yaml").write_text(VPN_RULE)
     watcher = RulesWatcher(tmp_path, ENVIRONMENT)
     (tmp_path / "20-more.yaml").write_text("- {name: more, then: {tags: [x]}}\n")
+    caplog.clear()
 
     with caplog.at_level(logging.INFO, logger="maildesk.rules.loader"):
         watcher.check_for_changes()
