@@ -176,3 +176,13 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} does not exist; these tests need the shared mail corpora")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """Undo the stderr handler and INFO level that a CLI call installs on the root logger."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
