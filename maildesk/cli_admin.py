@@ -71,6 +71,7 @@ def _action_label(action: str) -> str:
         "follow_up_ticket_opened": _("follow-up ticket opened"),
         "thread_link_rejected": _("mail not linked to this ticket"),
         "participants_limited": _("only some addresses became participants"),
+        "repeated_text_ignored": _("a repeated text treated as an automatic reply"),
         "bounce_recorded": _("bounce recorded"),
         "automatic_mail_limited": _("automatic mail held back by the hourly limit"),
         "quarantined": _("quarantined"),
@@ -178,7 +179,8 @@ def _reason_text(action: str, reason: Any) -> str:
     """Return an event's reason for the admin, leaving out English codes the label covers."""
     if not reason or not isinstance(reason, str):
         return ""
-    if action in ("created", "command_like_text_ignored", "participants_limited"):
+    if action in ("created", "command_like_text_ignored", "participants_limited",
+                  "repeated_text_ignored"):
         return ""
     codes = {"thanks": _("a short thanks")}
     return codes.get(reason, reason)

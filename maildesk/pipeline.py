@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 # acknowledgement, look like two auto-responders answering each other.
 LOOP_WINDOW = timedelta(minutes=10)
 LOOP_TICKETS = 2
+# A follow-up that repeats, word for word, a text of at least this many characters that
+# its sender sent to the same ticket within the window counts as an automatic reply.
+REPEAT_MIN_LENGTH = 15
+REPEAT_WINDOW = timedelta(days=1)
 # The header block of an oversized mail is read only up to this many bytes.
 HEADER_LIMIT = 256 * 1024
 
@@ -113,6 +117,22 @@ def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
     return None
 
 
+def _repeats_recent_text(ticket: models.Ticket, message: ParsedMessage) -> bool:
+    """Return whether the sender sent this very text to the ticket in the last day."""
+    text = message.reply_text.strip()
+    if len(text) < REPEAT_MIN_LENGTH or message.from_address is None:
+        return False
+    since = models.utcnow() - REPEAT_WINDOW
+    return bool(
+        models.Message.select()
+        .where(models.Message.ticket == ticket,
+               models.Message.author == message.from_address.normalized,
+               models.Message.created_at >= since,
+               models.Message.reply_text == message.reply_text)
+        .exists()
+    )
+
+
 def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
     from maildesk.notify import choose_language
     from maildesk.rules.language import detect_language
@@ -175,6 +195,13 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
                         reason=f"feedback on closed ticket {ticket.id}", **base)
     if ticket is not None and not (ticket.status == "closed" and not automatic):
         entry_kind = _entry_kind(follow_up, automatic)
+        if entry_kind != "auto_reply" and _repeats_recent_text(ticket, message):
+            # Responders that omit Auto-Submitted send the same text every time; treating
+            # the repeat as an automatic reply ends loops with agents and other desks.
+            entry_kind = "auto_reply"
+            events.append((ticket.id, "repeated_text_ignored", {
+                "reason": "the sender sent the same text to this ticket within a day",
+                "message_id": message.message_id}))
         routing = None
         if entry_kind == "customer":
             routing = evaluate_followup(rules, message, received_at or datetime.now(UTC))

@@ -121,3 +121,22 @@ def test_lost_postgresql_connection_reconnects(tmp_path: Path, database_url: str
     outcome = pipeline.process(desk, mail(), "test:1")
 
     assert outcome.action == "create"
+
+
+def test_repeated_text_counts_as_automatic_reply(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    created = pipeline.process(desk, mail(), "test:1")
+    vacation = "Jestem na urlopie do 14 grudnia, w pilnych sprawach dzwoń do sekretariatu."
+
+    first = pipeline.process(desk, mail(subject=f"Re: [#{created.ticket}] Drukarka",
+                                        message_id="<v1@example.org>", body=vacation), "test:2")
+    second = pipeline.process(desk, mail(subject=f"Re: [#{created.ticket}] Drukarka",
+                                         message_id="<v2@example.org>", body=vacation), "test:3")
+
+    entries = list(models.Message.select().where(models.Message.ticket == created.ticket)
+                   .order_by(models.Message.id))
+    assert first.action == "append"
+    assert second.action == "append"
+    assert [entry.kind for entry in entries] == ["customer", "customer", "auto_reply"]
+    assert second.queued == ()
+    assert models.Event.select().where(models.Event.action == "repeated_text_ignored").count() == 1
