@@ -1,8 +1,8 @@
 """Quarantine: mail that could not be processed is kept with its error, never dropped.
 
 The raw bytes are already in the raw store when a mail reaches quarantine; the row here
-records why, and the admins get one notice per mail. ``release`` processes the mail again
-once the cause is fixed (``maildesk quarantine retry``).
+records why, and the admins get one notice per mail. ``maildesk quarantine retry`` processes the
+mail again once the cause is fixed.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def evaluate_followup(rules: Any, message: Any, received_at: datetime) -> Any:
 
 def apply_routing(desk: Desk, ticket: models.Ticket, routing: Any, at: datetime,
                   message_id: str | None) -> list[QueuedMail]:
-    """Change the ticket as the matched follow-up rules say; return the mail to send.
+    """Change the ticket as the matched follow-up rules set it; return the mail to send.
 
     A change the lifecycle rejects (an unknown group, a closed ticket) is recorded as an
     event and logged, and the rest still applies: the mail itself is never lost over it.
@@ -54,14 +54,14 @@ def apply_routing(desk: Desk, ticket: models.Ticket, routing: Any, at: datetime,
                                             ticket_type=routing.type,
                                             category=routing.category)),
     ]
-    wanted = {
+    needed = {
         "group": routing.group is not None and routing.group != ticket.group,
         "assignee": routing.assignee is not None and routing.assignee != ticket.assignee,
         "priority": routing.impact is not None or routing.urgency is not None,
         "type": routing.type is not None or routing.category is not None,
     }
     for name, step in steps:
-        if not wanted[name]:
+        if not needed[name]:
             continue
         try:
             step()

@@ -39,7 +39,7 @@ MAX_NEW_PARTICIPANTS = 20
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one incoming mail."""
+    """The result of processing one incoming mail."""
 
     action: str
     ticket: int | None = None

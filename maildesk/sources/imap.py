@@ -34,7 +34,7 @@ CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOF
 
 
 def _server_text(error: Exception) -> str:
-    """Return the server's answer of an imapclient error as text, not as bytes' repr."""
+    """Return the server's response in an imapclient error as text, not as a bytes repr."""
     text = str(error)
     if text.startswith(("b'", 'b"')):
         text = text[2:-1]
