@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--engine", default="sqlite", choices=("sqlite", "postgresql"))
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=3600,
-                        help="give up on one drain after this many seconds (default: 3600)")
+    parser.add_argument("--timeout", type=float, default=10800,
+                        help="give up on one drain after this many seconds (default: 10800)")
     arguments = parser.parse_args()
 
     common.exit_on_sigterm()
