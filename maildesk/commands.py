@@ -501,42 +501,13 @@ def field_label(name: str, language: str) -> str:
     return gettext_for(language).gettext(FIELD_LABELS.get(name, name))
 
 
-def apply_status_change(ticket: models.Ticket, new_status: str, actor: str,
-                        at: datetime | None = None) -> Change:
-    """Set the ticket's status with its time stamps and one audit event; return the change.
-
-    NOTE: this is the single place a mail command changes a status, so the lifecycle
-    state machine can take it over without touching the callers.
-    """
-    from maildesk.tickets import record_event
-
-    at = at or utcnow()
-    old = ticket.status
-    ticket.status = new_status
-    if new_status == "resolved":
-        ticket.resolved_at = at
-    elif new_status == "closed":
-        ticket.closed_at = at
-        ticket.resolved_at = ticket.resolved_at or at
-    else:
-        ticket.resolved_at = None
-        ticket.closed_at = None
-    ticket.updated_at = at
-    ticket.save(only=[models.Ticket.status, models.Ticket.resolved_at, models.Ticket.closed_at,
-                      models.Ticket.updated_at])
-    record_event(ticket, actor, "status_changed", {"field": "status"}, before=old, after=new_status)
-    logger.info(_("ticket {ticket}: status {old} -> {new} by {actor}").format(
-        ticket=ticket.id, old=old, new=new_status, actor=actor))
-    return ("status", old, new_status)
-
-
-def apply_changes(ticket: models.Ticket, changes: tuple[Change, ...], actor: str,
+def apply_changes(desk: Any, ticket: models.Ticket, changes: tuple[Change, ...], actor: str,
                   at: datetime | None = None, detail: dict[str, Any] | None = None,
-                  desk: Any = None, notify_requester: bool = False) -> None:
+                  notify_requester: bool = False) -> None:
     """Write validated changes to the ticket, one audit event each (caller's transaction).
 
-    With ``desk``, a status change goes through the lifecycle state machine, which steps
-    the SLA clock and, when ``notify_requester`` is set, sends the status notice.
+    A status change goes through the lifecycle state machine, which steps the SLA clock
+    and, when ``notify_requester`` is set, sends the status notice.
     """
     from maildesk.tickets import record_event
 
@@ -557,9 +528,6 @@ def apply_changes(ticket: models.Ticket, changes: tuple[Change, ...], actor: str
     for name, _old, new in changes:
         if name != "status":
             continue
-        if desk is None:
-            apply_status_change(ticket, new, actor, at)
-            continue
         from maildesk import lifecycle
 
         lifecycle.transition(desk, ticket, new, actor, lifecycle.Source.AGENT_COMMAND,
@@ -578,7 +546,6 @@ __all__ = [
     "Directory",
     "Problem",
     "apply_changes",
-    "apply_status_change",
     "field_label",
     "fold",
     "label",

@@ -264,11 +264,11 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         # A relayed reply tells the user about a new status itself (agent_reply shows it),
         # so the separate status notice goes out only for a mail of bare commands.
         relayed = bool(plan.body) and plan.kind != "internal_note"
-        apply_changes(ticket, plan.plan.changes, plan.login, detail={
+        apply_changes(desk, ticket, plan.plan.changes, plan.login, detail={
             "message_id": message_id, "via": "mail",
             **({"reason": plan.plan.reasons["escalation"]}
                if "escalation" in plan.plan.reasons else {})},
-            desk=desk, notify_requester=not relayed)
+            notify_requester=not relayed)
     if plan.block.actions:
         mail = _queue_confirmation(desk, ticket, decision, plan)
         if mail:

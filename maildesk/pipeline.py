@@ -32,6 +32,7 @@ from maildesk.logcontext import mail_context
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.quarantine import is_quarantined, quarantine
 from maildesk.rerouting import evaluate_followup
+from maildesk.rules.conditions import in_address_list
 from maildesk.servicehooks import is_feedback_on_closed
 from maildesk.subjects import strip_reply_prefixes
 from maildesk.tickets import Outcome, apply, is_duplicate
@@ -56,19 +57,6 @@ class MessageTooLargeError(MaildeskError):
 
 class MissingSenderError(MaildeskError):
     """The mail has no From address; it goes to quarantine for an admin to look at."""
-
-
-def is_blocked(address: str, patterns: tuple[str, ...]) -> bool:
-    """Return whether an address matches a blocked address or @domain (with subdomains)."""
-    address = address.lower()
-    domain = address.rpartition("@")[2]
-    for pattern in patterns:
-        if pattern.startswith("@"):
-            if domain == pattern[1:] or domain.endswith("." + pattern[1:]):
-                return True
-        elif address == pattern:
-            return True
-    return False
 
 
 def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
@@ -173,7 +161,7 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
                                    "requester to open a ticket for or to answer"))
 
     sender_address = message.from_address.normalized if message.from_address else ""
-    if is_blocked(sender_address, desk.config.desk.blocked_senders):
+    if in_address_list(sender_address, desk.config.desk.blocked_senders):
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
         return Decision(Action.IGNORE, follow_up=none, reason=f"sender {sender_address} blocked",
                         rejection=None if classification.is_automatic else "rejection_blocked",

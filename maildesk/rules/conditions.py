@@ -83,6 +83,19 @@ def in_domain(value: str, domain: str) -> bool:
     return candidate == parent or candidate.endswith("." + parent)
 
 
+def in_address_list(address: str, entries: tuple[str, ...] | list[str]) -> bool:
+    """Return whether an address is one of ``entries`` or lies in one of its ``@domain``s."""
+    address = address.strip().casefold()
+    for entry in entries:
+        entry = entry.strip().casefold()
+        if entry.startswith("@"):
+            if in_domain(address, entry[1:]):
+                return True
+        elif entry == address:
+            return True
+    return False
+
+
 def snippet(text: str, start: int = 0, end: int = 0) -> str:
     """Shorten a value for the trace, keeping the matched part ``text[start:end]`` visible."""
     if len(text) <= _SNIPPET_LENGTH:
@@ -170,15 +183,7 @@ class MailFacts:
         if sender is None:
             return False
 
-        address = sender.normalized.casefold()
-        for entry in self.environment.vip:
-            entry = entry.strip().casefold()
-            if entry.startswith("@"):
-                if in_domain(address, entry[1:]):
-                    return True
-            elif entry == address:
-                return True
-        return False
+        return in_address_list(sender.normalized, self.environment.vip)
 
 
 @dataclass(frozen=True)
