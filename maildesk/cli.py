@@ -31,7 +31,7 @@ EX_CONFIG = 78
 
 @dataclass
 class App:
-    """What subcommands share: the config path and, once opened, the desk."""
+    """The state subcommands share: the config path and, once opened, the desk."""
 
     config_path: Path
     _desk: object | None = field(default=None, repr=False)

@@ -361,7 +361,9 @@ def load_config(path: Path) -> Config:
     storage_path = root.path("storage", "data", base)
     templates_path = root.path("templates", "templates", base)
     rules_path = root.path("rules", "rules", base)
-    assert storage_path and templates_path and rules_path
+    assert storage_path is not None
+    assert templates_path is not None
+    assert rules_path is not None
     smtp = _smtp(_Section(root.get("smtp"), "smtp", document, "smtp"), base)
     source = _source(root.get("source"), document, base)
     groups = _groups(root.get("groups"), document)

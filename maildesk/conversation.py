@@ -261,8 +261,8 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
 
     queued: list[QueuedMail] = []
     if plan.plan.changes:
-        # A relayed reply tells the user about a new status itself (agent_reply shows it),
-        # so the separate status notice goes out only for a mail of bare commands.
+        # A relayed reply shows the new status itself (see agent_reply.j2), so the separate
+        # status notice goes out only for a mail of bare commands.
         relayed = bool(plan.body) and plan.kind != "internal_note"
         apply_changes(desk, ticket, plan.plan.changes, plan.login, detail={
             "message_id": message_id, "via": "mail",
