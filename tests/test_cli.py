@@ -184,6 +184,7 @@ def test_cli_root_help_in_polish() -> None:
 
 _EVENT_ACTION = re.compile(
     r'(?:record_event|_record)\(\s*[^,()]+,\s*[^,()]+,\s*"([a-z_]+)"'
+    r'(?: if \w+ else "([a-z_]+)")?'
     r'|action="([a-z_]+)"'
     r'|\(\w+(?:\.id)?, "([a-z_]+)", \{'
 )
@@ -199,7 +200,7 @@ def test_audit_labels_cover_event_actions() -> None:
     for source in package.rglob("*.py"):
         text = source.read_text(encoding="utf-8")
         for match in _EVENT_ACTION.finditer(text):
-            actions.add(next(group for group in match.groups() if group))
+            actions.update(group for group in match.groups() if group)
         actions |= {f"sla_{kind}" for kind in _SLA_TRANSITION.findall(text)}
     previous = current_language()
     set_language("pl")
