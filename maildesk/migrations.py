@@ -58,11 +58,34 @@ def _outbox_created_index(database: pw.Database) -> None:
         f'CREATE INDEX IF NOT EXISTS "{table}_created_at" ON "{table}" ("created_at")')
 
 
+def _automatic_mail_recipients(database: pw.Database) -> None:
+    """Add AutomaticMailRecipient and fill it from the automatic mail of the last day.
+
+    The per-address limit counts the last hour, so a day of history keeps it exact
+    across the upgrade.
+    """
+    from datetime import timedelta
+
+    database.create_tables([models.AutomaticMailRecipient], safe=True)
+    since = models.utcnow() - timedelta(days=1)
+    rows = (models.Outbox.select(models.Outbox.id, models.Outbox.recipients,
+                                 models.Outbox.created_at)
+            .where(models.Outbox.automatic == True,  # noqa: E712 (peewee expression)
+                   models.Outbox.created_at >= since))
+    backfill = [
+        {"outbox": row.id, "address": address, "created_at": row.created_at}
+        for row in rows for address in row.recipients.split()
+    ]
+    for start in range(0, len(backfill), 500):
+        models.AutomaticMailRecipient.insert_many(backfill[start:start + 500]).execute()
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "agents and groups", _agents_and_groups),
     (3, "service levels: scheduler due times, satisfaction", _service_levels),
     (4, "outbox index on creation time", _outbox_created_index),
+    (5, "recipients of automatic mail, for the per-address limit", _automatic_mail_recipients),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

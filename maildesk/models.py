@@ -212,6 +212,22 @@ class Outbox(BaseModel):
         ticket_id: int | None
 
 
+class AutomaticMailRecipient(BaseModel):
+    """One recipient of one automatic outbox mail: the per-address hourly limit counts these.
+
+    Agents and admins, whom the limit exempts, are not recorded. Counting here is an
+    index range scan on (address, created_at), where counting outbox rows would read
+    every automatic mail of the hour.
+    """
+
+    outbox = pw.ForeignKeyField(Outbox, backref="automatic_recipients", on_delete="CASCADE")
+    address = pw.CharField(max_length=320)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("address", "created_at"), False),)
+
+
 class ProcessedMessage(BaseModel):
     """The dedupe record of an incoming mail: Message-ID, else sha256 of the raw bytes."""
 
@@ -309,6 +325,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Attachment,
     Event,
     Outbox,
+    AutomaticMailRecipient,
     ProcessedMessage,
     Quarantine,
     MailboxState,

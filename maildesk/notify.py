@@ -187,12 +187,9 @@ def is_machine_address(address: str) -> bool:
 def _recently_sent_automatic(address: str, window: timedelta = ADDRESS_LIMIT_WINDOW) -> int:
     since = utcnow() - window
     return (
-        models.Outbox.select()
-        .where(
-            models.Outbox.automatic == True,  # noqa: E712 (peewee expression)
-            models.Outbox.recipients.contains(f" {address} "),
-            models.Outbox.created_at >= since,
-        )
+        models.AutomaticMailRecipient.select()
+        .where(models.AutomaticMailRecipient.address == address,
+               models.AutomaticMailRecipient.created_at >= since)
         .count()
     )
 
@@ -426,6 +423,10 @@ def queue_mail(
         automatic=automatic,
         raw=message.as_bytes(),
     )
+    limited = [a for a in recipients if not _exempt_from_address_limit(desk, a)]
+    if automatic and limited:
+        models.AutomaticMailRecipient.insert_many(
+            [{"outbox": row.id, "address": address} for address in limited]).execute()
     if ticket is not None:
         models.MessageReference.create(
             message_id=message_id, ticket=ticket, direction="out",

@@ -1,0 +1,54 @@
+"""Schema migrations upgrade a database of an earlier release in place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from maildesk import migrations, models
+from maildesk.models import utcnow
+
+
+def downgrade_to_version_4(database) -> None:
+    """Turn a current database into what release 4 had: no AutomaticMailRecipient table."""
+    database.drop_tables([models.AutomaticMailRecipient])
+    models.SchemaVersion.delete().execute()
+    models.SchemaVersion.create(version=4)
+
+
+def outbox_row(number: int, recipients: str, *, automatic: bool = True,
+               age: timedelta = timedelta(minutes=5)) -> models.Outbox:
+    return models.Outbox.create(
+        kind="ack", message_id=f"<ack.{number}@maildesk.example.com>",
+        sender="helpdesk@example.com", recipients=recipients, automatic=automatic,
+        raw=b"x", created_at=utcnow() - age)
+
+
+def test_migrations_backfill_automatic_recipients(database_url: str) -> None:
+    database = models.open_database(database_url)
+    downgrade_to_version_4(database)
+    outbox_row(1, " zofia@example.org ")
+    outbox_row(2, " zofia@example.org jan@example.org ")
+    outbox_row(3, " zofia@example.org ", automatic=False)
+    outbox_row(4, " zofia@example.org ", age=timedelta(days=3))
+
+    version = migrations.migrate(database)
+
+    assert version == migrations.LATEST_VERSION
+    rows = models.AutomaticMailRecipient.select().order_by(
+        models.AutomaticMailRecipient.outbox, models.AutomaticMailRecipient.address)
+    assert [(row.outbox.message_id, row.address) for row in rows] == [
+        ("<ack.1@maildesk.example.com>", "zofia@example.org"),
+        ("<ack.2@maildesk.example.com>", "jan@example.org"),
+        ("<ack.2@maildesk.example.com>", "zofia@example.org"),
+    ]
+    database.close()
+
+
+def test_migrations_are_idempotent(database_url: str) -> None:
+    database = models.open_database(database_url)
+
+    again = migrations.migrate(database)
+
+    assert again == migrations.LATEST_VERSION
+    assert models.SchemaVersion.select().count() == 1
+    database.close()
