@@ -16,6 +16,7 @@ does not stop the mail, because the last good version stays in use.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -178,6 +179,7 @@ class Templates:
         self.default_language = default_language
         self.timezone = ZoneInfo(timezone)
         self._cache: dict[tuple[str, str], _Compiled] = {}
+        self._shared_listing: tuple[tuple[tuple[str, int], ...], list[Path]] | None = None
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -271,8 +273,22 @@ class Templates:
 
     def _files(self, language: str, name: str) -> list[Path]:
         """Return the files one template may read: itself and every shared ``_*.j2`` file."""
-        shared = sorted(self.root.glob("*/_*.j2"))
-        return [self.root / language / f"{name}.j2", *shared]
+        return [self.root / language / f"{name}.j2", *self._shared_files()]
+
+    def _shared_files(self) -> list[Path]:
+        """Return the shared ``_*.j2`` files, listed again only when a folder changed.
+
+        Adding, removing or renaming a file changes its folder's modification time, so
+        one stat per folder replaces a glob on every render.
+        """
+        try:
+            folders = tuple((entry.name, entry.stat().st_mtime_ns)
+                            for entry in os.scandir(self.root) if entry.is_dir())
+        except OSError:
+            folders = ()
+        if self._shared_listing is None or self._shared_listing[0] != folders:
+            self._shared_listing = (folders, sorted(self.root.glob("*/_*.j2")))
+        return self._shared_listing[1]
 
     @staticmethod
     def _signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
