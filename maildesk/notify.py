@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from maildesk import models
+from maildesk import models, statements
 from maildesk.desk import Desk
 from maildesk.i18n import LANGUAGES, _, normalize_language
 from maildesk.mailbuild import OutgoingAttachment, Recipient, build_message, new_message_id
@@ -227,7 +227,7 @@ def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
         address = address.strip().lower()
         if not address or address in desk.own_addresses or address in allowed:
             continue
-        contact = models.Contact.get_or_none(models.Contact.address == address)
+        contact = statements.first(models.Contact, address=address)
         if contact is not None and contact.bounced_at is not None:
             logger.info(_("not writing to {address}: it bounced earlier").format(address=address))
             continue
@@ -413,7 +413,8 @@ def queue_mail(
         attachments=attachments,
     )
     recipients = [r.address.strip().lower() for r in (*to, *cc)]
-    row = models.Outbox.create(
+    row = statements.insert(
+        models.Outbox,
         ticket=ticket,
         kind=kind,
         message_id=message_id,
@@ -428,8 +429,8 @@ def queue_mail(
         models.AutomaticMailRecipient.insert_many(
             [{"outbox": row.id, "address": address} for address in limited]).execute()
     if ticket is not None:
-        models.MessageReference.create(
-            message_id=message_id, ticket=ticket, direction="out",
+        statements.insert(
+            models.MessageReference, message_id=message_id, ticket=ticket, direction="out",
             kind=kind[:20], recipients=" ".join(recipients),
         )
     logger.debug("queued %s for ticket %s as %s", template, ticket.id if ticket else "-",

@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee as pw
 
-from maildesk import conversation, faults, models
+from maildesk import conversation, faults, models, statements
 from maildesk.classify import MailKind, classify
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
@@ -126,7 +126,7 @@ def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
     from maildesk.rules.language import detect_language
 
     sender = message.from_address.normalized if message.from_address else ""
-    contact = models.Contact.get_or_none(models.Contact.address == sender)
+    contact = statements.first(models.Contact, address=sender)
     detected, _source = detect_language(message)
     return choose_language(desk, contact_language=contact.language if contact else None,
                            rule_language=routing.language if routing is not None else None,

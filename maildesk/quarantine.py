@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import traceback as traceback_module
 
-from maildesk import models
+from maildesk import models, statements
 from maildesk.desk import Desk
 from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
@@ -98,8 +98,7 @@ def _mark_processed(raw_sha256: str, source: str) -> None:
 
 
 def is_quarantined(raw_sha256: str) -> bool:
-    return models.ProcessedMessage.select().where(
-        models.ProcessedMessage.dedupe_key == f"quarantine:{raw_sha256}").exists()
+    return statements.exists(models.ProcessedMessage, dedupe_key=f"quarantine:{raw_sha256}")
 
 
 def forget(raw_sha256: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import peewee as pw
 
-from maildesk import bounces, models
+from maildesk import bounces, models, statements
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
@@ -50,10 +50,17 @@ class Outcome:
 def upsert_contact(address: Address) -> models.Contact:
     """Return the contact for an address, creating it or filling in a missing name."""
     normalized = address.normalized
-    contact, created = models.Contact.get_or_create(
-        address=normalized, defaults={"name": address.name[:200]}
-    )
-    if not created and not contact.name and address.name:
+    contact = statements.first(models.Contact, address=normalized)
+    if contact is None:
+        try:
+            # A savepoint, so another process creating the same contact first costs only
+            # this insert, not the whole mail's transaction.
+            with database_proxy.atomic():
+                return statements.insert(models.Contact, address=normalized,
+                                         name=address.name[:200])
+        except pw.IntegrityError:
+            contact = models.Contact.get(models.Contact.address == normalized)
+    if not contact.name and address.name:
         contact.name = address.name[:200]
         contact.save()
     return contact
@@ -62,7 +69,8 @@ def upsert_contact(address: Address) -> models.Contact:
 def record_event(ticket: models.Ticket | int | None, actor: str, action: str,
                  detail: dict[str, Any] | None = None, before: Any = None,
                  after: Any = None) -> models.Event:
-    return models.Event.create(
+    return statements.insert(
+        models.Event,
         ticket=ticket,
         actor=actor,
         action=action,
@@ -95,7 +103,8 @@ def _clip(value: str | None, length: int) -> str | None:
 def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> models.Message:
     message = decision.message
     sender = message.from_address
-    entry = models.Message.create(
+    entry = statements.insert(
+        models.Message,
         ticket=ticket,
         direction="in",
         kind=decision.entry_kind,
@@ -111,8 +120,8 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
         sent_date=to_utc(message.date) if message.date else None,
     )
     for part, sha256 in zip(message.attachments, hashes, strict=True):
-        models.Attachment.create(
-            message=entry, filename=_clip(part.filename, 255),
+        statements.insert(
+            models.Attachment, message=entry, filename=_clip(part.filename, 255),
             content_type=_clip(clean_text(part.content_type), 255) or "application/octet-stream",
             size=part.size, sha256=sha256, content_id=_clip(part.content_id, 998),
             inline=part.inline,
@@ -122,8 +131,8 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
         recipients = {a.normalized for a in (*message.to, *message.cc)}
         if sender:
             recipients.add(sender.normalized)
-        models.MessageReference.create(
-            message_id=message.message_id, ticket=ticket, direction="in",
+        statements.insert(
+            models.MessageReference, message_id=message.message_id, ticket=ticket, direction="in",
             kind=decision.entry_kind, recipients=" ".join(sorted(recipients)),
         )
     return entry
@@ -177,7 +186,7 @@ def _create_ticket(desk: Desk, decision: Decision, contact: models.Contact) -> m
             values["tags"] = " ".join(routing.tags)
     if values.get("assignee"):
         values["status"] = "assigned"
-    ticket = models.Ticket.create(**values)
+    ticket = statements.insert(models.Ticket, **values)
     if contact.language is None and decision.language:
         contact.language = decision.language
         contact.save()
@@ -286,7 +295,8 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                     queued.append(mail)
         queued.extend(alert_on_loop_events(desk, decision))
 
-        models.ProcessedMessage.create(
+        statements.insert(
+            models.ProcessedMessage,
             dedupe_key=decision.dedupe_key,
             raw_sha256=decision.raw_sha256,
             source=decision.source[:200],
@@ -306,8 +316,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
 
 
 def is_duplicate(dedupe_key: str) -> bool:
-    return models.ProcessedMessage.select().where(
-        models.ProcessedMessage.dedupe_key == dedupe_key).exists()
+    return statements.exists(models.ProcessedMessage, dedupe_key=dedupe_key)
 
 
 __all__ = ["Outcome", "apply", "is_duplicate", "record_event", "upsert_contact", "pw"]

@@ -1,0 +1,92 @@
+"""Cached statements read and write the same rows as peewee's own queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import peewee as pw
+import pytest
+
+from maildesk import models, statements
+
+
+@pytest.fixture
+def database(database_url: str):
+    database = models.open_database(database_url)
+    yield database
+    database.close()
+
+
+def test_statements_insert_applies_defaults(database) -> None:
+    contact = statements.insert(models.Contact, address="zofia@example.org", name="Zofia")
+
+    stored = models.Contact.get_by_id(contact.id)
+
+    assert contact.id is not None
+    assert stored.address == "zofia@example.org"
+    assert stored.name == "Zofia"
+    assert isinstance(stored.created_at, datetime)
+    assert stored.created_at == contact.created_at
+    assert stored.language is None
+
+
+def test_statements_insert_converts_foreign_keys_and_blobs(database) -> None:
+    contact = statements.insert(models.Contact, address="jan@example.org")
+    ticket = statements.insert(models.Ticket, subject="Drukarka", requester=contact)
+    outbox = statements.insert(models.Outbox, ticket=ticket, kind="ack",
+                               message_id="<ack.1@maildesk.example.com>",
+                               sender="helpdesk@example.com", recipients=" jan@example.org ",
+                               raw=b"\x00\xffraw")
+
+    stored = models.Outbox.get_by_id(outbox.id)
+
+    assert stored.ticket_id == ticket.id
+    assert bytes(stored.raw) == b"\x00\xffraw"
+    assert stored.automatic is True
+    assert models.Ticket.get_by_id(ticket.id).requester.address == "jan@example.org"
+    assert ticket.requester.address == "jan@example.org"
+
+
+def test_statements_insert_ids_increase(database) -> None:
+    first = statements.insert(models.Event, actor="maildesk", action="a")
+    second = statements.insert(models.Event, actor="maildesk", action="b")
+
+    assert second.id == first.id + 1
+    assert models.Event.get_by_id(second.id).action == "b"
+
+
+def test_statements_insert_raises_integrity_error(database) -> None:
+    statements.insert(models.ProcessedMessage, dedupe_key="k", raw_sha256="0" * 64,
+                      source="test", outcome="create")
+
+    with pytest.raises(pw.IntegrityError), models.database_proxy.atomic():
+        statements.insert(models.ProcessedMessage, dedupe_key="k", raw_sha256="1" * 64,
+                          source="test", outcome="create")
+
+
+def test_statements_first_matches_peewee(database) -> None:
+    statements.insert(models.Contact, address="zofia@example.org", name="Zofia",
+                      language="pl", bounce_reason="550")
+
+    found = statements.first(models.Contact, address="zofia@example.org")
+    expected = models.Contact.get(models.Contact.address == "zofia@example.org")
+
+    assert found is not None
+    assert found.__data__ == expected.__data__
+    assert statements.first(models.Contact, address="nobody@example.org") is None
+
+
+def test_statements_first_with_several_fields(database) -> None:
+    contact = statements.insert(models.Contact, address="jan@example.org")
+    ticket = statements.insert(models.Ticket, subject="VPN", requester=contact, status="open")
+
+    assert statements.first(models.Ticket, id=ticket.id, status="open").subject == "VPN"
+    assert statements.first(models.Ticket, id=ticket.id, status="closed") is None
+
+
+def test_statements_exists(database) -> None:
+    statements.insert(models.ProcessedMessage, dedupe_key="<m1@example.org>",
+                      raw_sha256="0" * 64, source="test", outcome="create")
+
+    assert statements.exists(models.ProcessedMessage, dedupe_key="<m1@example.org>")
+    assert not statements.exists(models.ProcessedMessage, dedupe_key="<m2@example.org>")
