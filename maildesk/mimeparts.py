@@ -42,6 +42,14 @@ def payload_bytes(part: email.message.Message) -> bytes:
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     raw = part.get_payload()
     if encoding == "base64" and isinstance(raw, str):
+        padding = raw.find("=")
+        if padding < 0 or (len(raw) - padding < 16 and not raw[padding:].strip("= \t\r\n")):
+            # Padding only at the end: binascii skips line breaks and stray characters as
+            # the lenient decoder does, without two copies of a large attachment.
+            try:
+                return binascii.a2b_base64(raw)
+            except (binascii.Error, ValueError):
+                pass
         try:
             return decode_base64_lenient(raw.encode("ascii", errors="ignore"))
         except binascii.Error as error:

@@ -27,6 +27,7 @@ from maildesk.addresses import count_mailboxes, parse_address_header
 from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
 from maildesk.i18n import _
+from maildesk.largebodies import hollow, restore
 from maildesk.logcontext import mail_context
 from maildesk.mimewalk import (
     MAX_ATTACHMENT_SIZE,
@@ -278,15 +279,19 @@ def _parse(
     max_attachments: int,
 ) -> ParsedMessage:
     raw = repair_header_block(raw)
+    skeleton, large_bodies = hollow(raw)
     too_deep = False
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        message = email.message_from_bytes(skeleton, policy=email.policy.compat32)
     except RecursionError:
         # Thousands of nested parts: read the headers, keep the mail itself as a file.
         message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
             raw, headersonly=True
         )
         too_deep = True
+    else:
+        restore(message, raw, large_bodies)
+    del skeleton
     raw_headers = [(str(name), str(value)) for name, value in message.raw_items()]
     message_id = _message_id(_first(raw_headers, "Message-ID"))
     logger.debug("parsing message %s (%d bytes)", message_id, len(raw))

@@ -1,0 +1,91 @@
+"""Keep large base64 bodies out of the standard library's parser.
+
+``email.feedparser`` splits every body into one string per line while it parses. For a
+mail with a 5 MiB attachment (6.8 MiB of base64) that peaks at about 53 MiB above the
+mail itself (Python 3.11, ``compat32``, measured with tracemalloc). ``hollow`` replaces
+each large base64 body with a short marker before parsing, and ``restore`` puts the
+original text back into the parsed tree as one string per body.
+
+A body is replaced only when it is made of base64 characters and line breaks alone and
+ends at a line starting with ``--`` or at the end of the mail. Such a run contains no
+header field and no boundary line, so the parser finds the same parts either way.
+"""
+
+from __future__ import annotations
+
+import email.message
+import re
+import secrets
+
+# Mails below this size are parsed as they are; the saving would not pay for the scan.
+LARGE_MAIL = 1 << 20
+# A body shorter than this stays in the mail.
+LARGE_BODY = 256 << 10
+
+_BASE64_HEADER = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
+_MARKER_PREFIX = "maildesk-large-body-"
+
+
+def hollow(raw: bytes) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """Return ``raw`` with its large base64 bodies replaced by markers, and where they were.
+
+    The map gives each marker the (start, end) byte range of its body in ``raw``.
+    A mail with no such body comes back unchanged with an empty map.
+    """
+    if len(raw) < LARGE_MAIL:
+        return raw, {}
+
+    token = secrets.token_hex(8)
+    pieces: list[bytes] = []
+    stubs: dict[str, tuple[int, int]] = {}
+    position = 0
+    for match in _BASE64_HEADER.finditer(raw):
+        if match.start() < position:
+            continue
+        blank = _BLANK_LINE.search(raw, match.end())
+        if blank is None:
+            break
+        start, end = blank.end(), _body_end(raw, blank.end())
+        if end - start < LARGE_BODY or not _BASE64_TEXT.fullmatch(raw, start, end):
+            continue
+
+        marker = f"{_MARKER_PREFIX}{token}-{len(stubs)}"
+        pieces.append(raw[position:start])
+        pieces.append(marker.encode("ascii"))
+        stubs[marker] = (start, end)
+        position = end
+
+    if not stubs:
+        return raw, {}
+    pieces.append(raw[position:])
+    return b"".join(pieces), stubs
+
+
+def _body_end(raw: bytes, start: int) -> int:
+    """Return where the body starting at ``start`` ends: before the line break of ``--``."""
+    end = raw.find(b"\n--", start)
+    if end < 0:
+        return len(raw)
+    if end > start and raw[end - 1] == ord("\r"):
+        end -= 1
+    return end
+
+
+def restore(message: email.message.Message, raw: bytes,
+            stubs: dict[str, tuple[int, int]]) -> None:
+    """Put the bodies that ``hollow`` took out back into the parsed ``message``."""
+    if not stubs:
+        return
+    view = memoryview(raw)
+    for part in message.walk():
+        payload = part.get_payload()
+        if not isinstance(payload, str) or _MARKER_PREFIX not in payload:
+            continue
+        for marker, (start, end) in stubs.items():
+            if marker not in payload:
+                continue
+            body = str(view[start:end], "ascii")
+            payload = body if payload == marker else payload.replace(marker, body)
+        part.set_payload(payload)
