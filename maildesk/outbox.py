@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from maildesk import faults, models
+from maildesk import faults, models, statements
 from maildesk.config import SmtpConfig
 from maildesk.i18n import _
 from maildesk.models import database_proxy, is_postgresql, utcnow
@@ -103,8 +103,7 @@ def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
 
 
 def mark_sent(row: models.Outbox, note: str | None = None) -> None:
-    models.Outbox.update(state="sent", sent_at=utcnow(), last_error=note).where(
-        models.Outbox.id == row.id).execute()
+    statements.update(models.Outbox, row.id, state="sent", sent_at=utcnow(), last_error=note)
     logger.info(_("sent {message_id} ({kind}, ticket {ticket}) to {recipients}").format(
         message_id=row.message_id, kind=row.kind, ticket=row.ticket_id or "-",
         recipients=row.recipients.strip()))

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from maildesk import models
+from maildesk import models, statements
 from maildesk.desk import Desk
 from maildesk.models import to_utc
 from maildesk.sla import ClockState, SlaClock, SlaPolicy, SlaTarget
@@ -52,8 +52,8 @@ def clock_of(desk: Desk, ticket: models.Ticket) -> SlaClock:
 def store(ticket: models.Ticket, clock: SlaClock, actor: str) -> None:
     """Write the clock and its due times to the ticket; record each new transition."""
     for transition in clock.history:
-        models.Event.create(
-            ticket=ticket, actor=actor, action=f"sla_{transition.kind}",
+        statements.insert(
+            models.Event, ticket=ticket, actor=actor, action=f"sla_{transition.kind}",
             detail=json.dumps(transition.as_dict(), ensure_ascii=False),
         )
         logger.debug("ticket %s: SLA %s under %s", ticket.id, transition.kind,

@@ -118,3 +118,24 @@ def exists(model: type[BaseModel], **equals: Any) -> bool:
     fields = model._meta.fields
     cursor = database.execute_sql(text, [fields[name].db_value(equals[name]) for name in names])
     return cursor.fetchone() is not None
+
+
+def update(model: type[BaseModel], row_id: int, **values: Any) -> int:
+    """Set ``values`` on the row with primary key ``row_id``; return the rows changed."""
+    database = _database()
+    names = tuple(sorted(values))
+    key = ("update", model, names, database.param)
+    text = _texts.get(key)
+    fields = model._meta.fields
+    if text is None:
+        assignments = ", ".join(f"{_quoted(fields[name].column_name)} = {database.param}"
+                                for name in names)
+        primary_key = model._meta.primary_key
+        assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"
+        text = (f"UPDATE {_quoted(model._meta.table_name)} SET {assignments} "
+                f"WHERE {_quoted(primary_key.column_name)} = {database.param}")
+        _texts[key] = text
+
+    params = [fields[name].db_value(values[name]) for name in names]
+    cursor = database.execute_sql(text, [*params, row_id])
+    return int(cursor.rowcount)

@@ -90,3 +90,18 @@ def test_statements_exists(database) -> None:
 
     assert statements.exists(models.ProcessedMessage, dedupe_key="<m1@example.org>")
     assert not statements.exists(models.ProcessedMessage, dedupe_key="<m2@example.org>")
+
+
+def test_statements_update_sets_only_named_fields(database) -> None:
+    contact = statements.insert(models.Contact, address="jan@example.org", name="Jan")
+    other = statements.insert(models.Contact, address="zofia@example.org", name="Zofia")
+
+    changed = statements.update(models.Contact, contact.id, language="pl", name="Jan K.")
+
+    stored = models.Contact.get_by_id(contact.id)
+    assert changed == 1
+    assert stored.language == "pl"
+    assert stored.name == "Jan K."
+    assert stored.address == "jan@example.org"
+    assert models.Contact.get_by_id(other.id).name == "Zofia"
+    assert statements.update(models.Contact, 999_999, name="x") == 0
