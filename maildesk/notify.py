@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+import peewee as pw
+
 from maildesk import models, statements
 from maildesk.desk import Desk
 from maildesk.i18n import LANGUAGES, _, normalize_language
@@ -184,31 +186,29 @@ def is_machine_address(address: str) -> bool:
     return bool(_MACHINE_ADDRESS.match(address.strip()))
 
 
+_RECENT_AUTOMATIC = statements.Prepared(
+    lambda address, since: models.AutomaticMailRecipient.select(pw.fn.COUNT(1))
+    .where(models.AutomaticMailRecipient.address == address,
+           models.AutomaticMailRecipient.created_at >= since))
+
+_TICKET_AUTOMATIC = statements.Prepared(
+    lambda ticket_id, since: models.Outbox.select(models.Outbox.recipients)
+    .where(models.Outbox.automatic == True,  # noqa: E712 (peewee expression)
+           models.Outbox.ticket == ticket_id,
+           models.Outbox.created_at >= since))
+
+
 def _recently_sent_automatic(address: str, window: timedelta = ADDRESS_LIMIT_WINDOW) -> int:
-    since = utcnow() - window
-    return (
-        models.AutomaticMailRecipient.select()
-        .where(models.AutomaticMailRecipient.address == address,
-               models.AutomaticMailRecipient.created_at >= since)
-        .count()
-    )
+    return int(_RECENT_AUTOMATIC.scalar(address, utcnow() - window) or 0)
 
 
 def _automatic_for_ticket(desk: Desk, ticket: models.Ticket,
                           window: timedelta = TICKET_LIMIT_WINDOW) -> int:
     """Count the ticket's recent automatic mails that went to someone besides agents and admins."""
-    since = utcnow() - window
-    rows = (
-        models.Outbox.select(models.Outbox.recipients)
-        .where(
-            models.Outbox.automatic == True,  # noqa: E712 (peewee expression)
-            models.Outbox.ticket == ticket,
-            models.Outbox.created_at >= since,
-        )
-    )
+    rows = _TICKET_AUTOMATIC.rows(ticket.id, utcnow() - window)
     return sum(
-        1 for row in rows
-        if not all(_exempt_from_address_limit(desk, a) for a in row.recipients.split())
+        1 for (recipients,) in rows
+        if not all(_exempt_from_address_limit(desk, a) for a in recipients.split())
     )
 
 
@@ -338,10 +338,16 @@ def alert_on_loop_events(desk: Desk, decision: Any) -> list[QueuedMail]:
 def thread_references(ticket: models.Ticket, address: str) -> list[str]:
     """Message-IDs of the ticket's mails that ``address`` sent or received, oldest first."""
     address = address.strip().lower()
-    rows = (models.MessageReference.select()
-            .where(models.MessageReference.ticket == ticket)
-            .order_by(models.MessageReference.id))
-    return [row.message_id for row in rows if address in (row.recipients or "").split()]
+    rows = _TICKET_REFERENCES.rows(ticket.id)
+    return [message_id for message_id, recipients in rows
+            if address in (recipients or "").split()]
+
+
+_TICKET_REFERENCES = statements.Prepared(
+    lambda ticket_id: models.MessageReference.select(models.MessageReference.message_id,
+                                                     models.MessageReference.recipients)
+    .where(models.MessageReference.ticket == ticket_id)
+    .order_by(models.MessageReference.id))
 
 
 # ---------------------------------------------------------------------- queueing

@@ -7,11 +7,15 @@ and ``timeit``). These helpers cache the text per model, column set and database
 and still take the table, column names, defaults and value conversions from the
 peewee models, so the schema is described in one place only.
 
-They return ordinary model instances; use peewee directly for anything else.
+``insert``, ``first``, ``exists`` and ``update`` return what peewee would.
+``Prepared`` caches the text of any query that returns plain values (counts, strings).
+Use peewee directly for everything else.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import peewee as pw
@@ -139,3 +143,52 @@ def update(model: type[BaseModel], row_id: int, **values: Any) -> int:
     params = [fields[name].db_value(values[name]) for name in names]
     cursor = database.execute_sql(text, [*params, row_id])
     return int(cursor.rowcount)
+
+
+class Prepared:
+    """A peewee query built once with placeholder values, then run with real ones.
+
+    ``build`` takes one argument per value and returns the query. It is called once per
+    database kind with marker strings, and the markers are found again among the
+    parameters of the generated SQL. Values must therefore reach the SQL unchanged:
+    plain comparisons work, but ``contains`` or ``startswith`` wrap the value in a
+    pattern and are rejected when the query is first prepared. Pass ids, not model
+    instances. Rows come back as tuples of what the driver returns (SQLite returns
+    datetimes as text), so select strings and numbers.
+    """
+
+    def __init__(self, build: Callable[..., pw.Query]) -> None:
+        self._build = build
+        self._arity = len(inspect.signature(build).parameters)
+        self._compiled: dict[str, tuple[str, list[int | None], list[Any]]] = {}
+
+    def _prepare(self, database: pw.Database) -> tuple[str, list[int | None], list[Any]]:
+        compiled = self._compiled.get(database.param)
+        if compiled is not None:
+            return compiled
+
+        markers = [f"\x00maildesk-value-{index}\x00" for index in range(self._arity)]
+        text, params = self._build(*markers).sql()
+        slots: list[int | None] = []
+        for param in params:
+            slots.append(markers.index(param) if param in markers else None)
+        missing = set(range(self._arity)) - {slot for slot in slots if slot is not None}
+        if missing:
+            raise ValueError(f"values {sorted(missing)} of a prepared query do not reach its "
+                             f"SQL unchanged: {text}")
+        compiled = (text, slots, list(params))
+        self._compiled[database.param] = compiled
+        return compiled
+
+    def rows(self, *values: Any) -> list[tuple[Any, ...]]:
+        """Run the query with ``values`` and return all rows."""
+        database = _database()
+        text, slots, constants = self._prepare(database)
+        params = [constant if slot is None else values[slot]
+                  for slot, constant in zip(slots, constants, strict=True)]
+        return list(database.execute_sql(text, params).fetchall())
+
+    def scalar(self, *values: Any) -> Any:
+        """Run the query with ``values`` and return the first column of the first row."""
+        rows = self.rows(*values)
+        return rows[0][0] if rows else None

@@ -105,3 +105,32 @@ def test_statements_update_sets_only_named_fields(database) -> None:
     assert stored.address == "jan@example.org"
     assert models.Contact.get_by_id(other.id).name == "Zofia"
     assert statements.update(models.Contact, 999_999, name="x") == 0
+
+
+RECENT_EVENTS = statements.Prepared(
+    lambda action, since: models.Event.select(models.Event.actor)
+    .where(models.Event.action == action, models.Event.created_at >= since)
+    .order_by(models.Event.id))
+
+
+def test_statements_prepared_query_matches_peewee(database) -> None:
+    statements.insert(models.Event, actor="jan", action="created")
+    statements.insert(models.Event, actor="zofia", action="created")
+    statements.insert(models.Event, actor="maildesk", action="ignored")
+    since = models.utcnow().replace(year=2000)
+
+    rows = RECENT_EVENTS.rows("created", since)
+    later = RECENT_EVENTS.rows("created", models.utcnow().replace(year=2100))
+
+    assert rows == [("jan",), ("zofia",)]
+    assert later == []
+    assert RECENT_EVENTS.scalar("ignored", since) == "maildesk"
+    assert RECENT_EVENTS.scalar("nothing", since) is None
+
+
+def test_statements_prepared_rejects_changed_values(database) -> None:
+    query = statements.Prepared(
+        lambda text: models.Event.select(models.Event.id).where(models.Event.detail.contains(text)))
+
+    with pytest.raises(ValueError, match="do not reach its SQL unchanged"):
+        query.rows("x")
