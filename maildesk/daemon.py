@@ -89,17 +89,19 @@ class Daemon:
                 break
             rules = self._rules()
             done: list[FetchedMail] = []
-            for mail in batch:
-                if self.stopping:
-                    break
-                outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
-                self.outcomes[outcome.action] += 1
-                if outcome.action == "quarantined":
-                    faults.crash_point("before-ack")
-                    self.source.quarantine(mail)
-                else:
-                    done.append(mail)
-                handled += 1
+            held: list[FetchedMail] = []
+            # The stored copies must be on disk before the source lets go of the mails.
+            with self.desk.store.batch():
+                for mail in batch:
+                    if self.stopping:
+                        break
+                    outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
+                    self.outcomes[outcome.action] += 1
+                    (held if outcome.action == "quarantined" else done).append(mail)
+                    handled += 1
+            for mail in held:
+                faults.crash_point("before-ack")
+                self.source.quarantine(mail)
             faults.crash_point("before-ack")
             self._acknowledge(done)
             if not self.holds_mailbox():

@@ -2,15 +2,25 @@
 
 A file is named by the sha256 of its bytes, so storing the same mail or attachment twice
 costs nothing, and a mail stored before a crash is found again after it. Files are
-written to a temporary name, flushed and renamed, so a crash never leaves half a file
-under a final name.
+written to a temporary name and renamed, so a crash never leaves half a file under a
+final name.
+
+Durability: outside a ``batch`` every file is fsynced before ``put`` returns. Inside a
+batch the files are flushed to disk together when the batch ends, and the caller must
+not release the source copy of the mails (IMAP MOVE, Maildir rename) before that. A
+power loss inside the batch can leave a file empty or short under its final name; the
+mails are then fetched again, and ``put`` rewrites any file whose size is wrong.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -22,6 +32,7 @@ class RawStore:
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = root
         self.fsync = fsync
+        self._pending: list[Path] | None = None
 
     def path_for(self, kind: str, sha256: str) -> Path:
         return self.root / kind / sha256[:2] / sha256
@@ -30,22 +41,48 @@ class RawStore:
         """Store ``content`` once and return its sha256."""
         sha256 = hashlib.sha256(content).hexdigest()
         path = self.path_for(kind, sha256)
-        if path.exists():
-            return sha256
+        try:
+            if path.stat().st_size == len(content):
+                return sha256
+            logger.warning("rewriting %s: %d bytes on disk, %d expected", path,
+                           path.stat().st_size, len(content))
+        except FileNotFoundError:
+            pass
 
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{sha256}.{os.getpid()}.tmp")
+        deferred = self._pending is not None
         try:
             with temporary.open("wb") as handle:
                 handle.write(content)
-                if self.fsync:
+                if self.fsync and not deferred:
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(temporary, path)
         except OSError:
             temporary.unlink(missing_ok=True)  # a half-written file only fills a full disk
             raise
+        if self._pending is not None:
+            self._pending.append(path)
         return sha256
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer the fsync of every file stored inside to one flush when the block ends.
+
+        The flush also runs when the block raises, so whatever was stored is durable
+        before the caller handles the error. Raises OSError when the flush fails.
+        """
+        if self._pending is not None:
+            yield  # already inside a batch: the outer one flushes
+            return
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            if pending and self.fsync:
+                _flush(self.root, pending)
 
     def get(self, kind: str, sha256: str) -> bytes:
         return self.path_for(kind, sha256).read_bytes()
@@ -55,3 +92,52 @@ class RawStore:
 
     def get_message(self, sha256: str) -> bytes:
         return self.get("raw", sha256)
+
+
+def _flush(root: Path, paths: list[Path]) -> None:
+    """Make ``paths`` and their renames durable: one syncfs(2) where Linux has it."""
+    if _syncfs(root):
+        return
+    for path in paths:
+        _fsync_path(path)
+    for folder in {path.parent for path in paths}:
+        _fsync_path(folder)
+
+
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Return libc's syncfs(2), which Python's os module does not expose, or None."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        function = ctypes.CDLL(name, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _syncfs(root: Path) -> bool:
+    """Flush the whole file system holding ``root``; False when syncfs is unavailable."""
+    if _SYNCFS is None:
+        return False
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        if _SYNCFS(descriptor) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs of {root} failed: {os.strerror(error)}")
+    finally:
+        os.close(descriptor)
+    return True

@@ -1,0 +1,132 @@
+"""The raw store: content addressing, repair of short files and batched durability."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from deskfactory import make_desk
+
+from maildesk import models, pipeline, rawstore
+from maildesk.rawstore import RawStore
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record every os.fsync call (the descriptors) while the real call still runs."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def recording(descriptor: int) -> None:
+        calls.append(descriptor)
+        real(descriptor)
+
+    monkeypatch.setattr(rawstore.os, "fsync", recording)
+    return calls
+
+
+def test_rawstore_put_returns_sha256_and_stores_once(tmp_path: Path) -> None:
+    store = RawStore(tmp_path)
+
+    first = store.put_message(b"mail")
+    again = store.put_message(b"mail")
+
+    assert first == again == hashlib.sha256(b"mail").hexdigest()
+    assert store.get_message(first) == b"mail"
+    assert list((tmp_path / "raw").rglob(".*.tmp")) == []
+
+
+def test_rawstore_rewrites_short_file(tmp_path: Path) -> None:
+    store = RawStore(tmp_path)
+    sha256 = store.put_message(b"complete mail")
+    store.path_for("raw", sha256).write_bytes(b"")  # what a power loss can leave
+
+    store.put_message(b"complete mail")
+
+    assert store.get_message(sha256) == b"complete mail"
+
+
+def test_rawstore_fsyncs_each_file_outside_batch(tmp_path: Path, fsyncs: list[int]) -> None:
+    store = RawStore(tmp_path)
+
+    store.put_message(b"one")
+    store.put_message(b"two")
+
+    assert len(fsyncs) == 2
+
+
+def test_rawstore_batch_flushes_once_at_end(tmp_path: Path, fsyncs: list[int],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    flushed: list[list[Path]] = []
+    monkeypatch.setattr(rawstore, "_flush", lambda root, paths: flushed.append(list(paths)))
+    store = RawStore(tmp_path)
+
+    with store.batch():
+        store.put_message(b"one")
+        with store.batch():
+            store.put("attachments", b"two")
+        assert flushed == []
+        assert fsyncs == []
+
+    assert [len(paths) for paths in flushed] == [2]
+    assert store.get_message(hashlib.sha256(b"one").hexdigest()) == b"one"
+
+
+def test_rawstore_batch_flushes_when_block_raises(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    flushed: list[int] = []
+    monkeypatch.setattr(rawstore, "_flush", lambda root, paths: flushed.append(len(paths)))
+    store = RawStore(tmp_path)
+
+    with pytest.raises(RuntimeError), store.batch():
+        store.put_message(b"one")
+        raise RuntimeError("processing failed")
+
+    assert flushed == [1]
+
+
+def test_rawstore_flush_without_syncfs_fsyncs_files_and_folders(
+        tmp_path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rawstore, "_SYNCFS", None)
+    store = RawStore(tmp_path)
+
+    with store.batch():
+        store.put_message(b"one")
+        store.put_message(b"two")
+
+    folders = {store.path_for("raw", hashlib.sha256(m).hexdigest()).parent
+               for m in (b"one", b"two")}
+    assert len(fsyncs) == 2 + len(folders)
+
+
+def test_rawstore_flush_uses_syncfs(tmp_path: Path, fsyncs: list[int]) -> None:
+    if rawstore._SYNCFS is None:
+        pytest.skip("this C library has no syncfs(2)")
+    store = RawStore(tmp_path)
+
+    with store.batch():
+        store.put_message(b"one")
+
+    assert fsyncs == []
+
+
+def test_duplicate_mail_repairs_short_attachment(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    message = EmailMessage()
+    message["From"] = "zofia@example.org"
+    message["To"] = "helpdesk@example.com"
+    message["Subject"] = "Zrzut ekranu"
+    message["Message-ID"] = "<repair@example.org>"
+    message.set_content("w załączniku")
+    message.add_attachment(b"PNG data", maintype="image", subtype="png", filename="ekran.png")
+    pipeline.process(desk, message.as_bytes(), "test:1")
+    stored = models.Attachment.get()
+    desk.store.path_for("attachments", stored.sha256).write_bytes(b"")
+
+    outcome = pipeline.process(desk, message.as_bytes(), "test:1")
+
+    assert outcome.action == "duplicate"
+    assert desk.store.get("attachments", stored.sha256) == b"PNG data"
