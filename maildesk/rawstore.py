@@ -23,6 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from maildesk.errors import TemporaryError
+from maildesk.i18n import _
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,8 +47,9 @@ class RawStore:
         try:
             if path.stat().st_size == len(content):
                 return sha256
-            logger.warning("rewriting %s: %d bytes on disk, %d expected", path,
-                           path.stat().st_size, len(content))
+            logger.warning(_("rewriting {path}: {found} bytes on disk, {expected} expected")
+                           .format(path=path, found=path.stat().st_size,
+                                   expected=len(content)))
         except FileNotFoundError:
             pass
 
@@ -71,7 +75,7 @@ class RawStore:
         """Defer the fsync of every file stored inside to one flush when the block ends.
 
         The flush also runs when the block raises, so whatever was stored is durable
-        before the caller handles the error. Raises OSError when the flush fails.
+        before the caller handles the error. Raises TemporaryError when the flush fails.
         """
         if self._pending is not None:
             yield  # already inside a batch: the outer one flushes
@@ -82,7 +86,11 @@ class RawStore:
         finally:
             pending, self._pending = self._pending, None
             if pending and self.fsync:
-                _flush(self.root, pending)
+                try:
+                    _flush(self.root, pending)
+                except OSError as error:
+                    raise TemporaryError(_("cannot store the raw mail: {error}").format(
+                        error=error)) from error
 
     def get(self, kind: str, sha256: str) -> bytes:
         return self.path_for(kind, sha256).read_bytes()

@@ -11,6 +11,7 @@ import pytest
 from deskfactory import make_desk
 
 from maildesk import models, pipeline, rawstore
+from maildesk.errors import TemporaryError
 from maildesk.rawstore import RawStore
 
 
@@ -130,3 +131,15 @@ def test_duplicate_mail_repairs_short_attachment(tmp_path: Path, database_url: s
 
     assert outcome.action == "duplicate"
     assert desk.store.get("attachments", stored.sha256) == b"PNG data"
+
+
+def test_rawstore_failed_flush_is_temporary(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(root: Path, paths: list[Path]) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(rawstore, "_flush", failing)
+    store = RawStore(tmp_path)
+
+    with pytest.raises(TemporaryError, match="Input/output error"), store.batch():
+        store.put_message(b"one")
