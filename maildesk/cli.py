@@ -132,13 +132,15 @@ def deliver(app: App, source: str) -> None:
     Exit status 0 means the mail is safe in maildesk (ticket, follow-up or quarantine);
     75 asks the MTA to keep the mail and try again later.
     """
-    from maildesk import pipeline
+    from maildesk import models, pipeline
     from maildesk.wiring import load_rules, make_sender
 
     raw = sys.stdin.buffer.read()
     try:
         desk = app.desk
-        outcome = pipeline.process(desk, raw, source, load_rules(desk))
+        # Exit status 0 lets the MTA delete its copy, so the commit is flushed first.
+        with models.deferred_durability():
+            outcome = pipeline.process(desk, raw, source, load_rules(desk))
         make_sender(desk).deliver_due()
     except (TemporaryError, ConfigError) as error:
         # A broken configuration must not bounce the user's mail: the MTA keeps it.

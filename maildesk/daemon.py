@@ -16,7 +16,7 @@ from types import FrameType
 
 import peewee as pw
 
-from maildesk import faults, lease, pipeline
+from maildesk import faults, lease, models, pipeline
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
@@ -90,8 +90,9 @@ class Daemon:
             rules = self._rules()
             done: list[FetchedMail] = []
             held: list[FetchedMail] = []
-            # The stored copies must be on disk before the source lets go of the mails.
-            with self.desk.store.batch():
+            # The stored files and the commits must be on disk before the source lets go
+            # of the mails; both are flushed once, when the batch is done.
+            with self.desk.store.batch(), models.deferred_durability():
                 for mail in batch:
                     if self.stopping:
                         break

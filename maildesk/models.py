@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -409,3 +411,54 @@ def open_database(url: str, migrate: bool = True) -> pw.Database:
 def is_postgresql(database: pw.Database | None = None) -> bool:
     target = database or database_proxy.obj
     return isinstance(target, pw.PostgresqlDatabase)
+
+
+@contextmanager
+def deferred_durability() -> Iterator[None]:
+    """Let the commits inside the block skip their wait for the disk; flush them at the end.
+
+    Use it around work whose source copy is released only after the block, as the daemon
+    does around one fetched batch. PostgreSQL commits with ``synchronous_commit`` off
+    inside. SQLite in WAL mode with synchronous=NORMAL never syncs on commit. At the end
+    one commit that does sync is made (PostgreSQL: synchronous_commit on; SQLite:
+    synchronous=FULL). Both logs are written in order, so that commit makes every
+    earlier one durable too. When the block raises, the flush is still tried, and its
+    own failure is only logged.
+    """
+    database = database_proxy.obj
+    postgresql = is_postgresql(database)
+    if postgresql:
+        database.execute_sql("SET synchronous_commit TO OFF")
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        try:
+            _flush_commits(database, postgresql)
+        except (pw.OperationalError, pw.InterfaceError) as error:
+            if not failed:
+                raise
+            logger.warning(_("flushing the database log after a failed batch failed: "
+                             "{error}").format(error=error))
+
+
+def _flush_commits(database: pw.Database, postgresql: bool) -> None:
+    """Make one synchronous commit that writes to the log, so every earlier commit is durable.
+
+    A transaction that writes nothing commits without touching the log, so it rewrites
+    the single schema_version row with its own value.
+    """
+    if postgresql:
+        database.execute_sql("SET synchronous_commit TO ON")
+    else:
+        database.execute_sql("PRAGMA synchronous = FULL")
+    try:
+        with database.atomic():
+            database.execute_sql(
+                f'UPDATE "{SchemaVersion._meta.table_name}" SET "version" = "version"')
+    finally:
+        if not postgresql:
+            database.execute_sql("PRAGMA synchronous = NORMAL")

@@ -134,3 +134,46 @@ def test_statements_prepared_rejects_changed_values(database) -> None:
 
     with pytest.raises(ValueError, match="do not reach its SQL unchanged"):
         query.rows("x")
+
+
+def _setting(database) -> str:
+    if models.is_postgresql(database):
+        return database.execute_sql("SHOW synchronous_commit").fetchone()[0]
+    return str(database.execute_sql("PRAGMA synchronous").fetchone()[0])
+
+
+def test_deferred_durability_flushes_at_end(database, monkeypatch: pytest.MonkeyPatch) -> None:
+    executed: list[str] = []
+    execute = database.execute_sql
+
+    def recording(sql, params=None, *args, **kwargs):
+        executed.append(sql)
+        return execute(sql, params, *args, **kwargs)
+
+    before = _setting(database)
+    monkeypatch.setattr(database, "execute_sql", recording)
+
+    with models.deferred_durability():
+        inside = _setting(database)
+        statements.insert(models.Event, actor="maildesk", action="created")
+        flushed_inside = [sql for sql in executed if "schema_version" in sql]
+
+    after = _setting(database)
+    assert flushed_inside == []
+    assert [sql for sql in executed if "schema_version" in sql] == [
+        'UPDATE "schema_version" SET "version" = "version"']
+    assert after == before
+    if models.is_postgresql(database):
+        assert inside == "off"
+        assert after == "on"
+    else:
+        assert after == "1"  # NORMAL, as make_database sets it
+
+
+def test_deferred_durability_flushes_when_block_raises(database) -> None:
+    with pytest.raises(RuntimeError), models.deferred_durability():
+        statements.insert(models.Event, actor="maildesk", action="created")
+        raise RuntimeError("processing failed")
+
+    assert models.Event.select().count() == 1
+    assert _setting(database) in ("on", "1")
