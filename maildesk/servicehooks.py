@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from maildesk import escalation, lifecycle, models, satisfaction, slatrack
+from maildesk import escalation, lifecycle, models, satisfaction, slatrack, statements
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole
 from maildesk.i18n import _
@@ -44,8 +44,8 @@ def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
         impact=level_label(ticket.impact, "impact"),
         urgency=level_label(ticket.urgency, "urgency"), priority=ticket.priority)
     slatrack.start(desk, ticket, at, decision.sender if decision is not None else "maildesk")
-    ticket.save(only=[models.Ticket.priority, *(getattr(models.Ticket, name)
-                                                for name in slatrack.CLOCK_COLUMNS)])
+    statements.update(models.Ticket, ticket.id, priority=ticket.priority,
+                      **{name: getattr(ticket, name) for name in slatrack.CLOCK_COLUMNS})
 
     from maildesk.tickets import record_event
 

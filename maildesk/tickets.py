@@ -47,8 +47,11 @@ class Outcome:
     queued: tuple[QueuedMail, ...] = field(default=())
 
 
-def upsert_contact(address: Address) -> models.Contact:
-    """Return the contact for an address, creating it or filling in a missing name."""
+def upsert_contact(address: Address, language: str | None = None) -> models.Contact:
+    """Return the contact for an address, creating it or filling in a missing name.
+
+    ``language`` is stored only for a new contact.
+    """
     normalized = address.normalized
     contact = statements.first(models.Contact, address=normalized)
     if contact is None:
@@ -57,7 +60,7 @@ def upsert_contact(address: Address) -> models.Contact:
             # this insert, not the whole mail's transaction.
             with database_proxy.atomic():
                 return statements.insert(models.Contact, address=normalized,
-                                         name=address.name[:200])
+                                         name=address.name[:200], language=language)
         except pw.IntegrityError:
             contact = models.Contact.get(models.Contact.address == normalized)
     if not contact.name and address.name:
@@ -189,7 +192,7 @@ def _create_ticket(desk: Desk, decision: Decision, contact: models.Contact) -> m
     ticket = statements.insert(models.Ticket, **values)
     if contact.language is None and decision.language:
         contact.language = decision.language
-        contact.save()
+        statements.update(models.Contact, contact.id, language=contact.language)
     return ticket
 
 
@@ -231,7 +234,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
         ticket = decision.ticket
         if decision.action is Action.CREATE:
             assert decision.message.from_address is not None
-            contact = upsert_contact(decision.message.from_address)
+            contact = upsert_contact(decision.message.from_address, decision.language)
             ticket = _create_ticket(desk, decision, contact)
             routing = decision.routing.to_json() if decision.routing is not None else None
             record_event(ticket, decision.sender, "created", {
