@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
+_NEWLINE = re.compile(rb"\r?\n|\r")
 Buffer = TypeVar("Buffer", bytes, memoryview)
 
 
@@ -113,7 +114,7 @@ def split_multipart(body: Buffer, boundary: bytes) -> list[Buffer] | None:
             pieces.append(body[start : match.start()])
         if match.group(1):
             return pieces
-        newline = re.compile(rb"\r?\n|\r").match(body, match.end())
+        newline = _NEWLINE.match(body, match.end())
         start = newline.end() if newline else match.end()
     if start is not None:
         pieces.append(body[start:])
