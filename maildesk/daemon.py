@@ -91,7 +91,7 @@ class Daemon:
             done: list[FetchedMail] = []
             held: list[FetchedMail] = []
             # The stored files and the commits must be on disk before the source lets go
-            # of the mails; both are flushed once, when the batch is done.
+            # of the mails. Both are flushed once, when the batch is done.
             with self.desk.store.batch(), models.deferred_durability():
                 for mail in batch:
                     if self.stopping:
