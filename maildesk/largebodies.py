@@ -3,8 +3,11 @@
 ``email.feedparser`` splits every body into one string per line while it parses. For a
 mail with a 5 MiB attachment (6.8 MiB of base64) that peaks at about 53 MiB above the
 mail itself (Python 3.11, ``compat32``, measured with tracemalloc). ``hollow`` replaces
-each large base64 body with a short marker before parsing, and ``restore`` puts the
-original text back into the parsed tree as one string per body.
+each large base64 body with a short marker before parsing. ``restore`` then points each
+part whose body was taken out at its byte range in the raw mail. ``LargeBodyMessage``
+reads the text from there only when code calls ``get_payload``, and
+``mimeparts.payload_bytes`` decodes such a body straight from the raw mail, so the
+attachment's base64 text is never copied.
 
 A body is replaced only when it is made of base64 characters and line breaks alone and
 ends at a line starting with ``--`` or at the end of the mail. Such a run contains no
@@ -16,6 +19,7 @@ from __future__ import annotations
 import email.message
 import re
 import secrets
+from typing import Any
 
 # Mails below this size are parsed as they are; the saving would not pay for the scan.
 LARGE_MAIL = 1 << 20
@@ -73,19 +77,39 @@ def _body_end(raw: bytes, start: int) -> int:
     return end
 
 
+class LargeBodyMessage(email.message.Message):
+    """A ``compat32`` message part whose large body may still lie in the raw mail."""
+
+    # (raw mail, start, end) of the body while it has not been read into the part.
+    large_body: tuple[bytes, int, int] | None = None
+
+    def get_payload(self, i: int | None = None, decode: bool = False) -> Any:
+        if self.large_body is not None:
+            raw, start, end = self.large_body
+            self.large_body = None
+            self.set_payload(str(memoryview(raw)[start:end], "ascii"))
+        return super().get_payload(i, decode)  # type: ignore[call-overload]
+
+
 def restore(message: email.message.Message, raw: bytes,
             stubs: dict[str, tuple[int, int]]) -> None:
-    """Put the bodies that ``hollow`` took out back into the parsed ``message``."""
+    """Give back to the parsed ``message`` the bodies that ``hollow`` took out.
+
+    A part whose whole body was taken out keeps a reference to its range in ``raw``
+    (``LargeBodyMessage``). A marker inside a longer body is replaced by the text at once.
+    """
     if not stubs:
         return
     view = memoryview(raw)
     for part in message.walk():
-        payload = part.get_payload()
+        payload = part._payload  # type: ignore[attr-defined]  # get_payload reads the body
         if not isinstance(payload, str) or _MARKER_PREFIX not in payload:
             continue
+        if payload in stubs and isinstance(part, LargeBodyMessage):
+            start, end = stubs[payload]
+            part.large_body = (raw, start, end)
+            continue
         for marker, (start, end) in stubs.items():
-            if marker not in payload:
-                continue
-            body = str(view[start:end], "ascii")
-            payload = body if payload == marker else payload.replace(marker, body)
+            if marker in payload:
+                payload = payload.replace(marker, str(view[start:end], "ascii"))
         part.set_payload(payload)

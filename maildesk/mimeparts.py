@@ -40,6 +40,11 @@ def decode_base64_lenient(data: bytes) -> bytes:
 def payload_bytes(part: email.message.Message) -> bytes:
     """Return the decoded payload (base64, quoted-printable, uuencode) or b''."""
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    located = getattr(part, "large_body", None)
+    if encoding == "base64" and located is not None:
+        decoded = _decode_located_base64(*located)
+        if decoded is not None:
+            return decoded
     raw = part.get_payload()
     if encoding == "base64" and isinstance(raw, str):
         padding = raw.find("=")
@@ -65,6 +70,21 @@ def payload_bytes(part: email.message.Message) -> bytes:
     if isinstance(raw, str):
         return raw.encode("utf-8", errors="surrogateescape")
     return b""
+
+
+def _decode_located_base64(raw: bytes, start: int, end: int) -> bytes | None:
+    """Decode base64 text lying at ``raw[start:end]`` without copying it; None if damaged.
+
+    Only text whose padding comes last is decoded here: binascii then skips the line
+    breaks exactly as the lenient decoder does.
+    """
+    padding = raw.find(b"=", start, end)
+    if padding >= 0 and (end - padding >= 16 or raw[padding:end].strip(b"= \t\r\n")):
+        return None
+    try:
+        return binascii.a2b_base64(memoryview(raw)[start:end])
+    except binascii.Error:
+        return None
 
 
 def get_param_text(part: email.message.Message, name: str) -> str:

@@ -533,6 +533,8 @@ def iter_parts(
     while stack:
         part, depth = stack.pop()
         yield part
+        if not part.is_multipart():
+            continue  # get_payload would read a large body (largebodies) into memory
         payload = part.get_payload()
         if isinstance(payload, list) and depth < max_depth:
             children = [child for child in payload if isinstance(child, email.message.Message)]

@@ -27,7 +27,7 @@ from maildesk.addresses import count_mailboxes, parse_address_header
 from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
 from maildesk.errors import ParseError
 from maildesk.i18n import _
-from maildesk.largebodies import hollow, restore
+from maildesk.largebodies import LargeBodyMessage, hollow, restore
 from maildesk.logcontext import mail_context
 from maildesk.mimewalk import (
     MAX_ATTACHMENT_SIZE,
@@ -282,7 +282,8 @@ def _parse(
     skeleton, large_bodies = hollow(raw)
     too_deep = False
     try:
-        message = email.message_from_bytes(skeleton, policy=email.policy.compat32)
+        message = email.message_from_bytes(skeleton, LargeBodyMessage,
+                                           policy=email.policy.compat32)
     except RecursionError:
         # Thousands of nested parts: read the headers, keep the mail itself as a file.
         message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(

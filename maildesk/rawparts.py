@@ -70,6 +70,9 @@ def _locate(
         return
     found[id(part)] = body
 
+    # is_multipart first: get_payload on a leaf would read a large body into memory.
+    if not part.is_multipart():
+        return
     payload = part.get_payload()
     if not isinstance(payload, list):
         return

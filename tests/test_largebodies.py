@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import os
 
 import pytest
 
 from maildesk import largebodies
+from maildesk.mimeparts import payload_bytes
 from maildesk.parse import ParsedMessage, parse_message
 
 CONTENT = os.urandom(900 * 1024)
@@ -109,3 +112,30 @@ def test_largebodies_text_with_other_characters_stays() -> None:
     raw = headers(b'multipart/mixed; boundary="b1"') + multipart(attachment(b"a.bin", body))
 
     assert largebodies.hollow(raw) == (raw, {})
+
+
+def test_largebodies_decoded_without_reading_text() -> None:
+    skeleton, stubs = largebodies.hollow(ATTACHED)
+    message = email.message_from_bytes(skeleton, largebodies.LargeBodyMessage,
+                                       policy=email.policy.compat32)
+    largebodies.restore(message, ATTACHED, stubs)
+    leaves = [part for part in message.walk() if not part.is_multipart()]
+
+    contents = [payload_bytes(part) for part in leaves[1:]]
+
+    assert contents == [CONTENT, CONTENT]
+    assert all(part.large_body is not None for part in leaves[1:])
+
+
+def test_largebodies_text_read_on_demand() -> None:
+    skeleton, stubs = largebodies.hollow(ATTACHED)
+    message = email.message_from_bytes(skeleton, largebodies.LargeBodyMessage,
+                                       policy=email.policy.compat32)
+    largebodies.restore(message, ATTACHED, stubs)
+    attachment = [part for part in message.walk() if not part.is_multipart()][1]
+
+    text = attachment.get_payload()
+
+    assert text.encode("ascii").rstrip(b"\r\n") == ENCODED.rstrip(b"\r\n")
+    assert attachment.get_payload(decode=True) == CONTENT
+    assert attachment.large_body is None
