@@ -2,7 +2,8 @@
 
 Existing tickets are bulk-inserted with ``insert_many`` as maildesk would have left them:
 requester contacts, each ticket with the Message-IDs of the mail that opened it and of
-its acknowledgement (``MessageReference``) and one sent outbox row.
+its acknowledgement (``MessageReference``) and one sent outbox row with its recipient
+(``AutomaticMailRecipient``).
 
 * Scheduler: ``maildesk.scheduler.Scheduler.run`` over 100,000 open tickets whose due
   times are spread over the next 30 days, so a run finds nothing to do and costs only
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+import peewee as pw
 from corpus import CorpusGenerator
 
 INSERT_BATCH = 1000
@@ -95,6 +97,13 @@ def bulk_tickets(count: int, *, seed: int, due_from: timedelta, due_span: timede
             models.Ticket.insert_many(tickets, fields=ticket_fields).execute()
             models.MessageReference.insert_many(references, fields=reference_fields).execute()
             models.Outbox.insert_many(outbox, fields=outbox_fields).execute()
+            # The per-address limit counts these; each acknowledgement had one recipient.
+            recipient = models.AutomaticMailRecipient
+            models.AutomaticMailRecipient.insert_from(
+                models.Outbox.select(models.Outbox.id, pw.fn.TRIM(models.Outbox.recipients),
+                                     models.Outbox.created_at)
+                .where(models.Outbox.ticket.between(first_ticket + start, number)),
+                fields=[recipient.outbox, recipient.address, recipient.created_at]).execute()
     if models.is_postgresql():
         database.execute_sql("SELECT setval(pg_get_serial_sequence('ticket', 'id'), "
                              "(SELECT max(id) FROM ticket))")
