@@ -45,17 +45,26 @@ def hollow(raw: bytes) -> tuple[bytes, dict[str, tuple[int, int]]]:
     pieces: list[bytes] = []
     stubs: dict[str, tuple[int, int]] = {}
     position = 0
+    # Both searches are reused for the headers that share them, so a mail made of
+    # nothing but Content-Transfer-Encoding lines still costs linear time.
+    blank: re.Match[bytes] | None = None
+    boundary_line = -1
     for match in _BASE64_HEADER.finditer(raw):
         if match.start() < position:
             continue
-        blank = _BLANK_LINE.search(raw, match.end())
-        if blank is None:
-            break
-        start, end = blank.end(), _body_end(raw, blank.end())
+        if blank is None or blank.start() < match.end():
+            blank = _BLANK_LINE.search(raw, match.end())
+            if blank is None:
+                break
+        start = blank.end()
+        if boundary_line < start:
+            boundary_line = _next_boundary_line(raw, start)
+        end = _body_end(raw, start, boundary_line)
         if end - start < LARGE_BODY or not _BASE64_TEXT.fullmatch(raw, start, end):
             continue
 
-        marker = f"{_MARKER_PREFIX}{token}-{len(stubs)}"
+        # The "-end" suffix keeps one marker from being the prefix of another.
+        marker = f"{_MARKER_PREFIX}{token}-{len(stubs)}-end"
         pieces.append(raw[position:start])
         pieces.append(marker.encode("ascii"))
         stubs[marker] = (start, end)
@@ -67,12 +76,16 @@ def hollow(raw: bytes) -> tuple[bytes, dict[str, tuple[int, int]]]:
     return b"".join(pieces), stubs
 
 
-def _body_end(raw: bytes, start: int) -> int:
+def _next_boundary_line(raw: bytes, start: int) -> int:
+    """Return the index of the line break before the next line starting with ``--``."""
+    found = raw.find(b"\n--", start)
+    return len(raw) if found < 0 else found
+
+
+def _body_end(raw: bytes, start: int, boundary_line: int) -> int:
     """Return where the body starting at ``start`` ends: before the line break of ``--``."""
-    end = raw.find(b"\n--", start)
-    if end < 0:
-        return len(raw)
-    if end > start and raw[end - 1] == ord("\r"):
+    end = boundary_line
+    if start < end < len(raw) and raw[end - 1] == ord("\r"):
         end -= 1
     return end
 
@@ -100,16 +113,26 @@ def restore(message: email.message.Message, raw: bytes,
     """
     if not stubs:
         return
-    view = memoryview(raw)
     for part in message.walk():
         payload = part._payload  # type: ignore[attr-defined]  # get_payload reads the body
-        if not isinstance(payload, str) or _MARKER_PREFIX not in payload:
-            continue
-        if payload in stubs and isinstance(part, LargeBodyMessage):
-            start, end = stubs[payload]
-            part.large_body = (raw, start, end)
-            continue
-        for marker, (start, end) in stubs.items():
-            if marker in payload:
-                payload = payload.replace(marker, str(view[start:end], "ascii"))
-        part.set_payload(payload)
+        if isinstance(payload, str) and _MARKER_PREFIX in payload:
+            if payload in stubs and isinstance(part, LargeBodyMessage):
+                start, end = stubs[payload]
+                part.large_body = (raw, start, end)
+            else:
+                part.set_payload(_filled(payload, raw, stubs))
+        # A body can also end up in the text around the parts, which mimewalk parses
+        # again when a nested multipart reuses its parent's boundary.
+        if part.preamble and _MARKER_PREFIX in part.preamble:
+            part.preamble = _filled(part.preamble, raw, stubs)
+        if part.epilogue and _MARKER_PREFIX in part.epilogue:
+            part.epilogue = _filled(part.epilogue, raw, stubs)
+
+
+def _filled(text: str, raw: bytes, stubs: dict[str, tuple[int, int]]) -> str:
+    """Return ``text`` with every marker in it replaced by its body from ``raw``."""
+    view = memoryview(raw)
+    for marker, (start, end) in stubs.items():
+        if marker in text:
+            text = text.replace(marker, str(view[start:end], "ascii"))
+    return text

@@ -6,6 +6,7 @@ import base64
 import email
 import email.policy
 import os
+import re
 
 import pytest
 
@@ -139,3 +140,62 @@ def test_largebodies_text_read_on_demand() -> None:
     assert text.encode("ascii").rstrip(b"\r\n") == ENCODED.rstrip(b"\r\n")
     assert attachment.get_payload(decode=True) == CONTENT
     assert attachment.large_body is None
+
+
+def large_attachment(index: int, size: int = 210 * 1024, tail: bytes = b"") -> bytes:
+    encoded = base64.encodebytes(os.urandom(size)).replace(b"\n", b"\r\n")
+    return attachment(b"f%d.bin" % index, encoded + tail)
+
+
+def test_largebodies_body_in_epilogue(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A nested multipart that reuses its parent's boundary leaves the later parts in
+    # its epilogue, which mimewalk parses again.
+    raw = headers(b'multipart/mixed; boundary="b1"') + (
+        b"--b1\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"
+        + multipart(TEXT) + b"--b1\r\n" + attachment(b"big.bin") + b"\r\n--b1--\r\n")
+    assert largebodies.hollow(raw)[1]
+
+    hollowed, whole = parsed_both_ways(raw, monkeypatch)
+
+    assert [a.filename for a in whole.attachments] == ["big.bin"]
+    assert [a.content for a in hollowed.attachments] == [CONTENT]
+
+
+def test_largebodies_markers_are_not_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Eleven bodies: the last part's payload holds its marker and more text, so markers
+    # are replaced inside text, where "-1" must not match "-10".
+    parts = [large_attachment(index) for index in range(10)]
+    parts.append(large_attachment(10, tail=b"\r\n--not-a-boundary"))
+    raw = headers(b'multipart/mixed; boundary="b1"') + multipart(*parts)
+    assert len(largebodies.hollow(raw)[1]) == 11
+
+    hollowed, whole = parsed_both_ways(raw, monkeypatch)
+
+    assert [a.content for a in hollowed.attachments] == [a.content for a in whole.attachments]
+
+
+class CountingPattern:
+    """Wrap a compiled pattern and count its searches."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+        self.searches = 0
+
+    def search(self, *args: object) -> re.Match[bytes] | None:
+        self.searches += 1
+        return self.pattern.search(*args)
+
+
+def test_largebodies_header_lines_share_searches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thousands of Content-Transfer-Encoding lines before one blank line: searching
+    # from each of them to the blank line would take quadratic time.
+    counting = CountingPattern(largebodies._BLANK_LINE)
+    monkeypatch.setattr(largebodies, "_BLANK_LINE", counting)
+    raw = (headers(b"text/plain")[:-2] + b"Content-Transfer-Encoding: base64\r\n" * 4000
+           + b"\r\n" + ENCODED)
+
+    skeleton, stubs = largebodies.hollow(raw)
+
+    assert counting.searches == 1
+    assert len(stubs) == 1
+    assert len(skeleton) < len(raw)
