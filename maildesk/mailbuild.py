@@ -39,6 +39,8 @@ _MESSAGE_ID = re.compile(r"^<[^<>\s\"]+@[^<>\s\"]+>$")
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 # Outlook and Gmail thread on the last few ids; the first and the last ten are kept.
 MAX_REFERENCES = 11
+# A longer Message-ID would not fit on one header line (998 characters) with its name.
+MAX_MESSAGE_ID_LENGTH = 900
 # Seconds between 1601-01-01 (the FILETIME epoch) and 1970-01-01.
 _FILETIME_EPOCH_OFFSET = 11644473600
 
@@ -67,7 +69,8 @@ def valid_message_ids(ids: list[str] | tuple[str, ...] | None) -> list[str]:
     kept: list[str] = []
     for value in ids or ():
         value = value.strip()
-        if _MESSAGE_ID.match(value) and value not in kept:
+        if (len(value) <= MAX_MESSAGE_ID_LENGTH and _MESSAGE_ID.match(value)
+                and value not in kept):
             kept.append(value)
     return kept
 

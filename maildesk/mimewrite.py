@@ -31,6 +31,8 @@ _Q_LITERAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 # ASCII words at the start of a subject that stay unencoded, at most this many characters,
 # so filters that do not decode headers still see the ticket tag.
 _PLAIN_PREFIX_LENGTH = 40
+# Characters of a file name per RFC 2231 section, escapes included.
+_FILENAME_SECTION = 60
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*\Z")
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*\Z")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*\Z")
@@ -75,6 +77,10 @@ def text_part(text: str, subtype: str) -> MimePart:
     if not text.endswith("\n"):
         text += "\n"
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    # Mailbox files turn a line starting with "From " into ">From "; encoded, it survives.
+    encoded = encoded.replace(b"\nFrom ", b"\n=46rom ")
+    if encoded.startswith(b"From "):
+        encoded = b"=46" + encoded[1:]
     return MimePart(f"text/{subtype}; charset=\"utf-8\"",
                     [("Content-Transfer-Encoding", "quoted-printable")],
                     encoded.replace(b"\n", b"\r\n"))
@@ -90,12 +96,28 @@ def attachment_part(content: bytes, content_type: str, filename: str) -> MimePar
 
 
 def disposition(filename: str) -> str:
-    """Return an attachment disposition; a non-ASCII name goes in RFC 2231 form."""
+    """Return an attachment disposition; a non-ASCII name goes in RFC 2231 form.
+
+    A long encoded name is split into numbered sections (``filename*0*``, ``*1*``, ...)
+    between its %XX escapes, so no header line nears the 998-character limit.
+    """
     if _PRINTABLE_ASCII.match(filename) and '"' not in filename and "\\" not in filename:
         return f'attachment; filename="{filename}"'
-    quoted = "".join(chr(byte) if byte in _Q_LITERAL or byte in b"._" else f"%{byte:02X}"
-                     for byte in filename.encode("utf-8"))
-    return f"attachment; filename*=utf-8''{quoted}"
+    quoted = [chr(byte) if byte in _Q_LITERAL or byte in b"._" else f"%{byte:02X}"
+              for byte in filename.encode("utf-8")]
+    sections: list[str] = []
+    current = ""
+    for piece in quoted:
+        if len(current) + len(piece) > _FILENAME_SECTION:
+            sections.append(current)
+            current = ""
+        current += piece
+    sections.append(current)
+    if len(sections) == 1:
+        return f"attachment; filename*=utf-8''{sections[0]}"
+    numbered = [f"filename*{index}*={'utf-8' + chr(39) * 2 if index == 0 else ''}{section}"
+                for index, section in enumerate(sections)]
+    return "attachment; " + "; ".join(numbered)
 
 
 def message_bytes(headers: list[tuple[str, str]], body: MimePart) -> bytes:
@@ -140,15 +162,15 @@ def fold(line: str, start: int) -> str:
 def _fold_point(line: str, start: int) -> int:
     """Return the index of the space to break before, or -1 when there is none.
 
-    A break goes before a space that follows a non-space, so no piece is only white
-    space: the last such space within the soft limit, else the first one after it.
+    A break goes before a space that follows a non-space and has a non-space somewhere
+    after it, so no line is only white space: the last such space within the soft
+    limit, else the first one after it.
     """
+    last_text = len(line.rstrip(" ")) - 1
     best = -1
     position = line.find(" ", start)
-    while position >= 0:
-        breakable = (line[position - 1] != " " and position + 1 < len(line)
-                     and line[position + 1] != " ")
-        if breakable:
+    while 0 <= position < last_text:
+        if line[position - 1] != " ":
             if position > SOFT_LINE_LENGTH:
                 return best if best >= 0 else position
             best = position
@@ -245,7 +267,8 @@ def addr_spec(address: str) -> str:
     """Return ``local@domain`` with the local part quoted when it is not a dot-atom.
 
     An internationalised domain is written in its IDNA form. A non-ASCII local part has
-    no ASCII form, so it stays UTF-8, which only an SMTPUTF8 server accepts.
+    no ASCII form, so it stays UTF-8 (quoted like any other local part that is not a
+    dot-atom), which only an SMTPUTF8 server accepts.
     """
     local, _at, domain = address.rpartition("@")
     if not _at:
@@ -255,6 +278,6 @@ def addr_spec(address: str) -> str:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
             pass
-    if not _DOT_ATOM.match(local) and local.isascii():
+    if not _DOT_ATOM.match(local):
         local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{local}@{domain}"

@@ -243,3 +243,12 @@ def test_mailbuild_message_ids_are_unique_and_tagged() -> None:
     assert first.startswith("<ack.20451.")
     assert first.endswith("@maildesk.example.com>")
     assert valid_message_ids([first]) == [first]
+
+
+def test_mailbuild_drops_overlong_message_id() -> None:
+    long_id = "<" + "a" * 1500 + "@example.org>"
+
+    raw = build(in_reply_to=long_id, references=[long_id, "<ok@example.org>"]).as_bytes()
+
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert reparse(build(in_reply_to=long_id))["In-Reply-To"] is None

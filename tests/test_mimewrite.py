@@ -193,3 +193,45 @@ def test_mimewrite_base64_lines_within_76() -> None:
 
     assert max(len(line) for line in lines) == 76
     assert part.body.endswith(b"\r\n")
+
+
+def test_mimewrite_folds_runs_of_spaces() -> None:
+    subject = "  ".join(["słowo"] * 200)
+
+    lines = wire_lines([("Subject", unstructured(subject))])
+    parsed = parse([("Subject", unstructured(subject))])
+
+    assert max(len(line) for line in lines) <= 998
+    assert parsed["Subject"] == subject
+
+
+@pytest.mark.parametrize("filename", [
+    ("zażółć gęślą jaźń " * 11).strip(),
+    "報告書" * 40,
+    "a" * 200,
+])
+def test_mimewrite_long_file_names(filename: str) -> None:
+    part = attachment_part(b"data", "application/pdf", filename)
+    raw = message_bytes([("Subject", "x")], MimePart("multipart/mixed", parts=[
+        text_part("x", "plain"), part]))
+
+    parsed = message_from_bytes(raw, policy=default_policy)
+
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert [a.get_filename() for a in parsed.iter_attachments()] == [filename]
+
+
+def test_mimewrite_non_ascii_local_part_is_quoted() -> None:
+    parsed = parse([("To", mailbox("é,eve@evil.example,x@example.org", "Jan"))])
+
+    assert len(parsed["To"].addresses) == 1
+    assert "eve@evil.example" not in [a.addr_spec for a in parsed["To"].addresses]
+
+
+def test_mimewrite_from_line_is_encoded() -> None:
+    part = text_part("From the desk\nFrom here too\n", "plain")
+
+    assert not part.body.startswith(b"From ")
+    assert b"\r\nFrom " not in part.body
+    parsed = parse([("Subject", "x")], part)
+    assert parsed.get_content().replace("\r\n", "\n") == "From the desk\nFrom here too\n"
