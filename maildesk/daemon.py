@@ -92,7 +92,7 @@ class Daemon:
             held: list[FetchedMail] = []
             # The stored files and the commits must be on disk before the source lets go
             # of the mails. Both are flushed once, when the batch is done.
-            with self.desk.store.batch(), models.deferred_durability():
+            with models.deferred_durability(), self.desk.store.batch():
                 for mail in batch:
                     if self.stopping:
                         break

@@ -438,11 +438,20 @@ def deferred_durability() -> Iterator[None]:
     finally:
         try:
             _flush_commits(database, postgresql)
-        except (pw.OperationalError, pw.InterfaceError) as error:
+        except (pw.DatabaseError, pw.InterfaceError) as error:
+            # A new connection starts with synchronous commits again.
+            _close_quietly(database)
             if not failed:
                 raise
             logger.warning(_("flushing the database log after a failed batch failed: "
                              "{error}").format(error=error))
+
+
+def _close_quietly(database: pw.Database) -> None:
+    try:
+        database.close()
+    except (pw.DatabaseError, pw.InterfaceError) as error:
+        logger.debug("closing the database after a failed flush failed: %s", error)
 
 
 def _flush_commits(database: pw.Database, postgresql: bool) -> None:

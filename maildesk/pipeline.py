@@ -262,7 +262,7 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
             with mail_context(message_id=message.message_id or key):
                 if is_duplicate(key):
                     logger.info(_("skipping {key}: already processed").format(key=key))
-                    _restore_attachment_files(desk, message, key)
+                    _restore_files(desk, raw, message, key)
                     return Outcome("duplicate", reason="already processed")
                 return _decide_and_apply(desk, message, raw, raw_sha256, source, rules)
         except (pw.OperationalError, pw.InterfaceError) as error:
@@ -271,15 +271,20 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 _("database unavailable: {error}").format(error=error)) from error
 
 
-def _restore_attachment_files(desk: Desk, message: ParsedMessage, key: str) -> None:
-    """Store the attachments of a processed mail again where a file is missing or short.
+def _restore_files(desk: Desk, raw: bytes, message: ParsedMessage, key: str) -> None:
+    """Store a processed mail and its attachments again where a file's bytes are wrong.
 
-    A power loss between the commit and the end of the raw store's batch can cut them
-    short, and the mail then comes back from its source as a duplicate.
+    A power loss between the commit and the end of the raw store's batch can leave them
+    short or zero-filled, and the mail then comes back from its source as a duplicate.
     """
     try:
+        desk.store.put("raw", raw, verify=True)
+    except OSError as error:
+        raise TemporaryError(_("cannot store the raw mail: {error}").format(
+            error=error)) from error
+    try:
         for part in message.attachments:
-            desk.store.put("attachments", part.content)
+            desk.store.put("attachments", part.content, verify=True)
     except OSError as error:
         raise TemporaryError(_("cannot store the attachments of {message_id}: {error}").format(
             message_id=key, error=error)) from error

@@ -8,8 +8,9 @@ final name.
 Durability: outside a ``batch`` every file is fsynced before ``put`` returns. Inside a
 batch the files are flushed to disk together when the batch ends, and the caller must
 not release the source copy of the mails (IMAP MOVE, Maildir rename) before that. A
-power loss inside the batch can leave a file empty or short under its final name; the
-mails are then fetched again, and ``put`` rewrites any file whose size is wrong.
+power loss inside the batch can leave a file empty, short or zero-filled under its final
+name. The mails are then fetched again as duplicates, and the pipeline stores their
+files once more with ``verify``, which rewrites any file whose bytes are wrong.
 """
 
 from __future__ import annotations
@@ -40,18 +41,19 @@ class RawStore:
     def path_for(self, kind: str, sha256: str) -> Path:
         return self.root / kind / sha256[:2] / sha256
 
-    def put(self, kind: str, content: bytes) -> str:
-        """Store ``content`` once and return its sha256."""
+    def put(self, kind: str, content: bytes, *, verify: bool = False) -> str:
+        """Store ``content`` once and return its sha256.
+
+        A file already there is kept when its size is right, or with ``verify`` when its
+        bytes are. Inside a batch it is flushed with the batch all the same, since an
+        earlier flush of it may have failed.
+        """
         sha256 = hashlib.sha256(content).hexdigest()
         path = self.path_for(kind, sha256)
-        try:
-            if path.stat().st_size == len(content):
-                return sha256
-            logger.warning(_("rewriting {path}: {found} bytes on disk, {expected} expected")
-                           .format(path=path, found=path.stat().st_size,
-                                   expected=len(content)))
-        except FileNotFoundError:
-            pass
+        if self._is_stored(path, content, verify):
+            if self._pending is not None:
+                self._pending.append(path)
+            return sha256
 
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{sha256}.{os.getpid()}.tmp")
@@ -69,6 +71,18 @@ class RawStore:
         if self._pending is not None:
             self._pending.append(path)
         return sha256
+
+    @staticmethod
+    def _is_stored(path: Path, content: bytes, verify: bool) -> bool:
+        try:
+            size = path.stat().st_size
+            if size == len(content) and (not verify or path.read_bytes() == content):
+                return True
+        except FileNotFoundError:
+            return False
+        logger.warning(_("rewriting {path}: {found} bytes on disk, {expected} expected")
+                       .format(path=path, found=size, expected=len(content)))
+        return False
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -40,8 +40,16 @@ def _quoted(name: str) -> str:
 
 
 def _where(model: type[BaseModel], names: tuple[str, ...], param: str) -> str:
+    """Return ``a = ? AND b = ?`` for ``names``; callers reject None, which needs IS NULL."""
     fields = model._meta.fields
     return " AND ".join(f"{_quoted(fields[name].column_name)} = {param}" for name in names)
+
+
+def _reject_none(equals: dict[str, Any]) -> None:
+    missing = sorted(name for name, value in equals.items() if value is None)
+    if missing:
+        raise ValueError(f"cannot match {missing} against None with '='; use peewee's "
+                         f".is_null() instead")
 
 
 def insert(model: type[Row], **values: Any) -> Row:
@@ -86,6 +94,7 @@ def _mark_clean(instance: BaseModel) -> None:
 def first(model: type[Row], **equals: Any) -> Row | None:
     """Return one row whose fields equal ``equals`` (as ``get_or_none``), or None."""
     database = _database()
+    _reject_none(equals)
     names = tuple(sorted(equals))
     key = ("first", model, names, database.param)
     text = _texts.get(key)
@@ -111,6 +120,7 @@ def first(model: type[Row], **equals: Any) -> Row | None:
 def exists(model: type[BaseModel], **equals: Any) -> bool:
     """Return whether a row whose fields equal ``equals`` exists."""
     database = _database()
+    _reject_none(equals)
     names = tuple(sorted(equals))
     key = ("exists", model, names, database.param)
     text = _texts.get(key)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import peewee as pw
 import pytest
 from click.testing import CliRunner
 from deskfactory import mail, write_config
@@ -230,6 +231,21 @@ def test_deliver_exits_75_when_database_is_down(tmp_path: Path) -> None:
     result = _invoke("--config", str(config), "deliver", input=mail())
 
     assert result.exit_code == EX_TEMPFAIL
+
+
+def test_deliver_exits_75_when_final_flush_fails(tmp_path: Path, database_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path, database_url)
+
+    def failing(database, postgresql) -> None:
+        raise pw.OperationalError("database is locked")
+
+    monkeypatch.setattr(models, "_flush_commits", failing)
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == EX_TEMPFAIL
+    assert "database is locked" in result.output
 
 
 def test_deliver_exits_75_on_invalid_config(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from deskfactory import make_desk
+from deskfactory import mail, make_desk
 
 from maildesk import models, pipeline, rawstore
 from maildesk.errors import TemporaryError
@@ -143,3 +143,44 @@ def test_rawstore_failed_flush_is_temporary(tmp_path: Path,
 
     with pytest.raises(TemporaryError, match="Input/output error"), store.batch():
         store.put_message(b"one")
+
+
+def test_rawstore_batch_flushes_existing_files(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # An earlier batch's flush may have failed, so a file found again is flushed again.
+    store = RawStore(tmp_path)
+    store.put_message(b"one")
+    flushed: list[int] = []
+    monkeypatch.setattr(rawstore, "_flush", lambda root, paths: flushed.append(len(paths)))
+
+    with store.batch():
+        store.put_message(b"one")
+
+    assert flushed == [1]
+
+
+def test_rawstore_verify_rewrites_zero_filled_file(tmp_path: Path) -> None:
+    store = RawStore(tmp_path)
+    sha256 = store.put_message(b"complete mail")
+    path = store.path_for("raw", sha256)
+    path.write_bytes(b"\x00" * len(b"complete mail"))  # what XFS can leave after a power loss
+
+    store.put_message(b"complete mail")
+    unverified = path.read_bytes()
+    store.put("raw", b"complete mail", verify=True)
+
+    assert unverified == b"\x00" * len(b"complete mail")
+    assert store.get_message(sha256) == b"complete mail"
+
+
+def test_duplicate_mail_repairs_zero_filled_raw_file(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = mail()
+    pipeline.process(desk, raw, "test:1")
+    path = desk.store.path_for("raw", hashlib.sha256(raw).hexdigest())
+    path.write_bytes(b"\x00" * len(raw))
+
+    outcome = pipeline.process(desk, raw, "test:1")
+
+    assert outcome.action == "duplicate"
+    assert path.read_bytes() == raw

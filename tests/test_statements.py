@@ -177,3 +177,10 @@ def test_deferred_durability_flushes_when_block_raises(database) -> None:
 
     assert models.Event.select().count() == 1
     assert _setting(database) in ("on", "1")
+
+
+def test_statements_reject_none_values(database) -> None:
+    with pytest.raises(ValueError, match="is_null"):
+        statements.first(models.Contact, language=None)
+    with pytest.raises(ValueError, match="is_null"):
+        statements.exists(models.Contact, language=None)
