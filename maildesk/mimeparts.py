@@ -42,19 +42,14 @@ def payload_bytes(part: email.message.Message) -> bytes:
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     located = getattr(part, "large_body", None)
     if encoding == "base64" and located is not None:
-        decoded = _decode_located_base64(*located)
+        decoded = _decode_well_padded_base64(*located)
         if decoded is not None:
             return decoded
     raw = part.get_payload()
     if encoding == "base64" and isinstance(raw, str):
-        padding = raw.find("=")
-        if padding < 0 or (len(raw) - padding < 16 and not raw[padding:].strip("= \t\r\n")):
-            # Padding only at the end: binascii skips line breaks and stray characters as
-            # the lenient decoder does, without two copies of a large attachment.
-            try:
-                return binascii.a2b_base64(raw)
-            except (binascii.Error, ValueError):
-                pass
+        decoded = _decode_well_padded_base64(raw)
+        if decoded is not None:
+            return decoded
         try:
             return decode_base64_lenient(raw.encode("ascii", errors="ignore"))
         except binascii.Error as error:
@@ -72,18 +67,25 @@ def payload_bytes(part: email.message.Message) -> bytes:
     return b""
 
 
-def _decode_located_base64(raw: bytes, start: int, end: int) -> bytes | None:
-    """Decode base64 text lying at ``raw[start:end]`` without copying it; None if damaged.
+def _decode_well_padded_base64(text: str | bytes, start: int = 0,
+                               end: int | None = None) -> bytes | None:
+    """Decode base64 at ``text[start:end]`` when its padding comes last; None otherwise.
 
-    Only text whose padding comes last is decoded here: binascii then skips the line
-    breaks exactly as the lenient decoder does.
+    binascii skips line breaks and stray characters as the lenient decoder does, so for
+    such text both give the same bytes, and binascii reads a large attachment in place.
     """
-    padding = raw.find(b"=", start, end)
-    if padding >= 0 and (end - padding >= 16 or raw[padding:end].strip(b"= \t\r\n")):
-        return None
+    end = len(text) if end is None else end
+    padding = text.find("=" if isinstance(text, str) else b"=", start, end)  # type: ignore[arg-type]
+    if padding >= 0:
+        tail = text[padding:end]
+        if isinstance(tail, bytes):
+            tail = tail.decode("ascii", errors="replace")
+        if end - padding >= 16 or tail.strip("= \t\r\n"):
+            return None
+    data = memoryview(text)[start:end] if isinstance(text, bytes) else text
     try:
-        return binascii.a2b_base64(memoryview(raw)[start:end])
-    except binascii.Error:
+        return binascii.a2b_base64(data)
+    except (binascii.Error, ValueError):
         return None
 
 
