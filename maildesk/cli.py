@@ -132,8 +132,6 @@ def deliver(app: App, source: str) -> None:
     Exit status 0 means the mail is safe in maildesk (ticket, follow-up or quarantine);
     75 asks the MTA to keep the mail and try again later.
     """
-    import peewee as pw
-
     from maildesk import models, pipeline
     from maildesk.wiring import load_rules, make_sender
 
@@ -144,9 +142,8 @@ def deliver(app: App, source: str) -> None:
         with models.deferred_durability():
             outcome = pipeline.process(desk, raw, source, load_rules(desk))
         make_sender(desk).deliver_due()
-    except (TemporaryError, ConfigError, pw.DatabaseError, pw.InterfaceError) as error:
-        # A broken configuration must not bounce the user's mail: the MTA keeps it. A
-        # database error after the commit is safe too: the retry is a duplicate.
+    except (TemporaryError, ConfigError) as error:
+        # A broken configuration must not bounce the user's mail: the MTA keeps it.
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)
     click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,

@@ -422,8 +422,9 @@ def deferred_durability() -> Iterator[None]:
     inside. SQLite in WAL mode with synchronous=NORMAL never syncs on commit. At the end
     one commit that does sync is made (PostgreSQL: synchronous_commit on; SQLite:
     synchronous=FULL). Both logs are written in order, so that commit makes every
-    earlier one durable too. When the block raises, the flush is still tried, and its
-    own failure is only logged.
+    earlier one durable too. A failed flush raises TemporaryError, so the caller keeps
+    the source copy. When the block itself raises, the flush is still tried, and its own
+    failure is only logged.
     """
     database = database_proxy.obj
     postgresql = is_postgresql(database)
@@ -442,7 +443,8 @@ def deferred_durability() -> Iterator[None]:
             # A new connection starts with synchronous commits again.
             _close_quietly(database)
             if not failed:
-                raise
+                raise TemporaryError(_("flushing the database log to disk failed: {error}")
+                                     .format(error=error)) from error
             logger.warning(_("flushing the database log after a failed batch failed: "
                              "{error}").format(error=error))
 

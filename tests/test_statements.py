@@ -8,6 +8,7 @@ import peewee as pw
 import pytest
 
 from maildesk import models, statements
+from maildesk.errors import TemporaryError
 
 
 @pytest.fixture
@@ -184,3 +185,14 @@ def test_statements_reject_none_values(database) -> None:
         statements.first(models.Contact, language=None)
     with pytest.raises(ValueError, match="is_null"):
         statements.exists(models.Contact, language=None)
+
+
+def test_deferred_durability_failed_flush_is_temporary(database,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(database, postgresql) -> None:
+        raise pw.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(models, "_flush_commits", failing)
+
+    with pytest.raises(TemporaryError, match="disk I/O error"), models.deferred_durability():
+        statements.insert(models.Event, actor="maildesk", action="created")
