@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 # RFC 5322 2.1.1: lines SHOULD stay within 78 characters and MUST stay within 998.
 SOFT_LINE_LENGTH = 78
 HARD_LINE_LENGTH = 998
+# Plain text with a longer word could not share a line with the header name, so it is
+# written as encoded words, which can be split anywhere.
+_MAX_PLAIN_WORD = HARD_LINE_LENGTH - 98
 # RFC 2047 2: an encoded word is at most 75 characters, "=?utf-8?q?" and "?=" included.
 _ENCODED_WORD_LENGTH = 75
 _ENCODED_WORD_OVERHEAD = len("=?utf-8?q??=")
@@ -186,7 +189,8 @@ def unstructured(value: str) -> str:
     becomes Q-encoded words. RFC 2047 decoders drop the white space between two
     encoded words, so the spaces of the text travel inside the words as "_".
     """
-    if _PRINTABLE_ASCII.match(value) and "=?" not in value and _longest_word(value) < 900:
+    printable = _PRINTABLE_ASCII.match(value) and "=?" not in value
+    if printable and _longest_word(value) < _MAX_PLAIN_WORD:
         return value
 
     words = value.split(" ")
@@ -253,7 +257,7 @@ def mailbox(address: str, name: str = "") -> str:
 
 def phrase(name: str) -> str:
     """Return a display name in the form RFC 5322 allows for it (atoms, quoted, encoded)."""
-    if _PRINTABLE_ASCII.match(name) and "=?" not in name and len(name) < 900:
+    if _PRINTABLE_ASCII.match(name) and "=?" not in name and len(name) < _MAX_PLAIN_WORD:
         if _ATOM_PHRASE.match(name) and "  " not in name and name == name.strip():
             return name
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
