@@ -89,7 +89,7 @@ class Daemon:
                 break
             rules = self._rules()
             done: list[FetchedMail] = []
-            held: list[FetchedMail] = []
+            quarantined: list[FetchedMail] = []
             # The stored files and the commits must be on disk before the source lets go
             # of the mails. Both are flushed once, when the batch is done.
             with models.deferred_durability(), self.desk.store.batch():
@@ -98,9 +98,9 @@ class Daemon:
                         break
                     outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
                     self.outcomes[outcome.action] += 1
-                    (held if outcome.action == "quarantined" else done).append(mail)
+                    (quarantined if outcome.action == "quarantined" else done).append(mail)
                     handled += 1
-            for mail in held:
+            for mail in quarantined:
                 faults.crash_point("before-ack")
                 self.source.quarantine(mail)
             faults.crash_point("before-ack")

@@ -335,19 +335,19 @@ def alert_on_loop_events(desk: Desk, decision: Any) -> list[QueuedMail]:
 # ---------------------------------------------------------------------- threading
 
 
+_TICKET_REFERENCES = statements.Prepared(
+    lambda ticket_id: models.MessageReference.select(models.MessageReference.message_id,
+                                                     models.MessageReference.recipients)
+    .where(models.MessageReference.ticket == ticket_id)
+    .order_by(models.MessageReference.id))
+
+
 def thread_references(ticket: models.Ticket, address: str) -> list[str]:
     """Message-IDs of the ticket's mails that ``address`` sent or received, oldest first."""
     address = address.strip().lower()
     rows = _TICKET_REFERENCES.rows(ticket.id)
     return [message_id for message_id, recipients in rows
             if address in (recipients or "").split()]
-
-
-_TICKET_REFERENCES = statements.Prepared(
-    lambda ticket_id: models.MessageReference.select(models.MessageReference.message_id,
-                                                     models.MessageReference.recipients)
-    .where(models.MessageReference.ticket == ticket_id)
-    .order_by(models.MessageReference.id))
 
 
 # ---------------------------------------------------------------------- queueing

@@ -162,7 +162,7 @@ def test_largebodies_body_in_epilogue(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_largebodies_markers_are_not_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Eleven bodies: the last part's payload holds its marker and more text, so markers
+    # Eleven bodies: the last part's payload contains its marker and more text, so markers
     # are replaced inside text, where "-1" must not match "-10".
     parts = [large_attachment(index) for index in range(10)]
     parts.append(large_attachment(10, tail=b"\r\n--not-a-boundary"))
