@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from maildesk import models
+from maildesk import models, statements
 from maildesk.parse import ParsedMessage
 
 logger = logging.getLogger(__name__)
@@ -69,13 +69,15 @@ def sender_role(ticket: models.Ticket, sender: str, agent_addresses: frozenset[s
         return SenderRole.AGENT
     if ticket.requester.address == sender:
         return SenderRole.REQUESTER
-    is_participant = (
-        models.Participant.select()
-        .join(models.Contact)
-        .where(models.Participant.ticket == ticket, models.Contact.address == sender)
-        .exists()
-    )
+    is_participant = _PARTICIPANT.rows(ticket.id, sender)
     return SenderRole.PARTICIPANT if is_participant else SenderRole.STRANGER
+
+
+_PARTICIPANT = statements.Prepared(
+    lambda ticket_id, address: models.Participant.select(models.Participant.id)
+    .join(models.Contact)
+    .where(models.Participant.ticket == ticket_id, models.Contact.address == address)
+    .limit(1))
 
 
 def find_follow_up(
@@ -87,11 +89,7 @@ def find_follow_up(
 
     ids = message.thread_ids
     if ids:
-        references = (
-            models.MessageReference.select(models.MessageReference, models.Ticket)
-            .join(models.Ticket)
-            .where(models.MessageReference.message_id.in_(list(ids)))
-        )
+        references = statements.select_in(models.MessageReference, "message_id", list(ids))
         by_id = {reference.message_id: reference for reference in references}
         for message_id in ids:
             reference = by_id.get(message_id)
@@ -109,7 +107,7 @@ def find_follow_up(
             ))
 
     for match in tag_pattern(ticket_tag).finditer(message.subject):
-        tagged = models.Ticket.get_or_none(models.Ticket.id == int(match.group(1)))
+        tagged = statements.first(models.Ticket, id=int(match.group(1)))
         if tagged is None:
             continue
         ticket = tagged

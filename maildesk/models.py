@@ -38,6 +38,30 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+class _RelatedRowAccessor(pw.ForeignKeyAccessor):
+    """Load a related row (``ticket.requester``) through the cached SELECT of statements.
+
+    peewee would build the SQL of ``Contact.get(Contact.id == 5)`` on every access;
+    the lookup by primary key is the same query each time.
+    """
+
+    def get_rel_instance(self, instance: Any) -> Any:
+        value = instance.__data__.get(self.name)
+        if value is not None and self.name not in instance.__rel__ and self.field.lazy_load:
+            from maildesk import statements
+
+            related = statements.first(self.rel_model, **{self.field.rel_field.name: value})
+            if related is None:
+                raise self.rel_model.DoesNotExist(
+                    f"{self.rel_model.__name__} {value} does not exist")
+            instance.__rel__[self.name] = related
+        return super().get_rel_instance(instance)
+
+
+class ForeignKeyField(pw.ForeignKeyField):
+    accessor_class = _RelatedRowAccessor
+
+
 class BaseModel(pw.Model):
     id = pw.AutoField()
 
@@ -76,12 +100,12 @@ class Ticket(BaseModel):
     priority = pw.IntegerField(default=3)
     group = pw.CharField(max_length=100, null=True, index=True)
     assignee = pw.CharField(max_length=100, null=True, index=True)
-    requester = pw.ForeignKeyField(Contact, backref="tickets")
+    requester = ForeignKeyField(Contact, backref="tickets")
     language = pw.CharField(max_length=8, default="pl")
     tags = pw.TextField(default="")
     reply_token = pw.CharField(max_length=64, default=lambda: secrets.token_hex(16))
     escalation_level = pw.IntegerField(default=0)
-    linked_ticket = pw.ForeignKeyField("self", null=True, backref="follow_ups")
+    linked_ticket = ForeignKeyField("self", null=True, backref="follow_ups")
     first_response_due = pw.DateTimeField(null=True, index=True)
     resolution_due = pw.DateTimeField(null=True, index=True)
     sla_paused_at = pw.DateTimeField(null=True)
@@ -116,8 +140,8 @@ class Ticket(BaseModel):
 class Participant(BaseModel):
     """Someone besides the requester who takes part in a ticket (a Cc on their mail)."""
 
-    ticket = pw.ForeignKeyField(Ticket, backref="participants", on_delete="CASCADE")
-    contact = pw.ForeignKeyField(Contact, backref="participations")
+    ticket = ForeignKeyField(Ticket, backref="participants", on_delete="CASCADE")
+    contact = ForeignKeyField(Contact, backref="participations")
     role = pw.CharField(max_length=20, default="cc")
 
     class Meta:
@@ -130,7 +154,7 @@ class Message(BaseModel):
     ``kind`` is customer, agent_reply, internal_note, auto_reply or system.
     """
 
-    ticket = pw.ForeignKeyField(Ticket, backref="messages", on_delete="CASCADE")
+    ticket = ForeignKeyField(Ticket, backref="messages", on_delete="CASCADE")
     direction = pw.CharField(max_length=3)
     kind = pw.CharField(max_length=20, default="customer")
     message_id = pw.CharField(max_length=998, null=True, index=True)
@@ -157,7 +181,7 @@ class MessageReference(BaseModel):
     """
 
     message_id = pw.CharField(max_length=998, index=True)
-    ticket = pw.ForeignKeyField(Ticket, backref="references", on_delete="CASCADE")
+    ticket = ForeignKeyField(Ticket, backref="references", on_delete="CASCADE")
     direction = pw.CharField(max_length=3)
     kind = pw.CharField(max_length=20, default="customer")
     recipients = pw.TextField(default="")
@@ -167,7 +191,7 @@ class MessageReference(BaseModel):
 class Attachment(BaseModel):
     """A stored attachment: the file lives once per sha256 under the storage folder."""
 
-    message = pw.ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
+    message = ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
     filename = pw.CharField(max_length=255)
     content_type = pw.CharField(max_length=255)
     size = pw.IntegerField()
@@ -179,7 +203,7 @@ class Attachment(BaseModel):
 class Event(BaseModel):
     """The audit trail: who changed what on which ticket, with the values before and after."""
 
-    ticket = pw.ForeignKeyField(Ticket, null=True, backref="events", on_delete="CASCADE")
+    ticket = ForeignKeyField(Ticket, null=True, backref="events", on_delete="CASCADE")
     actor = pw.CharField(max_length=320)
     action = pw.CharField(max_length=50, index=True)
     before = pw.TextField(null=True)
@@ -194,7 +218,7 @@ class Outbox(BaseModel):
     ``state`` is pending, sending, sent, failed or cancelled.
     """
 
-    ticket = pw.ForeignKeyField(Ticket, null=True, backref="outbox", on_delete="SET NULL")
+    ticket = ForeignKeyField(Ticket, null=True, backref="outbox", on_delete="SET NULL")
     kind = pw.CharField(max_length=50)
     message_id = pw.CharField(max_length=998, unique=True)
     sender = pw.CharField(max_length=320)
@@ -222,7 +246,7 @@ class AutomaticMailRecipient(BaseModel):
     every automatic mail of the hour.
     """
 
-    outbox = pw.ForeignKeyField(Outbox, backref="automatic_recipients", on_delete="CASCADE")
+    outbox = ForeignKeyField(Outbox, backref="automatic_recipients", on_delete="CASCADE")
     address = pw.CharField(max_length=320)
     created_at = pw.DateTimeField(default=utcnow)
 
@@ -237,7 +261,7 @@ class ProcessedMessage(BaseModel):
     raw_sha256 = pw.CharField(max_length=64)
     source = pw.CharField(max_length=200)
     outcome = pw.CharField(max_length=30)
-    ticket = pw.ForeignKeyField(Ticket, null=True, on_delete="SET NULL")
+    ticket = ForeignKeyField(Ticket, null=True, on_delete="SET NULL")
     created_at = pw.DateTimeField(default=utcnow)
 
 
@@ -307,7 +331,7 @@ class SlaNotice(BaseModel):
     ``target`` is first_response or resolution, ``kind`` warning or breach.
     """
 
-    ticket = pw.ForeignKeyField(Ticket, backref="sla_notices", on_delete="CASCADE")
+    ticket = ForeignKeyField(Ticket, backref="sla_notices", on_delete="CASCADE")
     target = pw.CharField(max_length=20)
     kind = pw.CharField(max_length=10)
     due_at = pw.DateTimeField(null=True)

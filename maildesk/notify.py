@@ -432,8 +432,8 @@ def queue_mail(
     )
     limited = [a for a in recipients if not _exempt_from_address_limit(desk, a)]
     if automatic and limited:
-        models.AutomaticMailRecipient.insert_many(
-            [{"outbox": row.id, "address": address} for address in limited]).execute()
+        for address in limited:
+            statements.insert(models.AutomaticMailRecipient, outbox=row.id, address=address)
     if ticket is not None:
         statements.insert(
             models.MessageReference, message_id=message_id, ticket=ticket, direction="out",

@@ -111,14 +111,17 @@ def _repeats_recent_text(ticket: models.Ticket, message: ParsedMessage) -> bool:
     if len(text) < REPEAT_MIN_LENGTH or message.from_address is None:
         return False
     since = models.utcnow() - REPEAT_WINDOW
-    return bool(
-        models.Message.select()
-        .where(models.Message.ticket == ticket,
-               models.Message.author == message.from_address.normalized,
-               models.Message.created_at >= since,
-               models.Message.reply_text == message.reply_text)
-        .exists()
-    )
+    return bool(_SAME_TEXT.rows(ticket.id, message.from_address.normalized, since,
+                                message.reply_text))
+
+
+_SAME_TEXT = statements.Prepared(
+    lambda ticket_id, author, since, reply_text: models.Message.select(models.Message.id)
+    .where(models.Message.ticket == ticket_id,
+           models.Message.author == author,
+           models.Message.created_at >= since,
+           models.Message.reply_text == reply_text)
+    .limit(1))
 
 
 def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:

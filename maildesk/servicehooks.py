@@ -89,12 +89,16 @@ def _dispatch_after_group_command(desk: Desk, decision: Any, ticket: models.Tick
     return []
 
 
+_TEAM_MAILBOX = statements.Prepared(
+    lambda ticket_id, address, role: models.Participant.select(models.Participant.id)
+    .join(models.Contact)
+    .where(models.Participant.ticket == ticket_id, models.Contact.address == address,
+           models.Participant.role == role)
+    .limit(1))
+
+
 def _is_team_mailbox(ticket: models.Ticket, sender: str) -> bool:
-    return (models.Participant.select()
-            .join(models.Contact)
-            .where(models.Participant.ticket == ticket, models.Contact.address == sender,
-                   models.Participant.role == escalation.DISPATCH_ROLE)
-            .exists())
+    return bool(_TEAM_MAILBOX.rows(ticket.id, sender, escalation.DISPATCH_ROLE))
 
 
 def on_message_added(desk: Desk, decision: Any, ticket: models.Ticket,

@@ -110,6 +110,33 @@ def first(model: type[Row], **equals: Any) -> Row | None:
         text, [by_name[name].db_value(equals[name]) for name in names]).fetchone()
     if row is None:
         return None
+    return _instance(model, fields, row)
+
+
+def select_in(model: type[Row], name: str, values: list[Any]) -> list[Row]:
+    """Return the rows whose field ``name`` is one of ``values``, in no particular order."""
+    if not values:
+        return []
+    database = _database()
+    if any(value is None for value in values):
+        _reject_none({name: None})
+    key = ("in", model, name, len(values), database.param)
+    text = _texts.get(key)
+    fields = model._meta.sorted_fields
+    field = model._meta.fields[name]
+    if text is None:
+        columns = ", ".join(_quoted(column.column_name) for column in fields)
+        marks = ", ".join(database.param for _value in values)
+        text = (f"SELECT {columns} FROM {_quoted(model._meta.table_name)} "
+                f"WHERE {_quoted(field.column_name)} IN ({marks})")
+        _texts[key] = text
+
+    cursor = database.execute_sql(text, [field.db_value(value) for value in values])
+    return [_instance(model, fields, row) for row in cursor.fetchall()]
+
+
+def _instance(model: type[Row], fields: list[pw.Field], row: tuple[Any, ...]) -> Row:
+    """Return a saved instance of ``model`` from a row of ``fields``, as peewee makes it."""
     instance = model(__no_default__=1)
     instance.__data__ = {field.name: field.python_value(value)
                          for field, value in zip(fields, row, strict=True)}

@@ -180,6 +180,41 @@ def test_deferred_durability_flushes_when_block_raises(database) -> None:
     assert _setting(database) in ("on", "1")
 
 
+def test_statements_select_in_matches_peewee(database) -> None:
+    contact = statements.insert(models.Contact, address="jan@example.org")
+    ticket = statements.insert(models.Ticket, subject="VPN", requester=contact)
+    for number in range(3):
+        statements.insert(models.MessageReference, message_id=f"<m{number}@example.org>",
+                          ticket=ticket, direction="in", kind="mail", recipients="")
+    wanted = ["<m0@example.org>", "<m2@example.org>", "<other@example.org>"]
+
+    found = statements.select_in(models.MessageReference, "message_id", wanted)
+    expected = models.MessageReference.select().where(
+        models.MessageReference.message_id.in_(wanted))
+
+    assert sorted(row.__data__["id"] for row in found) == sorted(row.id for row in expected)
+    assert {row.message_id for row in found} == {"<m0@example.org>", "<m2@example.org>"}
+    assert all(row.ticket.subject == "VPN" for row in found)
+    assert statements.select_in(models.MessageReference, "message_id", []) == []
+    with pytest.raises(ValueError):
+        statements.select_in(models.MessageReference, "message_id", [None])
+
+
+def test_related_row_is_loaded_once_and_missing_raises(database) -> None:
+    contact = statements.insert(models.Contact, address="ewa@example.org")
+    ticket = statements.insert(models.Ticket, subject="Drukarka", requester=contact)
+    loaded = statements.first(models.Ticket, id=ticket.id)
+    assert loaded is not None
+
+    assert loaded.requester.address == "ewa@example.org"
+    assert loaded.requester is loaded.requester  # kept after the first access
+    assert not loaded.is_dirty()
+
+    orphan = models.Ticket(subject="Sierota", requester=10**9)
+    with pytest.raises(models.Contact.DoesNotExist):
+        orphan.requester  # noqa: B018 (the access runs the query)
+
+
 def test_statements_reject_none_values(database) -> None:
     with pytest.raises(ValueError, match="is_null"):
         statements.first(models.Contact, language=None)
