@@ -37,6 +37,7 @@ class RawStore:
         self.root = root
         self.fsync = fsync
         self._pending: list[Path] | None = None
+        self._folders: set[Path] = set()  # folders known to exist: one mkdir each
 
     def path_for(self, kind: str, sha256: str) -> Path:
         return self.root / kind / sha256[:2] / sha256
@@ -55,15 +56,19 @@ class RawStore:
                 self._pending.append(path)
             return sha256
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{sha256}.{os.getpid()}.tmp")
-        deferred = self._pending is not None
+        sync = self.fsync and self._pending is None
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)
         try:
-            with temporary.open("wb") as handle:
-                handle.write(content)
-                if self.fsync and not deferred:
-                    handle.flush()
-                    os.fsync(handle.fileno())
+            try:
+                _write(temporary, content, sync)
+            except FileNotFoundError:
+                # Someone removed the folder while the daemon ran: make it again, once.
+                self._folders.discard(path.parent)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write(temporary, content, sync)
             os.replace(temporary, path)
         except OSError:
             temporary.unlink(missing_ok=True)  # a half-written file only fills a full disk
@@ -114,6 +119,19 @@ class RawStore:
 
     def get_message(self, sha256: str) -> bytes:
         return self.get("raw", sha256)
+
+
+def _write(path: Path, content: bytes, sync: bool) -> None:
+    """Create ``path`` with ``content``, and fsync it when ``sync``."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(descriptor, view):]
+        if sync:
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _flush(root: Path, paths: list[Path]) -> None:

@@ -29,6 +29,19 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+def test_rawstore_makes_a_removed_folder_again(tmp_path: Path) -> None:
+    store = RawStore(tmp_path)
+    first = store.put_message(b"mail")
+    folder = store.path_for("raw", first).parent
+    (folder / first).unlink()
+    folder.rmdir()
+
+    again = store.put_message(b"mail")
+
+    assert again == first
+    assert store.get_message(first) == b"mail"
+
+
 def test_rawstore_put_returns_sha256_and_stores_once(tmp_path: Path) -> None:
     store = RawStore(tmp_path)
 
