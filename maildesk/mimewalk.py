@@ -102,12 +102,25 @@ class BodyCollector:
     notes: list[str] = field(default_factory=list)
     _total_size: int = 0
     _over_count: int = 0
-    _raw_bodies: Mapping[int, bytes] = field(default_factory=dict)
+    _raw_bodies: Mapping[int, bytes] | None = None
+    _message: email.message.Message | None = None
 
     def collect(self, message: email.message.Message) -> None:
         """Walk ``message`` and fill ``parts``, ``attachments`` and ``notes``."""
-        self._raw_bodies = locate_raw_bodies(self.raw, message, MAX_DEPTH)
+        self._message = message
+        self._raw_bodies = None
         self._walk(message, depth=0, top=True)
+
+    def _raw_body(self, part: email.message.Message) -> bytes | None:
+        """Return the body of ``part`` byte for byte as in the raw mail, or None.
+
+        Only forwarded mails need this, so the raw mail is split the first time one
+        asks, not for every mail.
+        """
+        if self._raw_bodies is None:
+            assert self._message is not None, "collect() sets the message first"
+            self._raw_bodies = locate_raw_bodies(self.raw, self._message, MAX_DEPTH)
+        return self._raw_bodies.get(id(part))
 
     def keep_unreadable(self, raw: bytes) -> None:
         """Keep a mail whose MIME tree cannot be walked as one ``.eml`` attachment."""
@@ -344,7 +357,7 @@ class BodyCollector:
         )
 
         if part.is_multipart():  # message/* types other than rfc822 that the parser split
-            content = self._raw_bodies.get(id(part)) or serialize_body(part)
+            content = self._raw_body(part) or serialize_body(part)
         else:
             content = payload_bytes(part)
         self._store(
@@ -356,7 +369,7 @@ class BodyCollector:
         inner = part.get_payload()
         inner_message = inner[0] if isinstance(inner, list) and inner else None
 
-        content = self._raw_bodies.get(id(part))
+        content = self._raw_body(part)
         if content is None:
             if isinstance(inner_message, email.message.Message):
                 content = serialize(inner_message)
