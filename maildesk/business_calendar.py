@@ -40,6 +40,8 @@ _ONE_DAY = timedelta(days=1)
 # A calendar that passed validation has open time in every week except on closed days,
 # so a search that finds none for this many days past them has a bug, not a long wait.
 _MAX_CLOSED_RUN_DAYS = 400
+# Dates whose open periods a calendar keeps; a year and a half of daily targets.
+_PERIOD_CACHE_DAYS = 550
 
 
 @dataclass(frozen=True, order=True)
@@ -81,6 +83,10 @@ class BusinessCalendar:
     working_days: frozenset[date] = frozenset()
     extra_day_hours: tuple[WorkingInterval, ...] | None = None
     always_open: bool = False
+    # The open periods of each local date already asked for: every new ticket's targets
+    # start from today, so the same few dates are converted again and again.
+    _period_cache: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         weekly = self.weekly_hours
@@ -190,8 +196,16 @@ class BusinessCalendar:
             return self.extra_day_hours
         return next((hours for hours in self.weekly_hours if hours), ())
 
-    def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
+    def _periods(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """Return the open periods of one local date as UTC instants, in order."""
+        cached = self._period_cache.get(day)
+        if cached is None:
+            if len(self._period_cache) >= _PERIOD_CACHE_DAYS:
+                self._period_cache.clear()
+            cached = self._period_cache[day] = tuple(self._compute_periods(day))
+        return cached
+
+    def _compute_periods(self, day: date) -> list[tuple[datetime, datetime]]:
         periods = []
         for interval in self.hours_on(day):
             start = _wall_clock_to_utc(day, interval.start, self.zone)
