@@ -14,6 +14,7 @@ from typing import TypeVar
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
 _NEWLINE = re.compile(rb"\r?\n|\r")
+_DASH_LINE = re.compile(rb"(?:^|\r?\n|\r)--([^\r\n]*)")
 Buffer = TypeVar("Buffer", bytes, memoryview)
 
 
@@ -107,15 +108,21 @@ def split_multipart(body: Buffer, boundary: bytes) -> list[Buffer] | None:
 
     The pieces are slices of ``body``: views when it is a memoryview, else copies.
     """
-    delimiter = re.compile(
-        rb"(?:^|\r?\n|\r)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\r|$)"
-    )
+    # One pattern finds every line that starts with "--"; the boundary is compared after,
+    # because compiling a pattern per boundary (each mail has its own) cost more than
+    # the search.
     pieces: list[Buffer] = []
     start: int | None = None
-    for match in delimiter.finditer(body):
+    for match in _DASH_LINE.finditer(body):
+        rest = match.group(1)
+        if not rest.startswith(boundary):
+            continue
+        tail = rest[len(boundary):].rstrip(b" \t")  # "--" closes, "" separates
+        if tail not in (b"", b"--"):
+            continue
         if start is not None:
             pieces.append(body[start : match.start()])
-        if match.group(1):
+        if tail:
             return pieces
         newline = _NEWLINE.match(body, match.end())
         start = newline.end() if newline else match.end()
