@@ -99,6 +99,8 @@ def _link(raw: str) -> str:
 
 
 def _line_to_html(line: str) -> str:
+    if "@" not in line and "://" not in line:  # no link possible: most lines
+        return str(escape(line))
     parts = []
     position = 0
     for match in _LINK.finditer(line):
@@ -179,7 +181,10 @@ class Templates:
         self.default_language = default_language
         self.timezone = ZoneInfo(timezone)
         self._cache: dict[tuple[str, str], _Compiled] = {}
-        self._shared_listing: tuple[tuple[tuple[str, int], ...], list[Path]] | None = None
+        self._root_text = str(root)
+        # Folder stamps, then the shared files as paths and as strings.
+        self._shared_listing: tuple[tuple[tuple[str, int], ...], list[Path], list[str]] | None
+        self._shared_listing = None
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -287,18 +292,30 @@ class Templates:
         except OSError:
             folders = ()
         if self._shared_listing is None or self._shared_listing[0] != folders:
-            self._shared_listing = (folders, sorted(self.root.glob("*/_*.j2")))
+            shared = sorted(self.root.glob("*/_*.j2"))
+            self._shared_listing = (folders, shared, [str(path) for path in shared])
         return self._shared_listing[1]
 
+    def _current_signature(self, language: str, name: str) -> tuple[tuple[str, int, int], ...]:
+        """Return the signature of one template's files as they are on disk now.
+
+        It runs before every render, so it works on strings: pathlib would build a
+        path object for each of the files every time.
+        """
+        self._shared_files()
+        assert self._shared_listing is not None
+        own = os.path.join(self._root_text, language, f"{name}.j2")
+        return self._signature([own, *self._shared_listing[2]])
+
     @staticmethod
-    def _signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    def _signature(paths: list[Path] | list[str]) -> tuple[tuple[str, int, int], ...]:
         stamps = []
         for path in paths:
             try:
-                status = path.stat()
+                status = os.stat(path)
             except OSError:
                 continue
-            stamps.append((str(path), status.st_mtime_ns, status.st_size))
+            stamps.append((os.fspath(path), status.st_mtime_ns, status.st_size))
         return tuple(stamps)
 
     def _compile(self, language: str, name: str) -> _Compiled:
@@ -345,7 +362,7 @@ class Templates:
         key = (language, name)
         with self._lock:
             cached = self._cache.get(key)
-            signature = self._signature(self._files(language, name))
+            signature = self._current_signature(language, name)
             if cached is not None and signature in (cached.signature, cached.rejected_signature):
                 return cached
 
@@ -373,7 +390,8 @@ class Templates:
     def render(self, name: str, language: str | None, context: dict[str, Any]) -> RenderedMail:
         """Render one mail in the first language of the fallback chain that has it."""
         for code in self.languages_for(language):
-            if (self.root / code / f"{name}.j2").exists() or (code, name) in self._cache:
+            own = os.path.join(self._root_text, code, f"{name}.j2")
+            if os.path.exists(own) or (code, name) in self._cache:
                 compiled = self._current(code, name, context)
                 return self._render_compiled(compiled, context)
         raise ConfigError(
