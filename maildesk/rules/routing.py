@@ -48,18 +48,16 @@ class ConditionTrace:
     actual: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the trace with unset fields left out: every new ticket stores one."""
         expected = list(self.expected) if isinstance(self.expected, tuple) else self.expected
-        return {
-            "depth": self.depth,
-            "kind": self.kind,
-            "result": self.result,
-            "field": self.field,
-            "argument": self.argument,
-            "operator": self.operator,
-            "expected": expected,
-            "case_sensitive": self.case_sensitive,
-            "actual": self.actual,
-        }
+        data: dict[str, Any] = {"depth": self.depth, "kind": self.kind, "result": self.result}
+        optional = (("field", self.field), ("argument", self.argument),
+                    ("operator", self.operator), ("expected", expected),
+                    ("actual", self.actual))
+        data.update((name, value) for name, value in optional if value is not None)
+        if self.case_sensitive:
+            data["case_sensitive"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConditionTrace:
