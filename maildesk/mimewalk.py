@@ -490,9 +490,16 @@ _WORD = re.compile(r"\w+")
 
 def _replace_stub(plain: list[_Part], html: list[_Part]) -> list[_Part]:
     """Return the HTML alternative as text when the plain alternative is only a stub."""
+    plain_words = sum(len(_WORD.findall(piece.text)) for piece in plain)
+    # The HTML source, tags and all, has at least as many words as its text: every word
+    # of the text, link targets and list numbers included, comes from it. A plain part
+    # with half of those is no stub, and the HTML need not be converted.
+    most_html_words = sum(len(_WORD.findall(piece.text)) for piece in html)
+    if plain_words >= _STUB_WORD_SHARE * most_html_words:
+        return plain
+
     html_text = "\n\n".join(html_to_text(piece.text) for piece in html)
     html_words = len(_WORD.findall(html_text))
-    plain_words = sum(len(_WORD.findall(piece.text)) for piece in plain)
     if html_words < _STUB_MIN_HTML_WORDS or plain_words >= _STUB_WORD_SHARE * html_words:
         return plain
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
 from maildesk.attachments import UniqueNames, sanitize_filename
 from maildesk.charsets import decode_bytes, decode_rfc2047, normalize_charset
 from maildesk.errors import ParseError
-from maildesk.htmltext import exceeds_html_limits, sanitize_html, strip_tags
+from maildesk.htmltext import exceeds_html_limits, html_to_text, sanitize_html, strip_tags
 from maildesk.parse import clean_text, parse_message, repair_header_block, single_line
 
 
@@ -355,6 +356,29 @@ def test_parse_message_plain_stub_uses_html() -> None:
 
     assert result.text.startswith("Awaria serwera: słowo0")
     assert result.reply_text.startswith("Awaria serwera: słowo0")
+
+
+@pytest.mark.parametrize("html", [
+    "<ol>" + "<li>x</li>" * 30 + "</ol>",
+    '<p><a href="https://intranet.example.com/wiki/vpn/instrukcja">instrukcja</a></p>',
+    "<p>a&nbsp;b&#32;c&amp;d caf&eacute; &#65;&#66;</p>",
+    "<table><tr><td>Serwer</td><td>plik01</td></tr></table><img alt='logo firmy' src='x'>",
+])
+def test_html_source_has_at_least_the_words_of_its_text(html: str) -> None:
+    # The stub check of multipart/alternative relies on this to skip the conversion.
+    word = re.compile(r"\w+")
+
+    assert len(word.findall(html_to_text(html))) <= len(word.findall(html))
+
+
+def test_parse_message_plain_with_the_html_words_is_no_stub() -> None:
+    words = " ".join(f"słowo{index}" for index in range(40))
+    plain = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n".encode()
+    html = f"Content-Type: text/html; charset=utf-8\r\n\r\n<p>{words}</p>".encode()
+
+    result = parse_message(_multipart(plain, html, subtype="alternative"))
+
+    assert result.text.strip() == words
 
 
 def test_parse_message_full_plain_alternative_kept() -> None:
