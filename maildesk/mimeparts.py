@@ -10,6 +10,7 @@ import binascii
 import email.message
 import logging
 import re
+from typing import Any
 
 from maildesk.attachments import extension_for
 from maildesk.charsets import decode_bytes, decode_rfc2047
@@ -89,11 +90,27 @@ def _decode_well_padded_base64(text: str | bytes, start: int = 0,
         return None
 
 
+def content_type_param(part: email.message.Message, name: str) -> str | tuple[str, str, str] | None:
+    """Return a Content-Type parameter as ``part.get_param(name)`` does, or None.
+
+    The parameters are parsed once per part and kept on it: the standard library parses
+    the whole header again for each parameter asked for, and a body part is asked for
+    several. A malformed header has no parameters.
+    """
+    params: dict[str, Any] | None = part.__dict__.get("_maildesk_params")
+    if params is None:
+        params = {}
+        try:
+            for key, value in part.get_params() or ():
+                params.setdefault(key.lower(), value)
+        except Exception:  # the standard library raises many kinds on broken headers
+            params = {}
+        part.__dict__["_maildesk_params"] = params
+    return params.get(name.lower())
+
+
 def get_param_text(part: email.message.Message, name: str) -> str:
-    try:
-        value = part.get_param(name)
-    except Exception:  # a malformed Content-Type: the parameter counts as absent
-        return ""
+    value = content_type_param(part, name)
     if isinstance(value, tuple):
         value = value[2]
     return str(value) if value else ""
@@ -142,10 +159,7 @@ def _with_prefix(content: str, depth: int) -> str:
 
 
 def get_charset_label(part: email.message.Message) -> str | None:
-    try:
-        value = part.get_param("charset")
-    except Exception:
-        return None
+    value = content_type_param(part, "charset")
     if isinstance(value, tuple):  # RFC 2231 form
         value = value[2]
     return str(value) if value else None

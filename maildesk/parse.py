@@ -29,6 +29,7 @@ from maildesk.errors import ParseError
 from maildesk.i18n import _
 from maildesk.largebodies import LargeBodyMessage, hollow, restore
 from maildesk.logcontext import mail_context
+from maildesk.mimeparts import content_type_param
 from maildesk.mimewalk import (
     MAX_ATTACHMENT_SIZE,
     MAX_ATTACHMENTS,
@@ -412,10 +413,7 @@ def _charset_hint(message: email.message.Message) -> str | None:
     for count, part in enumerate(iter_parts(message)):
         if count > 50:
             break
-        try:
-            charset = part.get_param("charset")
-        except Exception:  # a malformed Content-Type: try the next part
-            continue
+        charset = content_type_param(part, "charset")  # None for a malformed header
         if isinstance(charset, str) and charset:
             return charset
     return None
