@@ -16,9 +16,11 @@ does not stop the mail, because the last good version stays in use.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -176,8 +178,13 @@ class Templates:
     """The template set of a desk, loaded from ``root/<language>/<name>.j2``."""
 
     def __init__(self, root: Path, default_language: str = "pl",
-                 timezone: str = "Europe/Warsaw") -> None:
+                 timezone: str = "Europe/Warsaw", recheck_interval: float = 1.0) -> None:
         self.root = root
+        # A template's files are looked at again when its last look is older than this
+        # many seconds, so an edit takes effect within a second and a burst of mail
+        # does not stat the same files for every message.
+        self.recheck_interval = recheck_interval
+        self._checked: dict[tuple[str, str], float] = {}
         self.default_language = default_language
         self.timezone = ZoneInfo(timezone)
         self._cache: dict[tuple[str, str], _Compiled] = {}
@@ -360,9 +367,14 @@ class Templates:
     def _current(self, language: str, name: str, context: dict[str, Any]) -> _Compiled:
         """Return the compiled template, reloading a changed file only when it works."""
         key = (language, name)
+        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
+            if cached is not None and now - self._checked.get(key, -math.inf) < \
+                    self.recheck_interval:
+                return cached
             signature = self._current_signature(language, name)
+            self._checked[key] = now
             if cached is not None and signature in (cached.signature, cached.rejected_signature):
                 return cached
 
@@ -391,7 +403,7 @@ class Templates:
         """Render one mail in the first language of the fallback chain that has it."""
         for code in self.languages_for(language):
             own = os.path.join(self._root_text, code, f"{name}.j2")
-            if os.path.exists(own) or (code, name) in self._cache:
+            if (code, name) in self._cache or os.path.exists(own):
                 compiled = self._current(code, name, context)
                 return self._render_compiled(compiled, context)
         raise ConfigError(

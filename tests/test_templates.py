@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from deskfactory import make_desk, make_ticket, write_config
 
-from maildesk import models
+from maildesk import models, templating
 from maildesk.cli import main as cli_main
 from maildesk.config import load_config
 from maildesk.desk import Desk
@@ -354,7 +354,7 @@ def test_templates_startup_check_raises_on_broken(tmp_path: Path, database_url: 
 
 def test_templates_keep_last_good_after_syntax_error(template_root: Path,
                                                      sample: dict[str, Any]) -> None:
-    templates = Templates(template_root)
+    templates = Templates(template_root, recheck_interval=0)
     assert templates.check(sample) == []
     path = template_root / "pl" / "acknowledgement.j2"
     good = path.read_text(encoding="utf-8")
@@ -371,7 +371,7 @@ def test_templates_keep_last_good_after_syntax_error(template_root: Path,
 def test_templates_keep_last_good_when_sample_fails(template_root: Path,
                                                     sample: dict[str, Any],
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    templates = Templates(template_root)
+    templates = Templates(template_root, recheck_interval=0)
     assert templates.check(sample) == []
     path = template_root / "en" / "acknowledgement.j2"
     good = path.read_text(encoding="utf-8")
@@ -389,7 +389,7 @@ def test_templates_keep_last_good_when_sample_fails(template_root: Path,
 
 def test_templates_broken_layout_keeps_cached_templates(template_root: Path,
                                                         sample: dict[str, Any]) -> None:
-    templates = Templates(template_root)
+    templates = Templates(template_root, recheck_interval=0)
     assert templates.check(sample) == []
     before = templates.render("acknowledgement", "pl", sample)
 
@@ -398,6 +398,26 @@ def test_templates_broken_layout_keeps_cached_templates(template_root: Path,
 
     assert during.text == before.text
     assert during.html == before.html
+
+
+def test_templates_look_at_files_again_after_the_interval(template_root: Path,
+                                                         sample: dict[str, Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(templating.time, "monotonic", lambda: clock[0])
+    templates = Templates(template_root, recheck_interval=1.0)
+    templates.render("acknowledgement", "pl", sample)
+    path = template_root / "pl" / "acknowledgement.j2"
+    rewrite(path, path.read_text(encoding="utf-8").replace("Przyjęliśmy zgłoszenie",
+                                                           "Mamy Twoje zgłoszenie"))
+
+    clock[0] += 0.5
+    within = templates.render("acknowledgement", "pl", sample)
+    clock[0] += 0.6
+    after = templates.render("acknowledgement", "pl", sample)
+
+    assert "Przyjęliśmy zgłoszenie" in within.subject
+    assert "Mamy Twoje zgłoszenie" in after.subject
 
 
 def test_templates_first_load_of_broken_file_raises(template_root: Path,
