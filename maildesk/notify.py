@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -219,15 +219,21 @@ def _exempt_from_address_limit(desk: Desk, address: str) -> bool:
 
 
 def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
-                       ticket: models.Ticket | None, *, enforce_limits: bool = True) -> list[str]:
+                       ticket: models.Ticket | None, *, enforce_limits: bool = True,
+                       fresh_contacts: Sequence[models.Contact] = ()) -> list[str]:
     """Drop our own addresses, bounced addresses and, for automatic mail, machine and
-    over-limit addresses."""
+    over-limit addresses.
+
+    ``fresh_contacts`` are contacts the caller read or created in this transaction; their
+    bounce state is taken from them instead of being read again.
+    """
+    known = {contact.address: contact for contact in fresh_contacts}
     allowed: list[str] = []
     for address in addresses:
         address = address.strip().lower()
         if not address or address in desk.own_addresses or address in allowed:
             continue
-        contact = statements.first(models.Contact, address=address)
+        contact = known.get(address) or statements.first(models.Contact, address=address)
         if contact is not None and contact.bounced_at is not None:
             logger.info(_("not writing to {address}: it bounced earlier").format(address=address))
             continue
@@ -369,6 +375,7 @@ def queue_mail(
     sender_name: str | None = None,
     enforce_limits: bool = True,
     attachments: list[OutgoingAttachment] | None = None,
+    fresh_contacts: Sequence[models.Contact] = (),
 ) -> QueuedMail | None:
     """Render a template and write it to the outbox; return None when nobody may get it.
 
@@ -381,7 +388,8 @@ def queue_mail(
             desk, ticket, [r.address for r in (*to, *(cc or []))]):
         return None
     allowed_to = allowed_recipients(desk, [r.address for r in to], automatic, ticket,
-                                    enforce_limits=enforce_limits)
+                                    enforce_limits=enforce_limits,
+                                    fresh_contacts=fresh_contacts)
     allowed_cc = allowed_recipients(
         desk, [r.address for r in cc or [] if r.address.strip().lower() not in allowed_to],
         automatic, ticket, enforce_limits=enforce_limits,

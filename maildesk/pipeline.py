@@ -124,12 +124,11 @@ _SAME_TEXT = statements.Prepared(
     .limit(1))
 
 
-def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
+def _language(desk: Desk, message: ParsedMessage, routing: Any,
+              contact: models.Contact | None) -> str:
     from maildesk.notify import choose_language
     from maildesk.rules.language import detect_language
 
-    sender = message.from_address.normalized if message.from_address else ""
-    contact = statements.first(models.Contact, address=sender)
     detected, _source = detect_language(message)
     return choose_language(desk, contact_language=contact.language if contact else None,
                            rule_language=routing.language if routing is not None else None,
@@ -229,10 +228,12 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
         reason = f"follow-up of closed ticket {ticket.id}"
         events.append((ticket.id, "follow_up_ticket_opened", {"message_id": message.message_id}))
     acknowledge = routing is None or (routing.acknowledge and routing.auto_reply)
+    contact = statements.first(models.Contact, address=sender_address)
     return Decision(
         Action.CREATE, follow_up=follow_up, reason=reason, events=events,
         subject=subject or _("(no subject)"), routing=routing,
-        language=_language(desk, message, routing), linked_ticket=ticket,
+        language=_language(desk, message, routing, contact), linked_ticket=ticket,
+        sender_contact=contact,
         acknowledge=acknowledge,
         acknowledgement_template=(routing.template if routing and routing.template
                                   else "acknowledgement"),

@@ -47,13 +47,16 @@ class Outcome:
     queued: tuple[QueuedMail, ...] = field(default=())
 
 
-def upsert_contact(address: Address, language: str | None = None) -> models.Contact:
+def upsert_contact(address: Address, language: str | None = None,
+                   known: models.Contact | None = None) -> models.Contact:
     """Return the contact for an address, creating it or filling in a missing name.
 
-    ``language`` is stored only for a new contact.
+    ``language`` is stored only for a new contact. ``known`` is the contact of this
+    address when the caller has already read it.
     """
     normalized = address.normalized
-    contact = statements.first(models.Contact, address=normalized)
+    contact = known if known is not None and known.address == normalized else (
+        statements.first(models.Contact, address=normalized))
     if contact is None:
         try:
             # A savepoint, so another process creating the same contact first costs only
@@ -217,6 +220,7 @@ def _acknowledge(desk: Desk, decision: Decision, ticket: models.Ticket) -> Queue
         references=references,
         automatic=True,
         kind="ack",
+        fresh_contacts=[requester],  # read or created by upsert_contact in this transaction
     )
 
 
@@ -234,7 +238,8 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
         ticket = decision.ticket
         if decision.action is Action.CREATE:
             assert decision.message.from_address is not None
-            contact = upsert_contact(decision.message.from_address, decision.language)
+            contact = upsert_contact(decision.message.from_address, decision.language,
+                                     known=decision.sender_contact)
             ticket = _create_ticket(desk, decision, contact)
             routing = decision.routing.to_json() if decision.routing is not None else None
             record_event(ticket, decision.sender, "created", {

@@ -419,6 +419,24 @@ def test_loops_incoming_dsn_marks_address_bounced(tmp_path: Path, database_url: 
     assert len(outbox_rows()) == 1
 
 
+def test_loops_new_mail_from_bounced_address_gets_no_acknowledgement(
+        tmp_path: Path, database_url: str, smtp) -> None:
+    desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
+    pipeline.process(desk, mail(sender="jan.kowalski@example.org",
+                                message_id="<j1@example.org>"), "t:1")
+    send_all(desk)
+    pipeline.process(desk, dsn(outbox_rows()[0].message_id, "jan.kowalski@example.org"), "t:2")
+
+    again = pipeline.process(desk, mail(sender="jan.kowalski@example.org",
+                                        message_id="<j2@example.org>",
+                                        subject="Nowa sprawa"), "t:3")
+
+    assert again.action == "create"
+    acknowledgements = [row for row in outbox_rows() if row.ticket_id == again.ticket
+                        and row.kind == "ack"]
+    assert acknowledgements == []
+
+
 def test_loops_dsn_for_foreign_mail_is_not_believed(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     pipeline.process(desk, mail(sender="jan.kowalski@example.org"), "t:1")
