@@ -126,6 +126,26 @@ class MailFacts:
         self.received_at = received_at
         self.mail_language = mail_language
         self.current_values = current_values
+        # Several rules test the same body or subject: normalise and fold each text once.
+        self._normalized: dict[str, str] = {}
+        self._folded: dict[str, str] = {}
+
+    def normalized(self, value: str) -> str:
+        """Return ``normalize_text(value)``, computed once per text of this mail."""
+        found = self._normalized.get(value)
+        if found is None:
+            found = self._normalized[value] = normalize_text(value)
+        return found
+
+    def folded(self, value: str, case_sensitive: bool) -> str:
+        """Return ``fold(value, case_sensitive)``, computed once per text of this mail."""
+        normalized = self.normalized(value)
+        if case_sensitive:
+            return normalized
+        found = self._folded.get(value)
+        if found is None:
+            found = self._folded[value] = unicodedata.normalize("NFC", normalized.casefold())
+        return found
 
     def strings(self, field: str, argument: str | None) -> list[str]:
         message = self.message
@@ -207,7 +227,7 @@ class Comparison:
             result = actual_flag == self.expected
             actual: str | None = "true" if actual_flag else "false"
         else:
-            result, actual = self._compare(facts.strings(self.field, self.argument))
+            result, actual = self._compare(facts, facts.strings(self.field, self.argument))
 
         trace.append(
             ConditionTrace(
@@ -224,22 +244,22 @@ class Comparison:
         )
         return result
 
-    def _compare(self, values: list[str]) -> tuple[bool, str | None]:
+    def _compare(self, facts: MailFacts, values: list[str]) -> tuple[bool, str | None]:
         present = [value for value in values if value and value.strip()]
         if self.operator == "exists":
-            listed = snippet("; ".join(normalize_text(value) for value in present))
+            listed = snippet("; ".join(facts.normalized(value) for value in present))
             return bool(present) == self.expected, listed or None
 
         for value in present:
-            span = self._match(value)
+            span = self._match(facts, value)
             if span is not None:
-                return True, snippet(normalize_text(value), *span)
+                return True, snippet(facts.normalized(value), *span)
 
         if not present:
             return False, None
-        return False, snippet("; ".join(normalize_text(value) for value in present))
+        return False, snippet("; ".join(facts.normalized(value) for value in present))
 
-    def _match(self, value: str) -> tuple[int, int] | None:
+    def _match(self, facts: MailFacts, value: str) -> tuple[int, int] | None:
         """Return the span of the match in the normalised value, (0, 0) when unknown, or None."""
         assert isinstance(self.expected, tuple)
 
@@ -250,13 +270,13 @@ class Comparison:
             found = self.pattern.search(unicodedata.normalize("NFC", value))
             if found is None:
                 return None
-            return _span_in_normalized(value, found.group(0))
+            return _span_in_normalized(facts.normalized(value), found.group(0))
 
         if self.operator == "domain":
             inside = any(in_domain(value, domain) for domain in self.expected)
             return (0, 0) if inside else None
 
-        folded = fold(value, self.case_sensitive)
+        folded = facts.folded(value, self.case_sensitive)
         for expected_value in self.expected:
             expected_folded = fold(expected_value, self.case_sensitive)
             if self.operator in ("equals", "in") and folded == expected_folded:
@@ -268,19 +288,19 @@ class Comparison:
             if self.operator == "contains":
                 start = folded.find(expected_folded)
                 if start >= 0:
-                    return _folded_span(value, folded, start, len(expected_folded))
+                    return _folded_span(facts.normalized(value), folded, start,
+                                        len(expected_folded))
         return None
 
 
-def _folded_span(value: str, folded: str, start: int, length: int) -> tuple[int, int]:
+def _folded_span(normalized: str, folded: str, start: int, length: int) -> tuple[int, int]:
     """Map a span in the folded text back to the normalised text when both align."""
-    if len(normalize_text(value)) != len(folded):
+    if len(normalized) != len(folded):
         return (0, 0)
     return (start, start + length)
 
 
-def _span_in_normalized(value: str, matched: str) -> tuple[int, int]:
-    normalized = normalize_text(value)
+def _span_in_normalized(normalized: str, matched: str) -> tuple[int, int]:
     start = normalized.find(normalize_text(matched))
     if start < 0 or not matched.strip():
         return (0, 0)
