@@ -129,7 +129,10 @@ def _language(desk: Desk, message: ParsedMessage, routing: Any,
     from maildesk.notify import choose_language
     from maildesk.rules.language import detect_language
 
-    detected, _source = detect_language(message)
+    if routing is not None:
+        detected = routing.mail_language  # the rules were given no language: their guess
+    else:
+        detected, _source = detect_language(message)
     return choose_language(desk, contact_language=contact.language if contact else None,
                            rule_language=routing.language if routing is not None else None,
                            detected=detected)
