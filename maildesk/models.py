@@ -361,6 +361,14 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
+class PostgresqlDatabase(pw.PostgresqlDatabase):
+    """peewee's PostgreSQL database, knowing whether maildesk may prepare statements."""
+
+    def __init__(self, *args: Any, prepare_statements: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepare_statements = prepare_statements
+
+
 def make_database(url: str) -> pw.Database:
     """Create (not connect) the peewee database for a ``sqlite:///`` or ``postgresql://`` URL.
 
@@ -390,8 +398,13 @@ def make_database(url: str) -> pw.Database:
         schema = query.pop("schema", None)
         if schema:
             options["options"] = f"-c search_path={schema}"
-        return pw.PostgresqlDatabase(
+        prepare = query.pop("prepare", "on").lower()
+        if prepare not in ("on", "off"):
+            raise ConfigError(_("the database URL option prepare must be on or off, not "
+                                "'{value}'").format(value=prepare))
+        return PostgresqlDatabase(
             unquote(parsed.path.lstrip("/")) or "maildesk",
+            prepare_statements=prepare == "on",
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 5432,
             user=unquote(parsed.username) if parsed.username else None,

@@ -187,7 +187,8 @@ def is_machine_address(address: str) -> bool:
 
 
 _RECENT_AUTOMATIC = statements.Prepared(
-    lambda address, since: models.AutomaticMailRecipient.select(pw.fn.COUNT(1))
+    lambda address, since: models.AutomaticMailRecipient.select(
+        pw.fn.COUNT(models.AutomaticMailRecipient.id))
     .where(models.AutomaticMailRecipient.address == address,
            models.AutomaticMailRecipient.created_at >= since))
 

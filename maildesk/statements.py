@@ -10,21 +10,45 @@ schema is described in one place only.
 ``insert``, ``first``, ``exists`` and ``update`` return what peewee would.
 ``Prepared`` caches the text of any query that returns plain values (counts, strings).
 Use peewee directly for everything else.
+
+On PostgreSQL each of these statements is also prepared on the server (SQL ``PREPARE``)
+the first time a connection runs it, and run with ``EXECUTE`` after that, which spares
+the server parsing and planning it for every mail. A statement whose parameter types
+the server cannot infer runs unprepared. A connection pooler in transaction mode
+(PgBouncer) does not keep prepared statements, so ``?prepare=off`` in the database URL
+turns this off.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import logging
+import re
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import peewee as pw
 
 from maildesk.models import BaseModel, database_proxy
 
+logger = logging.getLogger(__name__)
+
 Row = TypeVar("Row", bound=BaseModel)
 
 _texts: dict[tuple[Any, ...], str] = {}
+
+# PostgreSQL: the name each statement text is prepared under, the texts the server
+# would not prepare, and the names prepared on each open connection. The connections
+# are held weakly, so a dropped connection closes as it would without this record.
+_names: dict[str, str] = {}
+_unpreparable: set[str] = set()
+_prepared_on: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_PLACEHOLDER = re.compile(r"%[s%]")
+# A lookup of a list of values is prepared for lists up to this long.
+_PREPARED_IN_VALUES = 8
+# SQLSTATE 42P05: a statement of that name is already prepared on the connection.
+_DUPLICATE_PREPARED_STATEMENT = "42P05"
 
 
 def _database() -> pw.Database:
@@ -32,6 +56,58 @@ def _database() -> pw.Database:
     if database is None:
         raise pw.InterfaceError("the database is not open (models.open_database)")
     return database
+
+
+def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
+    """Run one cached statement and return the cursor; prepared on PostgreSQL."""
+    if not isinstance(database, pw.PostgresqlDatabase) or text in _unpreparable or \
+            not getattr(database, "prepare_statements", True):
+        return database.execute_sql(text, params)
+    name = _prepare(database, text)
+    if name is None:
+        return database.execute_sql(text, params)
+    if not params:
+        return database.execute_sql(f"EXECUTE {name}")
+    return database.execute_sql(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})",
+                                params)
+
+
+def _prepare(database: pw.PostgresqlDatabase, text: str) -> str | None:
+    """Prepare ``text`` on the current connection once; return its name, or None."""
+    connection = database.connection()  # one per thread
+    prepared = _prepared_on.get(connection)
+    if prepared is None:
+        prepared = _prepared_on[connection] = set()  # a new connection has nothing
+    name = _names.setdefault(text, f"maildesk_{len(_names)}")
+    if name in prepared:
+        return name
+
+    # psycopg2 placeholders become $1, $2, ... A doubled percent sign stays doubled:
+    # psycopg2 still reads the PREPARE text as a format and turns it into one.
+    numbers = iter(range(1, text.count("%s") + 1))
+    server_text = _PLACEHOLDER.sub(
+        lambda match: "%%" if match.group(0) == "%%" else f"${next(numbers)}", text)
+    # Inside a transaction a failed PREPARE would abort it, so it runs in a savepoint.
+    guarded = database.in_transaction()
+    try:
+        if guarded:
+            database.execute_sql(f"SAVEPOINT maildesk_prepare; PREPARE {name} AS "
+                                 f"{server_text}; RELEASE SAVEPOINT maildesk_prepare")
+        else:
+            database.execute_sql(f"PREPARE {name} AS {server_text}")
+    except pw.DatabaseError as error:
+        if guarded:
+            database.execute_sql("ROLLBACK TO SAVEPOINT maildesk_prepare; "
+                                 "RELEASE SAVEPOINT maildesk_prepare")
+        cause = error.args[0] if error.args else None
+        if getattr(cause, "pgcode", None) == _DUPLICATE_PREPARED_STATEMENT:
+            prepared.add(name)
+            return name
+        logger.debug("statement runs unprepared (%s): %s", str(error).strip(), text)
+        _unpreparable.add(text)
+        return None
+    prepared.add(name)
+    return name
 
 
 def _quoted(name: str) -> str:
@@ -77,7 +153,7 @@ def insert(model: type[Row], **values: Any) -> Row:
         _texts[key] = text
 
     fields = model._meta.fields
-    cursor = database.execute_sql(text, [fields[name].db_value(data[name]) for name in names])
+    cursor = _execute(database, text, [fields[name].db_value(data[name]) for name in names])
     if data.get(primary_key.name) is None:
         row = cursor.fetchone() if database.returning_clause else None
         data[primary_key.name] = row[0] if row is not None else cursor.lastrowid
@@ -106,8 +182,8 @@ def first(model: type[Row], **equals: Any) -> Row | None:
         _texts[key] = text
 
     by_name = model._meta.fields
-    row = database.execute_sql(
-        text, [by_name[name].db_value(equals[name]) for name in names]).fetchone()
+    row = _execute(
+        database, text, [by_name[name].db_value(equals[name]) for name in names]).fetchone()
     if row is None:
         return None
     return _instance(model, fields, row)
@@ -131,7 +207,10 @@ def select_in(model: type[Row], name: str, values: list[Any]) -> list[Row]:
                 f"WHERE {_quoted(field.column_name)} IN ({marks})")
         _texts[key] = text
 
-    cursor = database.execute_sql(text, [field.db_value(value) for value in values])
+    params = [field.db_value(value) for value in values]
+    # Each length is its own statement; only the short, frequent ones are prepared.
+    cursor = (_execute(database, text, params) if len(values) <= _PREPARED_IN_VALUES
+              else database.execute_sql(text, params))
     return [_instance(model, fields, row) for row in cursor.fetchall()]
 
 
@@ -157,7 +236,7 @@ def exists(model: type[BaseModel], **equals: Any) -> bool:
         _texts[key] = text
 
     fields = model._meta.fields
-    cursor = database.execute_sql(text, [fields[name].db_value(equals[name]) for name in names])
+    cursor = _execute(database, text, [fields[name].db_value(equals[name]) for name in names])
     return cursor.fetchone() is not None
 
 
@@ -178,7 +257,7 @@ def update(model: type[BaseModel], row_id: int, **values: Any) -> int:
         _texts[key] = text
 
     params = [fields[name].db_value(values[name]) for name in names]
-    cursor = database.execute_sql(text, [*params, row_id])
+    cursor = _execute(database, text, [*params, row_id])
     return int(cursor.rowcount)
 
 
@@ -223,7 +302,7 @@ class Prepared:
         text, slots, constants = self._prepare(database)
         params = [constant if slot is None else values[slot]
                   for slot, constant in zip(slots, constants, strict=True)]
-        return list(database.execute_sql(text, params).fetchall())
+        return list(_execute(database, text, params).fetchall())
 
     def scalar(self, *values: Any) -> Any:
         """Run the query with ``values`` and return the first column of the first row."""

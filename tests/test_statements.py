@@ -8,7 +8,7 @@ import peewee as pw
 import pytest
 
 from maildesk import models, statements
-from maildesk.errors import TemporaryError
+from maildesk.errors import ConfigError, TemporaryError
 
 
 @pytest.fixture
@@ -231,3 +231,102 @@ def test_deferred_durability_failed_flush_is_temporary(database,
 
     with pytest.raises(TemporaryError, match="disk I/O error"), models.deferred_durability():
         statements.insert(models.Event, actor="maildesk", action="created")
+
+
+# --------------------------------------------------------------------------- PostgreSQL PREPARE
+
+
+def _recording(database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    executed: list[str] = []
+    execute = database.execute_sql
+
+    def recording(sql, params=None, *args, **kwargs):
+        executed.append(sql)
+        return execute(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", recording)
+    return executed
+
+
+@pytest.fixture
+def postgresql(database):
+    if not models.is_postgresql(database):
+        pytest.skip("server-side prepared statements exist on PostgreSQL only")
+    return database
+
+
+def test_statements_are_prepared_once_per_connection(postgresql,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    executed = _recording(postgresql, monkeypatch)
+
+    first = statements.insert(models.Contact, address="jan@example.org")
+    second = statements.insert(models.Contact, address="ewa@example.org")
+    found = statements.first(models.Contact, address="ewa@example.org")
+
+    prepares = [sql for sql in executed if "PREPARE" in sql]
+    assert len(prepares) == 2  # the INSERT and the SELECT, each once
+    assert all(sql.startswith("EXECUTE maildesk_") for sql in executed if "PREPARE" not in sql)
+    assert second.id == first.id + 1
+    assert found is not None and found.id == second.id
+
+    postgresql.close()
+    postgresql.connect()
+    executed.clear()
+    statements.insert(models.Contact, address="olek@example.org")
+
+    assert any("PREPARE" in sql for sql in executed)  # the new connection prepares again
+
+
+def test_statement_the_server_cannot_prepare_runs_plain_inside_a_transaction(
+        postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
+    # COUNT($1) has no type the server could infer, so PREPARE fails.
+    count = statements.Prepared(lambda address: models.Contact.select(pw.fn.COUNT(1))
+                                .where(models.Contact.address == address))
+
+    with models.database_proxy.atomic():
+        statements.insert(models.Contact, address="jan@example.org")
+        first = count.scalar("jan@example.org")
+        second = count.scalar("jan@example.org")
+        statements.insert(models.Contact, address="ewa@example.org")
+
+    assert first == second == 1
+    assert models.Contact.select().count() == 2
+
+
+def test_statements_recover_a_statement_prepared_behind_their_back(postgresql) -> None:
+    statements.insert(models.Contact, address="jan@example.org")
+    statements._prepared_on.clear()  # as if the record of the connection were lost
+
+    with models.database_proxy.atomic():
+        again = statements.first(models.Contact, address="jan@example.org")
+        statements.insert(models.Contact, address="ewa@example.org")
+
+    assert again is not None
+    assert models.Contact.select().count() == 2
+
+
+def test_statements_keep_a_literal_percent_sign_when_prepared(postgresql) -> None:
+    query = statements.Prepared(lambda address: models.Contact.select(pw.SQL("'5%%'"))
+                                .where(models.Contact.address == address))
+    statements.insert(models.Contact, address="jan@example.org")
+
+    assert query.scalar("jan@example.org") == "5%"
+
+
+def test_database_url_can_turn_preparing_off(postgres_schema,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    database = models.open_database(postgres_schema.url + "&prepare=off"
+                                    if "?" in postgres_schema.url
+                                    else postgres_schema.url + "?prepare=off")
+    try:
+        executed = _recording(database, monkeypatch)
+        statements.insert(models.Contact, address="jan@example.org")
+
+        assert executed and not any("PREPARE" in sql or "EXECUTE" in sql for sql in executed)
+    finally:
+        database.close()
+
+
+def test_database_url_rejects_an_unknown_prepare_value() -> None:
+    with pytest.raises(ConfigError):
+        models.make_database("postgresql://127.0.0.1/test?prepare=maybe")
