@@ -284,6 +284,8 @@ def decode_rfc2047(value: str, default: str = DEFAULT_CHARSET, hint: str | None 
     collected in a list, because appending to one bytes value is quadratic.
     """
     value = unfold(value)
+    if value.isascii() and "=?" not in value and "\x1b" not in value:
+        return value  # most header values: nothing to decode
     pieces: list[str] = []
     pending_bytes: list[bytes] = []
     pending_label: str | None = None
