@@ -32,6 +32,8 @@ _CONFIG = ParserConfig(css=CSS_PROFILES["relaxed"], display_links=True)
 # 256 levels (lxml 6.1 with libxml2 2.14), so the rest of the text would be lost.
 MAX_HTML_CHARS = 2 * 1024 * 1024
 MAX_HTML_DEPTH = 250
+# Elements libxml2 may add that the HTML does not write (html, head, body, p), with room.
+_IMPLIED_ELEMENTS = 16
 # True when some element lies MAX_HTML_DEPTH levels deep.
 _TOO_DEEP = lxml.etree.XPath("boolean(/" + "/".join(["*"] * MAX_HTML_DEPTH) + ")")
 
@@ -84,6 +86,8 @@ def exceeds_html_limits(html: str) -> bool:
     """
     if len(html) > MAX_HTML_CHARS:
         return True
+    if html.count("<") < MAX_HTML_DEPTH - _IMPLIED_ELEMENTS:
+        return False  # each level needs a tag of its own, but for the few libxml2 adds
     try:
         document = lxml.html.document_fromstring(html)
     except (lxml.etree.ParserError, ValueError):

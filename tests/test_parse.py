@@ -10,7 +10,13 @@ import pytest
 from maildesk.attachments import UniqueNames, sanitize_filename
 from maildesk.charsets import decode_bytes, decode_rfc2047, normalize_charset
 from maildesk.errors import ParseError
-from maildesk.htmltext import exceeds_html_limits, html_to_text, sanitize_html, strip_tags
+from maildesk.htmltext import (
+    MAX_HTML_DEPTH,
+    exceeds_html_limits,
+    html_to_text,
+    sanitize_html,
+    strip_tags,
+)
 from maildesk.parse import clean_text, parse_message, repair_header_block, single_line
 
 
@@ -617,6 +623,15 @@ def test_parse_message_normal_html_sanitised() -> None:
 def test_html_limits_deep_nested_tables() -> None:
     # 100 tables hold 400 levels once the parser adds tbody, tr and td.
     assert exceeds_html_limits("<table><tr><td>" * 100 + "x")
+
+
+@pytest.mark.parametrize("levels", [200, 233, 234, 240, 247, 248, 260])
+def test_html_limits_near_the_depth_limit(levels: int) -> None:
+    # Below a tag count the parser is skipped; the answer must not change at that edge.
+    # libxml2 adds html and body around the divs.
+    html = "<div>" * levels + "x"
+
+    assert exceeds_html_limits(html) == (levels + 2 >= MAX_HTML_DEPTH)
 
 
 def test_html_limits_unclosed_paragraph_tags() -> None:
