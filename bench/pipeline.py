@@ -1,0 +1,119 @@
+"""The pipeline alone: ``pipeline.process`` over the corpus, without IMAP or the outbox.
+
+Mails go through ``pipeline.process`` in batches of 50, each batch inside the raw
+store's batch and ``deferred_durability``, as the daemon's drain runs them. This is the
+part of a pass that maildesk's own code decides, so it is the one to compare between
+two commits. Two measures:
+
+- mails per second and CPU milliseconds per mail, which on a shared virtual machine
+  vary from run to run by up to a quarter;
+- with ``--instructions``, the instructions one mail costs, counted by valgrind's
+  callgrind: the difference between a run over ``2 * N`` and one over ``N`` mails,
+  divided by ``N``, so start-up, imports and template compiling cancel out. The count
+  is the same on every run of the same code, whatever else the machine is doing. It
+  does not include the time the kernel spends for the process (file creation, fsync).
+
+    python bench/pipeline.py                          # 1,000 mails, SQLite
+    python bench/pipeline.py --engine postgresql
+    python bench/pipeline.py --instructions 100       # needs valgrind
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+from corpus import generate
+
+BATCH_SIZE = 50
+
+
+def run(size: int, engine: str, seed: int) -> tuple[float, float, dict[str, int]]:
+    """Process ``size`` mails; return wall and CPU seconds and the outcomes."""
+    from maildesk import models, pipeline
+    from maildesk.wiring import load_rules
+
+    mails, _stats = generate(size, seed)
+    outcomes: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        workdir = Path(directory)
+        with common.database(engine, workdir) as url:
+            desk = common.open_desk(common.desk_config(workdir, url))
+            rules = load_rules(desk)
+
+            started = time.perf_counter()
+            cpu_started = time.process_time()
+            for first in range(0, len(mails), BATCH_SIZE):
+                with models.deferred_durability(), desk.store.batch():
+                    for raw in mails[first:first + BATCH_SIZE]:
+                        outcome = pipeline.process(desk, raw, "bench", rules)
+                        outcomes[outcome.action] = outcomes.get(outcome.action, 0) + 1
+            seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
+
+            models.database_proxy.obj.close()
+    return seconds, cpu_seconds, outcomes
+
+
+def instructions(size: int, engine: str, seed: int) -> float:
+    """Return the instructions per mail: callgrind over 2 * size mails minus over size."""
+    totals = []
+    for count in (size, 2 * size):
+        with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as directory:
+            completed = subprocess.run(
+                ["valgrind", "--tool=callgrind",
+                 f"--callgrind-out-file={directory}/callgrind.out",
+                 sys.executable, __file__, "--size", str(count), "--engine", engine,
+                 "--seed", str(seed)],
+                capture_output=True, text=True, check=True)
+        found = re.search(r"Collected\s*:\s*(\d+)", completed.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count in valgrind's output:\n"
+                               f"{completed.stderr[-2000:]}")
+        totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1000, help="mails (default: 1000)")
+    parser.add_argument("--engine", default="sqlite", choices=("sqlite", "postgresql"))
+    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default: 1)")
+    parser.add_argument("--instructions", type=int, metavar="N",
+                        help="count instructions per mail over N mails with callgrind")
+    arguments = parser.parse_args()
+    common.quiet_logging()
+
+    if arguments.instructions:
+        per_mail = instructions(arguments.instructions, arguments.engine, arguments.seed)
+        print(f"{arguments.engine}: {per_mail / 1e6:.2f} million instructions per mail "
+              f"(mails {arguments.instructions + 1}-{2 * arguments.instructions} of the "
+              f"corpus, callgrind)")
+        return
+
+    print(f"machine: {common.machine()}; commit {_commit()}")
+    seconds, cpu_seconds, outcomes = run(arguments.size, arguments.engine, arguments.seed)
+    summary = ", ".join(f"{action} {count}" for action, count in sorted(outcomes.items()))
+    print(f"{arguments.engine} {arguments.size}: {arguments.size / seconds:.1f} mails/s, "
+          f"{1000 * seconds / arguments.size:.2f} ms per mail, CPU "
+          f"{1000 * cpu_seconds / arguments.size:.2f} ms per mail ({summary})")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=os.path.dirname(__file__)
+                              ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()
