@@ -49,9 +49,6 @@ class Decision:
     rejection: str | None = None
     # The agent/user conversation plan from ``maildesk.conversation.review``, or None.
     conversation: Any = None
-    # The sender's contact as deciding found it (None: not known yet). Contacts are never
-    # deleted, so applying the decision need not look it up again.
-    sender_contact: models.Contact | None = None
 
     @property
     def sender(self) -> str:

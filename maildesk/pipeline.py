@@ -236,7 +236,6 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
         Action.CREATE, follow_up=follow_up, reason=reason, events=events,
         subject=subject or _("(no subject)"), routing=routing,
         language=_language(desk, message, routing, contact), linked_ticket=ticket,
-        sender_contact=contact,
         acknowledge=acknowledge,
         acknowledgement_template=(routing.template if routing and routing.template
                                   else "acknowledgement"),

@@ -47,16 +47,13 @@ class Outcome:
     queued: tuple[QueuedMail, ...] = field(default=())
 
 
-def upsert_contact(address: Address, language: str | None = None,
-                   known: models.Contact | None = None) -> models.Contact:
+def upsert_contact(address: Address, language: str | None = None) -> models.Contact:
     """Return the contact for an address, creating it or filling in a missing name.
 
-    ``language`` is stored only for a new contact. ``known`` is the contact of this
-    address when the caller has already read it.
+    ``language`` is stored only for a new contact.
     """
     normalized = address.normalized
-    contact = known if known is not None and known.address == normalized else (
-        statements.first(models.Contact, address=normalized))
+    contact = statements.first(models.Contact, address=normalized)
     if contact is None:
         try:
             # A savepoint, so another process creating the same contact first costs only
@@ -67,8 +64,9 @@ def upsert_contact(address: Address, language: str | None = None,
         except pw.IntegrityError:
             contact = models.Contact.get(models.Contact.address == normalized)
     if not contact.name and address.name:
+        # Only the name: a bounce another process records meanwhile must stay.
         contact.name = address.name[:200]
-        contact.save()
+        statements.update(models.Contact, contact.id, name=contact.name)
     return contact
 
 
@@ -238,8 +236,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
         ticket = decision.ticket
         if decision.action is Action.CREATE:
             assert decision.message.from_address is not None
-            contact = upsert_contact(decision.message.from_address, decision.language,
-                                     known=decision.sender_contact)
+            contact = upsert_contact(decision.message.from_address, decision.language)
             ticket = _create_ticket(desk, decision, contact)
             routing = decision.routing.to_json() if decision.routing is not None else None
             record_event(ticket, decision.sender, "created", {

@@ -7,6 +7,7 @@ the limits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 from maildesk.outbox import Sender
+from maildesk.parse import parse_message
+from maildesk.tickets import apply
 from maildesk.wiring import load_rules
 
 
@@ -435,6 +438,26 @@ def test_loops_new_mail_from_bounced_address_gets_no_acknowledgement(
     acknowledgements = [row for row in outbox_rows() if row.ticket_id == again.ticket
                         and row.kind == "ack"]
     assert acknowledgements == []
+
+
+def test_loops_bounce_recorded_while_a_mail_is_decided_is_kept(tmp_path: Path,
+                                                                 database_url: str) -> None:
+    # Another process may record a bounce between deciding a mail and applying it.
+    desk = make_desk(tmp_path, database_url)
+    models.Contact.create(address="jan.kowalski@example.org", name="")
+    raw = mail(sender="Jan Kowalski <jan.kowalski@example.org>", message_id="<j1@example.org>")
+    message = parse_message(raw)
+    decision = pipeline.decide(desk, message, hashlib.sha256(raw).hexdigest(), "t:1")
+
+    models.Contact.update(bounced_at=models.utcnow(), bounce_reason="550 no such user").where(
+        models.Contact.address == "jan.kowalski@example.org").execute()
+    apply(desk, decision)
+
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is not None
+    assert contact.bounce_reason == "550 no such user"
+    assert contact.name == "Jan Kowalski"  # the name from the mail is still filled in
+    assert [row for row in outbox_rows() if row.kind == "ack"] == []
 
 
 def test_loops_dsn_for_foreign_mail_is_not_believed(tmp_path: Path, database_url: str) -> None:
