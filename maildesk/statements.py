@@ -21,6 +21,7 @@ turns this off.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import re
@@ -47,7 +48,11 @@ _prepared_on: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictiona
 _PLACEHOLDER = re.compile(r"%[s%]")
 # A lookup of a list of values is prepared for lists up to this long.
 _PREPARED_IN_VALUES = 8
-# SQLSTATE 42P05: a statement of that name is already prepared on the connection.
+# The range of PostgreSQL's integer, the type of every id column.
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+# SQLSTATE 42P05: a statement of that name is already prepared on the connection, by
+# this process before its record of it was lost or by another on a shared session.
+# The name comes from the text, so it is this statement.
 _DUPLICATE_PREPARED_STATEMENT = "42P05"
 
 
@@ -59,9 +64,16 @@ def _database() -> pw.Database:
 
 
 def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
-    """Run one cached statement and return the cursor; prepared on PostgreSQL."""
+    """Run one cached statement and return the cursor; prepared on PostgreSQL.
+
+    A prepared statement types its parameters once, from the columns. A number from a
+    mail (a ticket tag with twelve digits) may not fit an ``integer`` parameter, where
+    the same SQL with the number written in simply finds no row, so such a call runs
+    unprepared.
+    """
     if not isinstance(database, pw.PostgresqlDatabase) or text in _unpreparable or \
-            not getattr(database, "prepare_statements", True):
+            not getattr(database, "prepare_statements", True) or \
+            any(type(value) is int and not _INT_MIN <= value <= _INT_MAX for value in params):
         return database.execute_sql(text, params)
     name = _prepare(database, text)
     if name is None:
@@ -78,7 +90,11 @@ def _prepare(database: pw.PostgresqlDatabase, text: str) -> str | None:
     prepared = _prepared_on.get(connection)
     if prepared is None:
         prepared = _prepared_on[connection] = set()  # a new connection has nothing
-    name = _names.setdefault(text, f"maildesk_{len(_names)}")
+    name = _names.get(text)
+    if name is None:
+        # Named after the text, so one name means one statement in every process, also
+        # where several processes end up on one server session.
+        name = _names[text] = "maildesk_" + hashlib.sha256(text.encode()).hexdigest()[:24]
     if name in prepared:
         return name
 
@@ -99,7 +115,7 @@ def _prepare(database: pw.PostgresqlDatabase, text: str) -> str | None:
         if guarded:
             database.execute_sql("ROLLBACK TO SAVEPOINT maildesk_prepare; "
                                  "RELEASE SAVEPOINT maildesk_prepare")
-        cause = error.args[0] if error.args else None
+        cause = getattr(error, "orig", None) or error.__context__
         if getattr(cause, "pgcode", None) == _DUPLICATE_PREPARED_STATEMENT:
             prepared.add(name)
             return name

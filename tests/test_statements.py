@@ -295,7 +295,10 @@ def test_statement_the_server_cannot_prepare_runs_plain_inside_a_transaction(
 
 def test_statements_recover_a_statement_prepared_behind_their_back(postgresql) -> None:
     statements.insert(models.Contact, address="jan@example.org")
-    statements._prepared_on.clear()  # as if the record of the connection were lost
+    statements.first(models.Contact, address="jan@example.org")
+    # As if another process had prepared them on this session: a fresh record and names.
+    statements._prepared_on.clear()
+    statements._names.clear()
 
     with models.database_proxy.atomic():
         again = statements.first(models.Contact, address="jan@example.org")
@@ -303,6 +306,19 @@ def test_statements_recover_a_statement_prepared_behind_their_back(postgresql) -
 
     assert again is not None
     assert models.Contact.select().count() == 2
+    assert not statements._unpreparable & set(statements._names)  # used, not given up
+
+
+def test_statements_with_a_number_past_the_integer_range(database) -> None:
+    contact = statements.insert(models.Contact, address="jan@example.org")
+    statements.insert(models.Ticket, subject="VPN", requester=contact)
+
+    with models.database_proxy.atomic():
+        missing = statements.first(models.Ticket, id=99_999_999_999)
+        found = statements.first(models.Ticket, id=1)
+
+    assert missing is None
+    assert found is not None
 
 
 def test_statements_keep_a_literal_percent_sign_when_prepared(postgresql) -> None:
