@@ -337,7 +337,7 @@ class Templates:
         return self._signature([own, *self._shared_listing[2]])
 
     @staticmethod
-    def _signature(paths: list[Path] | list[str]) -> tuple[tuple[str, int, int], ...]:
+    def _signature(paths: list[str]) -> tuple[tuple[str, int, int], ...]:
         stamps = []
         for path in paths:
             try:
@@ -350,7 +350,8 @@ class Templates:
     def _compile(self, language: str, name: str) -> _Compiled:
         """Read a snapshot of the sources and compile the template in both environments."""
         paths = self._files(language, name)
-        signature = self._signature(paths)
+        # The same strings as every later check builds, so an unchanged file matches.
+        signature = self._current_signature(language, name)
         sources: dict[str, str] = {}
         for path in paths:
             if path.exists():

@@ -420,6 +420,22 @@ def test_templates_look_at_files_again_after_the_interval(template_root: Path,
     assert "Mamy Twoje zgłoszenie" in after.subject
 
 
+def test_templates_with_a_relative_root_compile_once(template_root: Path,
+                                                     sample: dict[str, Any],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(template_root)
+    templates = Templates(Path("."), recheck_interval=0)
+    compiled: list[str] = []
+    real = templates._compile
+    monkeypatch.setattr(templates, "_compile",
+                        lambda language, name: compiled.append(name) or real(language, name))
+
+    for _attempt in range(3):
+        templates.render("acknowledgement", "pl", sample)
+
+    assert compiled == ["acknowledgement"]
+
+
 def test_templates_first_load_of_broken_file_raises(template_root: Path,
                                                     sample: dict[str, Any]) -> None:
     (template_root / "pl" / "acknowledgement.j2").write_text("{% extends %}", encoding="utf-8")
