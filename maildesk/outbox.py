@@ -196,10 +196,14 @@ class Sender:
             rows = claim(limit)
             if not rows:
                 return sent
-            if self.config.transport == "directory":
-                sent += self._write_to_directory(rows)
-            else:
-                sent += asyncio.run(self._send_batch(rows))
+            # The sent marks of a batch reach the disk together at its end, not one
+            # flush per mail. A mark lost when the database server crashes means the
+            # mail goes out again, as when the daemon dies between sending and marking.
+            with models.deferred_durability():
+                if self.config.transport == "directory":
+                    sent += self._write_to_directory(rows)
+                else:
+                    sent += asyncio.run(self._send_batch(rows))
 
     def _write_to_directory(self, rows: Iterable[models.Outbox]) -> int:
         directory = self.config.directory or Path("outbox")

@@ -127,6 +127,30 @@ def test_outbox_delivers_queued_mail(tmp_path: Path, database_url: str, smtp) ->
     assert row(mail).sent_at is not None
 
 
+def test_outbox_flushes_the_sent_marks_once_per_batch(tmp_path: Path, database_url: str,
+                                                      smtp,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    mails = [queue(desk, ticket, f"osoba{number}@example.org") for number in range(3)]
+    database = database_proxy.obj
+    executed: list[str] = []
+    execute = database.execute_sql
+
+    def recording(sql, params=None, *args, **kwargs):
+        executed.append(sql)
+        return execute(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", recording)
+    sent = sender(desk).deliver_due()
+
+    assert sent == 3
+    assert all(row(mail).state == "sent" for mail in mails)
+    synchronous = [sql for sql in executed
+                   if sql in ("SET synchronous_commit TO ON", "PRAGMA synchronous = FULL")]
+    assert len(synchronous) == 1  # one flush for the batch, not one per mail
+
+
 def test_outbox_starttls_and_auth(tmp_path: Path, database_url: str, smtp,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     smtp.configure(auth=("desk", "s3cret-hasło"), starttls=True, require_starttls=True)
