@@ -114,8 +114,8 @@ class BodyCollector:
     def _raw_body(self, part: email.message.Message) -> bytes | None:
         """Return the body of ``part`` byte for byte as in the raw mail, or None.
 
-        Only forwarded mails need this, so the raw mail is split the first time one
-        asks, not for every mail.
+        Only forwarded mails need this, so the raw mail is split when it is first
+        needed, not for every mail.
         """
         if self._raw_bodies is None:
             assert self._message is not None, "collect() sets the message first"
@@ -494,8 +494,8 @@ def _replace_stub(plain: list[_Part], html: list[_Part]) -> list[_Part]:
     # The HTML source, tags and all, has at least as many words as its text: every word
     # of the text, link targets and list numbers included, comes from it. A plain part
     # with half of those is no stub, and the HTML need not be converted.
-    most_html_words = sum(len(_WORD.findall(piece.text)) for piece in html)
-    if plain_words >= _STUB_WORD_SHARE * most_html_words:
+    source_words = sum(len(_WORD.findall(piece.text)) for piece in html)
+    if plain_words >= _STUB_WORD_SHARE * source_words:
         return plain
 
     html_text = "\n\n".join(html_to_text(piece.text) for piece in html)

@@ -186,7 +186,7 @@ class _MailEnvironment(SandboxedEnvironment):
     """The sandbox, with each template's globals as a plain dict.
 
     Jinja2 gives every template a ChainMap over the environment's globals, and copying a
-    ChainMap into each render's context was a tenth of the render. Nothing changes the
+    ChainMap into each render's context was about a tenth of the render. Nothing changes the
     globals after the templates are compiled, so a copy made at compile time is the same.
     """
 
