@@ -106,3 +106,16 @@ def mail(*, sender: str = "Zofia Wiśniewska <zofia.wisniewska@example.org>",
         message[name] = value
     message.set_content(body)
     return message.as_bytes()
+
+
+def record_sql(database: Any, monkeypatch: Any) -> list[str]:
+    """Record the text of every statement ``database`` runs from now on, still running it."""
+    executed: list[str] = []
+    execute = database.execute_sql
+
+    def recording(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        executed.append(sql)
+        return execute(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", recording)
+    return executed

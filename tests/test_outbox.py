@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from deskfactory import make_desk, make_ticket
+from deskfactory import make_desk, make_ticket, record_sql
 from servers import free_port
 
 from maildesk import models, outbox
@@ -133,15 +133,7 @@ def test_outbox_flushes_the_sent_marks_once_per_batch(tmp_path: Path, database_u
     desk = smtp_desk(tmp_path, database_url, smtp.port)
     ticket = make_ticket(20451, "Drukarka", REQUESTER)
     mails = [queue(desk, ticket, f"osoba{number}@example.org") for number in range(3)]
-    database = database_proxy.obj
-    executed: list[str] = []
-    execute = database.execute_sql
-
-    def recording(sql, params=None, *args, **kwargs):
-        executed.append(sql)
-        return execute(sql, params, *args, **kwargs)
-
-    monkeypatch.setattr(database, "execute_sql", recording)
+    executed = record_sql(database_proxy.obj, monkeypatch)
     sent = sender(desk).deliver_due()
 
     assert sent == 3

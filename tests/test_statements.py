@@ -6,6 +6,7 @@ from datetime import datetime
 
 import peewee as pw
 import pytest
+from deskfactory import record_sql
 
 from maildesk import models, statements
 from maildesk.errors import ConfigError, TemporaryError
@@ -144,15 +145,8 @@ def _setting(database) -> str:
 
 
 def test_deferred_durability_flushes_at_end(database, monkeypatch: pytest.MonkeyPatch) -> None:
-    executed: list[str] = []
-    execute = database.execute_sql
-
-    def recording(sql, params=None, *args, **kwargs):
-        executed.append(sql)
-        return execute(sql, params, *args, **kwargs)
-
     before = _setting(database)
-    monkeypatch.setattr(database, "execute_sql", recording)
+    executed = record_sql(database, monkeypatch)
 
     with models.deferred_durability():
         inside = _setting(database)
@@ -236,18 +230,6 @@ def test_deferred_durability_failed_flush_is_temporary(database,
 # --------------------------------------------------------------------------- PostgreSQL PREPARE
 
 
-def _recording(database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    executed: list[str] = []
-    execute = database.execute_sql
-
-    def recording(sql, params=None, *args, **kwargs):
-        executed.append(sql)
-        return execute(sql, params, *args, **kwargs)
-
-    monkeypatch.setattr(database, "execute_sql", recording)
-    return executed
-
-
 @pytest.fixture
 def postgresql(database):
     if not models.is_postgresql(database):
@@ -257,7 +239,7 @@ def postgresql(database):
 
 def test_statements_are_prepared_once_per_connection(postgresql,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    executed = _recording(postgresql, monkeypatch)
+    executed = record_sql(postgresql, monkeypatch)
 
     first = statements.insert(models.Contact, address="jan@example.org")
     second = statements.insert(models.Contact, address="ewa@example.org")
@@ -335,7 +317,7 @@ def test_database_url_can_turn_preparing_off(postgres_schema,
                                     if "?" in postgres_schema.url
                                     else postgres_schema.url + "?prepare=off")
     try:
-        executed = _recording(database, monkeypatch)
+        executed = record_sql(database, monkeypatch)
         statements.insert(models.Contact, address="jan@example.org")
 
         assert executed and not any("PREPARE" in sql or "EXECUTE" in sql for sql in executed)
