@@ -16,7 +16,8 @@ the first time a connection runs it, and run with ``EXECUTE`` after that, which 
 the server parsing and planning it for every mail. A statement whose parameter types
 the server cannot infer runs unprepared. A connection pooler in transaction mode
 (PgBouncer) does not keep prepared statements, so ``?prepare=off`` in the database URL
-turns this off.
+turns this off. Without it, the first statement found missing turns it off too, and
+the transaction it was in fails with TemporaryError, to be tried again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any, TypeVar
 
 import peewee as pw
 
+from maildesk.errors import TemporaryError
+from maildesk.i18n import _
 from maildesk.models import BaseModel, database_proxy
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ _PLACEHOLDER = re.compile(r"%[s%]")
 _PREPARED_IN_VALUES = 8
 # The range of PostgreSQL's integer, the type of every id column.
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+# SQLSTATE 26000: EXECUTE named a statement the session does not have.
+_UNKNOWN_PREPARED_STATEMENT = "26000"
 # SQLSTATE 42P05: a statement of that name is already prepared on the connection, by
 # this process before its record of it was lost or by another on a shared session.
 # The name comes from the text, so it is this statement.
@@ -78,10 +83,24 @@ def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
     name = _prepare(database, text)
     if name is None:
         return database.execute_sql(text, params)
-    if not params:
-        return database.execute_sql(f"EXECUTE {name}")
-    return database.execute_sql(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})",
-                                params)
+    call = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else \
+        f"EXECUTE {name}"
+    try:
+        return database.execute_sql(call, params or None)
+    except pw.DatabaseError as error:
+        cause = getattr(error, "orig", None) or error.__context__
+        if getattr(cause, "pgcode", None) != _UNKNOWN_PREPARED_STATEMENT:
+            raise
+    # The session lost what this connection prepared: a pooler in transaction mode
+    # hands each transaction another server session. Preparing stops for good.
+    database.prepare_statements = False  # type: ignore[attr-defined]
+    logger.warning(_("the database session lost its prepared statements (a connection "
+                     "pooler in transaction mode?), so maildesk stops preparing them; "
+                     "add ?prepare=off to the database URL"))
+    if database.in_transaction():
+        raise TemporaryError(_("a prepared statement was missing on the database server; "
+                               "the mail is tried again without prepared statements"))
+    return database.execute_sql(text, params)
 
 
 def _prepare(database: pw.PostgresqlDatabase, text: str) -> str | None:

@@ -291,6 +291,23 @@ def test_statements_recover_a_statement_prepared_behind_their_back(postgresql) -
     assert not statements._unpreparable & set(statements._names)  # used, not given up
 
 
+def test_statements_stop_preparing_when_the_session_loses_them(postgresql) -> None:
+    statements.insert(models.Contact, address="jan@example.org")
+    statements.first(models.Contact, address="jan@example.org")
+    # What a pooler in transaction mode does: the next session has nothing prepared.
+    postgresql.execute_sql("DEALLOCATE ALL")
+
+    with pytest.raises(TemporaryError), models.database_proxy.atomic():
+        statements.first(models.Contact, address="jan@example.org")
+    with models.database_proxy.atomic():
+        again = statements.first(models.Contact, address="jan@example.org")
+        statements.insert(models.Contact, address="ewa@example.org")
+
+    assert postgresql.prepare_statements is False
+    assert again is not None
+    assert models.Contact.select().count() == 2
+
+
 def test_statements_with_a_number_past_the_integer_range(database) -> None:
     contact = statements.insert(models.Contact, address="jan@example.org")
     statements.insert(models.Ticket, subject="VPN", requester=contact)
