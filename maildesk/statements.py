@@ -69,30 +69,23 @@ def _database() -> pw.Database:
 
 
 def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
-    """Run one cached statement and return the cursor; prepared on PostgreSQL.
-
-    A prepared statement types its parameters once, from the columns. A number from a
-    mail (a ticket tag with twelve digits) may not fit an ``integer`` parameter, where
-    the same SQL with the number written in simply finds no row, so such a call runs
-    unprepared.
-    """
-    if not isinstance(database, pw.PostgresqlDatabase) or text in _unpreparable or \
-            not getattr(database, "prepare_statements", True) or \
-            any(type(value) is int and not _INT_MIN <= value <= _INT_MAX for value in params):
-        return database.execute_sql(text, params)
-    name = _prepare(database, text)
+    """Run one cached statement, prepared on PostgreSQL, and return the cursor."""
+    name = _prepare(database, text) if _preparable(database, text, params) else None
     if name is None:
         return database.execute_sql(text, params)
-    call = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else \
-        f"EXECUTE {name}"
+
+    if params:
+        call = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})"
+    else:
+        call = f"EXECUTE {name}"
     try:
         return database.execute_sql(call, params or None)
     except pw.DatabaseError as error:
-        cause = getattr(error, "orig", None) or error.__context__
-        if getattr(cause, "pgcode", None) != _UNKNOWN_PREPARED_STATEMENT:
+        if _sqlstate(error) != _UNKNOWN_PREPARED_STATEMENT:
             raise
+
     # The session lost what this connection prepared: a pooler in transaction mode
-    # hands each transaction another server session. Preparing stops for good.
+    # hands each transaction another server session. Preparing stops in this process.
     database.prepare_statements = False  # type: ignore[attr-defined]
     logger.warning(_("the database session lost its prepared statements (a connection "
                      "pooler in transaction mode?), so maildesk stops preparing them; "
@@ -103,8 +96,29 @@ def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
     return database.execute_sql(text, params)
 
 
-def _prepare(database: pw.PostgresqlDatabase, text: str) -> str | None:
-    """Prepare ``text`` on the current connection once; return its name, or None."""
+def _preparable(database: pw.Database, text: str, params: Sequence[Any]) -> bool:
+    """Tell whether ``text`` may run as a prepared statement with these ``params``.
+
+    A prepared statement types its parameters once, from the columns. A number from a
+    mail (a ticket tag with twelve digits) may not fit an ``integer`` parameter, where
+    the same SQL with the number written in simply finds no row, so such a call runs
+    unprepared.
+    """
+    return (isinstance(database, pw.PostgresqlDatabase)
+            and getattr(database, "prepare_statements", True)
+            and text not in _unpreparable
+            and not any(type(value) is int and not _INT_MIN <= value <= _INT_MAX
+                        for value in params))
+
+
+def _sqlstate(error: pw.DatabaseError) -> str | None:
+    """Return the SQLSTATE of the driver error behind a peewee error, if it has one."""
+    cause = getattr(error, "orig", None) or error.__context__
+    return getattr(cause, "pgcode", None)
+
+
+def _prepare(database: pw.Database, text: str) -> str | None:
+    """Prepare ``text`` once per connection and return its name, or None when it cannot be."""
     connection = database.connection()  # one per thread
     prepared = _prepared_on.get(connection)
     if prepared is None:
@@ -134,8 +148,7 @@ def _prepare(database: pw.PostgresqlDatabase, text: str) -> str | None:
         if guarded:
             database.execute_sql("ROLLBACK TO SAVEPOINT maildesk_prepare; "
                                  "RELEASE SAVEPOINT maildesk_prepare")
-        cause = getattr(error, "orig", None) or error.__context__
-        if getattr(cause, "pgcode", None) == _DUPLICATE_PREPARED_STATEMENT:
+        if _sqlstate(error) == _DUPLICATE_PREPARED_STATEMENT:
             prepared.add(name)
             return name
         logger.debug("statement runs unprepared (%s): %s", str(error).strip(), text)
@@ -243,7 +256,7 @@ def select_in(model: type[Row], name: str, values: list[Any]) -> list[Row]:
         _texts[key] = text
 
     params = [field.db_value(value) for value in values]
-    # Each length is its own statement; only the short, frequent ones are prepared.
+    # Each list length is a statement of its own, so only short lists are prepared.
     cursor = (_execute(database, text, params) if len(values) <= _PREPARED_IN_VALUES
               else database.execute_sql(text, params))
     return [_instance(model, fields, row) for row in cursor.fetchall()]

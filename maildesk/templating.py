@@ -178,7 +178,7 @@ def html_problem(html: str) -> str | None:
 
 @functools.cache
 def _babel_locale(code: str) -> Locale:
-    """Return Babel's locale for a language code; Babel parses the code on every call."""
+    """Return Babel's locale for a language code, parsed once (Babel parses it per call)."""
     return Locale.parse(code)
 
 
@@ -200,18 +200,16 @@ class Templates:
     def __init__(self, root: Path, default_language: str = "pl",
                  timezone: str = "Europe/Warsaw", recheck_interval: float = 1.0) -> None:
         self.root = root
-        # A template's files are looked at again when its last look is older than this
-        # many seconds, so an edit takes effect within a second and a burst of mail
-        # does not stat the same files for every message.
+        # A template's files are checked again once their last check is older than this
+        # many seconds, so a burst of mail does not stat the same files for every message.
         self.recheck_interval = recheck_interval
         self._checked: dict[tuple[str, str], float] = {}
         self.default_language = default_language
         self.timezone = ZoneInfo(timezone)
         self._cache: dict[tuple[str, str], _Compiled] = {}
         self._root_text = str(root)
-        # Folder stamps, then the shared files as paths and as strings.
-        self._shared_listing: tuple[tuple[tuple[str, int], ...], list[Path], list[str]] | None
-        self._shared_listing = None
+        # The stamps of the language folders and the shared files listed under them.
+        self._shared_listing: tuple[tuple[tuple[str, int], ...], list[str]] | None = None
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -307,10 +305,10 @@ class Templates:
 
     def _files(self, language: str, name: str) -> list[Path]:
         """Return the files one template may read: itself and every shared ``_*.j2`` file."""
-        return [self.root / language / f"{name}.j2", *self._shared_files()]
+        return [self.root / language / f"{name}.j2", *map(Path, self._shared_files())]
 
-    def _shared_files(self) -> list[Path]:
-        """Return the shared ``_*.j2`` files, listed again only when a folder changed.
+    def _shared_files(self) -> list[str]:
+        """Return the shared ``_*.j2`` files' paths, listed again only when a folder changed.
 
         Adding, removing or renaming a file changes its folder's modification time, so
         one stat per folder replaces a glob on every render.
@@ -321,8 +319,7 @@ class Templates:
         except OSError:
             folders = ()
         if self._shared_listing is None or self._shared_listing[0] != folders:
-            shared = sorted(self.root.glob("*/_*.j2"))
-            self._shared_listing = (folders, shared, [str(path) for path in shared])
+            self._shared_listing = (folders, sorted(map(str, self.root.glob("*/_*.j2"))))
         return self._shared_listing[1]
 
     def _current_signature(self, language: str, name: str) -> tuple[tuple[str, int, int], ...]:
@@ -331,10 +328,8 @@ class Templates:
         It runs before every render, so it works on strings: pathlib would build a
         path object for each of the files every time.
         """
-        self._shared_files()
-        assert self._shared_listing is not None
         own = os.path.join(self._root_text, language, f"{name}.j2")
-        return self._signature([own, *self._shared_listing[2]])
+        return self._signature([own, *self._shared_files()])
 
     @staticmethod
     def _signature(paths: list[str]) -> tuple[tuple[str, int, int], ...]:
@@ -344,7 +339,7 @@ class Templates:
                 status = os.stat(path)
             except OSError:
                 continue
-            stamps.append((os.fspath(path), status.st_mtime_ns, status.st_size))
+            stamps.append((path, status.st_mtime_ns, status.st_size))
         return tuple(stamps)
 
     def _compile(self, language: str, name: str) -> _Compiled:
