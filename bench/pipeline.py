@@ -36,7 +36,7 @@ BATCH_SIZE = 50
 
 
 def run(size: int, engine: str, seed: int) -> tuple[float, float, dict[str, int]]:
-    """Process ``size`` mails; return wall and CPU seconds and the outcomes."""
+    """Process ``size`` mails and return the wall and CPU seconds and the outcomes."""
     from maildesk import models, pipeline
     from maildesk.wiring import load_rules
 

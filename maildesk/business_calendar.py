@@ -40,7 +40,7 @@ _ONE_DAY = timedelta(days=1)
 # A calendar that passed validation has open time in every week except on closed days,
 # so a search that finds none for this many days past them has a bug, not a long wait.
 _MAX_CLOSED_RUN_DAYS = 400
-# Dates whose open periods a calendar keeps; a year and a half of daily targets.
+# Dates whose open periods a calendar keeps: a year and a half of daily targets.
 _PERIOD_CACHE_DAYS = 550
 
 

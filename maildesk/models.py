@@ -39,10 +39,10 @@ def to_utc(value: datetime) -> datetime:
 
 
 class _RelatedRowAccessor(pw.ForeignKeyAccessor):
-    """Load a related row (``ticket.requester``) through the cached SELECT of statements.
+    """An accessor that loads a related row (``ticket.requester``) by cached SQL.
 
-    peewee would build the SQL of ``Contact.get(Contact.id == 5)`` on every access;
-    the lookup by primary key is the same query each time.
+    peewee would build the SQL of ``Contact.get(Contact.id == 5)`` on every access, but
+    the lookup by primary key is the same query each time, so ``statements.first`` runs it.
     """
 
     def get_rel_instance(self, instance: Any) -> Any:

@@ -130,7 +130,7 @@ def _language(desk: Desk, message: ParsedMessage, routing: Any,
     from maildesk.rules.language import detect_language
 
     if routing is not None:
-        detected = routing.mail_language  # the rules were given no language: their guess
+        detected = routing.mail_language  # the rules ran without a language: their guess
     else:
         detected, _source = detect_language(message)
     return choose_language(desk, contact_language=contact.language if contact else None,

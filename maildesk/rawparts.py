@@ -108,9 +108,9 @@ def split_multipart(body: Buffer, boundary: bytes) -> list[Buffer] | None:
 
     The pieces are slices of ``body``: views when it is a memoryview, else copies.
     """
-    # One pattern finds every line that starts with "--"; the boundary is compared after,
-    # because compiling a pattern per boundary (each mail has its own) cost more than
-    # the search.
+    # One pattern finds every line that starts with "--", and the boundary is compared
+    # in Python. Each mail has its own boundary, so a pattern per boundary was compiled
+    # for every mail, which cost more than the search.
     pieces: list[Buffer] = []
     start: int | None = None
     for match in _DASH_LINE.finditer(body):

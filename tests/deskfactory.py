@@ -89,9 +89,9 @@ def make_ticket(number: int, subject: str, requester: str, *, status: str = "new
 def mail(*, sender: str = "Zofia Wiśniewska <zofia.wisniewska@example.org>",
          to: str = DESK_ADDRESS, subject: str = "Drukarka nie drukuje",
          body: str = "Dzień dobry,\n\ndrukarka nie drukuje.\n\nZofia\n",
-         message_id: str | None = "<m1@example.org>", headers: dict[str, str] | None = None
-         ) -> bytes:
-    """Build a small, valid UTF-8 mail."""
+         message_id: str | None = "<m1@example.org>", headers: dict[str, str] | None = None,
+         png: tuple[str, bytes] | None = None) -> bytes:
+    """Build a small, valid UTF-8 mail; ``png`` attaches an image as (file name, bytes)."""
     from email.message import EmailMessage
     from email.policy import SMTP
 
@@ -105,6 +105,9 @@ def mail(*, sender: str = "Zofia Wiśniewska <zofia.wisniewska@example.org>",
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(body)
+    if png is not None:
+        filename, content = png
+        message.add_attachment(content, maintype="image", subtype="png", filename=filename)
     return message.as_bytes()
 
 

@@ -422,8 +422,8 @@ def test_loops_incoming_dsn_marks_address_bounced(tmp_path: Path, database_url: 
     assert len(outbox_rows()) == 1
 
 
-def test_loops_new_mail_from_bounced_address_gets_no_acknowledgement(
-        tmp_path: Path, database_url: str, smtp) -> None:
+def test_loops_bounced_sender_gets_no_acknowledgement(tmp_path: Path, database_url: str,
+                                                      smtp) -> None:
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
     pipeline.process(desk, mail(sender="jan.kowalski@example.org",
                                 message_id="<j1@example.org>"), "t:1")
@@ -440,8 +440,7 @@ def test_loops_new_mail_from_bounced_address_gets_no_acknowledgement(
     assert acknowledgements == []
 
 
-def test_loops_bounce_recorded_while_a_mail_is_decided_is_kept(tmp_path: Path,
-                                                                 database_url: str) -> None:
+def test_loops_concurrent_bounce_is_kept(tmp_path: Path, database_url: str) -> None:
     # Another process may record a bounce between deciding a mail and applying it.
     desk = make_desk(tmp_path, database_url)
     models.Contact.create(address="jan.kowalski@example.org", name="")

@@ -127,9 +127,8 @@ def test_outbox_delivers_queued_mail(tmp_path: Path, database_url: str, smtp) ->
     assert row(mail).sent_at is not None
 
 
-def test_outbox_flushes_the_sent_marks_once_per_batch(tmp_path: Path, database_url: str,
-                                                      smtp,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outbox_flushes_once_per_batch(tmp_path: Path, database_url: str, smtp,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
     ticket = make_ticket(20451, "Drukarka", REQUESTER)
     mails = [queue(desk, ticket, f"osoba{number}@example.org") for number in range(3)]

@@ -370,14 +370,14 @@ def test_parse_message_plain_stub_uses_html() -> None:
     "<p>a&nbsp;b&#32;c&amp;d caf&eacute; &#65;&#66;</p>",
     "<table><tr><td>Serwer</td><td>plik01</td></tr></table><img alt='logo firmy' src='x'>",
 ])
-def test_html_source_has_at_least_the_words_of_its_text(html: str) -> None:
+def test_html_source_words_bound_text_words(html: str) -> None:
     # The stub check of multipart/alternative relies on this to skip the conversion.
     word = re.compile(r"\w+")
 
     assert len(word.findall(html_to_text(html))) <= len(word.findall(html))
 
 
-def test_parse_message_plain_with_the_html_words_is_no_stub() -> None:
+def test_parse_message_full_plain_is_no_stub() -> None:
     words = " ".join(f"słowo{index}" for index in range(40))
     plain = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n".encode()
     html = f"Content-Type: text/html; charset=utf-8\r\n\r\n<p>{words}</p>".encode()
@@ -627,8 +627,8 @@ def test_html_limits_deep_nested_tables() -> None:
 
 @pytest.mark.parametrize("levels", [200, 233, 234, 240, 247, 248, 260])
 def test_html_limits_near_the_depth_limit(levels: int) -> None:
-    # Below a tag count the parser is skipped; the answer must not change at that edge.
-    # libxml2 adds html and body around the divs.
+    # Below a tag count the parser is skipped, and the result must not change at that
+    # edge. libxml2 adds html and body around the divs.
     html = "<div>" * levels + "x"
 
     assert exceeds_html_limits(html) == (levels + 2 >= MAX_HTML_DEPTH)

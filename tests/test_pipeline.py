@@ -109,8 +109,7 @@ def test_reply_by_subject_tag_threads_for_requester(tmp_path: Path, database_url
     assert outcome.ticket == 20451
 
 
-def test_subject_tag_past_the_id_range_opens_new_ticket(tmp_path: Path,
-                                                        database_url: str) -> None:
+def test_oversized_subject_tag_opens_ticket(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
 
     outcome = pipeline.process(desk, mail(subject="Re: [#999999999999] Drukarka"), "test:1")

@@ -85,22 +85,15 @@ def test_many_cc_addresses_are_capped(tmp_path: Path, database_url: str) -> None
 
 
 def test_full_disk_for_attachments_is_temporary(tmp_path: Path, database_url: str) -> None:
-    from email.message import EmailMessage
-
     desk = make_desk(tmp_path, database_url)
-    message = EmailMessage()
-    message["From"] = "zofia@example.org"
-    message["To"] = "helpdesk@example.com"
-    message["Subject"] = "Zrzut ekranu"
-    message["Message-ID"] = "<disk@example.org>"
-    message.set_content("w załączniku")
-    message.add_attachment(b"PNG", maintype="image", subtype="png", filename="ekran.png")
+    raw = mail(subject="Zrzut ekranu", body="w załączniku", message_id="<disk@example.org>",
+               png=("ekran.png", b"PNG"))
     attachments = desk.store.root / "attachments"
     attachments.parent.mkdir(parents=True, exist_ok=True)
     attachments.write_bytes(b"")  # a file where the folder must be: every write fails
 
     with pytest.raises(TemporaryError, match="<disk@example.org>: .*Not a directory"):
-        pipeline.process(desk, message.as_bytes(), "test:1")
+        pipeline.process(desk, raw, "test:1")
 
     assert models.Ticket.select().count() == 0
     assert not models.ProcessedMessage.select().exists()

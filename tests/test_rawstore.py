@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_rawstore_makes_a_removed_folder_again(tmp_path: Path) -> None:
+def test_rawstore_recreates_removed_folder(tmp_path: Path) -> None:
     store = RawStore(tmp_path)
     first = store.put_message(b"mail")
     folder = store.path_for("raw", first).parent
@@ -129,18 +128,13 @@ def test_rawstore_flush_uses_syncfs(tmp_path: Path, fsyncs: list[int]) -> None:
 
 def test_duplicate_mail_repairs_short_attachment(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
-    message = EmailMessage()
-    message["From"] = "zofia@example.org"
-    message["To"] = "helpdesk@example.com"
-    message["Subject"] = "Zrzut ekranu"
-    message["Message-ID"] = "<repair@example.org>"
-    message.set_content("w załączniku")
-    message.add_attachment(b"PNG data", maintype="image", subtype="png", filename="ekran.png")
-    pipeline.process(desk, message.as_bytes(), "test:1")
+    raw = mail(subject="Zrzut ekranu", body="w załączniku", message_id="<repair@example.org>",
+               png=("ekran.png", b"PNG data"))
+    pipeline.process(desk, raw, "test:1")
     stored = models.Attachment.get()
     desk.store.path_for("attachments", stored.sha256).write_bytes(b"")
 
-    outcome = pipeline.process(desk, message.as_bytes(), "test:1")
+    outcome = pipeline.process(desk, raw, "test:1")
 
     assert outcome.action == "duplicate"
     assert desk.store.get("attachments", stored.sha256) == b"PNG data"

@@ -180,11 +180,11 @@ def test_statements_select_in_matches_peewee(database) -> None:
     for number in range(3):
         statements.insert(models.MessageReference, message_id=f"<m{number}@example.org>",
                           ticket=ticket, direction="in", kind="mail", recipients="")
-    wanted = ["<m0@example.org>", "<m2@example.org>", "<other@example.org>"]
+    message_ids = ["<m0@example.org>", "<m2@example.org>", "<other@example.org>"]
 
-    found = statements.select_in(models.MessageReference, "message_id", wanted)
+    found = statements.select_in(models.MessageReference, "message_id", message_ids)
     expected = models.MessageReference.select().where(
-        models.MessageReference.message_id.in_(wanted))
+        models.MessageReference.message_id.in_(message_ids))
 
     assert sorted(row.__data__["id"] for row in found) == sorted(row.id for row in expected)
     assert {row.message_id for row in found} == {"<m0@example.org>", "<m2@example.org>"}
@@ -194,7 +194,7 @@ def test_statements_select_in_matches_peewee(database) -> None:
         statements.select_in(models.MessageReference, "message_id", [None])
 
 
-def test_related_row_is_loaded_once_and_missing_raises(database) -> None:
+def test_related_row_cached_or_missing(database) -> None:
     contact = statements.insert(models.Contact, address="ewa@example.org")
     ticket = statements.insert(models.Ticket, subject="Drukarka", requester=contact)
     loaded = statements.first(models.Ticket, id=ticket.id)
@@ -237,8 +237,8 @@ def postgresql(database):
     return database
 
 
-def test_statements_are_prepared_once_per_connection(postgresql,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_statements_prepared_once_per_connection(postgresql,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     executed = record_sql(postgresql, monkeypatch)
 
     first = statements.insert(models.Contact, address="jan@example.org")
@@ -259,8 +259,7 @@ def test_statements_are_prepared_once_per_connection(postgresql,
     assert any("PREPARE" in sql for sql in executed)  # the new connection prepares again
 
 
-def test_statement_the_server_cannot_prepare_runs_plain_inside_a_transaction(
-        postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_untyped_statement_runs_unprepared(postgresql) -> None:
     # COUNT($1) has no type the server could infer, so PREPARE fails.
     count = statements.Prepared(lambda address: models.Contact.select(pw.fn.COUNT(1))
                                 .where(models.Contact.address == address))
@@ -275,7 +274,7 @@ def test_statement_the_server_cannot_prepare_runs_plain_inside_a_transaction(
     assert models.Contact.select().count() == 2
 
 
-def test_statements_recover_a_statement_prepared_behind_their_back(postgresql) -> None:
+def test_statements_reuse_foreign_prepared_name(postgresql) -> None:
     statements.insert(models.Contact, address="jan@example.org")
     statements.first(models.Contact, address="jan@example.org")
     # As if another process had prepared them on this session: a fresh record and names.
@@ -291,7 +290,7 @@ def test_statements_recover_a_statement_prepared_behind_their_back(postgresql) -
     assert not statements._unpreparable & set(statements._names)  # used, not given up
 
 
-def test_statements_stop_preparing_when_the_session_loses_them(postgresql) -> None:
+def test_statements_survive_lost_prepared_statements(postgresql) -> None:
     statements.insert(models.Contact, address="jan@example.org")
     statements.first(models.Contact, address="jan@example.org")
     # What a pooler in transaction mode does: the next session has nothing prepared.
@@ -308,7 +307,7 @@ def test_statements_stop_preparing_when_the_session_loses_them(postgresql) -> No
     assert models.Contact.select().count() == 2
 
 
-def test_statements_with_a_number_past_the_integer_range(database) -> None:
+def test_statements_number_past_integer_range(database) -> None:
     contact = statements.insert(models.Contact, address="jan@example.org")
     statements.insert(models.Ticket, subject="VPN", requester=contact)
 
@@ -320,7 +319,7 @@ def test_statements_with_a_number_past_the_integer_range(database) -> None:
     assert found is not None
 
 
-def test_statements_keep_a_literal_percent_sign_when_prepared(postgresql) -> None:
+def test_prepared_statement_keeps_percent_sign(postgresql) -> None:
     query = statements.Prepared(lambda address: models.Contact.select(pw.SQL("'5%%'"))
                                 .where(models.Contact.address == address))
     statements.insert(models.Contact, address="jan@example.org")
@@ -328,8 +327,7 @@ def test_statements_keep_a_literal_percent_sign_when_prepared(postgresql) -> Non
     assert query.scalar("jan@example.org") == "5%"
 
 
-def test_database_url_can_turn_preparing_off(postgres_schema,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_url_prepare_off(postgres_schema, monkeypatch: pytest.MonkeyPatch) -> None:
     database = models.open_database(postgres_schema.url + "&prepare=off"
                                     if "?" in postgres_schema.url
                                     else postgres_schema.url + "?prepare=off")
@@ -342,6 +340,6 @@ def test_database_url_can_turn_preparing_off(postgres_schema,
         database.close()
 
 
-def test_database_url_rejects_an_unknown_prepare_value() -> None:
+def test_database_url_rejects_bad_prepare() -> None:
     with pytest.raises(ConfigError):
         models.make_database("postgresql://127.0.0.1/test?prepare=maybe")

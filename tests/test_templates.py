@@ -400,9 +400,8 @@ def test_templates_broken_layout_keeps_cached_templates(template_root: Path,
     assert during.html == before.html
 
 
-def test_templates_look_at_files_again_after_the_interval(template_root: Path,
-                                                         sample: dict[str, Any],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_templates_recheck_after_interval(template_root: Path, sample: dict[str, Any],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(templating.time, "monotonic", lambda: clock[0])
     templates = Templates(template_root, recheck_interval=1.0)
@@ -420,9 +419,8 @@ def test_templates_look_at_files_again_after_the_interval(template_root: Path,
     assert "Mamy Twoje zgłoszenie" in after.subject
 
 
-def test_templates_with_a_relative_root_compile_once(template_root: Path,
-                                                     sample: dict[str, Any],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_templates_relative_root_compiles_once(template_root: Path, sample: dict[str, Any],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(template_root)
     templates = Templates(Path("."), recheck_interval=0)
     compiled: list[str] = []
