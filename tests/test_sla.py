@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maildesk.business_calendar import AROUND_THE_CLOCK, BusinessCalendar
@@ -617,21 +617,25 @@ def test_clock_transitions_do_not_mutate():
 # Clock: properties over random pauses
 
 
-pause_starts = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=20))
+# Where the pause starts, as a share of the time from the start to the resolution due
+# time: a pause after the due time is another property, and drawing offsets in days
+# then discarding those past a one-hour P1 due time made the test flaky.
+pause_shares = st.floats(min_value=0, max_value=1, exclude_max=True)
 pause_lengths = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=20))
 policies = st.sampled_from([P1, P2, P3, P4_LONG])
 
 
 @settings(max_examples=200, deadline=None)
-@given(policies, pause_starts, pause_lengths)
-def test_resume_moves_due_by_paused_open_time(policy, pause_offset, pause_length):
+@given(policies, pause_shares, pause_lengths)
+def test_resume_moves_due_by_paused_open_time(policy, pause_share, pause_length):
     calendar = policy.calendar
     start = warsaw(2026, 3, 20, 9)
-    pause_at = start + pause_offset
-    resume_at = pause_at + pause_length
     running = SlaClock(policy).start(start)
     due_before = running.resolution_due
-    assume(pause_at < due_before)
+    # Rounding to microseconds may carry a share just below 1 onto the due time itself.
+    pause_at = min(start + (due_before - start) * pause_share,
+                   due_before - timedelta(microseconds=1))
+    resume_at = pause_at + pause_length
 
     resumed = running.pause(pause_at).resume(resume_at)
     paused_open_time = calendar.business_time_between(pause_at, resume_at)
