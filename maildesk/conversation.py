@@ -193,9 +193,7 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
         note_reason = "reference"
     kind = "internal_note" if note_reason else "agent_reply"
 
-    raw = None
-    if settings.authentication == "dkim":
-        raw = desk.store.get_message(decision.raw_sha256)
+    raw = decision.raw if settings.authentication == "dkim" else None
     verdict = authenticate(message, raw, decision.sender, settings.authentication,
                            settings.trusted_authserv_ids, desk.dns_txt)
     common: dict[str, Any] = dict(login=login, name=name, address=address, language=language,

@@ -26,12 +26,15 @@ class Action(StrEnum):
 class Decision:
     """Everything ``tickets.apply`` needs to change the database in one transaction.
 
-    ``events`` are (ticket number or None, action, detail) triples for the audit trail.
+    ``raw`` is the mail as received: ``apply`` stores it in its transaction, and agent
+    authentication by DKIM reads it before that. ``events`` are (ticket number or None,
+    action, detail) triples for the audit trail.
     """
 
     action: Action
     message: ParsedMessage
     raw_sha256: str
+    raw: bytes = field(repr=False)
     source: str
     dedupe_key: str
     classification: Classification

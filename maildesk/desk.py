@@ -15,7 +15,7 @@ from maildesk import models
 from maildesk.config import Config, load_config
 from maildesk.followup import format_tag
 from maildesk.i18n import set_language
-from maildesk.rawstore import RawStore
+from maildesk.rawstore import INLINE_LIMIT, RawStore
 from maildesk.templating import Templates
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Desk:
         # The configured language is the desk's; MAILDESK_LANGUAGE overrides it for the
         # messages that the admin running this process reads.
         set_language(os.environ.get("MAILDESK_LANGUAGE") or config.language)
-        store = RawStore(config.storage_path, fsync=fsync)
+        store = RawStore(config.storage_path, fsync=fsync, inline_limit=INLINE_LIMIT)
         templates = Templates(
             config.templates_path, config.language, config.desk.timezone
         )

@@ -80,12 +80,21 @@ def _automatic_mail_recipients(database: pw.Database) -> None:
         models.AutomaticMailRecipient.insert_many(backfill[start:start + 500]).execute()
 
 
+def _stored_content(database: pw.Database) -> None:
+    """Add StoredContent: small raw mails and attachments move from files to the database.
+
+    Files already stored stay where they are and are read from there.
+    """
+    database.create_tables([models.StoredContent], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "agents and groups", _agents_and_groups),
     (3, "service levels: scheduler due times, satisfaction", _service_levels),
     (4, "outbox index on creation time", _outbox_created_index),
     (5, "recipients of automatic mail, for the per-address limit", _automatic_mail_recipients),
+    (6, "small raw mails and attachments in the database", _stored_content),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

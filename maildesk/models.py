@@ -341,6 +341,18 @@ class SlaNotice(BaseModel):
         indexes = ((("ticket", "target", "kind"), True),)
 
 
+class StoredContent(BaseModel):
+    """A raw mail or attachment small enough to be kept in the database, by sha256.
+
+    ``kind`` is the folder the raw store would have put it in: raw or attachments. Larger
+    content lives in files. ``maildesk.rawstore`` decides which, and reads both.
+    """
+
+    sha256 = pw.CharField(max_length=64, primary_key=True)
+    kind = pw.CharField(max_length=20)
+    content = pw.BlobField()
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Contact,
@@ -358,6 +370,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Group,
     Agent,
     SlaNotice,
+    StoredContent,
 )
 
 

@@ -1,4 +1,4 @@
-"""The flow of one incoming mail: keep the raw bytes, parse, classify, thread, decide, apply.
+"""The flow of one incoming mail: parse, classify, thread, decide, then keep and apply it.
 
 ``process`` is the only entry point that sources call. It returns an Outcome, or raises
 TemporaryError when the mail must stay at its source and be tried again (the database is
@@ -146,13 +146,15 @@ def _entry_kind(follow_up: FollowUp, automatic: bool) -> str:
     return "customer"
 
 
-def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
+def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
            rules: Any = None, received_at: datetime | None = None) -> Decision:
-    """Decide what one parsed mail does; reads the database, changes nothing."""
+    """Decide what one parsed mail (``raw`` as received) does. Reads the database only."""
     classification = classify(message, desk.own_addresses, desk.message_id_domain)
+    raw_sha256 = hashlib.sha256(raw).hexdigest()
     key = dedupe_key(message, raw_sha256)
-    base: dict[str, Any] = dict(message=message, raw_sha256=raw_sha256, source=source,
-                                dedupe_key=key, classification=classification)
+    base: dict[str, Any] = dict(message=message, raw_sha256=raw_sha256, raw=raw,
+                                source=source, dedupe_key=key,
+                                classification=classification)
 
     if classification.kind is MailKind.OWN:
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
@@ -246,11 +248,6 @@ def decide(desk: Desk, message: ParsedMessage, raw_sha256: str, source: str,
 def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
     """Process one raw mail from ``source`` (e.g. ``imap:INBOX/1234``) exactly once in effect."""
     raw_sha256 = hashlib.sha256(raw).hexdigest()
-    try:
-        desk.store.put_message(raw)
-    except OSError as error:
-        raise TemporaryError(_("cannot store the raw mail: {error}").format(error=error)) from error
-
     with mail_context(source=source):
         try:
             if is_quarantined(raw_sha256):
@@ -353,7 +350,7 @@ def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
 def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
                       source: str, rules: Any) -> Outcome:
     try:
-        decision = decide(desk, message, raw_sha256, source, rules)
+        decision = decide(desk, message, raw, source, rules)
         decision = conversation.review(desk, decision)
     except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise

@@ -1,7 +1,7 @@
 """Quarantine: mail that could not be processed is kept with its error, never dropped.
 
-The raw bytes are already in the raw store when a mail reaches quarantine; the row here
-records why, and the admins get one notice per mail. ``maildesk quarantine retry`` processes the
+The raw bytes go to the raw store in the transaction that records why the mail is held,
+and the admins get one notice per mail. ``maildesk quarantine retry`` processes the
 mail again once the cause is fixed.
 """
 
@@ -41,6 +41,7 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
     description = clean_text(f"{type(error).__name__}: {error}")[:2000]
 
     with database_proxy.atomic():
+        desk.store.put_message(raw)
         held = models.Quarantine.get_or_none(models.Quarantine.raw_sha256 == raw_sha256,
                                              models.Quarantine.state == "held")
         if held is not None:

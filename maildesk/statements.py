@@ -209,6 +209,29 @@ def insert(model: type[Row], **values: Any) -> Row:
     return instance
 
 
+def insert_missing(model: type[BaseModel], **values: Any) -> bool:
+    """Insert one row unless its primary key or a unique column is taken. True if inserted.
+
+    Unlike ``insert``, the caller gives every column, the key included, and no defaults
+    apply.
+    """
+    database = _database()
+    names = tuple(sorted(values))
+    key = ("insert_missing", model, names, database.param)
+    text = _texts.get(key)
+    fields = model._meta.fields
+    if text is None:
+        columns = ", ".join(_quoted(fields[name].column_name) for name in names)
+        marks = ", ".join(database.param for _name in names)
+        # SQLite (3.24 and later) and PostgreSQL both read ON CONFLICT DO NOTHING.
+        text = (f"INSERT INTO {_quoted(model._meta.table_name)} ({columns}) VALUES ({marks}) "
+                f"ON CONFLICT DO NOTHING")
+        _texts[key] = text
+
+    cursor = _execute(database, text, [fields[name].db_value(values[name]) for name in names])
+    return bool(cursor.rowcount == 1)
+
+
 def _mark_clean(instance: BaseModel) -> None:
     """Clear peewee's record of changed fields: the instance now matches its row."""
     dirty: set[str] = instance._dirty  # type: ignore[attr-defined]

@@ -84,12 +84,17 @@ def record_event(ticket: models.Ticket | int | None, actor: str, action: str,
     )
 
 
-def _store_attachments(desk: Desk, decision: Decision) -> list[str]:
-    """Write attachment files before the transaction; content addressing makes it idempotent.
+def _store_mail(desk: Desk, decision: Decision) -> list[str]:
+    """Store the raw mail and, unless it is ignored, its attachments. Return their hashes.
 
+    Runs inside the transaction of ``apply``: small content is a row that commits with
+    the ticket, and content addressing makes storing again after a crash harmless.
     Raises TemporaryError when the disk is full or unwritable, so the mail stays at its
     source and is tried again.
     """
+    desk.store.put_message(decision.raw)
+    if decision.action is Action.IGNORE:
+        return []
     try:
         return [desk.store.put("attachments", part.content)
                 for part in decision.message.attachments]
@@ -229,10 +234,10 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
     """
     from maildesk import servicehooks  # imports this module
 
-    hashes = _store_attachments(desk, decision) if decision.action is not Action.IGNORE else []
     queued: list[QueuedMail] = []
 
     with database_proxy.atomic():
+        hashes = _store_mail(desk, decision)
         ticket = decision.ticket
         if decision.action is Action.CREATE:
             assert decision.message.from_address is not None

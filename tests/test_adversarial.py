@@ -513,6 +513,7 @@ def test_same_mail_from_two_sources_once(tmp_path: Path, database_url: str) -> N
 
 def test_unwritable_raw_store_is_temporary(tmp_path: Path) -> None:
     desk = sqlite_desk(tmp_path)
+    desk.store.inline_limit = 0  # files, as for content past the limit
     (tmp_path / "storage").mkdir(exist_ok=True)
     (tmp_path / "storage" / "raw").write_text("a file where the folder should be")
 

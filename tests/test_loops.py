@@ -7,7 +7,6 @@ the limits.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -446,7 +445,7 @@ def test_loops_concurrent_bounce_is_kept(tmp_path: Path, database_url: str) -> N
     models.Contact.create(address="jan.kowalski@example.org", name="")
     raw = mail(sender="Jan Kowalski <jan.kowalski@example.org>", message_id="<j1@example.org>")
     message = parse_message(raw)
-    decision = pipeline.decide(desk, message, hashlib.sha256(raw).hexdigest(), "t:1")
+    decision = pipeline.decide(desk, message, raw, "t:1")
 
     models.Contact.update(bounced_at=models.utcnow(), bounce_reason="550 no such user").where(
         models.Contact.address == "jan.kowalski@example.org").execute()

@@ -52,3 +52,17 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     assert again == migrations.LATEST_VERSION
     assert models.SchemaVersion.select().count() == 1
     database.close()
+
+
+def test_migrations_add_stored_content(database_url: str) -> None:
+    database = models.open_database(database_url)
+    database.drop_tables([models.StoredContent])
+    models.SchemaVersion.delete().execute()
+    models.SchemaVersion.create(version=5)
+
+    version = migrations.migrate(database)
+
+    assert version == migrations.LATEST_VERSION
+    models.StoredContent.create(sha256="b" * 64, kind="raw", content=b"mail")
+    assert bytes(models.StoredContent.get().content) == b"mail"
+    database.close()

@@ -86,6 +86,7 @@ def test_many_cc_addresses_are_capped(tmp_path: Path, database_url: str) -> None
 
 def test_full_disk_for_attachments_is_temporary(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
+    desk.store.inline_limit = 0  # files, as for content past the limit
     raw = mail(subject="Zrzut ekranu", body="w załączniku", message_id="<disk@example.org>",
                png=("ekran.png", b"PNG"))
     attachments = desk.store.root / "attachments"

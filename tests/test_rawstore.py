@@ -128,6 +128,7 @@ def test_rawstore_flush_uses_syncfs(tmp_path: Path, fsyncs: list[int]) -> None:
 
 def test_duplicate_mail_repairs_short_attachment(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
+    desk.store.inline_limit = 0  # files, as for content past the limit
     raw = mail(subject="Zrzut ekranu", body="w załączniku", message_id="<repair@example.org>",
                png=("ekran.png", b"PNG data"))
     pipeline.process(desk, raw, "test:1")
@@ -182,6 +183,7 @@ def test_rawstore_verify_rewrites_zero_filled_file(tmp_path: Path) -> None:
 
 def test_duplicate_mail_repairs_zero_filled_raw_file(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
+    desk.store.inline_limit = 0
     raw = mail()
     pipeline.process(desk, raw, "test:1")
     path = desk.store.path_for("raw", hashlib.sha256(raw).hexdigest())
@@ -191,3 +193,84 @@ def test_duplicate_mail_repairs_zero_filled_raw_file(tmp_path: Path, database_ur
 
     assert outcome.action == "duplicate"
     assert path.read_bytes() == raw
+
+
+def test_rawstore_small_mail_is_a_row(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = mail(png=("ekran.png", b"PNG data"))
+
+    pipeline.process(desk, raw, "test:1")
+
+    sha256 = hashlib.sha256(raw).hexdigest()
+    rows = {row.sha256: row for row in models.StoredContent.select()}
+    attachment = models.Attachment.get()
+    assert set(rows) == {sha256, attachment.sha256}
+    assert (rows[sha256].kind, bytes(rows[sha256].content)) == ("raw", raw)
+    assert rows[attachment.sha256].kind == "attachments"
+    assert not (desk.store.root / "raw").exists()
+    assert not (desk.store.root / "attachments").exists()
+    assert desk.store.get_message(sha256) == raw
+    assert desk.store.get("attachments", attachment.sha256) == b"PNG data"
+
+
+def test_rawstore_large_mail_is_a_file(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    picture = os.urandom(rawstore.INLINE_LIMIT + 1)
+    raw = mail(png=("ekran.png", picture))
+
+    pipeline.process(desk, raw, "test:1")
+
+    sha256 = hashlib.sha256(raw).hexdigest()
+    attachment = models.Attachment.get()
+    assert not models.StoredContent.select().exists()
+    assert desk.store.path_for("raw", sha256).read_bytes() == raw
+    assert desk.store.path_for("attachments", attachment.sha256).read_bytes() == picture
+    assert desk.store.get_message(sha256) == raw
+
+
+def test_rawstore_row_rolls_back_with_the_mail(tmp_path: Path, database_url: str) -> None:
+    # The row is written in the transaction that records the mail: no ticket, no row,
+    # and the mail, still at its source, is stored when it is tried again.
+    desk = make_desk(tmp_path, database_url)
+    raw = mail()
+
+    with models.database_proxy.atomic() as transaction:
+        desk.store.put_message(raw)
+        transaction.rollback()
+
+    sha256 = hashlib.sha256(raw).hexdigest()
+    with pytest.raises(FileNotFoundError):
+        desk.store.get_message(sha256)
+    pipeline.process(desk, raw, "test:1")
+    assert desk.store.get_message(sha256) == raw
+
+
+def test_rawstore_reads_files_of_earlier_releases(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    sha256 = RawStore(desk.store.root).put_message(b"stored as a file")
+
+    assert desk.store.get_message(sha256) == b"stored as a file"
+    assert desk.store.put_message(b"stored as a file") == sha256
+    assert desk.store.get_message(sha256) == b"stored as a file"
+
+
+def test_rawstore_quarantined_mail_is_kept(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = b"Subject: no sender\nMessage-ID: <q@example.org>\n\nbody\n"
+
+    outcome = pipeline.process(desk, raw, "test:1")
+
+    assert outcome.action == "quarantined"
+    row = models.Quarantine.get()
+    assert desk.store.get_message(row.raw_sha256) == raw
+
+
+def test_rawstore_ignored_mail_is_kept(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = mail(headers={"Auto-Submitted": "auto-replied"}, png=("ekran.png", b"PNG data"))
+
+    outcome = pipeline.process(desk, raw, "test:1")
+
+    assert outcome.action == "ignore"
+    assert desk.store.get_message(hashlib.sha256(raw).hexdigest()) == raw
+    assert models.StoredContent.select().count() == 1  # the attachment of ignored mail is not

@@ -343,3 +343,14 @@ def test_database_url_prepare_off(postgres_schema, monkeypatch: pytest.MonkeyPat
 def test_database_url_rejects_bad_prepare() -> None:
     with pytest.raises(ConfigError):
         models.make_database("postgresql://127.0.0.1/test?prepare=maybe")
+
+
+def test_statements_insert_missing(database) -> None:
+    first = statements.insert_missing(models.StoredContent, sha256="a" * 64, kind="raw",
+                                      content=b"one")
+    again = statements.insert_missing(models.StoredContent, sha256="a" * 64, kind="raw",
+                                      content=b"two")
+
+    assert (first, again) == (True, False)
+    row = models.StoredContent.get()
+    assert bytes(row.content) == b"one"
