@@ -475,22 +475,11 @@ def deferred_durability() -> Iterator[None]:
     earlier one durable too. A failed flush raises TemporaryError, so the caller keeps
     the source copy. When the block itself raises, the flush is still tried, and its own
     failure is only logged.
-
-    SQLite also checkpoints once at the end instead of inside the commit that fills the
-    next thousand pages of its log. A checkpoint syncs the log and the database file and
-    copies each changed page once, however many commits changed it, so one per block
-    spares most of that work (measured in ``bench/README.md``). The log grows by the
-    pages of the block's commits meanwhile, a few MiB for a batch of 50 mails. A block
-    of one mail, as IDLE often brings, pays for a checkpoint of its own.
     """
     database = database_proxy.obj
     postgresql = is_postgresql(database)
-    autocheckpoint = 0
     if postgresql:
         database.execute_sql("SET synchronous_commit TO OFF")
-    else:
-        autocheckpoint = database.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
-        database.execute_sql("PRAGMA wal_autocheckpoint = 0")
     failed = False
     try:
         yield
@@ -499,7 +488,7 @@ def deferred_durability() -> Iterator[None]:
         raise
     finally:
         try:
-            _flush_commits(database, postgresql, autocheckpoint)
+            _flush_commits(database, postgresql)
         except (pw.DatabaseError, pw.InterfaceError) as error:
             # A new connection starts with synchronous commits again.
             _close_quietly(database)
@@ -517,12 +506,11 @@ def _close_quietly(database: pw.Database) -> None:
         logger.debug("closing the database after a failed flush failed: %s", error)
 
 
-def _flush_commits(database: pw.Database, postgresql: bool, autocheckpoint: int) -> None:
+def _flush_commits(database: pw.Database, postgresql: bool) -> None:
     """Make one synchronous commit that writes to the log, so every earlier commit is durable.
 
     A transaction that writes nothing commits without touching the log, so it rewrites
-    the single schema_version row with its own value. On SQLite, then checkpoint the log
-    and set ``wal_autocheckpoint`` back to ``autocheckpoint``.
+    the single schema_version row with its own value.
     """
     if postgresql:
         database.execute_sql("SET synchronous_commit TO ON")
@@ -535,8 +523,3 @@ def _flush_commits(database: pw.Database, postgresql: bool, autocheckpoint: int)
     finally:
         if not postgresql:
             database.execute_sql("PRAGMA synchronous = NORMAL")
-    if not postgresql:
-        # PASSIVE copies the frames no reader still needs, without waiting for readers or
-        # writers (SQLite's documentation of wal_checkpoint).
-        database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        database.execute_sql(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")

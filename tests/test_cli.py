@@ -237,7 +237,7 @@ def test_deliver_exits_75_when_final_flush_fails(tmp_path: Path, database_url: s
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_config(tmp_path, database_url)
 
-    def failing(database, postgresql, autocheckpoint) -> None:
+    def failing(database, postgresql) -> None:
         raise pw.OperationalError("database is locked")
 
     monkeypatch.setattr(models, "_flush_commits", failing)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import peewee as pw
 import pytest
@@ -166,31 +165,6 @@ def test_deferred_durability_flushes_at_end(database, monkeypatch: pytest.Monkey
         assert after == "1"  # NORMAL, as make_database sets it
 
 
-def test_deferred_durability_checkpoints_at_end(database,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    if models.is_postgresql(database):
-        pytest.skip("checkpoints of the write-ahead log are SQLite's")
-    database.execute_sql("PRAGMA wal_autocheckpoint = 100")
-    executed = record_sql(database, monkeypatch)
-    path = Path(database.database)
-    size_before = path.stat().st_size
-
-    with models.deferred_durability():
-        inside = database.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
-        for number in range(100):
-            statements.insert(models.Event, actor="maildesk", action="created",
-                              detail="x" * 4000 + str(number))
-        size_inside = path.stat().st_size  # the rows are in the log only
-
-    after = database.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
-    flush = executed.index('UPDATE "schema_version" SET "version" = "version"')
-    assert inside == 0
-    assert size_inside == size_before
-    assert path.stat().st_size > size_before + 100 * 4000
-    assert "PRAGMA wal_checkpoint(PASSIVE)" in executed[flush:]
-    assert after == 100
-
-
 def test_deferred_durability_flushes_when_block_raises(database) -> None:
     with pytest.raises(RuntimeError), models.deferred_durability():
         statements.insert(models.Event, actor="maildesk", action="created")
@@ -244,7 +218,7 @@ def test_statements_reject_none_values(database) -> None:
 
 def test_deferred_durability_failed_flush_is_temporary(database,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing(database, postgresql, autocheckpoint) -> None:
+    def failing(database, postgresql) -> None:
         raise pw.OperationalError("disk I/O error")
 
     monkeypatch.setattr(models, "_flush_commits", failing)
