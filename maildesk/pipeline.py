@@ -251,6 +251,9 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
     with mail_context(source=source):
         try:
             if is_quarantined(raw_sha256):
+                # A large mail's file may have been left short by a power loss before
+                # the batch's flush, while the quarantine's commit survived.
+                desk.store.put_message(raw, verify=True)
                 return Outcome("duplicate", reason="already quarantined")
             if len(raw) > desk.config.desk.max_message_size:
                 # Checked before parsing, so a huge mail costs no parsing time.
@@ -280,11 +283,7 @@ def _restore_files(desk: Desk, raw: bytes, message: ParsedMessage, key: str) -> 
     A power loss between the commit and the end of the raw store's batch can leave them
     short or zero-filled, and the mail then comes back from its source as a duplicate.
     """
-    try:
-        desk.store.put("raw", raw, verify=True)
-    except OSError as error:
-        raise TemporaryError(_("cannot store the raw mail: {error}").format(
-            error=error)) from error
+    desk.store.put_message(raw, verify=True)
     try:
         for part in message.attachments:
             desk.store.put("attachments", part.content, verify=True)
@@ -368,6 +367,9 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
         outcome = apply(desk, decision)
     except pw.IntegrityError as error:
         if is_duplicate(decision.dedupe_key):
+            # The rollback took this copy's raw row with it: keep the copy, as the
+            # duplicate check in process() does.
+            _restore_files(desk, raw, message, decision.dedupe_key)
             return Outcome("duplicate", reason="recorded by another process")
         return _quarantine_failed_apply(desk, message, raw, raw_sha256, source, error)
     except (pw.OperationalError, pw.InterfaceError, TemporaryError):

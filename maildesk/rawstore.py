@@ -143,10 +143,10 @@ class RawStore:
                 return bytes(row.content)
         return self.path_for(kind, sha256).read_bytes()
 
-    def put_message(self, raw: bytes) -> str:
+    def put_message(self, raw: bytes, *, verify: bool = False) -> str:
         """Store a raw mail. Raises TemporaryError when the disk fails, so it is tried again."""
         try:
-            return self.put("raw", raw)
+            return self.put("raw", raw, verify=verify)
         except OSError as error:
             raise TemporaryError(_("cannot store the raw mail: {error}").format(
                 error=error)) from error

@@ -274,3 +274,51 @@ def test_rawstore_ignored_mail_is_kept(tmp_path: Path, database_url: str) -> Non
     assert outcome.action == "ignore"
     assert desk.store.get_message(hashlib.sha256(raw).hexdigest()) == raw
     assert models.StoredContent.select().count() == 1  # the attachment of ignored mail is not
+
+
+def test_quarantined_mail_repairs_raw_file(tmp_path: Path, database_url: str) -> None:
+    # A mail over the size limit is quarantined, and its raw bytes, past the inline
+    # limit, are a file. A power loss before the batch's flush can leave that file empty
+    # while the commit survives. The mail then comes back from its source.
+    limit = rawstore.INLINE_LIMIT + 4096
+    desk = make_desk(tmp_path, database_url, desk={"max_message_size": limit})
+    raw = mail(message_id="<big@example.org>",
+               png=("ekran.png", os.urandom(rawstore.INLINE_LIMIT)))
+    assert len(raw) > limit
+    sha256 = hashlib.sha256(raw).hexdigest()
+
+    first = pipeline.process(desk, raw, "imap:INBOX/1")
+    path = desk.store.path_for("raw", sha256)
+    path.write_bytes(b"")  # what the power loss left
+
+    again = pipeline.process(desk, raw, "imap:INBOX/1")
+
+    assert first.action == "quarantined"
+    assert again.action == "duplicate"
+    assert desk.store.get_message(sha256) == raw
+
+
+def test_racing_duplicate_keeps_raw_mail(tmp_path: Path, database_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two copies of one mail (same sender and Message-ID, different Received headers)
+    # arrive in two processes at once. The second one's duplicate check runs before the
+    # first commits, so its own transaction fails on ProcessedMessage.
+    desk = make_desk(tmp_path, database_url)
+    first_copy = mail(message_id="<race@example.org>")
+    second_copy = b"Received: from mx2.example.org\r\n" + first_copy
+    pipeline.process(desk, first_copy, "pipe")
+
+    real = pipeline.is_duplicate
+    calls: list[str] = []
+
+    def racing(key: str) -> bool:
+        calls.append(key)
+        return len(calls) > 1 and real(key)  # the check in process() saw no record yet
+
+    monkeypatch.setattr(pipeline, "is_duplicate", racing)
+
+    outcome = pipeline.process(desk, second_copy, "pipe")
+
+    assert outcome.action == "duplicate"
+    assert outcome.reason == "recorded by another process"
+    assert desk.store.get_message(hashlib.sha256(second_copy).hexdigest()) == second_copy
