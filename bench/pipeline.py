@@ -12,17 +12,26 @@ two commits. Two measures:
   divided by ``2 * N``, so start-up, imports and template compiling cancel out. The count
   is the same on every run of the same code, whatever else the machine is doing. It
   does not include the time the kernel spends for the process (file creation, fsync).
+- with ``--pages N``, the pages each mail's transaction writes to SQLite's log, by
+  outcome and by table or index, over mails ``N+1`` to ``2N`` after ``N`` to fill the
+  database. The log is emptied before each of those mails and read after it: each
+  frame header names the page it holds, and SQLite's ``dbstat`` table names the table
+  or index that owns the page. Like the instruction count it repeats exactly, and it
+  shows what the disk work of a commit is made of.
 
     python bench/pipeline.py                          # 1,000 mails, SQLite
     python bench/pipeline.py --engine postgresql
     python bench/pipeline.py --instructions 50        # needs valgrind; mails 51-150
+    python bench/pipeline.py --pages 200              # SQLite; mails 201-400
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,6 +71,51 @@ def run(size: int, engine: str, seed: int) -> tuple[float, float, dict[str, int]
     return seconds, cpu_seconds, outcomes
 
 
+def pages(size: int, seed: int) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Return the log pages per mail by outcome, and per outcome by table or index."""
+    from maildesk import models, pipeline
+    from maildesk.wiring import load_rules
+
+    mails, _stats = generate(2 * size, seed)
+    counts: collections.Counter[str] = collections.Counter()
+    written: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as directory:
+        workdir = Path(directory)
+        with common.database("sqlite", workdir) as url:
+            desk = common.open_desk(common.desk_config(workdir, url))
+            rules = load_rules(desk)
+            database = models.database_proxy.obj
+            for raw in mails[:size]:
+                pipeline.process(desk, raw, "bench", rules)
+
+            log = Path(database.database + "-wal")
+            for raw in mails[size:]:
+                database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                outcome = pipeline.process(desk, raw, "bench", rules)
+                owners = dict(database.execute_sql("SELECT pageno, name FROM dbstat"))
+                counts[outcome.action] += 1
+                for number in _logged_pages(log.read_bytes()):
+                    written[outcome.action][owners.get(number, "(free list)")] += 1
+            models.database_proxy.obj.close()
+
+    per_mail = {action: sum(written[action].values()) / count
+                for action, count in counts.items()}
+    by_owner = {action: {owner: pages / counts[action] for owner, pages in owners.items()}
+                for action, owners in written.items()}
+    return per_mail, by_owner
+
+
+def _logged_pages(log: bytes) -> set[int]:
+    """Return the page numbers of the frames in a SQLite write-ahead log."""
+    if len(log) < 32:
+        return set()
+    page_size = struct.unpack(">I", log[8:12])[0]
+    found = set()
+    for offset in range(32, len(log) - 24 + 1, 24 + page_size):
+        found.add(struct.unpack(">I", log[offset:offset + 4])[0])
+    return found
+
+
 def instructions(size: int, engine: str, seed: int) -> float:
     """Return the instructions per mail: callgrind over 3 * size mails minus over size."""
     totals = []
@@ -88,8 +142,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default: 1)")
     parser.add_argument("--instructions", type=int, metavar="N",
                         help="count instructions per mail over N mails with callgrind")
+    parser.add_argument("--pages", type=int, metavar="N",
+                        help="count the SQLite log pages of mails N+1 to 2N, by table")
     arguments = parser.parse_args()
     common.quiet_logging()
+
+    if arguments.pages:
+        print(f"machine: {common.machine()}; commit {_commit()}")
+        per_mail, by_owner = pages(arguments.pages, arguments.seed)
+        for action in sorted(per_mail):
+            print(f"sqlite {action}: {per_mail[action]:.1f} pages written to the log "
+                  f"per mail (mails {arguments.pages + 1}-{2 * arguments.pages})")
+            for owner, count in sorted(by_owner[action].items(), key=lambda item: -item[1]):
+                print(f"  {count:5.2f}  {owner}")
+        return
 
     if arguments.instructions:
         per_mail = instructions(arguments.instructions, arguments.engine, arguments.seed)

@@ -37,3 +37,13 @@ def test_bench_script_prints_report(script: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "machine:" in result.stdout
     assert expected in result.stdout, result.stdout[-3000:]
+
+
+def test_bench_pipeline_counts_log_pages() -> None:
+    result = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--pages", "10"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sqlite create:" in result.stdout, result.stdout[-3000:]
+    assert "ticket_first_response_due" in result.stdout
