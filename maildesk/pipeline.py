@@ -147,10 +147,14 @@ def _entry_kind(follow_up: FollowUp, automatic: bool) -> str:
 
 
 def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
-           rules: Any = None, received_at: datetime | None = None) -> Decision:
-    """Decide what one parsed mail (``raw`` as received) does. Reads the database only."""
+           rules: Any = None, received_at: datetime | None = None, *,
+           raw_sha256: str | None = None) -> Decision:
+    """Decide what one parsed mail (``raw`` as received) does. Reads the database only.
+
+    ``raw_sha256`` spares hashing ``raw`` again where the caller has its hash.
+    """
     classification = classify(message, desk.own_addresses, desk.message_id_domain)
-    raw_sha256 = hashlib.sha256(raw).hexdigest()
+    raw_sha256 = raw_sha256 or hashlib.sha256(raw).hexdigest()
     key = dedupe_key(message, raw_sha256)
     base: dict[str, Any] = dict(message=message, raw_sha256=raw_sha256, raw=raw,
                                 source=source, dedupe_key=key,
@@ -349,7 +353,7 @@ def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
 def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
                       source: str, rules: Any) -> Outcome:
     try:
-        decision = decide(desk, message, raw, source, rules)
+        decision = decide(desk, message, raw, source, rules, raw_sha256=raw_sha256)
         decision = conversation.review(desk, decision)
     except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise
@@ -367,7 +371,7 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
         outcome = apply(desk, decision)
     except pw.IntegrityError as error:
         if is_duplicate(decision.dedupe_key):
-            # The rollback took this copy's raw row with it: keep the copy, as the
+            # The rollback removed this copy's raw row, so store the copy again, as the
             # duplicate check in process() does.
             _restore_files(desk, raw, message, decision.dedupe_key)
             return Outcome("duplicate", reason="recorded by another process")

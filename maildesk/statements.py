@@ -192,10 +192,7 @@ def insert(model: type[Row], **values: Any) -> Row:
     key = ("insert", model, names, database.param, database.returning_clause)
     text = _texts.get(key)
     if text is None:
-        fields = model._meta.fields
-        columns = ", ".join(_quoted(fields[name].column_name) for name in names)
-        marks = ", ".join(database.param for _name in names)
-        text = f"INSERT INTO {_quoted(model._meta.table_name)} ({columns}) VALUES ({marks})"
+        text = _insert_text(model, names, database.param)
         if database.returning_clause:
             text += f" RETURNING {_quoted(primary_key.column_name)}"
         _texts[key] = text
@@ -210,26 +207,31 @@ def insert(model: type[Row], **values: Any) -> Row:
 
 
 def insert_missing(model: type[BaseModel], **values: Any) -> bool:
-    """Insert one row unless its primary key or a unique column is taken. True if inserted.
+    """Insert one row unless its primary key or a unique column is taken.
 
     Unlike ``insert``, the caller gives every column, the key included, and no defaults
-    apply.
+    apply. Returns True when the row was inserted.
     """
     database = _database()
     names = tuple(sorted(values))
     key = ("insert_missing", model, names, database.param)
     text = _texts.get(key)
-    fields = model._meta.fields
     if text is None:
-        columns = ", ".join(_quoted(fields[name].column_name) for name in names)
-        marks = ", ".join(database.param for _name in names)
-        # SQLite (3.24 and later) and PostgreSQL both read ON CONFLICT DO NOTHING.
-        text = (f"INSERT INTO {_quoted(model._meta.table_name)} ({columns}) VALUES ({marks}) "
-                f"ON CONFLICT DO NOTHING")
+        # SQLite (3.24 and later) and PostgreSQL both accept ON CONFLICT DO NOTHING.
+        text = _insert_text(model, names, database.param) + " ON CONFLICT DO NOTHING"
         _texts[key] = text
 
+    fields = model._meta.fields
     cursor = _execute(database, text, [fields[name].db_value(values[name]) for name in names])
     return bool(cursor.rowcount == 1)
+
+
+def _insert_text(model: type[BaseModel], names: tuple[str, ...], param: str) -> str:
+    """Build the INSERT of one row into the columns of the fields ``names``."""
+    fields = model._meta.fields
+    columns = ", ".join(_quoted(fields[name].column_name) for name in names)
+    marks = ", ".join(param for _name in names)
+    return f"INSERT INTO {_quoted(model._meta.table_name)} ({columns}) VALUES ({marks})"
 
 
 def _mark_clean(instance: BaseModel) -> None:

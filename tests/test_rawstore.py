@@ -205,7 +205,8 @@ def test_rawstore_small_mail_is_a_row(tmp_path: Path, database_url: str) -> None
     rows = {row.sha256: row for row in models.StoredContent.select()}
     attachment = models.Attachment.get()
     assert set(rows) == {sha256, attachment.sha256}
-    assert (rows[sha256].kind, bytes(rows[sha256].content)) == ("raw", raw)
+    assert rows[sha256].kind == "raw"
+    assert bytes(rows[sha256].content) == raw
     assert rows[attachment.sha256].kind == "attachments"
     assert not (desk.store.root / "raw").exists()
     assert not (desk.store.root / "attachments").exists()
@@ -228,9 +229,9 @@ def test_rawstore_large_mail_is_a_file(tmp_path: Path, database_url: str) -> Non
     assert desk.store.get_message(sha256) == raw
 
 
-def test_rawstore_row_rolls_back_with_the_mail(tmp_path: Path, database_url: str) -> None:
-    # The row is written in the transaction that records the mail: no ticket, no row,
-    # and the mail, still at its source, is stored when it is tried again.
+def test_rawstore_row_rolls_back(tmp_path: Path, database_url: str) -> None:
+    # The row belongs to the transaction that records the mail. Without a commit there
+    # is no row, and the mail, still at its source, is stored when it is tried again.
     desk = make_desk(tmp_path, database_url)
     raw = mail()
 
@@ -245,7 +246,7 @@ def test_rawstore_row_rolls_back_with_the_mail(tmp_path: Path, database_url: str
     assert desk.store.get_message(sha256) == raw
 
 
-def test_rawstore_reads_files_of_earlier_releases(tmp_path: Path, database_url: str) -> None:
+def test_rawstore_reads_old_files(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     sha256 = RawStore(desk.store.root).put_message(b"stored as a file")
 
@@ -273,7 +274,8 @@ def test_rawstore_ignored_mail_is_kept(tmp_path: Path, database_url: str) -> Non
 
     assert outcome.action == "ignore"
     assert desk.store.get_message(hashlib.sha256(raw).hexdigest()) == raw
-    assert models.StoredContent.select().count() == 1  # the attachment of ignored mail is not
+    # Only the raw mail: the attachments of ignored mail are not stored.
+    assert models.StoredContent.select().count() == 1
 
 
 def test_quarantined_mail_repairs_raw_file(tmp_path: Path, database_url: str) -> None:

@@ -617,9 +617,8 @@ def test_clock_transitions_do_not_mutate():
 # Clock: properties over random pauses
 
 
-# Where the pause starts, as a share of the time from the start to the resolution due
-# time: a pause after the due time is another property, and drawing offsets in days
-# then discarding those past a one-hour P1 due time made the test flaky.
+# The pause starts at a share of the time up to the resolution due time. Drawing offsets
+# of days and discarding those past a one-hour P1 due time made the test flaky.
 pause_shares = st.floats(min_value=0, max_value=1, exclude_max=True)
 pause_lengths = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=20))
 policies = st.sampled_from([P1, P2, P3, P4_LONG])

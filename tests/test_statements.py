@@ -351,6 +351,7 @@ def test_statements_insert_missing(database) -> None:
     again = statements.insert_missing(models.StoredContent, sha256="a" * 64, kind="raw",
                                       content=b"two")
 
-    assert (first, again) == (True, False)
+    assert first is True
+    assert again is False
     row = models.StoredContent.get()
     assert bytes(row.content) == b"one"
