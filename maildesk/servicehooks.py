@@ -1,7 +1,8 @@
 """Hooks that ``tickets.apply`` calls so that service levels follow each mail.
 
-``on_ticket_created`` sets the priority from the matrix, starts the SLA clock and
-dispatches a ticket routed to a group with its own mailbox. ``on_message_added`` ends
+``prepare_new_ticket`` sets the priority from the matrix and starts the SLA clock
+before the ticket's row is written; ``on_ticket_created`` records both and dispatches
+a ticket routed to a group with its own mailbox. ``on_message_added`` ends
 a wait for the user, reopens a resolved ticket on a real reply (not a short thanks or a
 rating, which it stores), and records an agent's first response. Both run inside the
 transaction of ``apply`` and return the mail they queued.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,39 +22,63 @@ from maildesk.followup import SenderRole
 from maildesk.i18n import _
 from maildesk.lifecycle import Source, Status, level_label
 from maildesk.notify import QueuedMail
+from maildesk.sla import SlaClock
 from maildesk.slaconfig import service_levels
 from maildesk.ticketmail import aware, group_config, strip_notice_prefix
 
 logger = logging.getLogger(__name__)
 
 
-def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
-                      at: datetime | None = None) -> list[QueuedMail]:
-    """Set the priority, start the SLA clock and dispatch to a group with its own mailbox."""
-    at = at or aware(ticket.created_at) or datetime.now(UTC)
+@dataclass(frozen=True)
+class NewTicketPlan:
+    """The priority and SLA start that ``prepare_new_ticket`` set before the INSERT."""
+
+    at: datetime
+    clock: SlaClock
+    default_priority: int
+    rules: list[str]
+    reason: str
+
+
+def prepare_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> NewTicketPlan:
+    """Set the subject, priority and SLA columns of a ticket that is about to be inserted.
+
+    Filling them in before the INSERT saves an UPDATE of the new row, and on SQLite the
+    second write of its due-time index entries.
+    """
+    at = aware(ticket.created_at) or datetime.now(UTC)
     levels = service_levels(desk)
     routing = decision.routing if decision is not None else None
     if decision is not None and decision.linked_ticket is not None:
         # A reply to our notice on a closed ticket: "Zgłoszenie rozwiązane: X" becomes "X".
         ticket.subject = strip_notice_prefix(desk, ticket.subject)
-        ticket.save(only=[models.Ticket.subject])
 
-    before = ticket.priority
+    default_priority = ticket.priority
     ticket.priority = levels.matrix.priority(ticket.impact, ticket.urgency)
     rules = list(routing.matched_rules) if routing is not None else []
     reason = _("impact {impact} and urgency {urgency} give P{priority}").format(
         impact=level_label(ticket.impact, "impact"),
         urgency=level_label(ticket.urgency, "urgency"), priority=ticket.priority)
-    slatrack.start(desk, ticket, at, decision.sender if decision is not None else "maildesk")
-    statements.update(models.Ticket, ticket.id, priority=ticket.priority,
-                      **{name: getattr(ticket, name) for name in slatrack.CLOCK_COLUMNS})
+    clock = slatrack.start(desk, ticket, at)
+    return NewTicketPlan(at, clock, default_priority, rules, reason)
+
+
+def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
+                      plan: NewTicketPlan) -> list[QueuedMail]:
+    """Record the priority and the SLA start, and dispatch to a group with its own mailbox.
+
+    ``plan`` comes from ``prepare_new_ticket`` on the same ticket before its INSERT.
+    """
+    at, rules = plan.at, plan.rules
+    actor = decision.sender if decision is not None else "maildesk"
+    slatrack.record_transitions(ticket, plan.clock, actor)
 
     from maildesk.tickets import record_event
 
     record_event(ticket, lifecycle.SYSTEM_ACTOR, "priority_set",
-                 {"source": Source.RULE.value if rules else "default", "reason": reason,
+                 {"source": Source.RULE.value if rules else "default", "reason": plan.reason,
                   "rules": rules, "impact": ticket.impact, "urgency": ticket.urgency},
-                 before=before, after=ticket.priority)
+                 before=plan.default_priority, after=ticket.priority)
 
     group = group_config(desk, ticket.group)
     if group is not None and group.address is not None:

@@ -50,7 +50,16 @@ def clock_of(desk: Desk, ticket: models.Ticket) -> SlaClock:
 
 
 def store(ticket: models.Ticket, clock: SlaClock, actor: str) -> None:
-    """Write the clock and its due times to the ticket; record each new transition."""
+    """Write the clock and its due times to the ticket; record each new transition.
+
+    Only the instance changes; the caller saves the columns in ``CLOCK_COLUMNS``.
+    """
+    record_transitions(ticket, clock, actor)
+    set_columns(ticket, clock)
+
+
+def record_transitions(ticket: models.Ticket, clock: SlaClock, actor: str) -> None:
+    """Record one event per transition of ``clock`` on a ticket that has its row."""
     for transition in clock.history:
         statements.insert(
             models.Event, ticket=ticket, actor=actor, action=f"sla_{transition.kind}",
@@ -59,6 +68,9 @@ def store(ticket: models.Ticket, clock: SlaClock, actor: str) -> None:
         logger.debug("ticket %s: SLA %s under %s", ticket.id, transition.kind,
                      transition.policy)
 
+
+def set_columns(ticket: models.Ticket, clock: SlaClock) -> None:
+    """Copy the clock and its due times into the columns of ``CLOCK_COLUMNS``."""
     # The policy name lets ``reconcile`` notice a priority, group or type changed elsewhere.
     ticket.sla_state = json.dumps({**clock.to_state(), "policy": clock.policy.name})
     ticket.first_response_due = _column(clock.first_response_due)
@@ -92,12 +104,16 @@ def change(desk: Desk, ticket: models.Ticket, actor: str,
     return clock
 
 
-def start(desk: Desk, ticket: models.Ticket, at: datetime, actor: str) -> SlaClock:
-    """Start the clock when the ticket is created."""
+def start(desk: Desk, ticket: models.Ticket, at: datetime) -> SlaClock:
+    """Start the clock of a new ticket, set its columns and return the clock.
+
+    The ticket need not have its row yet, so the start is not recorded here: the caller
+    passes the clock to ``record_transitions`` once the row is inserted.
+    """
     clock = clock_of(desk, ticket)
     if clock.state is ClockState.NOT_STARTED:
         clock = clock.start(at)
-    store(ticket, clock, actor)
+    set_columns(ticket, clock)
     return clock
 
 

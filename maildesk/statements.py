@@ -182,8 +182,13 @@ def insert(model: type[Row], **values: Any) -> Row:
     Field defaults apply as in peewee. Model hooks that override ``save`` are not called
     (no maildesk model has one).
     """
+    return insert_instance(model(**values))
+
+
+def insert_instance(instance: Row) -> Row:
+    """Insert a new, unsaved instance as its row and return it with its id set."""
     database = _database()
-    instance = model(**values)
+    model = type(instance)
     data = instance.__data__
     primary_key = model._meta.primary_key
     assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -31,6 +31,9 @@ from maildesk.notify import (
     ticket_context,
 )
 from maildesk.parse import Address, clean_text
+
+if TYPE_CHECKING:
+    from maildesk.servicehooks import NewTicketPlan
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +181,11 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
         added += int(created)
 
 
-def _create_ticket(desk: Desk, decision: Decision, contact: models.Contact) -> models.Ticket:
+def _create_ticket(desk: Desk, decision: Decision,
+                   contact: models.Contact) -> tuple[models.Ticket, NewTicketPlan]:
+    """Insert the ticket with its priority and SLA due times already set."""
+    from maildesk import servicehooks  # imports this module
+
     routing = decision.routing
     values: dict[str, Any] = {
         "subject": decision.subject,
@@ -195,11 +202,14 @@ def _create_ticket(desk: Desk, decision: Decision, contact: models.Contact) -> m
             values["tags"] = " ".join(routing.tags)
     if values.get("assignee"):
         values["status"] = "assigned"
-    ticket = statements.insert(models.Ticket, **values)
+
+    ticket = models.Ticket(**values)
+    plan = servicehooks.prepare_new_ticket(desk, decision, ticket)
+    ticket = statements.insert_instance(ticket)
     if contact.language is None and decision.language:
         contact.language = decision.language
         statements.update(models.Contact, contact.id, language=contact.language)
-    return ticket
+    return ticket, plan
 
 
 def _acknowledge(desk: Desk, decision: Decision, ticket: models.Ticket) -> QueuedMail | None:
@@ -242,7 +252,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
         if decision.action is Action.CREATE:
             assert decision.message.from_address is not None
             contact = upsert_contact(decision.message.from_address, decision.language)
-            ticket = _create_ticket(desk, decision, contact)
+            ticket, plan = _create_ticket(desk, decision, contact)
             routing = decision.routing.to_json() if decision.routing is not None else None
             record_event(ticket, decision.sender, "created", {
                 "reason": decision.reason,
@@ -252,7 +262,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
             })
             _add_entry(decision, ticket, hashes)
             _add_participants(desk, decision, ticket)
-            queued.extend(servicehooks.on_ticket_created(desk, decision, ticket))
+            queued.extend(servicehooks.on_ticket_created(desk, decision, ticket, plan))
             if decision.acknowledge:
                 mail = _acknowledge(desk, decision, ticket)
                 if mail is not None:

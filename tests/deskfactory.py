@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from maildesk import models
+from maildesk import models, servicehooks
 from maildesk.desk import Desk
 from maildesk.resources import shipped
 
@@ -84,6 +84,16 @@ def make_ticket(number: int, subject: str, requester: str, *, status: str = "new
                                        kind=message_id.strip("<").split(".")[0],
                                        recipients=requester.lower())
     return ticket
+
+
+def start_service_levels(desk: Desk, ticket: models.Ticket) -> None:
+    """Set the priority and start the SLA clock of a ``make_ticket`` ticket, as a new mail does.
+
+    The clock starts at the ticket's ``created_at``.
+    """
+    plan = servicehooks.prepare_new_ticket(desk, None, ticket)
+    ticket.save()
+    servicehooks.on_ticket_created(desk, None, ticket, plan)
 
 
 def mail(*, sender: str = "Zofia Wiśniewska <zofia.wisniewska@example.org>",

@@ -7,16 +7,16 @@ so a ticket handed to it is forwarded there and the vendor's replies thread back
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from deskfactory import base_config, mail, make_desk, make_ticket
+from deskfactory import base_config, mail, make_desk, make_ticket, start_service_levels
 
-from maildesk import escalation, lifecycle, models, pipeline, servicehooks
+from maildesk import escalation, lifecycle, models, pipeline
 from maildesk.i18n import current_language, set_language
 from maildesk.lifecycle import LifecycleError, Source
 
@@ -58,8 +58,7 @@ def ticket_in(desk, group: str | None = "pierwsza-linia", number: int = 20901,
     ticket.created_at = datetime(2026, 11, 30, 8)
     ticket.group = group
     ticket.save()
-    servicehooks.on_ticket_created(desk, None, ticket,
-                                   ticket.created_at.replace(tzinfo=UTC))
+    start_service_levels(desk, ticket)
     return models.Ticket.get_by_id(number)
 
 

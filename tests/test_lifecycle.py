@@ -11,9 +11,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from deskfactory import make_desk, make_ticket
+from deskfactory import make_desk, make_ticket, start_service_levels
 
-from maildesk import lifecycle, models, servicehooks
+from maildesk import lifecycle, models
 from maildesk.i18n import current_language, set_language
 from maildesk.lifecycle import TRANSITIONS, LifecycleError, Source
 from maildesk.sla import ClockState
@@ -49,7 +49,7 @@ def new_ticket(desk, number: int = 20601, *, created: datetime | None = None,
     ticket.created_at = created.astimezone(UTC).replace(tzinfo=None)
     ticket.group = "pierwsza-linia"
     ticket.save()
-    servicehooks.on_ticket_created(desk, None, ticket, created)
+    start_service_levels(desk, ticket)
     return models.Ticket.get_by_id(number)
 
 

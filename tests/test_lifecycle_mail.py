@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deskfactory import mail, make_desk
 
-from maildesk import models, pipeline
+from maildesk import models, pipeline, statements
 
 REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
 ADDRESS = "zofia.wisniewska@example.org"
@@ -93,3 +93,49 @@ def test_lifecycle_by_mail_through_every_status(tmp_path: Path, database_url: st
     assert "satisfaction_rated" in actions
     assert "reply_without_action" in actions
     assert "reopened" in actions
+
+
+def test_new_ticket_row_written_once_with_its_service_levels(
+        tmp_path: Path, database_url: str, monkeypatch) -> None:
+    """Priority, SLA state and due times go into the INSERT; the new row is not updated."""
+    desk = make_desk(tmp_path, database_url)
+    texts: list[str] = []
+    execute = statements._execute
+    database = models.database_proxy.obj
+    execute_sql = database.execute_sql
+    inside = []
+
+    def recording(database, text, params):
+        # Cached statements run as EXECUTE on PostgreSQL: record their text here.
+        texts.append(text)
+        inside.append(True)
+        try:
+            return execute(database, text, params)
+        finally:
+            inside.pop()
+
+    def recording_sql(sql, *args, **kwargs):
+        if not inside:
+            texts.append(sql)
+        return execute_sql(sql, *args, **kwargs)
+
+    monkeypatch.setattr(statements, "_execute", recording)
+    monkeypatch.setattr(database, "execute_sql", recording_sql)
+
+    created = pipeline.process(desk, mail(sender=REQUESTER, subject="Pilne: VPN nie działa"),
+                               "test:1")
+
+    ticket = models.Ticket.get_by_id(created.ticket)
+    events = [event.action for event in models.Event.select().where(
+        models.Event.ticket == ticket).order_by(models.Event.id)]
+    assert ticket.priority in (1, 2, 3, 4, 5)
+    assert json.loads(ticket.sla_state)["state"] == "running"
+    assert ticket.first_response_due > ticket.created_at
+    assert ticket.resolution_due > ticket.first_response_due
+    assert ticket.first_response_warning_due < ticket.first_response_due
+    lifecycle_events = ("created", "sla_start", "priority_set")
+    assert [action for action in events if action in lifecycle_events] == list(lifecycle_events)
+    inserts = [text for text in texts if text.startswith('INSERT INTO "ticket"')]
+    updates = [text for text in texts if text.startswith('UPDATE "ticket"')]
+    assert len(inserts) == 1
+    assert updates == []

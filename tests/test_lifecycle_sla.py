@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from deskfactory import make_desk, make_ticket
+from deskfactory import make_desk, make_ticket, start_service_levels
 
-from maildesk import lifecycle, models, servicehooks
+from maildesk import lifecycle, models
 from maildesk.lifecycle import Source
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -31,7 +31,7 @@ def created(desk, created_at: datetime, impact: str = "medium", urgency: str = "
     ticket.created_at = created_at.astimezone(UTC).replace(tzinfo=None)
     ticket.impact, ticket.urgency = impact, urgency
     ticket.save()
-    servicehooks.on_ticket_created(desk, None, ticket, created_at)
+    start_service_levels(desk, ticket)
     return models.Ticket.get_by_id(number)
 
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from deskfactory import make_desk, make_ticket
+from deskfactory import make_desk, make_ticket, start_service_levels
 
-from maildesk import lifecycle, models, servicehooks
+from maildesk import lifecycle, models
 from maildesk.lifecycle import Source
 from maildesk.scheduler import Scheduler
 
@@ -45,7 +45,7 @@ def p2_ticket(desk, number: int = 20801, created_at: datetime | None = None) -> 
     ticket.group = "pierwsza-linia"
     ticket.impact = "high"
     ticket.save()
-    servicehooks.on_ticket_created(desk, None, ticket, created_at)
+    start_service_levels(desk, ticket)
     return models.Ticket.get_by_id(number)
 
 

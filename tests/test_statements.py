@@ -32,6 +32,21 @@ def test_statements_insert_applies_defaults(database) -> None:
     assert stored.language is None
 
 
+def test_statements_insert_instance_keeps_what_was_set_before(database) -> None:
+    contact = statements.insert(models.Contact, address="zofia@example.org")
+    ticket = models.Ticket(subject="VPN", requester=contact)
+    ticket.priority = 2
+    ticket.first_response_due = datetime(2026, 12, 7, 9, 30)
+
+    saved = statements.insert_instance(ticket)
+    stored = models.Ticket.get_by_id(saved.id)
+
+    assert saved is ticket
+    assert (stored.priority, stored.first_response_due) == (2, datetime(2026, 12, 7, 9, 30))
+    assert stored.reply_token == ticket.reply_token
+    assert stored.resolution_due is None
+
+
 def test_statements_insert_converts_foreign_keys_and_blobs(database) -> None:
     contact = statements.insert(models.Contact, address="jan@example.org")
     ticket = statements.insert(models.Ticket, subject="Drukarka", requester=contact)
