@@ -88,6 +88,29 @@ def _stored_content(database: pw.Database) -> None:
     database.create_tables([models.StoredContent], safe=True)
 
 
+def _leaner_indexes(database: pw.Database) -> None:
+    """Index only the ticket columns that are set, and write fewer outbox indexes.
+
+    The indexes of ``models.SPARSE_TICKET_COLUMNS`` and the one of ``Event.action``
+    become partial. The outbox's indexes of state and of the next attempt become one
+    index of both. The one of its creation time goes: since migration 5 the per-address
+    limit counts ``AutomaticMailRecipient`` rows, and the per-ticket limit finds its
+    rows by ticket.
+    """
+    ticket = models.Ticket._meta.table_name
+    outbox = models.Outbox._meta.table_name
+    replaced = [f"{ticket}_{models.Ticket._meta.fields[name].column_name}"
+                for name in models.SPARSE_TICKET_COLUMNS]
+    replaced += ["event_action", f"{outbox}_state", f"{outbox}_next_attempt_at",
+                 f"{outbox}_created_at"]
+    for name in replaced:
+        database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+    # With safe=True the tables stay and only the missing indexes are created. Peewee
+    # writes the values of partial indexes as literals, as SQLite requires.
+    database.create_tables([models.Ticket, models.Event, models.Outbox], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "agents and groups", _agents_and_groups),
@@ -95,6 +118,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (4, "outbox index on creation time", _outbox_created_index),
     (5, "recipients of automatic mail, for the per-address limit", _automatic_mail_recipients),
     (6, "small raw mails and attachments in the database", _stored_content),
+    (7, "partial and fewer indexes of tickets, events and the outbox", _leaner_indexes),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

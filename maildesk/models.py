@@ -99,29 +99,30 @@ class Ticket(BaseModel):
     urgency = pw.CharField(max_length=10, default="medium")
     priority = pw.IntegerField(default=3)
     group = pw.CharField(max_length=100, null=True, index=True)
-    assignee = pw.CharField(max_length=100, null=True, index=True)
+    assignee = pw.CharField(max_length=100, null=True)
     requester = ForeignKeyField(Contact, backref="tickets")
     language = pw.CharField(max_length=8, default="pl")
     tags = pw.TextField(default="")
     reply_token = pw.CharField(max_length=64, default=lambda: secrets.token_hex(16))
     escalation_level = pw.IntegerField(default=0)
-    linked_ticket = ForeignKeyField("self", null=True, backref="follow_ups")
-    first_response_due = pw.DateTimeField(null=True, index=True)
-    resolution_due = pw.DateTimeField(null=True, index=True)
+    linked_ticket = ForeignKeyField("self", null=True, backref="follow_ups", index=False)
+    first_response_due = pw.DateTimeField(null=True)
+    resolution_due = pw.DateTimeField(null=True)
     sla_paused_at = pw.DateTimeField(null=True)
     sla_state = pw.TextField(null=True)
     first_responded_at = pw.DateTimeField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
     updated_at = pw.DateTimeField(default=utcnow)
-    resolved_at = pw.DateTimeField(null=True, index=True)
+    resolved_at = pw.DateTimeField(null=True)
     closed_at = pw.DateTimeField(null=True)
     # Service levels (maildesk.lifecycle, maildesk.scheduler): when the scheduler next has
-    # work on this ticket, each column indexed so a run is one range query per kind.
-    first_response_warning_due = pw.DateTimeField(null=True, index=True)
-    resolution_warning_due = pw.DateTimeField(null=True, index=True)
-    pending_reminder_due = pw.DateTimeField(null=True, index=True)
+    # work on this ticket, each column indexed (see SPARSE_TICKET_COLUMNS) so a run is
+    # one range query per kind.
+    first_response_warning_due = pw.DateTimeField(null=True)
+    resolution_warning_due = pw.DateTimeField(null=True)
+    pending_reminder_due = pw.DateTimeField(null=True)
     reminders_sent = pw.IntegerField(default=0)
-    auto_close_due = pw.DateTimeField(null=True, index=True)
+    auto_close_due = pw.DateTimeField(null=True)
     satisfaction = pw.IntegerField(null=True)
     satisfaction_at = pw.DateTimeField(null=True)
 
@@ -135,6 +136,28 @@ class Ticket(BaseModel):
     @property
     def number(self) -> int:
         return int(self.id)
+
+
+# Ticket columns that stay empty for most of a ticket's life. Their indexes hold only
+# the rows with a value, so a new ticket writes no entry to them. The queries on these
+# columns compare them with a value, which SQLite and PostgreSQL both read as
+# IS NOT NULL, so they still use these partial indexes.
+SPARSE_TICKET_COLUMNS = (
+    "assignee", "linked_ticket", "first_response_due", "resolution_due", "resolved_at",
+    "first_response_warning_due", "resolution_warning_due", "pending_reminder_due",
+    "auto_close_due",
+)
+
+
+def _index_of_values(model: type[BaseModel], name: str) -> pw.ModelIndex:
+    """Return an index named as peewee names a column's own, of the rows where it is set."""
+    field = model._meta.fields[name]
+    return model.index(field, name=f"{model._meta.table_name}_{field.column_name}").where(
+        field.is_null(False))
+
+
+for _name in SPARSE_TICKET_COLUMNS:
+    Ticket.add_index(_index_of_values(Ticket, _name))
 
 
 class Participant(BaseModel):
@@ -205,11 +228,18 @@ class Event(BaseModel):
 
     ticket = ForeignKeyField(Ticket, null=True, backref="events", on_delete="CASCADE")
     actor = pw.CharField(max_length=320)
-    action = pw.CharField(max_length=50, index=True)
+    action = pw.CharField(max_length=50)
     before = pw.TextField(null=True)
     after = pw.TextField(null=True)
     detail = pw.TextField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
+
+
+# Events are looked up by action only for the mail loop alert, once a day per address
+# or ticket. An index of every action would cost each new event one more page.
+LOOP_ALERT_ACTION = "mail_loop_alert"
+Event.add_index(Event.index(Event.action, name="event_action").where(
+    Event.action == LOOP_ALERT_ACTION))
 
 
 class Outbox(BaseModel):
@@ -226,13 +256,17 @@ class Outbox(BaseModel):
     subject = pw.TextField(default="")
     automatic = pw.BooleanField(default=True)
     raw = pw.BlobField()  # type: ignore[assignment]  # shadows Model.raw(), unused here
-    state = pw.CharField(max_length=10, default="pending", index=True)
+    state = pw.CharField(max_length=10, default="pending")
     attempts = pw.IntegerField(default=0)
-    next_attempt_at = pw.DateTimeField(default=utcnow, index=True)
+    next_attempt_at = pw.DateTimeField(default=utcnow)
     last_error = pw.TextField(null=True)
     claimed_by = pw.CharField(max_length=100, null=True)
-    created_at = pw.DateTimeField(default=utcnow, index=True)
+    created_at = pw.DateTimeField(default=utcnow)
     sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        # The sender's queries: pending mail that is due, and claims gone stale.
+        indexes = ((("state", "next_attempt_at"), False),)
 
     if TYPE_CHECKING:
         ticket_id: int | None

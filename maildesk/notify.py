@@ -286,14 +286,14 @@ def alert_mail_loop(desk: Desk, *, scope: str, key: str, ticket: models.Ticket |
     since = utcnow() - ALERT_WINDOW
     marker = json.dumps({"key": key})[1:-1]
     already = models.Event.select().where(
-        models.Event.action == "mail_loop_alert",
+        models.Event.action == models.LOOP_ALERT_ACTION,
         models.Event.created_at >= since,
         models.Event.detail.contains(marker),
     ).exists()
     if already:
         return None
 
-    models.Event.create(ticket=ticket, actor="maildesk", action="mail_loop_alert",
+    models.Event.create(ticket=ticket, actor="maildesk", action=models.LOOP_ALERT_ACTION,
                         detail=json.dumps({"key": key, "scope": scope, "count": count}))
     admins = [Recipient(a) for a in desk.config.desk.admin_addresses]
     if not admins:

@@ -66,3 +66,30 @@ def test_migrations_add_stored_content(database_url: str) -> None:
     models.StoredContent.create(sha256="b" * 64, kind="raw", content=b"mail")
     assert bytes(models.StoredContent.get().content) == b"mail"
     database.close()
+
+
+def test_migrations_make_sparse_indexes_partial(database_url: str) -> None:
+    database = models.open_database(database_url)
+    # Release 6 indexed these columns in full, the outbox by state, next attempt and
+    # creation time, and events by every action.
+    for table, column in [("ticket", "resolution_due"), ("ticket", "assignee"),
+                          ("event", "action"), ("outbox", "state"),
+                          ("outbox", "next_attempt_at"), ("outbox", "created_at")]:
+        database.execute_sql(f'DROP INDEX IF EXISTS "{table}_{column}"')
+        database.execute_sql(f'CREATE INDEX "{table}_{column}" ON "{table}" ("{column}")')
+    database.execute_sql('DROP INDEX "outbox_state_next_attempt_at"')
+    models.SchemaVersion.delete().execute()
+    models.SchemaVersion.create(version=6)
+
+    version = migrations.migrate(database)
+
+    assert version == migrations.LATEST_VERSION
+    ticket = {index.name: index.sql.upper() for index in database.get_indexes("ticket")}
+    event = {index.name: index.sql.upper() for index in database.get_indexes("event")}
+    outbox = {index.name for index in database.get_indexes("outbox")}
+    assert "IS NOT NULL" in ticket["ticket_resolution_due"]
+    assert "IS NOT NULL" in ticket["ticket_assignee"]
+    assert "MAIL_LOOP_ALERT" in event["event_action"]
+    assert "outbox_state_next_attempt_at" in outbox
+    assert not outbox & {"outbox_state", "outbox_next_attempt_at", "outbox_created_at"}
+    database.close()
