@@ -100,6 +100,51 @@ def test_imap_server_restart_mid_pass_loses_nothing(tmp_path: Path, database_url
     assert len({d.message["Message-ID"] for d in smtp.deliveries}) == 6
 
 
+def test_imap_backlog_searched_once_per_pass(tmp_path: Path, database_url: str,
+                                            imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=2)
+    for number in range(5):
+        imap_account.append(mail(message_id=f"<s{number}@example.org>",
+                                 sender=f"user{number}@example.org",
+                                 subject=f"Zgłoszenie {number}"))
+    daemon = build_daemon(desk)
+    source = daemon.source
+    searches = []
+    late = []
+    real_process = pipeline.process
+    connect = source._connect
+
+    def process_and_append_once(*args, **kwargs):
+        # A mail that arrives during the pass, after its first SEARCH.
+        if not late:
+            late.append(mail(message_id="<late@example.org>", sender="late@example.org",
+                             subject="Spóźniona"))
+            imap_account.append(late[0])
+        return real_process(*args, **kwargs)
+
+    def connect_and_count_searches():
+        client = connect()
+        search = client.search
+
+        def counting(*args, **kwargs):
+            searches.append(args)
+            return search(*args, **kwargs)
+
+        client.search = counting
+        return client
+
+    monkeypatch.setattr(source, "_connect", connect_and_count_searches)
+    monkeypatch.setattr(pipeline, "process", process_and_append_once)
+    handled = daemon.run(once=True)
+
+    assert handled == 6
+    assert models.Ticket.select().count() == 6
+    assert imap_account.messages("INBOX") == {}
+    # One SEARCH for the backlog, one that finds the late mail, one that finds nothing.
+    # A SEARCH before each batch of two would have made four.
+    assert len(searches) == 3
+
+
 def test_smtp_outage_keeps_acknowledgements_queued(tmp_path: Path, database_url: str,
                                                    imap_account, smtp, monkeypatch) -> None:
     desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)

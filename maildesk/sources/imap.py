@@ -48,6 +48,8 @@ class ImapSource:
         self.client: IMAPClient | None = None
         self.idle_supported = False
         self.highest_seen_uid = 0
+        # UIDs that the last SEARCH found and no batch has fetched yet, in order.
+        self.unfetched: list[int] = []
 
     def _connect(self) -> IMAPClient:
         """Connect, log in and select the folder.
@@ -102,7 +104,9 @@ class ImapSource:
         return client
 
     def _check_uidvalidity(self, uidvalidity: int) -> None:
-        self.highest_seen_uid = 0  # UIDs of a new connection are compared afresh
+        # UIDs of a new connection are compared and searched afresh.
+        self.highest_seen_uid = 0
+        self.unfetched = []
         state, _created = models.MailboxState.get_or_create(name=self.name)
         if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
             logger.warning(_("UIDVALIDITY of {name} changed from {old} to {new}: the mailbox "
@@ -132,8 +136,18 @@ class ImapSource:
                 name=self.name, error=error)) from error
 
     def fetch(self) -> list[FetchedMail]:
+        """Return the next batch of mail; SEARCH only when the last one's UIDs are used up.
+
+        One SEARCH per backlog instead of one per batch: its response lists every UID in
+        the folder, so searching before each batch of a 50,000-mail backlog would parse
+        about 25 million UIDs. Mail that arrives meanwhile, or that a failed batch left
+        behind, is found by the SEARCH after the list runs out.
+        """
         def run(client: IMAPClient) -> list[FetchedMail]:
-            uids = sorted(client.search(["UNDELETED"]))[: self.config.batch_size]
+            if not self.unfetched:
+                self.unfetched = sorted(client.search(["UNDELETED"]))
+            size = self.config.batch_size
+            uids, self.unfetched = self.unfetched[:size], self.unfetched[size:]
             if not uids:
                 return []
             self.highest_seen_uid = max(self.highest_seen_uid, uids[-1])
@@ -208,6 +222,7 @@ class ImapSource:
                 name=self.name, error=error)) from error
 
     def close(self) -> None:
+        self.unfetched = []
         if self.client is None:
             return
         client, self.client = self.client, None
