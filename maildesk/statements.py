@@ -187,6 +187,23 @@ def insert(model: type[Row], **values: Any) -> Row:
 
 def insert_instance(instance: Row) -> Row:
     """Insert a new, unsaved instance as its row and return it with its id set."""
+    inserted = _insert(instance, skip_conflict=False)
+    assert inserted
+    return instance
+
+
+def insert_unless_taken(model: type[Row], **values: Any) -> Row | None:
+    """Insert one row unless a unique column's value is taken; return it, or None.
+
+    One statement where a savepoint around a plain INSERT costs three, and a conflict
+    leaves the transaction usable.
+    """
+    instance = model(**values)
+    return instance if _insert(instance, skip_conflict=True) else None
+
+
+def _insert(instance: BaseModel, *, skip_conflict: bool) -> bool:
+    """Insert ``instance``, set its id and return True; False when a conflict skipped it."""
     database = _database()
     model = type(instance)
     data = instance.__data__
@@ -194,10 +211,12 @@ def insert_instance(instance: Row) -> Row:
     assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"
     names = tuple(name for name in data if not (name == primary_key.name and data[name] is None))
 
-    key = ("insert", model, names, database.param, database.returning_clause)
+    key = ("insert", model, names, database.param, database.returning_clause, skip_conflict)
     text = _texts.get(key)
     if text is None:
         text = _insert_text(model, names, database.param)
+        if skip_conflict:
+            text += " ON CONFLICT DO NOTHING"
         if database.returning_clause:
             text += f" RETURNING {_quoted(primary_key.column_name)}"
         _texts[key] = text
@@ -205,10 +224,20 @@ def insert_instance(instance: Row) -> Row:
     fields = model._meta.fields
     cursor = _execute(database, text, [fields[name].db_value(data[name]) for name in names])
     if data.get(primary_key.name) is None:
-        row = cursor.fetchone() if database.returning_clause else None
-        data[primary_key.name] = row[0] if row is not None else cursor.lastrowid
+        if database.returning_clause:
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            data[primary_key.name] = row[0]
+        else:
+            # SQLite leaves lastrowid as it was when ON CONFLICT skips the row.
+            if cursor.rowcount != 1:
+                return False
+            data[primary_key.name] = cursor.lastrowid
+    elif cursor.rowcount == 0:
+        return False
     _mark_clean(instance)
-    return instance
+    return True
 
 
 def insert_missing(model: type[BaseModel], **values: Any) -> bool:

@@ -58,14 +58,12 @@ def upsert_contact(address: Address, language: str | None = None) -> models.Cont
     normalized = address.normalized
     contact = statements.first(models.Contact, address=normalized)
     if contact is None:
-        try:
-            # A savepoint, so another process creating the same contact first costs only
-            # this insert, not the whole mail's transaction.
-            with database_proxy.atomic():
-                return statements.insert(models.Contact, address=normalized,
-                                         name=address.name[:200], language=language)
-        except pw.IntegrityError:
-            contact = models.Contact.get(models.Contact.address == normalized)
+        # Another process may create the same contact first: then its row is read.
+        created = statements.insert_unless_taken(models.Contact, address=normalized,
+                                                 name=address.name[:200], language=language)
+        if created is not None:
+            return created
+        contact = models.Contact.get(models.Contact.address == normalized)
     if not contact.name and address.name:
         # Only the name: a bounce another process records meanwhile must stay.
         contact.name = address.name[:200]

@@ -47,6 +47,23 @@ def test_statements_insert_instance_keeps_what_was_set_before(database) -> None:
     assert stored.resolution_due is None
 
 
+def test_statements_insert_unless_taken(database) -> None:
+    with models.database_proxy.atomic():
+        first = statements.insert_unless_taken(models.Contact, address="jan@example.org",
+                                               name="Jan")
+        taken = statements.insert_unless_taken(models.Contact, address="jan@example.org",
+                                               name="Inny Jan")
+        # The skipped row left the transaction usable, on PostgreSQL too.
+        other = statements.insert_unless_taken(models.Contact, address="ewa@example.org")
+
+    assert first is not None
+    assert taken is None
+    assert other is not None
+    assert other.id != first.id
+    assert models.Contact.get_by_id(first.id).name == "Jan"
+    assert models.Contact.select().count() == 2
+
+
 def test_statements_insert_converts_foreign_keys_and_blobs(database) -> None:
     contact = statements.insert(models.Contact, address="jan@example.org")
     ticket = statements.insert(models.Ticket, subject="Drukarka", requester=contact)
@@ -370,3 +387,25 @@ def test_statements_insert_missing(database) -> None:
     assert again is False
     row = models.StoredContent.get()
     assert bytes(row.content) == b"one"
+
+
+def test_upsert_contact_reads_row_another_process_created(database,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk.parse import Address
+    from maildesk.tickets import upsert_contact
+
+    existing = statements.insert(models.Contact, address="jan@example.org", name="Jan")
+    real_first = statements.first
+
+    def first_misses_contacts(model, **equals):
+        # The lookup ran before the other process committed its row.
+        return None if model is models.Contact else real_first(model, **equals)
+
+    monkeypatch.setattr(statements, "first", first_misses_contacts)
+    with models.database_proxy.atomic():
+        contact = upsert_contact(Address("Jan Nowak", "jan@example.org"))
+        models.Event.create(actor="test", action="after_race")
+
+    assert contact.id == existing.id
+    assert models.Contact.select().count() == 1
+    assert models.Event.select().count() == 1
