@@ -76,12 +76,18 @@ def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
 
 
 def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
-    """Return the ticket a suspected auto-responder loop points at, or None."""
-    # A loop answers one of our acknowledgements, so it names a ticket tag; mail without
-    # one (nearly all new mail) needs no query.
-    numbers = {int(n) for n in tag_pattern(desk.config.desk.ticket_tag).findall(
-        f"{message.subject}\n{message.text}")}
-    if not numbers:
+    """Return the ticket a suspected auto-responder loop points at, or None.
+
+    An auto-responder that omits Auto-Submitted replies to our acknowledgement under a
+    subject of its own and copies lines of it, with our tag, into its text. A person
+    who replies keeps the tag in the subject, and one who mentions a ticket writes the
+    tag in a sentence of their own: neither is a loop, however many tickets they opened
+    in the last minutes.
+    """
+    # Mail without a tag in its text (nearly all new mail) needs no query.
+    pattern = tag_pattern(desk.config.desk.ticket_tag)
+    numbers = {int(n) for n in pattern.findall(message.text)}
+    if not numbers or pattern.search(message.subject):
         return None
 
     sender = message.from_address.normalized if message.from_address else ""
@@ -92,17 +98,38 @@ def _loop_ticket(message: ParsedMessage, desk: Desk) -> models.Ticket | None:
         .where(models.Contact.address == sender, models.Ticket.created_at >= since)
         .order_by(models.Ticket.id.desc())
     )
-    acknowledged = [
-        ticket for ticket in recent
-        if models.Outbox.select().where(models.Outbox.ticket == ticket,
-                                        models.Outbox.kind == "ack").exists()
-    ]
-    if len(acknowledged) < LOOP_TICKETS:
+    acknowledgements = {}
+    for ticket in recent:
+        row = (models.Outbox.select()
+               .where(models.Outbox.ticket == ticket, models.Outbox.kind == "ack").first())
+        if row is not None:
+            acknowledgements[ticket.id] = (ticket, row)
+    if len(acknowledgements) < LOOP_TICKETS:
         return None
-    for ticket in acknowledged:
-        if ticket.id in numbers:
+
+    copied = {_plain_line(line) for line in message.text.splitlines() if pattern.search(line)}
+    for number in sorted(numbers & acknowledgements.keys(), reverse=True):
+        ticket, row = acknowledgements[number]
+        if copied & _tagged_lines(row, pattern):
             return ticket
     return None
+
+
+def _plain_line(line: str) -> str:
+    """Return a line without quote marks and surrounding space, to compare copies."""
+    return " ".join(line.lstrip(" \t>").split())
+
+
+def _tagged_lines(row: models.Outbox, pattern: Any) -> set[str]:
+    """Return the lines of one of our sent mails, subject included, that carry a tag."""
+    try:
+        sent = parse_message(bytes(row.raw))
+    except ParseError as error:
+        logger.warning(_("cannot read our own mail {message_id} to compare a reply with it: "
+                         "{error}").format(message_id=row.message_id, error=error))
+        return set()
+    lines = [row.subject, *sent.text.splitlines()]
+    return {_plain_line(line) for line in lines if pattern.search(line)}
 
 
 def _repeats_recent_text(ticket: models.Ticket, message: ParsedMessage) -> bool:

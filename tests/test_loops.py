@@ -650,3 +650,52 @@ def test_loops_two_desks_stop_within_limit(tmp_path: Path, database_url: str, sm
         database_proxy.initialize(database_a)
         if second_schema is not None:
             second_schema.drop()
+
+
+def two_fresh_tickets(desk: Desk, sender: str) -> list[int]:
+    """Open two acknowledged tickets for ``sender`` within a minute, as a busy user does."""
+    numbers = []
+    for index, subject in enumerate(("Drukarka nie drukuje", "Brak dostępu do VPN")):
+        outcome = pipeline.process(desk, mail(sender=sender, subject=subject,
+                                              message_id=f"<fresh{index}@example.org>"),
+                                   f"test:fresh{index}")
+        assert outcome.action == "create"
+        numbers.append(outcome.ticket)
+    return numbers
+
+
+def test_loops_person_naming_recent_ticket_opens_new_one(tmp_path: Path,
+                                                         database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    sender = "Ewa Lis <ewa.lis@example.org>"
+    first, _second = two_fresh_tickets(desk, sender)
+
+    outcome = pipeline.process(desk, mail(
+        sender=sender, subject="Monitor migocze", message_id="<monitor@example.org>",
+        body=f"Dzień dobry,\n\nmonitor migocze. Podobny problem jak w [#{first}].\n\nEwa\n"),
+        "test:monitor")
+
+    assert outcome.action == "create"
+    assert models.Event.select().where(
+        models.Event.action == "mail_loop_suspected").count() == 0
+
+
+def test_loops_person_replying_to_closed_recent_ticket(tmp_path: Path,
+                                                       database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    sender = "Ewa Lis <ewa.lis@example.org>"
+    _first, second = two_fresh_tickets(desk, sender)
+    models.Ticket.update(status="closed").where(models.Ticket.id == second).execute()
+    ack = models.Outbox.get(models.Outbox.ticket == second, models.Outbox.kind == "ack")
+
+    outcome = pipeline.process(desk, mail(
+        sender=sender, subject=f"Re: [#{second}] Brak dostępu do VPN",
+        message_id="<reopen@example.org>",
+        headers={"In-Reply-To": ack.message_id, "References": ack.message_id},
+        body=("To nie jest duplikat! Proszę otworzyć zgłoszenie ponownie.\n\n"
+              f"> [#{second}] Przyjęliśmy zgłoszenie\n")), "test:reopen")
+
+    assert outcome.action == "create"
+    assert models.Ticket.get_by_id(outcome.ticket).linked_ticket_id == second
+    assert models.Event.select().where(
+        models.Event.action == "mail_loop_suspected").count() == 0
