@@ -74,6 +74,7 @@ def _action_label(action: str) -> str:
         "repeated_text_ignored": _("a repeated text treated as an automatic reply"),
         "bounce_recorded": _("bounce recorded"),
         "automatic_mail_limited": _("automatic mail held back by the hourly limit"),
+        "mail_not_sent": _("mail not sent: its template failed"),
         "quarantined": _("quarantined"),
         "ignored": _("ignored"),
     }

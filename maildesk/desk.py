@@ -16,6 +16,7 @@ from maildesk.config import Config, load_config
 from maildesk.followup import format_tag
 from maildesk.i18n import set_language
 from maildesk.rawstore import INLINE_LIMIT, RawStore
+from maildesk.resources import shipped
 from maildesk.templating import Templates
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Desk:
         templates = Templates(
             config.templates_path, config.language, config.desk.timezone
         )
+        templates.fallback = _shipped_templates(templates)
         agent_addresses = frozenset(
             address.lower() for agent in config.agents for address in agent.addresses
         )
@@ -66,3 +68,14 @@ class Desk:
     @property
     def message_id_domain(self) -> str:
         return self.config.desk.message_id_domain
+
+
+def _shipped_templates(own: Templates) -> Templates | None:
+    """Return the templates shipped with maildesk, unless ``own`` are those."""
+    try:
+        root = shipped("templates")
+    except FileNotFoundError:
+        return None
+    if root.resolve() == own.root.resolve():
+        return None
+    return Templates(root, own.default_language, str(own.timezone))

@@ -22,6 +22,7 @@ import peewee as pw
 
 from maildesk import models, statements
 from maildesk.desk import Desk
+from maildesk.errors import ConfigError
 from maildesk.i18n import LANGUAGES, _, normalize_language
 from maildesk.mailbuild import OutgoingAttachment, Recipient, build_message, new_message_id
 from maildesk.models import utcnow
@@ -402,7 +403,19 @@ def queue_mail(
     if language is None:
         language = language_for_address(desk, to[0].address)
 
-    rendered = desk.templates.render(template, language, {"desk": desk_context(desk), **context})
+    try:
+        rendered = desk.templates.render(template, language,
+                                         {"desk": desk_context(desk), **context})
+    except ConfigError as error:
+        # A template that fails on this mail's values must not lose the user's request
+        # or a quarantine record: the mail is left out and the failure recorded.
+        logger.error(_("the {template} mail for ticket {ticket} was not sent: {error}").format(
+            template=template, ticket=ticket.id if ticket else "-", error=error))
+        statements.insert(models.Event, ticket=ticket, actor="maildesk", action="mail_not_sent",
+                          detail=json.dumps({"template": template, "error": str(error)},
+                                            ensure_ascii=False))
+        return None
+
     if ticket is not None and desk.tag(ticket.id) not in rendered.subject:
         rendered = replace(rendered, subject=f"{desk.tag(ticket.id)} {rendered.subject}")
 

@@ -210,6 +210,9 @@ class Templates:
         self._root_text = str(root)
         # The stamps of the language folders and the shared files listed under them.
         self._shared_listing: tuple[tuple[tuple[str, int], ...], list[str]] | None = None
+        # The templates shipped with maildesk, for a mail whose edited template fails to
+        # render on real values that the sample at check time did not have.
+        self.fallback: Templates | None = None
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -418,6 +421,22 @@ class Templates:
             return compiled
 
     def render(self, name: str, language: str | None, context: dict[str, Any]) -> RenderedMail:
+        """Render one mail; if its template fails, log why and render the shipped one.
+
+        Raises ConfigError when the shipped template fails as well, or there is none.
+        """
+        try:
+            return self._render_own(name, language, context)
+        except ConfigError as error:
+            fallback = self.fallback
+            if fallback is None or name not in fallback.names():
+                raise
+            logger.error(_("template {name} failed, so this mail uses the template shipped "
+                           "with maildesk: {error}").format(name=name, error=error))
+            return fallback._render_own(name, language, context)
+
+    def _render_own(self, name: str, language: str | None,
+                    context: dict[str, Any]) -> RenderedMail:
         """Render one mail in the first language of the fallback chain that has it."""
         for code in self.languages_for(language):
             own = os.path.join(self._root_text, code, f"{name}.j2")

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from deskfactory import make_desk, make_ticket, write_config
+from deskfactory import mail, make_desk, make_ticket, write_config
 
-from maildesk import models, templating
+from maildesk import models, pipeline, templating
 from maildesk.cli import main as cli_main
 from maildesk.config import load_config
 from maildesk.desk import Desk
@@ -491,3 +491,69 @@ def test_templates_cli_check_warns_of_missing_translation(tmp_path: Path, databa
     assert result.exit_code == 0, result.output
     assert "rejection_blocked" in result.stderr
     assert "en" in result.stderr
+
+
+# --------------------------------------------------------------------------- failures on real data
+
+
+def edited_desk(tmp_path: Path, database_url: str, name: str, old: str, new: str):
+    """A desk whose copy of the Polish template ``name`` has ``old`` replaced by ``new``."""
+    root = tmp_path / "templates"
+    shutil.copytree(SHIPPED, root)
+    path = root / "pl" / f"{name}.j2"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return make_desk(tmp_path, database_url, templates=str(root))
+
+
+def test_templates_failing_on_real_data_fall_back_to_shipped(tmp_path: Path,
+                                                            database_url: str,
+                                                            caplog) -> None:
+    # The sample ticket has tags, so `templates check` passes; a real new ticket has none.
+    desk = edited_desk(tmp_path, database_url, "acknowledgement", "{% block text %}",
+                       "{% block text %}Kategoria: {{ ticket.tags[0] }}\n")
+
+    outcome = pipeline.process(desk, mail(), "test:1")
+
+    assert outcome.action == "create"
+    ack = models.Outbox.get(models.Outbox.kind == "ack")
+    assert "Kategoria" not in bytes(ack.raw).decode("utf-8", "replace")
+    assert ack.subject.startswith(f"[#{outcome.ticket}] ")
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert any("acknowledgement.j2" in record.getMessage() for record in errors)
+
+
+def test_templates_failing_without_fallback_skip_the_mail(tmp_path: Path,
+                                                         database_url: str) -> None:
+    desk = edited_desk(tmp_path, database_url, "acknowledgement", "{% block text %}",
+                       "{% block text %}Kategoria: {{ ticket.tags[0] }}\n")
+    shipped_copy = tmp_path / "shipped"
+    shutil.copytree(SHIPPED, shipped_copy)
+    (shipped_copy / "pl" / "acknowledgement.j2").write_text(
+        (tmp_path / "templates" / "pl" / "acknowledgement.j2").read_text(encoding="utf-8"),
+        encoding="utf-8")
+    desk.templates.fallback = Templates(shipped_copy, "pl")
+
+    outcome = pipeline.process(desk, mail(), "test:1")
+
+    assert outcome.action == "create"
+    assert models.Outbox.select().where(models.Outbox.kind == "ack").count() == 0
+    failed = models.Event.get(models.Event.action == "mail_not_sent")
+    assert failed.ticket_id == outcome.ticket
+    assert "acknowledgement.j2" in failed.detail
+
+
+def test_templates_broken_quarantine_notice_keeps_quarantine(tmp_path: Path,
+                                                            database_url: str) -> None:
+    desk = edited_desk(tmp_path, database_url, "quarantine_notice", "{% block text %}",
+                       "{% block text %}{{ quarantine.subject[0] }}\n")
+    desk.templates.fallback = None
+    no_sender = b"To: helpdesk@example.com\r\nMessage-ID: <x1@example.org>\r\n\r\nbody\r\n"
+
+    outcome = pipeline.process(desk, no_sender, "test:1")
+    after = pipeline.process(desk, mail(message_id="<x2@example.org>"), "test:2")
+
+    assert outcome.action == "quarantined"
+    assert models.Quarantine.select().count() == 1
+    assert after.action == "create"
