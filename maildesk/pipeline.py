@@ -219,7 +219,11 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
         return Decision(Action.APPEND, follow_up=follow_up, ticket=ticket,
                         entry_kind=_entry_kind(follow_up, automatic), events=events,
                         reason=f"feedback on closed ticket {ticket.id}", **base)
-    if ticket is not None and not (ticket.status == "closed" and not automatic):
+    # A person's mail to a closed ticket opens a new, linked one below. An agent's stays on
+    # the closed ticket, where commands that would reopen it are refused.
+    opens_new = (ticket is not None and ticket.status == "closed" and not automatic
+                 and follow_up.sender_role is not SenderRole.AGENT)
+    if ticket is not None and not opens_new:
         entry_kind = _entry_kind(follow_up, automatic)
         if entry_kind != "auto_reply" and _repeats_recent_text(ticket, message):
             # Responders that omit Auto-Submitted send the same text every time; treating

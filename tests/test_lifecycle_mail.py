@@ -139,3 +139,24 @@ def test_new_ticket_row_written_once_with_its_service_levels(
     updates = [text for text in texts if text.startswith('UPDATE "ticket"')]
     assert len(inserts) == 1
     assert updates == []
+
+
+def test_agent_mail_to_closed_ticket_opens_nothing(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    number = pipeline.process(desk, mail(sender=REQUESTER), "test:1").ticket
+    pipeline.process(desk, agent("#zamknij", number, "<c1@example.com>"), "test:2")
+    assert state(number)[0] == "closed"
+
+    outcome = pipeline.process(desk, agent("#status ponownie otwarte\n\nOtwieram.", number,
+                                           "<c2@example.com>"), "test:3")
+
+    assert outcome.action == "append"
+    assert outcome.ticket == number
+    assert models.Ticket.select().count() == 1
+    assert state(number)[0] == "closed"
+    errors = list(models.Outbox.select().where(models.Outbox.kind == "command_error"))
+    assert [row.recipients.split() for row in errors] == [["marek.zielinski@example.com"]]
+    assert "Otwieram" not in "".join(
+        bytes(row.raw).decode("utf-8", "replace") for row in models.Outbox.select().where(
+            models.Outbox.recipients.contains(ADDRESS)))
