@@ -147,6 +147,9 @@ class Daemon:
                     self.drain()
                     self.send_outbox()
                     self._run_periodic()
+                    # Reminders and notices the periodic tasks queued go out now, not a
+                    # poll interval later (or, with --once under cron, a run later).
+                    self.send_outbox()
                     failures = 0
                     if once:
                         break

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from deskfactory import mail, make_desk
+from deskfactory import mail, make_desk, make_ticket
 
 from maildesk import models
 from maildesk.wiring import build_daemon
@@ -44,3 +45,19 @@ def test_maildir_second_pass_finds_nothing(tmp_path: Path, database_url: str) ->
 
     assert second.processed == 0
     assert models.Ticket.select().count() == 1
+
+
+def test_maildir_once_sends_what_the_scheduler_queued(tmp_path: Path, database_url: str) -> None:
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    ticket = make_ticket(20901, "Drukarka nie drukuje", "zofia.wisniewska@example.org",
+                         status="pending", assignee="marek.zielinski")
+    ticket.pending_reminder_due = models.utcnow() - timedelta(minutes=5)
+    ticket.save()
+
+    build_daemon(desk).run(once=True)
+
+    reminders = list(models.Outbox.select().where(models.Outbox.ticket == 20901))
+    assert [row.kind for row in reminders] == ["pending_reminder"]
+    assert [row.state for row in reminders] == ["sent"]
