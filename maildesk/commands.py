@@ -137,7 +137,16 @@ FIELD_LABELS: dict[str, str] = {
 # The order in which changes are listed and applied.
 FIELDS = ("status", "impact", "urgency", "priority", "group", "escalation_level", "assignee")
 
-_COMMAND_LINE = re.compile(r"^#(?P<keyword>[^\W\d_][\w-]*)(?:[ \t]+(?P<value>.*?))?[ \t]*$")
+# A command line is "#", the name, an optional colon and the value. Any whitespace may
+# separate them, NBSP and narrow NBSP included, because mail clients write those in plain
+# text too. Whatever follows the name is the value, so "#status=done" is a command with
+# an invalid value (an error for the agent), not text relayed to the requester.
+_COMMAND_LINE = re.compile(r"#(?P<gap>\s*)(?P<keyword>[^\W\d_][\w-]*)\s*:?(?P<value>.*)")
+# A line of only "#" characters carries no command, so the command block skips it.
+_BARE_HASH = re.compile(r"#+")
+# Characters that mail clients and HTML conversion leave invisible at the start or end of
+# a line (zero-width space and joiners, word joiner, byte order mark, soft hyphen).
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
 
 @dataclass(frozen=True)
@@ -174,37 +183,64 @@ class CommandBlock:
 def split_commands(text: str) -> CommandBlock:
     """Take the ``#`` lines at the top of ``text`` (blank lines between them allowed).
 
-    The first other line ends the block, so a ``#`` line further down, or one quoted
-    with ``>``, is text. The words after ``#note`` on its line start the note's text.
+    A line that starts with ``#`` and a letter is a command line, known or not, so a
+    misspelt command gets an error instead of reaching the requester. ``# name`` with a
+    space is a command line only for a known name (``# Summary`` is a heading). A line
+    of only ``#`` is skipped like a blank line. The first other line ends the block, so
+    a ``#`` line further down, or one quoted with ``>``, is text. The words after
+    ``#note`` on its line start the note's text.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     commands: list[CommandLine] = []
     first_text: list[str] = []
+    skipped_marks = False
     index = 0
     while index < len(lines):
-        stripped = lines[index].strip()
+        stripped = _strip_line(lines[index])
         if not stripped:
             index += 1
             continue
-        match = _COMMAND_LINE.match(stripped)
-        if match is None:
+        if _BARE_HASH.fullmatch(stripped):
+            skipped_marks = True
+            index += 1
+            continue
+        command = _command_line(stripped)
+        if command is None:
             break
-        keyword = match.group("keyword")
-        value = (match.group("value") or "").strip()
-        spec = _BY_NAME.get(fold(keyword))
-        if spec is not None and spec.name is CommandName.NOTE:
-            if value:
-                first_text.append(value)
-        else:
-            # "#status rozwiązane." is meant as "#status rozwiązane".
-            value = value.rstrip(".,;:!").strip()
-        commands.append(CommandLine(stripped, keyword, value, spec))
+        if command.name is CommandName.NOTE and command.value:
+            first_text.append(command.value)
+        commands.append(command)
         index += 1
 
-    if not commands:
+    if not commands and not skipped_marks:
         return CommandBlock((), text.strip())
     body = "\n".join([*first_text, *lines[index:]]).strip()
     return CommandBlock(tuple(commands), body)
+
+
+def _strip_line(line: str) -> str:
+    """Strip whitespace and invisible characters from both ends of a line."""
+    previous = None
+    while previous != line:
+        previous = line
+        line = line.strip().strip(_INVISIBLE)
+    return line
+
+
+def _command_line(line: str) -> CommandLine | None:
+    """Parse one stripped line as a command; return None when it is text."""
+    match = _COMMAND_LINE.fullmatch(line)
+    if match is None:
+        return None
+    keyword = match.group("keyword")
+    spec = _BY_NAME.get(fold(keyword))
+    if match.group("gap") and spec is None:
+        return None
+    value = _strip_line(match.group("value"))
+    if spec is None or spec.name is not CommandName.NOTE:
+        # "#status rozwiązane." is meant as "#status rozwiązane".
+        value = value.rstrip(".,;:!").strip()
+    return CommandLine(line, keyword, value, spec)
 
 
 def looks_like_commands(text: str) -> tuple[str, ...]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maildesk.commands import (
     COMMANDS,
@@ -364,3 +366,103 @@ def test_label_translates_values() -> None:
     assert label(None, "pl") == "—"
     assert label(2, "pl", "priority") == "P2 (wysoki)"
     assert label(4, "en", "priority") == "P4 (low)"
+
+
+@pytest.mark.parametrize(("line", "name", "value"), [
+    ("#status: w realizacji", CommandName.STATUS, "w realizacji"),
+    ("#priorytet: 2", CommandName.PRIORITY, "2"),
+    ("#priorytet:2", CommandName.PRIORITY, "2"),
+    ("#Status :  W REALIZACJI", CommandName.STATUS, "W REALIZACJI"),
+    ("#zamknij:", CommandName.CLOSE, ""),
+    ("#priorytet\u00a02", CommandName.PRIORITY, "2"),
+    ("#priorytet\u202f2", CommandName.PRIORITY, "2"),
+    ("#priorytet\t2", CommandName.PRIORITY, "2"),
+    ("#status\u00a0w\u00a0realizacji\u00a0", CommandName.STATUS, "w\u00a0realizacji"),
+    ("\u00a0#przypisz\u3000mnie", CommandName.ASSIGN, "mnie"),
+    ("\u200b#zamknij", CommandName.CLOSE, ""),
+    ("#zamknij.", CommandName.CLOSE, ""),
+    ("# priorytet 2", CommandName.PRIORITY, "2"),
+    ("#\u00a0status rozwiązane", CommandName.STATUS, "rozwiązane"),
+])
+def test_split_commands_separators(line: str, name: CommandName, value: str) -> None:
+    block = split_commands(f"{line}\n\ntext")
+
+    assert len(block.commands) == 1
+    assert block.commands[0].name is name
+    assert block.commands[0].value == value
+    assert block.body == "text"
+
+
+@pytest.mark.parametrize(("line", "status"), [
+    ("#status: w realizacji", "in_progress"), ("#status:rozwiązane", "resolved"),
+    ("#status\u00a0w\u00a0realizacji", "in_progress"),
+])
+def test_plan_status_after_colon_or_nbsp(line: str, status: str) -> None:
+    result = plan(line, status="new", assignee="ewa.nowak")
+
+    assert result.valid
+    assert ("status", "new", status) in result.changes
+
+
+@pytest.mark.parametrize("text", [
+    "#\n#priorytet 2\n\nx4", "#status resolved\n#\n#priorytet 2\n\nx4",
+    "  #  \n\n#priorytet 2\n\nx4", "##\n#priorytet 2\nx4",
+])
+def test_split_commands_bare_hash_is_skipped(text: str) -> None:
+    block = split_commands(text)
+
+    assert CommandName.PRIORITY in [command.name for command in block.commands]
+    assert block.body == "x4"
+
+
+def test_split_commands_drops_lone_bare_hash() -> None:
+    block = split_commands("#\nDzień dobry")
+
+    assert block.commands == ()
+    assert block.body == "Dzień dobry"
+
+
+@pytest.mark.parametrize("text", [
+    "#status=resolved\ntext", "#status;resolved\ntext", "#priorytet2\ntext",
+    "#status: zrobione\ntext", "#status.rozwiązane\ntext",
+])
+def test_split_commands_malformed_line_is_command(text: str) -> None:
+    block = split_commands(text)
+    result = plan_changes(block, state(), "marek.zielinski", directory())
+
+    assert len(block.commands) == 1
+    assert block.body == "text"
+    assert not result.valid
+    assert result.problems[0].line == text.split("\n")[0]
+
+
+@pytest.mark.parametrize("text", [
+    "# Podsumowanie\ntext", "#1 w kolejce\ntext", "#!/bin/sh\ntext", "Hello,\n#status: x",
+])
+def test_split_commands_other_hash_lines_are_text(text: str) -> None:
+    block = split_commands(text)
+
+    assert block.commands == ()
+    assert block.body == text
+
+
+COMMAND_NAMES = sorted({name for spec in COMMANDS
+                        for name in (spec.polish, spec.english, fold(spec.polish))})
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(COMMAND_NAMES),
+       gap=st.sampled_from(["", " ", "\u00a0", "\t"]),
+       rest=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"
+                                  "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=20))
+def test_split_commands_known_name_never_body(name: str, gap: str, rest: str) -> None:
+    # After "# " only a whole known name makes a command ("# assign0" may be a heading).
+    if gap and rest[:1] and (rest[0].isalnum() or rest[0] in "_-"):
+        rest = " " + rest
+    line = f"#{gap}{name}{rest}"
+    block = split_commands(f"{line}\nbody")
+
+    assert len(block.commands) == 1
+    assert block.body.splitlines()[-1] == "body"
+    if block.commands[0].name is not CommandName.NOTE:
+        assert block.body == "body"

@@ -456,6 +456,45 @@ def test_unknown_command_gets_error(tmp_path: Path, database_url: str) -> None:
     assert reload(ticket).status == "new"
 
 
+@pytest.mark.parametrize("lines", [
+    "#status: w realizacji\n#priorytet: 2",
+    "#status\u00a0w realizacji\n#priorytet\u202f2",
+    "#\n#status w realizacji\n#priorytet 2",
+    "#Status:  W REALIZACJI\n#\n# priorytet\t2.",
+])
+def test_loose_command_syntax_is_applied(tmp_path: Path, database_url: str,
+                                         lines: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, agent_mail(f"{lines}\n\nDrukarka działa.", ack))
+
+    ticket = reload(ticket)
+    assert ticket.status == "in_progress"
+    assert ticket.priority == 2
+    assert outbox("command_error") == []
+    assert len(outbox("command_confirmation")) == 1
+    relayed = text_of(outbox("reply")[0])
+    assert "Drukarka działa." in relayed
+    assert not [line for line in relayed.splitlines() if line.lstrip().startswith("#")]
+    assert "priorytet" not in relayed.lower()
+
+
+@pytest.mark.parametrize("line", ["#status=rozwiązane", "#priorytet;2", "#status: zrobione"])
+def test_malformed_command_is_held_with_error(tmp_path: Path, database_url: str,
+                                              line: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, agent_mail(f"{line}\n\nDrukarka działa.", ack))
+
+    assert reload(ticket).status == "new"
+    assert reload(ticket).priority == 3
+    assert outbox("reply") == []
+    assert line in text_of(outbox("command_error")[0])
+    assert sent_to("zofia.wisniewska@example.org") == [outbox("ack")[0]]
+
+
 def test_agent_without_command_permission_gets_error(tmp_path: Path,
                                                      database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url, agents=[
