@@ -131,10 +131,31 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 
 def aligned(signing_domain: str, address_domain: str) -> bool:
-    """Relaxed alignment (as in DMARC): the same domain or a parent of the address domain."""
-    signing = signing_domain.strip().lower().rstrip(".")
-    address = address_domain.strip().lower().rstrip(".")
-    return bool(signing) and (address == signing or address.endswith("." + signing))
+    """Tell whether ``signing_domain`` may vouch for mail from ``address_domain``.
+
+    Relaxed alignment, as in DMARC: the same domain, or a parent of the address domain
+    that has at least two labels. A top-level domain such as ``com`` is never a parent,
+    because a pass for it would vouch for every domain under it.
+
+    NOTE: without a Public Suffix List, a multi-label public suffix such as ``com.pl``
+    or ``co.uk`` is still accepted as a parent of ``firma.com.pl``.
+    """
+    signing = _normalize_domain(signing_domain)
+    address = _normalize_domain(address_domain)
+    if not signing or not address:
+        return False
+    if address == signing:
+        return True
+    return "." in signing and address.endswith("." + signing)
+
+
+def _normalize_domain(domain: str) -> str:
+    """Return ``domain`` lower-cased without its root dot, or "" when a label is empty."""
+    name = domain.strip().lower()
+    name = name.removesuffix(".")
+    if not name or "" in name.split("."):
+        return ""
+    return name
 
 
 def trusted_results(message: ParsedMessage,
@@ -163,13 +184,19 @@ def check_authentication_results(message: ParsedMessage, domain: str,
         names = ", ".join(trusted_ids) or "-"
         return Verdict(False, policy, f"no Authentication-Results from {names}")
 
+    unaligned: list[str] = []
     for info in results.results:
-        if info.result != "pass":
+        if info.result != "pass" or info.method not in ("dkim", "dmarc"):
             continue
-        if info.method == "dkim" and aligned(info.properties.get("header.d", ""), domain):
+        name = "header.d" if info.method == "dkim" else "header.from"
+        passed_for = info.properties.get(name, "")
+        if aligned(passed_for, domain):
             return Verdict(True, policy, results.summary())
-        if info.method == "dmarc" and aligned(info.properties.get("header.from", ""), domain):
-            return Verdict(True, policy, results.summary())
+        unaligned.append(f"{info.method}=pass {name}={passed_for or '-'}")
+    if unaligned:
+        # Say why a pass did not count: another domain, or a top-level one such as "com".
+        return Verdict(False, policy, f"{results.summary()} ({', '.join(unaligned)}: "
+                                      f"not {domain} or a parent domain of it)")
     return Verdict(False, policy, results.summary())
 
 

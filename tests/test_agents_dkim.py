@@ -110,6 +110,17 @@ def test_aligned_accepts_parent_domain_only() -> None:
     assert not aligned("", "example.com")
 
 
+@pytest.mark.parametrize("signing", ["com", "COM", "com.", ".com", "example.com..",
+                                     "localhost", " "])
+def test_aligned_rejects_tld_or_malformed(signing: str) -> None:
+    assert not aligned(signing, "example.com")
+    assert not aligned(signing, "mail.example.com")
+
+
+def test_aligned_accepts_same_single_label_domain() -> None:
+    assert aligned("localhost", "localhost")
+
+
 def message_with(*results: str) -> bytes:
     headers = "".join(f"Authentication-Results: {value}\r\n" for value in results)
     return (headers + "From: marek.zielinski@example.com\r\nTo: helpdesk@example.com\r\n"
@@ -135,6 +146,19 @@ def test_untrusted_header_above_trusted_is_skipped() -> None:
                                            ("mx.example.com",))
 
     assert verdict.passed
+
+
+@pytest.mark.parametrize("result", ["dkim=pass header.d=com",
+                                    "dmarc=pass header.from=com",
+                                    "dkim=pass header.d=com.; dmarc=pass header.from=.com"])
+def test_top_level_domain_pass_is_rejected(result: str) -> None:
+    raw = message_with(f"mx.example.com; {result}")
+
+    verdict = check_authentication_results(parse_message(raw), "example.com",
+                                           ("mx.example.com",))
+
+    assert not verdict.passed
+    assert "not example.com or a parent domain of it" in verdict.summary
 
 
 def test_spf_pass_alone_is_not_enough() -> None:
@@ -201,6 +225,16 @@ def test_verify_dkim_timeout_is_temporary(signing_key: tuple[bytes, bytes]) -> N
 
     with pytest.raises(TemporaryError):
         verify_dkim(signed(agent_raw(), private), "example.com", timing_out)
+
+
+def test_verify_dkim_rejects_top_level_signer(signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+
+    verdict = verify_dkim(signed(agent_raw(), private, domain="com"), "example.com",
+                          lookup_for(record, domain="com"))
+
+    assert not verdict.passed
+    assert verdict.summary == "dkim=pass header.d=com"
 
 
 # --------------------------------------------------------------------------- through the pipeline
@@ -420,3 +454,18 @@ def test_agent_address_from_reply_to_held(tmp_path: Path, database_url: str) -> 
     pipeline.process(desk, raw, "test:agent")
 
     assert_held_for_marek(ticket)
+
+
+def test_top_level_domain_pass_held(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    ticket_outcome = pipeline.process(desk, mail(), "test:user")
+    ack = models.Outbox.get(models.Outbox.kind == "ack")
+    raw = agent_raw(in_reply_to=ack.message_id, headers={
+        "Authentication-Results": "mx.example.com; dkim=pass header.d=com"})
+
+    pipeline.process(desk, raw, "test:agent")
+
+    assert models.Ticket.get_by_id(ticket_outcome.ticket).status == "new"
+    assert models.Event.select().where(models.Event.action == "command_rejected").count() == 1
+    assert models.Outbox.select().where(models.Outbox.kind == "reply").count() == 0
