@@ -175,14 +175,15 @@ def _entry_kind(follow_up: FollowUp, automatic: bool) -> str:
 
 def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
            rules: Any = None, received_at: datetime | None = None, *,
-           raw_sha256: str | None = None) -> Decision:
+           raw_sha256: str | None = None, key: str | None = None) -> Decision:
     """Decide what one parsed mail (``raw`` as received) does. Reads the database only.
 
-    ``raw_sha256`` spares hashing ``raw`` again where the caller has its hash.
+    ``raw_sha256`` spares hashing ``raw`` again where the caller has its hash. ``key``
+    replaces the dedupe key of ``dedupe_key`` (see ``process``).
     """
     classification = classify(message, desk.own_addresses, desk.message_id_domain)
     raw_sha256 = raw_sha256 or hashlib.sha256(raw).hexdigest()
-    key = dedupe_key(message, raw_sha256)
+    key = key or dedupe_key(message, raw_sha256)
     base: dict[str, Any] = dict(message=message, raw_sha256=raw_sha256, raw=raw,
                                 source=source, dedupe_key=key,
                                 classification=classification)
@@ -302,14 +303,60 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
             key = dedupe_key(message, raw_sha256)
             with mail_context(message_id=message.message_id or key):
                 if is_duplicate(key):
-                    logger.info(_("skipping {key}: already processed").format(key=key))
-                    _restore_files(desk, raw, message, key)
-                    return Outcome("duplicate", reason="already processed")
-                return _decide_and_apply(desk, message, raw, raw_sha256, source, rules)
+                    reused = _reuses_message_id(desk, key, message, raw_sha256)
+                    if reused:
+                        key = _content_key(key, raw_sha256)
+                    if not reused or is_duplicate(key):
+                        logger.info(_("skipping {key}: already processed").format(key=key))
+                        _restore_files(desk, raw, message, key)
+                        return Outcome("duplicate", reason="already processed")
+                    logger.warning(_("{sender} sent a different mail under the Message-ID "
+                                     "{message_id} of an earlier one: it is processed as a "
+                                     "mail of its own").format(
+                        sender=message.from_address.normalized if message.from_address else "-",
+                        message_id=message.message_id))
+                return _decide_and_apply(desk, message, raw, raw_sha256, source, rules, key)
         except (pw.OperationalError, pw.InterfaceError) as error:
             drop_connection()
             raise TemporaryError(
                 _("database unavailable: {error}").format(error=error)) from error
+
+
+def _reuses_message_id(desk: Desk, key: str, message: ParsedMessage, raw_sha256: str) -> bool:
+    """Tell whether a mail whose dedupe key is taken differs from the one that took it.
+
+    Copies of one mail differ in transport headers (Received, Delivered-To), so the raw
+    bytes decide nothing: the subject, the text and the attachments do. Some scanners
+    and scripts give every mail the same Message-ID, and their mails must not be lost.
+    """
+    recorded = statements.first(models.ProcessedMessage, dedupe_key=key)
+    if recorded is None or recorded.raw_sha256 == raw_sha256:
+        return False
+    try:
+        earlier = parse_message(desk.store.get_message(recorded.raw_sha256))
+    except (OSError, ParseError) as error:
+        # Without the earlier mail there is nothing to compare, and a duplicate ticket
+        # is better than a lost mail.
+        logger.warning(_("cannot read the earlier mail {sha256} to compare with {key}: "
+                         "{error}").format(sha256=recorded.raw_sha256, key=key, error=error))
+        return True
+    return content_fingerprint(earlier) != content_fingerprint(message)
+
+
+def content_fingerprint(message: ParsedMessage) -> tuple[object, ...]:
+    """Return what a copy of a mail keeps whatever servers it passed through."""
+    attachments = tuple(sorted(hashlib.sha256(part.content).hexdigest()
+                               for part in message.attachments))
+    return message.subject, message.text.strip(), attachments
+
+
+def _content_key(key: str, raw_sha256: str) -> str:
+    """Return the dedupe key of a mail that reuses an earlier mail's Message-ID."""
+    combined = f"mid+{key[4:]} sha256:{raw_sha256}"
+    if len(combined) > 900:
+        digest = hashlib.sha256(combined.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"mid+{digest}"
+    return combined
 
 
 def _restore_files(desk: Desk, raw: bytes, message: ParsedMessage, key: str) -> None:
@@ -382,9 +429,9 @@ def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
 
 
 def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
-                      source: str, rules: Any) -> Outcome:
+                      source: str, rules: Any, key: str) -> Outcome:
     try:
-        decision = decide(desk, message, raw, source, rules, raw_sha256=raw_sha256)
+        decision = decide(desk, message, raw, source, rules, raw_sha256=raw_sha256, key=key)
         decision = conversation.review(desk, decision)
     except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise

@@ -55,15 +55,16 @@ def corpus_mails(shared_dir: Path) -> list[tuple[str, bytes]]:
 
 
 def expected_duplicates(mails: list[tuple[str, bytes]]) -> int:
-    """Count the mails whose dedupe key (sender and Message-ID) came earlier in the list."""
-    keys: Counter[str] = Counter()
+    """Count the mails that repeat an earlier one's dedupe key (sender and Message-ID)
+    and its content. Test corpora reuse Message-IDs for different mails, which count."""
+    keys: Counter[tuple[str, tuple[object, ...]]] = Counter()
     for _name, raw in mails:
         try:
             parsed = parse_message(raw)
         except ParseError:
             continue
         if parsed.message_id:
-            keys[pipeline.dedupe_key(parsed, "")] += 1
+            keys[pipeline.dedupe_key(parsed, ""), pipeline.content_fingerprint(parsed)] += 1
     return sum(count - 1 for count in keys.values())
 
 

@@ -68,6 +68,38 @@ def test_process_same_mail_twice_is_one_ticket(tmp_path: Path, database_url: str
     assert len(_outbox()) == 1
 
 
+def test_process_copy_with_other_transport_headers_is_duplicate(tmp_path: Path,
+                                                               database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = mail()
+
+    pipeline.process(desk, raw, "test:1")
+    copy = pipeline.process(desk, b"Received: from relay2.example.org\r\n" + raw, "test:2")
+
+    assert copy.action == "duplicate"
+    assert models.Ticket.select().count() == 1
+
+
+def test_process_other_mail_reusing_message_id_is_kept(tmp_path: Path,
+                                                      database_url: str) -> None:
+    """A scanner that numbers every mail <1@scanner> must not lose the second one."""
+    desk = make_desk(tmp_path, database_url)
+    sender = "Skaner <skaner@example.org>"
+
+    first = pipeline.process(desk, mail(sender=sender, subject="Skan 1", body="Strona 1",
+                                        message_id="<1@scanner>"), "test:1")
+    second = pipeline.process(desk, mail(sender=sender, subject="Skan 2", body="Strona 2",
+                                         message_id="<1@scanner>"), "test:2")
+    again = pipeline.process(desk, mail(sender=sender, subject="Skan 2", body="Strona 2",
+                                        message_id="<1@scanner>"), "test:3")
+
+    assert first.action == "create"
+    assert second.action == "create"
+    assert second.ticket != first.ticket
+    assert again.action == "duplicate"
+    assert models.Ticket.select().count() == 2
+
+
 def test_process_without_message_id_dedupes_by_hash(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     raw = mail(message_id=None)
