@@ -87,7 +87,9 @@ class MaildeskGroup(click.Group):
 
 
 @click.group(cls=MaildeskGroup, help=_("maildesk: an ITIL service desk that lives in email."))
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
+# readable=False: the configuration loader reports an unreadable file itself, so that
+# ``deliver`` can turn it into EX_TEMPFAIL instead of click's usage error (exit 2).
+@click.option("--config", "config_path", type=click.Path(readable=False, path_type=Path),
               envvar="MAILDESK_CONFIG", default=Path("maildesk.yaml"), show_default=True,
               help=_("Configuration file (YAML)."))
 @click.option("-v", "--verbose", is_flag=True, help=_("Log debug messages too."))
@@ -142,8 +144,10 @@ def deliver(app: App, source: str) -> None:
         with models.deferred_durability():
             outcome = pipeline.process(desk, raw, source, load_rules(desk))
         make_sender(desk).deliver_due()
-    except (TemporaryError, ConfigError) as error:
-        # A broken configuration must not bounce the user's mail: the MTA keeps it.
+    except (TemporaryError, ConfigError, OSError) as error:
+        # A broken configuration, an unreadable file or a full disk must not bounce the
+        # user's mail: with EX_TEMPFAIL the MTA keeps it and delivers it again later.
+        logger.warning("deliver failed, the MTA keeps the mail: %s", error)
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)
     click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,

@@ -7,6 +7,7 @@ loader copies them onto the mappings and sequences it builds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,11 +119,28 @@ def load_yaml_text(text: str, path: str) -> Any:
 
 
 def load_yaml_file(path: Path) -> Any:
-    """Read and parse one YAML file (UTF-8)."""
+    """Read and parse one YAML file (UTF-8); every read failure becomes a ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise ConfigError(_("file not found"), str(path)) from error
+    except IsADirectoryError as error:
+        raise ConfigError(
+            _("the path is a directory, not a file: name the YAML file inside it, "
+              "e.g. {example}").format(example=path / "maildesk.yaml"),
+            str(path),
+        ) from error
+    except PermissionError as error:
+        raise ConfigError(
+            _("permission denied: the file must be readable by the user maildesk runs as "
+              "(uid {uid})").format(uid=os.geteuid()),
+            str(path),
+        ) from error
     except UnicodeDecodeError as error:
         raise ConfigError(_("the file is not valid UTF-8: save it as UTF-8"), str(path)) from error
+    except OSError as error:
+        raise ConfigError(
+            _("the file could not be read: {error}").format(error=error.strerror or error),
+            str(path),
+        ) from error
     return load_yaml_text(text, str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,51 @@ def test_templates_render_unknown_name_is_one_line(tmp_path: Path, database_url:
 
     assert result.exit_code == 78
     assert "template 'potwierdzenie' not found" in result.output
+
+
+def test_deliver_exits_75_when_config_is_a_directory(tmp_path: Path) -> None:
+    result = _invoke("--config", str(tmp_path), "deliver", input=mail())
+
+    assert result.exit_code == EX_TEMPFAIL
+    assert str(tmp_path) in result.output
+    assert "is a directory" in result.output
+    assert "Traceback" not in result.output
+
+
+def _run_as_nobody(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI in a fresh process as the user ``nobody``, as an MTA pipe runs it."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is needed to drop root privileges")
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         sys.executable, "-m", "maildesk.cli", *args],
+        input=mail(), capture_output=True, timeout=60,
+        env={**os.environ, "MAILDESK_LANGUAGE": "en"},
+    )
+
+
+def test_deliver_exits_75_when_config_is_unreadable(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    tmp_path.chmod(0o755)
+    config.chmod(0o600 if os.geteuid() == 0 else 0o000)
+
+    if os.geteuid() == 0:
+        completed = _run_as_nobody("--config", str(config), "deliver")
+        exit_code, output = completed.returncode, completed.stderr.decode()
+    else:
+        result = _invoke("--config", str(config), "deliver", input=mail())
+        exit_code, output = result.exit_code, result.output
+
+    assert exit_code == EX_TEMPFAIL, output
+    assert str(config) in output
+    assert "permission denied" in output
+    assert "Traceback" not in output
+
+
+def test_tickets_list_with_directory_config_exits_78(tmp_path: Path) -> None:
+    result = _invoke("--config", str(tmp_path), "tickets", "list")
+
+    assert result.exit_code == 78
+    assert f"{tmp_path}: " in result.output
+    assert "is a directory" in result.output
+    assert len(result.output.strip().splitlines()) == 1
