@@ -32,4 +32,5 @@ def sample_values() -> dict[str, Any]:
         "count": 1,
         "directory": "/etc/maildesk/rules",
         "errors": ["/etc/maildesk/rules/20-network.yaml:15:12: nieznana grupa 'siec'"],
+        "fallback": "previous",
     }}

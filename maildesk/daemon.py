@@ -65,6 +65,7 @@ class Daemon:
                 "count": len(errors),
                 "directory": str(watcher.directory),  # type: ignore[attr-defined]
                 "errors": [str(error) for error in errors],
+                "fallback": "previous",
             }}, kind="rules_error")
         return watcher.current  # type: ignore[attr-defined]
 

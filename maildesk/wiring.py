@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from maildesk.business_calendar import BusinessCalendar
 from maildesk.config import ImapConfig, MaildirConfig
@@ -12,6 +14,7 @@ from maildesk.errors import ConfigError
 from maildesk.i18n import _
 from maildesk.outbox import Sender
 from maildesk.rules import RuleEnvironment, RuleSet, RulesWatcher
+from maildesk.rules.loader import LoadedRules, load_rules_with_fallback
 from maildesk.sources import Source
 from maildesk.sources.imap import ImapSource
 from maildesk.sources.maildir import MaildirSource
@@ -33,9 +36,84 @@ def rule_environment(desk: Desk) -> RuleEnvironment:
     )
 
 
+# Under the storage directory: the last rules that loaded without errors, and one empty
+# marker file per reported breakage (named by the fingerprint of the files as read).
+RULES_SNAPSHOT = "rules-last-good.json"
+RULES_REPORTS = "rules-errors-reported"
+
+
+def rules_snapshot_path(desk: Desk) -> Path:
+    return desk.config.storage_path / RULES_SNAPSHOT
+
+
 def load_rules(desk: Desk) -> RuleSet:
-    """Load the rules once (for ``maildesk deliver``); raise ConfigError when invalid."""
-    return RulesWatcher(desk.config.rules_path, rule_environment(desk)).current
+    """Load the rules for one process without a rule set in memory (``maildesk deliver``).
+
+    Invalid files never stop delivery: the last good rules (saved by the daemon or an
+    earlier delivery) are used, or else the valid files only. The admins get one
+    ``rules_error`` mail per breakage, however many processes run into it.
+    """
+    loaded = load_rules_with_fallback(desk.config.rules_path, rule_environment(desk),
+                                      rules_snapshot_path(desk))
+    reports = desk.config.storage_path / RULES_REPORTS
+    if not loaded.errors:
+        _forget_reports(reports)
+        return loaded.ruleset
+
+    for error in loaded.errors:
+        logger.warning("%s", _("invalid routing rules: {error}").format(error=error))
+    if _claim_report(reports, loaded.fingerprint):
+        try:
+            report_rules_errors(desk, loaded)
+        except BaseException:
+            # Unclaim, so that the next delivery reports the breakage instead.
+            (reports / loaded.fingerprint).unlink(missing_ok=True)
+            raise
+    return loaded.ruleset
+
+
+def report_rules_errors(desk: Desk, loaded: LoadedRules) -> None:
+    """Queue the ``rules_error`` mail to the admins for one breakage."""
+    from maildesk.adminmail import mail_admins
+
+    mail_admins(desk, "rules_error", {"rules_error": {
+        "count": len(loaded.errors),
+        "directory": str(desk.config.rules_path),
+        "errors": [str(error) for error in loaded.errors],
+        "fallback": loaded.source,
+    }}, kind="rules_error")
+
+
+def _claim_report(reports: Path, fingerprint: str) -> bool:
+    """Create the marker of one breakage; False when another process already created it."""
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(reports / fingerprint, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        # Without a marker every delivery would mail the admins, so none does.
+        logger.error("%s", _("could not record that the rules errors were reported, so no "
+                             "mail goes to the admins: {error}").format(error=error))
+        return False
+    os.close(descriptor)
+    return True
+
+
+def _forget_reports(reports: Path) -> None:
+    """Remove the markers once the rules are valid, so a later breakage is reported again."""
+    try:
+        markers = list(reports.iterdir())
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        logger.warning("cannot list %s: %s", reports, error)
+        return
+    for marker in markers:
+        try:
+            marker.unlink(missing_ok=True)
+        except OSError as error:
+            logger.warning("cannot remove %s: %s", marker, error)
 
 
 def make_source(desk: Desk) -> Source:
@@ -78,7 +156,8 @@ def check_secrets(desk: Desk) -> None:
 def build_daemon(desk: Desk) -> Daemon:
     check_secrets(desk)
     check_templates(desk)
-    watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk))
+    watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk),
+                           snapshot=rules_snapshot_path(desk))
     from maildesk.scheduler import make_scheduler
 
     return Daemon(desk, make_source(desk), make_sender(desk), rules_watcher=watcher,

@@ -7,7 +7,11 @@ a new installation routes nothing until the admin writes rules.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from maildesk.errors import ConfigError
@@ -123,6 +127,105 @@ def _sort_key(problem: RuleProblem, order: dict[str, int]) -> tuple[int, int, in
     return (order.get(position.path, -1), position.line, position.column)
 
 
+def save_snapshot(path: Path, contents: list[_FileContent]) -> None:
+    """Store the files of a valid rule set as the last good rules, for ``maildesk deliver``.
+
+    The file is replaced atomically and only when the rules changed. A failure is logged
+    and otherwise ignored: the snapshot is a fallback, and mail must flow without it.
+    """
+    files = [
+        {"path": str(file_path), "text": content.decode("utf-8")}
+        for file_path, content in contents
+        if isinstance(content, bytes)
+    ]
+    data = json.dumps({"version": 1, "files": files}, ensure_ascii=False, indent=1)
+    encoded = data.encode("utf-8")
+    try:
+        if path.read_bytes() == encoded:
+            return
+    except OSError:
+        pass  # no snapshot yet, or an unreadable one that is replaced below
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(encoded)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as error:
+        logger.warning(_("could not save the last good routing rules to {path}: {error}")
+                       .format(path=path, error=error))
+
+
+def read_snapshot(path: Path) -> list[_FileContent] | None:
+    """Return the files ``save_snapshot`` stored, or None when there is no usable snapshot."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [(Path(item["path"]), item["text"].encode("utf-8")) for item in data["files"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        logger.warning(_("ignoring the unusable snapshot of the last good routing rules "
+                         "{path}: {error}").format(path=path, error=error))
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedRules:
+    """The rules one process routes with, and the problems of the files on disk.
+
+    ``source`` is ``files`` when every file is valid, ``previous`` when the last good
+    snapshot is used, and ``valid_files`` when only the files without errors are used.
+    ``fingerprint`` identifies the files as read, so each breakage is reported once.
+    """
+
+    ruleset: RuleSet
+    errors: list[RuleProblem]
+    source: str
+    fingerprint: str
+
+
+def load_rules_with_fallback(
+    directory: Path | str, environment: RuleEnvironment, snapshot: Path
+) -> LoadedRules:
+    """Load the rules for a process that has no earlier rules in memory (``deliver``).
+
+    Valid rules are used and saved as the snapshot. When a file is invalid, the snapshot
+    is used if it is still valid against ``environment``. Otherwise the rules come from
+    the files that have no errors. This never raises for invalid rules.
+    """
+    directory = Path(directory)
+    contents = _read_files(directory)
+    fingerprint = _fingerprint(directory, contents)
+    ruleset, errors = _build(directory, contents, environment)
+    if not errors:
+        save_snapshot(snapshot, contents)
+        return LoadedRules(ruleset, [], "files", fingerprint)
+
+    previous = read_snapshot(snapshot)
+    if previous is not None:
+        previous_ruleset, previous_errors = _build(directory, previous, environment)
+        if not previous_errors:
+            return LoadedRules(previous_ruleset, errors, "previous", fingerprint)
+
+    broken = {_problem_path(problem) for problem in errors}
+    valid = [(path, content) for path, content in contents if str(path) not in broken]
+    partial, partial_errors = _build(directory, valid, environment)
+    if partial_errors:
+        # The directory itself is unusable (e.g. it is a file): route with no rules.
+        partial = RuleSet((), environment, ())
+    return LoadedRules(partial, errors, "valid_files", fingerprint)
+
+
+def _problem_path(problem: RuleProblem) -> str | None:
+    if problem.position is not None:
+        return problem.position.path
+    return problem.location
+
+
 class RulesWatcher:
     """The rule set the daemon uses, reloaded when the admin changes the files.
 
@@ -130,16 +233,21 @@ class RulesWatcher:
     is no earlier set to keep. Later, invalid changes keep ``current`` and are reported.
     """
 
-    def __init__(self, directory: Path | str, environment: RuleEnvironment) -> None:
+    def __init__(self, directory: Path | str, environment: RuleEnvironment,
+                 snapshot: Path | None = None) -> None:
         self.directory = Path(directory)
         self.environment = environment
         self.errors: list[RuleProblem] = []
+        # Where each rule set put in use is saved, so ``deliver`` can fall back to it.
+        self.snapshot = snapshot
 
         contents = _read_files(self.directory)
         ruleset, errors = _build(self.directory, contents, environment)
         if errors:
             raise RulesError(errors)
         self.current: RuleSet = ruleset
+        if snapshot is not None:
+            save_snapshot(snapshot, contents)
         self._fingerprint = _fingerprint(self.directory, contents)
         message = ngettext(
             "loaded {count} routing rule from {directory}",
@@ -182,6 +290,8 @@ class RulesWatcher:
 
         self.errors = []
         self.current = ruleset
+        if self.snapshot is not None:
+            save_snapshot(self.snapshot, contents)
         message = ngettext(
             "reloaded {count} routing rule from {directory}",
             "reloaded {count} routing rules from {directory}",
