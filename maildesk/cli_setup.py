@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import click
 
 from maildesk.i18n import _, current_language, ngettext
 from maildesk.resources import PACKAGE_DIR, demo_mailbox, shipped
+
+logger = logging.getLogger(__name__)
 
 DEMO_MARKER = ".maildesk-demo"
 # Starter configurations under data/desk-models/, one per service desk model.
@@ -38,12 +41,20 @@ def init(directory: Path, language: str | None, model: str | None) -> None:
         raise click.ClickException(_("{path} already exists: not overwriting it").format(
             path=config_path))
 
-    directory.mkdir(parents=True, exist_ok=True)
     starter = (PACKAGE_DIR / "data" / "desk-models" / f"{model}.{language}.yaml" if model
                else PACKAGE_DIR / "data" / f"maildesk.{language}.yaml")
-    shutil.copyfile(starter, config_path)
-    _copy_tree(shipped("templates"), directory / "templates")
-    _copy_tree(shipped("rules"), directory / "rules")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(starter, config_path)
+        _copy_tree(shipped("templates"), directory / "templates")
+        _copy_tree(shipped("rules"), directory / "rules")
+    except (OSError, shutil.Error) as error:
+        logger.debug("init %s failed: %s", directory, error, exc_info=True)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise click.ClickException(
+            _("cannot write the starter configuration into {path}: {error}. Choose a "
+              "directory you can write to whose parents are all directories").format(
+                path=directory, error=reason)) from error
     click.echo(_("Wrote {path}, templates/ and rules/. Edit the configuration, then run: "
                  "maildesk --config {path} run").format(path=config_path))
 

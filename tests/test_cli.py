@@ -406,3 +406,15 @@ def test_tickets_list_with_directory_config_exits_78(tmp_path: Path) -> None:
     assert f"{tmp_path}: " in result.output
     assert "is a directory" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_init_under_a_regular_file_fails_cleanly(tmp_path: Path) -> None:
+    regular = tmp_path / "maildesk.yaml"
+    regular.write_text("desk: {}\n", encoding="utf-8")
+
+    result = _invoke("init", str(regular / "sub"))
+
+    assert result.exit_code == 1
+    assert str(regular / "sub") in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
