@@ -76,12 +76,14 @@ def report_rules_errors(desk: Desk, loaded: LoadedRules) -> None:
     """Queue the ``rules_error`` mail to the admins for one breakage."""
     from maildesk.adminmail import mail_admins
 
-    mail_admins(desk, "rules_error", {"rules_error": {
+    details = {
         "count": len(loaded.errors),
         "directory": str(desk.config.rules_path),
         "errors": [str(error) for error in loaded.errors],
         "fallback": loaded.source,
-    }}, kind="rules_error")
+    }
+    mail_admins(desk, template="rules_error", context={"rules_error": details},
+                kind="rules_error")
 
 
 def _claim_report(reports: Path, fingerprint: str) -> bool:
