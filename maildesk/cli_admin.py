@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,6 +12,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from maildesk.i18n import _, current_language, ngettext
+
+logger = logging.getLogger(__name__)
 
 
 def _status_label(status: str) -> str:
@@ -304,8 +308,11 @@ def outbox_retry(app: Any, outbox_id: int) -> None:
     if not outbox_module.retry(outbox_id):
         raise click.ClickException(_("outbox entry {id} not found or already sent").format(
             id=outbox_id))
-    sent = make_sender(app.desk).deliver_due()
-    click.echo(ngettext("{count} mail sent", "{count} mails sent", sent).format(count=sent))
+    sender = make_sender(app.desk)
+    sent = sender.deliver_due()
+    attempted = sender.attempted if outbox_id in sender.attempted else [*sender.attempted,
+                                                                         outbox_id]
+    _report_sending(app.desk, sent, attempted)
 
 
 @outbox.command("send", help=_("Send every due mail now."))
@@ -314,8 +321,45 @@ def outbox_send(app: Any) -> None:
     """Send every due mail now."""
     from maildesk.wiring import make_sender
 
-    sent = make_sender(app.desk).deliver_due()
-    click.echo(ngettext("{count} mail sent", "{count} mails sent", sent).format(count=sent))
+    sender = make_sender(app.desk)
+    sent = sender.deliver_due()
+    _report_sending(app.desk, sent, sender.attempted)
+
+
+def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:
+    """Print what a send pass did and exit non-zero when a mail in ``attempted`` was not sent.
+
+    A mail that went back to the queue exits with 75 (EX_TEMPFAIL), one that failed for
+    good with 1. The reason is the error the outbox row stores.
+    """
+    from maildesk import models
+    from maildesk.cli import EX_TEMPFAIL
+
+    rows = list(models.Outbox.select().where(models.Outbox.id.in_(attempted),
+                                             models.Outbox.state != "sent")
+                .order_by(models.Outbox.id))
+    if sent or not rows:
+        click.echo(ngettext("{count} mail sent", "{count} mails sent", sent)
+                   .format(count=sent))
+
+    postponed = failed = 0
+    for row in rows:
+        reason = row.last_error or _("no reason recorded")
+        if row.state == "failed":
+            failed += 1
+            message = _("mail {id} was not sent and will not be retried: {reason}")
+        else:
+            postponed += 1
+            message = _("mail {id} was not sent, the next attempt is at {time}: {reason}")
+        # The outbox module has logged the failure itself, as a warning.
+        logger.debug("outbox %s not sent (%s): %s", row.id, row.state, reason)
+        next_attempt = _local_time(desk, row.next_attempt_at)
+        click.echo(message.format(id=row.id, reason=reason, time=next_attempt), err=True)
+
+    if failed:
+        sys.exit(1)
+    if postponed:
+        sys.exit(EX_TEMPFAIL)
 
 
 @click.group(help=_("Mail that could not be processed."))

@@ -182,6 +182,8 @@ class Sender:
     def __init__(self, config: SmtpConfig, local_hostname: str = "localhost") -> None:
         self.config = config
         self.local_hostname = local_hostname
+        # Ids of the rows the last deliver_due() claimed, sent or not (for the CLI report).
+        self.attempted: list[int] = []
 
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
@@ -192,10 +194,12 @@ class Sender:
         if database_proxy.in_transaction():
             raise RuntimeError("Sender.deliver_due() called inside a database transaction")
         sent = 0
+        self.attempted = []
         while True:
             rows = claim(limit)
             if not rows:
                 return sent
+            self.attempted.extend(row.id for row in rows)
             # The sent marks of a batch reach the disk together at its end, not one
             # flush per mail. A mark lost when the database server crashes means the
             # mail goes out again, as when the daemon dies between sending and marking.

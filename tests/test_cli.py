@@ -418,3 +418,50 @@ def test_init_under_a_regular_file_fails_cleanly(tmp_path: Path) -> None:
     assert str(regular / "sub") in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _desk_with_unreachable_smtp(tmp_path: Path, database_url: str) -> Path:
+    """Deliver one mail to a desk whose SMTP server is down, so the outbox holds its replies."""
+    config = write_config(tmp_path, database_url, smtp={
+        "transport": "smtp", "host": "127.0.0.1", "port": _unused_port(), "security": "none",
+        "timeout": 5})
+    delivered = _invoke("--config", str(config), "deliver", input=mail())
+    assert delivered.exit_code == 0, delivered.output
+    return config
+
+
+def test_outbox_retry_reports_unreachable_smtp(tmp_path: Path, database_url: str) -> None:
+    config = _desk_with_unreachable_smtp(tmp_path, database_url)
+    first = models.Outbox.select().order_by(models.Outbox.id).get()
+
+    result = _invoke("--config", str(config), "outbox", "retry", str(first.id))
+
+    assert result.exit_code == EX_TEMPFAIL, result.output
+    assert "0 mails sent" not in result.output
+    assert f"mail {first.id} was not sent" in result.output
+    assert "SMTP server unreachable" in result.output
+    assert models.Outbox.get_by_id(first.id).state == "pending"
+
+
+def test_outbox_send_reports_unreachable_smtp(tmp_path: Path, database_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    config = _desk_with_unreachable_smtp(tmp_path, database_url)
+    models.Outbox.update(next_attempt_at=datetime.now(UTC) - timedelta(minutes=1)).execute()
+    queued = models.Outbox.select().count()
+
+    result = _invoke("--config", str(config), "outbox", "send",
+                     env={"MAILDESK_LANGUAGE": "pl"})
+
+    assert result.exit_code == EX_TEMPFAIL, result.output
+    assert "wysłano 0 wiadomości" not in result.output
+    assert result.output.count("nie została wysłana") == queued
+    assert "serwer SMTP jest nieosiągalny" in result.output
