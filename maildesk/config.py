@@ -349,6 +349,13 @@ def load_config(path: Path) -> Config:
         document = YamlMapping()
         document.position = _nowhere()
         document.key_positions, document.value_positions = {}, {}
+    if not isinstance(document, YamlMapping):
+        where = document.where() if isinstance(document, YamlSequence) else str(path)
+        raise ConfigError(
+            _("the configuration must be a mapping of keys and values, starting with "
+              "'desk:', not a list or plain text"),
+            str(where),
+        )
     root = _Section(document, "maildesk.yaml", None, "")
     base = path.parent
 
@@ -401,7 +408,8 @@ def _desk(section: _Section) -> DeskConfig:
     if "{number}" not in tag:
         raise section.error(
             "ticket_tag",
-            _("'ticket_tag' must contain {{number}}, e.g. \"[SD#{{number}}]\"")
+            _("'ticket_tag' must contain {placeholder}, e.g. \"{example}\"").format(
+                placeholder="{number}", example="[SD#{number}]"),
         )
     desk = DeskConfig(
         name=section.text("name", "Service Desk"),
@@ -544,7 +552,29 @@ def _groups(value: Any, document: YamlMapping) -> tuple[GroupConfig, ...]:
                         known=", ".join(sorted(names))),
                 str(item.where("escalates_to")),
             )
+    _check_escalation_cycles(groups, value)
     return tuple(groups)
+
+
+def _check_escalation_cycles(groups: list[GroupConfig], items: YamlSequence) -> None:
+    """Reject escalation chains that come back to a group, including a group to itself."""
+    index_of = {group.name: index for index, group in enumerate(groups)}
+    for start in groups:
+        chain = [start.name]
+        current = start
+        while current.escalates_to:
+            target = current.escalates_to
+            if target in chain:
+                cycle = chain[chain.index(target):] + [target]
+                item = items[index_of[current.name]]
+                raise ConfigError(
+                    _("the escalation of group '{group}' goes round in a circle: {cycle}. "
+                      "Remove 'escalates_to' from the group at the top of the chain").format(
+                        group=current.name, cycle=" -> ".join(cycle)),
+                    str(item.where("escalates_to")),
+                )
+            chain.append(target)
+            current = groups[index_of[target]]
 
 
 def _agents(value: Any, document: YamlMapping, groups: set[str]) -> tuple[AgentConfig, ...]:
@@ -553,11 +583,14 @@ def _agents(value: Any, document: YamlMapping, groups: set[str]) -> tuple[AgentC
     if not isinstance(value, YamlSequence):
         raise ConfigError(_("'agents' must be a list"), str(document.where("agents")))
     agents = []
+    owners: dict[str, str] = {}
     for item in value:
         section = _Section(item, "agents", document, "agents")
         addresses = section.addresses("addresses")
         if not addresses:
             raise section.error("addresses", _("an agent needs at least one address"))
+        login = section.text("login", required=True)
+        _check_address_owners(section, addresses, login, owners)
         member_of = tuple(str(g) for g in (section.get("groups") or []))
         for group in member_of:
             if group not in groups:
@@ -569,8 +602,8 @@ def _agents(value: Any, document: YamlMapping, groups: set[str]) -> tuple[AgentC
                 )
         agents.append(
             AgentConfig(
-                login=section.text("login", required=True),
-                name=section.text("name", "") or section.text("login"),
+                login=login,
+                name=section.text("name", "") or login,
                 addresses=addresses,
                 groups=member_of,
                 commands=section.boolean("commands", True),
@@ -579,3 +612,26 @@ def _agents(value: Any, document: YamlMapping, groups: set[str]) -> tuple[AgentC
         )
         section.finish()
     return tuple(agents)
+
+
+def _check_address_owners(section: _Section, addresses: tuple[str, ...], login: str,
+                          owners: dict[str, str]) -> None:
+    """Reject an address that an earlier agent already has (compared case-insensitively).
+
+    maildesk could not tell which agent sent a mail from a shared address, so it would act
+    for whichever agent comes first. ``owners`` maps each lower-cased address to its
+    agent's login.
+    """
+    listed = section.mapping.get("addresses")
+    for index, address in enumerate(addresses):
+        owner = owners.setdefault(address.lower(), login)
+        if owner == login:
+            continue
+        where = (listed.where(index) if isinstance(listed, YamlSequence)
+                 else section.mapping.where("addresses"))
+        raise ConfigError(
+            _("the address '{address}' of agent '{login}' already belongs to agent "
+              "'{owner}': each agent needs addresses of their own").format(
+                address=address, login=login, owner=owner),
+            str(where),
+        )

@@ -229,3 +229,68 @@ def test_config_world_readable_secret_file_warns(tmp_path: Path, caplog) -> None
     assert isinstance(config.source, ImapConfig)
     assert config.source.password.reveal() == "tajne"
     assert any("readable by every user" in record.getMessage() for record in caplog.records)
+
+
+AGENTS = """\
+groups:
+  - name: first-line
+agents:
+  - login: jan
+    addresses: [jan@example.com]
+  - login: anna
+    addresses: [anna@example.com, Jan@Example.com]
+"""
+
+
+def test_config_agents_share_an_address(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + AGENTS)
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:9:35"
+    assert "'Jan@Example.com'" in error.message
+    assert "'jan'" in error.message
+    assert "'anna'" in error.message
+
+
+def test_config_group_escalates_to_itself(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "groups:\n  - name: first-line\n"
+                                       "    escalates_to: first-line\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:5:19"
+    assert "first-line -> first-line" in error.message
+
+
+def test_config_escalation_cycle(tmp_path: Path) -> None:
+    groups = ("groups:\n"
+              "  - name: first-line\n    escalates_to: second-line\n"
+              "  - name: second-line\n    escalates_to: third-line\n"
+              "  - name: third-line\n    escalates_to: second-line\n")
+
+    error = _error(tmp_path, MINIMAL + groups)
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:9:19"
+    assert "second-line -> third-line -> second-line" in error.message
+
+
+def test_config_ticket_tag_error_has_single_braces(tmp_path: Path) -> None:
+    for language in ("en", "pl"):
+        set_language(language)
+
+        error = _error(tmp_path, MINIMAL + '  ticket_tag: "[SD#]"\n')
+
+        assert "{{" not in error.message
+        assert '"[SD#{number}]"' in error.message
+        assert error.location == f"{tmp_path / 'maildesk.yaml'}:3:15"
+
+
+def test_config_yaml_list_names_file_and_line(tmp_path: Path) -> None:
+    error = _error(tmp_path, "- a\n- b\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:1:1"
+    assert "mapping" in error.message
+
+
+def test_config_plain_text_document_names_file(tmp_path: Path) -> None:
+    error = _error(tmp_path, "just text\n")
+
+    assert error.location == str(tmp_path / "maildesk.yaml")
+    assert "mapping" in error.message
