@@ -77,9 +77,13 @@ def normalize_charset(label: str | None) -> str | None:
     if label is None:
         return None
 
+    if not label.isascii() or "\x00" in label:
+        # A label with 8-bit bytes (surrogate escapes from a raw header) or a NUL names
+        # no charset, and codecs.lookup() raises UnicodeEncodeError or ValueError on it.
+        return None
     name = label.strip().strip("\"'").strip().lower()
     name = name.split("*", 1)[0]  # RFC 2231 language suffix: utf-8*pl
-    if name in _UNKNOWN_LABELS:
+    if name in _UNKNOWN_LABELS or not name.isprintable():
         return None
 
     name = _ALIASES.get(name, name)
@@ -94,7 +98,7 @@ def normalize_charset(label: str | None) -> str | None:
 
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError includes UnicodeEncodeError
         return None
     if (
         not getattr(info, "_is_text_encoding", True)

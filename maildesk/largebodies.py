@@ -101,7 +101,16 @@ class LargeBodyMessage(email.message.Message):
             raw, start, end = self.large_body
             self.large_body = None
             self.set_payload(str(memoryview(raw)[start:end], "ascii"))
-        return super().get_payload(i, decode)  # type: ignore[call-overload]
+        try:
+            return super().get_payload(i, decode)  # type: ignore[call-overload]
+        except ValueError:
+            payload = getattr(self, "_payload", None)
+            if decode or i is not None or not isinstance(payload, str):
+                raise
+            # Without decode, the standard library reads 8-bit text in the part's charset
+            # label and catches only LookupError, but a label with a NUL or an 8-bit byte
+            # makes codecs.lookup() raise ValueError. Read it as an unknown charset.
+            return payload.encode("ascii", "surrogateescape").decode("ascii", "replace")
 
 
 def restore(message: email.message.Message, raw: bytes,

@@ -37,6 +37,64 @@ def test_normalize_charset_rejects_non_charsets(label: str | None) -> None:
     assert normalize_charset(label) is None
 
 
+# codecs.lookup() raises UnicodeEncodeError or ValueError, not LookupError, for these.
+BROKEN_LABELS = ["utf-8\xa0", "utf\x00-8", "utf-8\udca0", "windows-1250\u0142", "\x00"]
+
+
+@pytest.mark.parametrize("label", BROKEN_LABELS)
+def test_normalize_charset_broken_label_unknown(label: str) -> None:
+    assert normalize_charset(label) is None
+
+
+@pytest.mark.parametrize("label", BROKEN_LABELS)
+def test_decode_bytes_broken_label_detects_utf8(label: str) -> None:
+    assert decode_bytes("Zgłoszenie".encode(), label) == "Zgłoszenie"
+
+
+def test_decode_rfc2047_broken_label_in_hint() -> None:
+    assert decode_rfc2047("Zg\udcb3oszenie", hint="utf\x00-8") == "Zgłoszenie"
+
+
+@pytest.mark.parametrize("label", [b"utf-8\xa0", b"utf-8\x00"])
+def test_parse_message_subject_broken_label(label: bytes) -> None:
+    head = b"Subject: =?" + label + b"?Q?Drukarka_nie_dzia=C5=82a?=\r\n"
+    raw = mail("").replace(b"To: ", head + b"To: ", 1)
+
+    result = parse_message(raw)
+
+    assert result.subject == "Drukarka nie działa"
+
+
+@pytest.mark.parametrize("label", [b"utf\x00-8", b"utf-8\xa0", b"windows-1250\xa0"])
+def test_parse_message_body_broken_label(label: bytes) -> None:
+    raw = mail("Subject: x\r\nContent-Type: text/plain; charset=\"" + "\"\r\n")
+    raw = raw.replace(b'charset=""', b'charset="' + label + b'"')
+
+    result = parse_message(raw)
+
+    assert result.text.strip() == "Treść."
+
+
+@pytest.mark.parametrize("label", [b"utf-8\xa0", b"utf\x00-8"])
+def test_parse_message_rfc2231_broken_label(label: bytes) -> None:
+    part = _file_part("attachment; filename*=LABEL''b%C5%82%C4%85d.png")
+    part = part.replace(b"LABEL", label)
+
+    result = parse_message(_multipart(TEXT_PART, part))
+
+    assert [item.filename for item in result.attachments] == ["błąd.png"]
+
+
+# The <meta> pattern reads only ASCII word characters, so a NUL is the case to check.
+@pytest.mark.parametrize("meta", [b"utf\x00-8", b"utf-8\x00"])
+def test_parse_message_html_meta_broken_label(meta: bytes) -> None:
+    html = b'<meta charset="' + meta + b'"><p>Zg\xc5\x82oszenie</p>'
+
+    result = parse_message(mail("Subject: x\r\nContent-Type: text/html\r\n", html))
+
+    assert result.text.strip() == "Zgłoszenie"
+
+
 def test_decode_bytes_windows_1250_labelled_iso_8859_2() -> None:
     data = "„Środa” – źródła".encode("cp1250")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from maildesk.charsets import decode_bytes, normalize_charset
 from maildesk.errors import ParseError
 from maildesk.parse import ParsedMessage, parse_message
 
@@ -50,6 +51,11 @@ def mutated_mail(draw: st.DrawFn) -> bytes:
                         b"\n\n",
                         b"Content-Type: multipart/mixed; boundary=x\n",
                         b"begin 644 a\n",
+                        # Charset labels that codecs.lookup() rejects with ValueError.
+                        b"Subject: =?utf-8\xa0?Q?a=C5=82?=\n",
+                        b'Content-Type: text/plain; charset="utf\x00-8"\n',
+                        b"Content-Disposition: attachment; filename*=utf-8\xa0''a%C5%82\n",
+                        b"charset=\xff",
                     ]
                 )
             )
@@ -86,3 +92,12 @@ def test_parse_message_random_bytes(raw: bytes) -> None:
         return
 
     assert isinstance(result, ParsedMessage)
+
+
+@settings(max_examples=200, deadline=2000)
+@given(st.text(max_size=40), st.binary(max_size=200))
+def test_charset_label_any_text(label: str, data: bytes) -> None:
+    codec = normalize_charset(label)
+
+    assert codec is None or isinstance(codec, str)
+    assert isinstance(decode_bytes(data, label), str)
