@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from maildesk.i18n import N_
 from maildesk.parse import ParsedMessage
+from maildesk.reasons import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,14 @@ class Classification:
     def is_automatic(self) -> bool:
         """True for everything that must never get an automatic answer."""
         return self.kind is not MailKind.NORMAL
+
+    def description(self) -> Reason:
+        """Describe the kind and its evidence, as in ``auto_reply: Auto-Submitted: ...``."""
+        kinds = {MailKind.NORMAL: N_("normal mail"), MailKind.AUTO_REPLY: N_("automatic reply"),
+                 MailKind.BOUNCE: N_("bounce"), MailKind.LIST: N_("mailing list"),
+                 MailKind.OWN: N_("our own mail")}
+        return Reason(N_("{kind}: {evidence}"), kind=Reason(kinds[self.kind]),
+                      evidence=self.reason)
 
 
 _BOUNCE_SENDERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mail delivery subsystem)@",
@@ -64,57 +74,63 @@ def classify(message: ParsedMessage, own_addresses: frozenset[str],
     sender = message.from_address.normalized if message.from_address else ""
 
     if sender and sender in own_addresses:
-        return Classification(MailKind.OWN, f"From is our own address {sender}")
+        return Classification(MailKind.OWN,
+                              Reason(N_("From is our own address {sender}"), sender=sender))
     if message.header("X-Maildesk-Ticket") is not None and own_message_domain and (
         message.message_id or ""
     ).endswith(f"@{own_message_domain}>"):
-        return Classification(MailKind.OWN, "the mail carries our own Message-ID and headers")
+        return Classification(MailKind.OWN,
+                              Reason(N_("the mail carries our own Message-ID and headers")))
     for loop_marker in message.header_all("X-Loop"):
         if loop_marker.strip().strip("<>").lower() in own_addresses:
-            return Classification(MailKind.OWN, f"X-Loop: {loop_marker.strip()}")
+            return Classification(MailKind.OWN,
+                                  Reason(N_("X-Loop: {marker}"), marker=loop_marker.strip()))
 
     content_type = message.content_type.lower()
     report_type = (message.header("Content-Type") or "").lower()
     if content_type == "multipart/report" and "delivery-status" in report_type:
-        return Classification(MailKind.BOUNCE, "multipart/report delivery status notification")
+        return Classification(MailKind.BOUNCE,
+                              Reason(N_("multipart/report delivery status notification")))
     if content_type == "multipart/report" and "feedback-report" in report_type:
-        return Classification(MailKind.BOUNCE, "abuse feedback report (RFC 5965)")
+        return Classification(MailKind.BOUNCE, Reason(N_("abuse feedback report (RFC 5965)")))
     if content_type in ("message/delivery-status", "message/global-delivery-status") or (
         content_type == "multipart/report" and any(
             part.content_type.lower() == "message/delivery-status"
             for part in message.attachments)):
-        return Classification(MailKind.BOUNCE, "delivery status notification")
+        return Classification(MailKind.BOUNCE, Reason(N_("delivery status notification")))
     if message.return_path is not None and message.return_path == "":
-        return Classification(MailKind.BOUNCE, "null Return-Path <>")
+        return Classification(MailKind.BOUNCE, Reason(N_("null Return-Path <>")))
     if _BOUNCE_SENDERS.match(sender):
-        return Classification(MailKind.BOUNCE, f"sent by {sender}")
+        return Classification(MailKind.BOUNCE, Reason(N_("sent by {sender}"), sender=sender))
     if _BOUNCE_SUBJECT.match(message.subject) and not message.in_reply_to and (
         "delivery-status" in report_type or not sender
     ):
-        return Classification(MailKind.BOUNCE, "delivery failure subject")
+        return Classification(MailKind.BOUNCE, Reason(N_("delivery failure subject")))
     if content_type == "multipart/report":
         # Read receipts (disposition-notification) and other machine reports.
-        return Classification(MailKind.AUTO_REPLY, "multipart/report from software")
+        return Classification(MailKind.AUTO_REPLY, Reason(N_("multipart/report from software")))
 
     auto_submitted = (message.header("Auto-Submitted") or "").strip().lower()
     if auto_submitted and auto_submitted != "no":
-        return Classification(MailKind.AUTO_REPLY, f"Auto-Submitted: {auto_submitted}")
+        return Classification(MailKind.AUTO_REPLY,
+                              Reason(N_("Auto-Submitted: {value}"), value=auto_submitted))
     for name in _AUTO_REPLY_HEADERS:
         if message.header(name) is not None:
-            return Classification(MailKind.AUTO_REPLY, f"{name} header")
+            return Classification(MailKind.AUTO_REPLY, Reason(N_("{name} header"), name=name))
     suppress = (message.header("X-Auto-Response-Suppress") or "").lower()
     if "all" in suppress or "oof" in suppress or "autoreply" in suppress:
-        return Classification(MailKind.AUTO_REPLY, f"X-Auto-Response-Suppress: {suppress}")
+        return Classification(MailKind.AUTO_REPLY,
+                              Reason(N_("X-Auto-Response-Suppress: {value}"), value=suppress))
     if _OUT_OF_OFFICE_SUBJECT.match(message.subject):
-        return Classification(MailKind.AUTO_REPLY, "out-of-office subject")
+        return Classification(MailKind.AUTO_REPLY, Reason(N_("out-of-office subject")))
 
     precedence = (message.header("Precedence") or message.header("X-Precedence") or "")
     precedence = precedence.strip().lower()
     if precedence in _BULK_PRECEDENCE:
         kind = MailKind.AUTO_REPLY if precedence == "auto_reply" else MailKind.LIST
-        return Classification(kind, f"Precedence: {precedence}")
+        return Classification(kind, Reason(N_("Precedence: {value}"), value=precedence))
     for name in ("List-Id", "List-Unsubscribe", "List-Post", "X-Mailman-Version", "Feedback-ID"):
         if message.header(name) is not None:
-            return Classification(MailKind.LIST, f"{name} header")
+            return Classification(MailKind.LIST, Reason(N_("{name} header"), name=name))
 
-    return Classification(MailKind.NORMAL, "no automatic or list headers")
+    return Classification(MailKind.NORMAL, Reason(N_("no automatic or list headers")))

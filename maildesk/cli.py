@@ -150,8 +150,9 @@ def deliver(app: App, source: str) -> None:
         logger.warning("deliver failed, the MTA keeps the mail: %s", error)
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)
-    click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,
-                                                     ticket=outcome.ticket or "-"))
+    from maildesk.reasons import outcome_text
+
+    click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
 
 
 def _register_subcommands() -> None:

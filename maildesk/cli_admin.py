@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from maildesk.i18n import _, current_language, ngettext
+from maildesk.reasons import message_kind_label, outcome_text, reason_text
+
+STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +86,6 @@ def _action_label(action: str) -> str:
         "ignored": _("ignored"),
     }
     return labels.get(action, action)
-
-
-def _message_kind_label(kind: str) -> str:
-    labels = {
-        "customer": _("user's message"),
-        "auto_reply": _("automatic reply"),
-        "agent_reply": _("agent's reply"),
-        "internal_note": _("internal note"),
-        "held": _("held message"),
-        "system": _("system message"),
-    }
-    return labels.get(kind, kind)
 
 
 def _outbox_state_label(state: str) -> str:
@@ -170,25 +161,26 @@ def _event_line(desk: Any, event: Any) -> str:
 
     words = [_local_time(desk, event.created_at), event.actor + ":", _action_label(event.action)]
     if event.action in ("message_added", "held") and detail.get("kind"):
-        words.append(f"({_message_kind_label(str(detail['kind']))})")
+        words.append(f"({message_kind_label(str(detail['kind']))})")
     change = _change_text(event.action, detail, before, after)
     if change:
         words.append("— " + change)
-    reason = _reason_text(event.action, detail.get("reason"))
+    reason = _reason_text(event.action, detail)
     if reason:
         words.append(f"({reason})")
     return "  " + " ".join(words)
 
 
-def _reason_text(action: str, reason: Any) -> str:
+def _reason_text(action: str, detail: dict[str, Any]) -> str:
     """Return an event's reason for the admin, leaving out English codes the label covers."""
+    reason = detail.get("reason")
     if not reason or not isinstance(reason, str):
         return ""
     if action in ("created", "command_like_text_ignored", "participants_limited",
                   "repeated_text_ignored"):
         return ""
     codes = {"thanks": _("a short thanks")}
-    return codes.get(reason, reason)
+    return codes.get(reason) or reason_text(detail)
 
 
 @click.group(help=_("List and show tickets."))
@@ -214,11 +206,16 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
         return
 
     header = (_("ticket"), _("status"), _("priority"), _("requester"), _("subject"))
-    click.echo(f"{header[0]:>12}  {header[1]:<22} {header[2]:<16} {header[3]:<32} {header[4]}")
+    # The columns fit the longest header and label of the current language.
+    status_width = max(len(header[1]), *(len(_status_label(status)) for status in STATUSES))
+    priority_width = max(len(header[2]), *(len(_priority_label(level)) for level in (1, 2, 3, 4)))
+    click.echo(f"{header[0]:>12}  {header[1]:<{status_width}} {header[2]:<{priority_width}} "
+               f"{header[3]:<32} {header[4]}")
     for ticket in rows:
-        click.echo(f"{app.desk.tag(ticket.id):>12}  {_status_label(ticket.status):<22} "
-                   f"{_priority_label(ticket.priority):<16} {ticket.requester.address:<32} "
-                   f"{ticket.subject}")
+        click.echo(f"{app.desk.tag(ticket.id):>12}  "
+                   f"{_status_label(ticket.status):<{status_width}} "
+                   f"{_priority_label(ticket.priority):<{priority_width}} "
+                   f"{ticket.requester.address:<32} {ticket.subject}")
     click.echo(ngettext("{count} ticket", "{count} tickets", len(rows)).format(count=len(rows)))
 
 
@@ -249,7 +246,7 @@ def tickets_show(app: Any, number: int) -> None:
     for entry in ticket.messages.order_by(models.Message.id):
         click.echo("")
         click.echo(f"--- {_local_time(app.desk, entry.created_at)} "
-                   f"{_message_kind_label(entry.kind)}: "
+                   f"{message_kind_label(entry.kind)}: "
                    f"{entry.author_name} <{entry.author}> {entry.message_id or ''}")
         click.echo(entry.reply_text or entry.text)
         for attachment in entry.attachments:
@@ -293,7 +290,8 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
         click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
                    f"{row.kind:<16} {row.recipients.strip():<32} {row.subject}")
         if row.last_error and row.state != "sent":
-            click.echo(f"       {row.last_error}")
+            click.echo("       " + _("last error, as the server or system reported it: "
+                                     "{error}").format(error=row.last_error))
 
 
 @outbox.command("retry", help=_("Queue a failed mail again and try to send it now."))
@@ -378,7 +376,8 @@ def quarantine_list(app: Any) -> None:
                 .order_by(models.Quarantine.id))
     for row in rows:
         click.echo(f"{row.id:>5} {_local_time(app.desk, row.created_at)} {row.sender:<32} "
-                   f"{row.subject}\n      {row.error}")
+                   f"{row.subject}\n      "
+                   + _("error, as recorded: {error}").format(error=row.error))
     click.echo(ngettext("{count} message in quarantine", "{count} messages in quarantine",
                         len(rows)).format(count=len(rows)))
 
@@ -406,8 +405,7 @@ def quarantine_retry(app: Any, quarantine_id: int) -> None:
         raise click.ClickException(_("the mail failed again and stays in quarantine as {id}: "
                                      "{error}").format(id=row.id, error=still.error))
     models.Quarantine.update(state="released").where(models.Quarantine.id == row.id).execute()
-    click.echo(_("{action}: ticket {ticket}").format(action=outcome.action,
-                                                     ticket=outcome.ticket or "-"))
+    click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
 
 
 @click.group(help=_("Check and preview mail templates."))

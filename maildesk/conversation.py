@@ -40,6 +40,7 @@ from maildesk.mailbuild import Recipient
 from maildesk.models import utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 from maildesk.parse import ParsedMessage
+from maildesk.reasons import Reason, message_kind_label
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +101,23 @@ def note_address(desk: Desk) -> str:
 # --------------------------------------------------------------------------- deciding
 
 
+# How an agent's mail is recorded and why it was refused, as the decision reason names them.
+_KIND_NAMES = {"agent_reply": N_("agent's reply"), "internal_note": N_("internal note"),
+               "held": N_("held message")}
+_REFUSAL_NAMES = {"authentication": N_("authentication failed"),
+                  "invalid": N_("invalid commands")}
+
+
 def review(desk: Desk, decision: Decision) -> Decision:
     """Refine a Decision for agent mail, user follow-ups and strangers' tagged mail."""
     if decision.action is Action.APPEND and decision.ticket is not None:
         if decision.entry_kind == "agent_reply":
             plan = plan_agent_mail(desk, decision)
-            reason = f"{decision.reason}; {plan.kind}"
+            reason = Reason(N_("{reason}; {kind}"), reason=decision.reason,
+                            kind=Reason(_KIND_NAMES.get(plan.kind, plan.kind)))
             if plan.refusal:
-                reason += f" (refused: {plan.refusal})"
+                reason = Reason(N_("{reason} (refused: {refusal})"), reason=reason,
+                                refusal=Reason(_REFUSAL_NAMES.get(plan.refusal, plan.refusal)))
             return replace(decision, entry_kind=plan.kind, conversation=plan, reason=reason)
         if decision.entry_kind == "customer":
             ignored = looks_like_commands(decision.message.reply_text)
@@ -119,8 +129,8 @@ def review(desk: Desk, decision: Decision) -> Decision:
         if settings.stranger_tag == "hold":
             ticket = _tagged_ticket(desk, decision.message)
             if ticket is not None:
-                reason = (f"held: {decision.sender} is not a participant of {ticket.id} "
-                          "but used its tag")
+                reason = Reason(N_("held: {sender} is not a participant of {ticket} but "
+                                   "used its tag"), sender=decision.sender, ticket=ticket.id)
                 return replace(decision, action=Action.APPEND, ticket=ticket, entry_kind="held",
                                acknowledge=False, routing=None, conversation=HeldPlan(reason),
                                reason=reason)
@@ -253,7 +263,7 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
             "reason": summary, "message_id": message_id,
             "lines": [command.line for command in plan.block.commands]})
         logger.warning(_("mail {message_id} rejected on ticket {ticket}: {reason}").format(
-            message_id=message_id or "-", ticket=ticket.id, reason=summary))
+            message_id=message_id or "-", ticket=ticket.id, reason=summary.translated()))
         mail = _queue_command_error(desk, ticket, decision, plan)
         return [mail] if mail else []
 
@@ -285,13 +295,19 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
     return queued
 
 
-def _refusal_summary(ticket: models.Ticket, sender: str, plan: AgentPlan) -> str:
+def _refusal_summary(ticket: models.Ticket, sender: str, plan: AgentPlan) -> Reason:
     if plan.refusal == "authentication":
-        what = "command(s) rejected" if plan.block.actions else "reply held"
-        return (f"{what} for {ticket.id}: From {sender} failed authentication "
-                f"({plan.verdict.summary})")
+        # The verdict summary is the authentication result as checked (dkim=..., spf=...).
+        if plan.block.actions:
+            return Reason(N_("command(s) rejected for {ticket}: From {sender} failed "
+                             "authentication ({verdict})"),
+                          ticket=ticket.id, sender=sender, verdict=plan.verdict.summary)
+        return Reason(N_("reply held for {ticket}: From {sender} failed authentication "
+                         "({verdict})"), ticket=ticket.id, sender=sender,
+                      verdict=plan.verdict.summary)
     lines = "; ".join(problem.line for problem in plan.plan.problems)
-    return f"command(s) rejected for {ticket.id}: invalid command(s) from {sender}: {lines}"
+    return Reason(N_("command(s) rejected for {ticket}: invalid command(s) from {sender}: "
+                     "{lines}"), ticket=ticket.id, sender=sender, lines=lines)
 
 
 def _record_first_response(ticket: models.Ticket, plan: AgentPlan) -> None:
@@ -314,7 +330,7 @@ def _carry_out_customer(desk: Desk, decision: Decision, ticket: models.Ticket,
 
     if plan.ignored_commands:
         record_event(ticket, decision.sender, "command_like_text_ignored", {
-            "reason": "command-like lines from non-agent ignored",
+            "reason": Reason(N_("command-like lines from non-agent ignored")),
             "lines": list(plan.ignored_commands), "message_id": decision.message.message_id})
     if decision.follow_up.sender_role not in (SenderRole.REQUESTER, SenderRole.PARTICIPANT):
         return []
@@ -521,7 +537,7 @@ def accept_held(entry_id: int, actor: str) -> models.Message:
         record_event(entry.ticket, actor, "held_accepted", {"entry": entry.id,
                                                             "kind": entry.kind})
     logger.info(_("ticket {ticket}: held message {entry} accepted by {agent} as {kind}").format(
-        ticket=entry.ticket_id, entry=entry.id, agent=actor, kind=entry.kind))
+        ticket=entry.ticket_id, entry=entry.id, agent=actor, kind=message_kind_label(entry.kind)))
     return entry
 
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from maildesk import models, statements
+from maildesk.i18n import N_
 from maildesk.parse import ParsedMessage
+from maildesk.reasons import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,14 @@ class FollowUp:
     sender_role: SenderRole
     reference_kind: str | None = None
     rejected: tuple[tuple[int, str], ...] = field(default=())
+
+    def description(self, classification: str) -> Reason:
+        """Describe how the mail was linked, with the classifier's reason in brackets."""
+        evidence = {Evidence.REFERENCE: N_("thread reference"),
+                    Evidence.TAG: N_("ticket tag in the subject"),
+                    Evidence.NONE: N_("no evidence")}
+        return Reason(N_("follow-up by {evidence} ({classification})"),
+                      evidence=Reason(evidence[self.evidence]), classification=classification)
 
 
 def tag_pattern(ticket_tag: str) -> re.Pattern[str]:
@@ -102,8 +112,9 @@ def find_follow_up(
                 return FollowUp(ticket, Evidence.REFERENCE, role, reference.kind, tuple(rejected))
             rejected.append((
                 ticket.id,
-                f"thread reference to {message_id} ignored: sender {sender} was not a "
-                f"recipient of it and is not a participant of {ticket.id}",
+                Reason(N_("thread reference to {message_id} ignored: sender {sender} was not "
+                          "a recipient of it and is not a participant of {ticket}"),
+                       message_id=message_id, sender=sender, ticket=ticket.id),
             ))
 
     for match in tag_pattern(ticket_tag).finditer(message.subject):
@@ -116,8 +127,8 @@ def find_follow_up(
             return FollowUp(ticket, Evidence.TAG, role, None, tuple(rejected))
         rejected.append((
             ticket.id,
-            f"subject tag of {ticket.id} ignored: sender {sender} is not the requester, "
-            f"a participant or an agent",
+            Reason(N_("subject tag of {ticket} ignored: sender {sender} is not the requester, "
+                      "a participant or an agent"), ticket=ticket.id, sender=sender),
         ))
 
     return FollowUp(None, Evidence.NONE, SenderRole.STRANGER, None, tuple(rejected))

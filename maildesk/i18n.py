@@ -90,6 +90,11 @@ def _(message: str) -> str:
     return translations(_current.get()).gettext(message)
 
 
+def N_(message: str) -> str:
+    """Mark a message for translation; it is translated later, in the reader's language."""
+    return message
+
+
 def ngettext(singular: str, plural: str, count: int) -> str:
     """Translate a message with a count, using the language's plural rules."""
     return translations(_current.get()).ngettext(singular, plural, count)

@@ -104,8 +104,12 @@ def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
 
 def mark_sent(row: models.Outbox, note: str | None = None) -> None:
     statements.update(models.Outbox, row.id, state="sent", sent_at=utcnow(), last_error=note)
+    if row.ticket_id is None:
+        logger.info(_("sent {message_id} ({kind}) to {recipients}").format(
+            message_id=row.message_id, kind=row.kind, recipients=row.recipients.strip()))
+        return
     logger.info(_("sent {message_id} ({kind}, ticket {ticket}) to {recipients}").format(
-        message_id=row.message_id, kind=row.kind, ticket=row.ticket_id or "-",
+        message_id=row.message_id, kind=row.kind, ticket=row.ticket_id,
         recipients=row.recipients.strip()))
 
 

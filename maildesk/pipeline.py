@@ -27,10 +27,11 @@ from maildesk.followup import (
     strip_tags,
     tag_pattern,
 )
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 from maildesk.logcontext import mail_context
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.quarantine import is_quarantined, quarantine
+from maildesk.reasons import Reason
 from maildesk.rerouting import evaluate_followup
 from maildesk.rules.conditions import in_address_list
 from maildesk.servicehooks import is_feedback_on_closed
@@ -194,7 +195,7 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
     if message.from_address is None and classification.is_automatic:
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
         return Decision(Action.IGNORE, follow_up=none,
-                        reason=f"{classification.kind.value}: {classification.reason}", **base)
+                        reason=classification.description(), **base)
     if message.from_address is None or len(message.from_address.normalized) > 320:
         raise MissingSenderError(_("the mail has no usable From address, so there is no "
                                    "requester to open a ticket for or to answer"))
@@ -202,7 +203,8 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
     sender_address = message.from_address.normalized if message.from_address else ""
     if in_address_list(sender_address, desk.config.desk.blocked_senders):
         none = FollowUp(None, Evidence.NONE, SenderRole.STRANGER)
-        return Decision(Action.IGNORE, follow_up=none, reason=f"sender {sender_address} blocked",
+        return Decision(Action.IGNORE, follow_up=none,
+                        reason=Reason(N_("sender {address} blocked"), address=sender_address),
                         rejection=None if classification.is_automatic else "rejection_blocked",
                         **base)
 
@@ -219,7 +221,8 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
         # A rating or a short thanks joins the closed ticket instead of opening a new one.
         return Decision(Action.APPEND, follow_up=follow_up, ticket=ticket,
                         entry_kind=_entry_kind(follow_up, automatic), events=events,
-                        reason=f"feedback on closed ticket {ticket.id}", **base)
+                        reason=Reason(N_("feedback on closed ticket {ticket}"), ticket=ticket.id),
+                        **base)
     # A person's mail to a closed ticket opens a new, linked one below. An agent's stays on
     # the closed ticket, where commands that would reopen it are refused.
     opens_new = (ticket is not None and ticket.status == "closed" and not automatic
@@ -231,25 +234,25 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
             # the repeat as an automatic reply ends loops with agents and other desks.
             entry_kind = "auto_reply"
             events.append((ticket.id, "repeated_text_ignored", {
-                "reason": "the sender sent the same text to this ticket within a day",
+                "reason": Reason(N_("the sender sent the same text to this ticket within a day")),
                 "message_id": message.message_id}))
         routing = None
         if entry_kind == "customer":
             routing = evaluate_followup(rules, message, received_at or datetime.now(UTC))
         return Decision(
             Action.APPEND, follow_up=follow_up, ticket=ticket, entry_kind=entry_kind,
-            reason=f"follow-up by {follow_up.evidence.value} ({classification.reason})",
+            reason=follow_up.description(classification.reason),
             events=events, routing=routing, **base,
         )
 
     if automatic:
         return Decision(Action.IGNORE, follow_up=follow_up, events=events,
-                        reason=f"{classification.kind.value}: {classification.reason}", **base)
+                        reason=classification.description(), **base)
 
     loop_ticket = _loop_ticket(message, desk)
     if loop_ticket is not None:
-        reason = (f"mail loop suspected with {message.from_address.normalized} "
-                  "(automatic acknowledgements answered each other)")
+        reason = Reason(N_("mail loop suspected with {address} (automatic acknowledgements "
+                           "answered each other)"), address=message.from_address.normalized)
         events.append((loop_ticket.id, "mail_loop_suspected", {"reason": reason}))
         return Decision(Action.APPEND, follow_up=follow_up, ticket=loop_ticket,
                         entry_kind="auto_reply", reason=reason, events=events, **base)
@@ -260,13 +263,14 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
         routing = rules.evaluate(message, received_at=received)
         if routing.ignored:
             return Decision(Action.IGNORE, follow_up=follow_up, routing=routing, events=events,
-                            reason=f"rule: {routing.ignore_reason}", **base)
+                            reason=Reason(N_("rule: {reason}"), reason=routing.ignore_reason),
+                            **base)
 
     subject = strip_tags(message.subject, desk.config.desk.ticket_tag)
-    reason = "new ticket"
+    reason = Reason(N_("new ticket"))
     if ticket is not None:  # a reply to a closed ticket opens a new, linked one
         subject = strip_tags(strip_reply_prefixes(message.subject), desk.config.desk.ticket_tag)
-        reason = f"follow-up of closed ticket {ticket.id}"
+        reason = Reason(N_("follow-up of closed ticket {ticket}"), ticket=ticket.id)
         events.append((ticket.id, "follow_up_ticket_opened", {"message_id": message.message_id}))
     acknowledge = routing is None or (routing.acknowledge and routing.auto_reply)
     contact = statements.first(models.Contact, address=sender_address)
@@ -290,7 +294,7 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 # A large mail's file may have been left short by a power loss before
                 # the batch's flush, while the quarantine's commit survived.
                 desk.store.put_message(raw, verify=True)
-                return Outcome("duplicate", reason="already quarantined")
+                return Outcome("duplicate", reason=Reason(N_("already quarantined")))
             if len(raw) > desk.config.desk.max_message_size:
                 # Checked before parsing, so a huge mail costs no parsing time.
                 return _too_large(desk, raw, raw_sha256, source)
@@ -298,7 +302,7 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 message = parse_message(raw)
             except ParseError as error:
                 row = quarantine(desk, raw, raw_sha256, source, error)
-                return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+                return Outcome("quarantined", reason=_quarantined(row.id, error))
 
             key = dedupe_key(message, raw_sha256)
             with mail_context(message_id=message.message_id or key):
@@ -309,7 +313,7 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                     if not reused or is_duplicate(key):
                         logger.info(_("skipping {key}: already processed").format(key=key))
                         _restore_files(desk, raw, message, key)
-                        return Outcome("duplicate", reason="already processed")
+                        return Outcome("duplicate", reason=Reason(N_("already processed")))
                     logger.warning(_("{sender} sent a different mail under the Message-ID "
                                      "{message_id} of an earlier one: it is processed as a "
                                      "mail of its own").format(
@@ -392,7 +396,12 @@ def _quarantine_failed_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw
     logger.error(_("storing {message_id} failed").format(
         message_id=message.message_id or raw_sha256), exc_info=error)
     row = quarantine(desk, raw, raw_sha256, source, error)
-    return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+    return Outcome("quarantined", reason=_quarantined(row.id, error))
+
+
+def _quarantined(quarantine_id: int, error: Exception) -> Reason:
+    # The error text is the exception's message, in the language it was raised in.
+    return Reason(N_("quarantine {id}: {error}"), id=quarantine_id, error=str(error))
 
 
 def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
@@ -419,13 +428,13 @@ def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
                                    "(desk.max_message_size)").format(size=len(raw), limit=limit))
     row = quarantine(desk, raw, raw_sha256, source, error)
     if message is None:
-        return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+        return Outcome("quarantined", reason=_quarantined(row.id, error))
     classification = classify(message, desk.own_addresses, desk.message_id_domain)
     if not classification.is_automatic:
         with models.database_proxy.atomic():
             queue_rejection(desk, message, template="rejection_too_large",
                             rejection={"size": len(raw), "limit": limit})
-    return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+    return Outcome("quarantined", reason=_quarantined(row.id, error))
 
 
 def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256: str,
@@ -437,12 +446,12 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
         raise
     except MaildeskError as error:
         row = quarantine(desk, raw, raw_sha256, source, error)
-        return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+        return Outcome("quarantined", reason=_quarantined(row.id, error))
     except Exception as error:
         logger.exception(_("deciding on {message_id} failed").format(
             message_id=message.message_id or raw_sha256))
         row = quarantine(desk, raw, raw_sha256, source, error)
-        return Outcome("quarantined", reason=f"quarantine {row.id}: {error}")
+        return Outcome("quarantined", reason=_quarantined(row.id, error))
 
     faults.crash_point("before-commit")
     try:
@@ -452,7 +461,7 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
             # The rollback removed this copy's raw row, so store the copy again, as the
             # duplicate check in process() does.
             _restore_files(desk, raw, message, decision.dedupe_key)
-            return Outcome("duplicate", reason="recorded by another process")
+            return Outcome("duplicate", reason=Reason(N_("recorded by another process")))
         return _quarantine_failed_apply(desk, message, raw, raw_sha256, source, error)
     except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise

@@ -20,7 +20,7 @@ from maildesk import bounces, models, statements
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
 from maildesk.notify import (
@@ -31,6 +31,7 @@ from maildesk.notify import (
     ticket_context,
 )
 from maildesk.parse import Address, clean_text
+from maildesk.reasons import Reason, detail_fields, outcome_text
 
 if TYPE_CHECKING:
     from maildesk.servicehooks import NewTicketPlan
@@ -74,6 +75,9 @@ def upsert_contact(address: Address, language: str | None = None) -> models.Cont
 def record_event(ticket: models.Ticket | int | None, actor: str, action: str,
                  detail: dict[str, Any] | None = None, before: Any = None,
                  after: Any = None) -> models.Event:
+    if detail and isinstance(detail.get("reason"), Reason):
+        # Stored with its msgid too, so the history shows it in the reader's language.
+        detail = {**detail, **detail_fields(detail["reason"])}
     return statements.insert(
         models.Event,
         ticket=ticket,
@@ -167,7 +171,8 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
         if added >= MAX_NEW_PARTICIPANTS:
             # A mail Cc'd to thousands must not turn every later reply into a mass mailing.
             record_event(ticket, "maildesk", "participants_limited", {
-                "reason": f"only {MAX_NEW_PARTICIPANTS} new participants per mail",
+                "reason": Reason(N_("only {limit} new participants per mail"),
+                                 limit=MAX_NEW_PARTICIPANTS),
                 "message_id": decision.message.message_id})
             logger.warning(_("ticket {ticket}: only the first {limit} addresses in To and Cc "
                              "of {message_id} became participants").format(
@@ -325,9 +330,9 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
     outcome = Outcome(decision.action.value, ticket.id if ticket else None, decision.reason,
                       tuple(queued))
     logging.getLogger("maildesk.decision").info(
-        _("{message_id}: {action} ticket {ticket} ({reason})").format(
+        _("{message_id}: {outcome}").format(
             message_id=decision.message.message_id or decision.dedupe_key,
-            action=outcome.action, ticket=outcome.ticket or "-", reason=decision.reason,
+            outcome=outcome_text(outcome.action, outcome.ticket, decision.reason),
         )
     )
     return outcome

@@ -222,8 +222,71 @@ def test_deliver_creates_ticket_from_stdin(tmp_path: Path, database_url: str) ->
     result = _invoke("--config", str(config), "deliver", input=mail())
 
     assert result.exit_code == 0, result.output
-    assert "create: ticket 1" in result.output
+    assert "ticket 1 created (new ticket)" in result.output
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_deliver_outcomes_in_polish(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    polish = {"MAILDESK_LANGUAGE": "pl"}
+
+    created = _invoke("--config", str(config), "deliver", input=mail(), env=polish)
+    duplicate = _invoke("--config", str(config), "deliver", input=mail(), env=polish)
+    quarantined = _invoke("--config", str(config), "deliver", env=polish,
+                          input=b"Subject: bez nadawcy\r\n\r\ntresc\r\n")
+
+    # The output also carries the log lines, so the outcome is the last line.
+    assert created.output.splitlines()[-1] == "utworzono zgłoszenie 1 (nowe zgłoszenie)"
+    assert duplicate.output.splitlines()[-1] == (
+        "duplikat, nie przetworzono ponownie (wiadomość została już przetworzona)")
+    assert quarantined.output.splitlines()[-1].startswith(
+        "przeniesiono do kwarantanny (wpis kwarantanny 1: ")
+    assert "zgłoszenie -" not in quarantined.output
+
+
+def test_history_reason_in_reader_language(tmp_path: Path, database_url: str) -> None:
+    from maildesk.desk import Desk
+    from maildesk.i18n import N_
+    from maildesk.reasons import Reason
+    from maildesk.tickets import record_event
+
+    config = write_config(tmp_path, database_url)
+    _invoke("--config", str(config), "deliver", input=mail())
+    Desk.open(config)
+    ticket = models.Ticket.get_by_id(1)
+    loop = Reason(N_("mail loop suspected with {address} (automatic acknowledgements "
+                     "answered each other)"), address="robot@example.net")
+    record_event(ticket, "maildesk", "mail_loop_suspected", {"reason": loop})
+    # A row written before reasons carried a msgid keeps its stored text.
+    record_event(ticket, "maildesk", "ignored", {"reason": "stary powód zapisany tekstem"})
+
+    polish = _invoke("--config", str(config), "tickets", "show", "1",
+                     env={"MAILDESK_LANGUAGE": "pl"})
+    english = _invoke("--config", str(config), "tickets", "show", "1")
+
+    assert "(podejrzenie pętli pocztowej z robot@example.net (automatyczne" in polish.output
+    assert "mail loop suspected with" not in polish.output
+    assert "(stary powód zapisany tekstem)" in polish.output
+    assert "(mail loop suspected with robot@example.net (automatic" in english.output
+
+
+def test_tickets_list_columns_fit_polish_status(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    _invoke("--config", str(config), "deliver", input=mail())
+    _invoke("--config", str(config), "deliver", input=mail(message_id="<m2@example.org>"))
+    models.Ticket.update(status="pending").where(models.Ticket.id == 1).execute()
+
+    listing = _invoke("--config", str(config), "tickets", "list",
+                      env={"MAILDESK_LANGUAGE": "pl"})
+
+    # The output starts with the log lines of opening the database.
+    lines = listing.output.splitlines()
+    header = next(line for line in lines if "priorytet" in line)
+    waiting, new = lines[lines.index(header) + 1:lines.index(header) + 3]
+    assert "oczekuje na użytkownika P3" not in waiting
+    assert waiting.index("P3") == header.index("priorytet")
+    assert new.index("P3") == header.index("priorytet")
+    assert waiting.index("zofia") == header.index("zgłaszający")
 
 
 def test_deliver_exits_75_when_database_is_down(tmp_path: Path) -> None:
