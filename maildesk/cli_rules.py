@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -82,8 +83,9 @@ def check(application: RulesApplication) -> None:
     metavar="DATETIME",
     default=None,
     help=_(
-        "When the mail is taken to be received, in ISO 8601, e.g. 2026-12-04T18:30+01:00 "
-        "(default: its Date header). Use it to test business hours."
+        "When the mail is taken to be received, in ISO 8601, e.g. 2026-12-04T18:30+01:00; "
+        "a time without an offset is in the desk's time zone (default: its Date header). "
+        "Use it to test business hours."
     ),
 )
 @click.pass_obj
@@ -94,8 +96,9 @@ def test(
     followup: bool,
     received_at: str | None,
 ) -> None:
-    moment = _parse_moment(received_at)
-    ruleset = _load_or_exit(application.rules_directory(), application.rule_environment())
+    environment = application.rule_environment()
+    moment = _parse_moment(received_at, ZoneInfo(environment.timezone))
+    ruleset = _load_or_exit(application.rules_directory(), environment)
 
     raw_messages = [(str(path), path.read_bytes()) for path in messages]
     unreadable = [label for label, raw in raw_messages if not _parses(raw)]
@@ -130,7 +133,8 @@ def _load_or_exit(directory: Path, environment: RuleEnvironment) -> RuleSet:
         raise click.exceptions.Exit(1) from error
 
 
-def _parse_moment(value: str | None) -> datetime | None:
+def _parse_moment(value: str | None, timezone: ZoneInfo) -> datetime | None:
+    """Read an ISO 8601 time, taking one without an offset as the desk's local time."""
     if value is None:
         return None
     try:
@@ -142,7 +146,7 @@ def _parse_moment(value: str | None) -> datetime | None:
             ),
             param_hint="--received-at",
         ) from error
-    return moment if moment.tzinfo else moment.astimezone()
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone)
 
 
 def _parses(raw: bytes) -> bool:

@@ -101,7 +101,7 @@ def note_address(desk: Desk) -> str:
 # --------------------------------------------------------------------------- deciding
 
 
-# How an agent's mail is recorded and why it was refused, as the decision reason names them.
+# Names of an agent mail's entry kinds and refusals, as decision reasons show them.
 _KIND_NAMES = {"agent_reply": N_("agent's reply"), "internal_note": N_("internal note"),
                "held": N_("held message")}
 _REFUSAL_NAMES = {"authentication": N_("authentication failed"),

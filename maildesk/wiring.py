@@ -33,6 +33,7 @@ def rule_environment(desk: Desk) -> RuleEnvironment:
         templates=frozenset(desk.templates.names()),
         vip=config.vip,
         is_business_hours=calendar.is_open,
+        timezone=config.desk.timezone,
     )
 
 

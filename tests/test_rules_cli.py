@@ -30,6 +30,7 @@ ENVIRONMENT = RuleEnvironment(
     templates=frozenset({"acknowledgement"}),
     vip=("@zarzad.example.com",),
     is_business_hours=working_hours,
+    timezone="Europe/Warsaw",
 )
 
 
@@ -141,6 +142,16 @@ def test_cli_test_received_at_changes_business_hours():
     assert "  tags: vip, dyzur" in evening.stdout.splitlines()
     assert "  tags: vip" in morning.stdout.splitlines()
     assert "Received: 2026-12-04 10:00+01:00" in morning.stdout.splitlines()
+
+
+def test_cli_test_received_at_without_offset_is_desk_time():
+    mail = str(MAILS / "pl-vip-vpn-wieczorem.eml")
+
+    # 15:30 in Warsaw is inside the 08:00-16:00 business hours, 15:30 UTC is not.
+    result = invoke(EXAMPLE_RULES, "test", "--received-at", "2026-12-04T15:30", mail)
+
+    assert "Received: 2026-12-04 15:30+01:00" in result.stdout.splitlines()
+    assert "  tags: vip" in result.stdout.splitlines()
 
 
 def test_cli_test_followup():

@@ -28,7 +28,8 @@ class RuleEnvironment:
     ``agent_addresses`` and ``vip`` entries are compared in lower case. A ``vip`` entry is
     either an address or ``@domain``, which also covers the domain's subdomains.
     ``is_business_hours`` receives the time a mail was received (timezone-aware). The
-    default treats every moment as business hours.
+    default treats every moment as business hours. ``timezone`` is the desk's IANA time
+    zone, in which a time given without an offset is read.
     """
 
     groups: frozenset[str] = frozenset()
@@ -37,6 +38,7 @@ class RuleEnvironment:
     templates: frozenset[str] = frozenset()
     vip: tuple[str, ...] = ()
     is_business_hours: Callable[[datetime], bool] = field(default=_always_business_hours)
+    timezone: str = "Europe/Warsaw"
 
 
 @dataclass(frozen=True)
