@@ -69,8 +69,8 @@ class MaildeskGroup(click.Group):
     """The root group: turns maildesk's own errors into one clear line and an exit status.
 
     A configuration error exits with 78 (EX_CONFIG), a temporary failure with 75
-    (EX_TEMPFAIL), anything else maildesk raises on purpose with 1. Other exceptions
-    keep their traceback, because they are bugs.
+    (EX_TEMPFAIL), anything else maildesk raises on purpose with 1 (or the exit status
+    of a ClickException). Other exceptions keep their traceback, because they are bugs.
     """
 
     def invoke(self, ctx: click.Context) -> object:
@@ -83,6 +83,12 @@ class MaildeskGroup(click.Group):
                   EX_TEMPFAIL)
         except MaildeskError as error:
             _fail(_("error: {error}").format(error=error), 1)
+        except click.UsageError:
+            raise  # click's own wording, with the usage line
+        except click.ClickException as error:
+            # Raised by subcommands with a translated message: click would put its
+            # English "Error:" in front of it.
+            _fail(_("error: {error}").format(error=error.format_message()), error.exit_code)
         return None
 
 

@@ -84,6 +84,17 @@ def test_tickets_show_unknown_number_fails(tmp_path: Path) -> None:
     assert "ticket 999 not found" in result.output
 
 
+def test_cli_error_prefix_speaks_polish(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+
+    result = _invoke("--config", str(tmp_path / "demo" / "maildesk.yaml"), "tickets", "show",
+                     "999", env={"MAILDESK_LANGUAGE": "pl"})
+
+    assert result.exit_code == 1
+    assert result.output.startswith("błąd: ")
+    assert "Error:" not in result.output
+
+
 def test_tickets_show_audit_trail_in_polish(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
