@@ -153,7 +153,7 @@ def deliver(app: App, source: str) -> None:
     except (TemporaryError, ConfigError, OSError) as error:
         # A broken configuration, an unreadable file or a full disk must not bounce the
         # user's mail: with EX_TEMPFAIL the MTA keeps it and delivers it again later.
-        logger.warning("deliver failed, the MTA keeps the mail: %s", error)
+        logger.warning(_("deliver failed, the MTA keeps the mail: {error}").format(error=error))
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)
     from maildesk.reasons import outcome_text
