@@ -6,6 +6,7 @@ Built once at start-up (``Desk.open``) and passed down; there is no global state
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from maildesk import models
 from maildesk.config import Config, load_config
 from maildesk.followup import format_tag
-from maildesk.i18n import language_from_environment, set_language
+from maildesk.i18n import set_language
 from maildesk.rawstore import INLINE_LIMIT, RawStore
 from maildesk.resources import shipped
 from maildesk.templating import Templates
@@ -32,9 +33,9 @@ class Desk:
 
     @classmethod
     def from_config(cls, config: Config, *, fsync: bool = True) -> Desk:
-        # The configured language is the desk's, for mail to users. The admin running this
-        # process reads MAILDESK_LANGUAGE, else the locale's language, else the desk's.
-        set_language(language_from_environment(fallback=config.language))
+        # The configured language is the desk's; MAILDESK_LANGUAGE overrides it for the
+        # messages that the admin running this process reads.
+        set_language(os.environ.get("MAILDESK_LANGUAGE") or config.language)
         store = RawStore(config.storage_path, fsync=fsync, inline_limit=INLINE_LIMIT)
         templates = Templates(
             config.templates_path, config.language, config.desk.timezone

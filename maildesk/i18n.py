@@ -29,20 +29,15 @@ LOCALE_DIR = Path(__file__).parent / "locale"
 _current: ContextVar[str] = ContextVar("maildesk_language", default=DEFAULT_LANGUAGE)
 
 
-def language_from_environment(environ: dict[str, str] | None = None,
-                              fallback: str | None = DEFAULT_LANGUAGE) -> str:
-    """Pick the admin's language: MAILDESK_LANGUAGE, else the POSIX locale, else ``fallback``.
-
-    A locale such as C.UTF-8 names no supported language and is skipped. Commands that
-    open a configuration pass its ``language`` as ``fallback``, and Polish is the last resort.
-    """
+def language_from_environment(environ: dict[str, str] | None = None) -> str:
+    """Pick the language from MAILDESK_LANGUAGE or the POSIX locale, Polish by default."""
     environ = dict(os.environ) if environ is None else environ
     for name in ("MAILDESK_LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
         value = environ.get(name, "")
         code = value.split("_")[0].split(".")[0].lower()
         if code in LANGUAGES:
             return code
-    return normalize_language(fallback) or DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE
 
 
 def normalize_language(value: str | None) -> str | None:

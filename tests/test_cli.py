@@ -300,31 +300,6 @@ def test_tickets_list_columns_fit_polish_status(tmp_path: Path, database_url: st
     assert waiting.index("zofia") == header.index("zgłaszający")
 
 
-@pytest.mark.parametrize(("locale", "expected"), [
-    ("en_US.UTF-8", "no tickets"),  # the admin's locale wins over the desk's language
-    ("pl_PL.UTF-8", "brak zgłoszeń"),
-    ("C.UTF-8", "brak zgłoszeń"),  # no supported locale: the desk's language (pl)
-])
-def test_cli_language_locale_then_config(tmp_path: Path, database_url: str, locale: str,
-                                         expected: str) -> None:
-    config = write_config(tmp_path, database_url)
-
-    result = _invoke("--config", str(config), "tickets", "list",
-                     env={"MAILDESK_LANGUAGE": None, "LC_ALL": None, "LC_MESSAGES": None,
-                          "LANG": locale})
-
-    assert result.output.splitlines()[-1] == expected
-
-
-def test_cli_language_variable_wins(tmp_path: Path, database_url: str) -> None:
-    config = write_config(tmp_path, database_url, language="en")
-
-    result = _invoke("--config", str(config), "tickets", "list",
-                     env={"MAILDESK_LANGUAGE": "pl", "LANG": "en_US.UTF-8"})
-
-    assert result.output.splitlines()[-1] == "brak zgłoszeń"
-
-
 def test_deliver_exits_75_when_database_is_down(tmp_path: Path) -> None:
     config = write_config(tmp_path, "postgresql://postgres@127.0.0.1:1/none")
 

@@ -6,6 +6,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
+import pytest
 from deskfactory import mail, make_desk
 
 from maildesk import models, pipeline
@@ -62,3 +63,23 @@ def test_blocked_senders_must_be_addresses_or_domains(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'spam'.*jan@example.com albo @example.com"):
         make_desk(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}",
                   desk={"blocked_senders": ["spam"]})
+
+
+def test_rejection_reason_follows_desk_language_not_locale(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon started with an English system locale still writes Polish mail."""
+    monkeypatch.delenv("MAILDESK_LANGUAGE", raising=False)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    desk = make_desk(tmp_path, database_url,
+                     desk={"blocked_senders": ["zofia.wisniewska@example.org"]})
+
+    outcome = pipeline.process(desk, mail(), "test:1")
+
+    assert outcome.action == "ignore"
+    row = models.Outbox.get()
+    text = message_from_bytes(bytes(row.raw), policy=default_policy).get_body(
+        ("plain",)).get_content()
+    assert "Powód:" in text
+    assert "the sender is blocked" not in text
