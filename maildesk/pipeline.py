@@ -309,7 +309,7 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 if is_duplicate(key):
                     reused = _reuses_message_id(desk, key, message, raw_sha256)
                     if reused:
-                        key = _content_key(key, raw_sha256)
+                        key = _content_key(key, message)
                     if not reused or is_duplicate(key):
                         logger.info(_("skipping {key}: already processed").format(key=key))
                         _restore_files(desk, raw, message, key)
@@ -354,9 +354,14 @@ def content_fingerprint(message: ParsedMessage) -> tuple[object, ...]:
     return message.subject, message.text.strip(), attachments
 
 
-def _content_key(key: str, raw_sha256: str) -> str:
-    """Return the dedupe key of a mail that reuses an earlier mail's Message-ID."""
-    combined = f"mid+{key[4:]} sha256:{raw_sha256}"
+def _content_key(key: str, message: ParsedMessage) -> str:
+    """Return the dedupe key of a mail that reuses an earlier mail's Message-ID.
+
+    It is made from the content, not the raw bytes, so that a copy of this mail that
+    took another route is a duplicate of it.
+    """
+    content = repr(content_fingerprint(message)).encode("utf-8", "surrogatepass")
+    combined = f"mid+{key[4:]} content:{hashlib.sha256(content).hexdigest()}"
     if len(combined) > 900:
         digest = hashlib.sha256(combined.encode("utf-8", "surrogatepass")).hexdigest()
         return f"mid+{digest}"
