@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -139,7 +140,8 @@ def test_deliver_uses_rules_the_daemon_loaded(tmp_path: Path, database_url: str)
     result = _deliver(config, "Drukarka nie drukuje", "m1")
 
     assert result.exit_code == 0, result.output
-    assert models.Ticket.get().group == "druga-linia"
+    assert [ticket.group for ticket in models.Ticket.select()] == ["druga-linia"], \
+        result.output
 
 
 def test_rules_error_mail_names_the_fallback(tmp_path: Path, database_url: str) -> None:
@@ -152,3 +154,20 @@ def test_rules_error_mail_names_the_fallback(tmp_path: Path, database_url: str) 
     assert len(notices) == 1
     assert "tylko według plików bez błędów" in notices[0]
     assert "nadal korzysta z poprzedniej" not in notices[0]
+
+
+def test_deliver_with_rules_file_name_not_in_utf8(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    # "drukarki-zażółć.yaml" as a tool writing ISO-8859-2 names it.
+    name = b"drukarki-" + "zażółć".encode("iso-8859-2") + b".yaml"
+    with open(os.path.join(os.fsencode(tmp_path / "rules"), name), "w") as file:
+        file.write("- name: drukarki\n  when:\n    subject: drukark\n"
+                   "  then:\n    group: druga-linia\n")
+
+    result = CliRunner().invoke(main, ["--config", str(config), "deliver"],
+                                input=mail(subject="drukarka"),
+                                env={"MAILDESK_LANGUAGE": "en"})
+
+    assert result.exit_code == 0, result.output
+    assert [ticket.group for ticket in models.Ticket.select()] == ["druga-linia"], \
+        result.output

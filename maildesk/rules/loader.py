@@ -89,7 +89,7 @@ def _build(
     if directory.exists() and not directory.is_dir():
         validator.problem(
             _("the rules directory is a file: point the configuration at a directory"),
-            str(directory),
+            _display(directory),
         )
 
     rules: list[Rule] = []
@@ -100,24 +100,34 @@ def _build(
                 message = _("the rules directory could not be read: {error}")
             else:
                 message = _("the file could not be read: {error}")
-            validator.problem(message.format(error=reason), str(path))
+            validator.problem(message.format(error=reason), _display(path))
             continue
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError:
-            validator.problem(_("the file is not valid UTF-8: save it as UTF-8"), str(path))
+            validator.problem(_("the file is not valid UTF-8: save it as UTF-8"), _display(path))
             continue
         try:
-            document = load_yaml_text(text, str(path))
+            document = load_yaml_text(text, _display(path))
         except ConfigError as error:
             validator.problems.append(RuleProblem.from_config_error(error))
             continue
-        rules.extend(validator.validate_document(document, str(path)))
+        rules.extend(validator.validate_document(document, _display(path)))
 
-    order = {str(path): index for index, (path, _content) in enumerate(contents)}
+    order = {_display(path): index for index, (path, _content) in enumerate(contents)}
     problems = sorted(validator.problems, key=lambda problem: _sort_key(problem, order))
-    ruleset = RuleSet(tuple(rules), environment, tuple(str(path) for path, _content in contents))
+    paths = tuple(_display(path) for path, _content in contents)
+    ruleset = RuleSet(tuple(rules), environment, paths)
     return ruleset, problems
+
+
+def _display(path: Path) -> str:
+    """Return a file name as text that every database and log can store.
+
+    A name that is not UTF-8 shows its undecodable bytes as U+FFFD: Python keeps them as
+    lone surrogates, which the routing trace of a new ticket could not store.
+    """
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def _sort_key(problem: RuleProblem, order: dict[str, int]) -> tuple[int, int, int]:
@@ -133,13 +143,19 @@ def save_snapshot(path: Path, contents: list[_FileContent]) -> None:
     The file is replaced atomically and only when the rules changed. A failure is logged
     and otherwise ignored: the snapshot is a fallback, and mail must flow without it.
     """
-    files = [
-        {"path": str(file_path), "text": content.decode("utf-8")}
-        for file_path, content in contents
-        if isinstance(content, bytes)
-    ]
-    data = json.dumps({"version": 1, "files": files}, ensure_ascii=False, indent=1)
-    encoded = data.encode("utf-8")
+    try:
+        files = [
+            {"path": str(file_path), "text": content.decode("utf-8")}
+            for file_path, content in contents
+            if isinstance(content, bytes)
+        ]
+        # ASCII escapes keep a file name that is not UTF-8 (its undecodable bytes are
+        # lone surrogates in Python) as it is, and json.loads gives it back.
+        encoded = json.dumps({"version": 1, "files": files}, indent=1).encode("ascii")
+    except ValueError as error:
+        logger.warning(_("could not save the last good routing rules to {path}: {error}")
+                       .format(path=path, error=error))
+        return
     try:
         if path.read_bytes() == encoded:
             return
@@ -212,7 +228,7 @@ def load_rules_with_fallback(
             return LoadedRules(previous_ruleset, errors, "previous", fingerprint)
 
     broken = {_problem_path(problem) for problem in errors}
-    valid = [(path, content) for path, content in contents if str(path) not in broken]
+    valid = [(path, content) for path, content in contents if _display(path) not in broken]
     partial, partial_errors = _build(directory, valid, environment)
     if partial_errors:
         # The directory itself is unusable (e.g. it is a file): route with no rules.
