@@ -145,6 +145,34 @@ def test_imap_backlog_searched_once_per_pass(tmp_path: Path, database_url: str,
     assert len(searches) == 3
 
 
+def test_imap_pass_goes_on_after_a_batch_vanished(tmp_path: Path, database_url: str,
+                                                  imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=2)
+    uids = [imap_account.append(mail(message_id=f"<v{number}@example.org>",
+                                     sender=f"user{number}@example.org",
+                                     subject=f"Sprawa {number}"))
+            for number in range(5)]
+    daemon = build_daemon(desk)
+    real_process = pipeline.process
+    removed = []
+
+    def process_while_someone_files_two_away(*args, **kwargs):
+        # While the first batch is processed, a person moves mails 3 and 4 elsewhere.
+        if not removed:
+            with imap_account.client() as client:
+                client.select_folder("INBOX")
+                client.add_flags(uids[2:4], [b"\\Deleted"])
+                client.expunge()
+            removed.append(True)
+        return real_process(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process", process_while_someone_files_two_away)
+    daemon.run(once=True)
+
+    assert models.Ticket.select().count() == 3
+    assert imap_account.messages("INBOX") == {}
+
+
 def test_smtp_outage_keeps_acknowledgements_queued(tmp_path: Path, database_url: str,
                                                    imap_account, smtp, monkeypatch) -> None:
     desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)

@@ -141,25 +141,34 @@ class ImapSource:
         One SEARCH per backlog instead of one per batch: its response lists every UID in
         the folder, so searching before each batch of a 50,000-mail backlog would parse
         about 25 million UIDs. Mail that arrives meanwhile, or that a failed batch left
-        behind, is found by the SEARCH after the list runs out.
+        behind, is found by the SEARCH after the list runs out. A slice whose mails were
+        all moved away meanwhile is skipped, so only an empty folder ends a pass.
         """
         def run(client: IMAPClient) -> list[FetchedMail]:
-            if not self.unfetched:
-                self.unfetched = sorted(client.search(["UNDELETED"]))
-            size = self.config.batch_size
-            uids, self.unfetched = self.unfetched[:size], self.unfetched[size:]
-            if not uids:
-                return []
-            self.highest_seen_uid = max(self.highest_seen_uid, uids[-1])
-            response = client.fetch(uids, ["BODY.PEEK[]"])
-            batch = []
-            for uid in uids:
-                data = response.get(uid, {})
-                raw = data.get(b"BODY[]")
-                if raw is None:
-                    continue
-                batch.append(FetchedMail(str(uid), bytes(raw), f"imap:{self.config.folder}/{uid}"))
-            return batch
+            searched = False
+            while True:
+                if not self.unfetched:
+                    if searched:
+                        return []
+                    self.unfetched = sorted(client.search(["UNDELETED"]))
+                    searched = True
+                size = self.config.batch_size
+                uids, self.unfetched = self.unfetched[:size], self.unfetched[size:]
+                if not uids:
+                    return []
+                self.highest_seen_uid = max(self.highest_seen_uid, uids[-1])
+                response = client.fetch(uids, ["BODY.PEEK[]"])
+                batch = []
+                for uid in uids:
+                    data = response.get(uid, {})
+                    raw = data.get(b"BODY[]")
+                    if raw is None:
+                        continue  # moved or expunged since the SEARCH
+                    batch.append(FetchedMail(str(uid), bytes(raw),
+                                             f"imap:{self.config.folder}/{uid}"))
+                if batch:
+                    return batch
+                # Every mail of this slice is gone: an empty batch would end the pass.
 
         return self._call(run)  # type: ignore[return-value]
 
