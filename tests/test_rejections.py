@@ -83,3 +83,18 @@ def test_rejection_reason_follows_desk_language_not_locale(
         ("plain",)).get_content()
     assert "Powód:" in text
     assert "the sender is blocked" not in text
+
+
+def test_rejection_reason_in_mail_language_not_process_language(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admin's MAILDESK_LANGUAGE=en does not put English into a Polish user's mail."""
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")
+    desk = make_desk(tmp_path, database_url,
+                     desk={"blocked_senders": ["zofia.wisniewska@example.org"]})
+
+    pipeline.process(desk, mail(), "test:1")
+
+    row = models.Outbox.get()
+    text = message_from_bytes(bytes(row.raw), policy=default_policy).get_body(
+        ("plain",)).get_content()
+    assert "Powód: adres nadawcy jest zablokowany" in text
