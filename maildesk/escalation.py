@@ -183,6 +183,9 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
 
 def _escalation_context(desk: Desk, ticket: models.Ticket, reason: str,
                         moved: bool) -> dict[str, Any]:
+    # NOTE: ``reason`` was translated when it was made, into the language of this
+    # process (MAILDESK_LANGUAGE, else the desk's), not into each recipient's. An agent
+    # who reads English on a Polish desk gets a Polish reason in an English mail.
     group = group_config(desk, ticket.group)
     return {"escalation": {
         "group": ticket.group,
