@@ -18,11 +18,12 @@ import peewee as pw
 
 from maildesk import lifecycle, models, slatrack
 from maildesk.desk import Desk
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 from maildesk.lifecycle import Change, LifecycleError, Source, Status
 from maildesk.mailbuild import Recipient
 from maildesk.models import to_utc
 from maildesk.notify import QueuedMail
+from maildesk.reasons import Reason
 from maildesk.sla import SlaTarget
 from maildesk.slaconfig import service_levels
 from maildesk.ticketmail import (
@@ -183,9 +184,6 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
 
 def _escalation_context(desk: Desk, ticket: models.Ticket, reason: str,
                         moved: bool) -> dict[str, Any]:
-    # NOTE: ``reason`` was translated when it was made, into the language of this
-    # process (MAILDESK_LANGUAGE, else the desk's), not into each recipient's. An agent
-    # who reads English on a Polish desk gets a Polish reason in an English mail.
     group = group_config(desk, ticket.group)
     return {"escalation": {
         "group": ticket.group,
@@ -232,7 +230,8 @@ def send_warning(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: datet
     logger.warning(_("ticket {number}: {share}% of the {target} target used, due {due}").format(
         number=ticket.id, share=share, target=target.value, due=due))
 
-    reason = _("{share}% of the SLA target used").format(share=share)
+    # A Reason, so each mail writes it in its own language (notify._in_language).
+    reason = Reason(N_("{share}% of the SLA target used"), share=share)
     extra = {**_escalation_context(desk, ticket, reason, moved=False), "sla": sla}
     queued = []
     mail = queue_ticket_mail(desk, ticket, "escalation_warning",
@@ -261,8 +260,8 @@ def send_breach(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: dateti
     logger.warning(_("ticket {number}: the {target} target was breached at {due}").format(
         number=ticket.id, target=target.value, due=due))
 
-    reason = (_("first response time exceeded") if target is SlaTarget.FIRST_RESPONSE
-              else _("resolution time exceeded"))
+    reason = Reason(N_("first response time exceeded") if target is SlaTarget.FIRST_RESPONSE
+                    else N_("resolution time exceeded"))
     group = group_config(desk, ticket.group)
     moves = (target in levels.escalation.next_tier_on and group is not None
              and group.escalates_to is not None)

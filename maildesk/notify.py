@@ -26,6 +26,7 @@ from maildesk.errors import ConfigError
 from maildesk.i18n import LANGUAGES, _, gettext_for, normalize_language
 from maildesk.mailbuild import OutgoingAttachment, Recipient, build_message, new_message_id
 from maildesk.models import utcnow
+from maildesk.reasons import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -361,6 +362,21 @@ def thread_references(ticket: models.Ticket, address: str) -> list[str]:
 # ---------------------------------------------------------------------- queueing
 
 
+def _in_language(value: Any, language: str, depth: int = 0) -> Any:
+    """Return a mail's context with each ``Reason`` in it written in the mail's language.
+
+    A reason made while processing is in this process's language (MAILDESK_LANGUAGE,
+    else the desk's), which need not be the reader's. Contexts nest three levels at most.
+    """
+    if isinstance(value, Reason):
+        return value.in_language(language)
+    if depth < 3 and isinstance(value, dict):
+        return {key: _in_language(item, language, depth + 1) for key, item in value.items()}
+    if depth < 3 and isinstance(value, list):
+        return [_in_language(item, language, depth + 1) for item in value]
+    return value
+
+
 def queue_mail(
     desk: Desk,
     *,
@@ -404,8 +420,8 @@ def queue_mail(
         language = language_for_address(desk, to[0].address)
 
     try:
-        rendered = desk.templates.render(template, language,
-                                         {"desk": desk_context(desk), **context})
+        rendered = desk.templates.render(template, language, {
+            "desk": desk_context(desk), **_in_language(context, language)})
     except ConfigError as error:
         # A template that fails on this mail's values must not lose the user's request
         # or a quarantine record: the mail is left out and the failure recorded.

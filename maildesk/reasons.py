@@ -9,9 +9,10 @@ shown with their stored text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from maildesk.i18n import _
+from maildesk.i18n import _, gettext_for
 
 # The key next to "reason" in an event's JSON detail: {"msgid": ..., "args": {...}}.
 DETAIL_KEY = "reason_i18n"
@@ -38,17 +39,22 @@ class Reason(str):
         """Format the reason in the current language."""
         return _translate(self.to_json(), str(self))
 
+    def in_language(self, language: str) -> str:
+        """Format the reason in ``language``, e.g. the language of the mail it goes into."""
+        return _translate(self.to_json(), str(self), gettext_for(language).gettext)
 
-def _translate(stored: Any, fallback: str) -> str:
+
+def _translate(stored: Any, fallback: str,
+               translate: Callable[[str], str] = _) -> str:
     """Format a stored ``{"msgid", "args"}`` pair in the current language, else ``fallback``."""
     if not isinstance(stored, dict) or not isinstance(stored.get("msgid"), str):
         return fallback
     args = stored.get("args")
     args = args if isinstance(args, dict) else {}
-    values = {name: _translate(value, str(value)) if isinstance(value, dict) else value
-              for name, value in args.items()}
+    values = {name: _translate(value, str(value), translate) if isinstance(value, dict)
+              else value for name, value in args.items()}
     try:
-        return _(stored["msgid"]).format(**values)
+        return translate(stored["msgid"]).format(**values)
     except (KeyError, IndexError, ValueError):  # a catalog that does not fit the stored fields
         return fallback
 

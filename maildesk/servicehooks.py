@@ -19,9 +19,10 @@ from typing import Any
 from maildesk import escalation, lifecycle, models, satisfaction, slatrack, statements
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 from maildesk.lifecycle import Source, Status, level_label
 from maildesk.notify import QueuedMail
+from maildesk.reasons import Reason
 from maildesk.sla import SlaClock
 from maildesk.slaconfig import service_levels
 from maildesk.ticketmail import aware, group_config, strip_notice_prefix
@@ -82,7 +83,7 @@ def on_ticket_created(desk: Desk, decision: Any, ticket: models.Ticket,
 
     group = group_config(desk, ticket.group)
     if group is not None and group.address is not None:
-        reason = _("routed by rules: {rules}").format(rules=", ".join(rules) or "-")
+        reason = Reason(N_("routed by rules: {rules}"), rules=", ".join(rules) or "-")
         return escalation.dispatch(desk, ticket, group.name, lifecycle.SYSTEM_ACTOR,
                                    Source.RULE, at, reason)
     return []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -264,3 +266,19 @@ def test_scheduler_mail_reaches_smtp_once(tmp_path: Path, database_url: str, smt
         "[#20801] Eskalacja do kierownika: Nie działa VPN": (MANAGER,),
     }
     assert all(delivery.message["Auto-Submitted"] == "auto-replied" for delivery in delivered)
+
+
+def test_scheduler_manager_reason_in_mail_language(tmp_path: Path, database_url: str,
+                                                   monkeypatch) -> None:
+    """An admin's MAILDESK_LANGUAGE=en does not put English into the desk's Polish mail."""
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")
+    desk = make_desk(tmp_path, database_url)
+    p2_ticket(desk)
+    Scheduler(desk).run(warsaw(11, 30, 9, 46))
+
+    Scheduler(desk).run(warsaw(11, 30, 10, 1))
+
+    row = rows("escalation_manager")[0]
+    text = message_from_bytes(bytes(row.raw), policy=default_policy).get_body(
+        ("plain",)).get_content()
+    assert "przekroczony czas pierwszej odpowiedzi." in text
