@@ -23,7 +23,7 @@ import peewee as pw
 from maildesk import models, statements
 from maildesk.desk import Desk
 from maildesk.errors import ConfigError
-from maildesk.i18n import LANGUAGES, _, gettext_for, normalize_language
+from maildesk.i18n import LANGUAGES, _, normalize_language
 from maildesk.mailbuild import OutgoingAttachment, Recipient, build_message, new_message_id
 from maildesk.models import utcnow
 from maildesk.reasons import Reason
@@ -542,15 +542,13 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[
 
 
 def queue_rejection(desk: Desk, message: Any, *, template: str,
-                    rejection: dict[str, Any], reason: str | None = None,
-                    automatic: bool = True) -> QueuedMail | None:
+                    rejection: dict[str, Any], automatic: bool = True) -> QueuedMail | None:
     """Tell the sender of a mail that was not accepted (``rejection_too_large``,
     ``rejection_blocked``); nothing is sent to auto-replies, lists or bounces.
 
-    ``reason`` is an untranslated message (marked with ``N_``): it is translated into
-    the language of the mail, which need not be the language of this process. The
-    caller checks the classification first: this function only applies the recipient
-    guards of ``queue_mail``.
+    A ``Reason`` in ``rejection`` is written in the language of the mail. The caller
+    checks the classification first: this function only applies the recipient guards
+    of ``queue_mail``.
     """
     sender = message.from_address
     if sender is None:
@@ -563,9 +561,7 @@ def queue_rejection(desk: Desk, message: Any, *, template: str,
     return queue_mail(
         desk, template=template, language=language,
         context={"rejection": {"subject": message.subject, "received_at": utcnow(),
-                               **rejection,
-                               "reason": gettext_for(language).gettext(reason) if reason
-                               else ""}},
+                               "reason": "", **rejection}},
         to=[Recipient(sender.normalized, sender.name)], ticket=None,
         in_reply_to=message.message_id, references=references, automatic=automatic,
         kind=template,

@@ -70,9 +70,13 @@ def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
     if not message.message_id:
         return f"sha256:{raw_sha256}"
     sender = message.from_address.normalized if message.from_address else ""
-    key = f"mid:{sender} {message.message_id}"
+    return _within_column(f"mid:{sender} {message.message_id}", "mid:")
+
+
+def _within_column(key: str, prefix: str) -> str:
+    """Return ``key``, or ``prefix`` and its sha256 when it is too long for the column."""
     if len(key) > 900:
-        key = "mid:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return prefix + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     return key
 
 
@@ -361,11 +365,8 @@ def _content_key(key: str, message: ParsedMessage) -> str:
     took another route is a duplicate of it.
     """
     content = repr(content_fingerprint(message)).encode("utf-8", "surrogatepass")
-    combined = f"mid+{key[4:]} content:{hashlib.sha256(content).hexdigest()}"
-    if len(combined) > 900:
-        digest = hashlib.sha256(combined.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"mid+{digest}"
-    return combined
+    return _within_column(f"mid+{key[4:]} content:{hashlib.sha256(content).hexdigest()}",
+                          "mid+")
 
 
 def _restore_files(desk: Desk, raw: bytes, message: ParsedMessage, key: str) -> None:

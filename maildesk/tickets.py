@@ -313,7 +313,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 from maildesk.notify import queue_rejection
 
                 mail = queue_rejection(desk, decision.message, template=decision.rejection,
-                                       rejection={}, reason=N_("the sender is blocked"))
+                                       rejection={"reason": Reason(N_("the sender is blocked"))})
                 if mail is not None:
                     queued.append(mail)
         queued.extend(alert_on_loop_events(desk, decision))

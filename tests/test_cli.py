@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -18,16 +17,6 @@ from deskfactory import mail, write_config
 from maildesk import models
 from maildesk.cli import EX_TEMPFAIL, main
 from maildesk.config import load_config
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """The CLI installs its own stderr handler on the root logger; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _invoke(*args: str, input: bytes | None = None, env: dict | None = None):
@@ -503,7 +492,7 @@ def _unused_port() -> int:
 
 
 def _desk_with_unreachable_smtp(tmp_path: Path, database_url: str) -> Path:
-    """Deliver one mail to a desk whose SMTP server is down, so the outbox holds its replies."""
+    """Deliver one mail to a desk whose SMTP server is down, so the outbox keeps its replies."""
     config = write_config(tmp_path, database_url, smtp={
         "transport": "smtp", "host": "127.0.0.1", "port": _unused_port(), "security": "none",
         "timeout": 5})

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from deskfactory import ADMIN_ADDRESS, mail, write_config
 
@@ -40,16 +38,6 @@ VPN_RULE = """\
   then:
     group: pierwsza-linia
 """
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """The CLI installs its own stderr handler on the root logger; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _deliver(config: Path, subject: str, message_id: str):
