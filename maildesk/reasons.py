@@ -46,7 +46,10 @@ class Reason(str):
 
 def _translate(stored: Any, fallback: str,
                translate: Callable[[str], str] = _) -> str:
-    """Format a stored ``{"msgid", "args"}`` pair in the current language, else ``fallback``."""
+    """Format a stored ``{"msgid", "args"}`` pair with ``translate``, else return ``fallback``.
+
+    ``translate`` is the current language's gettext unless the caller passes another.
+    """
     if not isinstance(stored, dict) or not isinstance(stored.get("msgid"), str):
         return fallback
     args = stored.get("args")

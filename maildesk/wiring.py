@@ -62,7 +62,7 @@ def load_rules(desk: Desk) -> RuleSet:
         return loaded.ruleset
 
     for error in loaded.errors:
-        logger.warning("%s", _("invalid routing rules: {error}").format(error=error))
+        logger.warning(_("invalid routing rules: {error}").format(error=error))
     if _claim_report(reports, loaded.fingerprint):
         try:
             report_rules_errors(desk, loaded)
@@ -96,8 +96,8 @@ def _claim_report(reports: Path, fingerprint: str) -> bool:
         return False
     except OSError as error:
         # Without a marker every delivery would mail the admins, so none does.
-        logger.error("%s", _("could not record that the rules errors were reported, so no "
-                             "mail goes to the admins: {error}").format(error=error))
+        logger.error(_("could not record that the rules errors were reported, so no "
+                       "mail goes to the admins: {error}").format(error=error))
         return False
     os.close(descriptor)
     return True
@@ -110,13 +110,15 @@ def _forget_reports(reports: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as error:
-        logger.warning("cannot list %s: %s", reports, error)
+        logger.warning(_("cannot list the reported rules errors in {path}: {error}").format(
+            path=reports, error=error))
         return
     for marker in markers:
         try:
             marker.unlink(missing_ok=True)
         except OSError as error:
-            logger.warning("cannot remove %s: %s", marker, error)
+            logger.warning(_("cannot remove the rules error marker {path}: {error}").format(
+                path=marker, error=error))
 
 
 def make_source(desk: Desk) -> Source:

@@ -95,7 +95,7 @@ def test_lifecycle_by_mail_through_every_status(tmp_path: Path, database_url: st
     assert "reopened" in actions
 
 
-def test_new_ticket_row_written_once_with_its_service_levels(
+def test_new_ticket_inserted_with_service_levels(
         tmp_path: Path, database_url: str, monkeypatch) -> None:
     """Priority, SLA state and due times go into the INSERT; the new row is not updated."""
     desk = make_desk(tmp_path, database_url)

@@ -4,7 +4,7 @@ Several of those indexes are partial (``models.SPARSE_TICKET_COLUMNS``, ``event_
 a query that the database cannot prove to stay inside such an index falls back to
 reading the whole table, which no result shows until the table is large. So each test
 records the statements a real call runs and reads their query plans from the database. Runs on
-SQLite and on PostgreSQL; PostgreSQL is told to avoid sequential scans, because on
+SQLite and on PostgreSQL; PostgreSQL is set to avoid sequential scans, because on
 tables this small it would rightly prefer them.
 """
 

@@ -144,7 +144,7 @@ def test_cli_test_received_at_changes_business_hours():
     assert "Received: 2026-12-04 10:00+01:00" in morning.stdout.splitlines()
 
 
-def test_cli_test_received_at_without_offset_is_desk_time():
+def test_rules_test_naive_time_in_desk_zone():
     mail = str(MAILS / "pl-vip-vpn-wieczorem.eml")
 
     # 15:30 in Warsaw is inside the 08:00-16:00 business hours, 15:30 UTC is not.

@@ -51,13 +51,13 @@ def test_statements_insert_unless_taken(database) -> None:
     with models.database_proxy.atomic():
         first = statements.insert_unless_taken(models.Contact, address="jan@example.org",
                                                name="Jan")
-        taken = statements.insert_unless_taken(models.Contact, address="jan@example.org",
-                                               name="Inny Jan")
+        duplicate = statements.insert_unless_taken(
+            models.Contact, address="jan@example.org", name="Inny Jan")
         # The skipped row left the transaction usable, on PostgreSQL too.
         other = statements.insert_unless_taken(models.Contact, address="ewa@example.org")
 
     assert first is not None
-    assert taken is None
+    assert duplicate is None
     assert other is not None
     assert other.id != first.id
     assert models.Contact.get_by_id(first.id).name == "Jan"

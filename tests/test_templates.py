@@ -507,7 +507,7 @@ def edited_desk(tmp_path: Path, database_url: str, name: str, old: str, new: str
     return make_desk(tmp_path, database_url, templates=str(root))
 
 
-def test_templates_failing_on_real_data_fall_back_to_shipped(tmp_path: Path,
+def test_templates_real_data_failure_uses_shipped(tmp_path: Path,
                                                             database_url: str,
                                                             caplog) -> None:
     # The sample ticket has tags, so `templates check` passes; a real new ticket has none.

@@ -211,7 +211,7 @@ def load_rules_with_fallback(
 
     Valid rules are used and saved as the snapshot. When a file is invalid, the snapshot
     is used if it is still valid against ``environment``. Otherwise the rules come from
-    the files that have no errors. This never raises for invalid rules.
+    the files that have no errors. Invalid rules come back as problems, not exceptions.
     """
     directory = Path(directory)
     contents = _read_files(directory)
