@@ -8,7 +8,6 @@ need them. Exit codes follow sendmail's sysexits where an MTA may call maildesk.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 
 from maildesk import __version__
+from maildesk.clicktext import translate_click, translate_usage
 from maildesk.config import ConfigError
 from maildesk.errors import MaildeskError, TemporaryError
 from maildesk.i18n import _, language_from_environment, ngettext, set_language
@@ -84,7 +84,7 @@ class MaildeskGroup(click.Group):
         except MaildeskError as error:
             _fail(_("error: {error}").format(error=error), 1)
         except click.UsageError:
-            raise  # click's own wording, with the usage line
+            raise  # click's wording, translated by maildesk.clicktext, with the usage line
         except click.ClickException as error:
             # Raised by subcommands with a translated message: click would put its
             # English "Error:" in front of it.
@@ -100,6 +100,7 @@ class MaildeskGroup(click.Group):
               help=_("Configuration file (YAML)."))
 @click.option("-v", "--verbose", is_flag=True, help=_("Log debug messages too."))
 @click.version_option(__version__, prog_name="maildesk",
+                      message=_("%(prog)s, version %(version)s"),
                       help=_("Show the version and exit."))
 @click.pass_context
 def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
@@ -175,7 +176,9 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
+translate_click()
+translate_usage(main)
 
 
 if __name__ == "__main__":
-    main(prog_name=os.path.basename(sys.argv[0]))
+    main(prog_name="maildesk")

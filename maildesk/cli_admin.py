@@ -221,7 +221,7 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
 
 @tickets.command("show", help=_("Show one ticket with its conversation, attachments and "
                                  "audit trail."))
-@click.argument("number", type=int)
+@click.argument("number", type=int, metavar=_("NUMBER"))
 @click.pass_obj
 def tickets_show(app: Any, number: int) -> None:
     """Show one ticket with its conversation, attachments and audit trail."""
@@ -295,7 +295,7 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
 
 
 @outbox.command("retry", help=_("Queue a failed mail again and try to send it now."))
-@click.argument("outbox_id", type=int)
+@click.argument("outbox_id", type=int, metavar=_("OUTBOX_ID"))
 @click.pass_obj
 def outbox_retry(app: Any, outbox_id: int) -> None:
     """Queue a failed mail again and try to send it now."""
@@ -384,7 +384,7 @@ def quarantine_list(app: Any) -> None:
 
 @quarantine.command("retry", help=_("Process a quarantined mail again (after fixing the "
                                      "cause)."))
-@click.argument("quarantine_id", type=int)
+@click.argument("quarantine_id", type=int, metavar=_("QUARANTINE_ID"))
 @click.pass_obj
 def quarantine_retry(app: Any, quarantine_id: int) -> None:
     """Process a quarantined mail again (after fixing the cause)."""
@@ -435,7 +435,7 @@ def templates_check(app: Any) -> None:
 
 @templates.command("render", help=_("Print one finished mail, headers and all, without "
                                      "sending it."))
-@click.argument("name")
+@click.argument("name", metavar=_("TEMPLATE"))
 @click.option("--ticket", "number", type=int, help=_("Render for this ticket."))
 @click.option("--language", help=_("pl or en (default: the ticket's language)."))
 @click.pass_obj

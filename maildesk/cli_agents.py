@@ -72,7 +72,7 @@ def agents_held(app: Any) -> None:
 @agents.command("accept", help=_(
     "Accept a held message: a stranger's mail joins the ticket and they become a "
     "participant.\n\nA refused agent mail becomes an internal note; its commands are not run."))
-@click.argument("entry", type=int)
+@click.argument("entry", type=int, metavar=_("ENTRY"))
 @click.option("--as", "actor", required=True, help=_("Login of the agent who accepts it."))
 @click.pass_obj
 def agents_accept(app: Any, entry: int, actor: str) -> None:

@@ -62,6 +62,7 @@ def check(application: RulesApplication) -> None:
 )
 @click.argument(
     "messages",
+    metavar=_("MAIL_FILE..."),
     nargs=-1,
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -25,7 +25,7 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 @click.command(help=_("Write a commented starter configuration, rules and templates into "
                        "DIRECTORY."))
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path), metavar=_("DIRECTORY"))
 @click.option("--language", type=click.Choice(["pl", "en"]), default=None,
               help=_("Language of the starter configuration (default: the current one)."))
 @click.option("--model", type=click.Choice(DESK_MODELS), default=None,
@@ -101,7 +101,8 @@ agents:
 
 @click.command(help=_("Run maildesk on a sample mailbox in DIRECTORY, with no server to "
                        "set up."))
-@click.argument("directory", type=click.Path(path_type=Path), default=Path("maildesk-demo"))
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("maildesk-demo"),
+                metavar=_("[DIRECTORY]"))
 @click.pass_context
 def demo(ctx: click.Context, directory: Path) -> None:
     """Run maildesk on a sample mailbox in DIRECTORY, with no server to set up."""
