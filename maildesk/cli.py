@@ -142,7 +142,7 @@ def deliver(app: App, source: str) -> None:
     75 asks the MTA to keep the mail and try again later.
     """
     from maildesk import models, pipeline
-    from maildesk.wiring import load_rules, make_sender
+    from maildesk.wiring import load_rules
 
     raw = sys.stdin.buffer.read()
     try:
@@ -150,16 +150,40 @@ def deliver(app: App, source: str) -> None:
         # Exit status 0 lets the MTA delete its copy, so the commit is flushed first.
         with models.deferred_durability():
             outcome = pipeline.process(desk, raw, source, load_rules(desk))
-        make_sender(desk).deliver_due()
     except (TemporaryError, ConfigError, OSError) as error:
         # A broken configuration, an unreadable file or a full disk must not bounce the
         # user's mail: with EX_TEMPFAIL the MTA keeps it and delivers it again later.
         logger.warning(_("deliver failed, the MTA keeps the mail: {error}").format(error=error))
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)
+    except Exception as error:
+        # A bug must not bounce the user's mail either. Postfix's pipe(8) returns the
+        # mail to its sender on exit status 1, which an uncaught exception gives.
+        logger.exception(_("deliver failed unexpectedly, the MTA keeps the mail: {error}")
+                         .format(error=error))
+        _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
+              EX_TEMPFAIL)
+
+    _send_queued(desk)
+
     from maildesk.reasons import outcome_text
 
     click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
+
+
+def _send_queued(desk) -> None:
+    """Send the mail that ``deliver`` queued; on failure the outbox keeps it.
+
+    The incoming mail is stored by now, so a failure here must not change the exit
+    status: with 75 the MTA would deliver it again, and it would be ignored as a copy.
+    """
+    from maildesk.wiring import make_sender
+
+    try:
+        make_sender(desk).deliver_due()
+    except Exception as error:
+        logger.warning(_("sending the queued mail failed, it stays in the outbox until the "
+                         "daemon or 'maildesk outbox send' sends it: {error}").format(error=error))
 
 
 def _register_subcommands() -> None:

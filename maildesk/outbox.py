@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -213,16 +212,27 @@ class Sender:
                 else:
                     sent += asyncio.run(self._send_batch(rows))
 
-    def _write_to_directory(self, rows: Iterable[models.Outbox]) -> int:
+    def _write_to_directory(self, rows: list[models.Outbox]) -> int:
+        """Write each row to a file; a row that cannot be written is retried like SMTP."""
         directory = self.config.directory or Path("outbox")
-        directory.mkdir(parents=True, exist_ok=True)
         count = 0
-        for row in rows:
+        for index, row in enumerate(rows):
             stamp = utcnow().strftime("%Y%m%d-%H%M%S")
             target = directory / f"{stamp}-{row.id:06d}-{row.kind}.eml"
             temporary = target.with_suffix(".tmp")
-            temporary.write_bytes(bytes(row.raw))
-            os.replace(temporary, target)
+            try:
+                if index == 0:
+                    directory.mkdir(parents=True, exist_ok=True)
+                temporary.write_bytes(bytes(row.raw))
+                os.replace(temporary, target)
+            except OSError as error:
+                # A full disk or a wrong directory fails every file alike, so the rest
+                # of the batch waits for the next attempt too.
+                reason = _("cannot write to the outgoing mail directory {path}: {error}").format(
+                    path=directory, error=error.strerror or error)
+                for rest in rows[index:]:
+                    mark_retry(rest, reason, self.config.max_attempts)
+                break
             mark_sent(row)
             count += 1
         return count

@@ -312,6 +312,59 @@ def test_deliver_exits_75_when_final_flush_fails(tmp_path: Path, database_url: s
     assert "database is locked" in result.output
 
 
+def test_deliver_exits_75_on_unexpected_error(tmp_path: Path, database_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk import pipeline
+
+    config = write_config(tmp_path, database_url)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug in the pipeline")
+
+    monkeypatch.setattr(pipeline, "process", broken)
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == EX_TEMPFAIL
+    assert "a bug in the pipeline" in result.output
+
+
+def test_deliver_unwritable_outbox_keeps_exit_0(tmp_path: Path, database_url: str) -> None:
+    # The outbox directory is a file, so writing the acknowledgement fails after the
+    # mail was stored: the MTA must not deliver the mail again.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("", encoding="utf-8")
+    config = write_config(tmp_path, database_url,
+                          smtp={"transport": "directory", "directory": str(blocker)})
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == 0
+    assert models.Ticket.select().count() == 1
+    rows = list(models.Outbox.select())
+    assert rows
+    assert {row.state for row in rows} == {"pending"}
+    assert all(str(blocker) in row.last_error for row in rows)
+
+
+def test_deliver_send_failure_keeps_exit_0(tmp_path: Path, database_url: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk import outbox
+
+    config = write_config(tmp_path, database_url)
+
+    def locked(self, limit: int = 50) -> int:
+        raise pw.OperationalError("database is locked")
+
+    monkeypatch.setattr(outbox.Sender, "deliver_due", locked)
+
+    result = _invoke("--config", str(config), "deliver", input=mail())
+
+    assert result.exit_code == 0
+    assert "maildesk outbox send" in result.output
+    assert models.Ticket.select().count() == 1
+
+
 def test_deliver_exits_75_on_invalid_config(tmp_path: Path) -> None:
     config = tmp_path / "maildesk.yaml"
     config.write_text("desk:\n  adress: x@example.com\n", encoding="utf-8")

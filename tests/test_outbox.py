@@ -127,6 +127,32 @@ def test_outbox_delivers_queued_mail(tmp_path: Path, database_url: str, smtp) ->
     assert row(mail).sent_at is not None
 
 
+def test_outbox_directory_failure_retried(tmp_path: Path, database_url: str) -> None:
+    target = tmp_path / "written"
+    target.write_text("a file where the directory should be", encoding="utf-8")
+    desk = make_desk(tmp_path, database_url,
+                     smtp={"transport": "directory", "directory": str(target)})
+    first = queue(desk, make_ticket(20460, "Drukarka", REQUESTER))
+    second = queue(desk, make_ticket(20461, "Skaner", REQUESTER))
+
+    failed = Sender(desk.config.smtp).deliver_due()
+
+    assert failed == 0
+    assert row(first).state == "pending"
+    assert row(second).state == "pending"
+    assert str(target) in row(first).last_error
+    assert row(first).attempts == 1
+
+    target.unlink()
+    make_due(first)
+    make_due(second)
+    sent = Sender(desk.config.smtp).deliver_due()
+
+    assert sent == 2
+    assert row(first).state == "sent"
+    assert len(list(target.glob("*.eml"))) == 2
+
+
 def test_outbox_flushes_once_per_batch(tmp_path: Path, database_url: str, smtp,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
