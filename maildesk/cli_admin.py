@@ -96,6 +96,36 @@ def _outbox_state_label(state: str) -> str:
     return labels.get(state, state)
 
 
+def _outbox_kind_label(kind: str) -> str:
+    """Name the kind of an outgoing mail (the template or event that queued it)."""
+    labels = {
+        "ack": _("acknowledgement"),
+        "new_ticket": _("new ticket notice"),
+        "rule_notify": _("notice from a rule"),
+        "reply": _("agent's reply"),
+        "note": _("internal note"),
+        "user_replied": _("user replied"),
+        "command_confirmation": _("commands confirmed"),
+        "command_error": _("commands rejected"),
+        "status_assigned": _("status: assigned"),
+        "status_pending": _("status: waiting for the user"),
+        "status_resolved": _("status: resolved"),
+        "status_closed": _("status: closed"),
+        "status_reopened": _("status: reopened"),
+        "pending_reminder": _("reminder to the user"),
+        "dispatch": _("forwarded to a group"),
+        "escalation_warning": _("SLA warning"),
+        "escalation_breach": _("SLA breach"),
+        "escalation_manager": _("escalation to the manager"),
+        "rejection_too_large": _("rejected: too large"),
+        "rejection_blocked": _("rejected: sender blocked"),
+        "quarantine": _("quarantine notice"),
+        "rules_error": _("rules error"),
+        "loop_alert": _("mail loop alert"),
+    }
+    return labels.get(kind, kind)
+
+
 def _local_time(desk: Any, value: datetime | None) -> str:
     """Show a stored naive-UTC time in the desk's time zone, with the zone's abbreviation."""
     if value is None:
@@ -284,11 +314,12 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
         return
 
     header = (_("id"), _("state"), _("attempts"), _("kind"), _("recipients"), _("subject"))
-    click.echo(f"{header[0]:>6} {header[1]:<20} {header[2]:>6} {header[3]:<16} "
+    click.echo(f"{header[0]:>6} {header[1]:<20} {header[2]:>6} {header[3]:<28} "
                f"{header[4]:<32} {header[5]}")
     for row in rows:
         click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
-                   f"{row.kind:<16} {row.recipients.strip():<32} {row.subject}")
+                   f"{_outbox_kind_label(row.kind):<28} {row.recipients.strip():<32} "
+                   f"{row.subject}")
         if row.last_error and row.state != "sent":
             click.echo("       " + _("last error, as the server or system reported it: "
                                      "{error}").format(error=row.last_error))

@@ -124,7 +124,7 @@ def test_tickets_list_headers_and_empty(tmp_path: Path) -> None:
     assert closed.output.strip() == "brak zgłoszeń"
 
 
-def test_outbox_list_translates_states(tmp_path: Path) -> None:
+def test_outbox_list_translates_states_and_kinds(tmp_path: Path) -> None:
     _invoke("demo", str(tmp_path / "demo"))
     config = str(tmp_path / "demo" / "maildesk.yaml")
 
@@ -133,7 +133,31 @@ def test_outbox_list_translates_states(tmp_path: Path) -> None:
 
     assert listing.output.splitlines()[0].split()[:3] == ["nr", "stan", "próby"]
     assert " wysłana " in listing.output
+    assert " potwierdzenie przyjęcia " in listing.output
+    assert " odpowiedź użytkownika " in listing.output
+    assert " user_replied " not in listing.output
     assert failed.output.strip() == "no outgoing mail"
+
+
+def test_outbox_kind_labels_cover_queued_kinds() -> None:
+    from maildesk.cli_admin import _outbox_kind_label
+
+    package = Path(__file__).resolve().parent.parent / "maildesk"
+    # The rules package names kinds of conditions, not of mail.
+    source = "\n".join(path.read_text(encoding="utf-8") for path in package.rglob("*.py")
+                       if "rules" not in path.relative_to(package).parts[:-1])
+    kinds = set(re.findall(r'\bkind="([a-z_]+)"', source))
+    # Mail queued by queue_ticket_mail and queue_rejection takes the template's name.
+    kinds |= set(re.findall(r'queue_ticket_mail\([^"]*"([a-z_]+)"', source))
+    templates = package.parent / "templates" / "en"
+    kinds |= {path.stem for path in templates.glob("status_*.j2")}
+    kinds |= {path.stem for path in templates.glob("rejection_*.j2")}
+    kinds -= {"held"}  # a kind of agent mail, not of outgoing mail
+
+    unlabelled = sorted(kind for kind in kinds if _outbox_kind_label(kind) == kind)
+
+    assert len(kinds) > 20
+    assert unlabelled == []
 
 
 _HELP_TEXTS = """
