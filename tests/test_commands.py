@@ -319,7 +319,8 @@ def test_plan_same_command_twice_with_different_values() -> None:
 def test_problem_text_in_polish_and_english() -> None:
     problem = plan("#priorytet 7").problems[0]
 
-    assert problem.text("pl") == "„7” nie jest priorytetem: użyj 1 (krytyczny) do 4 (niski)"
+    assert problem.text("pl") == (
+        "„7” nie jest priorytetem: użyj liczby od 1 (krytyczny) do 4 (niski)")
     assert problem.text("en") == "'7' is not a priority: use 1 (critical) to 4 (low)"
     assert problem.usage_text("pl") == "#priorytet 1–4"
     assert problem.usage_text("en") == "#priority 1-4"
