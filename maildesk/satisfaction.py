@@ -114,11 +114,13 @@ def _is_filler(word: str, requester_name: str) -> bool:
     return word in _words(requester_name)
 
 
-def parse_rating(reply_text: str, requester_name: str = "") -> int | None:
+def parse_rating(reply_text: str, requester_name: str = "",
+                 thanks_phrases: tuple[str, ...] = ()) -> int | None:
     """Return the rating 1-5 a reply gives, or None.
 
     The first line of new text must hold only the rating ("5", "Ocena: 4", "3/5"), and
-    anything after it may only thank, so "5 minut temu znowu padło" is no rating.
+    anything after it may only thank, in the desk's ``thanks_phrases`` or a few fixed
+    words, so "5 minut temu znowu padło" is no rating.
     """
     lines = _without_signature(_content_lines(reply_text), requester_name)
     if not lines:
@@ -127,7 +129,7 @@ def parse_rating(reply_text: str, requester_name: str = "") -> int | None:
     if match is None:
         return None
     rest = "\n".join(lines[1:])
-    if rest and not is_short_thanks(rest, _REST_PHRASES, requester_name):
+    if rest and not is_short_thanks(rest, (*_REST_PHRASES, *thanks_phrases), requester_name):
         return None
     return int(match.group(1))
 

@@ -168,12 +168,12 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
     message = decision.message
     sender = decision.sender
     name = ticket.requester.name or ""
-    rating = satisfaction.parse_rating(message.reply_text, name)
+    phrases = service_levels(desk).thanks_phrases
+    rating = satisfaction.parse_rating(message.reply_text, name, phrases)
     if rating is not None:
         satisfaction.record_rating(ticket, rating, sender, at, message.message_id)
         return []
 
-    phrases = service_levels(desk).thanks_phrases
     if satisfaction.is_short_thanks(message.reply_text, phrases, name):
         record_event(ticket, sender, "reply_without_action",
                      {"reason": "thanks", "message_id": message.message_id})
@@ -196,7 +196,7 @@ def is_feedback_on_closed(desk: Desk, message: Any, ticket: models.Ticket) -> bo
     if ticket.status != Status.CLOSED:
         return False
     name = ticket.requester.name or ""
-    if satisfaction.parse_rating(message.reply_text, name) is not None:
+    phrases = service_levels(desk).thanks_phrases
+    if satisfaction.parse_rating(message.reply_text, name, phrases) is not None:
         return True
-    return satisfaction.is_short_thanks(message.reply_text,
-                                        service_levels(desk).thanks_phrases, name)
+    return satisfaction.is_short_thanks(message.reply_text, phrases, name)

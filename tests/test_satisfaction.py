@@ -140,6 +140,20 @@ def test_rating_reply_is_stored_without_reopening(tmp_path: Path, database_url: 
     assert models.Event.select().where(models.Event.action == "reopened").count() == 0
 
 
+def test_rating_with_configured_thanks_kept(tmp_path: Path, database_url: str) -> None:
+    # "działa" is one of the desk's thanks phrases, not of the fixed words after a rating.
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    outcome = pipeline.process(desk, reply("5\nDziękuję, działa!"), "test:1")
+
+    assert outcome.action == "append"
+    ticket = models.Ticket.get_by_id(20511)
+    assert ticket.status == "resolved"
+    assert ticket.satisfaction == 5
+    assert models.Event.select().where(models.Event.action == "reopened").count() == 0
+
+
 def test_rating_reply_to_closed_ticket_joins_it(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     resolved_ticket(status="closed")
