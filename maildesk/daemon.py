@@ -26,6 +26,8 @@ from maildesk.sources import FetchedMail, Source
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+# With --once, a run gives up after this many failed attempts (pauses of 1+2+4+8+16 s),
+# so a cron job or an admin testing a configuration gets exit status 75, not a hang.
 ONCE_ATTEMPTS = 6
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from deskfactory import mail
 from imapdesk import imap_desk
+from servers import free_port
 
+from maildesk import daemon as daemon_module
 from maildesk import models
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, TemporaryError
 from maildesk.wiring import build_daemon
 
 pytestmark = pytest.mark.servers
@@ -109,3 +111,18 @@ def test_imap_missing_folder_lists_the_real_ones(tmp_path: Path, database_url: s
 
     with pytest.raises(ConfigError, match="'Skrzynka' does not exist.*INBOX"):
         build_daemon(desk).run(once=True)
+
+
+def test_imap_unreachable_once_gives_up(tmp_path: Path, database_url: str, imap_account, smtp,
+                                        monkeypatch) -> None:
+    # Nothing listens on the port, so every connection is refused at once.
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, port=free_port())
+    daemon = build_daemon(desk)
+    pauses: list[float] = []
+    monkeypatch.setattr(daemon, "_sleep", pauses.append)
+
+    with pytest.raises(TemporaryError, match="Connection refused"):
+        daemon.run(once=True)
+
+    assert len(pauses) == daemon_module.ONCE_ATTEMPTS - 1
+    assert pauses == [1.0, 2.0, 4.0, 8.0, 16.0]
