@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from maildesk.i18n import _, current_language, ngettext
+from maildesk.i18n import LANGUAGES, N_, _, current_language, gettext_for, ngettext
 from maildesk.reasons import message_kind_label, outcome_text, reason_text
 
 STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
@@ -88,12 +88,46 @@ def _action_label(action: str) -> str:
     return labels.get(action, action)
 
 
+_OUTBOX_STATES = {
+    "pending": N_("waiting to be sent"), "sending": N_("being sent"), "sent": N_("sent"),
+    "failed": N_("failed"), "cancelled": N_("cancelled"),
+}
+
+
 def _outbox_state_label(state: str) -> str:
-    labels = {
-        "pending": _("waiting to be sent"), "sending": _("being sent"), "sent": _("sent"),
-        "failed": _("failed"), "cancelled": _("cancelled"),
-    }
-    return labels.get(state, state)
+    message = _OUTBOX_STATES.get(state)
+    return _(message) if message else state
+
+
+def _status_code(context: click.Context, parameter: click.Parameter,
+                 value: str | None) -> str | None:
+    """Read a ticket status given as its code or its name in Polish or English."""
+    from maildesk.commands import REOPEN, STATUS_VALUES, fold
+
+    if value is None:
+        return None
+    code = value if value in STATUSES else STATUS_VALUES.get(fold(value))
+    if code is None or code == REOPEN:
+        choices = ", ".join(_status_label(status) for status in STATUSES)
+        raise click.BadParameter(_("{value!r} is not a ticket status; use one of: {choices}")
+                                 .format(value=value, choices=choices))
+    return code
+
+
+def _outbox_state_code(context: click.Context, parameter: click.Parameter,
+                       value: str | None) -> str | None:
+    """Read an outbox state given as its code or its name in Polish or English."""
+    from maildesk.commands import fold
+
+    if value is None:
+        return None
+    for code, message in _OUTBOX_STATES.items():
+        names = {code, *(gettext_for(language).gettext(message) for language in LANGUAGES)}
+        if fold(value) in {fold(name) for name in names}:
+            return code
+    choices = ", ".join(_outbox_state_label(state) for state in _OUTBOX_STATES)
+    raise click.BadParameter(_("{value!r} is not a state of outgoing mail; use one of: "
+                               "{choices}").format(value=value, choices=choices))
 
 
 def _outbox_kind_label(kind: str) -> str:
@@ -219,7 +253,9 @@ def tickets() -> None:
 
 
 @tickets.command("list", help=_("List the newest tickets."))
-@click.option("--status", help=_("Show only tickets with this status."))
+@click.option("--status", callback=_status_code,
+              help=_("Show only tickets with this status: new, assigned, in progress, "
+                     "waiting for the user, resolved or closed."))
 @click.option("--limit", default=50, show_default=True, help=_("Maximum number of tickets."))
 @click.pass_obj
 def tickets_list(app: Any, status: str | None, limit: int) -> None:
@@ -296,8 +332,9 @@ def outbox() -> None:
 
 
 @outbox.command("list", help=_("List outgoing mail, newest first."))
-@click.option("--state", help=_("Show only mail in this state: pending, sending, sent, failed "
-                                "or cancelled."))
+@click.option("--state", callback=_outbox_state_code,
+              help=_("Show only mail in this state: waiting to be sent, being sent, sent, "
+                     "failed or cancelled."))
 @click.option("--limit", default=50, show_default=True, help=_("Maximum number of mails."))
 @click.pass_obj
 def outbox_list(app: Any, state: str | None, limit: int) -> None:

@@ -139,6 +139,40 @@ def test_outbox_list_translates_states_and_kinds(tmp_path: Path) -> None:
     assert failed.output.strip() == "no outgoing mail"
 
 
+def test_list_filters_accept_names(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+    polish = {"MAILDESK_LANGUAGE": "pl"}
+
+    by_code = _invoke("--config", config, "tickets", "list", "--status", "new")
+    by_polish = _invoke("--config", config, "tickets", "list", "--status", "Nowe", env=polish)
+    sent = _invoke("--config", config, "outbox", "list", "--state", "wysłana", env=polish)
+    waiting = _invoke("--config", config, "outbox", "list", "--state", "waiting to be sent")
+
+    assert by_code.exit_code == 0
+    # A header, the five new tickets of the demo and a count.
+    assert len(by_code.output.splitlines()) == 7
+    assert len(by_polish.output.splitlines()) == 7
+    assert by_polish.output.count(" nowe ") == 5
+    assert sent.output.count(" wysłana ") == 8
+    assert waiting.output.strip() == "no outgoing mail"
+
+
+def test_list_filters_reject_unknown_values(tmp_path: Path) -> None:
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+
+    status = _invoke("--config", config, "tickets", "list", "--status", "bogus")
+    reopened = _invoke("--config", config, "tickets", "list", "--status", "reopened")
+    state = _invoke("--config", config, "outbox", "list", "--state", "queued")
+
+    assert status.exit_code == 2
+    assert "'bogus' is not a ticket status; use one of: new, assigned" in status.output
+    assert reopened.exit_code == 2
+    assert state.exit_code == 2
+    assert "'queued' is not a state of outgoing mail" in state.output
+
+
 def test_outbox_kind_labels_cover_queued_kinds() -> None:
     from maildesk.cli_admin import _outbox_kind_label
 
