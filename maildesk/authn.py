@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from maildesk.errors import TemporaryError
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 from maildesk.parse import ParsedMessage
+from maildesk.reasons import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ def check_authentication_results(message: ParsedMessage, domain: str,
     results = trusted_results(message, trusted_ids)
     if results is None:
         names = ", ".join(trusted_ids) or "-"
-        return Verdict(False, policy, f"no Authentication-Results from {names}")
+        return Verdict(False, policy,
+                       Reason(N_("no Authentication-Results from {names}"), names=names))
 
     unaligned: list[str] = []
     for info in results.results:
@@ -195,8 +197,9 @@ def check_authentication_results(message: ParsedMessage, domain: str,
         unaligned.append(f"{info.method}=pass {name}={passed_for or '-'}")
     if unaligned:
         # Say why a pass did not count: another domain, or a top-level one such as "com".
-        return Verdict(False, policy, f"{results.summary()} ({', '.join(unaligned)}: "
-                                      f"not {domain} or a parent domain of it)")
+        return Verdict(False, policy, Reason(
+            N_("{results} ({unaligned}: not {domain} or a parent domain of it)"),
+            results=results.summary(), unaligned=", ".join(unaligned), domain=domain))
     return Verdict(False, policy, results.summary())
 
 
@@ -213,7 +216,7 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
     header_block = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
     count = len(re.findall(rb"(?im)^dkim-signature[ \t]*:", header_block))
     if count == 0:
-        return Verdict(False, policy, "dkim=none (no DKIM-Signature)")
+        return Verdict(False, policy, Reason(N_("dkim=none (no DKIM-Signature)")))
 
     # Imported here: dkimpy and dnspython add about 14 MiB to every process, and only
     # desks that verify agents by DKIM need them.
@@ -248,12 +251,14 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
         if passed and b"l" in (verifier.signature_fields or {}):
             # l= signs only the first bytes of the body: anyone may append text after
             # them (RFC 6376, 8.2), such as a command, and the signature still verifies.
-            outcomes.append(f"dkim=fail (l= covers part of the body) header.d={signer}")
+            outcomes.append(Reason(N_("dkim=fail (l= covers part of the body) "
+                                      "header.d={signer}"), signer=signer))
             continue
         if passed and aligned(signer, domain):
             return Verdict(True, policy, f"dkim=pass header.d={signer}")
         outcomes.append(f"dkim={'pass' if passed else 'fail'} header.d={signer}")
-    return Verdict(False, policy, ", ".join(outcomes))
+    # A single outcome keeps its translation; several are joined as raw results.
+    return Verdict(False, policy, outcomes[0] if len(outcomes) == 1 else ", ".join(outcomes))
 
 
 def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy: str,
@@ -266,17 +271,20 @@ def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy
     submission server check the From address only.
     """
     if message.from_count > 1:
-        return Verdict(False, policy,
-                       f"{message.from_count} From mailboxes: the author is ambiguous")
+        return Verdict(False, policy, Reason(
+            N_("several From mailboxes ({count}): the author is ambiguous"),
+            count=message.from_count))
     if message.author_header != "From":
-        return Verdict(False, policy,
-                       f"no usable From mailbox, the address comes from {message.author_header}")
+        return Verdict(False, policy, Reason(
+            N_("no usable From mailbox, the address comes from {header}"),
+            header=message.author_header))
     domain = address.rpartition("@")[2].lower()
     if policy == "address_only":
-        return Verdict(True, policy, "address only")
+        return Verdict(True, policy, Reason(N_("address only")))
     if policy == "dkim":
         if raw is None:
-            return Verdict(False, policy, "raw mail not available for DKIM verification")
+            return Verdict(False, policy,
+                           Reason(N_("raw mail not available for DKIM verification")))
         return verify_dkim(raw, domain, dns_txt)
     return check_authentication_results(message, domain, trusted_ids)
 

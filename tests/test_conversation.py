@@ -543,6 +543,9 @@ def test_unauthenticated_agent_command_changes_nothing(tmp_path: Path,
     assert len(rejected) == 1
     assert "failed authentication (no Authentication-Results from mx.example.com)" in (
         json.loads(rejected[0].detail)["reason"])
+    # The agent writes Polish: the result is explained in Polish too.
+    assert "brak nagłówka Authentication-Results od mx.example.com" in text_of(errors[0])
+    assert "no Authentication-Results" not in text_of(errors[0])
 
 
 def test_pass_from_untrusted_server_is_ignored(tmp_path: Path, database_url: str) -> None:
