@@ -505,15 +505,25 @@ def templates_check(app: Any) -> None:
                                      "sending it."))
 @click.argument("name", metavar=_("TEMPLATE"))
 @click.option("--ticket", "number", type=int, help=_("Render for this ticket."))
-@click.option("--language", help=_("pl or en (default: the ticket's language)."))
+@click.option("--language", type=click.Choice(LANGUAGES),
+              help=_("pl or en (default: the ticket's language)."))
+@click.option("--raw", is_flag=True,
+              help=_("Print the mail as it is sent (MIME, encoded), not a readable preview."))
 @click.pass_obj
-def templates_render(app: Any, name: str, number: int | None, language: str | None) -> None:
+def templates_render(app: Any, name: str, number: int | None, language: str | None,
+                     raw: bool) -> None:
     """Print one finished mail, headers and all, without sending it."""
     from maildesk import models
     from maildesk.mailbuild import Recipient, build_message, new_message_id
     from maildesk.notify import desk_context, sample_context, ticket_context
 
     desk = app.desk
+    names = desk.templates.names() | (desk.templates.fallback.names()
+                                      if desk.templates.fallback else set())
+    if name not in names:
+        raise click.ClickException(_("template {name!r} not found; the templates are: "
+                                     "{names}").format(name=name, names=", ".join(sorted(names))))
+
     context = sample_context(desk)
     to = Recipient("zofia@example.org", "Zofia Wiśniewska")
     if number is not None:
@@ -530,4 +540,19 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
         message_id=new_message_id("preview", number, desk.message_id_domain),
         reply_to=desk.config.desk.address, ticket=number,
     )
-    click.echo(message.as_string())
+    if raw:
+        click.echo(message.as_string())
+        return
+
+    click.echo(_readable_preview(message.headers, rendered.text, rendered.html is not None))
+
+
+def _readable_preview(headers: tuple[tuple[str, str], ...], text: str, has_html: bool) -> str:
+    """Show a mail's header fields decoded (RFC 2047) and its text part as the reader sees it."""
+    from email.header import decode_header, make_header
+
+    lines = [f"{field}: {make_header(decode_header(value))}" for field, value in headers]
+    lines += ["", text.rstrip("\n")]
+    if has_html:
+        lines += ["", _("[The mail also has an HTML part: --raw prints the whole mail.]")]
+    return "\n".join(lines)

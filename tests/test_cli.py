@@ -530,8 +530,9 @@ def test_templates_render_unknown_name_is_one_line(tmp_path: Path, database_url:
 
     result = _invoke("--config", str(config), "templates", "render", "potwierdzenie")
 
-    assert result.exit_code == 78
-    assert "template 'potwierdzenie' not found" in result.output
+    assert result.exit_code == 1
+    assert "template 'potwierdzenie' not found; the templates are: acknowledgement," in (
+        result.output)
 
 
 def test_deliver_exits_75_when_config_is_a_directory(tmp_path: Path) -> None:

@@ -470,6 +470,26 @@ def test_templates_cli_render_prints_mail(tmp_path: Path, database_url: str) -> 
     assert "99" in missing.output
 
 
+def test_templates_cli_render_readable_and_raw(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    make_ticket(20451, "Drukarka na 2. piętrze nie drukuje", "zofia.wisniewska@example.org")
+    runner = CliRunner()
+    command = ["--config", str(desk.config.path), "templates", "render", "acknowledgement",
+               "--ticket", "20451"]
+
+    readable = runner.invoke(cli_main, command, env={"MAILDESK_LANGUAGE": "en"})
+    raw = runner.invoke(cli_main, [*command, "--raw"])
+    unknown_language = runner.invoke(cli_main, [*command, "--language", "de"])
+
+    assert "Subject: [#20451] Przyjęliśmy zgłoszenie: Drukarka na 2. piętrze" in readable.output
+    assert "Dzień dobry," in readable.output
+    assert "=?utf-8?" not in readable.output
+    assert "[The mail also has an HTML part" in readable.output
+    assert "=?utf-8?q?Przyj=C4=99li=C5=9Bmy" in raw.output
+    assert "Content-Type: multipart/alternative" in raw.output
+    assert unknown_language.exit_code == 2
+
+
 def test_templates_cli_check_passes_on_shipped(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
 
