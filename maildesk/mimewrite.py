@@ -49,8 +49,9 @@ class MimePart:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     parts: list[MimePart] = field(default_factory=list)
-    # "=_" cannot occur in quoted-printable or base64 text, so no body contains it.
-    boundary: str = field(default_factory=lambda: "=_maildesk_" + secrets.token_hex(12))
+    # Set when a multipart entity is serialised. "=_" cannot occur in quoted-printable
+    # or base64 text, so no body contains it; the random part tells nested ones apart.
+    boundary: str = ""
 
     def serialise(self) -> list[bytes]:
         """Return the entity as CRLF-terminated chunks, headers first."""
@@ -58,6 +59,8 @@ class MimePart:
             head = [("Content-Type", self.content_type), *self.headers]
             return [*(header_line(name, value) for name, value in head), b"\r\n", self.body]
 
+        if not self.boundary:
+            self.boundary = "=_maildesk_" + secrets.token_hex(12)
         boundary = self.boundary
         head = [("Content-Type", f'{self.content_type}; boundary="{boundary}"'), *self.headers]
         chunks = [header_line(name, value) for name, value in head]
