@@ -442,6 +442,10 @@ def quarantine_list(app: Any) -> None:
     app.open()
     rows = list(models.Quarantine.select().where(models.Quarantine.state == "held")
                 .order_by(models.Quarantine.id))
+    if rows:
+        header = (_("id"), _("quarantined at"), _("sender"), _("subject"))
+        width = len(_local_time(app.desk, rows[0].created_at))
+        click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<32} {header[3]}")
     for row in rows:
         click.echo(f"{row.id:>5} {_local_time(app.desk, row.created_at)} {row.sender:<32} "
                    f"{row.subject}\n      "

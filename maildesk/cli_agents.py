@@ -62,11 +62,48 @@ def agents_held(app: Any) -> None:
     app.open()
     rows = list(models.Message.select().where(models.Message.kind == "held")
                 .order_by(models.Message.id))
+    if rows:
+        header = (_("entry"), _("ticket"), _("author"), _("subject"))
+        click.echo(f"{header[0]:>6}  {header[1]:>12}  {header[2]:<32} {header[3]}")
+    reasons = _hold_reasons(rows)
     for entry in rows:
         click.echo(f"{entry.id:>6}  {app.desk.tag(entry.ticket_id):>12}  {entry.author:<32} "
                    f"{entry.subject}")
+        if entry.id in reasons:
+            click.echo("        " + _("held because: {reason}").format(reason=reasons[entry.id]))
+    if rows:
+        click.echo(_("Accept one with: maildesk agents accept ENTRY --as LOGIN"))
     click.echo(ngettext("{count} held message", "{count} held messages", len(rows))
                .format(count=len(rows)))
+
+
+def _hold_reasons(entries: list[Any]) -> dict[int, str]:
+    """Map each held entry to the reason its ticket's history gives, in the reader's language.
+
+    The event names the entry, or for events written before it did, the entry's Message-ID.
+    """
+    import json
+
+    from maildesk import models
+    from maildesk.reasons import reason_text
+
+    by_message_id = {entry.message_id: entry.id for entry in entries if entry.message_id}
+    tickets = {entry.ticket_id for entry in entries}
+    if not tickets:
+        return {}
+    events = (models.Event.select()
+              .where(models.Event.ticket.in_(tickets),
+                     models.Event.action.in_(("held", "command_rejected", "command_invalid")))
+              .order_by(models.Event.id))
+    reasons: dict[int, str] = {}
+    for event in events:
+        detail = json.loads(event.detail) if event.detail else {}
+        if not isinstance(detail, dict):
+            continue
+        entry_id = detail.get("entry") or by_message_id.get(detail.get("message_id"))
+        if entry_id is not None and detail.get("reason"):
+            reasons[entry_id] = reason_text(detail)
+    return reasons
 
 
 @agents.command("accept", help=_(

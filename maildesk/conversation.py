@@ -260,7 +260,7 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         summary = _refusal_summary(ticket, decision.sender, plan)
         action = "command_rejected" if plan.refusal == "authentication" else "command_invalid"
         record_event(ticket, plan.login, action, {
-            "reason": summary, "message_id": message_id,
+            "reason": summary, "message_id": message_id, "entry": entry.id,
             "lines": [command.line for command in plan.block.commands]})
         logger.warning(_("mail {message_id} rejected on ticket {ticket}: {reason}").format(
             message_id=message_id or "-", ticket=ticket.id, reason=summary.translated()))

@@ -236,6 +236,11 @@ def test_cli_agents_held_and_accept(tmp_path: Path, database_url: str) -> None:
                                         "--as", "marek.zielinski"], catch_exceptions=False)
 
     assert "adam.sikora@example.org" in listed.output
+    # Log lines from opening the desk come first, on stderr mixed into output.
+    assert "  wpis    zgłoszenie  autor" in listed.output
+    assert "powód wstrzymania: " in listed.output
+    assert "adam.sikora@example.org nie jest uczestnikiem" in listed.output
+    assert "maildesk agents accept WPIS --as LOGIN" in listed.output
     assert listed.output.splitlines()[-1] == "1 wstrzymana wiadomość"
     assert accepted.exit_code == 0, accepted.output
     assert models.Message.get_by_id(entry.id).kind == "customer"
@@ -257,7 +262,10 @@ def test_accept_held_agent_mail_becomes_note(tmp_path: Path, database_url: str) 
                      "test:agent")
     entry = models.Message.get(models.Message.message_id == "<a1@example.com>")
 
+    listed = CliRunner().invoke(main, ["--config", str(desk.config.path), "agents", "held"],
+                                env={"MAILDESK_LANGUAGE": "en"}, catch_exceptions=False)
     accept_held(entry.id, "ewa.nowak")
 
+    assert f"held because: command(s) rejected for {first.ticket}" in listed.output
     assert models.Message.get_by_id(entry.id).kind == "internal_note"
     assert models.Ticket.get_by_id(first.ticket).status == "new"

@@ -495,6 +495,7 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     retried = _invoke("--config", str(config), "quarantine", "retry", "1")
 
     assert "1 message in quarantine" in listing.output
+    assert "   id quarantined at" in listing.output
     assert "no usable From address" in listing.output
     assert retried.exit_code == 1
     assert "failed again and stays in quarantine as 1" in retried.output
