@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from maildesk import models
-from maildesk.i18n import _, gettext_for
+from maildesk.i18n import _, current_language, gettext_for
 from maildesk.models import utcnow
 from maildesk.sla import LEVELS, PriorityMatrix
 
@@ -554,8 +554,10 @@ def apply_changes(desk: Any, ticket: models.Ticket, changes: tuple[Change, ...],
         setattr(ticket, name, new)
         record_event(ticket, actor, "field_changed", {"field": name, **(detail or {})},
                      before=old, after=new)
+        language = current_language()
         logger.info(_("ticket {ticket}: {field} {old} -> {new} by {actor}").format(
-            ticket=ticket.id, field=name, old=old, new=new, actor=actor))
+            ticket=ticket.id, field=field_label(name, language),
+            old=label(old, language, name), new=label(new, language, name), actor=actor))
     changed = [models.Ticket._meta.fields[name] for name, _old, _new in changes
                if name != "status"]
     if changed:

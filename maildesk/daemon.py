@@ -21,6 +21,7 @@ from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
 from maildesk.outbox import Sender, recover_stale_claims, worker_id
+from maildesk.reasons import outcome_label
 from maildesk.sources import FetchedMail, Source
 
 logger = logging.getLogger(__name__)
@@ -180,10 +181,14 @@ class Daemon:
                 lease.release(self.source.name, self.owner)
             except (pw.OperationalError, pw.InterfaceError) as error:
                 logger.warning(_("database unavailable: {error}").format(error=error))
-            summary = ", ".join(f"{action}: {count}" for action, count in
-                                sorted(self.outcomes.items())) or "-"
-            logger.info(_("maildesk stopped after {count} messages ({summary})").format(
-                count=self.processed, summary=summary))
+            summary = ", ".join(f"{outcome_label(action)}: {count}" for action, count in
+                                sorted(self.outcomes.items()))
+            if summary:
+                logger.info(_("maildesk stopped after {count} messages ({summary})").format(
+                    count=self.processed, summary=summary))
+            else:
+                logger.info(_("maildesk stopped after {count} messages").format(
+                    count=self.processed))
         return self.processed
 
     def _poll_interval(self) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 from maildesk import models, slatrack
 from maildesk.desk import Desk
 from maildesk.errors import MaildeskError
-from maildesk.i18n import _
+from maildesk.i18n import N_, _, current_language
 from maildesk.mailbuild import Recipient
 from maildesk.models import to_utc
 from maildesk.notify import QueuedMail
@@ -57,6 +57,12 @@ class Source(StrEnum):
     RULE = "rule"
     SCHEDULER = "scheduler"
 
+
+# How the log names each source of a change.
+SOURCE_LABELS = {
+    Source.USER_MAIL: N_("user's mail"), Source.AGENT_COMMAND: N_("agent's command"),
+    Source.RULE: N_("rule"), Source.SCHEDULER: N_("scheduler"),
+}
 
 OPEN_STATUSES = (Status.NEW, Status.ASSIGNED, Status.IN_PROGRESS, Status.PENDING)
 # Statuses whose SLA clock counts towards the targets.
@@ -193,8 +199,8 @@ def transition(desk: Desk, ticket: models.Ticket, new_status: str, actor: str, s
             target.value, {"source": Source(source).value, "reason": reason,
                            "sla": clock.state.value})
     logger.info(_("ticket {number}: {before} -> {after} by {actor} ({source})").format(
-        number=ticket.id, before=current.value, after=target.value, actor=actor,
-        source=Source(source).value))
+        number=ticket.id, before=_status_label(current), after=_status_label(target),
+        actor=actor, source=_(SOURCE_LABELS[Source(source)])))
 
     if notify:
         notice = "reopened" if reopened else target.value
@@ -282,6 +288,12 @@ def _agent_name(desk: Desk, login: str | None) -> str | None:
         return None
     agent = next((agent for agent in desk.config.agents if agent.login == login), None)
     return agent.name if agent is not None and agent.name else login
+
+
+def _status_label(status: Status) -> str:
+    from maildesk.commands import label
+
+    return label(status.value, current_language())
 
 
 def reopen_status(ticket: models.Ticket) -> Status:

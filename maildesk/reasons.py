@@ -94,6 +94,18 @@ def message_kind_label(kind: str) -> str:
     return labels.get(kind, kind)
 
 
+def outcome_label(action: str) -> str:
+    """Name an outcome of processing a mail, as counted in the daemon's summary."""
+    labels = {
+        "create": _("new tickets"),
+        "append": _("added to tickets"),
+        "ignore": _("ignored mails"),
+        "quarantined": _("mails in quarantine"),
+        "duplicate": _("duplicates"),
+    }
+    return labels.get(action, action)
+
+
 def outcome_text(action: str, ticket: int | None, reason: str) -> str:
     """Describe the outcome of one processed mail for an admin, as ``deliver`` prints it."""
     reason = localized(reason)

@@ -307,6 +307,31 @@ def test_internal_note_never_reaches_requester(tmp_path: Path, database_url: str
 # --------------------------------------------------------------------------- commands
 
 
+def test_command_log_lines_use_labels(tmp_path: Path, database_url: str,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    from maildesk.i18n import current_language, set_language
+
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    previous = current_language()
+    set_language("pl")
+    try:
+        with caplog.at_level(logging.INFO):
+            process(desk, agent_mail("#status w realizacji\n#priorytet 2\n#przypisz mnie\n\n"
+                                     + REPLY, ack))
+    finally:
+        set_language(previous)
+
+    lines = [record.getMessage() for record in caplog.records]
+    number = ticket.id
+    assert (f"zgłoszenie {number}: priorytet P3 (średni) -> P2 (wysoki), zmienił(a) "
+            "marek.zielinski") in lines
+    assert (f"zgłoszenie {number}: osoba przypisana — -> marek.zielinski, zmienił(a) "
+            "marek.zielinski") in lines
+    assert (f"zgłoszenie {number}: nowe -> w realizacji, zmienił(a) marek.zielinski "
+            "(polecenie konsultanta)") in lines
+
+
 def test_commands_applied_with_audit_and_confirmation(tmp_path: Path,
                                                       database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from deskfactory import mail, make_desk, make_ticket
 
 from maildesk import models
@@ -31,6 +33,33 @@ def test_maildir_pass_moves_processed_and_quarantined(tmp_path: Path, database_u
     assert [path.name for path in _files(mailbox / ".Processed")] == ["1.good"]
     assert [path.name for path in _files(mailbox / ".Quarantine")] == ["2.broken"]
     assert models.Quarantine.get().sender == ""
+
+
+def test_pass_summary_names_outcomes(tmp_path: Path, database_url: str,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    from maildesk.i18n import current_language, set_language
+
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    (mailbox / "new" / "1.good").write_bytes(mail())
+    (mailbox / "new" / "2.broken").write_bytes(b"Subject: no sender\r\n\r\ntext\r\n")
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    previous = current_language()
+    set_language("pl")
+    try:
+        with caplog.at_level(logging.INFO, logger="maildesk.daemon"):
+            build_daemon(desk).run(once=True)
+            build_daemon(desk).run(once=True)
+    finally:
+        set_language(previous)
+
+    stops = [record.getMessage() for record in caplog.records
+             if "zatrzymany" in record.getMessage()]
+    assert stops == [
+        "maildesk zatrzymany, przetworzone wiadomości: 2 (nowe zgłoszenia: 1, "
+        "w kwarantannie: 1)",
+        "maildesk zatrzymany, przetworzone wiadomości: 0",
+    ]
 
 
 def test_maildir_second_pass_finds_nothing(tmp_path: Path, database_url: str) -> None:
