@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from maildesk.i18n import LANGUAGES, N_, _, current_language, gettext_for, ngettext
-from maildesk.reasons import message_kind_label, outcome_text, reason_text
+from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reason_text
 
 STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
 
@@ -209,11 +209,12 @@ def _change_text(action: str, detail: dict[str, Any], before: Any, after: Any) -
 
     parts = []
     for field, old, new in changes:
+        # The label of a one-field event ("priority set") names the field already.
+        name = "" if action in single else f"{_field_name(field)}: "
         if old == new or (old is None and field == "status" and action == "reopened"):
-            parts.append(f"{_field_name(field)}: {_value_label(field, new)}")
+            parts.append(f"{name}{_value_label(field, new)}")
         else:
-            parts.append(f"{_field_name(field)}: {_value_label(field, old)} -> "
-                         f"{_value_label(field, new)}")
+            parts.append(f"{name}{_value_label(field, old)} → {_value_label(field, new)}")
     return ", ".join(parts)
 
 
@@ -229,6 +230,8 @@ def _event_line(desk: Any, event: Any) -> str:
     change = _change_text(event.action, detail, before, after)
     if change:
         words.append("— " + change)
+    if event.action == "follow_up_ticket_opened" and detail.get("follow_up"):
+        words.append("— " + desk.tag(detail["follow_up"]))
     reason = _reason_text(event.action, detail)
     if reason:
         words.append(f"({reason})")
@@ -243,8 +246,26 @@ def _reason_text(action: str, detail: dict[str, Any]) -> str:
     if action in ("created", "command_like_text_ignored", "participants_limited",
                   "repeated_text_ignored"):
         return ""
+    if action in ("command_invalid", "command_rejected"):
+        # The label says the commands were rejected and why; the reason adds the lines
+        # or the authentication result.
+        part = _reason_argument(detail, "lines" if action == "command_invalid" else "verdict")
+        if part:
+            return part
     codes = {"thanks": _("a short thanks")}
     return codes.get(reason) or reason_text(detail)
+
+
+def _reason_argument(detail: dict[str, Any], name: str) -> str:
+    """Return one field of a stored reason, translated if it is a reason itself."""
+    stored = detail.get(DETAIL_KEY)
+    arguments = stored.get("args") if isinstance(stored, dict) else None
+    if not isinstance(arguments, dict) or name not in arguments:
+        return ""
+    value = arguments[name]
+    if isinstance(value, dict):
+        return reason_text({"reason": "", DETAIL_KEY: value})
+    return str(value)
 
 
 @click.group(help=_("List and show tickets."))
@@ -428,9 +449,9 @@ def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:
         sys.exit(EX_TEMPFAIL)
 
 
-@click.group(help=_("Mail that could not be processed."))
+@click.group(help=_("List and retry mail that could not be processed."))
 def quarantine() -> None:
-    """Mail that could not be processed."""
+    """List and retry mail that could not be processed."""
 
 
 @quarantine.command("list", help=_("List quarantined mail that is still held."))

@@ -55,7 +55,8 @@ def init(directory: Path, language: str | None, model: str | None) -> None:
             _("cannot write the starter configuration into {path}: {error}. Choose a "
               "directory you can write to whose parents are all directories").format(
                 path=directory, error=reason)) from error
-    click.echo(_("Wrote {path}, templates/ and rules/. Edit the configuration, then run: "
+    click.echo(_("Wrote {path}, templates/ and rules/. Edit the configuration, check it "
+                 "with: maildesk --config {path} templates check, then start the desk with: "
                  "maildesk --config {path} run").format(path=config_path))
 
 

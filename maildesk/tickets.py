@@ -302,6 +302,9 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                                             datetime.now(UTC), decision.message.message_id))
 
         for event_ticket, action, detail in decision.events:
+            if action == "follow_up_ticket_opened" and ticket is not None:
+                # The closed ticket's history names the ticket that continues it.
+                detail = {**detail, "follow_up": ticket.id}
             record_event(event_ticket, decision.sender or "maildesk", action, detail)
         if decision.action is Action.IGNORE:
             record_event(None, decision.sender or "maildesk", "ignored", {

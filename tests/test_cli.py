@@ -104,10 +104,50 @@ def test_tickets_show_audit_trail_in_polish(tmp_path: Path) -> None:
     assert "Priorytet: P3 (średni)" in shown.output
     assert "wiadomość użytkownika: Zofia Wiśniewska" in shown.output
     assert "utworzono zgłoszenie" in shown.output
-    assert "jan.kowalski: zmiana statusu — status: nowe -> w realizacji" in shown.output
+    assert "jan.kowalski: zmiana statusu — nowe → w realizacji" in shown.output
+    assert "maildesk: ustalono priorytet — P3 (średni) (" in shown.output
     assert "dodano wiadomość (odpowiedź automatyczna)" in shown.output
     assert " CET " in shown.output
     assert "status_changed" not in shown.output
+
+
+def test_tickets_show_names_rejected_lines_once(tmp_path: Path, database_url: str) -> None:
+    from maildesk import pipeline
+    from maildesk.desk import Desk
+
+    config = write_config(tmp_path, database_url, commands={"authentication": "address_only"})
+    desk = Desk.open(config)
+    first = pipeline.process(desk, mail(), "test:user")
+    pipeline.process(desk, mail(sender="marek.zielinski@example.com",
+                                subject=f"Re: [#{first.ticket}] Drukarka",
+                                body="#priorytet 9\n", message_id="<a1@example.com>"),
+                     "test:agent")
+
+    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket),
+                    env={"MAILDESK_LANGUAGE": "pl"})
+
+    rejected = [line for line in shown.output.splitlines() if "odrzucono" in line]
+    assert len(rejected) == 1
+    assert rejected[0].count("odrzucono") == 1
+    assert rejected[0].endswith("(#priorytet 9)")
+
+
+def test_tickets_show_names_follow_up_ticket(tmp_path: Path, database_url: str) -> None:
+    from maildesk import pipeline
+    from maildesk.desk import Desk
+
+    config = write_config(tmp_path, database_url)
+    desk = Desk.open(config)
+    first = pipeline.process(desk, mail(), "test:user")
+    models.Ticket.update(status="closed").where(models.Ticket.id == first.ticket).execute()
+    follow_up = pipeline.process(desk, mail(subject=f"Re: [#{first.ticket}] Drukarka",
+                                            body="Znowu nie drukuje.",
+                                            message_id="<again@example.org>"), "test:user")
+
+    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket))
+
+    assert follow_up.ticket != first.ticket
+    assert f"follow-up ticket opened — [#{follow_up.ticket}]" in shown.output
 
 
 def test_tickets_list_headers_and_empty(tmp_path: Path) -> None:
