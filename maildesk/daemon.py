@@ -16,11 +16,11 @@ from types import FrameType
 
 import peewee as pw
 
-from maildesk import faults, lease, models, pipeline
+from maildesk import faults, lease, models, pipeline, workers
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
-from maildesk.outbox import Sender, recover_stale_claims, worker_id
+from maildesk.outbox import Sender
 from maildesk.reasons import outcome_label
 from maildesk.sources import FetchedMail, Source
 
@@ -44,7 +44,7 @@ class Daemon:
         self.stopping = False
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
-        self.owner = worker_id()
+        self.owner = workers.worker_id()
         self._waiting_logged = False
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -143,7 +143,6 @@ class Daemon:
     def run(self, once: bool = False) -> int:
         """Run until stopped (or one full pass with ``once``); return the mails handled."""
         logger.info(_("maildesk started on {source}").format(source=self.source.name))
-        recover_stale_claims()
         failures = 0
         try:
             while not self.stopping:

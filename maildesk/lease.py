@@ -8,13 +8,11 @@ can never both believe they hold it. A daemon that dies loses the lease when it 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from datetime import timedelta
 
 import peewee as pw
 
-from maildesk import models
+from maildesk import models, workers
 from maildesk.i18n import _
 from maildesk.models import utcnow
 
@@ -33,22 +31,13 @@ def _ensure_row(name: str) -> None:
 def _dead_local_owner(name: str) -> str | None:
     """Return the lease owner if it is a process on this host that no longer runs.
 
-    Owners are ``host:pid``; a daemon restarted after a crash takes over its dead
-    predecessor's lease at once instead of waiting for it to expire.
+    A daemon restarted after a crash takes over its dead predecessor's lease at once
+    instead of waiting for it to expire.
     """
     current = holder(name)
-    if current is None:
+    if current is None or not workers.is_dead_local(current):
         return None
-    host, _, pid = current.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return current
-    except PermissionError:  # the process exists, under another user
-        return None
-    return None
+    return current
 
 
 def acquire(name: str, owner: str, duration: timedelta = LEASE_DURATION) -> bool:

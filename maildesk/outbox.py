@@ -16,14 +16,13 @@ import asyncio
 import logging
 import os
 import re
-import socket
 import ssl
 from datetime import timedelta
 from pathlib import Path
 
 import aiosmtplib
 
-from maildesk import faults, models, statements
+from maildesk import faults, models, statements, workers
 from maildesk.config import SmtpConfig
 from maildesk.i18n import _
 from maildesk.models import database_proxy, is_postgresql, utcnow
@@ -50,12 +49,12 @@ def retry_delay(attempts: int) -> timedelta:
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
     """Put rows claimed by a process that died back in the queue; return how many.
+
+    A claim is stale once it is ``now_offset`` old, or at once when its owner is a
+    process on this host that no longer runs. So a daemon restarted right after a crash
+    sends the mail that the dead one claimed. Every delivery pass calls this.
 
     NOTE: a process killed after the SMTP server accepted a mail but before the row was
     marked sent leaves the row in "sending". The mail is then sent again with the same
@@ -64,10 +63,17 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
     connection that breaks after the server sent 250 but before the reply arrived is the
     same case, because the client cannot tell it from a refusal.
     """
+    outbox = models.Outbox
     cutoff = utcnow() - now_offset
+    owners = {row.claimed_by for row in
+              outbox.select(outbox.claimed_by).where(outbox.state == "sending").distinct()}
+    dead_owners = sorted(owner for owner in owners if owner and workers.is_dead_local(owner))
+    stale = outbox.next_attempt_at <= cutoff
+    if dead_owners:
+        stale = stale | outbox.claimed_by.in_(dead_owners)
     count: int = (
-        models.Outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow())
-        .where(models.Outbox.state == "sending", models.Outbox.next_attempt_at <= cutoff)
+        outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow())
+        .where(outbox.state == "sending", stale)
         .execute()
     )
     if count:
@@ -78,7 +84,7 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
 
 def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
     """Mark up to ``limit`` due rows as sending and return them (SKIP LOCKED on PostgreSQL)."""
-    owner = owner or worker_id()
+    owner = owner or workers.worker_id()
     now = utcnow()
     with database_proxy.atomic():
         query = (
@@ -191,6 +197,8 @@ class Sender:
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
 
+        Rows that a dead process left claimed are requeued first.
+
         Raises RuntimeError inside a database transaction: a mail sent there would go
         out even if the transaction that caused it rolled back.
         """
@@ -198,6 +206,7 @@ class Sender:
             raise RuntimeError("Sender.deliver_due() called inside a database transaction")
         sent = 0
         self.attempted = []
+        recover_stale_claims()
         while True:
             rows = claim(limit)
             if not rows:

@@ -69,3 +69,27 @@ def test_crash_then_restart_processes_each_mail_once(tmp_path: Path, database_ur
         assert sorted(message_ids.values()) == [1] * (MAILS - 1) + [2]
     else:
         assert set(per_recipient.values()) == {1}
+
+
+def test_quick_restart_sends_claimed_mail(tmp_path: Path, database_url: str, imap_account,
+                                          smtp) -> None:
+    config = imap_config(tmp_path, database_url, imap_account, smtp)
+    for number in range(MAILS):
+        imap_account.append(mail(message_id=f"<s{number}@example.org>",
+                                 sender=f"user{number}@example.org",
+                                 subject=f"Awaria {number}"))
+
+    crashed = _run(config, imap_account.password, "during-send")
+    models.open_database(database_url, migrate=False)
+    left_claimed = models.Outbox.select().where(models.Outbox.state == "sending").count()
+    # Restarted at once, as a supervisor does: the claims of the killed process are
+    # seconds old, far from stale by age.
+    finished = _run(config, imap_account.password, None)
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert left_claimed == MAILS
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    states = Counter(row.state for row in models.Outbox.select())
+    assert states == {"sent": MAILS}
+    per_recipient = Counter(rcpt for d in smtp.deliveries for rcpt in d.rcpt_tos)
+    assert per_recipient == {f"user{n}@example.org": 1 for n in range(MAILS)}

@@ -122,6 +122,10 @@ def test_outbox_claims_use_state_and_due_time_index(desk) -> None:
             params = params[-2:]
         plan = usable("outbox_state_next_attempt_at", "outbox", sql, params)
         assert uses("outbox_state_next_attempt_at", plan), plan
+    owners = [(sql, params) for sql, params in statements if "DISTINCT" in sql]
+    assert len(owners) == 1
+    plan = usable("outbox_state_next_attempt_at", "outbox", *owners[0])
+    assert uses("outbox_state_next_attempt_at", plan), plan
 
 
 def test_mail_loop_alert_lookup_uses_partial_action_index(desk) -> None:
