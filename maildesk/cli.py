@@ -11,6 +11,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,9 @@ from maildesk.clicktext import translate_click, translate_usage
 from maildesk.config import ConfigError
 from maildesk.errors import MaildeskError, TemporaryError
 from maildesk.i18n import _, language_from_environment, ngettext, set_language
+
+if TYPE_CHECKING:
+    from maildesk.desk import Desk
 
 logger = logging.getLogger(__name__)
 
@@ -174,17 +178,22 @@ def deliver(app: App, source: str) -> None:
     click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
 
 
-def _send_queued(desk) -> None:
+def _send_queued(desk: Desk) -> None:
     """Send the mail that ``deliver`` queued; on failure the outbox keeps it.
 
     The incoming mail is stored by now, so a failure here must not change the exit
     status: with 75 the MTA would deliver it again, and it would be ignored as a copy.
     """
+    import peewee as pw
+
+    from maildesk import pipeline
     from maildesk.wiring import make_sender
 
     try:
         make_sender(desk).deliver_due()
     except Exception as error:
+        if isinstance(error, (pw.OperationalError, pw.InterfaceError)):
+            pipeline.drop_connection()
         logger.warning(_("sending the queued mail failed, it stays in the outbox until the "
                          "daemon or 'maildesk outbox send' sends it: {error}").format(error=error))
 

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import peewee as pw
+
 from maildesk import models
 from maildesk.config import Config, load_config
+from maildesk.errors import TemporaryError
 from maildesk.followup import format_tag
-from maildesk.i18n import set_language
+from maildesk.i18n import _, set_language
 from maildesk.rawstore import INLINE_LIMIT, RawStore
 from maildesk.resources import shipped
 from maildesk.templating import Templates
@@ -48,14 +51,22 @@ class Desk:
 
     @classmethod
     def open(cls, config_path: Path, *, migrate: bool = True) -> Desk:
-        """Load the configuration, open the database and return the desk."""
-        config = load_config(config_path)
-        models.open_database(config.database_url, migrate=migrate)
-        desk = cls.from_config(config)
-        if migrate:
-            from maildesk.agents import start_up
+        """Load the configuration, open the database and return the desk.
 
-            start_up(desk)
+        Raises TemporaryError when the database fails while the schema is migrated or
+        the agents are synced (a lock held too long, a server restart). ``deliver`` then
+        exits 75, so the MTA retries instead of bouncing the mail.
+        """
+        config = load_config(config_path)
+        try:
+            models.open_database(config.database_url, migrate=migrate)
+            desk = cls.from_config(config)
+            if migrate:
+                from maildesk.agents import start_up
+
+                start_up(desk)
+        except (pw.OperationalError, pw.InterfaceError) as error:
+            raise TemporaryError(_("database unavailable: {error}").format(error=error)) from error
         return desk
 
     def tag(self, number: int) -> str:
