@@ -10,6 +10,7 @@ import pytest
 from deskfactory import mail, make_desk, make_ticket
 
 from maildesk import models
+from maildesk.errors import SourceError
 from maildesk.wiring import build_daemon
 
 
@@ -90,3 +91,29 @@ def test_maildir_once_sends_what_the_scheduler_queued(tmp_path: Path, database_u
     reminders = list(models.Outbox.select().where(models.Outbox.ticket == 20901))
     assert [row.kind for row in reminders] == ["pending_reminder"]
     assert [row.state for row in reminders] == ["sent"]
+
+
+def test_maildir_move_failure_is_retried(tmp_path: Path, database_url: str) -> None:
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    (mailbox / "new" / "1.good").write_bytes(mail())
+    processed = mailbox / ".Processed"
+    for sub in ("new", "tmp"):
+        (processed / sub).mkdir(parents=True)
+    # A file where the folder should be: the rename fails as on a broken file system.
+    (processed / "cur").write_bytes(b"")
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    daemon = build_daemon(desk)
+
+    with pytest.raises(SourceError, match="1.good"):
+        daemon.drain()
+    left = [path.name for path in _files(mailbox)]
+    (processed / "cur").unlink()
+    (processed / "cur").mkdir()
+    daemon.drain()
+
+    assert left == ["1.good"]
+    assert daemon.outcomes == {"create": 1, "duplicate": 1}
+    assert _files(mailbox) == []
+    assert [path.name for path in _files(processed)] == ["1.good"]
+    assert models.Ticket.select().count() == 1
