@@ -490,7 +490,13 @@ def quarantine_retry(app: Any, quarantine_id: int) -> None:
     if row is None or row.state != "held":
         raise click.ClickException(_("quarantine entry {id} not found or not held").format(
             id=quarantine_id))
-    raw = desk.store.get_message(row.raw_sha256)
+    try:
+        raw = desk.store.get_message(row.raw_sha256)
+    except OSError as error:
+        # A file of the storage folder that was deleted or cannot be read.
+        raise click.ClickException(_("cannot read the raw mail of quarantine entry {id} "
+                                     "({error}): restore the file from a backup and retry")
+                                   .format(id=quarantine_id, error=error)) from error
     quarantine_module.forget(row.raw_sha256)
     outcome = pipeline.process(desk, raw, f"quarantine:{row.id}", load_rules(desk))
     if outcome.action == "quarantined":

@@ -543,6 +543,23 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     assert models.Outbox.select().where(models.Outbox.kind == "quarantine").count() == 1
 
 
+def test_quarantine_retry_of_deleted_raw_file(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    large = b"Subject: no sender here\r\n\r\n" + b"x" * 100_000 + b"\r\n"
+    _invoke("--config", str(config), "deliver", input=large)
+    stored = list((tmp_path / "storage" / "raw").rglob("*"))
+    raw_files = [path for path in stored if path.is_file()]
+    for path in raw_files:
+        path.unlink()
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    assert len(raw_files) == 1
+    assert retried.exit_code == 1
+    assert "cannot read the raw mail of quarantine entry 1" in retried.output
+    assert models.Quarantine.get_by_id(1).state == "held"
+
+
 def test_run_with_missing_password_variable_exits_78(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url, source={
         "type": "imap", "host": "127.0.0.1", "port": 1, "security": "none",
