@@ -24,13 +24,17 @@ import aiosmtplib
 
 from maildesk import faults, models, statements, workers
 from maildesk.config import SmtpConfig
-from maildesk.i18n import _
+from maildesk.i18n import _, ngettext
 from maildesk.models import database_proxy, is_postgresql, utcnow
 
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=4)
+# When the server as a whole fails (unreachable, login refused, connection lost, the
+# outgoing directory unwritable), a mail waits this long before it is given up, as an
+# MTA keeps a message in its queue for days, whatever the number of attempts.
+MAX_QUEUE_AGE = timedelta(days=5)
 # A row left in "sending" this long belongs to a process that died while sending. The
 # claim is renewed before each row's SMTP transaction, so this must exceed the time one
 # transaction may take (a few commands, each bounded by the SMTP timeout).
@@ -131,6 +135,34 @@ def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
                      "retrying in {seconds} s: {error}").format(
         message_id=row.message_id, ticket=row.ticket_id or "-", attempts=row.attempts,
         seconds=int(delay.total_seconds()), error=error))
+
+
+def mark_postponed(rows: list[models.Outbox], error: str) -> None:
+    """Put rows back in the queue after a failure of the whole server, with one log line.
+
+    Such a failure says nothing about the mails, so a row is given up only once it is
+    older than MAX_QUEUE_AGE, not after ``max_attempts``.
+    """
+    if not rows:
+        return
+    now = utcnow()
+    waiting = []
+    for row in rows:
+        if row.created_at is not None and now - row.created_at >= MAX_QUEUE_AGE:
+            mark_failed(row, _("gave up after {days} days in the queue: {error}").format(
+                days=MAX_QUEUE_AGE.days, error=error))
+            continue
+        delay = retry_delay(row.attempts)
+        models.Outbox.update(state="pending", claimed_by=None, last_error=error[:2000],
+                             next_attempt_at=now + delay).where(
+            models.Outbox.id == row.id).execute()
+        waiting.append(delay)
+    if waiting:
+        logger.warning(ngettext(
+            "{count} mail waits for the next attempt in {seconds} s or later: {error}",
+            "{count} mails wait for the next attempt in {seconds} s or later: {error}",
+            len(waiting)).format(count=len(waiting), seconds=int(min(waiting).total_seconds()),
+                                 error=error))
 
 
 def mark_failed(row: models.Outbox, error: str) -> None:
@@ -239,8 +271,7 @@ class Sender:
                 # of the batch waits for the next attempt too.
                 reason = _("cannot write to the outgoing mail directory {path}: {error}").format(
                     path=directory, error=error.strerror or error)
-                for rest in rows[index:]:
-                    mark_retry(rest, reason, self.config.max_attempts)
+                mark_postponed(rows[index:], reason)
                 break
             mark_sent(row)
             count += 1
@@ -266,14 +297,10 @@ class Sender:
                 password = self.config.password.reveal() or ""
                 await client.login(self.config.username, password)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as error:
-            permanent = isinstance(error, aiosmtplib.SMTPAuthenticationError)
-            for row in rows:
-                if permanent:
-                    mark_retry(row, _("SMTP login failed: {error}").format(error=error),
-                               self.config.max_attempts)
-                else:
-                    mark_retry(row, _("SMTP server unreachable: {error}").format(error=error),
-                               self.config.max_attempts)
+            if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+                mark_postponed(rows, _("SMTP login failed: {error}").format(error=error))
+            else:
+                mark_postponed(rows, _("SMTP server unreachable: {error}").format(error=error))
             return 0
 
         sent = 0
@@ -283,8 +310,7 @@ class Sender:
                     sent += await self._send_one(client, row)
                 except _ConnectionLost as lost:
                     # The rest of the batch waits for the next pass on a new connection.
-                    for rest in rows[index + 1:]:
-                        mark_retry(rest, lost.error, self.config.max_attempts)
+                    mark_postponed(rows[index + 1:], lost.error)
                     break
         finally:
             try:
@@ -319,7 +345,7 @@ class Sender:
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 aiosmtplib.SMTPConnectError, OSError) as error:
             description = str(error) or type(error).__name__
-            mark_retry(row, description, self.config.max_attempts)
+            mark_postponed([row], description)
             raise _ConnectionLost(description) from error
         except aiosmtplib.SMTPException as error:
             mark_retry(row, str(error) or type(error).__name__, self.config.max_attempts)

@@ -434,6 +434,48 @@ def test_outbox_connection_dropped_mid_send(tmp_path: Path, database_url: str,
 # --------------------------------------------------------------------------- claims
 
 
+def test_outbox_outage_does_not_use_up_attempts(tmp_path: Path, database_url: str, smtp,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port, max_attempts=2)
+    mails = [queue(desk, make_ticket(20451 + index, "Drukarka", REQUESTER))
+             for index in range(3)]
+    smtp.down()
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.outbox"):
+        for _attempt in range(4):
+            for mail in mails:
+                make_due(mail)
+            sender(desk).deliver_due()
+
+    assert [row(mail).state for mail in mails] == ["pending"] * 3
+    assert all(row(mail).attempts == 4 for mail in mails)
+    waits = [record for record in caplog.records if "wait for the next attempt" in
+             record.getMessage() or "czekają na kolejną próbę" in record.getMessage()]
+    assert len(waits) == 4
+
+    smtp.up()
+    for mail in mails:
+        make_due(mail)
+
+    assert sender(desk).deliver_due() == 3
+
+
+def test_outbox_outage_gives_up_after_queue_age(tmp_path: Path, database_url: str,
+                                                smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    old = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    new = queue(desk, make_ticket(20452, "Skaner", REQUESTER))
+    models.Outbox.update(created_at=utcnow() - outbox.MAX_QUEUE_AGE).where(
+        models.Outbox.id == old.outbox_id).execute()
+    smtp.down()
+
+    sender(desk).deliver_due()
+
+    assert row(old).state == "failed"
+    assert "5" in row(old).last_error
+    assert row(new).state == "pending"
+
+
 def test_outbox_lost_claim_is_not_sent(tmp_path: Path, database_url: str, smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
     mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
