@@ -102,7 +102,8 @@ class Daemon:
                         break
                     outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
                     self.outcomes[outcome.action] += 1
-                    (quarantined if outcome.action == "quarantined" else done).append(mail)
+                    in_quarantine = outcome.action == "quarantined" or outcome.in_quarantine
+                    (quarantined if in_quarantine else done).append(mail)
                     handled += 1
             for mail in quarantined:
                 faults.crash_point("before-ack")

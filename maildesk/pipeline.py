@@ -298,7 +298,8 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 # A large mail's file may have been left short by a power loss before
                 # the batch's flush, while the quarantine's commit survived.
                 desk.store.put_message(raw, verify=True)
-                return Outcome("duplicate", reason=Reason(N_("already quarantined")))
+                return Outcome("duplicate", reason=Reason(N_("already quarantined")),
+                               in_quarantine=True)
             if len(raw) > desk.config.desk.max_message_size:
                 # Checked before parsing, so a huge mail costs no parsing time.
                 return _too_large(desk, raw, raw_sha256, source)

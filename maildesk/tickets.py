@@ -49,6 +49,9 @@ class Outcome:
     ticket: int | None = None
     reason: str = ""
     queued: tuple[QueuedMail, ...] = field(default=())
+    # A duplicate of a mail quarantined earlier, which belongs in the source's quarantine
+    # folder too: the process that quarantined it may have died before moving it.
+    in_quarantine: bool = False
 
 
 def upsert_contact(address: Address, language: str | None = None) -> models.Contact:

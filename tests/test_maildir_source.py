@@ -36,6 +36,26 @@ def test_maildir_pass_moves_processed_and_quarantined(tmp_path: Path, database_u
     assert models.Quarantine.get().sender == ""
 
 
+def test_quarantined_earlier_moves_to_quarantine(tmp_path: Path, database_url: str) -> None:
+    # The process that quarantined the mail died before moving it out of the inbox.
+    from maildesk import pipeline
+
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    broken = b"Subject: no sender\r\n\r\ntext\r\n"
+    (mailbox / "new" / "1.broken").write_bytes(broken)
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    assert pipeline.process(desk, broken, "maildir:1.broken").action == "quarantined"
+
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+
+    assert daemon.outcomes == {"duplicate": 1}
+    assert _files(mailbox / ".Processed") == []
+    assert [path.name for path in _files(mailbox / ".Quarantine")] == ["1.broken"]
+    assert models.Quarantine.select().count() == 1
+
+
 def test_pass_summary_names_outcomes(tmp_path: Path, database_url: str,
                                      caplog: pytest.LogCaptureFixture) -> None:
     from maildesk.i18n import current_language, set_language
