@@ -433,12 +433,14 @@ def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
     limit = desk.config.desk.max_message_size
     error = MessageTooLargeError(_("the mail has {size} bytes, more than the limit of {limit} "
                                    "(desk.max_message_size)").format(size=len(raw), limit=limit))
-    row = quarantine(desk, raw, raw_sha256, source, error)
-    if message is None:
-        return Outcome("quarantined", reason=_quarantined(row.id, error))
-    classification = classify(message, desk.own_addresses, desk.message_id_domain)
-    if not classification.is_automatic:
-        with models.database_proxy.atomic():
+    human = message is not None and not classify(
+        message, desk.own_addresses, desk.message_id_domain).is_automatic
+    # One transaction: a crash between the two would leave the mail quarantined and, as
+    # a duplicate from then on, its sender never told.
+    with models.database_proxy.atomic():
+        row = quarantine(desk, raw, raw_sha256, source, error)
+        if human:
+            assert message is not None
             queue_rejection(desk, message, template="rejection_too_large",
                             rejection={"size": len(raw), "limit": limit})
     return Outcome("quarantined", reason=_quarantined(row.id, error))

@@ -32,6 +32,30 @@ def test_too_large_mail_is_quarantined_and_sender_told(tmp_path: Path,
     assert notice["Subject"].startswith("Wiadomość nieprzyjęta (za duża)")
 
 
+def test_too_large_quarantine_and_rejection_commit_together(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import peewee as pw
+
+    from maildesk import notify
+    from maildesk.errors import TemporaryError
+
+    desk = make_desk(tmp_path, database_url, desk={"max_message_size": 2048})
+
+    def failing(*args, **kwargs):
+        raise pw.OperationalError("database is locked")
+
+    monkeypatch.setattr(notify, "queue_rejection", failing)
+
+    with pytest.raises(TemporaryError):
+        pipeline.process(desk, mail(body="x" * 4000), "test:1")
+
+    # Nothing was committed, so the mail is processed again, rejection included.
+    assert models.Quarantine.select().count() == 0
+    monkeypatch.undo()
+    assert pipeline.process(desk, mail(body="x" * 4000), "test:1").action == "quarantined"
+    assert len(_rows("rejection_too_large")) == 1
+
+
 def test_too_large_auto_reply_gets_no_rejection(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url, desk={"max_message_size": 2048})
 
