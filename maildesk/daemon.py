@@ -105,6 +105,8 @@ class Daemon:
                     in_quarantine = outcome.action == "quarantined" or outcome.in_quarantine
                     (quarantined if in_quarantine else done).append(mail)
                     handled += 1
+                    # Counted here, so the summary of a pass that fails later is right.
+                    self.processed += 1
             for mail in quarantined:
                 faults.crash_point("before-ack")
                 self.source.quarantine(mail)
@@ -112,7 +114,6 @@ class Daemon:
             self._acknowledge(done)
             if not self.holds_mailbox():
                 break
-        self.processed += handled
         return handled
 
     def _acknowledge(self, mails: list[FetchedMail]) -> None:
