@@ -218,13 +218,14 @@ def _change_text(action: str, detail: dict[str, Any], before: Any, after: Any) -
     return ", ".join(parts)
 
 
-def _event_line(desk: Any, event: Any) -> str:
+def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> str:
     detail = json.loads(event.detail) if event.detail else {}
     detail = detail if isinstance(detail, dict) else {}
     before = json.loads(event.before) if event.before else None
     after = json.loads(event.after) if event.after else None
 
-    words = [_local_time(desk, event.created_at), event.actor + ":", _action_label(event.action)]
+    actor = (logins or {}).get(event.actor.lower(), event.actor)
+    words = [_local_time(desk, event.created_at), actor + ":", _action_label(event.action)]
     if event.action in ("message_added", "held") and detail.get("kind"):
         words.append(f"({message_kind_label(str(detail['kind']))})")
     change = _change_text(event.action, detail, before, after)
@@ -343,8 +344,17 @@ def tickets_show(app: Any, number: int) -> None:
 
     click.echo("")
     click.echo(_("Audit trail:"))
+    logins = _agent_logins()
     for event in ticket.events.order_by(models.Event.id):
-        click.echo(_event_line(app.desk, event))
+        click.echo(_event_line(app.desk, event, logins))
+
+
+def _agent_logins() -> dict[str, str]:
+    """Map each agent address to its login, so the history names an agent one way."""
+    from maildesk import models
+
+    return {address: agent.login for agent in models.Agent.select()
+            for address in agent.addresses.split()}
 
 
 @click.group(help=_("Inspect and retry outgoing mail."))

@@ -127,6 +127,9 @@ def test_tickets_show_names_rejected_lines_once(tmp_path: Path, database_url: st
                     env={"MAILDESK_LANGUAGE": "pl"})
 
     rejected = [line for line in shown.output.splitlines() if "odrzucono" in line]
+    # The agent is named by login in every line, whether the event kept the address.
+    assert "marek.zielinski@example.com:" not in shown.output
+    assert "marek.zielinski: dodano wiadomość" in shown.output
     assert len(rejected) == 1
     assert rejected[0].count("odrzucono") == 1
     assert rejected[0].endswith("(#priorytet 9)")
