@@ -151,11 +151,20 @@ def aligned(signing_domain: str, address_domain: str) -> bool:
 
 
 def _normalize_domain(domain: str) -> str:
-    """Return ``domain`` lower-cased without its root dot, or "" when a label is empty."""
+    """Return ``domain`` lower-cased, in ASCII, without its root dot; "" when invalid.
+
+    A Unicode name becomes its IDNA (punycode) form, so ``header.d=xn--...`` from a
+    verifier matches an address written in Unicode, and the other way round.
+    """
     name = domain.strip().lower()
     name = name.removesuffix(".")
     if not name or "" in name.split("."):
         return ""
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return ""
     return name
 
 

@@ -117,6 +117,14 @@ def test_aligned_rejects_tld_or_malformed(signing: str) -> None:
     assert not aligned(signing, "mail.example.com")
 
 
+def test_aligned_matches_unicode_and_punycode() -> None:
+    assert aligned("xn--w-uga1v8h.pl", "żółw.pl")
+    assert aligned("żółw.pl", "xn--w-uga1v8h.pl")
+    assert aligned("ŻÓŁW.pl", "biuro.xn--w-uga1v8h.pl")
+    assert not aligned("xn--w-uga1v8h.pl", "zolw.pl")
+    assert not aligned("a" * 70 + "ż.pl", "example.pl")
+
+
 def test_aligned_accepts_same_single_label_domain() -> None:
     assert aligned("localhost", "localhost")
 
