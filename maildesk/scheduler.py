@@ -18,10 +18,11 @@ import peewee as pw
 from maildesk import escalation, lifecycle, models
 from maildesk.desk import Desk
 from maildesk.errors import MaildeskError, TemporaryError
-from maildesk.i18n import _, gettext_for
+from maildesk.i18n import N_, _
 from maildesk.lifecycle import COUNTING_STATUSES, Source, Status
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc
+from maildesk.reasons import Reason
 from maildesk.sla import SlaTarget
 from maildesk.slaconfig import service_levels
 from maildesk.ticketmail import aware, queue_ticket_mail
@@ -213,19 +214,14 @@ class Scheduler:
         return [queued]
 
 
-def N_(message: str) -> str:
-    """Mark a message for extraction; it is translated later into the reader's language."""
-    return message
+def _closing_reason(ticket: models.Ticket) -> Reason:
+    # A Reason, so the notice reads in the mail's language and the history in its reader's.
+    return Reason(N_("Closed automatically: there was no reply after the resolution."))
 
 
-def _closing_reason(ticket: models.Ticket) -> str:
-    return gettext_for(ticket.language).gettext(
-        N_("Closed automatically: there was no reply after the resolution."))
-
-
-def _unanswered_reason(ticket: models.Ticket) -> str:
-    return gettext_for(ticket.language).gettext(
-        N_("Resolved automatically: there was no reply to our questions and reminders."))
+def _unanswered_reason(ticket: models.Ticket) -> Reason:
+    return Reason(N_("Resolved automatically: there was no reply to our questions and "
+                     "reminders."))
 
 
 def make_scheduler(desk: Desk, clock: Clock = system_clock) -> Scheduler:

@@ -153,7 +153,7 @@ def on_message_added(desk: Desk, decision: Any, ticket: models.Ticket,
 
     if ticket.status == Status.PENDING:
         lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
-                             Source.USER_MAIL, at, reason=_("the user replied"),
+                             Source.USER_MAIL, at, reason=Reason(N_("the user replied")),
                              notify=False)
         return []
     if ticket.status in (Status.RESOLVED, Status.CLOSED):
@@ -184,7 +184,8 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
         return []
 
     lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
-                         Source.USER_MAIL, at, reason=_("the user replied to the resolution"))
+                         Source.USER_MAIL, at,
+                         reason=Reason(N_("the user replied to the resolution")))
     return []
 
 

@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 from deskfactory import make_desk, make_ticket, start_service_levels
 
 from maildesk import lifecycle, models
+from maildesk.i18n import current_language, set_language
 from maildesk.lifecycle import Source
+from maildesk.reasons import reason_text
 from maildesk.scheduler import Scheduler
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -216,6 +218,22 @@ def test_scheduler_auto_closes_resolved_once(tmp_path: Path, database_url: str) 
                              models.Event.after == json.dumps("closed"))
     assert event.actor == "maildesk"
     assert json.loads(event.detail)["source"] == "scheduler"
+    # The history keeps the reason's msgid, so each reader sees it in their language;
+    # the notice to the requester is written in the ticket's language.
+    previous = current_language()
+    try:
+        set_language("en")
+        english = reason_text(json.loads(event.detail))
+        set_language("pl")
+        polish = reason_text(json.loads(event.detail))
+    finally:
+        set_language(previous)
+    assert english == "Closed automatically: there was no reply after the resolution."
+    assert polish == "Zamknięte automatycznie: po rozwiązaniu nie było odpowiedzi."
+    notice = models.Outbox.get(models.Outbox.kind == "status_closed")
+    text = message_from_bytes(bytes(notice.raw), policy=default_policy)
+    body = text.get_body(preferencelist=("plain",)).get_content()
+    assert "Zamknięte automatycznie: po rozwiązaniu nie było odpowiedzi." in body
 
 
 def test_scheduler_call_waits_for_interval(tmp_path: Path, database_url: str) -> None:
