@@ -23,6 +23,7 @@ from maildesk.i18n import N_, _, current_language
 from maildesk.mailbuild import Recipient
 from maildesk.models import to_utc
 from maildesk.notify import QueuedMail
+from maildesk.reasons import Reason
 from maildesk.sla import ClockState, SlaClock
 from maildesk.slaconfig import TICKET_TYPES, service_levels
 from maildesk.ticketmail import queue_ticket_mail
@@ -30,12 +31,12 @@ from maildesk.ticketmail import queue_ticket_mail
 logger = logging.getLogger(__name__)
 
 
-def level_label(value: str, field_name: str) -> str:
-    """Return an impact or urgency level in the current language (``wysoki``, ``wysoka``)."""
-    from maildesk.commands import label
-    from maildesk.i18n import current_language
+def priority_reason(impact: str, urgency: str, priority: int) -> Reason:
+    """Explain a priority from the matrix, in each reader's language (stored with msgids)."""
+    return Reason(N_("impact {impact} and urgency {urgency} give P{priority}"),
+                  impact=Reason.in_context("impact", impact),
+                  urgency=Reason.in_context("urgency", urgency), priority=priority)
 
-    return label(value, current_language(), field_name)
 
 SYSTEM_ACTOR = "maildesk"
 
@@ -350,9 +351,7 @@ def set_priority(desk: Desk, ticket: models.Ticket, actor: str, source: str, at:
         raise LifecycleError(_("invalid priority {value!r}: use 1 to 4").format(
             value=new_priority))
     if reason is None:
-        reason = _("impact {impact} and urgency {urgency} give P{priority}").format(
-            impact=level_label(ticket.impact, "impact"),
-            urgency=level_label(ticket.urgency, "urgency"), priority=matrix_priority)
+        reason = priority_reason(ticket.impact, ticket.urgency, matrix_priority)
     if new_priority != ticket.priority:
         changes.append(Change("priority", ticket.priority, new_priority))
         ticket.priority = new_priority

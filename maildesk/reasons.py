@@ -9,10 +9,10 @@ shown with their stored text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gettext
 from typing import Any
 
-from maildesk.i18n import _, gettext_for
+from maildesk.i18n import _, current_language, gettext_for
 
 # The key next to "reason" in an event's JSON detail: {"msgid": ..., "args": {...}}.
 DETAIL_KEY = "reason_i18n"
@@ -23,6 +23,9 @@ class Reason(str):
 
     msgid: str
     args: dict[str, Any]
+    # The pgettext context of the msgid, for words whose translation depends on what
+    # they qualify (Polish "wysoki" for impact, "wysoka" for urgency).
+    context: str | None = None
 
     def __new__(cls, msgid: str, **args: Any) -> Reason:
         self = super().__new__(cls, msgid.format(**args))
@@ -30,10 +33,21 @@ class Reason(str):
         self.args = args
         return self
 
+    @classmethod
+    def in_context(cls, context: str, msgid: str) -> Reason:
+        """Return a reason translated with ``pgettext(context, msgid)``."""
+        reason = cls(msgid)
+        reason.context = context
+        return reason
+
     def to_json(self) -> dict[str, Any]:
-        return {"msgid": self.msgid,
-                "args": {name: value.to_json() if isinstance(value, Reason) else value
-                         for name, value in self.args.items()}}
+        stored: dict[str, Any] = {
+            "msgid": self.msgid,
+            "args": {name: value.to_json() if isinstance(value, Reason) else value
+                     for name, value in self.args.items()}}
+        if self.context:
+            stored["context"] = self.context
+        return stored
 
     def translated(self) -> str:
         """Format the reason in the current language."""
@@ -41,23 +55,29 @@ class Reason(str):
 
     def in_language(self, language: str) -> str:
         """Format the reason in ``language``, e.g. the language of the mail it goes into."""
-        return _translate(self.to_json(), str(self), gettext_for(language).gettext)
+        return _translate(self.to_json(), str(self), gettext_for(language))
 
 
 def _translate(stored: Any, fallback: str,
-               translate: Callable[[str], str] = _) -> str:
-    """Format a stored ``{"msgid", "args"}`` pair with ``translate``, else return ``fallback``.
+               translations: gettext.NullTranslations | None = None) -> str:
+    """Format a stored ``{"msgid", "args"}`` pair, else return ``fallback``.
 
-    ``translate`` is the current language's gettext unless the caller passes another.
+    ``translations`` is the current language's catalog unless the caller passes another.
     """
     if not isinstance(stored, dict) or not isinstance(stored.get("msgid"), str):
         return fallback
+    catalog = translations or gettext_for(current_language())
     args = stored.get("args")
     args = args if isinstance(args, dict) else {}
-    values = {name: _translate(value, str(value), translate) if isinstance(value, dict)
+    values = {name: _translate(value, str(value), catalog) if isinstance(value, dict)
               else value for name, value in args.items()}
+    context = stored.get("context")
+    if isinstance(context, str):
+        text = catalog.pgettext(context, stored["msgid"])
+    else:
+        text = catalog.gettext(stored["msgid"])
     try:
-        return translate(stored["msgid"]).format(**values)
+        return text.format(**values)
     except (KeyError, IndexError, ValueError):  # a catalog that does not fit the stored fields
         return fallback
 

@@ -20,7 +20,7 @@ from maildesk import escalation, lifecycle, models, satisfaction, slatrack, stat
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole
 from maildesk.i18n import N_, _
-from maildesk.lifecycle import Source, Status, level_label
+from maildesk.lifecycle import Source, Status
 from maildesk.notify import QueuedMail
 from maildesk.reasons import Reason
 from maildesk.sla import SlaClock
@@ -57,9 +57,7 @@ def prepare_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> NewT
     default_priority = ticket.priority
     ticket.priority = levels.matrix.priority(ticket.impact, ticket.urgency)
     rules = list(routing.matched_rules) if routing is not None else []
-    reason = _("impact {impact} and urgency {urgency} give P{priority}").format(
-        impact=level_label(ticket.impact, "impact"),
-        urgency=level_label(ticket.urgency, "urgency"), priority=ticket.priority)
+    reason = lifecycle.priority_reason(ticket.impact, ticket.urgency, ticket.priority)
     clock = slatrack.start(desk, ticket, at)
     return NewTicketPlan(at, clock, default_priority, rules, reason)
 

@@ -105,7 +105,11 @@ def test_tickets_show_audit_trail_in_polish(tmp_path: Path) -> None:
     assert "wiadomość użytkownika: Zofia Wiśniewska" in shown.output
     assert "utworzono zgłoszenie" in shown.output
     assert "jan.kowalski: zmiana statusu — nowe → w realizacji" in shown.output
-    assert "maildesk: ustalono priorytet — P3 (średni) (" in shown.output
+    assert ("maildesk: ustalono priorytet — P3 (średni) (wpływ średni i pilność średnia "
+            "dają P3)") in shown.output
+    english = _invoke("--config", str(config), "tickets", "show", "1")
+    assert ("maildesk: priority set — P3 (medium) (impact medium and urgency medium give "
+            "P3)") in english.output
     assert "dodano wiadomość (odpowiedź automatyczna)" in shown.output
     assert " CET " in shown.output
     assert "status_changed" not in shown.output
