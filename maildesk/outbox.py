@@ -31,9 +31,10 @@ logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=4)
-# When the server as a whole fails (unreachable, login refused, connection lost, the
-# outgoing directory unwritable), a mail waits this long before it is given up, as an
-# MTA keeps a message in its queue for days, whatever the number of attempts.
+# When the server as a whole fails (unreachable, login refused, the outgoing directory
+# unwritable, the connection lost while an earlier mail of the batch was sent), a mail
+# waits this long before it is given up, as an MTA keeps a message in its queue for
+# days, whatever the number of attempts.
 MAX_QUEUE_AGE = timedelta(days=5)
 # A row left in "sending" this long belongs to a process that died while sending. The
 # claim is renewed before each row's SMTP transaction, so this must exceed the time one
@@ -137,11 +138,13 @@ def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
         seconds=int(delay.total_seconds()), error=error))
 
 
-def mark_postponed(rows: list[models.Outbox], error: str) -> None:
+def mark_postponed(rows: list[models.Outbox], error: str,
+                   delay: timedelta | None = None) -> None:
     """Put rows back in the queue after a failure of the whole server, with one log line.
 
     Such a failure says nothing about the mails, so a row is given up only once it is
-    older than MAX_QUEUE_AGE, not after ``max_attempts``.
+    older than MAX_QUEUE_AGE, not after ``max_attempts``. Without ``delay``, each row
+    waits the backoff of its attempts.
     """
     if not rows:
         return
@@ -152,11 +155,11 @@ def mark_postponed(rows: list[models.Outbox], error: str) -> None:
             mark_failed(row, _("gave up after {days} days in the queue: {error}").format(
                 days=MAX_QUEUE_AGE.days, error=error))
             continue
-        delay = retry_delay(row.attempts)
+        row_delay = retry_delay(row.attempts) if delay is None else delay
         models.Outbox.update(state="pending", claimed_by=None, last_error=error[:2000],
-                             next_attempt_at=now + delay).where(
+                             next_attempt_at=now + row_delay).where(
             models.Outbox.id == row.id).execute()
-        waiting.append(delay)
+        waiting.append(row_delay)
     if waiting:
         logger.warning(ngettext(
             "{count} mail waits for the next attempt in {seconds} s or later: {error}",
@@ -225,11 +228,15 @@ class Sender:
         self.local_hostname = local_hostname
         # Ids of the rows the last deliver_due() claimed, sent or not (for the CLI report).
         self.attempted: list[int] = []
+        # Set when a connection broke while a mail was sent: deliver_due() then stops, so
+        # a server that drops every mail costs one connection per pass, not one per mail.
+        self.connection_lost = False
 
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
 
-        Rows that a dead process left claimed are requeued first.
+        Rows that a dead process left claimed are requeued first. A connection that
+        breaks while a mail is sent ends the pass, and the rest of its batch is due at once.
 
         Raises RuntimeError inside a database transaction: a mail sent there would go
         out even if the transaction that caused it rolled back.
@@ -238,8 +245,9 @@ class Sender:
             raise RuntimeError("Sender.deliver_due() called inside a database transaction")
         sent = 0
         self.attempted = []
+        self.connection_lost = False
         recover_stale_claims()
-        while True:
+        while not self.connection_lost:
             rows = claim(limit)
             if not rows:
                 return sent
@@ -252,6 +260,7 @@ class Sender:
                     sent += self._write_to_directory(rows)
                 else:
                     sent += asyncio.run(self._send_batch(rows))
+        return sent
 
     def _write_to_directory(self, rows: list[models.Outbox]) -> int:
         """Write each row to a file; a row that cannot be written is retried like SMTP."""
@@ -309,8 +318,11 @@ class Sender:
                 try:
                     sent += await self._send_one(client, row)
                 except _ConnectionLost as lost:
-                    # The rest of the batch waits for the next pass on a new connection.
-                    mark_postponed(rows[index + 1:], lost.error)
+                    # The rest of the batch is due again at once and goes first in the next
+                    # pass, on a new connection, while the mail that was being sent backs
+                    # off: if that mail makes the server drop it, it blocks no other.
+                    mark_postponed(rows[index + 1:], lost.error, delay=timedelta(0))
+                    self.connection_lost = True
                     break
         finally:
             try:
@@ -344,8 +356,10 @@ class Sender:
             return 0
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 aiosmtplib.SMTPConnectError, OSError) as error:
+            # Counted against this mail: a mail that the server drops the connection on
+            # or times out on each time is given up after max_attempts.
             description = str(error) or type(error).__name__
-            mark_postponed([row], description)
+            mark_retry(row, description, self.config.max_attempts)
             raise _ConnectionLost(description) from error
         except aiosmtplib.SMTPException as error:
             mark_retry(row, str(error) or type(error).__name__, self.config.max_attempts)

@@ -44,6 +44,8 @@ class FaultyHandler:
 
     def __init__(self) -> None:
         self.mode = "accept"
+        # A mail containing these bytes makes the server drop the connection in any mode.
+        self.poison: bytes | None = None
         self.accepted: list[tuple[tuple[str, ...], bytes]] = []
         self.data_started = 0
 
@@ -59,7 +61,8 @@ class FaultyHandler:
         if self.mode == "hang":
             await asyncio.sleep(3)
             return "451 4.3.0 Too late"
-        if self.mode == "drop":
+        poisoned = self.poison is not None and self.poison in (envelope.original_content or b"")
+        if self.mode == "drop" or poisoned:
             server.transport.abort()
             return "421 4.3.0 Connection lost"
         if self.mode == "content":
@@ -429,6 +432,29 @@ def test_outbox_connection_dropped_mid_send(tmp_path: Path, database_url: str,
                   for _rcpt, data in handler.accepted)
     assert sorted(ids) == sorted(mail.message_id for mail in mails)
     assert set(ids.values()) == {1}
+
+
+def test_outbox_dropping_mail_blocks_no_other(tmp_path: Path, database_url: str,
+                                              faulty_smtp) -> None:
+    # The server drops the connection whenever it gets one mail, which is queued first.
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port, max_attempts=3)
+    poison = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    other = queue(desk, make_ticket(20452, "Skaner", REQUESTER))
+    handler.poison = poison.message_id.encode()
+
+    first = sender(desk).deliver_due()
+    second = sender(desk).deliver_due()
+    for _attempt in range(2):
+        make_due(poison)
+        sender(desk).deliver_due()
+
+    assert first == 0
+    assert second == 1
+    assert row(other).state == "sent"
+    assert row(other).attempts == 2
+    assert row(poison).state == "failed"
+    assert row(poison).attempts == 3
 
 
 # --------------------------------------------------------------------------- claims
