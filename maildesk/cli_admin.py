@@ -19,13 +19,16 @@ STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
 logger = logging.getLogger(__name__)
 
 
+# The names that the ticket list prints; --status accepts them in every language.
+_STATUS_LABELS = {
+    "new": N_("new"), "assigned": N_("assigned"), "in_progress": N_("in progress"),
+    "pending": N_("waiting for the user"), "resolved": N_("resolved"), "closed": N_("closed"),
+}
+
+
 def _status_label(status: str) -> str:
-    labels = {
-        "new": _("new"), "assigned": _("assigned"), "in_progress": _("in progress"),
-        "pending": _("waiting for the user"), "resolved": _("resolved"),
-        "closed": _("closed"),
-    }
-    return labels.get(status, status)
+    message = _STATUS_LABELS.get(status)
+    return _(message) if message else status
 
 
 def _priority_label(priority: Any) -> str:
@@ -106,7 +109,14 @@ def _status_code(context: click.Context, parameter: click.Parameter,
 
     if value is None:
         return None
-    code = value if value in STATUSES else STATUS_VALUES.get(fold(value))
+
+    folded = fold(value)
+    code = value if value in STATUSES else STATUS_VALUES.get(folded)
+    if code is None:
+        # The labels of the list differ from the command words ("waiting for the user").
+        code = next((status for status, message in _STATUS_LABELS.items()
+                     if folded in {fold(gettext_for(language).gettext(message))
+                                   for language in LANGUAGES}), None)
     if code is None or code == REOPEN:
         choices = ", ".join(_status_label(status) for status in STATUSES)
         raise click.BadParameter(_("{value!r} is not a ticket status; use one of: {choices}")

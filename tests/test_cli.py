@@ -205,6 +205,22 @@ def test_list_filters_accept_names(tmp_path: Path) -> None:
     assert waiting.output.strip() == "no outgoing mail"
 
 
+def test_status_filter_accepts_listed_labels(tmp_path: Path) -> None:
+    # Every name that the list prints, the help names and the error offers is accepted.
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+
+    for language, labels in (("en", ("new", "assigned", "in progress", "waiting for the user",
+                                     "resolved", "closed")),
+                             ("pl", ("nowe", "przypisane", "w realizacji",
+                                     "oczekuje na użytkownika", "rozwiązane", "zamknięte"))):
+        for label in labels:
+            result = _invoke("--config", config, "tickets", "list", "--status", label,
+                             env={"MAILDESK_LANGUAGE": language})
+
+            assert result.exit_code == 0, f"{label!r}: {result.output}"
+
+
 def test_list_filters_reject_unknown_values(tmp_path: Path) -> None:
     _invoke("demo", str(tmp_path / "demo"))
     config = str(tmp_path / "demo" / "maildesk.yaml")
