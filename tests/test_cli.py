@@ -566,6 +566,17 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     assert models.Outbox.select().where(models.Outbox.kind == "quarantine").count() == 1
 
 
+def test_quarantine_list_header_in_polish(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    _invoke("--config", str(config), "deliver", input=b"Subject: no sender here\r\n\r\nbody\r\n")
+
+    listing = _invoke("--config", str(config), "quarantine", "list",
+                      env={"MAILDESK_LANGUAGE": "pl"})
+
+    header = next(line for line in listing.output.splitlines() if line.lstrip().startswith("nr"))
+    assert header.split()[:5] == ["nr", "w", "kwarantannie", "od", "nadawca"]
+
+
 def test_quarantine_retry_of_deleted_raw_file(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
     large = b"Subject: no sender here\r\n\r\n" + b"x" * 100_000 + b"\r\n"
