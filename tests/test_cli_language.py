@@ -42,6 +42,15 @@ def test_unknown_option_error_in_polish() -> None:
     assert "Czy chodziło o '--verbose'?" in result.stderr
 
 
+def test_several_suggestions_in_polish() -> None:
+    # click offers options and commands alike, so the sentence names neither.
+    result = maildesk_cli("--ver")
+
+    assert result.returncode == 2
+    assert "Błąd: Nie ma opcji '--ver'. (Czy chodziło o: '--verbose', '--version'?)" in (
+        result.stderr)
+
+
 def test_missing_argument_error_in_polish() -> None:
     result = maildesk_cli("tickets", "show")
 
