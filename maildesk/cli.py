@@ -119,8 +119,9 @@ def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
                       "cleanly)."))
 @click.option("--once", is_flag=True,
               help=_("Process the mail waiting now, then exit. A server that stays "
-                     "unreachable ends the run with exit status 75 after 6 attempts "
-                     "(about 30 s)."))
+                     "unreachable ends the run with exit status 75 after 6 attempts: "
+                     "about 30 s when it refuses connections, longer when each attempt "
+                     "waits for the configured timeout."))
 @click.pass_obj
 def run(app: App, once: bool) -> None:
     """Run the daemon in the foreground (logs to stderr; SIGTERM stops it cleanly)."""
