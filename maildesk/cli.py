@@ -100,6 +100,7 @@ class MaildeskGroup(click.Group):
 # readable=False: the configuration loader reports an unreadable file itself, so that
 # ``deliver`` can turn it into EX_TEMPFAIL instead of click's usage error (exit 2).
 @click.option("--config", "config_path", type=click.Path(readable=False, path_type=Path),
+              metavar=_("FILE"),
               envvar="MAILDESK_CONFIG", default=Path("maildesk.yaml"), show_default=True,
               help=_("Configuration file (YAML)."))
 @click.option("-v", "--verbose", is_flag=True, help=_("Log debug messages too."))
@@ -140,7 +141,7 @@ def run(app: App, once: bool) -> None:
 @main.command(help=_("Process one mail from standard input (for an MTA pipe or Procmail).\n\n"
                       "Exit status 0 means the mail is safe in maildesk (ticket, follow-up or "
                       "quarantine); 75 asks the MTA to keep the mail and try again later."))
-@click.option("--source", default="pipe", show_default=True,
+@click.option("--source", default="pipe", show_default=True, metavar=_("NAME"),
               help=_("Name recorded as the mail's source."))
 @click.pass_obj
 def deliver(app: App, source: str) -> None:

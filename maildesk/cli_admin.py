@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from maildesk.clicktext import INTEGER
 from maildesk.i18n import LANGUAGES, N_, _, current_language, gettext_for, ngettext
 from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reason_text
 
@@ -285,10 +286,11 @@ def tickets() -> None:
 
 
 @tickets.command("list", help=_("List the newest tickets."))
-@click.option("--status", callback=_status_code,
+@click.option("--status", callback=_status_code, metavar=_("STATUS"),
               help=_("Show only tickets with this status: new, assigned, in progress, "
                      "waiting for the user, resolved or closed."))
-@click.option("--limit", default=50, show_default=True, help=_("Maximum number of tickets."))
+@click.option("--limit", type=INTEGER, default=50, show_default=True, metavar=_("COUNT"),
+              help=_("Maximum number of tickets."))
 @click.pass_obj
 def tickets_list(app: Any, status: str | None, limit: int) -> None:
     """List the newest tickets."""
@@ -319,7 +321,7 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
 
 @tickets.command("show", help=_("Show one ticket with its conversation, attachments and "
                                  "audit trail."))
-@click.argument("number", type=int, metavar=_("NUMBER"))
+@click.argument("number", type=INTEGER, metavar=_("NUMBER"))
 @click.pass_obj
 def tickets_show(app: Any, number: int) -> None:
     """Show one ticket with its conversation, attachments and audit trail."""
@@ -373,10 +375,11 @@ def outbox() -> None:
 
 
 @outbox.command("list", help=_("List outgoing mail, newest first."))
-@click.option("--state", callback=_outbox_state_code,
+@click.option("--state", callback=_outbox_state_code, metavar=_("STATE"),
               help=_("Show only mail in this state: waiting to be sent, being sent, sent, "
                      "failed or cancelled."))
-@click.option("--limit", default=50, show_default=True, help=_("Maximum number of mails."))
+@click.option("--limit", type=INTEGER, default=50, show_default=True, metavar=_("COUNT"),
+              help=_("Maximum number of mails."))
 @click.pass_obj
 def outbox_list(app: Any, state: str | None, limit: int) -> None:
     """List outgoing mail, newest first."""
@@ -404,7 +407,7 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
 
 
 @outbox.command("retry", help=_("Queue a failed mail again and try to send it now."))
-@click.argument("outbox_id", type=int, metavar=_("OUTBOX_ID"))
+@click.argument("outbox_id", type=INTEGER, metavar=_("OUTBOX_ID"))
 @click.pass_obj
 def outbox_retry(app: Any, outbox_id: int) -> None:
     """Queue a failed mail again and try to send it now."""
@@ -497,7 +500,7 @@ def quarantine_list(app: Any) -> None:
 
 @quarantine.command("retry", help=_("Process a quarantined mail again (after fixing the "
                                      "cause)."))
-@click.argument("quarantine_id", type=int, metavar=_("QUARANTINE_ID"))
+@click.argument("quarantine_id", type=INTEGER, metavar=_("QUARANTINE_ID"))
 @click.pass_obj
 def quarantine_retry(app: Any, quarantine_id: int) -> None:
     """Process a quarantined mail again (after fixing the cause)."""
@@ -555,7 +558,8 @@ def templates_check(app: Any) -> None:
 @templates.command("render", help=_("Print one finished mail, headers and all, without "
                                      "sending it."))
 @click.argument("name", metavar=_("TEMPLATE"))
-@click.option("--ticket", "number", type=int, help=_("Render for this ticket."))
+@click.option("--ticket", "number", type=INTEGER, metavar=_("NUMBER"),
+              help=_("Render for this ticket."))
 @click.option("--language", type=click.Choice(LANGUAGES),
               help=_("pl or en (default: the ticket's language)."))
 @click.option("--raw", is_flag=True,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from maildesk.clicktext import INTEGER
 from maildesk.i18n import _, ngettext
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,9 @@ def _hold_reasons(entries: list[Any]) -> dict[int, str]:
 @agents.command("accept", help=_(
     "Accept a held message: a stranger's mail joins the ticket and they become a "
     "participant.\n\nA refused agent mail becomes an internal note; its commands are not run."))
-@click.argument("entry", type=int, metavar=_("ENTRY"))
-@click.option("--as", "actor", required=True, help=_("Login of the agent who accepts it."))
+@click.argument("entry", type=INTEGER, metavar=_("ENTRY"))
+@click.option("--as", "actor", required=True, metavar=_("LOGIN"),
+              help=_("Login of the agent who accepts it."))
 @click.pass_obj
 def agents_accept(app: Any, entry: int, actor: str) -> None:
     """Accept a held message: a stranger's mail joins the ticket and they become a participant.

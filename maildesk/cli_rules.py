@@ -81,7 +81,7 @@ def check(application: RulesApplication) -> None:
 @click.option(
     "--received-at",
     "received_at",
-    metavar="DATETIME",
+    metavar=_("DATETIME"),
     default=None,
     help=_(
         "When the mail is taken to be received, in ISO 8601, e.g. 2026-12-04T18:30+01:00; "

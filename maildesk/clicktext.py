@@ -59,6 +59,17 @@ def translate_click() -> int:
     return rebound
 
 
+class IntegerType(click.types.IntParamType):
+    """click's integer type, named in the current language in its error message."""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return _("integer")
+
+
+INTEGER = IntegerType()
+
+
 def translate_usage(command: click.Command) -> None:
     """Translate the placeholders of the usage lines of ``command`` and its subcommands.
 

@@ -64,7 +64,8 @@ def test_invalid_values_in_polish() -> None:
     choice = maildesk_cli("init", "somewhere", "--language", "xx")
     extra = maildesk_cli("tickets", "show", "1", "2")
 
-    assert "Błąd: Nieprawidłowa wartość '--limit':" in number.stderr
+    assert ("Błąd: Nieprawidłowa wartość '--limit': 'abc' nie jest poprawną liczbą "
+            "całkowitą.") in number.stderr
     assert "dozwolone wartości to 'pl', 'en'." in choice.stderr
     assert "Błąd: Nieoczekiwany dodatkowy argument (2)" in extra.stderr
 
@@ -80,6 +81,10 @@ def test_help_headings_in_polish() -> None:
     assert "Polecenia:" in group.stdout
     assert "Pokaż tę pomoc i zakończ." in group.stdout
     assert "[domyślnie: 50]" in command.stdout
+    assert "--limit LICZBA" in command.stdout
+    assert "--status STATUS" in command.stdout
+    for english in ("TEXT", "INTEGER", "PATH"):
+        assert english not in group.stdout + command.stdout + demo.stdout
     assert "Użycie: maildesk demo [OPCJE] [KATALOG]" in demo.stdout
     assert "Usage" not in group.stdout + command.stdout + demo.stdout
 
