@@ -1,15 +1,18 @@
 """Read delivery status notifications (RFC 3464) and stop writing to addresses that bounced.
 
-A bounce that names an address maildesk wrote to, with a permanent failure of the
-address (``Action: failed`` and a status such as 5.1.1 that ``outbox.is_address_failure``
-accepts), marks the contact as bounced, so ``notify.queue_mail``
-skips it from then on. Bounces are easy to forge, so a report whose returned headers
-name a Message-ID that maildesk did not send is not believed. Delays (4.x.x) are
-logged only.
+A bounce with a permanent failure of the address (``Action: failed`` and a status such
+as 5.1.1 that ``outbox.is_address_failure`` accepts) marks the contact as bounced, so
+``notify.queue_mail`` skips it from then on, replies of agents included. Bounces are easy
+to forge, so a report counts only for an address that the returned mail was sent to. The
+bounce must name a Message-ID of a mail maildesk sent (in its returned headers, its
+threading headers or a copy of the headers in its text), and that mail must have gone to
+the reported address. Those Message-IDs are random, so only the servers that carried the
+mail know them. Delays (4.x.x) are logged only.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -27,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ADDRESS = re.compile(r"<?([^<>\s;]+@[^<>\s;]+?)>?$")
+# One returned mail has one Message-ID, so a text quoting more is read only this far.
+MAX_QUOTED_MESSAGE_IDS = 10
+_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)",
+                                re.IGNORECASE | re.MULTILINE)
 _STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
                    "message/global", "message/global-headers")
@@ -121,14 +128,18 @@ def returned_message_ids(message: ParsedMessage) -> list[str]:
         ids.extend(parse_message_ids(str(headers.get("Message-ID", "") or "")))
     ids.extend(message.in_reply_to)
     ids.extend(message.references)
+    # A plain bounce (Gmail's, for one) quotes the returned mail's headers in its text.
+    quoted = _QUOTED_MESSAGE_ID.finditer(message.text)
+    ids.extend(match.group(1) for match in itertools.islice(quoted, MAX_QUOTED_MESSAGE_IDS))
     return list(dict.fromkeys(ids))
 
 
-def _wrote_to(address: str) -> models.Outbox | None:
-    return (models.Outbox.select()
-            .where(models.Outbox.recipients.contains(f" {address} "))
-            .order_by(models.Outbox.id.desc())
-            .first())
+def _returned_to(returned: list[models.Outbox], address: str) -> models.Outbox | None:
+    """Return the newest returned mail that maildesk sent to ``address``, or None."""
+    for row in sorted(returned, key=lambda row: row.id, reverse=True):
+        if f" {address} " in row.recipients:
+            return row
+    return None
 
 
 def record_bounces(message: ParsedMessage) -> list[str]:
@@ -140,10 +151,11 @@ def record_bounces(message: ParsedMessage) -> list[str]:
     if not reports:
         return []
 
-    returned = returned_message_ids(message)
-    ours = {row.message_id: row for row in models.Outbox.select().where(
-        models.Outbox.message_id.in_(returned))} if returned else {}
-    if returned and not ours:
+    # A bounce that names no mail of ours proves nothing, because anyone can write one.
+    returned_ids = returned_message_ids(message)
+    returned = list(models.Outbox.select().where(
+        models.Outbox.message_id.in_(returned_ids))) if returned_ids else []
+    if not returned:
         logger.info(_("bounce {message_id} is about mail maildesk did not send; ignored").format(
             message_id=message.message_id or "-"))
         return []
@@ -159,13 +171,16 @@ def record_bounces(message: ParsedMessage) -> list[str]:
                           "address; still writing to it").format(address=report.address,
                                                                   status=report.status))
             continue
-        row = _wrote_to(report.address)
+        row = _returned_to(returned, report.address)
         if row is None:
+            # Knowing the Message-ID of one's own mail must not silence another address.
+            logger.warning(_("bounce {message_id} reports {address}, but the mail it returns "
+                             "was not sent to that address; ignored").format(
+                message_id=message.message_id or "-", address=report.address))
             continue
         record_bounce(report.address, report.reason)
-        ticket = next((r.ticket_id for r in ours.values() if r.ticket_id), row.ticket_id)
         models.Event.create(
-            ticket=ticket, actor="maildesk", action="bounce_recorded",
+            ticket=row.ticket_id, actor="maildesk", action="bounce_recorded",
             detail=json.dumps({"address": report.address, "status": report.status,
                                "reason": report.diagnostic,
                                "message_id": message.message_id}, ensure_ascii=False),

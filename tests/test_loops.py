@@ -494,6 +494,59 @@ def test_loops_dsn_for_address_never_written_to(tmp_path: Path, database_url: st
     assert models.Contact.get_or_none(models.Contact.address == "anna.nowak@example.org") is None
 
 
+def plain_bounce(recipient: str) -> bytes:
+    """A plain-text bounce that names the address in X-Failed-Recipients only."""
+    return (f"From: Mail Delivery System <MAILER-DAEMON@forger.example>\r\n"
+            f"To: helpdesk@example.com\r\nSubject: Mail delivery failed\r\n"
+            f"Message-ID: <forged.{recipient}@forger.example>\r\n"
+            f"X-Failed-Recipients: {recipient}\r\n\r\n"
+            f"A message that you sent could not be delivered.\r\n").encode("ascii")
+
+
+def test_loops_bounce_without_returned_id_not_believed(tmp_path: Path,
+                                                       database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    pipeline.process(desk, mail(sender="jan.kowalski@example.org"), "t:1")
+
+    outcome = pipeline.process(desk, plain_bounce("jan.kowalski@example.org"), "t:2")
+
+    assert outcome.action == "ignore"
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is None
+    assert not models.Event.select().where(models.Event.action == "bounce_recorded").exists()
+
+
+def test_loops_plain_bounce_quoting_our_id_believed(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    pipeline.process(desk, mail(sender="jan.kowalski@example.org"), "t:1")
+    acknowledgement = outbox_rows()[0]
+    quoted = (f"\r\n----- Original message -----\r\n\r\nFrom: helpdesk@example.com\r\n"
+              f"Message-ID: {acknowledgement.message_id}\r\n").encode("ascii")
+
+    pipeline.process(desk, plain_bounce("jan.kowalski@example.org") + quoted, "t:2")
+
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is not None
+    assert contact.bounce_reason == "5.0.0 X-Failed-Recipients"
+
+
+def test_loops_bounce_of_other_recipients_mail_not_believed(tmp_path: Path,
+                                                            database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    pipeline.process(desk, mail(sender="jan.kowalski@example.org",
+                                message_id="<victim@example.org>"), "t:1")
+    # The forger opens a ticket of their own and so learns one Message-ID the desk sent.
+    pipeline.process(desk, mail(sender="forger@example.net", subject="Pytanie",
+                                message_id="<forger@example.net>"), "t:2")
+    forgers_ack = next(row for row in outbox_rows() if "forger@example.net" in row.recipients)
+
+    pipeline.process(desk, dsn(forgers_ack.message_id, "jan.kowalski@example.org"), "t:3")
+
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is None
+    assert not models.Event.select().where(models.Event.action == "bounce_recorded").exists()
+
+
 # --------------------------------------------------------------------------- notifications
 
 
