@@ -116,11 +116,22 @@ def parse_authentication_results(value: str) -> AuthenticationResults | None:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split at ``separator`` outside quoted strings, whose ``\\"`` does not end them.
+
+    A property value may be a quoted string, and a verifier may copy the sender's DKIM
+    ``i=`` or envelope local part into one. A quote that ended it early would let the
+    sender write a result of their own after it.
+    """
     parts: list[str] = []
     current: list[str] = []
     quoted = False
+    escaped = False
     for char in text:
-        if char == '"':
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
             quoted = not quoted
         if char == separator and not quoted:
             parts.append("".join(current))

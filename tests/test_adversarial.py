@@ -320,8 +320,11 @@ def test_spoofed_agent_without_results_is_held(tmp_path: Path, database_url: str
     "mx.example.com; dkim=fail header.d=example.com (dkim=pass header.d=example.com)",
     'mx.example.com; dkim=fail reason="x; dkim=pass header.d=example.com"',
     "mx.example.com; spf=pass smtp.mailfrom=example.com",
+    # A verifier may copy the DKIM i= tag into a quoted string, with its quotes escaped.
+    'mx.example.com; dkim=pass header.d=evil.example '
+    'header.i="x\\"; dkim=pass header.d=example.com; y=\\""@evil.example',
 ], ids=["untrusted-id", "other-domain", "suffix-domain", "pass-in-comment", "pass-in-quote",
-        "spf-only"])
+        "spf-only", "pass-after-escaped-quote"])
 def test_forged_authentication_results_rejected(tmp_path: Path, results: str) -> None:
     desk = sqlite_desk(tmp_path, commands=COMMANDS)
     ticket, ack = open_ticket(desk)
