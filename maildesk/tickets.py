@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_NEW_PARTICIPANTS = 20
+# Participants one ticket may gather over all its mail; past it, Cc adds nobody.
+MAX_PARTICIPANTS = 50
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,23 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
 
 
 def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> None:
-    """Make the people in Cc (and extra To addresses) participants of the ticket."""
+    """Make the people in Cc (and extra To addresses) participants of the ticket.
+
+    A follow-up adds people only when it replies to the conversation's mail (In-Reply-To
+    or References). Its From address is not authenticated and ticket tags are easy to
+    guess, so a mail that joins a ticket by its tag alone may be forged to add the
+    forger, who would then receive every reply.
+    """
     from maildesk.conversation import cc_become_participants, note_address
+    from maildesk.followup import Evidence
 
     if not cc_become_participants(desk):
         return
+    if decision.action is Action.APPEND and decision.follow_up.evidence is not Evidence.REFERENCE:
+        return
     sender = decision.sender
     added = 0
+    present = models.Participant.select().where(models.Participant.ticket == ticket).count()
     for address in (*decision.message.to, *decision.message.cc):
         normalized = address.normalized
         if normalized in desk.own_addresses or normalized == sender:
@@ -180,6 +192,17 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
             logger.warning(_("ticket {ticket}: only the first {limit} addresses in To and Cc "
                              "of {message_id} became participants").format(
                 ticket=ticket.id, limit=MAX_NEW_PARTICIPANTS,
+                message_id=decision.message.message_id or "-"))
+            return
+        if present + added >= MAX_PARTICIPANTS:
+            # Many mails of a few new people each must not grow the list without end.
+            record_event(ticket, "maildesk", "participants_limited", {
+                "reason": Reason(N_("at most {limit} participants per ticket"),
+                                 limit=MAX_PARTICIPANTS),
+                "message_id": decision.message.message_id})
+            logger.warning(_("ticket {ticket}: reached {limit} participants, so the rest of "
+                             "To and Cc of {message_id} were not added").format(
+                ticket=ticket.id, limit=MAX_PARTICIPANTS,
                 message_id=decision.message.message_id or "-"))
             return
         contact = upsert_contact(address)

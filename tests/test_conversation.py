@@ -155,6 +155,54 @@ def test_agent_reply_goes_to_cc_participants(tmp_path: Path, database_url: str) 
     assert "adam.sikora@example.org" in outbox("reply")[0].recipients
 
 
+def participants_of(ticket: models.Ticket) -> set[str]:
+    return {participant.contact.address for participant in
+            models.Participant.select().where(models.Participant.ticket == ticket)}
+
+
+def test_cc_by_tag_alone_adds_nobody(tmp_path: Path, database_url: str) -> None:
+    # From is not authenticated and tags are guessable: a forged follow-up by tag must
+    # not make the forger a participant who receives every reply.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, _ack = open_ticket(desk)
+
+    outcome = process(desk, mail(sender=REQUESTER, subject=f"Re: [#{ticket.id}] Drukarka",
+                                 body="Dodaję kolegę.", message_id="<forged@example.org>",
+                                 headers={"Cc": "attacker@evil.example"}), "test:user")
+
+    assert outcome.ticket == ticket.id
+    assert "attacker@evil.example" not in participants_of(ticket)
+
+
+def test_cc_of_reply_to_our_mail_added(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, mail(sender=REQUESTER, subject=f"Re: [#{ticket.id}] Drukarka",
+                       body="Dodaję kolegę.", message_id="<reply@example.org>",
+                       headers={"In-Reply-To": ack, "References": ack,
+                                "Cc": "adam.sikora@example.org"}), "test:user")
+
+    assert participants_of(ticket) == {"adam.sikora@example.org"}
+
+
+def test_participants_capped_per_ticket(tmp_path: Path, database_url: str) -> None:
+    from maildesk.tickets import MAX_PARTICIPANTS
+
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    for round_number in range(4):
+        cc = ", ".join(f"osoba{round_number}.{index}@example.org" for index in range(20))
+        process(desk, mail(sender=REQUESTER, subject=f"Re: [#{ticket.id}] Drukarka",
+                           body=f"Kolejne osoby {round_number}.",
+                           message_id=f"<more{round_number}@example.org>",
+                           headers={"In-Reply-To": ack, "References": ack, "Cc": cc}),
+                "test:user")
+
+    assert len(participants_of(ticket)) == MAX_PARTICIPANTS
+    assert events("participants_limited")
+
+
 def test_agent_reply_entry_keeps_text_without_commands(tmp_path: Path,
                                                        database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
