@@ -174,7 +174,8 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
         return
     sender = decision.sender
     added = 0
-    present = models.Participant.select().where(models.Participant.ticket == ticket).count()
+    # Counted only when a mail names someone to add; a new ticket has nobody yet.
+    present = 0 if decision.action is Action.CREATE else None
     for address in (*decision.message.to, *decision.message.cc):
         normalized = address.normalized
         if normalized in desk.own_addresses or normalized == sender:
@@ -194,6 +195,9 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
                 ticket=ticket.id, limit=MAX_NEW_PARTICIPANTS,
                 message_id=decision.message.message_id or "-"))
             return
+        if present is None:
+            present = models.Participant.select().where(
+                models.Participant.ticket == ticket).count()
         if present + added >= MAX_PARTICIPANTS:
             # Many mails of a few new people each must not grow the list without end.
             record_event(ticket, "maildesk", "participants_limited", {
