@@ -289,10 +289,15 @@ def tickets() -> None:
 @click.option("--status", callback=_status_code, metavar=_("STATUS"),
               help=_("Show only tickets with this status: new, assigned, in progress, "
                      "waiting for the user, resolved or closed."))
+@click.option("--group", metavar=_("GROUP"), help=_("Show only tickets of this group."))
+@click.option("--assignee", metavar=_("LOGIN"),
+              help=_("Show only tickets assigned to this agent."))
+@click.option("--unassigned", is_flag=True, help=_("Show only tickets nobody is assigned to."))
 @click.option("--limit", type=INTEGER, default=50, show_default=True, metavar=_("COUNT"),
               help=_("Maximum number of tickets."))
 @click.pass_obj
-def tickets_list(app: Any, status: str | None, limit: int) -> None:
+def tickets_list(app: Any, status: str | None, group: str | None, assignee: str | None,
+                 unassigned: bool, limit: int) -> None:
     """List the newest tickets."""
     from maildesk import models
 
@@ -300,23 +305,64 @@ def tickets_list(app: Any, status: str | None, limit: int) -> None:
     query = models.Ticket.select().order_by(models.Ticket.id.desc()).limit(limit)
     if status:
         query = query.where(models.Ticket.status == status)
+    if group:
+        query = query.where(models.Ticket.group == _known_group(group))
+    if assignee:
+        query = query.where(models.Ticket.assignee == _known_agent(assignee))
+    if unassigned:
+        query = query.where(models.Ticket.assignee.is_null())
     rows = list(query)
     if not rows:
         click.echo(_("no tickets"))
         return
 
-    header = (_("ticket"), _("status"), _("priority"), _("requester"), _("subject"))
+    header = (_("ticket"), _("status"), _("priority"), _("group"), _("assignee"),
+              _("requester"), _("subject"))
     # The columns fit the longest header and label of the current language.
     status_width = max(len(header[1]), *(len(_status_label(status)) for status in STATUSES))
     priority_width = max(len(header[2]), *(len(_priority_label(level)) for level in (1, 2, 3, 4)))
+    group_width = max(len(header[3]), *(len(ticket.group or "-") for ticket in rows))
+    assignee_width = max(len(header[4]), *(len(ticket.assignee or "-") for ticket in rows))
     click.echo(f"{header[0]:>12}  {header[1]:<{status_width}} {header[2]:<{priority_width}} "
-               f"{header[3]:<32} {header[4]}")
+               f"{header[3]:<{group_width}} {header[4]:<{assignee_width}} "
+               f"{header[5]:<32} {header[6]}")
     for ticket in rows:
         click.echo(f"{app.desk.tag(ticket.id):>12}  "
                    f"{_status_label(ticket.status):<{status_width}} "
                    f"{_priority_label(ticket.priority):<{priority_width}} "
+                   f"{ticket.group or '-':<{group_width}} "
+                   f"{ticket.assignee or '-':<{assignee_width}} "
                    f"{ticket.requester.address:<32} {ticket.subject}")
     click.echo(ngettext("{count} ticket", "{count} tickets", len(rows)).format(count=len(rows)))
+
+
+def _known_group(name: str) -> str:
+    """Return the configured group called ``name`` (any case); raise a usage error if none."""
+    from maildesk import models
+
+    groups = [group.name for group in models.Group.select().order_by(models.Group.name)]
+    for group in groups:
+        if group.lower() == name.strip().lower():
+            return group
+    raise click.BadParameter(_("there is no group {name!r}; the groups are: {groups}")
+                             .format(name=name, groups=", ".join(groups) or "-"),
+                             param_hint="'--group'")
+
+
+def _known_agent(login: str) -> str:
+    """Return the login of the agent ``login`` names (login or address, any case)."""
+    from maildesk import models
+    from maildesk.agents import find_agent
+
+    agent = find_agent(login)
+    if agent is not None:
+        return str(agent.login)
+    # An agent removed from the configuration still owns the tickets assigned to them.
+    removed = models.Agent.get_or_none(models.Agent.login == login.strip())
+    if removed is not None:
+        return str(removed.login)
+    raise click.BadParameter(_("there is no agent {login!r}; see maildesk agents list")
+                             .format(login=login), param_hint="'--assignee'")
 
 
 @tickets.command("show", help=_("Show one ticket with its conversation, attachments and "

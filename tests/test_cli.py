@@ -166,9 +166,33 @@ def test_tickets_list_headers_and_empty(tmp_path: Path) -> None:
                      env={"MAILDESK_LANGUAGE": "pl"})
 
     assert listing.output.splitlines()[0].split() == [
-        "zgłoszenie", "status", "priorytet", "zgłaszający", "temat"]
+        "zgłoszenie", "status", "priorytet", "grupa", "osoba", "przypisana", "zgłaszający",
+        "temat"]
     assert "P3 (średni)" in listing.output
     assert closed.output.strip() == "brak zgłoszeń"
+
+
+def test_tickets_list_by_group_and_assignee(tmp_path: Path) -> None:
+    from maildesk.desk import Desk
+
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+    Desk.open(Path(config))
+    agent_login = models.Agent.select().first().login
+    models.Ticket.update(assignee=agent_login).where(models.Ticket.id == 3).execute()
+
+    network = _invoke("--config", config, "tickets", "list", "--group", "NETWORK")
+    assigned = _invoke("--config", config, "tickets", "list", "--assignee", agent_login)
+    unassigned = _invoke("--config", config, "tickets", "list", "--unassigned")
+    unknown = _invoke("--config", config, "tickets", "list", "--group", "nope")
+
+    assert network.output.splitlines()[-1] == "2 tickets"
+    assert all(" network " in line for line in network.output.splitlines()[1:-1])
+    assert assigned.output.splitlines()[-1] == "1 ticket"
+    assert f" {agent_login} " in assigned.output
+    assert unassigned.output.splitlines()[-1] == "4 tickets"
+    assert unknown.exit_code == 2
+    assert "there is no group 'nope'; the groups are: accounts, first-line" in unknown.output
 
 
 def test_outbox_list_translates_states_and_kinds(tmp_path: Path) -> None:
