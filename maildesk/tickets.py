@@ -184,34 +184,35 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
             continue
         if normalized == ticket.requester.address or normalized in desk.agent_addresses:
             continue
+        message_id = decision.message.message_id
         if added >= MAX_NEW_PARTICIPANTS:
             # A mail Cc'd to thousands must not turn every later reply into a mass mailing.
-            record_event(ticket, "maildesk", "participants_limited", {
-                "reason": Reason(N_("only {limit} new participants per mail"),
-                                 limit=MAX_NEW_PARTICIPANTS),
-                "message_id": decision.message.message_id})
-            logger.warning(_("ticket {ticket}: only the first {limit} addresses in To and Cc "
-                             "of {message_id} became participants").format(
-                ticket=ticket.id, limit=MAX_NEW_PARTICIPANTS,
-                message_id=decision.message.message_id or "-"))
+            _participants_limited(ticket, message_id, Reason(
+                N_("only {limit} new participants per mail"), limit=MAX_NEW_PARTICIPANTS),
+                _("ticket {ticket}: only the first {limit} addresses in To and Cc of "
+                  "{message_id} became participants"), MAX_NEW_PARTICIPANTS)
             return
         if present is None:
             present = models.Participant.select().where(
                 models.Participant.ticket == ticket).count()
         if present + added >= MAX_PARTICIPANTS:
             # Many mails of a few new people each must not grow the list without end.
-            record_event(ticket, "maildesk", "participants_limited", {
-                "reason": Reason(N_("at most {limit} participants per ticket"),
-                                 limit=MAX_PARTICIPANTS),
-                "message_id": decision.message.message_id})
-            logger.warning(_("ticket {ticket}: reached {limit} participants, so the rest of "
-                             "To and Cc of {message_id} were not added").format(
-                ticket=ticket.id, limit=MAX_PARTICIPANTS,
-                message_id=decision.message.message_id or "-"))
+            _participants_limited(ticket, message_id, Reason(
+                N_("at most {limit} participants per ticket"), limit=MAX_PARTICIPANTS),
+                _("ticket {ticket}: reached {limit} participants, so the rest of To and Cc "
+                  "of {message_id} were not added"), MAX_PARTICIPANTS)
             return
         contact = upsert_contact(address)
         _participant, created = models.Participant.get_or_create(ticket=ticket, contact=contact)
         added += int(created)
+
+
+def _participants_limited(ticket: models.Ticket, message_id: str | None, reason: Reason,
+                          warning: str, limit: int) -> None:
+    """Record and log that the addresses of a mail stopped becoming participants."""
+    record_event(ticket, "maildesk", "participants_limited",
+                 {"reason": reason, "message_id": message_id})
+    logger.warning(warning.format(ticket=ticket.id, limit=limit, message_id=message_id or "-"))
 
 
 def _create_ticket(desk: Desk, decision: Decision,
