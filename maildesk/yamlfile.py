@@ -87,6 +87,23 @@ class _PositionLoader(yaml.SafeLoader):
             mapping.key_positions[key] = _position(self.source_path, key_node)
             mapping.value_positions[key] = _position(self.source_path, value_node)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Build one value, raising ConfigError for a scalar PyYAML resolves but cannot build.
+
+        PyYAML takes any ``YYYY-MM-DD`` for a date and then raises a bare ValueError on
+        ``2026-12-32``, and an explicit tag such as ``!!int abc`` fails the same way.
+        """
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as error:
+            where = str(_position(self.source_path, node))
+            if node.tag == "tag:yaml.org,2002:timestamp":
+                message = _("invalid date '{value}': {error}; correct it, or put the value "
+                            "in quotes to mean it as text")
+            else:
+                message = _("invalid value '{value}': {error}")
+            raise ConfigError(message.format(value=node.value, error=error), where) from error
+
     def construct_yaml_seq(self, node: yaml.SequenceNode):
         sequence = YamlSequence()
         sequence.position = _position(self.source_path, node)

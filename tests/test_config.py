@@ -294,3 +294,18 @@ def test_config_plain_text_document_names_file(tmp_path: Path) -> None:
 
     assert error.location == str(tmp_path / "maildesk.yaml")
     assert "mapping" in error.message
+
+
+def test_config_impossible_holiday_date_has_position(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "calendar:\n  closed_days: [2026-12-24, 2026-24-12]\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:4:29"
+    assert error.message.startswith("invalid date '2026-24-12': month must be in 1..12")
+
+
+def test_config_impossible_date_in_polish(tmp_path: Path) -> None:
+    set_language("pl")
+
+    error = _error(tmp_path, MINIMAL + "calendar:\n  closed_days: [2026-12-32]\n")
+
+    assert error.message.startswith("nieprawidłowa data '2026-12-32'")

@@ -159,3 +159,20 @@ def test_watcher_logs_reload_at_info(tmp_path, caplog):
         watcher.check_for_changes()
 
     assert caplog.messages == [f"reloaded 2 routing rules from {Path(tmp_path)}"]
+
+
+def test_watcher_keeps_rules_on_impossible_date(tmp_path):
+    rules_file = tmp_path / "10-vpn.yaml"
+    rules_file.write_text(VPN_RULE)
+    watcher = RulesWatcher(tmp_path, ENVIRONMENT)
+    good = watcher.current
+
+    rules_file.write_text("- name: vpn\n  when: {subject: 2026-02-30}\n  then: {group: network}\n")
+    errors = watcher.check_for_changes()
+
+    assert errors is not None
+    assert [str(error) for error in errors] == [
+        f"{rules_file}:2:19: invalid date '2026-02-30': day is out of range for month; "
+        "correct it, or put the value in quotes to mean it as text"
+    ]
+    assert watcher.current is good
