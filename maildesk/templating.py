@@ -354,7 +354,9 @@ class Templates:
         for path in paths:
             if path.exists():
                 key = path.relative_to(self.root).as_posix()
-                sources[key] = path.read_text(encoding="utf-8")
+                # utf-8-sig drops the byte order mark Windows editors write, which would
+                # otherwise lead the subject or the text of every mail as U+FEFF.
+                sources[key] = path.read_text(encoding="utf-8-sig")
 
         def load(template_name: str) -> tuple[str, str, Callable[[], bool]]:
             # An include outside the snapshot (another mail template) is read once.
@@ -362,7 +364,7 @@ class Templates:
                 path = self.root / template_name
                 if not path.is_file():
                     raise jinja2.TemplateNotFound(template_name)
-                sources[template_name] = path.read_text(encoding="utf-8")
+                sources[template_name] = path.read_text(encoding="utf-8-sig")
             return sources[template_name], str(self.root / template_name), lambda: True
 
         template_name = f"{language}/{name}.j2"

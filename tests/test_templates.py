@@ -368,6 +368,21 @@ def test_templates_keep_last_good_after_syntax_error(template_root: Path,
     assert "Mamy Twoje zgłoszenie" in after_fix.subject
 
 
+@pytest.mark.parametrize("file_name", ["acknowledgement.j2", "_signature.j2", "_layout.j2"])
+def test_templates_byte_order_mark_is_dropped(template_root: Path, sample: dict[str, Any],
+                                              file_name: str) -> None:
+    path = template_root / "pl" / file_name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    templates = Templates(template_root)
+
+    rendered = templates.render("acknowledgement", "pl", sample)
+
+    assert templates.check(sample) == []
+    assert "\ufeff" not in rendered.subject
+    assert "\ufeff" not in rendered.text
+    assert "\ufeff" not in (rendered.html or "")
+
+
 def test_templates_keep_last_good_when_sample_fails(template_root: Path,
                                                     sample: dict[str, Any],
                                                     caplog: pytest.LogCaptureFixture) -> None:
