@@ -123,7 +123,7 @@ def parse_duration(value: object, business: bool = False) -> timedelta:
     day has no fixed length. Raises ValueError whose message shows the fix.
     """
     text = str(value).strip().lower() if isinstance(value, str) else None
-    example = "8h or 1h30m" if business else "30m, 4h or 2d"
+    example = _("8h or 1h30m") if business else _("30m, 4h or 2d")
     if not text or isinstance(value, bool):
         raise ValueError(_("invalid duration {value!r}: write it like {example}").format(
             value=value, example=example))

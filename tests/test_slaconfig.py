@@ -157,6 +157,21 @@ def test_parse_duration_business_rejects_days() -> None:
     assert "a working day has no fixed length" in str(raised.value)
 
 
+@pytest.mark.parametrize(("text", "business", "example"), [
+    ("-30m", True, "8h lub 1h30m"),
+    ("1d", True, "8h lub 1h30m"),
+    ("4 hours", False, "30m, 4h lub 2d"),
+])
+def test_parse_duration_example_in_polish(text: str, business: bool, example: str) -> None:
+    set_language("pl")
+
+    with pytest.raises(ValueError) as raised:
+        parse_duration(text, business=business)
+
+    assert example in str(raised.value)
+    assert " or " not in str(raised.value)
+
+
 def test_slaconfig_bad_policy_duration_names_line(tmp_path: Path) -> None:
     error = error_from(tmp_path, BASE + """\
 sla:
