@@ -12,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import peewee as pw
@@ -46,6 +47,9 @@ class Daemon:
         self.outcomes: Counter[str] = Counter()
         self.owner = workers.worker_id()
         self._waiting_logged = False
+        # maildesk.yaml is read once; a change is only reported, once, until a restart.
+        self._config_stamp = _file_stamp(desk.config.path)
+        self._config_change_logged = False
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stopping:
@@ -71,6 +75,14 @@ class Daemon:
                 "fallback": "previous",
             }}, kind="rules_error")
         return watcher.current  # type: ignore[attr-defined]
+
+    def _report_config_change(self) -> None:
+        if self._config_change_logged or _file_stamp(self.desk.config.path) == self._config_stamp:
+            return
+        self._config_change_logged = True
+        logger.warning(_("{path} changed while maildesk runs: restart maildesk to apply the "
+                         "new configuration; the rules and templates are picked up without a "
+                         "restart").format(path=self.desk.config.path))
 
     def holds_mailbox(self) -> bool:
         """Take or renew this daemon's lease on the mailbox (several daemons, one database)."""
@@ -149,6 +161,7 @@ class Daemon:
         try:
             while not self.stopping:
                 try:
+                    self._report_config_change()
                     self.drain()
                     self.send_outbox()
                     self._run_periodic()
@@ -200,3 +213,12 @@ class Daemon:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             time.sleep(min(0.2, deadline - time.monotonic()))
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """Return the modification time and size of a file, or None when it cannot be read."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size

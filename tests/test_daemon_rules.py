@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
+import pytest
 from deskfactory import ADMIN_ADDRESS, mail, make_desk
 
 from maildesk import models
@@ -36,6 +40,13 @@ def _maildir_desk(tmp_path: Path, database_url: str):
                      source={"type": "maildir", "path": str(tmp_path / "mailbox")})
 
 
+def _settled(tmp_path: Path) -> None:
+    """Date the rule files back, as if the admin had finished editing a minute ago."""
+    past = time.time() - 60
+    for path in (tmp_path / "rules", *(tmp_path / "rules").iterdir()):
+        os.utime(path, (past, past))
+
+
 def _deliver(tmp_path: Path, raw: bytes, name: str) -> None:
     new = tmp_path / "mailbox" / "new"
     new.mkdir(parents=True, exist_ok=True)
@@ -46,6 +57,7 @@ def test_broken_rules_keep_last_good_and_mail_admins(tmp_path: Path, database_ur
     desk = _maildir_desk(tmp_path, database_url)
     daemon = build_daemon(desk)
     (tmp_path / "rules" / "10-drukarki.yaml").write_text(BROKEN_RULE, encoding="utf-8")
+    _settled(tmp_path)
     _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
 
     daemon.run(once=True)
@@ -66,9 +78,40 @@ def test_fixed_rules_are_picked_up_without_restart(tmp_path: Path, database_url:
     daemon = build_daemon(desk)
     (tmp_path / "rules" / "10-drukarki.yaml").write_text(
         GOOD_RULE.replace("druga-linia", "pierwsza-linia"), encoding="utf-8")
+    _settled(tmp_path)
     _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
 
     daemon.run(once=True)
 
     assert models.Ticket.get().group == "pierwsza-linia"
     assert not models.Outbox.select().where(models.Outbox.kind == "rules_error").exists()
+
+
+def test_rules_edited_this_moment_wait(tmp_path: Path, database_url: str) -> None:
+    # A file saved a moment ago may be half-written: the daemon keeps the rules in use.
+    desk = _maildir_desk(tmp_path, database_url)
+    _settled(tmp_path)
+    daemon = build_daemon(desk)
+    (tmp_path / "rules" / "10-drukarki.yaml").write_text(
+        GOOD_RULE.replace("druga-linia", "pierwsza-linia"), encoding="utf-8")
+    _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
+
+    daemon.run(once=True)
+
+    assert models.Ticket.get().group == "druga-linia"
+
+
+def test_config_change_is_reported_once(tmp_path: Path, database_url: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    desk = _maildir_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    config = desk.config.path
+    config.write_text(config.read_text(encoding="utf-8") + "\n# a new group below\n",
+                      encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.daemon"):
+        daemon.run(once=True)
+        daemon.run(once=True)
+
+    changed = [record for record in caplog.records if str(config) in record.getMessage()]
+    assert len(changed) == 1

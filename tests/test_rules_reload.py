@@ -176,3 +176,55 @@ def test_watcher_keeps_rules_on_impossible_date(tmp_path):
         "correct it, or put the value in quotes to mean it as text"
     ]
     assert watcher.current is good
+
+
+PRINTER_RULE = "- name: printer\n  when: {subject: drukark}\n  then: {group: first-line}\n"
+
+
+def test_watcher_waits_for_files_to_settle(tmp_path):
+    import os
+    import time
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(rules, ENVIRONMENT, settle=60)
+
+    # Half of an edit: valid on its own, but written a moment ago.
+    (rules / "20-printer.yaml").write_text(PRINTER_RULE)
+    during_edit = watcher.check_for_changes()
+    names_during_edit = names(watcher)
+    past = time.time() - 120
+    for path in (rules, *rules.iterdir()):
+        os.utime(path, (past, past))
+    settled = watcher.check_for_changes()
+
+    assert during_edit is None
+    assert names_during_edit == ["vpn"]
+    assert settled is None
+    assert names(watcher) == ["vpn", "printer"]
+
+
+def test_watcher_keeps_rules_when_directory_vanishes(tmp_path):
+    import shutil
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(rules, ENVIRONMENT)
+    good = watcher.current
+
+    shutil.rmtree(rules)
+    errors = watcher.check_for_changes()
+    again = watcher.check_for_changes()
+    rules.mkdir()
+    (rules / "10-vpn.yaml").write_text(VPN_RULE)
+    back = watcher.check_for_changes()
+
+    assert errors is not None
+    assert [str(error) for error in errors] == [
+        f"{rules}: the rules directory no longer exists: still using the previous rules"]
+    assert watcher.current is not good or back is None
+    assert again is None
+    assert back is None
+    assert names(watcher) == ["vpn"]

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def _read_files(directory: Path) -> list[_FileContent]:
         except OSError as error:
             contents.append((path, error))
     return contents
+
+
+def _last_modified(directory: Path) -> float:
+    """Return the newest modification time of the directory and its rule files, or 0."""
+    times = []
+    for path in (directory, *rule_files(directory)):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    return max(times, default=0.0)
 
 
 def _fingerprint(directory: Path, contents: list[_FileContent]) -> str:
@@ -250,12 +262,16 @@ class RulesWatcher:
     """
 
     def __init__(self, directory: Path | str, environment: RuleEnvironment,
-                 snapshot: Path | None = None) -> None:
+                 snapshot: Path | None = None, settle: float = 0.0) -> None:
         self.directory = Path(directory)
         self.environment = environment
         self.errors: list[RuleProblem] = []
         # Where each rule set put in use is saved, so ``deliver`` can fall back to it.
         self.snapshot = snapshot
+        # A change is taken up only once no rule file has been modified for this many
+        # seconds, so a file caught half-written, or a directory in the middle of being
+        # replaced, is not put in use when it happens to be valid.
+        self.settle = settle
 
         contents = _read_files(self.directory)
         ruleset, errors = _build(self.directory, contents, environment)
@@ -282,7 +298,17 @@ class RulesWatcher:
         fingerprint = _fingerprint(self.directory, contents)
         if fingerprint == self._fingerprint:
             return None
+        if self.settle and time.time() - _last_modified(self.directory) < self.settle:
+            return None  # still being edited: look again at the next check
         self._fingerprint = fingerprint
+        if not self.directory.exists():
+            # Rules in use do not vanish with their directory: that is a mistake or a
+            # move in progress, and routing everything by default would hide it.
+            problem = RuleProblem(_("the rules directory no longer exists: still using "
+                                    "the previous rules"), _display(self.directory))
+            self.errors = [problem]
+            logger.warning("%s", problem)
+            return [problem]
         return self._switch(contents)
 
     def reload(self, environment: RuleEnvironment | None = None) -> list[RuleProblem] | None:
