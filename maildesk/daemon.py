@@ -162,6 +162,9 @@ class Daemon:
             while not self.stopping:
                 try:
                     self._report_config_change()
+                    # Checked on every wake-up, so a broken edit is reported on a quiet
+                    # mailbox too, not only when the next mail arrives.
+                    self._rules()
                     self.drain()
                     self.send_outbox()
                     self._run_periodic()

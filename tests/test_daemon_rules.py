@@ -115,3 +115,15 @@ def test_config_change_is_reported_once(tmp_path: Path, database_url: str,
 
     changed = [record for record in caplog.records if str(config) in record.getMessage()]
     assert len(changed) == 1
+
+
+def test_broken_rules_reported_without_mail(tmp_path: Path, database_url: str) -> None:
+    desk = _maildir_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    (tmp_path / "rules" / "10-drukarki.yaml").write_text(BROKEN_RULE, encoding="utf-8")
+    _settled(tmp_path)
+
+    daemon.run(once=True)
+
+    assert daemon.processed == 0
+    assert models.Outbox.select().where(models.Outbox.kind == "rules_error").count() == 1
