@@ -26,6 +26,17 @@ def mail_admins(desk: Desk, template: str, context: dict[str, Any], kind: str) -
     return True
 
 
+def rules_error_context(desk: Desk, errors: list[Any], fallback: str) -> dict[str, Any]:
+    """Build the ``rules_error`` context: the errors, the rules used meanwhile, the check."""
+    return {"rules_error": {
+        "count": len(errors),
+        "directory": str(desk.config.rules_path),
+        "errors": [str(error) for error in errors],
+        "fallback": fallback,
+        "check_command": f"maildesk --config {desk.config.path} rules check",
+    }}
+
+
 def sample_values() -> dict[str, Any]:
     """Sample values of the admin templates, for ``maildesk templates check``."""
     return {"rules_error": {
@@ -33,4 +44,5 @@ def sample_values() -> dict[str, Any]:
         "directory": "/etc/maildesk/rules",
         "errors": ["/etc/maildesk/rules/20-network.yaml:15:12: nieznana grupa 'siec'"],
         "fallback": "previous",
+        "check_command": "maildesk --config /etc/maildesk/maildesk.yaml rules check",
     }}

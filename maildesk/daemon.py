@@ -66,14 +66,10 @@ class Daemon:
             return None
         errors = watcher.check_for_changes()  # type: ignore[attr-defined]
         if errors:
-            from maildesk.adminmail import mail_admins
+            from maildesk.adminmail import mail_admins, rules_error_context
 
-            mail_admins(self.desk, "rules_error", {"rules_error": {
-                "count": len(errors),
-                "directory": str(watcher.directory),  # type: ignore[attr-defined]
-                "errors": [str(error) for error in errors],
-                "fallback": "previous",
-            }}, kind="rules_error")
+            mail_admins(self.desk, "rules_error",
+                        rules_error_context(self.desk, errors, "previous"), kind="rules_error")
         return watcher.current  # type: ignore[attr-defined]
 
     def _report_config_change(self) -> None:

@@ -75,15 +75,10 @@ def load_rules(desk: Desk) -> RuleSet:
 
 def report_rules_errors(desk: Desk, loaded: LoadedRules) -> None:
     """Queue the ``rules_error`` mail to the admins for one breakage."""
-    from maildesk.adminmail import mail_admins
+    from maildesk.adminmail import mail_admins, rules_error_context
 
-    details = {
-        "count": len(loaded.errors),
-        "directory": str(desk.config.rules_path),
-        "errors": [str(error) for error in loaded.errors],
-        "fallback": loaded.source,
-    }
-    mail_admins(desk, template="rules_error", context={"rules_error": details},
+    mail_admins(desk, template="rules_error",
+                context=rules_error_context(desk, loaded.errors, loaded.source),
                 kind="rules_error")
 
 

@@ -71,6 +71,7 @@ def test_broken_rules_keep_last_good_and_mail_admins(tmp_path: Path, database_ur
     body = notice.get_body(("plain",)).get_content()
     assert "10-drukarki.yaml:5:5" in body
     assert "poprzedniej, poprawnej wersji reguł" in body
+    assert f"maildesk --config {desk.config.path} rules check" in body
 
 
 def test_fixed_rules_are_picked_up_without_restart(tmp_path: Path, database_url: str) -> None:
