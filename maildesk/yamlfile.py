@@ -126,6 +126,10 @@ def load_yaml_text(text: str, path: str) -> Any:
         mark = error.problem_mark or error.context_mark
         location = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         problem = " ".join(part for part in (error.context, error.problem) if part)
+        if "'\\t'" in problem:
+            # PyYAML's words for the most common slip of all, which it leaves unexplained.
+            raise ConfigError(_("invalid YAML: a tab character; YAML indents with spaces "
+                                "only, so replace the tab with spaces"), location) from error
         raise ConfigError(
             _("invalid YAML: {problem}").format(problem=problem), location
         ) from error

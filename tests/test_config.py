@@ -174,6 +174,13 @@ def test_config_yaml_syntax_error_has_position(tmp_path: Path) -> None:
     assert "invalid YAML" in error.message
 
 
+def test_config_tab_indent_explained(tmp_path: Path) -> None:
+    error = _error(tmp_path, "desk:\n\taddress: helpdesk@example.com\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:2:1"
+    assert "a tab character; YAML indents with spaces only" in error.message
+
+
 def test_config_ticket_tag_needs_number(tmp_path: Path) -> None:
     error = _error(tmp_path, MINIMAL + '  ticket_tag: "[SD]"\n')
 
