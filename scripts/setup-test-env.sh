@@ -65,7 +65,7 @@ install_system_packages() {
     log "installing ${wanted[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        dovecot-imapd openssl postgresql >/dev/null
+        "${wanted[@]}" >/dev/null
 }
 
 start_postgres() {
