@@ -216,7 +216,8 @@ class Scheduler:
 
 def _closing_reason(ticket: models.Ticket) -> Reason:
     # A Reason, so the notice reads in the mail's language and the history in its reader's.
-    return Reason(N_("Closed automatically: there was no reply after the resolution."))
+    return Reason(N_("Closed automatically: the ticket stayed resolved for the agreed time, "
+                     "with no new request."))
 
 
 def _unanswered_reason(ticket: models.Ticket) -> Reason:

@@ -228,12 +228,14 @@ def test_scheduler_auto_closes_resolved_once(tmp_path: Path, database_url: str) 
         polish = reason_text(json.loads(event.detail))
     finally:
         set_language(previous)
-    assert english == "Closed automatically: there was no reply after the resolution."
-    assert polish == "Zamknięte automatycznie: po rozwiązaniu nie było odpowiedzi."
+    assert english == ("Closed automatically: the ticket stayed resolved for the agreed time, "
+                       "with no new request.")
+    assert polish == ("Zamknięte automatycznie: zgłoszenie pozostawało rozwiązane przez "
+                      "ustalony czas i nie było nowej prośby.")
     notice = models.Outbox.get(models.Outbox.kind == "status_closed")
     text = message_from_bytes(bytes(notice.raw), policy=default_policy)
     body = text.get_body(preferencelist=("plain",)).get_content()
-    assert "Zamknięte automatycznie: po rozwiązaniu nie było odpowiedzi." in body
+    assert "Zamknięte automatycznie: zgłoszenie pozostawało rozwiązane" in " ".join(body.split())
 
 
 def test_scheduler_call_waits_for_interval(tmp_path: Path, database_url: str) -> None:
