@@ -485,19 +485,27 @@ def queue_mail(
 # ---------------------------------------------------------------------- what to send when
 
 
-def _group_recipients(desk: Desk, group_name: str, exclude: str) -> list[Recipient]:
+def _group_recipients(desk: Desk, group_name: str, exclude: str,
+                      ticket: int | None = None) -> list[Recipient]:
     """Return the agents who belong to a group, except the one who wrote the mail.
 
     A group with its own mailbox gets the ticket dispatched there instead
-    (``maildesk.escalation``), so its agents get no second notice from here.
+    (``maildesk.escalation``), so its agents get no second notice from here. A group
+    without agents has its new tickets announced to the admins, as its SLA mail is, so
+    that no ticket arrives unseen.
     """
     group = next((g for g in desk.config.groups if g.name == group_name), None)
     if group is None or group.address:
         return []
+    members = [agent for agent in desk.config.agents if group_name in agent.groups]
+    if not members:
+        logger.warning(_("ticket {ticket}: group {group} has no agents, so the admins get "
+                         "the new-ticket notice").format(ticket=ticket or "-", group=group_name))
+        return [Recipient(address) for address in desk.config.desk.admin_addresses]
     return [
         Recipient(agent.addresses[0], agent.name)
-        for agent in desk.config.agents
-        if group_name in agent.groups and agent.addresses[0].lower() != exclude
+        for agent in members
+        if agent.addresses[0].lower() != exclude
     ]
 
 
@@ -519,7 +527,8 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[
         group = next((g for g in desk.config.groups if g.name == ticket.group), None)
         context["group"] = {"name": ticket.group,
                             "description": group.description if group else ""}
-        recipients = _group_recipients(desk, ticket.group, exclude=decision.sender)
+        recipients = _group_recipients(desk, ticket.group, exclude=decision.sender,
+                                       ticket=ticket.id)
         for language, group_to in _by_language(desk, recipients).items():
             mail = queue_mail(desk, template="new_ticket_agents", language=language,
                               context=context, to=group_to, ticket=ticket, automatic=True,

@@ -370,3 +370,20 @@ def test_acknowledgement_language_follows_english_mail(tmp_path: Path,
     assert models.Ticket.get_by_id(outcome.ticket).language == "en"
     acknowledgement = message_from_bytes(bytes(_outbox()[0].raw), policy=default_policy)
     assert "We have received your request" in acknowledgement["Subject"]
+
+
+def test_new_ticket_in_group_without_agents_told_to_admins(tmp_path: Path,
+                                                           database_url: str) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "10-drukarki.yaml").write_text(
+        "- name: drukarki\n  when: {subject: drukark}\n  then: {group: pierwsza-linia}\n",
+        encoding="utf-8")
+    desk = make_desk(tmp_path, database_url, agents=[])
+    from maildesk.wiring import load_rules
+
+    outcome = pipeline.process(desk, mail(), "test:1", load_rules(desk))
+
+    ticket = models.Ticket.get_by_id(outcome.ticket)
+    assert ticket.group == "pierwsza-linia"
+    notices = list(models.Outbox.select().where(models.Outbox.kind == "new_ticket"))
+    assert [row.recipients.split() for row in notices] == [[ADMIN_ADDRESS]]
