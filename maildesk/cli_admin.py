@@ -471,15 +471,31 @@ def outbox_retry(app: Any, outbox_id: int) -> None:
     _report_sending(app.desk, sent, attempted)
 
 
-@outbox.command("send", help=_("Send every due mail now."))
+@outbox.command("send", help=_(
+    "Send the mail that is due now. Mail waiting after a failed attempt keeps its retry "
+    "time; 'maildesk outbox retry ID' sends one at once."))
 @click.pass_obj
 def outbox_send(app: Any) -> None:
-    """Send every due mail now."""
+    """Send the mail that is due now; mail waiting after a failed attempt keeps its time."""
+    from maildesk import models
     from maildesk.wiring import make_sender
 
     sender = make_sender(app.desk)
     sent = sender.deliver_due()
     _report_sending(app.desk, sent, sender.attempted)
+
+    # Nothing was due: say why a mail the admin expected did not go out.
+    waiting = (models.Outbox.select().where(models.Outbox.state == "pending",
+                                            models.Outbox.next_attempt_at > models.utcnow())
+               .order_by(models.Outbox.next_attempt_at))
+    count = waiting.count()
+    if count and not sender.attempted:
+        click.echo(ngettext(
+            "{count} mail waits for its next attempt, the first at {time}; 'maildesk outbox "
+            "list --state pending' shows them",
+            "{count} mails wait for their next attempt, the first at {time}; 'maildesk "
+            "outbox list --state pending' shows them", count).format(
+            count=count, time=_local_time(app.desk, waiting.first().next_attempt_at)))
 
 
 def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:

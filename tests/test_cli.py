@@ -756,3 +756,20 @@ def test_outbox_send_reports_unreachable_smtp(tmp_path: Path, database_url: str)
     assert "wysłano 0 wiadomości" not in result.output
     assert result.output.count("nie została wysłana") == queued
     assert "serwer SMTP jest nieosiągalny" in result.output
+
+
+def test_outbox_send_names_mail_waiting_for_retry(tmp_path: Path, database_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    config = _desk_with_unreachable_smtp(tmp_path, database_url)
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=30)
+    models.Outbox.update(next_attempt_at=later, state="pending").execute()
+    waiting = models.Outbox.select().count()
+
+    result = _invoke("--config", str(config), "outbox", "send")
+
+    assert result.exit_code == 0, result.output
+    assert "0 mails sent" in result.output
+    assert f"{waiting} mail" in result.output
+    assert "wait" in result.output
+    assert "maildesk outbox list --state pending" in result.output
