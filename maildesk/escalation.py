@@ -233,6 +233,12 @@ def send_warning(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: datet
     # A Reason, so each mail writes it in its own language (notify._in_language).
     reason = Reason(N_("{share}% of the SLA target used"), share=share)
     extra = {**_escalation_context(desk, ticket, reason, moved=False), "sla": sla}
+    # The mail says what the breach of this target will do, as send_breach decides it.
+    settings = service_levels(desk).escalation
+    if target not in settings.next_tier_on:
+        extra["escalation"]["next_group"] = None
+    if settings.manager_on == "never":
+        extra["escalation"]["manager"] = None
     queued = []
     mail = queue_ticket_mail(desk, ticket, "escalation_warning",
                              responsible_recipients(desk, ticket), extra,

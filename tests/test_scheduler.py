@@ -78,6 +78,26 @@ def test_scheduler_first_response_warning_once(tmp_path: Path, database_url: str
     assert rows("escalation_manager") == []
     notice = models.SlaNotice.get()
     assert (notice.target, notice.kind) == ("first_response", "warning")
+    # A first-response breach does not move the ticket (next_tier_on is resolution), so
+    # the warning names no next group; the manager is told at the breach.
+    warning = message_from_bytes(bytes(rows("escalation_warning")[0].raw),
+                                 policy=default_policy)
+    text = " ".join(warning.get_body(preferencelist=("plain",)).get_content().split())
+    assert "do grupy druga-linia" not in text
+    assert "kierownik grupy dostanie powiadomienie" in text
+
+
+def test_scheduler_warning_without_escalation(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, sla={"escalation": {"manager_on": "never"}})
+    p2_ticket(desk)
+
+    Scheduler(desk).run(warsaw(11, 30, 9, 46))
+
+    warning = message_from_bytes(bytes(rows("escalation_warning")[0].raw),
+                                 policy=default_policy)
+    text = " ".join(warning.get_body(preferencelist=("plain",)).get_content().split())
+    assert "eskalowane" not in text
+    assert "przekroczenie zostanie odnotowane" in text
 
 
 def test_scheduler_breach_mails_group_and_manager_once(tmp_path: Path,
