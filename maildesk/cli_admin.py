@@ -641,8 +641,8 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
         raise click.ClickException(_("template {name!r} not found; the templates are: "
                                      "{names}").format(name=name, names=", ".join(sorted(names))))
 
-    context = sample_context(desk)
-    to = Recipient("zofia@example.org", "Zofia Wiśniewska")
+    context = sample_context(desk, language or desk.config.language)
+    to = Recipient(context["ticket"]["requester_address"], context["ticket"]["requester_name"])
     if number is not None:
         ticket = models.Ticket.get_or_none(models.Ticket.id == number)
         if ticket is None:

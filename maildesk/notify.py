@@ -103,8 +103,64 @@ def message_context(message: Any) -> dict[str, Any]:
     }
 
 
-def sample_context(desk: Desk) -> dict[str, Any]:
-    """Build a complete sample for checking templates without a database."""
+def sample_context(desk: Desk, language: str = "pl") -> dict[str, Any]:
+    """Build a complete sample for checking templates without a database.
+
+    The people, subjects and texts are Polish, or English for ``language="en"``, so a
+    preview in English shows no Polish; the keys and their types are the same.
+    """
+    context = _polish_sample(desk)
+    if language == "en":
+        _anglicise_sample(context)
+    return context
+
+
+def _anglicise_sample(context: dict[str, Any]) -> None:
+    """Replace the Polish texts of a sample context with English ones, in place."""
+    alice = {"name": "Alice Smith", "address": "alice@example.org"}
+    subject = "The printer on the 2nd floor does not print"
+    context["ticket"].update(subject=subject, group="first-line", language="en",
+                             tags=["printers"], requester_name=alice["name"],
+                             requester_address=alice["address"])
+    context["message"].update(
+        sender_name=alice["name"], sender_address=alice["address"], subject=subject,
+        excerpt="Hello,\n\nthe HP printer in room 215 shows error 13.A2 and has not "
+                "printed since this morning. Manual: https://intranet.example.org/printers",
+        attachments=["printer-error.jpg"])
+    context["group"] = {"name": "first-line", "description": "First line support"}
+    context["rejection"].update(subject="Scanned invoices for November",
+                                reason="sender blocked by a rule")
+    context.update(
+        agent={"name": "Mark Green", "login": "mark.green"},
+        recipient={"name": "Eve Brown", "login": "eve.brown"},
+        reply={"text": "Hello,\n\nwe replaced the toner, please try again.",
+               "new_status": "resolved"},
+        note={"text": "Toner ordered, delivery on Thursday.", "author_name": "Mark Green"},
+        author=alice,
+        changes=[{"field": "status", "old": "new", "new": "resolved"},
+                 {"field": "priority", "old": "P3 (medium)", "new": "P2 (high)"}],
+        commands=["#status resolved", "#priority 2"],
+        problems=[{"line": "#priority 7",
+                   "message": "'7' is not a priority: use a number from 1 (critical) to "
+                              "4 (low)",
+                   "usage": "#priority 1-4"}],
+        status_label="in progress",
+    )
+    context["status"].update(reason="Replaced the toner and cleaned the paper feed.",
+                             actor="mark.green", assignee_name="Mark Green")
+    context["escalation"].update(group="first-line", next_group="second-line",
+                                 manager="it.manager@example.com",
+                                 reason="resolution time exceeded")
+    context["dispatch"].update(
+        group="printer-service", reason="hardware repair by the vendor",
+        description="The HP printer on the 2nd floor reports error 13.A2 and does not "
+                    "take paper.", requester_name=alice["name"],
+        requester_address=alice["address"])
+    context["rules_error"]["errors"] = [
+        "/etc/maildesk/rules/20-network.yaml:15:12: unknown group 'netwrok'"]
+
+
+def _polish_sample(desk: Desk) -> dict[str, Any]:
     now = utcnow()
     ticket = {
         "number": SAMPLE_TICKET_NUMBER, "tag": desk.tag(SAMPLE_TICKET_NUMBER),

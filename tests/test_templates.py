@@ -505,6 +505,21 @@ def test_templates_cli_render_readable_and_raw(tmp_path: Path, database_url: str
     assert unknown_language.exit_code == 2
 
 
+def test_templates_english_preview_has_no_polish(tmp_path: Path, database_url: str) -> None:
+    import re
+
+    desk = make_desk(tmp_path, database_url)
+    runner = CliRunner()
+    polish_letters = re.compile("[ąćęłńóśźżĄĆĘŁŃÓŚŹŻ]")
+
+    for name in sorted(desk.templates.names("en")):
+        result = runner.invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                          "render", name, "--language", "en"],
+                               env={"MAILDESK_LANGUAGE": "en"})
+        assert result.exit_code == 0, (name, result.output)
+        assert polish_letters.search(result.output) is None, (name, result.output)
+
+
 def test_templates_cli_check_passes_on_shipped(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
 
