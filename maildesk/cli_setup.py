@@ -18,9 +18,18 @@ DEMO_MARKER = ".maildesk-demo"
 DESK_MODELS = ("call-centre", "unskilled", "skilled", "expert")
 
 
-def _copy_tree(source: Path, target: Path) -> None:
+def _copy_tree(source: Path, target: Path, *skip: str) -> None:
     shutil.copytree(source, target, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", ".keep"))
+                    ignore=shutil.ignore_patterns("__pycache__", ".keep", *skip))
+
+
+def _copy_rules(language: str, target: Path) -> None:
+    """Copy the starter rules: Polish names at the top of ``rules/``, English in ``en/``."""
+    rules = shipped("rules")
+    if language == "en":
+        _copy_tree(rules / "en", target)
+    else:
+        _copy_tree(rules, target, "en")
 
 
 @click.command(help=_("Write a commented starter configuration, rules and templates into "
@@ -47,7 +56,7 @@ def init(directory: Path, language: str | None, model: str | None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(starter, config_path)
         _copy_tree(shipped("templates"), directory / "templates")
-        _copy_tree(shipped("rules"), directory / "rules")
+        _copy_rules(language, directory / "rules")
     except (OSError, shutil.Error) as error:
         logger.debug("init %s failed: %s", directory, error, exc_info=True)
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
@@ -120,7 +129,7 @@ def demo(ctx: click.Context, directory: Path) -> None:
     (directory / DEMO_MARKER).write_text("maildesk demo\n", encoding="utf-8")
     _copy_tree(demo_mailbox(), directory / "mailbox")
     _copy_tree(shipped("templates"), directory / "templates")
-    _copy_tree(shipped("rules"), directory / "rules")
+    _copy_rules("pl", directory / "rules")
     config_path = directory / "maildesk.yaml"
     config_path.write_text(_DEMO_CONFIG.format(language=current_language()), encoding="utf-8")
 

@@ -545,6 +545,25 @@ def test_init_writes_a_loadable_starter(tmp_path: Path, language: str) -> None:
     assert config.source is not None
 
 
+@pytest.mark.parametrize(("language", "default_rule"),
+                         [("pl", "domyslnie-pierwsza-linia"), ("en", "default-first-line")])
+def test_init_rules_in_desk_language(tmp_path: Path, language: str, default_rule: str) -> None:
+    from maildesk.desk import Desk
+    from maildesk.rules import load_rules
+    from maildesk.wiring import rule_environment
+
+    _invoke("init", str(tmp_path / "desk"), "--language", language)
+    rules_dir = tmp_path / "desk" / "rules"
+    desk = Desk.open(tmp_path / "desk" / "maildesk.yaml")
+
+    ruleset = load_rules(rules_dir, rule_environment(desk))
+
+    names = [rule.name for rule in ruleset.rules]
+    assert len(names) == 9
+    assert names[-1] == default_rule
+    assert not (rules_dir / "en").exists()
+
+
 def test_init_does_not_overwrite(tmp_path: Path) -> None:
     _invoke("init", str(tmp_path / "desk"))
 
