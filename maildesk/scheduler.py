@@ -87,10 +87,11 @@ class Scheduler:
         except (pw.OperationalError, pw.InterfaceError) as error:
             raise TemporaryError(_("database unavailable: {error}").format(error=error)) from error
         if report.total or report.failed:
+            # "label: count", which reads right for every count in both languages.
             logger.info(_(
-                "scheduler: {warnings} SLA warnings, {breaches} SLA breaches, {reminders} "
-                "reminders, {resolved} unanswered tickets resolved, {closed} resolved tickets "
-                "closed, {failed} failed").format(
+                "periodic tasks done: SLA warnings: {warnings}, SLA breaches: {breaches}, "
+                "reminders: {reminders}, unanswered tickets resolved: {resolved}, resolved "
+                "tickets closed: {closed}, failed: {failed}").format(
                     warnings=len(report.warnings), breaches=len(report.breaches),
                     reminders=len(report.reminders), resolved=len(report.resolved),
                     closed=len(report.closed), failed=len(report.failed)))
