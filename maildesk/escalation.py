@@ -11,8 +11,9 @@ caller's transaction.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import peewee as pw
 
@@ -182,6 +183,20 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
     return [queued] if queued is not None else []
 
 
+# How the log names each SLA target.
+TARGET_NAMES = {SlaTarget.FIRST_RESPONSE: N_("first response time"),
+                SlaTarget.RESOLUTION: N_("resolution time")}
+
+
+def _local_due(desk: Desk, due: datetime | None) -> str:
+    """Write a stored due time (naive UTC) in the desk's time zone, to the minute."""
+    if due is None:
+        return "-"
+    aware = due if due.tzinfo is not None else due.replace(tzinfo=UTC)
+    local = aware.astimezone(ZoneInfo(desk.config.desk.timezone))
+    return local.strftime("%Y-%m-%d %H:%M %Z")
+
+
 def _escalation_context(desk: Desk, ticket: models.Ticket, reason: str,
                         moved: bool) -> dict[str, Any]:
     group = group_config(desk, ticket.group)
@@ -227,8 +242,9 @@ def send_warning(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: datet
     record_event(ticket, lifecycle.SYSTEM_ACTOR, "sla_warning",
                  {"target": target.value, "due": due, "share": share,
                   "policy": policy.name})
-    logger.warning(_("ticket {number}: {share}% of the {target} target used, due {due}").format(
-        number=ticket.id, share=share, target=target.value, due=due))
+    logger.warning(_("ticket {number}: {share}% of the {target} used, due {due}").format(
+        number=ticket.id, share=share, target=_(TARGET_NAMES[target]),
+        due=_local_due(desk, due)))
 
     # A Reason, so each mail writes it in its own language (notify._in_language).
     reason = Reason(N_("{share}% of the SLA target used"), share=share)
@@ -263,8 +279,8 @@ def send_breach(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: dateti
     record_event(ticket, lifecycle.SYSTEM_ACTOR, "sla_breach",
                  {"target": target.value, "due": due,
                   "policy": slatrack.policy_of(desk, ticket).name})
-    logger.warning(_("ticket {number}: the {target} target was breached at {due}").format(
-        number=ticket.id, target=target.value, due=due))
+    logger.warning(_("ticket {number}: the {target} was exceeded at {due}").format(
+        number=ticket.id, target=_(TARGET_NAMES[target]), due=_local_due(desk, due)))
 
     reason = Reason(N_("first response time exceeded") if target is SlaTarget.FIRST_RESPONSE
                     else N_("resolution time exceeded"))

@@ -8,12 +8,14 @@ whose agent is ewa.nowak.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from deskfactory import make_desk, make_ticket, start_service_levels
 
 from maildesk import lifecycle, models
@@ -85,6 +87,27 @@ def test_scheduler_first_response_warning_once(tmp_path: Path, database_url: str
     text = " ".join(warning.get_body(preferencelist=("plain",)).get_content().split())
     assert "do grupy druga-linia" not in text
     assert "kierownik grupy dostanie powiadomienie" in text
+
+
+def test_scheduler_sla_log_names_target(tmp_path: Path, database_url: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    desk = make_desk(tmp_path, database_url)
+    p2_ticket(desk)
+    previous = current_language()
+    set_language("en")
+    try:
+        with caplog.at_level(logging.WARNING, logger="maildesk.escalation"):
+            Scheduler(desk).run(warsaw(11, 30, 9, 46))
+            Scheduler(desk).run(warsaw(11, 30, 10, 1))
+    finally:
+        set_language(previous)
+
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(line.startswith("ticket 20801: ") and "% of the first response time used, "
+               "due 2026-11-30 10:00 CET" in line for line in lines), lines
+    assert any("the first response time was exceeded at 2026-11-30 10:00 CET" in line
+               for line in lines), lines
+    assert not any("first_response" in line for line in lines)
 
 
 def test_scheduler_warning_without_escalation(tmp_path: Path, database_url: str) -> None:
