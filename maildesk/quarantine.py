@@ -51,8 +51,8 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
                 models.Quarantine.id == held.id).execute()
             _mark_processed(raw_sha256, source)
             logger.warning(_("message {message_id} failed again and stays in quarantine as "
-                             "{id}: {error}").format(message_id=message_id or "-", id=held.id,
-                                                    error=description))
+                             "{id}: {error}").format(
+                message_id=message_id or _("(no Message-ID)"), id=held.id, error=description))
             held.error = description
             return held
 
@@ -84,7 +84,8 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
 
     logger.warning(
         _("message {message_id} from {source} quarantined as {id}: {error}").format(
-            message_id=message_id or "-", source=source, id=row.id, error=description)
+            message_id=message_id or _("(no Message-ID)"), source=source, id=row.id,
+            error=description)
     )
     return row
 
