@@ -52,13 +52,26 @@ class App:
         """Load the configuration and open the database, reporting errors as CLI errors."""
         self.desk  # noqa: B018 (the property opens the desk on first use)
 
+    @property
+    def inspected_desk(self):
+        """The desk for commands that only check files: no migration and no agent sync.
+
+        ``rules check`` and ``templates check`` run beside a live daemon, so they must not
+        change its database.
+        """
+        from maildesk.desk import Desk
+
+        if self._desk is None:
+            self._desk = Desk.open(self.config_path, migrate=False)
+        return self._desk
+
     def rules_directory(self) -> Path:
-        return self.desk.config.rules_path
+        return self.inspected_desk.config.rules_path
 
     def rule_environment(self):
         from maildesk.wiring import rule_environment
 
-        return rule_environment(self.desk)
+        return rule_environment(self.inspected_desk)
 
 
 def _fail(message: str, code: int) -> None:

@@ -604,7 +604,7 @@ def templates_check(app: Any) -> None:
     """Render every template in every language against a sample ticket."""
     from maildesk.notify import sample_context
 
-    desk = app.desk
+    desk = app.inspected_desk
     errors = desk.templates.check(sample_context(desk))
     for error in errors:
         click.echo(str(error), err=True)

@@ -564,6 +564,26 @@ def test_init_rules_in_desk_language(tmp_path: Path, language: str, default_rule
     assert not (rules_dir / "en").exists()
 
 
+def test_check_commands_leave_database_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    _invoke("init", str(tmp_path / "desk"), "--language", "en")
+    config = tmp_path / "desk" / "maildesk.yaml"
+    text = config.read_text(encoding="utf-8")
+    database = tmp_path / "check.sqlite"
+    config.write_text(text.replace("sqlite:///data/maildesk.db", f"sqlite:///{database}"),
+                      encoding="utf-8")
+
+    rules = _invoke("--config", str(config), "rules", "check")
+    templates = _invoke("--config", str(config), "templates", "check")
+
+    assert rules.exit_code == 0, rules.output
+    assert templates.exit_code == 0, templates.output
+    if database.exists():
+        tables = sqlite3.connect(database).execute("select count(*) from sqlite_master")
+        assert tables.fetchone() == (0,)
+
+
 def test_init_does_not_overwrite(tmp_path: Path) -> None:
     _invoke("init", str(tmp_path / "desk"))
 
