@@ -65,7 +65,11 @@ def dispatch(desk: Desk, ticket: models.Ticket, group: str, actor: str, source: 
                                          defaults={"role": DISPATCH_ROLE})
         recipients = [Recipient(config.address, config.description or config.name)]
     else:
-        recipients = group_agent_recipients(desk, group)
+        # The agent who moved the ticket knows it already.
+        mover = {address.lower() for agent in desk.config.agents if agent.login == actor
+                 for address in agent.addresses}
+        recipients = [recipient for recipient in group_agent_recipients(desk, group)
+                      if recipient.address.lower() not in mover]
 
     requester = ticket.requester
     extra = {"dispatch": {
@@ -74,8 +78,10 @@ def dispatch(desk: Desk, ticket: models.Ticket, group: str, actor: str, source: 
         "requester_name": requester.name, "requester_address": requester.address,
     }}
     language = desk.config.language if external else None
-    queued = queue_ticket_mail(desk, ticket, "dispatch", recipients, extra,
-                               language=language or _agent_language(desk, group, ticket))
+    queued = None
+    if recipients:
+        queued = queue_ticket_mail(desk, ticket, "dispatch", recipients, extra,
+                                   language=language or _agent_language(desk, group, ticket))
     record_event(ticket, actor, "dispatched", {
         "group": group, "external": external, "source": Source(source).value,
         "reason": reason, "recipients": [recipient.address for recipient in recipients],

@@ -97,6 +97,19 @@ def test_escalate_keeps_assignee_of_target_group(tmp_path: Path, database_url: s
     assert moved.status == "in_progress"
 
 
+def test_dispatch_skips_the_agent_who_moved_it(tmp_path: Path, database_url: str) -> None:
+    desk = english_desk(tmp_path, database_url)
+    ticket = ticket_in(desk, group="druga-linia")
+
+    # ewa.nowak, the only agent of the group, moves the ticket there herself.
+    queued = escalation.dispatch(desk, ticket, "druga-linia", "ewa.nowak",
+                                 Source.AGENT_COMMAND, now())
+
+    assert queued == []
+    assert rows("dispatch") == []
+    assert models.Event.select().where(models.Event.action == "dispatched").count() == 1
+
+
 def test_escalate_without_next_tier_raises(tmp_path: Path, database_url: str) -> None:
     desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk, group="druga-linia")
