@@ -236,7 +236,13 @@ def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> 
     after = json.loads(event.after) if event.after else None
 
     actor = (logins or {}).get(event.actor.lower(), event.actor)
-    words = [_local_time(desk, event.created_at), actor + ":", _action_label(event.action)]
+    label = _action_label(event.action)
+    if event.action == "escalated":
+        # ITIL's two kinds: to the next tier's group, or up to the group's manager.
+        kinds = {"functional": _("escalated to the next tier"),
+                 "hierarchical": _("escalated to the group's manager")}
+        label = kinds.get(str(detail.get("kind")), label)
+    words = [_local_time(desk, event.created_at), actor + ":", label]
     if event.action in ("message_added", "held") and detail.get("kind"):
         words.append(f"({message_kind_label(str(detail['kind']))})")
     change = _change_text(event.action, detail, before, after)

@@ -110,6 +110,24 @@ def test_dispatch_skips_the_agent_who_moved_it(tmp_path: Path, database_url: str
     assert models.Event.select().where(models.Event.action == "dispatched").count() == 1
 
 
+def test_history_names_kind_of_escalation(tmp_path: Path, database_url: str) -> None:
+    from click.testing import CliRunner
+
+    from maildesk.cli import main
+
+    desk = english_desk(tmp_path, database_url)
+    ticket = ticket_in(desk, assignee="marek.zielinski", status="in_progress")
+    escalation.notify_manager(desk, ticket, "maildesk", Source.SCHEDULER, "late")
+    escalation.escalate(desk, models.Ticket.get_by_id(20901), "marek.zielinski",
+                        Source.AGENT_COMMAND, now())
+
+    shown = CliRunner().invoke(main, ["--config", str(desk.config.path), "tickets", "show",
+                                      "20901"], env={"MAILDESK_LANGUAGE": "en"})
+
+    assert "escalated to the group's manager" in shown.output
+    assert "escalated to the next tier" in shown.output
+
+
 def test_escalate_without_next_tier_raises(tmp_path: Path, database_url: str) -> None:
     desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk, group="druga-linia")
