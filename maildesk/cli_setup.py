@@ -64,9 +64,10 @@ def init(directory: Path, language: str | None, model: str | None) -> None:
             _("cannot write the starter configuration into {path}: {error}. Choose a "
               "directory you can write to whose parents are all directories").format(
                 path=directory, error=reason)) from error
-    click.echo(_("Wrote {path}, templates/ and rules/. Edit the configuration, check it "
-                 "with: maildesk --config {path} templates check, then start the desk with: "
-                 "maildesk --config {path} run").format(path=config_path))
+    click.echo(_("Wrote {path} and, beside it, templates/ and rules/. Edit the "
+                 "configuration, check it with: maildesk --config {path} templates check, "
+                 "then start the desk with: maildesk --config {path} run").format(
+        path=config_path))
 
 
 _DEMO_CONFIG = """\
@@ -109,13 +110,16 @@ agents:
 """
 
 
-@click.command(help=_("Run maildesk on a sample mailbox in DIRECTORY, with no server to "
-                       "set up."))
+@click.command(help=_("Run maildesk on a sample mailbox in DIRECTORY (default: maildesk-demo), "
+                       "with no server to set up. Running it again replaces that demo folder."))
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("maildesk-demo"),
                 metavar=_("[DIRECTORY]"))
 @click.pass_context
 def demo(ctx: click.Context, directory: Path) -> None:
-    """Run maildesk on a sample mailbox in DIRECTORY, with no server to set up."""
+    """Run maildesk on a sample mailbox in DIRECTORY, with no server to set up.
+
+    A folder that exists and was not made by ``demo`` is left alone.
+    """
     from maildesk import models
     from maildesk.desk import Desk
     from maildesk.wiring import build_daemon
