@@ -37,6 +37,16 @@ def rules_error_context(desk: Desk, errors: list[Any], fallback: str) -> dict[st
     }}
 
 
+def templates_error_context(desk: Desk, errors: list[Any]) -> dict[str, Any]:
+    """Build the ``templates_error`` context: the errors and the command that checks them."""
+    return {"templates_error": {
+        "count": len(errors),
+        "directory": str(desk.config.templates_path),
+        "errors": [str(error) for error in errors],
+        "check_command": f"maildesk --config {desk.config.path} templates check",
+    }}
+
+
 def sample_values() -> dict[str, Any]:
     """Sample values of the admin templates, for ``maildesk templates check``."""
     return {"rules_error": {
@@ -45,4 +55,9 @@ def sample_values() -> dict[str, Any]:
         "errors": ["/etc/maildesk/rules/20-network.yaml:15:12: nieznana grupa 'siec'"],
         "fallback": "previous",
         "check_command": "maildesk --config /etc/maildesk/maildesk.yaml rules check",
+    }, "templates_error": {
+        "count": 1,
+        "directory": "/etc/maildesk/templates",
+        "errors": ["/etc/maildesk/templates/pl/acknowledgement.j2:7: unexpected '}'"],
+        "check_command": "maildesk --config /etc/maildesk/maildesk.yaml templates check",
     }}

@@ -166,6 +166,7 @@ def _outbox_kind_label(kind: str) -> str:
         "rejection_blocked": _("rejected: sender blocked"),
         "quarantine": _("quarantine notice"),
         "rules_error": _("rules error"),
+        "templates_error": _("templates error"),
         "loop_alert": _("mail loop alert"),
     }
     return labels.get(kind, kind)

@@ -28,6 +28,9 @@ from maildesk.sources import FetchedMail, Source
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+# How long the rule and template files must stay unchanged before a change is checked
+# and put in use, so a file caught half-written is not taken for the admin's edit.
+SETTLE_SECONDS = 2.0
 # With --once, a run gives up after this many failed attempts (pauses of 1+2+4+8+16 s),
 # so a cron job or an admin testing a configuration gets exit status 75, not a hang.
 ONCE_ATTEMPTS = 6
@@ -50,6 +53,8 @@ class Daemon:
         # maildesk.yaml is read once; a change is only reported, once, until a restart.
         self._config_stamp = _file_stamp(desk.config.path)
         self._config_change_logged = False
+        # The templates were checked when the daemon was built (wiring.check_templates).
+        self._templates_stamp = _tree_stamp(desk.config.templates_path)
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stopping:
@@ -79,6 +84,33 @@ class Daemon:
         logger.warning(_("{path} changed while maildesk runs: restart maildesk to apply the "
                          "new configuration; the rules and templates are picked up without a "
                          "restart").format(path=self.desk.config.path))
+
+    def _check_templates(self) -> None:
+        """Check changed template files once they settle; mail the admins their errors.
+
+        A template that fails keeps its last working version at render time, so nothing
+        is sent wrong meanwhile; this only tells the admins without waiting for a mail.
+        """
+        stamp = _tree_stamp(self.desk.config.templates_path)
+        if stamp == self._templates_stamp:
+            return
+        newest = max((modified for _path, modified, _size in stamp), default=0)
+        if time.time() - newest / 1e9 < SETTLE_SECONDS:
+            return
+        self._templates_stamp = stamp
+
+        from maildesk.adminmail import mail_admins, templates_error_context
+        from maildesk.notify import sample_context
+
+        errors = self.desk.templates.check(sample_context(self.desk))
+        if not errors:
+            logger.info(_("changed templates checked: all render"))
+            return
+        for error in errors:
+            logger.error(_("template error, the last working version stays in use: {error}")
+                         .format(error=error))
+        mail_admins(self.desk, "templates_error", templates_error_context(self.desk, errors),
+                    kind="templates_error")
 
     def holds_mailbox(self) -> bool:
         """Take or renew this daemon's lease on the mailbox (several daemons, one database)."""
@@ -161,6 +193,7 @@ class Daemon:
                     # Checked on every wake-up, so a broken edit is reported on a quiet
                     # mailbox too, not only when the next mail arrives.
                     self._rules()
+                    self._check_templates()
                     self.drain()
                     self.send_outbox()
                     self._run_periodic()
@@ -221,3 +254,19 @@ def _file_stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_mtime_ns, status.st_size
+
+
+def _tree_stamp(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Return the path, modification time (ns) and size of every file under ``root``."""
+    stamps = []
+    try:
+        for path in sorted(root.rglob("*")):
+            try:
+                status = path.stat()
+            except OSError:
+                continue
+            if path.is_file():
+                stamps.append((str(path), status.st_mtime_ns, status.st_size))
+    except OSError:
+        return ()
+    return tuple(stamps)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from maildesk.business_calendar import BusinessCalendar
 from maildesk.config import ImapConfig, MaildirConfig
-from maildesk.daemon import Daemon
+from maildesk.daemon import SETTLE_SECONDS, Daemon
 from maildesk.desk import Desk
 from maildesk.errors import ConfigError
 from maildesk.i18n import _
@@ -153,15 +153,11 @@ def check_secrets(desk: Desk) -> None:
             secret.reveal()
 
 
-# How long the rule files must stay unchanged before the daemon puts a change in use.
-RULES_SETTLE_SECONDS = 2.0
-
-
 def build_daemon(desk: Desk) -> Daemon:
     check_secrets(desk)
     check_templates(desk)
     watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk),
-                           snapshot=rules_snapshot_path(desk), settle=RULES_SETTLE_SECONDS)
+                           snapshot=rules_snapshot_path(desk), settle=SETTLE_SECONDS)
     from maildesk.scheduler import make_scheduler
 
     return Daemon(desk, make_source(desk), make_sender(desk), rules_watcher=watcher,

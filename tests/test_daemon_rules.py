@@ -128,3 +128,38 @@ def test_broken_rules_reported_without_mail(tmp_path: Path, database_url: str) -
 
     assert daemon.processed == 0
     assert models.Outbox.select().where(models.Outbox.kind == "rules_error").count() == 1
+
+
+def test_broken_template_mailed_to_admins_once(tmp_path: Path, database_url: str) -> None:
+    import shutil
+
+    from maildesk.resources import shipped
+
+    templates = tmp_path / "templates"
+    shutil.copytree(shipped("templates"), templates)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "mailbox" / "new").mkdir(parents=True)
+    desk = make_desk(tmp_path, database_url, templates=str(templates),
+                     source={"type": "maildir", "path": str(tmp_path / "mailbox")})
+    daemon = build_daemon(desk)
+    broken = templates / "pl" / "acknowledgement.j2"
+    text = broken.read_text(encoding="utf-8")
+    broken.write_text(text.replace("{% block text %}",
+                                   "{% block text %}{{ ticket.subject | nosuchfilter }}", 1),
+                      encoding="utf-8")
+    past = time.time() - 60
+    os.utime(broken, (past, past))
+    _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
+
+    daemon.run(once=True)
+    daemon.run(once=True)
+
+    notices = list(models.Outbox.select().where(models.Outbox.kind == "templates_error"))
+    assert len(notices) == 1
+    assert notices[0].recipients.split() == [ADMIN_ADDRESS]
+    body = message_from_bytes(bytes(notices[0].raw), policy=default_policy).get_body(
+        ("plain",)).get_content()
+    assert "acknowledgement.j2" in body
+    assert f"maildesk --config {desk.config.path} templates check" in body
+    # The user still got an acknowledgement, from the last version that worked.
+    assert models.Outbox.select().where(models.Outbox.kind == "ack").count() == 1
