@@ -378,6 +378,9 @@ class Templates:
                 f"{where}:{error.lineno}",
             ) from error
         except jinja2.TemplateNotFound as error:
+            if error.name == template_name:
+                raise ConfigError(_("the template file does not exist"),
+                                  str(self.root / template_name)) from error
             raise ConfigError(
                 _("template {name} includes {missing}, which does not exist").format(
                     name=template_name, missing=error.name),

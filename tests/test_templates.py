@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from datetime import UTC, date, datetime
@@ -229,6 +230,22 @@ def test_templates_fall_back_to_other_language(template_root: Path,
     assert rendered.subject.startswith("[")
     assert "We have received" in rendered.subject
     assert ("pl", "acknowledgement") in templates.missing_translations()
+
+
+def test_templates_deleted_file_reported_plainly(template_root: Path, sample: dict[str, Any],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    templates = Templates(template_root, "pl", recheck_interval=0)
+    first = templates.render("acknowledgement", "pl", sample)
+    path = template_root / "pl" / "acknowledgement.j2"
+    path.unlink()
+
+    with caplog.at_level(logging.ERROR):
+        again = templates.render("acknowledgement", "pl", sample)
+
+    assert again.subject == first.subject
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert f"{path}: " in messages
+    assert "includes" not in messages
 
 
 def test_templates_unknown_name_is_an_error(sample: dict[str, Any]) -> None:
