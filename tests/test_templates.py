@@ -239,12 +239,19 @@ def test_templates_deleted_file_reported_plainly(template_root: Path, sample: di
     path = template_root / "pl" / "acknowledgement.j2"
     path.unlink()
 
-    with caplog.at_level(logging.ERROR):
-        again = templates.render("acknowledgement", "pl", sample)
+    from maildesk.i18n import current_language, set_language
+
+    before = current_language()
+    set_language("en")
+    try:
+        with caplog.at_level(logging.ERROR):
+            again = templates.render("acknowledgement", "pl", sample)
+    finally:
+        set_language(before)
 
     assert again.subject == first.subject
     messages = " ".join(record.getMessage() for record in caplog.records)
-    assert f"{path}: " in messages
+    assert f"{path}: the template file does not exist" in messages
     assert "includes" not in messages
 
 
