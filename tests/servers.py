@@ -293,6 +293,9 @@ class Dovecot:
             "mail_max_userip_connections = 100\n"
             "mail_location = maildir:~/Maildir\n"
             "mail_fsync = never\n"
+            # IDLE learns of new mail from inotify; where a busy machine has run out of
+            # inotify instances, Dovecot polls instead, by default every 30 s.
+            "mailbox_idle_check_interval = 1 secs\n"
             f"{ssl_settings}"
             f"{run_as}"
             "namespace inbox {\n"
