@@ -459,11 +459,12 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
                                      "{error}").format(error=row.last_error))
 
 
-@outbox.command("retry", help=_("Queue a failed mail again and try to send it now."))
+@outbox.command("retry", help=_("Send a failed, cancelled or waiting mail now, without "
+                                  "waiting for its next attempt."))
 @click.argument("outbox_id", type=INTEGER, metavar=_("OUTBOX_ID"))
 @click.pass_obj
 def outbox_retry(app: Any, outbox_id: int) -> None:
-    """Queue a failed mail again and try to send it now."""
+    """Send a failed, cancelled or waiting mail now, without waiting for its next attempt."""
     from maildesk import outbox as outbox_module
     from maildesk.wiring import make_sender
 
