@@ -197,10 +197,16 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
     from maildesk.conversation import sample_values
     from maildesk.ticketmail import sample_context as service_level_samples
 
-    return {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
-            "quarantine": quarantine, "message": message, "group": group,
-            "rejection": rejection, "loop": loop, **sample_values(),
-            **service_level_samples(), **admin_samples()}
+    context = {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
+               "quarantine": quarantine, "message": message, "group": group,
+               "rejection": rejection, "loop": loop, **sample_values(),
+               **service_level_samples(), **admin_samples()}
+    # The closing date a preview shows follows the desk's own auto_close_after.
+    from maildesk.slaconfig import service_levels
+
+    auto_close = service_levels(desk).auto_close_after
+    context["closing"]["closes_at"] = now + auto_close if auto_close else None
+    return context
 
 
 # ---------------------------------------------------------------------- language

@@ -631,3 +631,16 @@ def test_templates_broken_quarantine_notice_keeps_quarantine(tmp_path: Path,
     assert outcome.action == "quarantined"
     assert models.Quarantine.select().count() == 1
     assert after.action == "create"
+
+
+def test_sample_closing_follows_auto_close(tmp_path: Path, database_url: str) -> None:
+    from datetime import timedelta
+
+    from maildesk.models import utcnow
+    from maildesk.notify import sample_context
+
+    desk = make_desk(tmp_path, database_url, sla={"auto_close_after": "3h"})
+
+    closes_at = sample_context(desk)["closing"]["closes_at"]
+
+    assert abs(closes_at - utcnow() - timedelta(hours=3)) < timedelta(minutes=1)
