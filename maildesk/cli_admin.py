@@ -656,6 +656,8 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
         if ticket is None:
             raise click.ClickException(_("ticket {number} not found").format(number=number))
         context["ticket"] = ticket_context(desk, ticket)
+        context["linked_ticket"] = ({"number": ticket.linked_ticket_id}
+                                    if ticket.linked_ticket_id else None)
         language = language or ticket.language
         to = Recipient(ticket.requester.address, ticket.requester.name)
     context["desk"] = desk_context(desk)

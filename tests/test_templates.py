@@ -644,3 +644,18 @@ def test_sample_closing_follows_auto_close(tmp_path: Path, database_url: str) ->
     closes_at = sample_context(desk)["closing"]["closes_at"]
 
     assert abs(closes_at - utcnow() - timedelta(hours=3)) < timedelta(minutes=1)
+
+
+def test_templates_render_shows_linked_ticket(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    make_ticket(20451, "Drukarka", "zofia.wisniewska@example.org", status="closed")
+    follow_up = make_ticket(20452, "Drukarka znowu", "zofia.wisniewska@example.org")
+    follow_up.linked_ticket = 20451
+    follow_up.save()
+
+    result = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                           "render", "acknowledgement", "--ticket", "20452",
+                                           "--language", "en"])
+
+    assert result.exit_code == 0, result.output
+    assert "Ticket 20451 was already closed" in " ".join(result.output.split())
