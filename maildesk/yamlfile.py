@@ -139,6 +139,13 @@ def load_yaml_text(text: str, path: str) -> Any:
         loader.dispose()
 
 
+def byte_location(path: str, content: bytes, offset: int) -> str:
+    """Return ``path:line:column`` of a byte offset, e.g. the first byte that is not UTF-8."""
+    line = content.count(b"\n", 0, offset) + 1
+    column = offset - (content.rfind(b"\n", 0, offset) + 1) + 1
+    return f"{path}:{line}:{column}"
+
+
 def load_yaml_file(path: Path) -> Any:
     """Read and parse one YAML file (UTF-8); every read failure becomes a ConfigError."""
     try:
@@ -158,7 +165,8 @@ def load_yaml_file(path: Path) -> Any:
             str(path),
         ) from error
     except UnicodeDecodeError as error:
-        raise ConfigError(_("the file is not valid UTF-8: save it as UTF-8"), str(path)) from error
+        raise ConfigError(_("the file is not valid UTF-8: save it as UTF-8"),
+                          byte_location(str(path), error.object, error.start)) from error
     except OSError as error:
         raise ConfigError(
             _("the file could not be read: {error}").format(error=error.strerror or error),

@@ -181,6 +181,17 @@ def test_config_tab_indent_explained(tmp_path: Path) -> None:
     assert "a tab character; YAML indents with spaces only" in error.message
 
 
+def test_config_not_utf8_names_position(tmp_path: Path) -> None:
+    path = tmp_path / "maildesk.yaml"
+    path.write_bytes("desk:\n  name: Dział IT\n".encode("windows-1250"))
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert caught.value.location == f"{path}:2:13"
+    assert "not valid UTF-8" in caught.value.message
+
+
 def test_config_ticket_tag_needs_number(tmp_path: Path) -> None:
     error = _error(tmp_path, MINIMAL + '  ticket_tag: "[SD]"\n')
 

@@ -536,13 +536,15 @@ def test_validation_without_configured_groups(tmp_path, english):
 
 
 def test_validation_rejects_non_utf8_file(tmp_path, english):
-    (tmp_path / "10-a.yaml").write_bytes("- name: drukarka-piętro\n".encode("iso-8859-2"))
+    (tmp_path / "10-a.yaml").write_bytes(
+        "- name: drukarka\n  description: drukarka na piętrze\n".encode("windows-1250"))
 
     with pytest.raises(RulesError) as raised:
         load_rules(tmp_path, ENVIRONMENT)
 
+    # The first byte that is not UTF-8 is the "ę" in line 2, column 30.
     assert str(raised.value.errors[0]) == (
-        f"{tmp_path / '10-a.yaml'}: the file is not valid UTF-8: save it as UTF-8"
+        f"{tmp_path / '10-a.yaml'}:2:30: the file is not valid UTF-8: save it as UTF-8"
     )
 
 

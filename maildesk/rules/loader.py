@@ -20,7 +20,7 @@ from maildesk.i18n import _, ngettext
 from maildesk.rules.matcher import RuleSet
 from maildesk.rules.model import Rule, RuleEnvironment, RuleProblem, RulesError
 from maildesk.rules.schema import RuleValidator
-from maildesk.yamlfile import load_yaml_text
+from maildesk.yamlfile import byte_location, load_yaml_text
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +116,9 @@ def _build(
             continue
         try:
             text = content.decode("utf-8")
-        except UnicodeDecodeError:
-            validator.problem(_("the file is not valid UTF-8: save it as UTF-8"), _display(path))
+        except UnicodeDecodeError as error:
+            validator.problem(_("the file is not valid UTF-8: save it as UTF-8"),
+                              byte_location(_display(path), content, error.start))
             continue
         try:
             document = load_yaml_text(text, _display(path))
