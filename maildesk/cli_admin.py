@@ -12,7 +12,15 @@ from zoneinfo import ZoneInfo
 import click
 
 from maildesk.clicktext import INTEGER
-from maildesk.i18n import LANGUAGES, N_, _, current_language, gettext_for, ngettext
+from maildesk.i18n import (
+    LANGUAGES,
+    N_,
+    _,
+    current_language,
+    gettext_for,
+    ngettext,
+    translated_label,
+)
 from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reason_text
 
 STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
@@ -20,16 +28,10 @@ STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
 logger = logging.getLogger(__name__)
 
 
-# The names that the ticket list prints; --status accepts them in every language.
-_STATUS_LABELS = {
-    "new": N_("new"), "assigned": N_("assigned"), "in_progress": N_("in progress"),
-    "pending": N_("waiting for the user"), "resolved": N_("resolved"), "closed": N_("closed"),
-}
-
-
 def _status_label(status: str) -> str:
-    message = _STATUS_LABELS.get(status)
-    return _(message) if message else status
+    from maildesk.commands import LABELS
+
+    return translated_label(LABELS, status)
 
 
 def _priority_label(priority: Any) -> str:
@@ -99,25 +101,32 @@ _OUTBOX_STATES = {
 
 
 def _outbox_state_label(state: str) -> str:
-    message = _OUTBOX_STATES.get(state)
-    return _(message) if message else state
+    return translated_label(_OUTBOX_STATES, state)
+
+
+def _code_named(value: str, labels: dict[str, str]) -> str | None:
+    """Return the code that ``value`` names, by the code itself or its label in any language."""
+    from maildesk.commands import fold
+
+    folded = fold(value)
+    for code, message in labels.items():
+        names = {code, *(gettext_for(language).gettext(message) for language in LANGUAGES)}
+        if folded in {fold(name) for name in names}:
+            return code
+    return None
 
 
 def _status_code(context: click.Context, parameter: click.Parameter,
                  value: str | None) -> str | None:
     """Read a ticket status given as its code or its name in Polish or English."""
-    from maildesk.commands import REOPEN, STATUS_VALUES, fold
+    from maildesk.commands import LABELS, REOPEN, STATUS_VALUES, fold
 
     if value is None:
         return None
 
-    folded = fold(value)
-    code = value if value in STATUSES else STATUS_VALUES.get(folded)
-    if code is None:
-        # The labels of the list differ from the command words ("waiting for the user").
-        code = next((status for status, message in _STATUS_LABELS.items()
-                     if folded in {fold(gettext_for(language).gettext(message))
-                                   for language in LANGUAGES}), None)
+    # The command words ("oczekuje") and the labels the list prints ("waiting for the
+    # user") are both accepted.
+    code = STATUS_VALUES.get(fold(value)) or _code_named(value, LABELS)
     if code is None or code == REOPEN:
         choices = ", ".join(_status_label(status) for status in STATUSES)
         raise click.BadParameter(_("{value!r} is not a ticket status; use one of: {choices}")
@@ -128,48 +137,47 @@ def _status_code(context: click.Context, parameter: click.Parameter,
 def _outbox_state_code(context: click.Context, parameter: click.Parameter,
                        value: str | None) -> str | None:
     """Read an outbox state given as its code or its name in Polish or English."""
-    from maildesk.commands import fold
-
     if value is None:
         return None
-    for code, message in _OUTBOX_STATES.items():
-        names = {code, *(gettext_for(language).gettext(message) for language in LANGUAGES)}
-        if fold(value) in {fold(name) for name in names}:
-            return code
+    code = _code_named(value, _OUTBOX_STATES)
+    if code is not None:
+        return code
     choices = ", ".join(_outbox_state_label(state) for state in _OUTBOX_STATES)
     raise click.BadParameter(_("{value!r} is not a state of outgoing mail; use one of: "
                                "{choices}").format(value=value, choices=choices))
 
 
+# The kinds of outgoing mail: the template or event that queued it.
+_OUTBOX_KINDS = {
+    "ack": N_("acknowledgement"),
+    "new_ticket": N_("new ticket notice"),
+    "rule_notify": N_("notice from a rule"),
+    "reply": N_("agent's reply"),
+    "note": N_("internal note"),
+    "user_replied": N_("user replied"),
+    "command_confirmation": N_("commands confirmed"),
+    "command_error": N_("commands rejected"),
+    "status_assigned": N_("status: assigned"),
+    "status_pending": N_("status: waiting for the user"),
+    "status_resolved": N_("status: resolved"),
+    "status_closed": N_("status: closed"),
+    "status_reopened": N_("status: reopened"),
+    "pending_reminder": N_("reminder to the user"),
+    "dispatch": N_("forwarded to a group"),
+    "escalation_warning": N_("SLA warning"),
+    "escalation_breach": N_("SLA breach"),
+    "escalation_manager": N_("escalation to the manager"),
+    "rejection_too_large": N_("rejected: too large"),
+    "rejection_blocked": N_("rejected: sender blocked"),
+    "quarantine": N_("quarantine notice"),
+    "rules_error": N_("rules error"),
+    "templates_error": N_("templates error"),
+    "loop_alert": N_("mail loop alert"),
+}
+
+
 def _outbox_kind_label(kind: str) -> str:
-    """Name the kind of an outgoing mail (the template or event that queued it)."""
-    labels = {
-        "ack": _("acknowledgement"),
-        "new_ticket": _("new ticket notice"),
-        "rule_notify": _("notice from a rule"),
-        "reply": _("agent's reply"),
-        "note": _("internal note"),
-        "user_replied": _("user replied"),
-        "command_confirmation": _("commands confirmed"),
-        "command_error": _("commands rejected"),
-        "status_assigned": _("status: assigned"),
-        "status_pending": _("status: waiting for the user"),
-        "status_resolved": _("status: resolved"),
-        "status_closed": _("status: closed"),
-        "status_reopened": _("status: reopened"),
-        "pending_reminder": _("reminder to the user"),
-        "dispatch": _("forwarded to a group"),
-        "escalation_warning": _("SLA warning"),
-        "escalation_breach": _("SLA breach"),
-        "escalation_manager": _("escalation to the manager"),
-        "rejection_too_large": _("rejected: too large"),
-        "rejection_blocked": _("rejected: sender blocked"),
-        "quarantine": _("quarantine notice"),
-        "rules_error": _("rules error"),
-        "templates_error": _("templates error"),
-        "loop_alert": _("mail loop alert"),
-    }
-    return labels.get(kind, kind)
+    return translated_label(_OUTBOX_KINDS, kind)
 
 
 def _local_time(desk: Any, value: datetime | None) -> str:

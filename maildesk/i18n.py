@@ -95,6 +95,12 @@ def N_(message: str) -> str:
     return message
 
 
+def translated_label(labels: dict[str, str], code: str) -> str:
+    """Translate the ``N_``-marked label of ``code``; a code without one is returned as is."""
+    message = labels.get(code)
+    return _(message) if message else code
+
+
 def ngettext(singular: str, plural: str, count: int) -> str:
     """Translate a message with a count, using the language's plural rules."""
     return translations(_current.get()).ngettext(singular, plural, count)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gettext
 from typing import Any
 
-from maildesk.i18n import _, current_language, gettext_for
+from maildesk.i18n import N_, _, current_language, gettext_for, translated_label
 
 # The key next to "reason" in an event's JSON detail: {"msgid": ..., "args": {...}}.
 DETAIL_KEY = "reason_i18n"
@@ -114,16 +114,19 @@ def message_kind_label(kind: str) -> str:
     return labels.get(kind, kind)
 
 
+# The outcomes of processing a mail, as the daemon's summary counts them.
+_OUTCOMES = {
+    "create": N_("new tickets"),
+    "append": N_("added to tickets"),
+    "ignore": N_("ignored mails"),
+    "quarantined": N_("mails in quarantine"),
+    "duplicate": N_("duplicates"),
+}
+
+
 def outcome_label(action: str) -> str:
     """Name an outcome of processing a mail, as counted in the daemon's summary."""
-    labels = {
-        "create": _("new tickets"),
-        "append": _("added to tickets"),
-        "ignore": _("ignored mails"),
-        "quarantined": _("mails in quarantine"),
-        "duplicate": _("duplicates"),
-    }
-    return labels.get(action, action)
+    return translated_label(_OUTCOMES, action)
 
 
 def outcome_text(action: str, ticket: int | None, reason: str) -> str:
