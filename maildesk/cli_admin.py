@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -180,14 +178,6 @@ def _outbox_kind_label(kind: str) -> str:
     return translated_label(_OUTBOX_KINDS, kind)
 
 
-def _local_time(desk: Any, value: datetime | None) -> str:
-    """Show a stored naive-UTC time in the desk's time zone, with the zone's abbreviation."""
-    if value is None:
-        return "-"
-    zone = ZoneInfo(desk.config.desk.timezone)
-    return value.replace(tzinfo=UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _value_label(field: str, value: Any) -> str:
     """Show one field value the way the admin reads it: labels, not codes."""
     from maildesk.commands import label
@@ -251,7 +241,7 @@ def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> 
         kinds = {"functional": _("escalated to the next tier"),
                  "hierarchical": _("escalated to the group's manager")}
         label = kinds.get(str(detail.get("kind")), label)
-    words = [_local_time(desk, event.created_at), actor + ":", label]
+    words = [desk.local_time(event.created_at), actor + ":", label]
     if event.action in ("message_added", "held") and detail.get("kind"):
         words.append(f"({message_kind_label(str(detail['kind']))})")
     change = _change_text(event.action, detail, before, after)
@@ -406,7 +396,7 @@ def tickets_show(app: Any, number: int) -> None:
 
     for entry in ticket.messages.order_by(models.Message.id):
         click.echo("")
-        click.echo(f"--- {_local_time(app.desk, entry.created_at)} "
+        click.echo(f"--- {app.desk.local_time(entry.created_at)} "
                    f"{message_kind_label(entry.kind)}: "
                    f"{entry.author_name} <{entry.author}> {entry.message_id or ''}")
         click.echo(entry.reply_text or entry.text)
@@ -511,7 +501,7 @@ def outbox_send(app: Any) -> None:
             "list --state pending' shows them",
             "{count} mails wait for their next attempt, the first at {time}; 'maildesk "
             "outbox list --state pending' shows them", count).format(
-            count=count, time=_local_time(app.desk, waiting.first().next_attempt_at)))
+            count=count, time=app.desk.local_time(waiting.first().next_attempt_at)))
 
 
 def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:
@@ -541,7 +531,7 @@ def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:
             message = _("mail {id} was not sent, the next attempt is at {time}: {reason}")
         # The outbox module has logged the failure itself, as a warning.
         logger.debug("outbox %s not sent (%s): %s", row.id, row.state, reason)
-        next_attempt = _local_time(desk, row.next_attempt_at)
+        next_attempt = desk.local_time(row.next_attempt_at)
         click.echo(message.format(id=row.id, reason=reason, time=next_attempt), err=True)
 
     if failed:
@@ -566,10 +556,10 @@ def quarantine_list(app: Any) -> None:
                 .order_by(models.Quarantine.id))
     if rows:
         header = (_("id"), _("quarantined at"), _("sender"), _("subject"))
-        width = len(_local_time(app.desk, rows[0].created_at))
+        width = len(app.desk.local_time(rows[0].created_at))
         click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<32} {header[3]}")
     for row in rows:
-        click.echo(f"{row.id:>5} {_local_time(app.desk, row.created_at)} {row.sender:<32} "
+        click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} {row.sender:<32} "
                    f"{row.subject}\n      "
                    + _("error, as recorded: {error}").format(error=row.error))
     click.echo(ngettext("{count} message in quarantine", "{count} messages in quarantine",

@@ -9,7 +9,9 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import peewee as pw
 
@@ -71,6 +73,17 @@ class Desk:
 
     def tag(self, number: int) -> str:
         return format_tag(self.config.desk.ticket_tag, number)
+
+    def local_time(self, value: datetime | None) -> str:
+        """Write a time in the desk's time zone, to the minute, with the zone's abbreviation.
+
+        A naive value is taken as UTC, the way the database stores times.
+        """
+        if value is None:
+            return "-"
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        local = aware.astimezone(ZoneInfo(self.config.desk.timezone))
+        return local.strftime("%Y-%m-%d %H:%M %Z")
 
     @property
     def own_addresses(self) -> frozenset[str]:

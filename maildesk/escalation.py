@@ -11,9 +11,8 @@ caller's transaction.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import peewee as pw
 
@@ -194,15 +193,6 @@ TARGET_NAMES = {SlaTarget.FIRST_RESPONSE: N_("first response time"),
                 SlaTarget.RESOLUTION: N_("resolution time")}
 
 
-def _local_due(desk: Desk, due: datetime | None) -> str:
-    """Write a stored due time (naive UTC) in the desk's time zone, to the minute."""
-    if due is None:
-        return "-"
-    aware = due if due.tzinfo is not None else due.replace(tzinfo=UTC)
-    local = aware.astimezone(ZoneInfo(desk.config.desk.timezone))
-    return local.strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _escalation_context(desk: Desk, ticket: models.Ticket, reason: str,
                         moved: bool) -> dict[str, Any]:
     group = group_config(desk, ticket.group)
@@ -250,7 +240,7 @@ def send_warning(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: datet
                   "policy": policy.name})
     logger.warning(_("ticket {number}: {share}% of the {target} used, due {due}").format(
         number=ticket.id, share=share, target=_(TARGET_NAMES[target]),
-        due=_local_due(desk, due)))
+        due=desk.local_time(due)))
 
     # A Reason, so each mail writes it in its own language (notify._in_language).
     reason = Reason(N_("{share}% of the SLA target used"), share=share)
@@ -286,7 +276,7 @@ def send_breach(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: dateti
                  {"target": target.value, "due": due,
                   "policy": slatrack.policy_of(desk, ticket).name})
     logger.warning(_("ticket {number}: the {target} was exceeded at {due}").format(
-        number=ticket.id, target=_(TARGET_NAMES[target]), due=_local_due(desk, due)))
+        number=ticket.id, target=_(TARGET_NAMES[target]), due=desk.local_time(due)))
 
     reason = Reason(N_("first response time exceeded") if target is SlaTarget.FIRST_RESPONSE
                     else N_("resolution time exceeded"))
