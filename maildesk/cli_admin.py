@@ -264,7 +264,7 @@ def _reason_text(action: str, detail: dict[str, Any]) -> str:
                   "repeated_text_ignored"):
         return ""
     if action in ("command_invalid", "command_rejected"):
-        # The label says the commands were rejected and why; the reason adds the lines
+        # The label names the rejection and its cause, so the reason adds only the lines
         # or the authentication result.
         part = _reason_argument(detail, "lines" if action == "command_invalid" else "verdict")
         if part:
@@ -297,7 +297,7 @@ def tickets() -> None:
 @click.option("--group", metavar=_("GROUP"), help=_("Show only tickets of this group."))
 @click.option("--assignee", metavar=_("LOGIN"),
               help=_("Show only tickets assigned to this agent."))
-@click.option("--unassigned", is_flag=True, help=_("Show only tickets nobody is assigned to."))
+@click.option("--unassigned", is_flag=True, help=_("Show only tickets without an assignee."))
 @click.option("--limit", type=INTEGER, default=50, show_default=True, metavar=_("COUNT"),
               help=_("Maximum number of tickets."))
 @click.pass_obj
@@ -490,7 +490,8 @@ def outbox_send(app: Any) -> None:
     sent = sender.deliver_due()
     _report_sending(app.desk, sent, sender.attempted)
 
-    # Nothing was due: say why a mail the admin expected did not go out.
+    # When nothing was due, name the mail that waits for a retry, which the admin may
+    # have expected to go out.
     waiting = (models.Outbox.select().where(models.Outbox.state == "pending",
                                             models.Outbox.next_attempt_at > models.utcnow())
                .order_by(models.Outbox.next_attempt_at))

@@ -89,7 +89,7 @@ class Daemon:
         """Check changed template files once they settle; mail the admins their errors.
 
         A template that fails keeps its last working version at render time, so nothing
-        is sent wrong meanwhile; this only tells the admins without waiting for a mail.
+        is sent wrong meanwhile. This check notifies the admins before a mail needs it.
         """
         stamp = _tree_stamp(self.desk.config.templates_path)
         if stamp == self._templates_stamp:

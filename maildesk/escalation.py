@@ -64,7 +64,7 @@ def dispatch(desk: Desk, ticket: models.Ticket, group: str, actor: str, source: 
                                          defaults={"role": DISPATCH_ROLE})
         recipients = [Recipient(config.address, config.description or config.name)]
     else:
-        # The agent who moved the ticket knows it already.
+        # The agent who moved the ticket gets no notice of the move.
         mover = {address.lower() for agent in desk.config.agents if agent.login == actor
                  for address in agent.addresses}
         recipients = [recipient for recipient in group_agent_recipients(desk, group)
@@ -188,7 +188,7 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
     return [queued] if queued is not None else []
 
 
-# How the log names each SLA target.
+# Log names of the SLA targets.
 TARGET_NAMES = {SlaTarget.FIRST_RESPONSE: N_("first response time"),
                 SlaTarget.RESOLUTION: N_("resolution time")}
 
@@ -245,7 +245,7 @@ def send_warning(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: datet
     # A Reason, so each mail writes it in its own language (notify._in_language).
     reason = Reason(N_("{share}% of the SLA target used"), share=share)
     extra = {**_escalation_context(desk, ticket, reason, moved=False), "sla": sla}
-    # The mail says what the breach of this target will do, as send_breach decides it.
+    # The mail names what the breach of this target will do, as send_breach decides it.
     settings = service_levels(desk).escalation
     if target not in settings.next_tier_on:
         extra["escalation"]["next_group"] = None

@@ -59,7 +59,7 @@ class Source(StrEnum):
     SCHEDULER = "scheduler"
 
 
-# How the log names each source of a change.
+# Log names of the sources of a change.
 SOURCE_LABELS = {
     Source.USER_MAIL: N_("user's mail"), Source.AGENT_COMMAND: N_("agent's command"),
     Source.RULE: N_("rule"), Source.SCHEDULER: N_("scheduler"),

@@ -50,7 +50,7 @@ class MimePart:
     body: bytes = b""
     parts: list[MimePart] = field(default_factory=list)
     # Set when a multipart entity is serialised. "=_" cannot occur in quoted-printable
-    # or base64 text, so no body contains it; the random part tells nested ones apart.
+    # or base64 text, so no body contains it. The random part keeps nested ones distinct.
     boundary: str = ""
 
     def serialise(self) -> list[bytes]:

@@ -106,8 +106,8 @@ def message_context(message: Any) -> dict[str, Any]:
 def sample_context(desk: Desk, language: str = "pl") -> dict[str, Any]:
     """Build a complete sample for checking templates without a database.
 
-    The people, subjects and texts are Polish, or English for ``language="en"``, so a
-    preview in English shows no Polish; the keys and their types are the same.
+    The people, subjects and texts are Polish, or English for ``language="en"``, so
+    that a preview in English shows no Polish. The keys and their types do not change.
     """
     context = _polish_sample(desk)
     if language == "en":
@@ -122,14 +122,17 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
     context["ticket"].update(subject=subject, group="first-line", language="en",
                              tags=["printers"], requester_name=alice["name"],
                              requester_address=alice["address"])
+
     context["message"].update(
         sender_name=alice["name"], sender_address=alice["address"], subject=subject,
         excerpt="Hello,\n\nthe HP printer in room 215 shows error 13.A2 and has not "
                 "printed since this morning. Manual: https://intranet.example.org/printers",
         attachments=["printer-error.jpg"])
+
     context["group"] = {"name": "first-line", "description": "First line support"}
     context["rejection"].update(subject="Scanned invoices for November",
                                 reason="sender blocked by a rule")
+
     context.update(
         agent={"name": "Mark Green", "login": "mark.green"},
         recipient={"name": "Eve Brown", "login": "eve.brown"},
@@ -146,16 +149,20 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
                    "usage": "#priority 1-4"}],
         status_label="in progress",
     )
+
     context["status"].update(reason="Replaced the toner and cleaned the paper feed.",
                              actor="mark.green", assignee_name="Mark Green")
+
     context["escalation"].update(group="first-line", next_group="second-line",
                                  manager="it.manager@example.com",
                                  reason="resolution time exceeded")
+
     context["dispatch"].update(
         group="printer-service", reason="hardware repair by the vendor",
         description="The HP printer on the 2nd floor reports error 13.A2 and does not "
                     "take paper.", requester_name=alice["name"],
         requester_address=alice["address"])
+
     context["rules_error"]["errors"] = [
         "/etc/maildesk/rules/20-network.yaml:15:12: unknown group 'netwrok'"]
 

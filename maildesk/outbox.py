@@ -31,10 +31,10 @@ logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=4)
-# When the server as a whole fails (unreachable, login refused, the outgoing directory
-# unwritable, the connection lost while an earlier mail of the batch was sent), a mail
-# waits this long before it is given up, as an MTA keeps a message in its queue for
-# days, whatever the number of attempts.
+# How long a mail waits while the server as a whole fails before it is given up. Such
+# failures are: unreachable, login rejected, the outgoing directory not writable, or the
+# connection lost after an earlier mail of the batch. An MTA keeps a message in its
+# queue for days too, whatever the number of attempts.
 MAX_QUEUE_AGE = timedelta(days=5)
 # A row left in "sending" this long belongs to a process that died while sending. The
 # claim is renewed before each row's SMTP transaction, so this must exceed the time one
@@ -142,7 +142,7 @@ def mark_postponed(rows: list[models.Outbox], error: str,
                    delay: timedelta | None = None) -> None:
     """Put rows back in the queue after a failure of the whole server, with one log line.
 
-    Such a failure says nothing about the mails, so a row is given up only once it is
+    Such a failure is not caused by the mails, so a row is given up only once it is
     older than MAX_QUEUE_AGE, not after ``max_attempts``. Without ``delay``, each row
     waits the backoff of its attempts.
     """

@@ -435,8 +435,8 @@ def _too_large(desk: Desk, raw: bytes, raw_sha256: str, source: str) -> Outcome:
                                    "(desk.max_message_size)").format(size=len(raw), limit=limit))
     human = message is not None and not classify(
         message, desk.own_addresses, desk.message_id_domain).is_automatic
-    # One transaction: a crash between the two would leave the mail quarantined and, as
-    # a duplicate from then on, its sender never told.
+    # One transaction, because a crash between the two would leave the mail quarantined,
+    # and a duplicate from then on, without the rejection ever reaching its sender.
     with models.database_proxy.atomic():
         row = quarantine(desk, raw, raw_sha256, source, error)
         if human:

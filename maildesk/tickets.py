@@ -20,6 +20,7 @@ from maildesk import bounces, models, statements
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
+from maildesk.followup import Evidence
 from maildesk.i18n import N_, _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_NEW_PARTICIPANTS = 20
-# Participants one ticket may gather over all its mail; past it, Cc adds nobody.
+# Maximum participants of one ticket. Once it is reached, Cc adds no one.
 MAX_PARTICIPANTS = 50
 
 
@@ -166,7 +167,6 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
     forger, who would then receive every reply.
     """
     from maildesk.conversation import cc_become_participants, note_address
-    from maildesk.followup import Evidence
 
     if not cc_become_participants(desk):
         return
@@ -174,7 +174,7 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
         return
     sender = decision.sender
     added = 0
-    # Counted only when a mail names someone to add; a new ticket has nobody yet.
+    # Counted only when a mail names someone to add. A new ticket has no participants yet.
     present = 0 if decision.action is Action.CREATE else None
     for address in (*decision.message.to, *decision.message.cc):
         normalized = address.normalized

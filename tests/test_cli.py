@@ -127,13 +127,13 @@ def test_tickets_show_names_rejected_lines_once(tmp_path: Path, database_url: st
                                 body="#priorytet 9\n", message_id="<a1@example.com>"),
                      "test:agent")
 
-    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket),
+    history = _invoke("--config", str(config), "tickets", "show", str(first.ticket),
                     env={"MAILDESK_LANGUAGE": "pl"})
 
-    rejected = [line for line in shown.output.splitlines() if "odrzucono" in line]
+    rejected = [line for line in history.output.splitlines() if "odrzucono" in line]
     # The agent is named by login in every line, whether the event kept the address.
-    assert "marek.zielinski@example.com:" not in shown.output
-    assert "marek.zielinski: dodano wiadomość" in shown.output
+    assert "marek.zielinski@example.com:" not in history.output
+    assert "marek.zielinski: dodano wiadomość" in history.output
     assert len(rejected) == 1
     assert rejected[0].count("odrzucono") == 1
     assert rejected[0].endswith("(#priorytet 9)")
@@ -151,10 +151,10 @@ def test_tickets_show_names_follow_up_ticket(tmp_path: Path, database_url: str) 
                                             body="Znowu nie drukuje.",
                                             message_id="<again@example.org>"), "test:user")
 
-    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket))
+    history = _invoke("--config", str(config), "tickets", "show", str(first.ticket))
 
     assert follow_up.ticket != first.ticket
-    assert f"follow-up ticket opened — [#{follow_up.ticket}]" in shown.output
+    assert f"follow-up ticket opened — [#{follow_up.ticket}]" in history.output
 
 
 def test_tickets_list_headers_and_empty(tmp_path: Path) -> None:

@@ -121,11 +121,11 @@ def test_history_names_kind_of_escalation(tmp_path: Path, database_url: str) -> 
     escalation.escalate(desk, models.Ticket.get_by_id(20901), "marek.zielinski",
                         Source.AGENT_COMMAND, now())
 
-    shown = CliRunner().invoke(main, ["--config", str(desk.config.path), "tickets", "show",
+    history = CliRunner().invoke(main, ["--config", str(desk.config.path), "tickets", "show",
                                       "20901"], env={"MAILDESK_LANGUAGE": "en"})
 
-    assert "escalated to the group's manager" in shown.output
-    assert "escalated to the next tier" in shown.output
+    assert "escalated to the group's manager" in history.output
+    assert "escalated to the next tier" in history.output
 
 
 def test_escalate_without_next_tier_raises(tmp_path: Path, database_url: str) -> None:

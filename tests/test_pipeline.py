@@ -372,8 +372,7 @@ def test_acknowledgement_language_follows_english_mail(tmp_path: Path,
     assert "We have received your request" in acknowledgement["Subject"]
 
 
-def test_new_ticket_in_group_without_agents_told_to_admins(tmp_path: Path,
-                                                           database_url: str) -> None:
+def test_agentless_group_notice_to_admins(tmp_path: Path, database_url: str) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "10-drukarki.yaml").write_text(
         "- name: drukarki\n  when: {subject: drukark}\n  then: {group: pierwsza-linia}\n",

@@ -81,7 +81,7 @@ def test_scheduler_first_response_warning_once(tmp_path: Path, database_url: str
     notice = models.SlaNotice.get()
     assert (notice.target, notice.kind) == ("first_response", "warning")
     # A first-response breach does not move the ticket (next_tier_on is resolution), so
-    # the warning names no next group; the manager is told at the breach.
+    # the warning names no next group. The manager is notified at the breach.
     warning = message_from_bytes(bytes(rows("escalation_warning")[0].raw),
                                  policy=default_policy)
     text = " ".join(warning.get_body(preferencelist=("plain",)).get_content().split())
@@ -103,8 +103,10 @@ def test_scheduler_sla_log_names_target(tmp_path: Path, database_url: str,
         set_language(previous)
 
     lines = [record.getMessage() for record in caplog.records]
-    assert any(line.startswith("ticket 20801: ") and "% of the first response time used, "
-               "due 2026-11-30 10:00 CET" in line for line in lines), lines
+    warnings = [line for line in lines if "% of the first response time used, " in line]
+    assert len(warnings) == 1, lines
+    assert warnings[0].startswith("ticket 20801: ")
+    assert warnings[0].endswith("due 2026-11-30 10:00 CET")
     assert any("the first response time was exceeded at 2026-11-30 10:00 CET" in line
                for line in lines), lines
     assert not any("first_response" in line for line in lines)

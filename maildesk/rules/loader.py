@@ -270,8 +270,8 @@ class RulesWatcher:
         # Where each rule set put in use is saved, so ``deliver`` can fall back to it.
         self.snapshot = snapshot
         # A change is taken up only once no rule file has been modified for this many
-        # seconds, so a file caught half-written, or a directory in the middle of being
-        # replaced, is not put in use when it happens to be valid.
+        # seconds. So a valid but half-written file, or a directory that is being
+        # replaced, is not put in use.
         self.settle = settle
 
         contents = _read_files(self.directory)
