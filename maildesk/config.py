@@ -166,6 +166,8 @@ class Config:
     agents: tuple[AgentConfig, ...] = ()
     groups: tuple[GroupConfig, ...] = ()
     vip: tuple[str, ...] = ()
+    # Parse the mails of a batch in a helper process when the machine has a second CPU.
+    parse_ahead: bool = True
     raw: YamlMapping | None = field(default=None, repr=False, compare=False)
 
     def agent_by_address(self, address: str) -> AgentConfig | None:
@@ -376,6 +378,7 @@ def load_config(path: Path) -> Config:
     groups = _groups(root.get("groups"), document)
     agents = _agents(root.get("agents"), document, {g.name for g in groups})
     vip = tuple(str(v) for v in (root.get("vip") or []))
+    parse_ahead = root.boolean("parse_ahead", True)
     root.finish(extra_allowed=("sla", "calendar", "priority", "commands", "threading"))
 
     config = Config(
@@ -391,6 +394,7 @@ def load_config(path: Path) -> Config:
         agents=agents,
         groups=groups,
         vip=vip,
+        parse_ahead=parse_ahead,
         raw=document,
     )
     from maildesk.slaconfig import service_levels_of

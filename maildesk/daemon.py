@@ -12,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from types import FrameType
 
@@ -22,6 +23,7 @@ from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
 from maildesk.outbox import Sender
+from maildesk.parseahead import ParseAhead
 from maildesk.reasons import outcome_label
 from maildesk.sources import FetchedMail, Source
 
@@ -39,12 +41,14 @@ ONCE_ATTEMPTS = 6
 class Daemon:
     def __init__(self, desk: Desk, source: Source, sender: Sender,
                  rules_watcher: object | None = None,
-                 periodic: list[Callable[[], object]] | None = None) -> None:
+                 periodic: list[Callable[[], object]] | None = None,
+                 parse_ahead: ParseAhead | None = None) -> None:
         self.desk = desk
         self.source = source
         self.sender = sender
         self.rules_watcher = rules_watcher
         self.periodic = periodic or []
+        self.parse_ahead = parse_ahead
         self.stopping = False
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
@@ -136,11 +140,14 @@ class Daemon:
             quarantined: list[FetchedMail] = []
             # The stored files and the commits must be on disk before the source lets go
             # of the mails. Both are flushed once, when the batch is done.
-            with models.deferred_durability(), self.desk.store.batch():
-                for mail in batch:
+            parses = (self.parse_ahead.parsed([mail.raw for mail in batch])
+                      if self.parse_ahead is not None else (None for _mail in batch))
+            with models.deferred_durability(), self.desk.store.batch(), closing(parses):
+                for mail, parsed in zip(batch, parses, strict=True):
                     if self.stopping:
                         break
-                    outcome = pipeline.process(self.desk, mail.raw, mail.source, rules)
+                    outcome = pipeline.process(self.desk, mail.raw, mail.source, rules,
+                                               parsed)
                     self.outcomes[outcome.action] += 1
                     in_quarantine = outcome.action == "quarantined" or outcome.in_quarantine
                     (quarantined if in_quarantine else done).append(mail)
@@ -222,6 +229,8 @@ class Daemon:
                                    .format(error=error, seconds=delay, attempt=failures))
                     self._sleep(delay)
         finally:
+            if self.parse_ahead is not None:
+                self.parse_ahead.close()
             self.source.close()
             try:
                 lease.release(self.source.name, self.owner)

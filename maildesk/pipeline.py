@@ -289,8 +289,12 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
     )
 
 
-def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
-    """Process one raw mail from ``source`` (e.g. ``imap:INBOX/1234``) exactly once in effect."""
+def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
+            parsed: ParsedMessage | None = None) -> Outcome:
+    """Process one raw mail from ``source`` (e.g. ``imap:INBOX/1234``) exactly once in effect.
+
+    ``parsed`` is ``parse_message(raw)`` when a helper process parsed the mail already.
+    """
     raw_sha256 = hashlib.sha256(raw).hexdigest()
     with mail_context(source=source):
         try:
@@ -304,7 +308,7 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None) -> Outcome:
                 # Checked before parsing, so a huge mail costs no parsing time.
                 return _too_large(desk, raw, raw_sha256, source)
             try:
-                message = parse_message(raw)
+                message = parsed if parsed is not None else parse_message(raw)
             except ParseError as error:
                 row = quarantine(desk, raw, raw_sha256, source, error)
                 return Outcome("quarantined", reason=_quarantined(row.id, error))

@@ -158,7 +158,9 @@ def build_daemon(desk: Desk) -> Daemon:
     check_templates(desk)
     watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk),
                            snapshot=rules_snapshot_path(desk), settle=SETTLE_SECONDS)
+    from maildesk.parseahead import ParseAhead
     from maildesk.scheduler import make_scheduler
 
+    parse_ahead = ParseAhead.for_this_machine() if desk.config.parse_ahead else None
     return Daemon(desk, make_source(desk), make_sender(desk), rules_watcher=watcher,
-                  periodic=[make_scheduler(desk)])
+                  periodic=[make_scheduler(desk)], parse_ahead=parse_ahead)

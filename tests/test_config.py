@@ -47,6 +47,16 @@ def test_config_minimal_uses_defaults(tmp_path: Path) -> None:
     assert config.source is None
 
 
+def test_config_parse_ahead_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, MINIMAL)).parse_ahead is True
+    assert load_config(_write(tmp_path, MINIMAL + "parse_ahead: false\n")).parse_ahead is False
+
+    error = _error(tmp_path, MINIMAL + "parse_ahead: maybe\n")
+
+    assert error.location == f"{tmp_path / 'maildesk.yaml'}:3:14"
+    assert "'parse_ahead' must be true or false, not 'maybe'" in error.message
+
+
 def test_config_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     error = _error(tmp_path, "desk:\n  address: helpdesk@example.com\n  ticket_tga: x\n")
 

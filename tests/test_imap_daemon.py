@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -230,3 +231,72 @@ def test_unparseable_mail_moves_to_quarantine_folder(tmp_path: Path, database_ur
     assert imap_account.messages("INBOX") == {}
     assert models.Quarantine.select().count() == 1
     assert [d.rcpt_tos for d in smtp.deliveries] == [("admin@example.com",)]
+
+
+def _backlog(account, count: int) -> None:
+    for number in range(count):
+        account.append(mail(message_id=f"<h{number}@example.org>",
+                            sender=f"user{number}@example.org",
+                            subject=f"Zgłoszenie {number}", body=f"Problem {number}.\n"))
+
+
+def test_imap_pass_parses_in_helper(tmp_path: Path, database_url: str,
+                                                   imap_account, smtp, monkeypatch,
+                                                   caplog) -> None:
+    from maildesk import parseahead
+
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=6)
+    _backlog(imap_account, 12)
+    real_process = pipeline.process
+    parsed_by_helper = []
+
+    def recording_process(desk, raw, source, rules=None, parsed=None):
+        parsed_by_helper.append(parsed is not None)
+        return real_process(desk, raw, source, rules, parsed)
+
+    monkeypatch.setattr(pipeline, "process", recording_process)
+    caplog.set_level(logging.INFO, logger="maildesk.parseahead")
+    daemon = build_daemon(desk)
+    handled = daemon.run(once=True)
+
+    assert handled == 12
+    assert parsed_by_helper == [True] * 12
+    assert models.Ticket.select().count() == 12
+    assert sorted(t.subject for t in models.Ticket.select()) == sorted(
+        f"Zgłoszenie {number}" for number in range(12))
+    assert len(smtp.deliveries) == 12
+    assert "parse helper stopped" in caplog.text
+
+
+def test_imap_pass_survives_helper_death(tmp_path: Path, database_url: str,
+                                                        imap_account, smtp, monkeypatch,
+                                                        caplog) -> None:
+    from maildesk import parseahead
+
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=6)
+    _backlog(imap_account, 12)
+    daemon = build_daemon(desk)
+    real_process = pipeline.process
+    parsed_by_helper = []
+
+    def process_then_kill_helper(desk, raw, source, rules=None, parsed=None):
+        parsed_by_helper.append(parsed is not None)
+        if len(parsed_by_helper) == 2:
+            helper = daemon.parse_ahead._process
+            helper.kill()
+            helper.join()
+        return real_process(desk, raw, source, rules, parsed)
+
+    monkeypatch.setattr(pipeline, "process", process_then_kill_helper)
+    handled = daemon.run(once=True)
+
+    assert handled == 12
+    assert models.Ticket.select().count() == 12
+    assert imap_account.messages("INBOX") == {}
+    assert len(smtp.deliveries) == 12
+    # Found dead in its batch or when the next one is sent: either way it counts once,
+    # and the next batch has a new helper.
+    assert caplog.text.count("the parse helper process failed") == 1
+    assert parsed_by_helper[6:] == [True] * 6

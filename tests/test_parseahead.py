@@ -1,0 +1,235 @@
+"""Parsing in a helper process: the same results as in the daemon, and no mail lost."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from deskfactory import mail
+
+from maildesk import parseahead
+from maildesk.i18n import set_language
+from maildesk.parse import parse_message
+from maildesk.parseahead import ParseAhead
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def nested_too_deeply(levels: int = 30) -> bytes:
+    """A mail whose multiparts nest past the parser's depth limit, which logs a warning."""
+    head = b"From: a@example.org\r\nTo: helpdesk@example.com\r\nSubject: deep\r\n"
+    body = b"Content-Type: text/plain\r\n\r\ninside\r\n"
+    for level in range(levels):
+        boundary = f"b{level}".encode()
+        body = (b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n--"
+                + boundary + b"\r\n" + body + b"--" + boundary + b"--\r\n")
+    return head + b"MIME-Version: 1.0\r\n" + body
+
+
+def sample_batch() -> list[bytes]:
+    return [mail(message_id=f"<p{number}@example.org>", subject=f"Zgłoszenie {number}",
+                 body=f"Dzień dobry,\n\nproblem numer {number}.\n\n> cytat\n")
+            for number in range(8)]
+
+
+@pytest.fixture(autouse=True)
+def english_messages():
+    set_language("en")
+    yield
+    set_language("pl")
+
+
+@pytest.fixture(params=["fork", "forkserver"])
+def helper(request, monkeypatch):
+    """A helper started each way: forked (the daemon) and from a fork server (threads)."""
+    context = multiprocessing.get_context(request.param)
+    monkeypatch.setattr(parseahead, "_process_context", lambda: context)
+    parse_ahead = ParseAhead()
+    yield parse_ahead
+    parse_ahead.close()
+
+
+def test_helper_parse_equals_daemon_parse(helper: ParseAhead) -> None:
+    raws = sample_batch()
+
+    results = list(helper.parsed(raws))
+
+    assert results == [parse_message(raw) for raw in raws]
+
+
+def test_helper_returns_unclean_mails_to_daemon(
+        helper: ParseAhead, monkeypatch) -> None:
+    monkeypatch.setattr(parseahead, "MAX_MAIL_SIZE", 20_000)
+    big = mail(message_id="<big@example.org>", body="duży załącznik\n" * 2000)
+    raws = [*sample_batch()[:3], b"   \r\n", big, nested_too_deeply(), sample_batch()[3]]
+
+    results = list(helper.parsed(raws))
+
+    # The empty mail fails, the big one is over the limit, the nested one logs a warning.
+    assert [result is None for result in results] == [False, False, False, True, True, True,
+                                                      False]
+    assert results[6] == parse_message(raws[6])
+
+
+def test_helper_not_started_for_small_batch(helper: ParseAhead) -> None:
+    results = list(helper.parsed(sample_batch()[:parseahead.MIN_BATCH - 1]))
+
+    assert results == [None] * (parseahead.MIN_BATCH - 1)
+    assert helper._process is None
+
+
+def test_helper_killed_mid_batch_is_replaced(caplog,
+                                                                        monkeypatch) -> None:
+    # A forked helper inherits the slowed parse, so it is still busy when it is killed.
+    real_parse = parseahead._parse
+
+    def slow_parse(raw, records):
+        time.sleep(0.2)
+        return real_parse(raw, records)
+
+    monkeypatch.setattr(parseahead, "_parse", slow_parse)
+    monkeypatch.setattr(parseahead, "_process_context",
+                        lambda: multiprocessing.get_context("fork"))
+    helper = ParseAhead()
+    raws = sample_batch()
+    parses = helper.parsed(raws)
+    first = next(parses)
+    assert helper._process is not None
+    os.kill(helper._process.pid, signal.SIGKILL)
+    helper._process.join()
+
+    rest = list(parses)
+
+    assert first == parse_message(raws[0])
+    assert rest == [None] * (len(raws) - 1)
+    assert "the parse helper process failed" in caplog.text
+    monkeypatch.setattr(parseahead, "_parse", real_parse)
+    assert list(helper.parsed(raws)) == [parse_message(raw) for raw in raws]
+    assert helper._failures == 1
+    helper.close()
+
+
+def test_helper_dead_between_batches_is_replaced(helper: ParseAhead,
+                                                                caplog) -> None:
+    raws = sample_batch()
+    list(helper.parsed(raws))
+    assert helper._process is not None
+    helper._process.kill()
+    helper._process.join()
+
+    results = list(helper.parsed(raws))
+
+    assert results == [parse_message(raw) for raw in raws]
+    assert helper._failures == 1
+    assert "the parse helper process failed" in caplog.text
+
+
+def test_helper_gives_up_after_three_failures(helper: ParseAhead,
+                                                           caplog) -> None:
+    raws = sample_batch()
+    for _attempt in range(parseahead.MAX_FAILURES):
+        parses = helper.parsed(raws)
+        next(parses)
+        assert helper._process is not None
+        helper._process.kill()
+        helper._process.join()
+        list(parses)
+
+    assert list(helper.parsed(raws)) == [None] * len(raws)
+    assert helper._process is None
+    assert "failed 3 times" in caplog.text
+
+
+def test_helper_stops_when_batch_stops_early(
+        helper: ParseAhead) -> None:
+    raws = sample_batch()
+    parses = helper.parsed(raws)
+    next(parses)
+    first_helper = helper._process
+    assert first_helper is not None
+
+    parses.close()
+
+    assert helper._process is None
+    assert not first_helper.is_alive()
+    assert list(helper.parsed(raws)) == [parse_message(raw) for raw in raws]
+    assert helper._failures == 0
+
+
+def test_helper_debug_lines_reach_daemon_log(helper: ParseAhead,
+                                                         caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="maildesk.parse")
+
+    list(helper.parsed(sample_batch()))
+
+    lines = [record for record in caplog.records if record.name == "maildesk.parse"
+             and "parsing message <p5@example.org>" in record.getMessage()]
+    assert len(lines) == 1
+
+
+def test_helper_stops_on_close(helper: ParseAhead) -> None:
+    list(helper.parsed(sample_batch()))
+    process = helper._process
+    assert process is not None
+
+    helper.close()
+
+    assert not process.is_alive()
+
+
+def test_helper_forked_from_single_thread() -> None:
+    """The daemon's own case: no other thread, so the helper is a fork, started at once."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, "tests")
+        from deskfactory import mail
+        from maildesk.parse import parse_message
+        from maildesk.parseahead import ParseAhead, _process_context
+
+        raws = [mail(message_id=f"<f{n}@example.org>") for n in range(6)]
+        helper = ParseAhead()
+        results = list(helper.parsed(raws))
+        print(_process_context().get_start_method(),
+              results == [parse_message(raw) for raw in raws])
+        helper.close()
+    """)
+
+    finished = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY,
+                              capture_output=True, text=True, timeout=60, check=True)
+
+    assert finished.stdout.split() == ["fork", "True"]
+
+
+def test_helper_needs_second_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 1)
+    assert ParseAhead.for_this_machine() is None
+
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
+    assert isinstance(ParseAhead.for_this_machine(), ParseAhead)
+
+
+def test_daemon_helper_follows_configuration(
+        tmp_path: Path, monkeypatch) -> None:
+    from deskfactory import make_desk
+
+    from maildesk.wiring import build_daemon
+
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
+    database_url = f"sqlite:///{tmp_path / 'maildesk.sqlite3'}"
+    maildir = {"type": "maildir", "path": str(tmp_path / "Maildir")}
+    for folder in ("cur", "new", "tmp"):
+        (tmp_path / "Maildir" / folder).mkdir(parents=True)
+    desk = make_desk(tmp_path, database_url, source=maildir)
+    assert isinstance(build_daemon(desk).parse_ahead, ParseAhead)
+
+    desk = make_desk(tmp_path, database_url, source=maildir, parse_ahead=False)
+
+    assert build_daemon(desk).parse_ahead is None
