@@ -118,7 +118,7 @@ def database(engine: str, workdir: Path) -> Iterator[str]:
 
 def desk_config(workdir: Path, database_url: str, *, account: ImapAccount | None = None,
                 smtp: tuple[str, int] | None = None, batch_size: int = 50,
-                idle: bool = True) -> Path:
+                idle: bool = True, parse_ahead: bool = True) -> Path:
     """Write maildesk.yaml for a benchmark desk with the shipped templates and rules."""
     config: dict[str, Any] = {
         "language": "pl",
@@ -134,6 +134,7 @@ def desk_config(workdir: Path, database_url: str, *, account: ImapAccount | None
         "templates": str(shipped("templates")),
         "rules": str(shipped("rules")),
         "vip": ["@zarzad.example.com"],
+        "parse_ahead": parse_ahead,
         "groups": [
             {"name": "first-line", "tier": 1, "manager": "kierownik@example.com",
              "escalates_to": "network"},

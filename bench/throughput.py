@@ -50,7 +50,8 @@ class PassResult:
 
 
 def run_daemon_pass(engine: str, mails: list[bytes], server: common.Dovecot,
-                    workdir: Path, batch_size: int, profile: Path | None = None) -> PassResult:
+                    workdir: Path, batch_size: int, profile: Path | None = None,
+                    parse_ahead: bool = True) -> PassResult:
     """Append the corpus to a fresh mailbox and time one daemon pass over it."""
     from maildesk import models
     from maildesk.wiring import build_daemon
@@ -59,7 +60,8 @@ def run_daemon_pass(engine: str, mails: list[bytes], server: common.Dovecot,
     common.append_all(account, mails)
     with common.database(engine, workdir) as url:
         desk = common.open_desk(common.desk_config(workdir, url, account=account,
-                                                   batch_size=batch_size))
+                                                   batch_size=batch_size,
+                                                   parse_ahead=parse_ahead))
         daemon = build_daemon(desk)
 
         drain = daemon.drain
@@ -138,6 +140,15 @@ def run_floor(engine: str, mails: list[bytes], workdir: Path) -> float:
     return len(mails) / seconds
 
 
+def describe_pass(result: PassResult, parse_ahead: bool) -> str:
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
+    helper = "parse helper" if parse_ahead else "no helper"
+    return (f"({helper}): maildesk {result.rate:6.1f} mails/s ({result.seconds:.1f} s, "
+            f"CPU {result.cpu_seconds:.1f} s, drain {result.drain_seconds:.1f} s = "
+            f"{result.ingest_rate:.1f} mails/s, {result.statements / result.size:.1f} SQL "
+            f"statements per mail; {outcomes}; {result.tickets} tickets, {result.outbox} acks)")
+
+
 def describe_corpus(stats: CorpusStats, size: int) -> str:
     charsets = ", ".join(f"{name} {count}" for name, count in sorted(stats.charsets.items()))
     return (f"{size} mails, {stats.total_bytes / 2**20:.1f} MiB: {stats.new} new, "
@@ -156,6 +167,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default: 1)")
     parser.add_argument("--batch-size", type=int, default=50,
                         help="IMAP fetch batch size (default: 50, as shipped)")
+    parser.add_argument("--parse-ahead", choices=("on", "off", "both"), default="on",
+                        help="parse in a helper process (on, as shipped), not (off), or "
+                             "both, off first, in each run (default: on)")
     parser.add_argument("--profile", type=Path,
                         help="write a pyinstrument wall-clock profile of the daemon pass here")
     arguments = parser.parse_args()
@@ -172,24 +186,22 @@ def main() -> None:
             for engine in engines:
                 rates: list[float] = []
                 floors: list[float] = []
+                modes = {"on": [True], "off": [False], "both": [False, True]}
                 for _run in range(arguments.repeat):
-                    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-                    try:
-                        result = run_daemon_pass(engine, mails, server, workdir,
-                                                 arguments.batch_size, arguments.profile)
-                        floor = run_floor(engine, mails, workdir)
-                    finally:
-                        shutil.rmtree(workdir, ignore_errors=True)
-                    rates.append(result.rate)
-                    floors.append(floor)
-                    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
-                    print(f"  {engine:10} {size:>6}: maildesk {result.rate:6.1f} mails/s "
-                          f"({result.seconds:.1f} s, CPU {result.cpu_seconds:.1f} s, drain "
-                          f"{result.drain_seconds:.1f} s = {result.ingest_rate:.1f} mails/s, "
-                          f"{result.statements / result.size:.1f} SQL statements per mail"
-                          f"; {outcomes}; {result.tickets} tickets, {result.outbox} acks); "
-                          f"floor {floor:6.1f} mails/s; ratio {result.rate / floor:.2f}, "
-                          f"drain only {result.ingest_rate / floor:.2f}")
+                    for parse_ahead in modes[arguments.parse_ahead]:
+                        workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+                        try:
+                            result = run_daemon_pass(engine, mails, server, workdir,
+                                                     arguments.batch_size, arguments.profile,
+                                                     parse_ahead)
+                            floor = run_floor(engine, mails, workdir)
+                        finally:
+                            shutil.rmtree(workdir, ignore_errors=True)
+                        rates.append(result.rate)
+                        floors.append(floor)
+                        print(f"  {engine:10} {size:>6} {describe_pass(result, parse_ahead)}; "
+                              f"floor {floor:6.1f} mails/s; ratio {result.rate / floor:.2f}, "
+                              f"drain only {result.ingest_rate / floor:.2f}")
                 ratios = [rate / floor for rate, floor in zip(rates, floors, strict=True)]
                 print(f"  {engine:10} {size:>6}: maildesk mails/s {common.summary(rates)}; "
                       f"floor mails/s {common.summary(floors)}; ratio "
