@@ -22,6 +22,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection
@@ -224,6 +225,10 @@ def _serve(connection: Connection, daemons_end: Connection | None, language: str
     """Run in the helper: parse each batch the daemon sends until it closes the pipe."""
     if daemons_end is not None:
         daemons_end.close()  # a forked copy of the daemon's end would keep the pipe open
+    # Ctrl-C and systemd's stop signal reach the whole process group. The daemon finishes
+    # the mail in hand and then closes the pipe, which ends the helper.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     set_language(language)
     collector = _Collector()
     root = logging.getLogger()

@@ -175,6 +175,20 @@ def test_helper_debug_lines_reach_daemon_log(helper: ParseAhead,
     assert len(lines) == 1
 
 
+def test_helper_ignores_stop_signals_of_process_group(helper: ParseAhead) -> None:
+    raws = sample_batch()
+    list(helper.parsed(raws))
+    process = helper._process
+    assert process is not None
+
+    os.kill(process.pid, signal.SIGINT)
+    os.kill(process.pid, signal.SIGTERM)
+
+    assert list(helper.parsed(raws)) == [parse_message(raw) for raw in raws]
+    assert helper._process is process
+    assert helper._failures == 0
+
+
 def test_helper_stops_on_close(helper: ParseAhead) -> None:
     list(helper.parsed(sample_batch()))
     process = helper._process
