@@ -151,6 +151,9 @@ class ParseAhead:
         if inherited is not None:
             # Objects the daemon already had stay out of the helper's garbage collection,
             # which would otherwise write to, and so copy, every page that contains them.
+            # NOTE: the daemon's own writes still copy the shared pages over a long
+            # backlog. The two processes measured 110 MiB PSS after 5,000 mails and 130 MiB
+            # after 50,000, and forking a fresh helper every 50 batches did not lower it.
             gc.freeze()
         try:
             process.start()
