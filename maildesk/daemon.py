@@ -143,9 +143,11 @@ class Daemon:
             parses = (self.parse_ahead.parsed([mail.raw for mail in batch])
                       if self.parse_ahead is not None else (None for _mail in batch))
             with models.deferred_durability(), self.desk.store.batch(), closing(parses):
-                for mail, parsed in zip(batch, parses, strict=True):
+                for mail in batch:
                     if self.stopping:
                         break
+                    # Taken after the stop check, so a stop waits for no further parse.
+                    parsed = next(parses)
                     outcome = pipeline.process(self.desk, mail.raw, mail.source, rules,
                                                parsed)
                     self.outcomes[outcome.action] += 1

@@ -247,3 +247,65 @@ def test_daemon_helper_follows_configuration(
     desk = make_desk(tmp_path, database_url, source=maildir, parse_ahead=False)
 
     assert build_daemon(desk).parse_ahead is None
+
+
+def maildir_daemon(tmp_path: Path, raws: list[bytes]):
+    """Build a daemon with a parse helper over a maildir that contains ``raws`` in order."""
+    import mailbox
+
+    from deskfactory import make_desk
+
+    from maildesk.wiring import build_daemon
+
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for number, raw in enumerate(raws):
+        key = maildir.add(raw)
+        # The maildir source reads in the order of the file names.
+        (tmp_path / "Maildir" / "new" / key).rename(
+            tmp_path / "Maildir" / "new" / f"{number:04d}.{key}")
+    desk = make_desk(tmp_path, f"sqlite:///{tmp_path / 'maildesk.sqlite3'}",
+                     source={"type": "maildir", "path": str(tmp_path / "Maildir")})
+    daemon = build_daemon(desk)
+    assert isinstance(daemon.parse_ahead, ParseAhead)
+    return daemon
+
+
+def test_daemon_stop_waits_for_no_further_parse(
+        tmp_path: Path, monkeypatch) -> None:
+    from maildesk import pipeline
+
+    # A forked helper inherits the slowed parse.
+    real_parse = parseahead._parse
+    pulled = []
+
+    def slow_parse(raw, records):
+        time.sleep(0.5)
+        return real_parse(raw, records)
+
+    monkeypatch.setattr(parseahead, "_parse", slow_parse)
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
+    monkeypatch.setattr(parseahead, "_process_context",
+                        lambda: multiprocessing.get_context("fork"))
+    daemon = maildir_daemon(tmp_path, sample_batch())
+    real_next_result = ParseAhead._next_result
+
+    def recording_next_result(self, connection):
+        pulled.append(connection)
+        return real_next_result(self, connection)
+
+    real_process = pipeline.process
+
+    def process_then_stop(*args, **kwargs):
+        outcome = real_process(*args, **kwargs)
+        daemon.stopping = True
+        return outcome
+
+    monkeypatch.setattr(ParseAhead, "_next_result", recording_next_result)
+    monkeypatch.setattr(pipeline, "process", process_then_stop)
+
+    handled = daemon.drain()
+    daemon.parse_ahead.close()
+
+    assert handled == 1
+    # The helper's result for the second mail is not waited for once a stop is requested.
+    assert len(pulled) == 1
