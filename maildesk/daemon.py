@@ -22,6 +22,7 @@ from maildesk import faults, lease, models, pipeline, workers
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
+from maildesk.logcontext import mail_context
 from maildesk.outbox import Sender
 from maildesk.parseahead import ParseAhead
 from maildesk.reasons import outcome_label
@@ -147,7 +148,9 @@ class Daemon:
                     if self.stopping:
                         break
                     # Taken after the stop check, so a stop waits for no further parse.
-                    parsed = next(parses)
+                    # The helper's log lines for the mail are logged with its source.
+                    with mail_context(source=mail.source):
+                        parsed = next(parses)
                     outcome = pipeline.process(self.desk, mail.raw, mail.source, rules,
                                                parsed)
                     self.outcomes[outcome.action] += 1

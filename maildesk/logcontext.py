@@ -26,6 +26,11 @@ def mail_context(**values: object) -> Iterator[None]:
         _context.reset(token)
 
 
+def mail_context_values() -> dict[str, str]:
+    """Return a copy of the values ``mail_context`` set for the mail in hand."""
+    return dict(_context.get() or {})
+
+
 class MailContextFilter(logging.Filter):
     """Add ``mail`` (e.g. ``[imap:INBOX/12 <id@x>]``) to every record; empty outside a mail."""
 

@@ -18,6 +18,7 @@ batch, then reads one result per mail as it gets to that mail.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import multiprocessing
@@ -30,6 +31,7 @@ from multiprocessing.context import ForkContext, ForkServerContext
 from multiprocessing.process import BaseProcess
 
 from maildesk.i18n import _, current_language, set_language
+from maildesk.logcontext import mail_context, mail_context_values
 from maildesk.parse import ParsedMessage, parse_message
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,8 @@ _PARSE_LOGGERS = ("maildesk.parse", "maildesk.mimewalk", "maildesk.mimeparts",
                   "maildesk.largebodies", "maildesk.addresses")
 
 # The helper's result for one mail: the parse, or None, and the debug and info lines its
-# parse logged, as (logger name, level, text).
-HelperResult = tuple[ParsedMessage | None, list[tuple[str, int, str]]]
+# parse logged, as (logger name, level, text, the values mail_context set in the parse).
+HelperResult = tuple[ParsedMessage | None, list[tuple[str, int, str, dict[str, str]]]]
 
 
 def available_cpus() -> int:
@@ -133,8 +135,10 @@ class ParseAhead:
         except (OSError, EOFError, TimeoutError) as error:
             self._failed(error)
             return None
-        for name, level, text in lines:
-            logging.getLogger(name).log(level, "%s", text)
+        for name, level, text, context in lines:
+            # The caller's context names the mail's source, and the parse's adds its Message-ID.
+            with mail_context(**context):
+                logging.getLogger(name).log(level, "%s", text)
         return parsed
 
     def _start(self) -> Connection:
@@ -220,6 +224,7 @@ class _Collector(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        record.mail_context = mail_context_values()
         self.records.append(record)
 
 
@@ -237,7 +242,12 @@ def _serve(connection: Connection, daemons_end: Connection | None, language: str
     root = logging.getLogger()
     root.handlers[:] = [collector]
     root.setLevel(level)
+    # A forked helper starts in the daemon's mail context, which names the batch's first
+    # mail, so it parses in an empty one.
+    contextvars.Context().run(_serve_batches, connection, collector)
 
+
+def _serve_batches(connection: Connection, collector: _Collector) -> None:
     while True:
         try:
             batch = connection.recv()
@@ -265,4 +275,5 @@ def _parse(raw: bytes | None, records: list[logging.LogRecord]) -> HelperResult:
         return None, []
     if any(record.levelno >= logging.WARNING for record in records):
         return None, []
-    return parsed, [(record.name, record.levelno, record.getMessage()) for record in records]
+    return parsed, [(record.name, record.levelno, record.getMessage(), record.mail_context)
+                    for record in records]

@@ -249,6 +249,14 @@ def test_daemon_helper_follows_configuration(
     assert build_daemon(desk).parse_ahead is None
 
 
+def undecodable_mail(message_id: str) -> bytes:
+    """A mail whose body is invalid UTF-8 under a UTF-8 label, which logs a debug line."""
+    return (b"From: a@example.org\r\nTo: helpdesk@example.com\r\nSubject: x\r\n"
+            b"Message-ID: " + message_id.encode() + b"\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\nZa\xbf\xf3\xb3\xe6 g\xea\x9cl\xb9\r\n")
+
+
 def maildir_daemon(tmp_path: Path, raws: list[bytes]):
     """Build a daemon with a parse helper over a maildir that contains ``raws`` in order."""
     import mailbox
@@ -268,6 +276,45 @@ def maildir_daemon(tmp_path: Path, raws: list[bytes]):
     daemon = build_daemon(desk)
     assert isinstance(daemon.parse_ahead, ParseAhead)
     return daemon
+
+
+def test_daemon_logs_helper_lines_with_mail_context(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    from maildesk import pipeline
+    from maildesk.logcontext import MailContextFilter
+
+    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
+    monkeypatch.setattr(parseahead, "_process_context",
+                        lambda: multiprocessing.get_context("fork"))
+    raws = [undecodable_mail(f"<u{number}@example.org>") for number in range(6)]
+    daemon = maildir_daemon(tmp_path, raws)
+    real_process = pipeline.process
+    parsed_by_helper = []
+
+    def recording_process(desk, raw, source, rules=None, parsed=None):
+        parsed_by_helper.append(parsed is not None)
+        return real_process(desk, raw, source, rules, parsed)
+
+    monkeypatch.setattr(pipeline, "process", recording_process)
+    caplog.handler.addFilter(MailContextFilter())
+    caplog.set_level(logging.DEBUG, logger="maildesk.parse")
+    caplog.set_level(logging.DEBUG, logger="maildesk.charsets")
+
+    assert daemon.run(once=True) == 6
+
+    assert parsed_by_helper == [True] * 6
+    parsing = [record.mail for record in caplog.records
+               if record.getMessage().startswith("parsing message")]
+    invalid = [record.mail for record in caplog.records
+               if "bytes are invalid" in record.getMessage()]
+    sources = [f"[maildir:{tmp_path / 'Maildir'}/{number:04d}." for number in range(6)]
+    assert len(parsing) == 6
+    assert len(invalid) == 6
+    assert [mail.startswith(source) for mail, source in zip(parsing, sources)] == [True] * 6
+    assert [mail.startswith(source) for mail, source in zip(invalid, sources)] == [True] * 6
+    # The charset line is logged inside the parse's own context, which adds the Message-ID.
+    assert [mail.split()[1] for mail in invalid] == [
+        f"<u{number}@example.org>]" for number in range(6)]
 
 
 def test_daemon_stop_waits_for_no_further_parse(
