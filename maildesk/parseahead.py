@@ -237,17 +237,17 @@ def _serve(connection: Connection, daemons_end: Connection | None, language: str
     # the mail in hand and then closes the pipe, which ends the helper.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    set_language(language)
     collector = _Collector()
     root = logging.getLogger()
     root.handlers[:] = [collector]
     root.setLevel(level)
     # A forked helper starts in the daemon's mail context, which names the batch's first
-    # mail, so it parses in an empty one.
-    contextvars.Context().run(_serve_batches, connection, collector)
+    # mail, so it parses in an empty one, with the daemon's language set again.
+    contextvars.Context().run(_serve_batches, connection, collector, language)
 
 
-def _serve_batches(connection: Connection, collector: _Collector) -> None:
+def _serve_batches(connection: Connection, collector: _Collector, language: str) -> None:
+    set_language(language)
     while True:
         try:
             batch = connection.recv()
@@ -275,5 +275,5 @@ def _parse(raw: bytes | None, records: list[logging.LogRecord]) -> HelperResult:
         return None, []
     if any(record.levelno >= logging.WARNING for record in records):
         return None, []
-    return parsed, [(record.name, record.levelno, record.getMessage(), record.mail_context)
-                    for record in records]
+    return parsed, [(record.name, record.levelno, record.getMessage(),
+                     getattr(record, "mail_context", {})) for record in records]

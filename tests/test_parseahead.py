@@ -310,8 +310,9 @@ def test_daemon_logs_helper_lines_with_mail_context(
     sources = [f"[maildir:{tmp_path / 'Maildir'}/{number:04d}." for number in range(6)]
     assert len(parsing) == 6
     assert len(invalid) == 6
-    assert [mail.startswith(source) for mail, source in zip(parsing, sources)] == [True] * 6
-    assert [mail.startswith(source) for mail, source in zip(invalid, sources)] == [True] * 6
+    for lines in (parsing, invalid):
+        assert [mail.startswith(source)
+                for mail, source in zip(lines, sources, strict=True)] == [True] * 6
     # The charset line is logged inside the parse's own context, which adds the Message-ID.
     assert [mail.split()[1] for mail in invalid] == [
         f"<u{number}@example.org>]" for number in range(6)]
@@ -356,3 +357,24 @@ def test_daemon_stop_waits_for_no_further_parse(
     assert handled == 1
     # The helper's result for the second mail is not waited for once a stop is requested.
     assert len(pulled) == 1
+
+
+def test_helper_translates_in_daemon_language(monkeypatch) -> None:
+    """A helper started by an English desk writes its texts in English."""
+    from maildesk.parse import ParsedMessage
+
+    def note_language(raw: bytes) -> ParsedMessage:
+        from maildesk.i18n import current_language
+
+        return ParsedMessage(message_id=None, subject=current_language(), from_address=None)
+
+    # A forked helper inherits the replaced parse.
+    monkeypatch.setattr(parseahead, "parse_message", note_language)
+    monkeypatch.setattr(parseahead, "_process_context",
+                        lambda: multiprocessing.get_context("fork"))
+    helper = ParseAhead()
+
+    results = list(helper.parsed(sample_batch()))
+
+    helper.close()
+    assert [result.subject for result in results if result is not None] == ["en"] * 8
