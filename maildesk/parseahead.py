@@ -29,6 +29,7 @@ from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkContext, ForkServerContext
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from maildesk.i18n import _, current_language, set_language
 from maildesk.logcontext import mail_context, mail_context_values
@@ -42,6 +43,9 @@ MIN_BATCH = 4
 # Mails larger than this are parsed in the daemon's process: the helper would send a large
 # attachment across once more and hold a second copy while it does.
 MAX_MAIL_SIZE = 1024 * 1024
+# The batch goes to the helper as one message, which both processes hold while it is
+# read. Mails past this total are parsed in the daemon's process.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 # After this many helpers have failed, the daemon parses every mail itself until restarted.
 MAX_FAILURES = 3
 # A helper that has not returned the next mail's result within this time is stuck.
@@ -56,12 +60,43 @@ _PARSE_LOGGERS = ("maildesk.parse", "maildesk.mimewalk", "maildesk.mimeparts",
 HelperResult = tuple[ParsedMessage | None, list[tuple[str, int, str, dict[str, str]]]]
 
 
-def available_cpus() -> int:
-    """Return the CPUs this process may run on (its affinity, not the machine's count)."""
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"),
+                   own_cgroup: Path = Path("/proc/self/cgroup")) -> int:
+    """Return the CPUs this process may use: its affinity, lowered by a CPU quota.
+
+    A container limited to one CPU by its quota still sees every CPU of the host.
+    NOTE: only a cgroup v2 quota (cpu.max) of the process's own cgroup is read.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root, own_cgroup)
+    if quota is not None:
+        cpus = min(cpus, max(1, int(quota)))
+    return cpus
+
+
+def _cgroup_cpu_quota(cgroup_root: Path, own_cgroup: Path) -> float | None:
+    """Return the CPUs a cgroup v2 quota allows, or None without a quota."""
+    try:
+        lines = own_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if not line.startswith("0::"):
+            continue
+        try:
+            fields = (cgroup_root / line[3:].lstrip("/") / "cpu.max").read_text().split()
+        except OSError:
+            return None
+        if len(fields) != 2 or fields[0] == "max":
+            return None
+        try:
+            return int(fields[0]) / int(fields[1])
+        except (ValueError, ZeroDivisionError):
+            return None
+    return None
 
 
 class ParseAhead:
@@ -111,7 +146,12 @@ class ParseAhead:
 
     def _send(self, raws: Sequence[bytes]) -> Connection | None:
         """Send a batch to the helper, replacing a helper found dead once, right away."""
-        batch = [raw if len(raw) <= MAX_MAIL_SIZE else None for raw in raws]
+        batch: list[bytes | None] = []
+        total = 0
+        for raw in raws:
+            fits = len(raw) <= MAX_MAIL_SIZE and total + len(raw) <= MAX_BATCH_BYTES
+            total += len(raw) if fits else 0
+            batch.append(raw if fits else None)
         for _attempt in range(2):
             try:
                 connection = self._start()

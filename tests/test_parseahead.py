@@ -222,6 +222,34 @@ def test_helper_forked_from_single_thread() -> None:
     assert finished.stdout.split() == ["fork", "True"]
 
 
+def test_helper_batch_stops_at_byte_budget(helper: ParseAhead, monkeypatch) -> None:
+    raws = sample_batch()
+    monkeypatch.setattr(parseahead, "MAX_BATCH_BYTES", sum(len(raw) for raw in raws[:5]))
+
+    results = list(helper.parsed(raws))
+
+    assert results[:5] == [parse_message(raw) for raw in raws[:5]]
+    assert results[5:] == [None, None, None]
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [
+    ("max 100000\n", 2), ("100000 100000\n", 1), ("150000 100000\n", 1),
+    ("50000 100000\n", 1), ("400000 100000\n", 2), (None, 2),
+])
+def test_available_cpus_follows_cgroup_quota(tmp_path: Path, monkeypatch, cpu_max,
+                                             expected) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    (tmp_path / "proc").write_text("0::/system.slice/maildesk.service\n")
+    service = tmp_path / "cgroup" / "system.slice" / "maildesk.service"
+    service.mkdir(parents=True)
+    if cpu_max is not None:
+        (service / "cpu.max").write_text(cpu_max)
+
+    cpus = parseahead.available_cpus(tmp_path / "cgroup", tmp_path / "proc")
+
+    assert cpus == expected
+
+
 def test_helper_needs_second_cpu(monkeypatch) -> None:
     monkeypatch.setattr(parseahead, "available_cpus", lambda: 1)
     assert ParseAhead.for_this_machine() is None
