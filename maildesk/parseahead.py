@@ -172,7 +172,8 @@ class ParseAhead:
                 raise TimeoutError(_("no result within {seconds:.0f} s").format(
                     seconds=RESULT_TIMEOUT))
             parsed, lines = connection.recv()
-        except (OSError, EOFError, TimeoutError) as error:
+        except Exception as error:  # a closed pipe, a timeout, a result that cannot be read
+            # Whatever went wrong, the daemon can parse the mail itself.
             self._failed(error)
             return None
         for name, level, text, context in lines:

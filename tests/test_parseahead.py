@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -187,6 +188,25 @@ def test_helper_ignores_stop_signals_of_process_group(helper: ParseAhead) -> Non
     assert list(helper.parsed(raws)) == [parse_message(raw) for raw in raws]
     assert helper._process is process
     assert helper._failures == 0
+
+
+def test_helper_unreadable_result_is_failure(helper: ParseAhead,
+                                             monkeypatch, caplog) -> None:
+    raws = sample_batch()
+    parses = helper.parsed(raws)
+    first = next(parses)
+    assert helper._connection is not None
+
+    def unreadable() -> object:
+        raise pickle.UnpicklingError("invalid load key")
+
+    monkeypatch.setattr(helper._connection, "recv", unreadable)
+    rest = list(parses)
+
+    assert first == parse_message(raws[0])
+    assert rest == [None] * (len(raws) - 1)
+    assert helper._failures == 1
+    assert "invalid load key" in caplog.text
 
 
 def test_helper_stops_on_close(helper: ParseAhead) -> None:
