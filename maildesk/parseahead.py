@@ -317,4 +317,4 @@ def _parse(raw: bytes | None, records: list[logging.LogRecord]) -> HelperResult:
     if any(record.levelno >= logging.WARNING for record in records):
         return None, []
     return parsed, [(record.name, record.levelno, record.getMessage(),
-                     getattr(record, "mail_context", {})) for record in records]
+                     getattr(record, "mail_context", None) or {}) for record in records]
