@@ -111,6 +111,8 @@ class ParseAhead:
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
         self._failures = 0
+        # Results the helper still owes for the last batch sent to it.
+        self._owed = 0
 
     @classmethod
     def for_this_machine(cls) -> ParseAhead | None:
@@ -120,27 +122,30 @@ class ParseAhead:
         return cls()
 
     def parsed(self, raws: Sequence[bytes]) -> Generator[ParsedMessage | None, None, None]:
-        """Yield each mail's parse in order, or None for the mails the caller parses.
+        """Send a batch to the helper; return what yields each mail's parse, in order.
 
-        The helper works through the whole batch while the caller records each mail.
-        Stopping the iteration early stops the helper, which the next batch replaces.
+        The generator yields None for the mails the caller must parse. The helper works
+        through the whole batch while the caller records each mail. Closing the generator
+        early stops the helper, which the next batch replaces. The batch is sent before
+        this returns, so the helper's start is logged outside any one mail's context.
         """
         if len(raws) < MIN_BATCH or self._failures >= MAX_FAILURES:
-            yield from (None for _raw in raws)
-            return
+            return (None for _raw in raws)
         connection = self._send(raws)
         if connection is None:
-            yield from (None for _raw in raws)
-            return
+            return (None for _raw in raws)
+        return self._results(connection, len(raws))
 
+    def _results(self, connection: Connection,
+                 count: int) -> Generator[ParsedMessage | None, None, None]:
         received = 0
         try:
-            for _raw in raws:
+            for _number in range(count):
                 parsed = self._next_result(connection)
                 received += 1
                 yield parsed
         finally:
-            if received < len(raws) and self._connection is connection:
+            if received < count and self._connection is connection:
                 # The caller stopped early, so the rest of the results are of no use.
                 self._stop()
 
@@ -152,10 +157,14 @@ class ParseAhead:
             fits = len(raw) <= MAX_MAIL_SIZE and total + len(raw) <= MAX_BATCH_BYTES
             total += len(raw) if fits else 0
             batch.append(raw if fits else None)
+        if self._owed:
+            # The last batch was not read to its end, so its results would come first.
+            self._stop()
         for _attempt in range(2):
             try:
                 connection = self._start()
                 connection.send(batch)
+                self._owed = len(batch)
                 return connection
             except (OSError, ValueError) as error:
                 self._failed(error)
@@ -172,6 +181,7 @@ class ParseAhead:
                 raise TimeoutError(_("no result within {seconds:.0f} s").format(
                     seconds=RESULT_TIMEOUT))
             parsed, lines = connection.recv()
+            self._owed -= 1
         except Exception as error:  # a closed pipe, a timeout, a result that cannot be read
             # Whatever went wrong, the daemon can parse the mail itself.
             self._failed(error)
@@ -224,6 +234,7 @@ class ParseAhead:
     def _stop(self) -> None:
         process, connection = self._process, self._connection
         self._process = self._connection = None
+        self._owed = 0
         if connection is not None:
             connection.close()
         if process is not None:

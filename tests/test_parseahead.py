@@ -209,6 +209,17 @@ def test_helper_unreadable_result_is_failure(helper: ParseAhead,
     assert "invalid load key" in caplog.text
 
 
+def test_helper_batch_closed_unread_leaves_no_results(helper: ParseAhead) -> None:
+    first_batch = sample_batch()
+    second_batch = [mail(message_id=f"<q{number}@example.org>", subject=f"Inne {number}")
+                    for number in range(6)]
+    helper.parsed(first_batch).close()
+
+    results = list(helper.parsed(second_batch))
+
+    assert results == [parse_message(raw) for raw in second_batch]
+
+
 def test_helper_stops_on_close(helper: ParseAhead) -> None:
     list(helper.parsed(sample_batch()))
     process = helper._process
