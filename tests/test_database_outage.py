@@ -31,6 +31,11 @@ connection.execute("ROLLBACK")
 """
 
 
+# Longer than maildesk's 10 s busy timeout plus a start of the process that can take a
+# few seconds on a loaded machine, so maildesk gives up waiting before the lock ends.
+LOCK_SECONDS = 16
+
+
 @contextmanager
 def locked(database: Path, seconds: float) -> Iterator[subprocess.Popen[str]]:
     """Lock ``database`` from another process for ``seconds``, from when the block starts."""
@@ -62,7 +67,7 @@ def test_deliver_on_locked_database_exits_75(tmp_path: Path) -> None:
                       encoding="utf-8")
     second = mail(message_id="<second@example.org>", subject="Skaner nie skanuje")
 
-    with locked(database, seconds=12):
+    with locked(database, seconds=LOCK_SECONDS):
         refused = _maildesk(config, "deliver", stdin=second)
     accepted = _maildesk(config, "deliver", stdin=second)
 
@@ -84,7 +89,7 @@ def test_run_waits_for_a_locked_database(tmp_path: Path) -> None:
                           source={"type": "maildir", "path": str(mailbox)})
     prepared = _maildesk(config, "tickets", "list")
 
-    with locked(database, seconds=12) as locker:
+    with locked(database, seconds=LOCK_SECONDS) as locker:
         finished = _maildesk(config, "run", "--once")
         waited = locker.poll() is not None
 
