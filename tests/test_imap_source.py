@@ -75,6 +75,38 @@ def test_imap_xoauth2_token_from_command(tmp_path: Path, database_url: str, imap
     assert handled == 1
 
 
+def test_imap_wait_sees_mail_that_arrived_during_search(tmp_path: Path, database_url: str,
+                                                       imap_account, smtp,
+                                                       monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    source = build_daemon(desk).source
+    assert source.fetch() == []
+    client = source.client
+    real_search = client.search
+
+    def search_then_mail_arrives(criteria):
+        # The SEARCH has chosen its results when the mail arrives; the server then reports
+        # it with an EXISTS among the responses, as a NOOP makes it do here.
+        results = real_search(criteria)
+        imap_account.append(mail(message_id="<during-search@example.org>"))
+        client._imap._simple_command("NOOP")
+        return results
+
+    idled = []
+    monkeypatch.setattr(client, "search", search_then_mail_arrives)
+    monkeypatch.setattr(client, "idle", lambda: idled.append(True))
+    monkeypatch.setattr(client, "idle_check", lambda timeout: [])
+    monkeypatch.setattr(client, "idle_done", lambda: None)
+
+    source.wait(3, lambda: bool(idled))
+    monkeypatch.setattr(client, "search", real_search)
+    fetched = source.fetch()
+    source.close()
+
+    assert idled == []
+    assert len(fetched) == 1
+
+
 def test_imap_uidvalidity_change_is_reported(tmp_path: Path, database_url: str, imap_account,
                                              smtp, monkeypatch, caplog) -> None:
     desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch,

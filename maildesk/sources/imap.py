@@ -211,10 +211,19 @@ class ImapSource:
         try:
             # Mail that arrived between the last fetch and IDLE raises no new EXISTS, so look
             # for UIDs above the highest one seen before going idle.
+            untagged = client._imap.untagged_responses
+            untagged.pop("EXISTS", None)
             uids = client.search(["UNDELETED"])
+            # Mail that arrives while the server runs the SEARCH, after it has chosen the
+            # results, comes as an EXISTS in the SEARCH response (RFC 3501, 5.2). IDLE does
+            # not report it again, so without this check the mail waits for the next wake-up.
+            arrived_during_search = untagged.pop("EXISTS", None) is not None
             newest = max(uids, default=0)
             if newest > self.highest_seen_uid:
                 self.highest_seen_uid = newest
+                return
+            if arrived_during_search:
+                logger.debug("new mail arrived during the SEARCH before IDLE on %s", self.name)
                 return
             client.idle()
             try:
