@@ -24,6 +24,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
+import struct
 import threading
 from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection
@@ -48,7 +50,8 @@ MAX_MAIL_SIZE = 1024 * 1024
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 # After this many helpers have failed, the daemon parses every mail itself until restarted.
 MAX_FAILURES = 3
-# A helper that has not returned the next mail's result within this time is stuck.
+# A helper that has not returned the next mail's result within this time, or that reads or
+# sends no part of a message for this long, is stuck.
 RESULT_TIMEOUT = 120.0
 
 _PARSE_LOGGERS = ("maildesk.parse", "maildesk.mimewalk", "maildesk.mimeparts",
@@ -163,7 +166,12 @@ class ParseAhead:
         for _attempt in range(2):
             try:
                 connection = self._start()
-                connection.send(batch)
+                try:
+                    connection.send(batch)
+                except BlockingIOError as error:
+                    raise TimeoutError(_("the parse helper did not read the batch within "
+                                         "{seconds:.0f} s").format(seconds=RESULT_TIMEOUT)
+                                       ) from error
                 self._owed = len(batch)
                 return connection
             except (OSError, ValueError) as error:
@@ -178,9 +186,12 @@ class ParseAhead:
             return None
         try:
             if not connection.poll(RESULT_TIMEOUT):
-                raise TimeoutError(_("no result within {seconds:.0f} s").format(
-                    seconds=RESULT_TIMEOUT))
-            parsed, lines = connection.recv()
+                raise _no_result()
+            try:
+                parsed, lines = connection.recv()
+            except BlockingIOError as error:
+                # The helper stopped sending in the middle of a result (see _limit_blocking).
+                raise _no_result() from error
             self._owed -= 1
         except Exception as error:  # a closed pipe, a timeout, a result that cannot be read
             # Whatever went wrong, the daemon can parse the mail itself.
@@ -197,6 +208,7 @@ class ParseAhead:
             return self._connection
         context = _process_context()
         ours, theirs = context.Pipe()
+        _limit_blocking(ours, RESULT_TIMEOUT)
         level = min(logging.getLogger(name).getEffectiveLevel() for name in _PARSE_LOGGERS)
         # A forked helper inherits the daemon's end of the pipe, which it must close.
         inherited = ours if context.get_start_method() == "fork" else None
@@ -248,6 +260,32 @@ class ParseAhead:
         if self._process is not None:
             self._stop()
             logger.info(_("parse helper stopped"))
+
+
+def _no_result() -> TimeoutError:
+    return TimeoutError(_("no result within {seconds:.0f} s").format(seconds=RESULT_TIMEOUT))
+
+
+def _limit_blocking(connection: Connection, seconds: float) -> None:
+    """Make a read or write on ``connection`` raise BlockingIOError after ``seconds`` idle.
+
+    ``Connection.send`` and ``recv`` have no timeout. A batch or a result larger than the
+    socket buffers is written in parts, so a helper that stops reading or writing (frozen
+    by SIGSTOP, say) would otherwise block the daemon for good, a stop request included.
+    The limit applies to each system call, so a slow but moving transfer still completes.
+    """
+    # Pipe() is a socketpair on POSIX. fromfd duplicates the descriptor, and the options
+    # set through the duplicate apply to the socket that both share.
+    with socket.fromfd(connection.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as shared:
+        whole = int(seconds)
+        # NOTE: "ll" is struct timeval on LP64 Linux and BSD. A 32-bit build with 64-bit
+        # time_t may reject it, and the pipe then has no time limit.
+        timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+        try:
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        except OSError as error:
+            logger.debug("cannot limit blocking on the parse helper's pipe: %s", error)
 
 
 def _process_context() -> ForkContext | ForkServerContext:

@@ -133,6 +133,86 @@ def test_helper_dead_between_batches_is_replaced(helper: ParseAhead,
     assert "the parse helper process failed" in caplog.text
 
 
+def large_batch() -> list[bytes]:
+    """A batch larger than the pipe's buffers, so a send blocks until the helper reads it."""
+    return [mail(message_id=f"<l{number}@example.org>", subject=f"Duży {number}",
+                 body=f"wiersz {number} z długiego dziennika\n" * 6000)
+            for number in range(8)]
+
+
+class HelperHung(BaseException):
+    """Raised by the alarm of a test whose call to the helper never returns."""
+
+
+def test_helper_frozen_between_batches_is_replaced(helper: ParseAhead, monkeypatch,
+                                                    caplog) -> None:
+    monkeypatch.setattr(parseahead, "RESULT_TIMEOUT", 1.0)
+    list(helper.parsed(sample_batch()))
+    frozen = helper._process
+    assert frozen is not None
+    raws = large_batch()
+    assert sum(len(raw) for raw in raws) > 1024 * 1024
+
+    def hung(signum, frame):
+        raise HelperHung("sending a batch to a stopped helper never returned")
+
+    os.kill(frozen.pid, signal.SIGSTOP)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        results = list(helper.parsed(raws))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if frozen.is_alive():
+            os.kill(frozen.pid, signal.SIGCONT)
+
+    assert results == [parse_message(raw) for raw in raws]
+    assert helper._process is not frozen
+    assert helper._failures == 1
+    assert "did not read the batch within 1 s" in caplog.text
+
+
+def test_helper_frozen_mid_result_is_failure(monkeypatch, caplog) -> None:
+    from maildesk.parse import ParsedMessage
+
+    def large_result(raw, records):
+        return ParsedMessage(message_id=None, subject="x", from_address=None,
+                             text="długi tekst " * 200_000), []
+
+    # A forked helper inherits the replaced parse, whose result fills the pipe's buffers.
+    monkeypatch.setattr(parseahead, "_parse", large_result)
+    monkeypatch.setattr(parseahead, "_process_context",
+                        lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(parseahead, "RESULT_TIMEOUT", 1.0)
+    helper = ParseAhead()
+    parses = helper.parsed(sample_batch())
+    frozen = helper._process
+    assert frozen is not None
+    time.sleep(1.0)
+
+    def hung(signum, frame):
+        raise HelperHung("reading a result from a stopped helper never returned")
+
+    os.kill(frozen.pid, signal.SIGSTOP)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        first = next(parses)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if frozen.is_alive():
+            os.kill(frozen.pid, signal.SIGCONT)
+    rest = list(parses)
+    helper.close()
+
+    assert first is None
+    assert rest == [None] * 7
+    assert helper._failures == 1
+    assert "no result within 1 s" in caplog.text
+
+
 def test_helper_gives_up_after_three_failures(helper: ParseAhead,
                                                            caplog) -> None:
     raws = sample_batch()
