@@ -114,6 +114,7 @@ class ParseAhead:
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
         self._failures = 0
+        self._started = False
         # Results the helper still owes for the last batch sent to it.
         self._owed = 0
 
@@ -229,6 +230,7 @@ class ParseAhead:
                 gc.unfreeze()
         theirs.close()
         self._process, self._connection = process, ours
+        self._started = True
         logger.info(_("parsing mail ahead in helper process {pid}").format(pid=process.pid))
         return ours
 
@@ -257,8 +259,10 @@ class ParseAhead:
                 process.join()
 
     def close(self) -> None:
-        if self._process is not None:
+        # A batch ended early has stopped the helper already, but not logged it.
+        if self._process is not None or self._started:
             self._stop()
+            self._started = False
             logger.info(_("parse helper stopped"))
 
 

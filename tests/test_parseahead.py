@@ -300,6 +300,17 @@ def test_helper_batch_closed_unread_leaves_no_results(helper: ParseAhead) -> Non
     assert results == [parse_message(raw) for raw in second_batch]
 
 
+def test_helper_stop_logged_after_early_end(helper: ParseAhead, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="maildesk.parseahead")
+    parses = helper.parsed(sample_batch())
+    next(parses)
+    parses.close()
+
+    helper.close()
+
+    assert "parse helper stopped" in caplog.text
+
+
 def test_helper_stops_on_close(helper: ParseAhead) -> None:
     list(helper.parsed(sample_batch()))
     process = helper._process
