@@ -139,10 +139,10 @@ class Daemon:
             rules = self._rules()
             done: list[FetchedMail] = []
             quarantined: list[FetchedMail] = []
-            # The stored files and the commits must be on disk before the source lets go
-            # of the mails. Both are flushed once, when the batch is done.
             parses = (self.parse_ahead.parsed([mail.raw for mail in batch])
                       if self.parse_ahead is not None else (None for _mail in batch))
+            # The stored files and the commits must be on disk before the source lets go
+            # of the mails. Both are flushed once, when the batch is done.
             with models.deferred_durability(), self.desk.store.batch(), closing(parses):
                 for mail in batch:
                     if self.stopping:

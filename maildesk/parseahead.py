@@ -67,7 +67,7 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"),
                    own_cgroup: Path = Path("/proc/self/cgroup")) -> int:
     """Return the CPUs this process may use: its affinity, lowered by a CPU quota.
 
-    A container limited to one CPU by its quota still sees every CPU of the host.
+    A container limited to one CPU by its quota still lists every CPU of the host.
     NOTE: only a cgroup v2 quota (cpu.max) of the process's own cgroup is read.
     """
     try:

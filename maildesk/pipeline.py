@@ -293,7 +293,8 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
             parsed: ParsedMessage | None = None) -> Outcome:
     """Process one raw mail from ``source`` (e.g. ``imap:INBOX/1234``) exactly once in effect.
 
-    ``parsed`` is ``parse_message(raw)`` when a helper process parsed the mail already.
+    ``parsed``, when given, is taken as ``parse_message(raw)`` without a check: the daemon
+    passes what its parse helper returned for ``raw``.
     """
     raw_sha256 = hashlib.sha256(raw).hexdigest()
     with mail_context(source=source):

@@ -132,3 +132,24 @@ def record_sql(database: Any, monkeypatch: Any) -> list[str]:
 
     monkeypatch.setattr(database, "execute_sql", recording)
     return executed
+
+
+def record_helper_parses(monkeypatch: Any, before: Any = None) -> list[bool]:
+    """Record, per processed mail, whether the parse helper had parsed it.
+
+    ``before(count)`` runs before each mail is processed, with the mails counted so far.
+    """
+    from maildesk import pipeline
+
+    real_process = pipeline.process
+    parsed_by_helper: list[bool] = []
+
+    def recording_process(desk: Any, raw: bytes, source: str, rules: Any = None,
+                          parsed: Any = None) -> Any:
+        parsed_by_helper.append(parsed is not None)
+        if before is not None:
+            before(len(parsed_by_helper))
+        return real_process(desk, raw, source, rules, parsed)
+
+    monkeypatch.setattr(pipeline, "process", recording_process)
+    return parsed_by_helper

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from deskfactory import mail
+from deskfactory import mail, record_helper_parses
 from imapdesk import imap_desk
 
 from maildesk import models, pipeline
@@ -240,22 +240,20 @@ def _backlog(account, count: int) -> None:
                             subject=f"Zgłoszenie {number}", body=f"Problem {number}.\n"))
 
 
-def test_imap_pass_parses_in_helper(tmp_path: Path, database_url: str,
-                                                   imap_account, smtp, monkeypatch,
-                                                   caplog) -> None:
+def _helper_desk(tmp_path: Path, database_url: str, account, smtp, monkeypatch):
+    """A desk whose daemon uses the parse helper, with a backlog of 12 mails in batches of 6."""
     from maildesk import parseahead
 
     monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
-    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=6)
-    _backlog(imap_account, 12)
-    real_process = pipeline.process
-    parsed_by_helper = []
+    desk = imap_desk(tmp_path, database_url, account, smtp, monkeypatch, batch_size=6)
+    _backlog(account, 12)
+    return desk
 
-    def recording_process(desk, raw, source, rules=None, parsed=None):
-        parsed_by_helper.append(parsed is not None)
-        return real_process(desk, raw, source, rules, parsed)
 
-    monkeypatch.setattr(pipeline, "process", recording_process)
+def test_imap_pass_parses_in_helper(tmp_path: Path, database_url: str, imap_account, smtp,
+                                    monkeypatch, caplog) -> None:
+    desk = _helper_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    parsed_by_helper = record_helper_parses(monkeypatch)
     caplog.set_level(logging.INFO, logger="maildesk.parseahead")
     daemon = build_daemon(desk)
     handled = daemon.run(once=True)
@@ -269,27 +267,18 @@ def test_imap_pass_parses_in_helper(tmp_path: Path, database_url: str,
     assert "parse helper stopped" in caplog.text
 
 
-def test_imap_pass_survives_helper_death(tmp_path: Path, database_url: str,
-                                                        imap_account, smtp, monkeypatch,
-                                                        caplog) -> None:
-    from maildesk import parseahead
-
-    monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
-    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch, batch_size=6)
-    _backlog(imap_account, 12)
+def test_imap_pass_survives_helper_death(tmp_path: Path, database_url: str, imap_account,
+                                         smtp, monkeypatch, caplog) -> None:
+    desk = _helper_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
     daemon = build_daemon(desk)
-    real_process = pipeline.process
-    parsed_by_helper = []
 
-    def process_then_kill_helper(desk, raw, source, rules=None, parsed=None):
-        parsed_by_helper.append(parsed is not None)
-        if len(parsed_by_helper) == 2:
+    def kill_helper_at_second_mail(count: int) -> None:
+        if count == 2:
             helper = daemon.parse_ahead._process
             helper.kill()
             helper.join()
-        return real_process(desk, raw, source, rules, parsed)
 
-    monkeypatch.setattr(pipeline, "process", process_then_kill_helper)
+    parsed_by_helper = record_helper_parses(monkeypatch, before=kill_helper_at_second_mail)
     handled = daemon.run(once=True)
 
     assert handled == 12

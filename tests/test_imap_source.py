@@ -85,8 +85,8 @@ def test_imap_wait_sees_mail_that_arrived_during_search(tmp_path: Path, database
     real_search = client.search
 
     def search_then_mail_arrives(criteria):
-        # The SEARCH has chosen its results when the mail arrives; the server then reports
-        # it with an EXISTS among the responses, as a NOOP makes it do here.
+        # The mail arrives after the SEARCH has chosen its results. The server then
+        # reports it with an EXISTS, which a NOOP receives here.
         results = real_search(criteria)
         imap_account.append(mail(message_id="<during-search@example.org>"))
         client._imap._simple_command("NOOP")

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from deskfactory import mail
+from deskfactory import mail, record_helper_parses
 
 from maildesk import parseahead
 from maildesk.i18n import set_language
@@ -144,31 +146,38 @@ class HelperHung(BaseException):
     """Raised by the alarm of a test whose call to the helper never returns."""
 
 
+@contextmanager
+def frozen(process, hang: str) -> Iterator[None]:
+    """Stop ``process`` with SIGSTOP for the block, which fails with ``hang`` after 30 s."""
+    def hung(signum, frame):
+        raise HelperHung(hang)
+
+    os.kill(process.pid, signal.SIGSTOP)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGCONT)
+
+
 def test_helper_frozen_between_batches_is_replaced(helper: ParseAhead, monkeypatch,
                                                     caplog) -> None:
     monkeypatch.setattr(parseahead, "RESULT_TIMEOUT", 1.0)
     list(helper.parsed(sample_batch()))
-    frozen = helper._process
-    assert frozen is not None
+    stopped = helper._process
+    assert stopped is not None
     raws = large_batch()
     assert sum(len(raw) for raw in raws) > 1024 * 1024
 
-    def hung(signum, frame):
-        raise HelperHung("sending a batch to a stopped helper never returned")
-
-    os.kill(frozen.pid, signal.SIGSTOP)
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    try:
+    with frozen(stopped, "sending a batch to a stopped helper never returned"):
         results = list(helper.parsed(raws))
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-        if frozen.is_alive():
-            os.kill(frozen.pid, signal.SIGCONT)
 
     assert results == [parse_message(raw) for raw in raws]
-    assert helper._process is not frozen
+    assert helper._process is not stopped
     assert helper._failures == 1
     assert "did not read the batch within 1 s" in caplog.text
 
@@ -187,23 +196,12 @@ def test_helper_frozen_mid_result_is_failure(monkeypatch, caplog) -> None:
     monkeypatch.setattr(parseahead, "RESULT_TIMEOUT", 1.0)
     helper = ParseAhead()
     parses = helper.parsed(sample_batch())
-    frozen = helper._process
-    assert frozen is not None
+    stopped = helper._process
+    assert stopped is not None
     time.sleep(1.0)
 
-    def hung(signum, frame):
-        raise HelperHung("reading a result from a stopped helper never returned")
-
-    os.kill(frozen.pid, signal.SIGSTOP)
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    try:
+    with frozen(stopped, "reading a result from a stopped helper never returned"):
         first = next(parses)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-        if frozen.is_alive():
-            os.kill(frozen.pid, signal.SIGCONT)
     rest = list(parses)
     helper.close()
 
@@ -430,7 +428,6 @@ def maildir_daemon(tmp_path: Path, raws: list[bytes]):
 
 def test_daemon_logs_helper_lines_with_mail_context(
         tmp_path: Path, monkeypatch, caplog) -> None:
-    from maildesk import pipeline
     from maildesk.logcontext import MailContextFilter
 
     monkeypatch.setattr(parseahead, "available_cpus", lambda: 2)
@@ -438,14 +435,7 @@ def test_daemon_logs_helper_lines_with_mail_context(
                         lambda: multiprocessing.get_context("fork"))
     raws = [undecodable_mail(f"<u{number}@example.org>") for number in range(6)]
     daemon = maildir_daemon(tmp_path, raws)
-    real_process = pipeline.process
-    parsed_by_helper = []
-
-    def recording_process(desk, raw, source, rules=None, parsed=None):
-        parsed_by_helper.append(parsed is not None)
-        return real_process(desk, raw, source, rules, parsed)
-
-    monkeypatch.setattr(pipeline, "process", recording_process)
+    parsed_by_helper = record_helper_parses(monkeypatch)
     caplog.handler.addFilter(MailContextFilter())
     caplog.set_level(logging.DEBUG, logger="maildesk.parse")
     caplog.set_level(logging.DEBUG, logger="maildesk.charsets")
