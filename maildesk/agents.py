@@ -123,61 +123,79 @@ class SyncReport:
 
 
 def sync_agents(config: Config) -> SyncReport:
-    """Copy the configured groups and agents into the database, in one transaction."""
-    added: list[str] = []
-    updated: list[str] = []
-    deactivated: list[str] = []
+    """Copy the configured groups and agents into the database, in one transaction.
 
+    The rows are compared first, outside a transaction. When they already match, nothing
+    is written and no write lock is taken, so a daemon starts, and then waits in its loop,
+    while another process holds a long write transaction on a SQLite file.
+    """
+    if _sync(config, write=False) == SyncReport():
+        return SyncReport()
     with models.database_proxy.atomic():
-        for group in config.groups:
-            values = {
-                "tier": group.tier, "manager": (group.manager or "").lower() or None,
-                "escalates_to": group.escalates_to,
-                "address": (group.address or "").lower() or None,
-                "description": group.description, "active": True,
-            }
-            _upsert(models.Group, models.Group.name, group.name, values,
-                    f"group:{group.name}", added, updated)
-        configured_groups = [group.name for group in config.groups]
-        deactivated += _deactivate(models.Group, models.Group.name, configured_groups, "group")
-
-        for agent in config.agents:
-            values = {
-                "name": agent.name,
-                "addresses": " ".join(address.lower() for address in agent.addresses),
-                "groups": " ".join(agent.groups), "language": agent.language,
-                "commands": agent.commands, "active": True,
-            }
-            _upsert(models.Agent, models.Agent.login, agent.login, values,
-                    f"agent:{agent.login}", added, updated)
-        configured_agents = [agent.login for agent in config.agents]
-        deactivated += _deactivate(models.Agent, models.Agent.login, configured_agents, "agent")
-
-    report = SyncReport(tuple(added), tuple(updated), tuple(deactivated))
-    if added or updated or deactivated:
+        report = _sync(config, write=True)
+    if report != SyncReport():
         logger.info(_("agents and groups synced: {added} added, {updated} updated, "
                       "{deactivated} deactivated").format(
-            added=len(added), updated=len(updated), deactivated=len(deactivated)))
+            added=len(report.added), updated=len(report.updated),
+            deactivated=len(report.deactivated)))
     return report
 
 
+def _sync(config: Config, write: bool) -> SyncReport:
+    """Bring the group and agent rows in line with ``config``, or with ``write`` off, only
+    report what that would change."""
+    added: list[str] = []
+    updated: list[str] = []
+    deactivated: list[str] = []
+    for group in config.groups:
+        values = {
+            "tier": group.tier, "manager": (group.manager or "").lower() or None,
+            "escalates_to": group.escalates_to,
+            "address": (group.address or "").lower() or None,
+            "description": group.description, "active": True,
+        }
+        _upsert(models.Group, models.Group.name, group.name, values,
+                f"group:{group.name}", added, updated, write)
+    configured_groups = [group.name for group in config.groups]
+    deactivated += _deactivate(models.Group, models.Group.name, configured_groups, "group",
+                               write)
+
+    for agent in config.agents:
+        values = {
+            "name": agent.name,
+            "addresses": " ".join(address.lower() for address in agent.addresses),
+            "groups": " ".join(agent.groups), "language": agent.language,
+            "commands": agent.commands, "active": True,
+        }
+        _upsert(models.Agent, models.Agent.login, agent.login, values,
+                f"agent:{agent.login}", added, updated, write)
+    configured_agents = [agent.login for agent in config.agents]
+    deactivated += _deactivate(models.Agent, models.Agent.login, configured_agents, "agent",
+                               write)
+    return SyncReport(tuple(added), tuple(updated), tuple(deactivated))
+
+
 def _upsert(model: Any, key_field: Any, key: str, values: dict[str, Any], label: str,
-            added: list[str], updated: list[str]) -> None:
+            added: list[str], updated: list[str], write: bool) -> None:
     row = model.get_or_none(key_field == key)
     if row is None:
-        model.create(**{key_field.name: key}, **values)
+        if write:
+            model.create(**{key_field.name: key}, **values)
         added.append(label)
         return
     if any(getattr(row, name) != value for name, value in values.items()):
-        model.update(**values, updated_at=utcnow()).where(key_field == key).execute()
+        if write:
+            model.update(**values, updated_at=utcnow()).where(key_field == key).execute()
         updated.append(label)
 
 
-def _deactivate(model: Any, key_field: Any, keep: list[str], kind: str) -> list[str]:
+def _deactivate(model: Any, key_field: Any, keep: list[str], kind: str,
+                write: bool) -> list[str]:
     stale = [row for row in model.select().where(model.active == True)  # noqa: E712
              if getattr(row, key_field.name) not in keep]
-    for row in stale:
-        model.update(active=False, updated_at=utcnow()).where(model.id == row.id).execute()
+    if write:
+        for row in stale:
+            model.update(active=False, updated_at=utcnow()).where(model.id == row.id).execute()
     return [f"{kind}:{getattr(row, key_field.name)}" for row in stale]
 
 

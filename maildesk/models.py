@@ -420,8 +420,12 @@ def make_database(url: str) -> pw.Database:
     """Create (not connect) the peewee database for a ``sqlite:///`` or ``postgresql://`` URL.
 
     SQLite runs in WAL mode with synchronous=NORMAL: one commit per mail then costs a
-    fraction of a millisecond instead of an fsync. PostgreSQL accepts ``?schema=NAME``,
-    which sets the search_path (tests use one schema each).
+    fraction of a millisecond instead of an fsync. Its transactions begin IMMEDIATE, so
+    they wait for another process's write (busy_timeout) when they begin. A transaction
+    that began by reading would instead fail with "database is locked" at its first
+    write if another process committed in between; SQLite cannot wait in that case.
+    PostgreSQL accepts ``?schema=NAME``, which sets the search_path (tests use one schema
+    each).
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -436,6 +440,7 @@ def make_database(url: str) -> pw.Database:
                 "foreign_keys": 1,
                 "busy_timeout": 10000,
             },
+            lock_type="IMMEDIATE",
         )
 
     if parsed.scheme in ("postgresql", "postgres"):
