@@ -88,32 +88,49 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
 
 
 def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
-    """Mark up to ``limit`` due rows as sending and return them (SKIP LOCKED on PostgreSQL)."""
+    """Mark up to ``limit`` due rows as sending and return them (SKIP LOCKED on PostgreSQL).
+
+    The transaction reads only the ids, and the rows with their mail are read after it,
+    so the write lock (the whole file on SQLite) is held for two short statements.
+    """
     owner = owner or workers.worker_id()
     now = utcnow()
     with database_proxy.atomic():
         query = (
-            models.Outbox.select()
+            models.Outbox.select(models.Outbox.id)
             .where(models.Outbox.state == "pending", models.Outbox.next_attempt_at <= now)
             .order_by(models.Outbox.id)
             .limit(limit)
         )
         if is_postgresql():
             query = query.for_update(skip_locked=True)
-        rows = list(query)
-        if not rows:
+        ids = [row.id for row in query]
+        if not ids:
             return []
         models.Outbox.update(
             state="sending", claimed_by=owner, attempts=models.Outbox.attempts + 1,
             next_attempt_at=now,
-        ).where(models.Outbox.id.in_([row.id for row in rows])).execute()
-    for row in rows:
-        row.state, row.claimed_by, row.attempts = "sending", owner, row.attempts + 1
-    return rows
+        ).where(models.Outbox.id.in_(ids)).execute()
+    return list(models.Outbox.select().where(models.Outbox.id.in_(ids))
+                .order_by(models.Outbox.id))
 
 
 def mark_sent(row: models.Outbox, note: str | None = None) -> None:
     statements.update(models.Outbox, row.id, state="sent", sent_at=utcnow(), last_error=note)
+    _log_sent(row)
+
+
+def mark_all_sent(rows: list[models.Outbox]) -> None:
+    """Mark ``rows`` sent with one statement, in one transaction."""
+    if not rows:
+        return
+    models.Outbox.update(state="sent", sent_at=utcnow(), last_error=None).where(
+        models.Outbox.id.in_([row.id for row in rows])).execute()
+    for row in rows:
+        _log_sent(row)
+
+
+def _log_sent(row: models.Outbox) -> None:
     if row.ticket_id is None:
         logger.info(_("sent {message_id} ({kind}) to {recipients}").format(
             message_id=row.message_id, kind=row.kind, recipients=row.recipients.strip()))
@@ -263,11 +280,17 @@ class Sender:
         return sent
 
     def _write_to_directory(self, rows: list[models.Outbox]) -> int:
-        """Write each row to a file; a row that cannot be written is retried like SMTP."""
+        """Write each row to a file, then mark the written rows sent in one transaction.
+
+        A row that cannot be written is retried like SMTP. A file is named by the row's
+        creation time and id, so a row written again after a crash (before its mark)
+        replaces its file instead of adding a second copy. One statement marks the batch,
+        where a mark per mail took a write transaction each.
+        """
         directory = self.config.directory or Path("outbox")
-        count = 0
+        written: list[models.Outbox] = []
         for index, row in enumerate(rows):
-            stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+            stamp = (row.created_at or utcnow()).strftime("%Y%m%d-%H%M%S")
             target = directory / f"{stamp}-{row.id:06d}-{row.kind}.eml"
             temporary = target.with_suffix(".tmp")
             try:
@@ -282,9 +305,9 @@ class Sender:
                     path=directory, error=error.strerror or error)
                 mark_postponed(rows[index:], reason)
                 break
-            mark_sent(row)
-            count += 1
-        return count
+            written.append(row)
+        mark_all_sent(written)
+        return len(written)
 
     def _client(self) -> aiosmtplib.SMTP:
         config = self.config
