@@ -248,12 +248,18 @@ class Sender:
         # Set when a connection broke while a mail was sent: deliver_due() then stops, so
         # a server that drops every mail costs one connection per pass, not one per mail.
         self.connection_lost = False
+        # Set when the server could not be reached or refused the login: deliver_due()
+        # then stops too, so a server that is down costs one connection attempt per pass
+        # (up to smtp.timeout when it does not answer), not one per batch of 50 mails.
+        self.unreachable = False
 
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
 
         Rows that a dead process left claimed are requeued first. A connection that
         breaks while a mail is sent ends the pass, and the rest of its batch is due at once.
+        A server that cannot be reached ends it too: the claimed batch waits for its retry,
+        and the rows not claimed yet stay due for the next pass.
 
         Raises RuntimeError inside a database transaction: a mail sent there would go
         out even if the transaction that caused it rolled back.
@@ -262,9 +268,9 @@ class Sender:
             raise RuntimeError("Sender.deliver_due() called inside a database transaction")
         sent = 0
         self.attempted = []
-        self.connection_lost = False
+        self.connection_lost = self.unreachable = False
         recover_stale_claims()
-        while not self.connection_lost:
+        while not (self.connection_lost or self.unreachable):
             rows = claim(limit)
             if not rows:
                 return sent
@@ -329,6 +335,7 @@ class Sender:
                 password = self.config.password.reveal() or ""
                 await client.login(self.config.username, password)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as error:
+            self.unreachable = True
             if isinstance(error, aiosmtplib.SMTPAuthenticationError):
                 mark_postponed(rows, _("SMTP login failed: {error}").format(error=error))
             else:

@@ -486,6 +486,24 @@ def test_outbox_outage_does_not_use_up_attempts(tmp_path: Path, database_url: st
     assert sender(desk).deliver_due() == 3
 
 
+def test_outbox_down_server_tried_once_per_pass(tmp_path: Path, database_url: str,
+                                                 smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    mails = [queue(desk, ticket) for _index in range(5)]
+    smtp.down()
+    down_sender = sender(desk)
+
+    sent = down_sender.deliver_due(limit=2)
+
+    assert sent == 0
+    assert down_sender.unreachable
+    # Only the first batch was claimed and tried: the rest waits for the next pass.
+    assert down_sender.attempted == [mails[0].outbox_id, mails[1].outbox_id]
+    assert [row(mail).attempts for mail in mails] == [1, 1, 0, 0, 0]
+    assert [row(mail).state for mail in mails] == ["pending"] * 5
+
+
 def test_outbox_outage_gives_up_after_queue_age(tmp_path: Path, database_url: str,
                                                 smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
