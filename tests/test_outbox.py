@@ -156,6 +156,35 @@ def test_outbox_directory_failure_retried(tmp_path: Path, database_url: str) -> 
     assert len(list(target.glob("*.eml"))) == 2
 
 
+def test_outbox_directory_rewrite_replaces_file(tmp_path: Path, database_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "written"
+    desk = make_desk(tmp_path, database_url,
+                     smtp={"transport": "directory", "directory": str(target)})
+    mails = [queue(desk, make_ticket(20460 + index, "Drukarka", REQUESTER))
+             for index in range(2)]
+
+    def crash(rows: list[models.Outbox]) -> None:
+        raise KeyboardInterrupt("stopped after writing, before marking")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "mark_all_sent", crash)
+        with pytest.raises(KeyboardInterrupt):
+            Sender(desk.config.smtp).deliver_due()
+    # The process died: its claims are taken back, and the next pass runs an hour later.
+    models.Outbox.update(claimed_by="dead-worker:1").execute()
+    outbox.recover_stale_claims(now_offset=timedelta(0))
+    later = utcnow() + timedelta(hours=1)
+    monkeypatch.setattr(outbox, "utcnow", lambda: later)
+    for mail in mails:
+        make_due(mail)
+    sent = Sender(desk.config.smtp).deliver_due()
+
+    assert sent == 2
+    assert [row(mail).state for mail in mails] == ["sent", "sent"]
+    assert len(list(target.glob("*.eml"))) == 2
+
+
 def test_outbox_flushes_once_per_batch(tmp_path: Path, database_url: str, smtp,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
