@@ -55,6 +55,8 @@ class Daemon:
         self.outcomes: Counter[str] = Counter()
         self.owner = workers.worker_id()
         self._waiting_logged = False
+        # Whether the last send_outbox() was put off by a TemporaryError.
+        self._delivery_postponed = False
         # maildesk.yaml is read once; a change is only reported, once, until a restart.
         self._config_stamp = _file_stamp(desk.config.path)
         self._config_change_logged = False
@@ -128,8 +130,15 @@ class Daemon:
         return False
 
     def drain(self) -> int:
-        """Process every mail the source has now; return how many were handled."""
+        """Process every mail the source has now; return how many were handled.
+
+        The outbox is sent after each batch, so during a backlog of thousands of mails
+        the first acknowledgements go out within seconds, not after the last batch. A
+        delivery that fails (SMTP server down) is not tried again until the drain ends:
+        an unreachable server would otherwise cost its connection timeout per batch.
+        """
         handled = 0
+        delivering = True
         if not self.holds_mailbox():
             return handled
         while not self.stopping:
@@ -164,6 +173,10 @@ class Daemon:
                 self.source.quarantine(mail)
             faults.crash_point("before-ack")
             self._acknowledge(done)
+            if delivering:
+                self.send_outbox()
+                delivering = not (self.sender.connection_lost or self.sender.unreachable
+                                  or self._delivery_postponed)
             if not self.holds_mailbox():
                 break
         return handled
@@ -181,9 +194,11 @@ class Daemon:
             self.source.acknowledge(mail)
 
     def send_outbox(self) -> int:
+        self._delivery_postponed = False
         try:
             return self.sender.deliver_due()
         except TemporaryError as error:
+            self._delivery_postponed = True
             logger.warning(_("outbox delivery postponed: {error}").format(error=error))
             return 0
 
