@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -409,11 +409,77 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
 
 
 class PostgresqlDatabase(pw.PostgresqlDatabase):
-    """peewee's PostgreSQL database, knowing whether maildesk may prepare statements."""
+    """peewee's PostgreSQL database, knowing whether maildesk may prepare statements.
+
+    It also defers the statements of an open transaction whose result the caller does
+    not use (``defer``) and sends them in one round trip with the next statement or the
+    COMMIT. Every later statement of the transaction sees their rows, as if they had
+    run at once. A deferred statement that fails raises at that later statement, and a
+    ROLLBACK drops the ones not sent.
+    """
 
     def __init__(self, *args: Any, prepare_statements: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prepare_statements = prepare_statements
+
+    def defer(self, sql: str, params: Sequence[Any]) -> None:
+        """Send ``sql`` with the next statement; outside a transaction, run it now."""
+        if not self.in_transaction():
+            self.execute_sql(sql, params)
+            return
+        self._deferred().append((sql, list(params)))
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        deferred = self._deferred()
+        if deferred:
+            sql, params = _joined(deferred, sql, params)
+            deferred.clear()
+        return super().execute_sql(sql, params)
+
+    def commit(self) -> None:
+        deferred = self._deferred()
+        if deferred:
+            sql, params = _joined(deferred, "COMMIT", None)
+            deferred.clear()
+            super().execute_sql(sql, params)
+            return
+        super().commit()
+
+    def rollback(self) -> None:
+        self._deferred().clear()
+        super().rollback()
+
+    def send_deferred(self) -> None:
+        """Send the deferred statements now, in one round trip of their own."""
+        deferred = self._deferred()
+        if deferred:
+            sql, params = _joined(deferred[:-1], deferred[-1][0], deferred[-1][1])
+            deferred.clear()
+            super().execute_sql(sql, params)
+
+    def _deferred(self) -> list[tuple[str, list[Any]]]:
+        """Return the deferred statements of this thread's connection."""
+        state = getattr(self, "_state")  # noqa: B009 (peewee's per-thread state, untyped)
+        connection = state.conn
+        deferred: tuple[Any, list[tuple[str, list[Any]]]] | None = getattr(
+            state, "maildesk_deferred", None)
+        if deferred is None or deferred[0] is not connection:
+            # A new connection (after a close or a reconnect) has no deferred statements.
+            deferred = (connection, [])
+            state.maildesk_deferred = deferred
+        return deferred[1]
+
+
+def _joined(deferred: list[tuple[str, list[Any]]], sql: str,
+            params: Any) -> tuple[str, list[Any]]:
+    """Return one text of the deferred statements and ``sql``, and their parameters.
+
+    psycopg2 sends the text as one query, and the cursor returns the result of the last
+    statement, which is ``sql``'s.
+    """
+    texts = [text for text, _values in deferred]
+    values = [value for _text, statement_values in deferred for value in statement_values]
+    return "; ".join([*texts, sql]), [*values, *(params or ())]
 
 
 def make_database(url: str) -> pw.Database:

@@ -540,9 +540,10 @@ def queue_mail(
     limited = [a for a in recipients if not _exempt_from_address_limit(desk, a)]
     if automatic and limited:
         for address in limited:
-            statements.insert(models.AutomaticMailRecipient, outbox=row.id, address=address)
+            statements.insert_later(models.AutomaticMailRecipient, outbox=row.id,
+                                    address=address)
     if ticket is not None:
-        statements.insert(
+        statements.insert_later(
             models.MessageReference, message_id=message_id, ticket=ticket, direction="out",
             kind=kind[:20], recipients=" ".join(recipients),
         )

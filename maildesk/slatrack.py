@@ -61,7 +61,7 @@ def store(ticket: models.Ticket, clock: SlaClock, actor: str) -> None:
 def record_transitions(ticket: models.Ticket, clock: SlaClock, actor: str) -> None:
     """Record one event per transition of ``clock`` on a ticket that has its row."""
     for transition in clock.history:
-        statements.insert(
+        statements.insert_later(
             models.Event, ticket=ticket, actor=actor, action=f"sla_{transition.kind}",
             detail=json.dumps(transition.as_dict(), ensure_ascii=False),
         )

@@ -138,6 +138,9 @@ def _prepare(database: pw.Database, text: str) -> str | None:
         lambda match: "%%" if match.group(0) == "%%" else f"${next(numbers)}", text)
     # Inside a transaction a failed PREPARE would abort it, so it runs in a savepoint.
     guarded = database.in_transaction()
+    if guarded and hasattr(database, "send_deferred"):
+        # A deferred statement that fails must raise here, not inside the savepoint.
+        database.send_deferred()
     try:
         if guarded:
             database.execute_sql(f"SAVEPOINT maildesk_prepare; PREPARE {name} AS "
@@ -238,6 +241,40 @@ def _insert(instance: BaseModel, *, skip_conflict: bool) -> bool:
         return False
     _mark_clean(instance)
     return True
+
+
+def insert_later(model: type[BaseModel], **values: Any) -> None:
+    """Insert one row whose id nobody reads, as ``insert`` does but returning nothing.
+
+    On PostgreSQL, inside a transaction, the INSERT goes to the server with the next
+    statement or the COMMIT (``PostgresqlDatabase.defer``), which saves a round trip
+    each. It then fails at that later statement, so use it only where nothing catches
+    its error: an event, a reference, a counter row.
+    """
+    database = _database()
+    instance = model(**values)
+    data = instance.__data__
+    primary_key = model._meta.primary_key
+    assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"
+    names = tuple(name for name in data if not (name == primary_key.name and data[name] is None))
+    key = ("insert_later", model, names, database.param)
+    text = _texts.get(key)
+    if text is None:
+        text = _texts[key] = _insert_text(model, names, database.param)
+
+    fields = model._meta.fields
+    params = [fields[name].db_value(data[name]) for name in names]
+    defer = getattr(database, "defer", None)
+    if defer is None:
+        _execute(database, text, params)
+        return
+    name = _prepare(database, text) if _preparable(database, text, params) else None
+    if name is None:
+        defer(text, params)
+    elif params:
+        defer(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
+    else:
+        defer(f"EXECUTE {name}", params)
 
 
 def insert_missing(model: type[BaseModel], **values: Any) -> bool:

@@ -80,11 +80,11 @@ def upsert_contact(address: Address, language: str | None = None) -> models.Cont
 
 def record_event(ticket: models.Ticket | int | None, actor: str, action: str,
                  detail: dict[str, Any] | None = None, before: Any = None,
-                 after: Any = None) -> models.Event:
+                 after: Any = None) -> None:
     if detail and isinstance(detail.get("reason"), Reason):
         # Stored with its msgid too, so the history shows it in the reader's language.
         detail = {**detail, **detail_fields(detail["reason"])}
-    return statements.insert(
+    statements.insert_later(
         models.Event,
         ticket=ticket,
         actor=actor,
@@ -151,7 +151,7 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
         recipients = {a.normalized for a in (*message.to, *message.cc)}
         if sender:
             recipients.add(sender.normalized)
-        statements.insert(
+        statements.insert_later(
             models.MessageReference, message_id=message.message_id, ticket=ticket, direction="in",
             kind=decision.entry_kind, recipients=" ".join(sorted(recipients)),
         )
@@ -352,7 +352,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                     queued.append(mail)
         queued.extend(alert_on_loop_events(desk, decision))
 
-        statements.insert(
+        statements.insert_later(
             models.ProcessedMessage,
             dedupe_key=decision.dedupe_key,
             raw_sha256=decision.raw_sha256,

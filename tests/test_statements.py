@@ -409,3 +409,85 @@ def test_upsert_contact_reads_row_another_process_created(database,
     assert contact.id == existing.id
     assert models.Contact.select().count() == 1
     assert models.Event.select().count() == 1
+
+
+# --------------------------------------------------------------------------- insert_later
+
+
+def events() -> list[str]:
+    return [event.action for event in models.Event.select().order_by(models.Event.id)]
+
+
+def test_insert_later_row_visible_to_next_statement(database,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    if models.is_postgresql(database):
+        # Record the text that reaches the driver, deferred statements included.
+        execute_sql = pw.PostgresqlDatabase.execute_sql
+        monkeypatch.setattr(pw.PostgresqlDatabase, "execute_sql",
+                            lambda self, sql, params=None: sent.append(sql)
+                            or execute_sql(self, sql, params))
+
+    with models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="first")
+        statements.insert_later(models.Event, actor="maildesk", action="second")
+        seen = events()
+
+    assert seen == ["first", "second"]
+    assert events() == ["first", "second"]
+    if models.is_postgresql(database):
+        # Both INSERTs went to the server with the SELECT, in one round trip.
+        joined = [sql for sql in sent if sql.count("EXECUTE maildesk_") == 2]
+        assert len(joined) == 1
+        assert "SELECT" in joined[0].split(";")[-1]
+
+
+def test_insert_later_sent_with_commit(database) -> None:
+    with models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="last")
+
+    assert events() == ["last"]
+
+
+def test_insert_later_dropped_by_rollback(database) -> None:
+    with pytest.raises(RuntimeError), models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="undone")
+        raise RuntimeError("the transaction fails")
+
+    with models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="kept")
+
+    assert events() == ["kept"]
+
+
+def test_insert_later_conflict_fails_the_transaction(database) -> None:
+    statements.insert(models.ProcessedMessage, dedupe_key="mid:<a@example.org>",
+                      raw_sha256="0" * 64, source="test", outcome="create")
+
+    with pytest.raises(pw.IntegrityError), models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="before")
+        statements.insert_later(models.ProcessedMessage, dedupe_key="mid:<a@example.org>",
+                                raw_sha256="1" * 64, source="test", outcome="create")
+
+    assert events() == []
+    assert models.ProcessedMessage.select().count() == 1
+
+
+def test_insert_later_conflict_raised_before_prepare(postgresql) -> None:
+    statements.insert(models.ProcessedMessage, dedupe_key="mid:<a@example.org>",
+                      raw_sha256="0" * 64, source="test", outcome="create")
+
+    with pytest.raises(pw.IntegrityError), models.database_proxy.atomic():
+        statements.insert_later(models.ProcessedMessage, dedupe_key="mid:<a@example.org>",
+                                raw_sha256="1" * 64, source="test", outcome="create")
+        # The first lookup of contacts on this connection prepares its statement.
+        statements.first(models.Contact, address="zofia@example.org")
+
+    assert models.ProcessedMessage.select().count() == 1
+
+
+def test_insert_later_outside_transaction_runs_now(postgresql) -> None:
+    statements.insert_later(models.Event, actor="maildesk", action="alone")
+
+    assert postgresql._deferred() == []
+    assert events() == ["alone"]
