@@ -41,6 +41,7 @@ class PassResult:
     cpu_seconds: float
     drain_seconds: float
     statements: int
+    deferred: int
     outcomes: dict[str, int]
     tickets: int
     outbox: int
@@ -113,15 +114,20 @@ def run_daemon_pass(engine: str, mails: list[bytes], server: common.Dovecot,
             raise RuntimeError(f"the pass left {unsent} outgoing mails unsent")
 
         result = PassResult(engine, len(mails), seconds, cpu_seconds, drain_time[0],
-                            statements[0], dict(daemon.outcomes),
+                            statements[0] + statements[1], statements[1],
+                            dict(daemon.outcomes),
                             models.Ticket.select().count(), models.Outbox.select().count())
         models.database_proxy.obj.close()
     return result
 
 
 def count_statements(database: pw.Database) -> list[int]:
-    """Count the SQL statements the database runs from now on (a list, updated in place)."""
-    counter = [0]
+    """Count the SQL statements the database runs from now on (a list, updated in place).
+
+    The first count is of statements sent on their own, the second of those PostgreSQL
+    defers to send with the next one: the first is also the count of round trips.
+    """
+    counter = [0, 0]
     execute = database.execute_sql
 
     def counting(sql: str, params: object = None, *args: object, **kwargs: object) -> object:
@@ -129,6 +135,13 @@ def count_statements(database: pw.Database) -> list[int]:
         return execute(sql, params, *args, **kwargs)
 
     database.execute_sql = counting  # type: ignore[method-assign]
+    defer = getattr(database, "defer", None)
+    if defer is not None:
+        def counting_deferred(sql: str, params: object) -> None:
+            counter[1] += 1
+            defer(sql, params)
+
+        database.defer = counting_deferred  # type: ignore[attr-defined]
     return counter
 
 
@@ -168,10 +181,14 @@ def run_floor(engine: str, mails: list[bytes], workdir: Path) -> float:
 def describe_pass(result: PassResult, parse_ahead: bool) -> str:
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
     helper = "parse helper" if parse_ahead else "no helper"
+    trips = ""
+    if result.deferred:
+        round_trips = (result.statements - result.deferred) / result.size
+        trips = f" in {round_trips:.1f} round trips"
     return (f"({helper}): maildesk {result.rate:6.1f} mails/s ({result.seconds:.1f} s, "
             f"CPU {result.cpu_seconds:.1f} s, drain {result.drain_seconds:.1f} s = "
             f"{result.ingest_rate:.1f} mails/s, {result.statements / result.size:.1f} SQL "
-            f"statements per mail; {outcomes}; {result.tickets} tickets, {result.outbox} "
+            f"statements per mail{trips}; {outcomes}; {result.tickets} tickets, {result.outbox} "
             f"outgoing mails sent)")
 
 
