@@ -71,8 +71,8 @@ class RawStore:
         """
         sha256 = hashlib.sha256(content).hexdigest()
         if len(content) <= self.inline_limit:
-            statements.insert_missing(models.StoredContent, sha256=sha256, kind=kind,
-                                      content=content)
+            statements.insert_missing_later(models.StoredContent, sha256=sha256, kind=kind,
+                                            content=content)
             return sha256
 
         path = self.path_for(kind, sha256)

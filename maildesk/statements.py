@@ -263,7 +263,11 @@ def insert_later(model: type[BaseModel], **values: Any) -> None:
         text = _texts[key] = _insert_text(model, names, database.param)
 
     fields = model._meta.fields
-    params = [fields[name].db_value(data[name]) for name in names]
+    _execute_later(database, text, [fields[name].db_value(data[name]) for name in names])
+
+
+def _execute_later(database: pw.Database, text: str, params: list[Any]) -> None:
+    """Run a cached statement whose result is not read: deferred where the database can."""
     defer = getattr(database, "defer", None)
     if defer is None:
         _execute(database, text, params)
@@ -285,16 +289,30 @@ def insert_missing(model: type[BaseModel], **values: Any) -> bool:
     """
     database = _database()
     names = tuple(sorted(values))
+    text = _insert_missing_text(database, model, names)
+    fields = model._meta.fields
+    cursor = _execute(database, text, [fields[name].db_value(values[name]) for name in names])
+    return bool(cursor.rowcount == 1)
+
+
+def insert_missing_later(model: type[BaseModel], **values: Any) -> None:
+    """Insert one row as ``insert_missing`` does, deferred as ``insert_later`` is."""
+    database = _database()
+    names = tuple(sorted(values))
+    text = _insert_missing_text(database, model, names)
+    fields = model._meta.fields
+    _execute_later(database, text, [fields[name].db_value(values[name]) for name in names])
+
+
+def _insert_missing_text(database: pw.Database, model: type[BaseModel],
+                         names: tuple[str, ...]) -> str:
     key = ("insert_missing", model, names, database.param)
     text = _texts.get(key)
     if text is None:
         # SQLite (3.24 and later) and PostgreSQL both accept ON CONFLICT DO NOTHING.
-        text = _insert_text(model, names, database.param) + " ON CONFLICT DO NOTHING"
-        _texts[key] = text
-
-    fields = model._meta.fields
-    cursor = _execute(database, text, [fields[name].db_value(values[name]) for name in names])
-    return bool(cursor.rowcount == 1)
+        text = _texts[key] = (_insert_text(model, names, database.param)
+                              + " ON CONFLICT DO NOTHING")
+    return text
 
 
 def _insert_text(model: type[BaseModel], names: tuple[str, ...], param: str) -> str:

@@ -491,3 +491,16 @@ def test_insert_later_outside_transaction_runs_now(postgresql) -> None:
 
     assert postgresql._deferred() == []
     assert events() == ["alone"]
+
+
+def test_insert_missing_later_skips_a_taken_key(database) -> None:
+    with models.database_proxy.atomic():
+        statements.insert_missing_later(models.StoredContent, sha256="a" * 64, kind="raw",
+                                        content=b"first")
+        statements.insert_missing_later(models.StoredContent, sha256="a" * 64, kind="raw",
+                                        content=b"second")
+        statements.insert_later(models.Event, actor="maildesk", action="after")
+
+    stored = list(models.StoredContent.select())
+    assert [bytes(row.content) for row in stored] == [b"first"]
+    assert events() == ["after"]
