@@ -45,6 +45,8 @@ class PassResult:
     outcomes: dict[str, int]
     tickets: int
     outbox: int
+    # Seconds from the start of the pass to the first outgoing mail marked sent.
+    first_sent: float
 
     @property
     def rate(self) -> float:
@@ -101,6 +103,7 @@ def run_daemon_pass(engine: str, mails: list[bytes], server: common.Dovecot,
         statements = count_statements(models.database_proxy.obj)
         profiler = common.start_profiler() if profile else None
         started = time.perf_counter()
+        started_at = models.utcnow()
         cpu_started = time.process_time()
         handled = daemon.run(once=True)
         seconds = time.perf_counter() - started
@@ -113,10 +116,13 @@ def run_daemon_pass(engine: str, mails: list[bytes], server: common.Dovecot,
         if unsent:
             raise RuntimeError(f"the pass left {unsent} outgoing mails unsent")
 
+        first_sent = (models.Outbox.select(models.Outbox.sent_at)
+                      .order_by(models.Outbox.sent_at).first().sent_at)
         result = PassResult(engine, len(mails), seconds, cpu_seconds, drain_time[0],
                             statements[0] + statements[1], statements[1],
                             dict(daemon.outcomes),
-                            models.Ticket.select().count(), models.Outbox.select().count())
+                            models.Ticket.select().count(), models.Outbox.select().count(),
+                            (first_sent - started_at).total_seconds())
         models.database_proxy.obj.close()
     return result
 
@@ -189,7 +195,7 @@ def describe_pass(result: PassResult, parse_ahead: bool) -> str:
             f"CPU {result.cpu_seconds:.1f} s, drain {result.drain_seconds:.1f} s = "
             f"{result.ingest_rate:.1f} mails/s, {result.statements / result.size:.1f} SQL "
             f"statements per mail{trips}; {outcomes}; {result.tickets} tickets, {result.outbox} "
-            f"outgoing mails sent)")
+            f"outgoing mails sent, the first {result.first_sent:.1f} s into the pass)")
 
 
 def describe_corpus(stats: CorpusStats, size: int) -> str:
