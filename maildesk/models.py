@@ -431,19 +431,20 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         deferred = self._deferred()
-        if deferred:
-            sql, params = _joined(deferred, sql, params)
-            deferred.clear()
-        return super().execute_sql(sql, params)
+        if not deferred:
+            return super().execute_sql(sql, params)
+        sql, params = _joined(deferred, sql, params)
+        deferred.clear()
+        return self._execute_joined(sql, params)
 
     def commit(self) -> None:
         deferred = self._deferred()
-        if deferred:
-            sql, params = _joined(deferred, "COMMIT", None)
-            deferred.clear()
-            super().execute_sql(sql, params)
+        if not deferred:
+            super().commit()
             return
-        super().commit()
+        sql, params = _joined(deferred, "COMMIT", None)
+        deferred.clear()
+        self._execute_joined(sql, params)
 
     def rollback(self) -> None:
         self._deferred().clear()
@@ -455,7 +456,21 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         if deferred:
             sql, params = _joined(deferred[:-1], deferred[-1][0], deferred[-1][1])
             deferred.clear()
-            super().execute_sql(sql, params)
+            self._execute_joined(sql, params)
+
+    def _execute_joined(self, sql: str, params: list[Any]) -> Any:
+        """Run a text that carries deferred statements.
+
+        A deferred EXECUTE whose prepared statement the server session lost (a pooler)
+        raises TemporaryError here, as statements._execute does for its own EXECUTE.
+        """
+        try:
+            return super().execute_sql(sql, params)
+        except pw.DatabaseError as error:
+            from maildesk.statements import raise_if_statement_lost  # imports this module
+
+            raise_if_statement_lost(self, error)
+            raise
 
     def _deferred(self) -> list[tuple[str, list[Any]]]:
         """Return the deferred statements of this thread's connection."""

@@ -81,19 +81,37 @@ def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
     try:
         return database.execute_sql(call, params or None)
     except pw.DatabaseError as error:
+        if database.in_transaction():
+            raise_if_statement_lost(database, error)
         if _sqlstate(error) != _UNKNOWN_PREPARED_STATEMENT:
             raise
 
+    # Outside a transaction only this statement failed, so it runs again unprepared.
+    _stop_preparing(database)
+    return database.execute_sql(text, params)
+
+
+def raise_if_statement_lost(database: pw.Database, error: pw.DatabaseError) -> None:
+    """Raise TemporaryError when ``error`` is SQLSTATE 26000, a lost prepared statement.
+
+    Preparing then stops in this process, and the transaction that ran the statement
+    fails, to be tried again. ``PostgresqlDatabase`` calls this for the deferred
+    statements it sends, because their EXECUTE may fail at the COMMIT.
+    """
+    if _sqlstate(error) != _UNKNOWN_PREPARED_STATEMENT:
+        return
+    _stop_preparing(database)
+    raise TemporaryError(_("a prepared statement was missing on the database server; "
+                           "the mail is tried again without prepared statements")) from error
+
+
+def _stop_preparing(database: pw.Database) -> None:
     # The session lost what this connection prepared: a pooler in transaction mode
     # hands each transaction another server session. Preparing stops in this process.
     database.prepare_statements = False  # type: ignore[attr-defined]
     logger.warning(_("the database session lost its prepared statements (a connection "
                      "pooler in transaction mode?), so maildesk stops preparing them; "
                      "add ?prepare=off to the database URL"))
-    if database.in_transaction():
-        raise TemporaryError(_("a prepared statement was missing on the database server; "
-                               "the mail is tried again without prepared statements"))
-    return database.execute_sql(text, params)
 
 
 def _preparable(database: pw.Database, text: str, params: Sequence[Any]) -> bool:

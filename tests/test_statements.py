@@ -504,3 +504,23 @@ def test_insert_missing_later_skips_a_taken_key(database) -> None:
     stored = list(models.StoredContent.select())
     assert [bytes(row.content) for row in stored] == [b"first"]
     assert events() == ["after"]
+
+
+@pytest.mark.parametrize("carrier", ["commit", "peewee query"])
+def test_insert_later_lost_prepared_statement(postgresql, carrier: str) -> None:
+    with models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="prepared")
+    # What a pooler in transaction mode does: the next session has nothing prepared.
+    postgresql.execute_sql("DEALLOCATE ALL")
+
+    # The deferred EXECUTE reaches the server with the COMMIT or with a statement that
+    # peewee runs, not through statements._execute.
+    with pytest.raises(TemporaryError), models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="lost")
+        if carrier == "peewee query":
+            models.Contact.select().count()
+    with models.database_proxy.atomic():
+        statements.insert_later(models.Event, actor="maildesk", action="again")
+
+    assert postgresql.prepare_statements is False
+    assert events() == ["prepared", "again"]
