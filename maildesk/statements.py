@@ -285,9 +285,13 @@ def insert_later(model: type[BaseModel], **values: Any) -> None:
 
 
 def _execute_later(database: pw.Database, text: str, params: list[Any]) -> None:
-    """Run a cached statement whose result is not read: deferred where the database can."""
+    """Run a cached statement whose result is not read: deferred where the database can.
+
+    Outside a transaction it runs at once through ``_execute``, which runs it again
+    unprepared when the session lost its prepared statement.
+    """
     defer = getattr(database, "defer", None)
-    if defer is None:
+    if defer is None or not database.in_transaction():
         _execute(database, text, params)
         return
     name = _prepare(database, text) if _preparable(database, text, params) else None

@@ -524,3 +524,15 @@ def test_insert_later_lost_prepared_statement(postgresql, carrier: str) -> None:
 
     assert postgresql.prepare_statements is False
     assert events() == ["prepared", "again"]
+
+
+def test_insert_later_alone_lost_prepared_statement(postgresql) -> None:
+    statements.insert_later(models.Event, actor="maildesk", action="prepared")
+    # What a pooler in transaction mode does: the next session has nothing prepared.
+    postgresql.execute_sql("DEALLOCATE ALL")
+
+    # Outside a transaction only this INSERT fails, so it runs again unprepared.
+    statements.insert_later(models.Event, actor="maildesk", action="alone")
+
+    assert postgresql.prepare_statements is False
+    assert events() == ["prepared", "alone"]
