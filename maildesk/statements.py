@@ -268,6 +268,11 @@ def insert_later(model: type[BaseModel], **values: Any) -> None:
     statement or the COMMIT (``PostgresqlDatabase.defer``), which saves a round trip
     each. It then fails at that later statement, so use it only where nothing catches
     its error: an event, a reference, a counter row.
+
+    NOTE: a nested ``atomic()`` sends the deferred statements with its SAVEPOINT, so
+    their error is raised inside a later ``try: with atomic(): ... except
+    IntegrityError`` (peewee's ``get_or_create`` reads first and is safe). That handler
+    would take it for its own and go on in an aborted transaction.
     """
     database = _database()
     instance = model(**values)
