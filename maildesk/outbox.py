@@ -292,6 +292,10 @@ class Sender:
         creation time and id, so a row written again after a crash (before its mark)
         replaces its file instead of adding a second copy. One statement marks the batch,
         where a mark per mail took a write transaction each.
+
+        NOTE: a process killed between the files and that statement leaves the whole
+        batch (up to 50 files) unmarked. A program that took a file from the folder
+        meanwhile gets it twice; one that reads the folder later sees each file once.
         """
         directory = self.config.directory or Path("outbox")
         written: list[models.Outbox] = []
