@@ -18,7 +18,7 @@ from types import FrameType
 
 import peewee as pw
 
-from maildesk import faults, lease, models, pipeline, workers
+from maildesk import faults, heap, lease, models, pipeline, workers
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
@@ -212,6 +212,7 @@ class Daemon:
     def run(self, once: bool = False) -> int:
         """Run until stopped (or one full pass with ``once``); return the mails handled."""
         logger.info(_("maildesk started on {source}").format(source=self.source.name))
+        heap.keep_mmap_threshold()
         failures = 0
         try:
             while not self.stopping:
