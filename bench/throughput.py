@@ -207,13 +207,13 @@ def describe_corpus(stats: CorpusStats, size: int) -> str:
 
 
 @contextlib.contextmanager
-def smtp_sink(wanted: bool) -> Iterator[tuple[str, int] | None]:
-    """Run aiosmtpd's discarding handler in a process of its own, if ``wanted``.
+def smtp_sink(enabled: bool) -> Iterator[tuple[str, int] | None]:
+    """Run aiosmtpd's discarding handler in a process of its own, if ``enabled``.
 
     Its own process, so the daemon stays single-threaded and forks its helpers as it
     does in service.
     """
-    if not wanted:
+    if not enabled:
         yield None
         return
     port = servers.free_port()

@@ -250,7 +250,7 @@ class Sender:
         self.connection_lost = False
         # Set when the server could not be reached or refused the login: deliver_due()
         # then stops too, so a server that is down costs one connection attempt per pass
-        # (up to smtp.timeout when it does not answer), not one per batch of 50 mails.
+        # (up to smtp.timeout when it does not respond), not one per batch of 50 mails.
         self.unreachable = False
 
     def deliver_due(self, limit: int = 50) -> int:
@@ -295,7 +295,7 @@ class Sender:
 
         NOTE: a process killed between the files and that statement leaves the whole
         batch (up to 50 files) unmarked. A program that took a file from the folder
-        meanwhile gets it twice; one that reads the folder later sees each file once.
+        meanwhile gets it twice. One that reads the folder later finds each file once.
         """
         directory = self.config.directory or Path("outbox")
         written: list[models.Outbox] = []

@@ -262,7 +262,7 @@ def _insert(instance: BaseModel, *, skip_conflict: bool) -> bool:
 
 
 def insert_later(model: type[BaseModel], **values: Any) -> None:
-    """Insert one row whose id nobody reads, as ``insert`` does but returning nothing.
+    """Insert one row whose id the caller does not use, as ``insert`` does, returning nothing.
 
     On PostgreSQL, inside a transaction, the INSERT goes to the server with the next
     statement or the COMMIT (``PostgresqlDatabase.defer``), which saves a round trip

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-# Frees a 6 MiB block (which raises glibc's threshold unless it is fixed), then takes a
-# 2 MiB block with a small object above it, frees the 2 MiB and prints how much of it
-# the process still holds, in KiB.
+# Frees a 6 MiB block, which raises glibc's threshold unless it is fixed. Then takes a
+# 2 MiB block with a small object above it, frees the 2 MiB block and prints how many
+# KiB of it the process still keeps.
 PROBE = textwrap.dedent("""
     import ctypes, sys
     from maildesk import heap
