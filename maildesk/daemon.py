@@ -23,7 +23,7 @@ from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _
 from maildesk.logcontext import mail_context
-from maildesk.outbox import Sender
+from maildesk.outbox import FIRST_RETRY, Sender
 from maildesk.parseahead import ParseAhead
 from maildesk.reasons import outcome_label
 from maildesk.sources import FetchedMail, Source
@@ -37,6 +37,9 @@ SETTLE_SECONDS = 2.0
 # With --once, a run gives up after this many failed attempts (pauses of 1+2+4+8+16 s),
 # so a cron job or an admin testing a configuration gets exit status 75, not a hang.
 ONCE_ATTEMPTS = 6
+# After a delivery pass found the SMTP server unreachable, the outbox is not sent again
+# for this long: the rows that pass claimed wait the first retry delay anyway.
+DELIVERY_PAUSE = FIRST_RETRY.total_seconds()
 
 
 class Daemon:
@@ -57,6 +60,8 @@ class Daemon:
         self._waiting_logged = False
         # Whether the last send_outbox() was put off by a TemporaryError.
         self._delivery_postponed = False
+        # send_outbox() does nothing before this time.monotonic() value.
+        self._delivery_paused_until = 0.0
         # maildesk.yaml is read once; a change is only reported, once, until a restart.
         self._config_stamp = _file_stamp(desk.config.path)
         self._config_change_logged = False
@@ -134,8 +139,9 @@ class Daemon:
 
         The outbox is sent after each batch, so during a backlog of thousands of mails
         the first acknowledgements go out within seconds, not after the last batch. A
-        delivery that fails (SMTP server down) is not tried again until the drain ends:
-        an unreachable server would otherwise cost its connection timeout per batch.
+        delivery that fails is not tried again until the drain ends, and an unreachable
+        server not for DELIVERY_PAUSE (see send_outbox): each try of a server that does
+        not respond holds up the backlog for its connection timeout.
         """
         handled = 0
         delivering = True
@@ -194,13 +200,24 @@ class Daemon:
             self.source.acknowledge(mail)
 
     def send_outbox(self) -> int:
+        """Send what is due; return how many mails went out.
+
+        After a pass found the server unreachable, the next ones are skipped for
+        DELIVERY_PAUSE: the mail that pass had claimed is not due earlier, and a drain
+        and the run loop would otherwise try the server three times in a row.
+        """
         self._delivery_postponed = False
+        if time.monotonic() < self._delivery_paused_until:
+            return 0
         try:
-            return self.sender.deliver_due()
+            sent = self.sender.deliver_due()
         except TemporaryError as error:
             self._delivery_postponed = True
             logger.warning(_("outbox delivery postponed: {error}").format(error=error))
             return 0
+        if self.sender.unreachable:
+            self._delivery_paused_until = time.monotonic() + DELIVERY_PAUSE
+        return sent
 
     def _run_periodic(self) -> None:
         for task in self.periodic:

@@ -1,7 +1,7 @@
 """The outbox during a backlog: sent after each fetched batch, not after the last one.
 
 With a storm of mail in the mailbox, the first users' acknowledgements must not wait for
-the whole backlog to be recorded. A server that cannot be reached is tried once per drain,
+the whole backlog to be recorded. A server that cannot be reached is tried once per run,
 not once per batch.
 """
 
@@ -55,23 +55,25 @@ def test_acknowledgements_sent_between_batches(tmp_path: Path, database_url: str
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 6
 
 
-def test_unreachable_server_tried_once_per_drain(tmp_path: Path, database_url: str) -> None:
+def test_unreachable_server_tried_once_per_run(tmp_path: Path, database_url: str) -> None:
     # Nothing listens on the port, so every connection is refused.
     smtp = {"transport": "smtp", "host": "127.0.0.1", "port": free_port(),
             "security": "none", "timeout": 1.0}
     daemon = backlog_desk(tmp_path, database_url, 6, smtp=smtp)
-    attempts: list[int] = []
-    deliver_due = daemon.sender.deliver_due
+    connections: list[int] = []
+    send_batch = daemon.sender._send_batch
 
-    def counting(*args: Any, **kwargs: Any) -> int:
-        attempts.append(len(attempts))
-        return deliver_due(*args, **kwargs)
+    async def counting(rows: list[models.Outbox]) -> int:
+        connections.append(len(rows))
+        return await send_batch(rows)
 
-    daemon.sender.deliver_due = counting  # type: ignore[method-assign]
+    daemon.sender._send_batch = counting  # type: ignore[method-assign]
 
-    assert daemon.drain() == 6
+    assert daemon.run(once=True) == 6
 
-    assert attempts == [0]
+    # One try after the first batch. The drain's later batches and the two sends of the
+    # run loop after it wait for the pause.
+    assert connections == [2]
     assert daemon.sender.unreachable
     assert models.Outbox.select().where(models.Outbox.state == "sent").count() == 0
     assert models.Outbox.select().count() == 6
