@@ -203,8 +203,8 @@ class Daemon:
         """Send what is due; return how many mails went out.
 
         After a pass found the server unreachable, the next ones are skipped for
-        DELIVERY_PAUSE: the mail that pass had claimed is not due earlier, and a drain
-        and the run loop would otherwise try the server three times in a row.
+        DELIVERY_PAUSE: the mail that pass had claimed is not due earlier, and the run
+        loop would otherwise try the server again right after the drain did.
         """
         self._delivery_postponed = False
         if time.monotonic() < self._delivery_paused_until:
