@@ -413,7 +413,7 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
 
     It also defers the statements of an open transaction whose result the caller does
     not use (``defer``) and sends them in one round trip with the next statement or the
-    COMMIT. Every later statement of the transaction sees their rows, as if they had
+    COMMIT. Every later statement of the transaction reads their rows, as if they had
     run at once. A deferred statement that fails raises at that later statement, and a
     ROLLBACK drops the ones not sent.
     """
@@ -423,10 +423,10 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         self.prepare_statements = prepare_statements
 
     def defer(self, sql: str, params: Sequence[Any]) -> None:
-        """Send ``sql`` with the next statement; outside a transaction, run it now."""
+        """Send ``sql`` with the next statement of the open transaction."""
         if not self.in_transaction():
-            self.execute_sql(sql, params)
-            return
+            raise RuntimeError("defer() needs an open transaction: outside one, the "
+                               "statement might never be sent")
         self._deferred().append((sql, list(params)))
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:

@@ -248,9 +248,9 @@ class Sender:
         # Set when a connection broke while a mail was sent: deliver_due() then stops, so
         # a server that drops every mail costs one connection per pass, not one per mail.
         self.connection_lost = False
-        # Set when the server could not be reached or refused the login: deliver_due()
-        # then stops too, so a server that is down costs one connection attempt per pass
-        # (up to smtp.timeout when it does not respond), not one per batch of 50 mails.
+        # Set when the server could not be reached or rejected the login. deliver_due()
+        # then stops too, so a server that is down costs one connection attempt per pass,
+        # not one per batch of 50 mails. Each attempt may last up to smtp.timeout.
         self.unreachable = False
 
     def deliver_due(self, limit: int = 50) -> int:

@@ -74,12 +74,8 @@ def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
     if name is None:
         return database.execute_sql(text, params)
 
-    if params:
-        call = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})"
-    else:
-        call = f"EXECUTE {name}"
     try:
-        return database.execute_sql(call, params or None)
+        return database.execute_sql(_call(name, params), params or None)
     except pw.DatabaseError as error:
         if database.in_transaction():
             raise_if_statement_lost(database, error)
@@ -89,6 +85,13 @@ def _execute(database: pw.Database, text: str, params: Sequence[Any]) -> Any:
     # Outside a transaction only this statement failed, so it runs again unprepared.
     _stop_preparing(database)
     return database.execute_sql(text, params)
+
+
+def _call(name: str, params: Sequence[Any]) -> str:
+    """Return the EXECUTE of the prepared statement ``name`` with ``params``."""
+    if params:
+        return f"EXECUTE {name} ({', '.join(['%s'] * len(params))})"
+    return f"EXECUTE {name}"
 
 
 def raise_if_statement_lost(database: pw.Database, error: pw.DatabaseError) -> None:
@@ -228,9 +231,8 @@ def _insert(instance: BaseModel, *, skip_conflict: bool) -> bool:
     database = _database()
     model = type(instance)
     data = instance.__data__
-    primary_key = model._meta.primary_key
-    assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"
-    names = tuple(name for name in data if not (name == primary_key.name and data[name] is None))
+    primary_key = _primary_key(model)
+    names = _set_columns(instance)
 
     key = ("insert", model, names, database.param, database.returning_clause, skip_conflict)
     text = _texts.get(key)
@@ -276,17 +278,28 @@ def insert_later(model: type[BaseModel], **values: Any) -> None:
     """
     database = _database()
     instance = model(**values)
-    data = instance.__data__
-    primary_key = model._meta.primary_key
-    assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"
-    names = tuple(name for name in data if not (name == primary_key.name and data[name] is None))
+    names = _set_columns(instance)
     key = ("insert_later", model, names, database.param)
     text = _texts.get(key)
     if text is None:
         text = _texts[key] = _insert_text(model, names, database.param)
 
     fields = model._meta.fields
-    _execute_later(database, text, [fields[name].db_value(data[name]) for name in names])
+    _execute_later(database, text,
+                   [fields[name].db_value(instance.__data__[name]) for name in names])
+
+
+def _primary_key(model: type[BaseModel]) -> pw.Field:
+    primary_key = model._meta.primary_key
+    assert isinstance(primary_key, pw.Field), "every maildesk model has an id column"
+    return primary_key
+
+
+def _set_columns(instance: BaseModel) -> tuple[str, ...]:
+    """Return the fields an INSERT of ``instance`` names: all but an id still unset."""
+    key = _primary_key(type(instance)).name
+    data = instance.__data__
+    return tuple(name for name in data if not (name == key and data[name] is None))
 
 
 def _execute_later(database: pw.Database, text: str, params: list[Any]) -> None:
@@ -300,12 +313,7 @@ def _execute_later(database: pw.Database, text: str, params: list[Any]) -> None:
         _execute(database, text, params)
         return
     name = _prepare(database, text) if _preparable(database, text, params) else None
-    if name is None:
-        defer(text, params)
-    elif params:
-        defer(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
-    else:
-        defer(f"EXECUTE {name}", params)
+    defer(text if name is None else _call(name, params), params)
 
 
 def insert_missing(model: type[BaseModel], **values: Any) -> bool:

@@ -1,4 +1,4 @@
-"""A SQLite desk shared by several processes that write: daemon, CLI, helpers.
+"""A SQLite desk shared by several processes that write: daemons and CLI commands.
 
 In WAL mode a transaction that read first and then writes cannot wait for another
 writer: SQLite fails it at once with "database is locked" when a commit came in between.
@@ -21,7 +21,7 @@ from maildesk import models
 from maildesk.wiring import build_daemon
 
 # Another process that commits small writes back to back, as a second daemon renewing
-# its lease, an admin's CLI command or a delivery helper marking mail sent would.
+# its lease or an admin's CLI command would.
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
