@@ -123,6 +123,12 @@ def text_to_html(value: str) -> Markup:
     autoescaping template) is unescaped first, so its text is escaped exactly once.
     """
     raw = value.unescape() if isinstance(value, Markup) else str(value)
+    return _text_to_html(raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _text_to_html(raw: str) -> Markup:
+    """Convert unescaped text; cached, because every mail's HTML part repeats the signature."""
     raw = raw.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
     blocks = [block for block in re.split(r"\n[ \t]*\n", raw) if block.strip()]
 
@@ -215,6 +221,7 @@ class Templates:
         self.fallback: Templates | None = None
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self._formatted_times: dict[tuple[str, datetime], str] = {}
 
     # ------------------------------------------------------------------ environments
 
@@ -246,9 +253,18 @@ class Templates:
         language = language or context.get("language") or self.default_language
         if value.tzinfo is None:
             value = value.replace(tzinfo=ZoneInfo("UTC"))
-        pattern = _DATETIME_PATTERNS.get(language, _DATETIME_PATTERNS["en"])
-        return format_datetime(value.astimezone(self.timezone), pattern,
-                               locale=_babel_locale(language))
+        local = value.astimezone(self.timezone).replace(second=0, microsecond=0)
+
+        # The patterns stop at minutes, and a burst of mail shares a few minutes.
+        key = (language, local)
+        formatted = self._formatted_times.get(key)
+        if formatted is None:
+            pattern = _DATETIME_PATTERNS.get(language, _DATETIME_PATTERNS["en"])
+            formatted = format_datetime(local, pattern, locale=_babel_locale(language))
+            if len(self._formatted_times) >= 256:
+                self._formatted_times.clear()
+            self._formatted_times[key] = formatted
+        return formatted
 
     @jinja2.pass_context
     def _format_date(self, context: Any, value: date | datetime | None,

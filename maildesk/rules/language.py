@@ -43,7 +43,7 @@ def guess_text_language(text: str) -> str | None:
     polish = 0
     english = 0
     for word in _WORD.findall(text[:_SAMPLE_CHARACTERS].casefold()):
-        if _POLISH_LETTERS.intersection(word) or word in _POLISH_WORDS:
+        if word in _POLISH_WORDS or (not word.isascii() and _POLISH_LETTERS.intersection(word)):
             polish += 1
         elif word in _ENGLISH_WORDS:
             english += 1
