@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maildesk.errors import ConfigError
+from maildesk.i18n import current_language, set_language
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.rules import (
     Notification,
@@ -561,6 +563,23 @@ def test_routing_json_round_trip(tmp_path):
     assert Routing.from_json(stored) == routing
     assert stored["version"] == 1
     assert stored["trace"][0]["conditions"][0]["field"] == "sender_is_vip"
+
+
+def test_routing_json_missing_field_named(tmp_path):
+    ruleset = load_rules(EXAMPLE_RULES, ENVIRONMENT)
+    message = parse_message((MAILS / "pl-vip-vpn-wieczorem.eml").read_bytes())
+    stored = ruleset.evaluate(message, received_at=EVENING).to_json()
+    del stored["trace"][0]["line"]
+
+    previous = current_language()
+    set_language("en")
+    try:
+        with pytest.raises(ConfigError) as raised:
+            Routing.from_json(stored)
+    finally:
+        set_language(previous)
+
+    assert str(raised.value) == "invalid stored routing: the field 'line' is missing"
 
 
 # -- the language of a mail ----------------------------------------------------------------

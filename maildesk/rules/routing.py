@@ -236,5 +236,9 @@ class Routing:
                 stopped_by=data.get("stopped_by"),
                 trace=tuple(RuleTrace.from_json(item) for item in data.get("trace", ())),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except KeyError as error:
+            raise ConfigError(
+                _("invalid stored routing: the field {field} is missing").format(field=error)
+            ) from error
+        except (TypeError, ValueError) as error:
             raise ConfigError(_("invalid stored routing: {error}").format(error=error)) from error
