@@ -11,6 +11,7 @@ import pytest
 from maildesk.i18n import current_language, set_language
 from maildesk.parse import parse_message
 from maildesk.rules import (
+    Routing,
     RuleEnvironment,
     RuleSet,
     explain_messages,
@@ -200,6 +201,16 @@ def test_explanation_of_stored_routing_matches(ruleset):
     stored = type(routing).from_json(routing.to_json())
 
     assert format_explanation(stored, "en") == format_explanation(routing, "en")
+
+
+def test_explanation_names_unknown_action(ruleset):
+    # A routing stored by a newer maildesk may hold an action this version lacks.
+    stored = ruleset.evaluate(parse_message(MAIL), received_at=EVENING).to_json()
+    stored["trace"][0]["actions"].append({"action": "sla", "value": "gold", "previous": None})
+
+    lines = format_explanation(Routing.from_json(stored), "en").splitlines()
+
+    assert lines[6] == "  -> sla: gold"
 
 
 def test_explanation_followup_and_ignore(tmp_path):

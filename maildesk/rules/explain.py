@@ -318,6 +318,10 @@ def _action_texts(action: ActionTrace) -> list[str]:
 
 
 def _replacing_action_text(name: str, value: object) -> str:
+    """Describe an action that sets one field, naming an unknown action by its code.
+
+    A stored routing may come from a newer maildesk with actions this one lacks.
+    """
     templates = {
         "group": _("group: {value}"),
         "assignee": _("assignee: {value}"),
@@ -327,7 +331,8 @@ def _replacing_action_text(name: str, value: object) -> str:
         "urgency": _("urgency: {value}"),
         "language": _("language of replies: {value}"),
     }
-    return templates[name].format(value=_action_value(name, value))
+    template = templates.get(name, name + ": {value}")
+    return template.format(value=_action_value(name, value))
 
 
 def _action_value(name: str, value: object) -> str:
