@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,9 @@ from maildesk.i18n import (
 from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reason_text
 
 STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
+
+if TYPE_CHECKING:
+    from maildesk.routinghistory import StoredRouting
 
 logger = logging.getLogger(__name__)
 
@@ -373,8 +376,12 @@ def _known_agent(login: str) -> str:
 @tickets.command("show", help=_("Show one ticket with its conversation, attachments and "
                                  "audit trail."))
 @click.argument("number", type=INTEGER, metavar=_("NUMBER"))
+@click.option("--routing", is_flag=True,
+              help=_("Show only why the routing rules sent the ticket where they did, "
+                     "from the trace stored when they ran, in the layout of 'maildesk "
+                     "rules test'."))
 @click.pass_obj
-def tickets_show(app: Any, number: int) -> None:
+def tickets_show(app: Any, number: int, routing: bool) -> None:
     """Show one ticket with its conversation, attachments and audit trail."""
     from maildesk import models
 
@@ -382,6 +389,9 @@ def tickets_show(app: Any, number: int) -> None:
     ticket = models.Ticket.get_or_none(models.Ticket.id == number)
     if ticket is None:
         raise click.ClickException(_("ticket {number} not found").format(number=number))
+    if routing:
+        _show_routing(app.desk, ticket)
+        return
 
     requester = ticket.requester
     click.echo(f"{app.desk.tag(ticket.id)} {ticket.subject}")
@@ -410,6 +420,66 @@ def tickets_show(app: Any, number: int) -> None:
     logins = _agent_logins()
     for event in ticket.events.order_by(models.Event.id):
         click.echo(_event_line(app.desk, event, logins))
+
+
+def _show_routing(desk: Any, ticket: Any) -> None:
+    """Print the ticket's stored routings with the explanation ``rules test`` prints.
+
+    The creation routing comes first, then each one that follow-up rules applied. A
+    stored routing that cannot be read is reported on stderr in its place, and the
+    command then exits with 1.
+    """
+    from maildesk.routinghistory import creation_routing, follow_up_routings
+
+    creation = creation_routing(ticket)
+    follow_ups = follow_up_routings(ticket)
+    click.echo(f"{desk.tag(ticket.id)} {ticket.subject}")
+    if any(stored.routing is not None for stored in (creation, *follow_ups)):
+        click.echo(_("Rule files and line numbers are shown as they were when the rules "
+                     "ran; the files may have changed since."))
+
+    all_shown = True
+    if creation.routing is None and creation.error is None:
+        click.echo("")
+        click.echo(_("No routing was stored when this ticket was created. 'maildesk rules "
+                     "test MAIL_FILE' explains how the current rules would route a mail."))
+    else:
+        heading = _("Routing when the ticket was created ({time}):").format(
+            time=desk.local_time(creation.recorded_at))
+        all_shown = _print_stored_routing(desk, ticket, heading, creation)
+
+    for stored in follow_ups:
+        heading = _("Routing of the follow-up mail {message_id} ({time}):").format(
+            message_id=stored.message_id or _("(no Message-ID)"),
+            time=desk.local_time(stored.recorded_at))
+        if not _print_stored_routing(desk, ticket, heading, stored):
+            all_shown = False
+    if not all_shown:
+        sys.exit(1)
+
+
+def _print_stored_routing(desk: Any, ticket: Any, heading: str,
+                          stored: StoredRouting) -> bool:
+    """Print one stored routing under ``heading``, or report why it cannot be read.
+
+    Return False when it cannot be read.
+    """
+    from maildesk.rules.explain import format_explanation
+
+    click.echo("")
+    click.echo(heading)
+    if stored.routing is None:
+        logger.debug("ticket %s, event %s: stored routing not shown: %s", ticket.id,
+                     stored.event_id, stored.error)
+        click.echo(_("cannot show the routing stored at {time}: {error}").format(
+            time=desk.local_time(stored.recorded_at), error=stored.error), err=True)
+        return False
+
+    click.echo("")
+    # NOTE: Routing.from_json checks the structure, not each value's type, so a
+    # hand-edited routing with numbers as tags can still raise TypeError here.
+    click.echo(format_explanation(stored.routing, current_language()))
+    return True
 
 
 def _agent_logins() -> dict[str, str]:
