@@ -21,10 +21,10 @@ from maildesk.i18n import (
 )
 from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reason_text
 
-STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
-
 if TYPE_CHECKING:
     from maildesk.routinghistory import StoredRouting
+
+STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
 
 logger = logging.getLogger(__name__)
 
