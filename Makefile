@@ -9,9 +9,14 @@ VENV_PYTHON := $(VENV)/bin/python
 $(VENV_PYTHON):
 	scripts/make-venv.sh $(PYTHON) $(VENV)
 
-## demo: install maildesk into .venv and run the local demonstration desk
-demo: $(VENV_PYTHON)
+# The editable install follows the source tree, so it is redone only when the package's
+# metadata (dependencies, entry points) changes.
+$(VENV)/.maildesk-installed: $(VENV_PYTHON) setup.cfg pyproject.toml
 	PIP_ROOT_USER_ACTION=ignore $(VENV_PYTHON) -m pip install -q --disable-pip-version-check -e .
+	touch $@
+
+## demo: install maildesk into .venv and run the local demonstration desk
+demo: $(VENV)/.maildesk-installed
 	$(VENV)/bin/maildesk demo
 
 ## test: prepare servers and packages, then lint, type-check and run the whole test suite
