@@ -144,6 +144,21 @@ def test_agent_reply_relays_only_new_text(tmp_path: Path, database_url: str) -> 
     assert "Authentication-Results" not in text
 
 
+def test_agent_reply_closing_says_a_reply_opens_a_new_ticket(tmp_path: Path,
+                                                            database_url: str) -> None:
+    # A reply to a closed ticket opens a linked new one, so the closing mail must not
+    # invite the user to "add something" to this ticket.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, agent_mail("#zamknij\n\n" + REPLY, ack))
+
+    text = " ".join(text_of(outbox("reply")[0]).split())
+    assert reload(ticket).status == "closed"
+    assert "otworzymy nowe zgłoszenie, powiązane z tym" in text
+    assert "zostaw w temacie" not in text
+
+
 def test_agent_reply_goes_to_cc_participants(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk, cc="Adam Sikora <adam.sikora@example.org>")
