@@ -132,10 +132,12 @@ def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
 @main.command(help=_("Run the daemon in the foreground (logs to stderr; SIGTERM stops it "
                       "cleanly)."))
 @click.option("--once", is_flag=True,
-              help=_("Process the mail waiting now, then exit. A server that stays "
-                     "unreachable ends the run with exit status 75 after 6 attempts: "
-                     "about 30 s when it refuses connections, longer when each attempt "
-                     "waits for the configured timeout."))
+              help=_("Process the mail waiting now, then exit. A mailbox or database "
+                     "server that stays unreachable ends the run with exit status 75 after "
+                     "6 attempts: about 30 s when it refuses connections, longer when each "
+                     "attempt waits for the configured timeout. Mail for an unreachable "
+                     "SMTP server stays in the outbox for the next run, and the exit "
+                     "status is 0."))
 @click.pass_obj
 def run(app: App, once: bool) -> None:
     """Run the daemon in the foreground (logs to stderr; SIGTERM stops it cleanly)."""
