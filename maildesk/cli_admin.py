@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from maildesk.clicktext import INTEGER
+from maildesk.clicktext import COUNT, INTEGER
 from maildesk.i18n import (
     LANGUAGES,
     N_,
@@ -301,7 +301,7 @@ def tickets() -> None:
 @click.option("--assignee", metavar=_("LOGIN"),
               help=_("Show only tickets assigned to this agent."))
 @click.option("--unassigned", is_flag=True, help=_("Show only tickets without an assignee."))
-@click.option("--limit", type=INTEGER, default=50, show_default=True, metavar=_("COUNT"),
+@click.option("--limit", type=COUNT, default=50, show_default=True, metavar=_("COUNT"),
               help=_("Maximum number of tickets."))
 @click.pass_obj
 def tickets_list(app: Any, status: str | None, group: str | None, assignee: str | None,
@@ -499,7 +499,7 @@ def outbox() -> None:
 @click.option("--state", callback=_outbox_state_code, metavar=_("STATE"),
               help=_("Show only mail in this state: waiting to be sent, being sent, sent, "
                      "failed or cancelled."))
-@click.option("--limit", type=INTEGER, default=50, show_default=True, metavar=_("COUNT"),
+@click.option("--limit", type=COUNT, default=50, show_default=True, metavar=_("COUNT"),
               help=_("Maximum number of mails."))
 @click.pass_obj
 def outbox_list(app: Any, state: str | None, limit: int) -> None:

@@ -70,6 +70,20 @@ class IntegerType(click.types.IntParamType):
 INTEGER = IntegerType()
 
 
+class CountType(click.types.IntRange):
+    """A count of at least 1, such as a list's --limit, named in the current language."""
+
+    def __init__(self) -> None:
+        super().__init__(min=1)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return _("integer")
+
+
+COUNT = CountType()
+
+
 def translate_usage(command: click.Command) -> None:
     """Translate the placeholders of the usage lines of ``command`` and its subcommands.
 

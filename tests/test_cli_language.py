@@ -70,6 +70,17 @@ def test_invalid_values_in_polish() -> None:
     assert "Błąd: Nieoczekiwany dodatkowy argument (2)" in extra.stderr
 
 
+def test_limit_below_one_refused_in_polish() -> None:
+    # --limit 0 used to print "no tickets" and --limit -1 to list everything.
+    zero = maildesk_cli("tickets", "list", "--limit", "0")
+    negative = maildesk_cli("outbox", "list", "--limit", "-1")
+
+    assert zero.returncode == 2
+    assert "Błąd: Nieprawidłowa wartość '--limit': 0 jest poza zakresem x>=1." in zero.stderr
+    assert negative.returncode == 2
+    assert "-1 jest poza zakresem x>=1." in negative.stderr
+
+
 def test_help_headings_in_polish() -> None:
     group = maildesk_cli("outbox", "--help")
     command = maildesk_cli("tickets", "list", "--help")
@@ -80,7 +91,7 @@ def test_help_headings_in_polish() -> None:
     assert "Opcje:" in group.stdout
     assert "Polecenia:" in group.stdout
     assert "Pokaż tę pomoc i zakończ." in group.stdout
-    assert "[domyślnie: 50]" in command.stdout
+    assert "[domyślnie: 50; x>=1]" in command.stdout
     assert "--limit LICZBA" in command.stdout
     assert "--status STATUS" in command.stdout
     for english in ("TEXT", "INTEGER", "PATH"):
