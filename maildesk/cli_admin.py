@@ -384,6 +384,7 @@ def _known_agent(login: str) -> str:
 def tickets_show(app: Any, number: int, routing: bool) -> None:
     """Show one ticket with its conversation, attachments and audit trail."""
     from maildesk import models
+    from maildesk.rules.explain import choice_label
 
     app.open()
     ticket = models.Ticket.get_or_none(models.Ticket.id == number)
@@ -399,6 +400,15 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
                  "Assignee: {assignee}").format(
         status=_status_label(ticket.status), priority=_priority_label(ticket.priority),
         group=ticket.group or "-", assignee=ticket.assignee or "-"))
+    click.echo(_("Type: {type}   Category: {category}   Impact: {impact}   "
+                 "Urgency: {urgency}").format(
+        type=choice_label("type", ticket.type), category=ticket.category or "-",
+        impact=choice_label("impact", ticket.impact),
+        urgency=choice_label("urgency", ticket.urgency)))
+    if ticket.tags.split():
+        click.echo(_("Tags: {tags}").format(tags=", ".join(ticket.tags.split())))
+    for line in _sla_lines(app.desk, ticket):
+        click.echo(line)
     click.echo(_("Requester: {name} <{address}>").format(name=requester.name,
                                                         address=requester.address))
     if ticket.linked_ticket_id:
@@ -420,6 +430,26 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
     logins = _agent_logins()
     for event in ticket.events.order_by(models.Event.id):
         click.echo(_event_line(app.desk, event, logins))
+
+
+def _sla_lines(desk: Any, ticket: Any) -> list[str]:
+    """Say when each SLA target is due, or when it was met, and whether the clock waits."""
+    lines = []
+    if ticket.first_responded_at is not None:
+        lines.append(_("First response: {time}").format(
+            time=desk.local_time(ticket.first_responded_at)))
+    elif ticket.first_response_due is not None:
+        lines.append(_("First response due: {time}").format(
+            time=desk.local_time(ticket.first_response_due)))
+    if ticket.resolved_at is not None:
+        lines.append(_("Resolved: {time}").format(time=desk.local_time(ticket.resolved_at)))
+    elif ticket.resolution_due is not None:
+        lines.append(_("Resolution due: {time}").format(
+            time=desk.local_time(ticket.resolution_due)))
+    if ticket.sla_paused_at is not None:
+        lines.append(_("SLA clock paused since {time}").format(
+            time=desk.local_time(ticket.sla_paused_at)))
+    return lines
 
 
 def _show_routing(desk: Any, ticket: Any) -> None:

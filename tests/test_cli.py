@@ -63,6 +63,34 @@ def test_tickets_show_decodes_conversation(tmp_path: Path) -> None:
     assert "Audit trail:" in shown.output
 
 
+def test_tickets_show_classification_and_service_levels(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from maildesk import lifecycle
+    from maildesk.desk import Desk
+
+    _invoke("demo", str(tmp_path / "demo"))
+    config = tmp_path / "demo" / "maildesk.yaml"
+    shown = _invoke("--config", str(config), "tickets", "show", "4",
+                    env={"MAILDESK_LANGUAGE": "pl"})
+    desk = Desk.open(config)
+    ticket = models.Ticket.get_by_id(4)
+    lifecycle.transition(desk, ticket, "pending", "jan.kowalski", "agent_command",
+                         datetime.now(UTC))
+    waiting = _invoke("--config", str(config), "tickets", "show", "4")
+
+    # The demo's account rule makes ticket 4 a service request in category "konta".
+    assert shown.exit_code == 0, shown.output
+    assert ("Typ: wniosek o usługę   Kategoria: konta   Wpływ: średni   Pilność: średnia"
+            in shown.output)
+    assert "Tagi: onboarding" in shown.output
+    assert re.search(r"Termin pierwszej odpowiedzi: \d{4}-\d\d-\d\d \d\d:\d\d CET",
+                     shown.output)
+    assert "Termin rozwiązania: " in shown.output
+    assert "Type: service request   Category: konta" in waiting.output
+    assert "SLA clock paused since " in waiting.output
+
+
 def test_tickets_show_unknown_number_fails(tmp_path: Path) -> None:
     _invoke("demo", str(tmp_path / "demo"))
 

@@ -165,11 +165,12 @@ def _result_lines(routing: Routing) -> list[str]:
         _("Result:"),
         _INDENT + _("group: {value}").format(value=routing.group or not_set),
         _INDENT + _("assignee: {value}").format(value=routing.assignee or not_set),
-        _INDENT + _("type: {value}").format(value=_choice("type", routing.type) or not_set),
+        _INDENT + _("type: {value}").format(value=choice_label("type", routing.type) or not_set),
         _INDENT + _("category: {value}").format(value=routing.category or not_set),
-        _INDENT + _("impact: {value}").format(value=_choice("impact", routing.impact) or not_set),
         _INDENT
-        + _("urgency: {value}").format(value=_choice("urgency", routing.urgency) or not_set),
+        + _("impact: {value}").format(value=choice_label("impact", routing.impact) or not_set),
+        _INDENT
+        + _("urgency: {value}").format(value=choice_label("urgency", routing.urgency) or not_set),
         _INDENT + _("tags: {value}").format(value=tags),
         _INDENT + _("acknowledgement: {value}").format(value=_acknowledgement(routing)),
         _INDENT + _("automatic replies: {value}").format(value=_yes_no(routing.auto_reply)),
@@ -339,7 +340,7 @@ def _action_value(name: str, value: object) -> str:
     if name == "language":
         return _language(str(value))
     if name in ("type", "impact", "urgency"):
-        return _choice(name, str(value)) or str(value)
+        return choice_label(name, str(value)) or str(value)
     return str(value)
 
 
@@ -357,7 +358,7 @@ def _language(code: str | None) -> str:
     return names.get(code, code)
 
 
-def _choice(kind: str, value: str | None) -> str | None:
+def choice_label(kind: str, value: str | None) -> str | None:
     """Translate a ticket type, impact or urgency; Polish needs the field for the gender."""
     if value is None:
         return None
