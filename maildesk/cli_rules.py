@@ -125,8 +125,10 @@ def _load_or_exit(directory: Path, environment: RuleEnvironment) -> RuleSet:
             click.echo(str(problem), err=True)
         click.echo(
             ngettext(
-                "{count} error in the routing rules; nothing was changed.",
-                "{count} errors in the routing rules; nothing was changed.",
+                "{count} error in the routing rules; a running daemon keeps the rules it "
+                "loaded last.",
+                "{count} errors in the routing rules; a running daemon keeps the rules it "
+                "loaded last.",
                 len(error.errors),
             ).format(count=len(error.errors)),
             err=True,

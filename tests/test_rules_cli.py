@@ -80,7 +80,7 @@ def test_cli_check_lists_every_error(tmp_path):
         f"{tmp_path / '10-a.yaml'}:3:17: unknown group 'x': write one of: accounts, first-line, "
         "network",
         f"{tmp_path / '20-b.yaml'}:2:18: invalid value 'hihg' for 'impact': did you mean 'high'?",
-        "3 errors in the routing rules; nothing was changed.",
+        "3 errors in the routing rules; a running daemon keeps the rules it loaded last.",
     ]
 
 
@@ -178,7 +178,8 @@ def test_cli_test_with_invalid_rules(tmp_path):
 
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == "1 error in the routing rules; nothing was changed."
+    assert result.stderr.splitlines()[-1] == (
+        "1 error in the routing rules; a running daemon keeps the rules it loaded last.")
 
 
 def test_cli_test_unreadable_mail_exits_with_one(tmp_path):
