@@ -230,6 +230,13 @@ OPERATOR_CASES = [
         {"subject": unicodedata.normalize("NFD", "ZAMÓWIENIE laptopa")},
         True,
     ),
+    # Users often type without Polish letters, and admins write rules with them.
+    ("subject: 'nie działa'", {"subject": "VPN nie dziala od rana"}, True),
+    ("subject: 'brak dostepu'", {"subject": "Brak dostępu do udziału"}, True),
+    ("subject: {equals: 'Żółć'}", {"subject": "ZOLC"}, True),
+    ("subject: {contains: 'nie działa', case_sensitive: true}", {"subject": "nie dziala"},
+     False),
+    ("subject: 'йод'", {"subject": "иод"}, False),
     ("subject: {contains: ZAMÓWIENIE, case_sensitive: true}", {"subject": "zamówienie"}, False),
     ("subject: {contains: ZAMÓWIENIE, case_sensitive: true}", {"subject": "ZAMÓWIENIE"}, True),
     ("subject: [toner, drukarka]", {"subject": "Brak tonera w drukarce"}, True),

@@ -1,8 +1,10 @@
 """Conditions of a rule: comparisons on the mail and the combinators all, any and not.
 
 Text is compared after Unicode NFC normalisation, with runs of whitespace read as one
-space and, unless a condition sets ``case_sensitive``, after case folding, so
-``ZAMÓWIENIE`` matches ``zamówienie`` however the mail encoded the accents.
+space and, unless a condition sets ``case_sensitive``, after case folding and with
+diacritics taken off, so ``ZAMÓWIENIE`` matches ``zamówienie`` however the mail encoded
+the accents, and ``nie dziala`` (typed without Polish letters, as many users do) matches
+``nie działa``.
 """
 
 from __future__ import annotations
@@ -62,12 +64,31 @@ def normalize_text(value: str) -> str:
     return " ".join(unicodedata.normalize("NFC", value).split())
 
 
+# Letters that carry their mark in the glyph, so Unicode does not decompose them.
+_UNDECOMPOSED = str.maketrans({"ł": "l", "đ": "d", "ø": "o", "ħ": "h", "ŧ": "t"})
+# Combining marks on a Latin letter (the text is case-folded, so a-z).
+_LATIN_MARKS = re.compile(r"(?<=[a-z])[\u0300-\u036f]+")
+
+
+def strip_diacritics(folded: str) -> str:
+    """Take the diacritics off the Latin letters of a case-folded NFC text.
+
+    ``działa`` becomes ``dziala``. Letters of other scripts keep their marks, because in
+    Cyrillic or Greek a mark makes another letter (``й`` is not ``и``). Each letter stays
+    one character, so a match in the result lies where it lies in the text it came from.
+    """
+    if folded.isascii():
+        return folded
+    bare = _LATIN_MARKS.sub("", unicodedata.normalize("NFD", folded))
+    return unicodedata.normalize("NFC", bare).translate(_UNDECOMPOSED)
+
+
 def fold(value: str, case_sensitive: bool = False) -> str:
     """Return the form in which two texts are compared for equality or containment."""
     normalized = normalize_text(value)
     if case_sensitive:
         return normalized
-    return unicodedata.normalize("NFC", normalized.casefold())
+    return strip_diacritics(unicodedata.normalize("NFC", normalized.casefold()))
 
 
 def domain_of(value: str) -> str:
@@ -144,7 +165,8 @@ class MailFacts:
             return normalized
         found = self._folded.get(value)
         if found is None:
-            found = self._folded[value] = unicodedata.normalize("NFC", normalized.casefold())
+            found = self._folded[value] = strip_diacritics(
+                unicodedata.normalize("NFC", normalized.casefold()))
         return found
 
     def strings(self, field: str, argument: str | None) -> list[str]:
