@@ -62,7 +62,8 @@ class CommandSpec:
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.STATUS, "status", "status",
-                N_("#status in_progress | pending | resolved | closed"), True),
+                N_("#status new | assigned | in_progress | pending | resolved | closed | "
+                   "reopened"), True),
     CommandSpec(CommandName.PRIORITY, "priorytet", "priority", N_("#priority 1-4"), True),
     CommandSpec(CommandName.IMPACT, "wpływ", "impact", N_("#impact high | medium | low"), True),
     CommandSpec(CommandName.URGENCY, "pilność", "urgency",
@@ -462,11 +463,20 @@ def _unknown(command: CommandLine) -> Problem:
                    {"keyword": command.keyword, "names": names})
 
 
+# Signs an agent may type between a command and its value instead of a space (a colon
+# is accepted and never reaches the value).
+_WRONG_SEPARATORS = ("=", ";", ",")
+
+
 def _check_value(command: CommandLine, spec: CommandSpec) -> Problem | None:
     """Return a Problem when a required value is missing or the value is not accepted."""
     value = fold(command.value)
     if spec.takes_value and not value:
         return Problem(command.line, N_("this command needs a value"), usage=spec.usage)
+    if spec.takes_value and command.value[:1] in _WRONG_SEPARATORS:
+        return Problem(command.line, N_("put a space between the command and its value, "
+                                        "not '{sign}'"),
+                       {"sign": command.value[:1]}, spec.usage)
 
     if spec.name is CommandName.STATUS and value not in STATUS_VALUES:
         return Problem(command.line, N_("unknown status '{value}'"),

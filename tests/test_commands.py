@@ -437,6 +437,21 @@ def test_split_commands_malformed_line_is_command(text: str) -> None:
     assert result.problems[0].line == text.split("\n")[0]
 
 
+@pytest.mark.parametrize(("text", "sign"), [
+    ("#status=resolved\ntext", "="), ("#status;rozwiązane\ntext", ";"),
+    ("#priorytet,2\ntext", ","),
+])
+def test_wrong_separator_named_in_problem(text: str, sign: str) -> None:
+    # An agent who wrote "=" gets told what to type, not "unknown status '=resolved'".
+    block = split_commands(text)
+    result = plan_changes(block, state(), "marek.zielinski", directory())
+
+    problem = result.problems[0]
+    assert problem.text("en") == f"put a space between the command and its value, not '{sign}'"
+    assert problem.text("pl") == f"oddziel polecenie od wartości spacją, nie znakiem „{sign}”"
+    assert problem.usage
+
+
 @pytest.mark.parametrize("text", [
     "# Podsumowanie\ntext", "#1 w kolejce\ntext", "#!/bin/sh\ntext", "Hello,\n#status: x",
 ])
