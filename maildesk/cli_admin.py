@@ -699,6 +699,158 @@ def quarantine_retry(app: Any, quarantine_id: int) -> None:
     click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
 
 
+_QUARANTINE_STATES = {
+    "held": N_("held, waiting for an admin"),
+    "released": N_("released (processed again)"),
+    "deleted": N_("deleted (raw mail kept)"),
+}
+
+# NOTE: a guess, not measured: enough for the Received chain and the usual fields of
+# typical mail. --raw writes the rest.
+HEADER_LINES_SHOWN = 60
+
+# RFC 5322 limits a line to 998 bytes, so a longer one is cut when shown.
+HEADER_LINE_BYTES_SHOWN = 998
+
+
+@quarantine.command("show", help=_(
+    "Show a quarantined mail: its error, the detail stored with it and the start of its "
+    "header. With --raw, write the mail exactly as received."))
+@click.argument("quarantine_id", type=INTEGER, metavar=_("QUARANTINE_ID"))
+@click.option("--raw", is_flag=True,
+              help=_("Write the raw mail, byte for byte as received, to standard output or "
+                     "to the --output file, to inspect it or to fix it and pass it to "
+                     "'maildesk deliver'."))
+@click.option("--output", type=click.Path(dir_okay=False), metavar=_("FILE"),
+              help=_("Write the raw mail to FILE instead of standard output; implies --raw. "
+                     "An existing file is replaced."))
+@click.pass_obj
+def quarantine_show(app: Any, quarantine_id: int, raw: bool, output: str | None) -> None:
+    """Show a quarantined mail in any state, or write its raw bytes with ``--raw``.
+
+    Deleted entries can be shown too, because their raw mail stays stored. A raw mail
+    missing from the store is reported on stderr, and the command then exits with 1.
+    """
+    from maildesk import models
+
+    desk = app.desk
+    row = models.Quarantine.get_or_none(models.Quarantine.id == quarantine_id)
+    if row is None:
+        raise click.ClickException(_("quarantine entry {id} not found; 'maildesk quarantine "
+                                     "list' shows the held ones").format(id=quarantine_id))
+
+    try:
+        content: bytes | None = desk.store.get_message(row.raw_sha256)
+        read_error = None
+    except OSError as error:
+        # A file of the storage folder that was deleted or cannot be read.
+        content, read_error = None, _("cannot read the raw mail of quarantine entry {id} "
+                                      "({error}): restore the file from a backup and retry"
+                                      ).format(id=quarantine_id, error=error)
+
+    if raw or output is not None:
+        if content is None:
+            raise click.ClickException(str(read_error))
+        _write_raw_mail(quarantine_id, content, output)
+        return
+
+    _print_quarantine_entry(desk, row, content)
+    if read_error is not None:
+        click.echo(read_error, err=True)
+        sys.exit(1)
+
+
+def _write_raw_mail(quarantine_id: int, content: bytes, output: str | None) -> None:
+    """Write ``content`` unchanged to ``output``, or to the binary standard output."""
+    if output is None:
+        # click.echo writes bytes to the binary stream under sys.stdout, unchanged.
+        click.echo(content, nl=False)
+        return
+
+    try:
+        with open(output, "wb") as file:
+            file.write(content)
+    except OSError as error:
+        raise click.ClickException(_("cannot write the raw mail to {path}: {error}").format(
+            path=output, error=error)) from error
+    click.echo(_("raw mail of quarantine entry {id} written to {path} ({size} B)").format(
+        id=quarantine_id, path=output, size=len(content)))
+
+
+def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
+    """Print a quarantine entry's fields, error, detail and the start of its raw header.
+
+    The stored fields went through ``clean_text`` when they were recorded, which keeps
+    CR, LF and bidirectional overrides, so they are escaped like the header lines,
+    which come straight from the sender.
+    """
+    from maildesk.quarantine import header_lines
+
+    click.echo(_("Quarantined mail {id}: {state}").format(
+        id=row.id, state=translated_label(_QUARANTINE_STATES, row.state)))
+    click.echo(_("Quarantined at: {time}").format(time=desk.local_time(row.created_at)))
+    click.echo(_("Source: {source}").format(source=_terminal_safe(row.source)))
+    click.echo(_("Message-ID: {message_id}").format(
+        message_id=_terminal_safe(row.message_id or "-")))
+    click.echo(_("Sender: {sender}").format(sender=_terminal_safe(row.sender or "-")))
+    click.echo(_("Subject: {subject}").format(subject=_terminal_safe(row.subject or "-")))
+    if content is None:
+        click.echo(_("Raw mail: cannot be read, sha256 {sha256}").format(sha256=row.raw_sha256))
+    else:
+        click.echo(_("Raw mail: {size} B, sha256 {sha256}").format(
+            size=len(content), sha256=row.raw_sha256))
+    click.echo(_("Error, as recorded: {error}").format(error=_terminal_safe(row.error)))
+
+    click.echo("")
+    click.echo(_("Detail, as recorded:"))
+    if row.detail:
+        click.echo(_terminal_safe(row.detail.rstrip("\n"), keep_line_breaks=True))
+    else:
+        click.echo(_("(no detail recorded)"))
+
+    if content is None:
+        return
+    click.echo("")
+    click.echo(_("Header of the raw mail, control characters escaped (\\x1b is ESC):"))
+    if not content:
+        click.echo(_("(the raw mail is empty)"))
+        return
+
+    lines, left_out = header_lines(content, HEADER_LINES_SHOWN)
+    for line in lines:
+        decoded = line[:HEADER_LINE_BYTES_SHOWN].decode("utf-8", "backslashreplace")
+        cut = "…" if len(line) > HEADER_LINE_BYTES_SHOWN else ""
+        click.echo(_terminal_safe(decoded) + cut)
+    if not lines:
+        click.echo(_("(no header: the raw mail starts with a blank line)"))
+    if left_out:
+        click.echo(ngettext("({count} more header line not shown; --raw writes the whole mail)",
+                            "({count} more header lines not shown; --raw writes the whole mail)",
+                            left_out).format(count=left_out))
+
+
+def _terminal_safe(text: str, keep_line_breaks: bool = False) -> str:
+    """Escape the characters a terminal acts on instead of printing them.
+
+    Control characters (ESC, a lone CR, C1 controls such as CSI), format characters
+    (bidirectional overrides) and line and paragraph separators become Python escapes
+    like ``\\x1b`` and ``\\u202e``. Tabs and spaces stay, and so do LFs with
+    ``keep_line_breaks``. Backslashes are not doubled, so a mail that contains the text
+    ``\\x1b`` looks the same as one that contains ESC: ``--raw`` gives the exact bytes.
+    """
+    import unicodedata
+
+    escaped = []
+    for character in text:
+        if (character.isprintable() or character == "\t"
+                or unicodedata.category(character) == "Zs"
+                or (keep_line_breaks and character == "\n")):
+            escaped.append(character)
+        else:
+            escaped.append(character.encode("unicode_escape").decode("ascii"))
+    return "".join(escaped)
+
+
 @click.group(help=_("Check and preview mail templates."))
 def templates() -> None:
     """Check and preview mail templates."""

@@ -8,6 +8,7 @@ mail again once the cause is fixed.
 from __future__ import annotations
 
 import logging
+import re
 import traceback as traceback_module
 
 from maildesk import models, statements
@@ -20,6 +21,8 @@ from maildesk.parse import clean_text
 
 logger = logging.getLogger(__name__)
 
+_LINE_END = re.compile(rb"\r?\n")
+
 
 def _first_line(raw: bytes, name: bytes) -> str:
     """Read a header from raw bytes without the parser, which may be what failed."""
@@ -31,6 +34,25 @@ def _first_line(raw: bytes, name: bytes) -> str:
             # PostgreSQL rejects NUL in text, and a header is the sender's to fill.
             return clean_text(line[len(prefix):].strip().decode("utf-8", "replace"))[:500]
     return ""
+
+
+def header_lines(raw: bytes, limit: int) -> tuple[list[bytes], int]:
+    """Split the header section of a raw mail into lines without the parser.
+
+    Return the first ``limit`` lines and the number of lines left out. The section ends
+    at the first blank line, or with the mail when it has none. Only LF and CRLF end a
+    line, so a lone CR stays inside its line, where a terminal would act on it.
+    """
+    lines: list[bytes] = []
+    left_out = 0
+    for line in _LINE_END.split(raw):
+        if not line.strip():
+            break
+        if len(lines) < limit:
+            lines.append(line)
+        else:
+            left_out += 1
+    return lines, left_out
 
 
 def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,

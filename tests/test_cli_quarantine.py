@@ -1,0 +1,237 @@
+"""``maildesk quarantine show`` on mail quarantined by ``maildesk deliver``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from deskfactory import write_config
+
+from maildesk import models
+from maildesk.cli import main
+from maildesk.desk import Desk
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+# No From line, so the pipeline quarantines the mail: no requester to open a ticket for.
+NO_SENDER = (b"Message-ID: <lost@example.org>\r\n"
+             b"Subject: no sender here\r\n"
+             b"\r\n"
+             b"body\r\n")
+
+# Terminal escapes a hostile sender could use: a title change (OSC), a colour (CSI), a
+# bell, a lone CR that returns to the start of the line, an 8-bit CSI (U+009B in UTF-8),
+# a right-to-left override (U+202E) and a byte that is not UTF-8.
+HOSTILE = (b"Message-ID: <hostile@example.org>\r\n"
+           b"Subject: \x1b]0;pwned\x07\x1b[31mred\r\n"
+           b"X-Return: visible\rhidden\r\n"
+           b"X-C1: \xc2\x9b2J\r\n"
+           b"X-Bidi: abc\xe2\x80\xaedef\r\n"
+           b"X-Latin2: \xb1\r\n"
+           b"\r\n"
+           b"body\r\n")
+
+
+def _invoke(*args: str, input: bytes | None = None, language: str = "en"):
+    runner = CliRunner()
+    return runner.invoke(main, list(args), input=input,
+                         env={"MAILDESK_LANGUAGE": language}, catch_exceptions=False)
+
+
+def _quarantine(tmp_path: Path, database_url: str, *raws: bytes) -> Path:
+    """Deliver each raw mail through the real pipeline; each must end in quarantine."""
+    config = write_config(tmp_path, database_url)
+    for raw in raws:
+        delivered = _invoke("--config", str(config), "deliver", input=raw)
+        assert delivered.exit_code == 0, delivered.output
+        assert "quarantined" in delivered.stdout
+    return config
+
+
+def _quarantined_at(config: Path, quarantine_id: int) -> str:
+    desk = Desk.open(config)
+    return desk.local_time(models.Quarantine.get_by_id(quarantine_id).created_at)
+
+
+def test_show_empty_mail(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, b"")
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[:8] == [
+        "Quarantined mail 1: held, waiting for an admin",
+        f"Quarantined at: {_quarantined_at(config, 1)}",
+        "Source: pipe",
+        "Message-ID: -",
+        "Sender: -",
+        "Subject: -",
+        f"Raw mail: 0 B, sha256 {EMPTY_SHA256}",
+        "Error, as recorded: ParseError: empty message",
+    ]
+    assert lines[9:11] == ["Detail, as recorded:", "Traceback (most recent call last):"]
+    assert "maildesk.errors.ParseError: empty message" in lines
+    assert lines[-2:] == ["Header of the raw mail, control characters escaped (\\x1b is ESC):",
+                          "(the raw mail is empty)"]
+
+
+def test_show_in_polish(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, b"")
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1", language="pl")
+
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[:8] == [
+        "Wiadomość z kwarantanny nr 1: zatrzymana, czeka na administratora",
+        f"W kwarantannie od: {_quarantined_at(config, 1)}",
+        "Źródło: pipe",
+        "Message-ID: -",
+        "Nadawca: -",
+        "Temat: -",
+        f"Surowa wiadomość: 0 B, sha256 {EMPTY_SHA256}",
+        "Błąd (tekst w brzmieniu z chwili zapisu): ParseError: empty message",
+    ]
+    assert lines[9] == "Szczegóły (tekst w brzmieniu z chwili zapisu):"
+    assert lines[-2:] == [
+        "Nagłówek surowej wiadomości, znaki sterujące zamienione na kody (\\x1b to ESC):",
+        "(surowa wiadomość jest pusta)",
+    ]
+
+
+def test_show_header_of_mail_without_sender(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, NO_SENDER)
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert "Message-ID: <lost@example.org>" in lines
+    assert "Subject: no sender here" in lines
+    assert f"Raw mail: {len(NO_SENDER)} B, sha256 {hashlib.sha256(NO_SENDER).hexdigest()}" in (
+        lines)
+    assert any(line.startswith("Error, as recorded: MissingSenderError: the mail has no "
+                               "usable From address") for line in lines)
+    heading = lines.index("Header of the raw mail, control characters escaped (\\x1b is ESC):")
+    assert lines[heading + 1:] == ["Message-ID: <lost@example.org>", "Subject: no sender here"]
+
+
+def test_show_escapes_hostile_header(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, HOSTILE)
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert shown.exit_code == 0, shown.output
+    for character in ("\x1b", "\x07", "\r", "\x9b", "\u202e"):
+        assert character not in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert "Subject: \\x1b]0;pwned\\x07\\x1b[31mred" in lines
+    assert "X-Return: visible\\rhidden" in lines
+    assert "X-C1: \\x9b2J" in lines
+    assert "X-Bidi: abc\\u202edef" in lines
+    assert "X-Latin2: \\xb1" in lines
+
+
+def test_show_cuts_long_header(tmp_path: Path, database_url: str) -> None:
+    long_line = b"X-Long: " + b"a" * 2000 + b"\r\n"
+    received = b"".join(b"Received: from relay%d.example.org\r\n" % number
+                        for number in range(60))
+    config = _quarantine(tmp_path, database_url, long_line + received + NO_SENDER)
+
+    english = _invoke("--config", str(config), "quarantine", "show", "1")
+    polish = _invoke("--config", str(config), "quarantine", "show", "1", language="pl")
+
+    lines = english.stdout.splitlines()
+    assert "X-Long: " + "a" * 990 + "…" in lines
+    assert "Received: from relay58.example.org" in lines
+    assert "Received: from relay59.example.org" not in lines
+    assert lines[-1] == "(3 more header lines not shown; --raw writes the whole mail)"
+    assert polish.stdout.splitlines()[-1] == (
+        "(pominięto jeszcze 3 wiersze nagłówka; --raw wypisuje całą wiadomość)")
+
+
+def test_show_mail_without_header(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, b"\r\nonly a body\r\n")
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[-1] == (
+        "(no header: the raw mail starts with a blank line)")
+
+
+@pytest.mark.parametrize("body_size", [10, 100_000], ids=["row", "file"])
+def test_show_raw_gives_exact_bytes(tmp_path: Path, database_url: str, body_size: int) -> None:
+    # CRLF and LF mixed, a NUL, 8-bit bytes and no final line break: nothing may change.
+    raw = HOSTILE + b"\x00\xff\xfe\n" + b"x" * body_size
+    config = _quarantine(tmp_path, database_url, raw)
+
+    written = _invoke("--config", str(config), "quarantine", "show", "1", "--raw")
+
+    assert written.exit_code == 0, written.output
+    assert written.stdout_bytes == raw
+
+
+def test_show_output_file_feeds_deliver(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, NO_SENDER)
+    output = tmp_path / "quarantined.eml"
+
+    written = _invoke("--config", str(config), "quarantine", "show", "1",
+                      "--output", str(output))
+    fixed = b"From: Jan Kowalski <jan.kowalski@example.org>\r\n" + output.read_bytes()
+    delivered = _invoke("--config", str(config), "deliver", input=fixed)
+
+    assert written.exit_code == 0, written.output
+    assert written.stdout == (f"raw mail of quarantine entry 1 written to {output} "
+                              f"({len(NO_SENDER)} B)\n")
+    assert output.read_bytes() == NO_SENDER
+    assert delivered.exit_code == 0, delivered.output
+    assert delivered.stdout.splitlines()[-1] == "ticket 1 created (new ticket)"
+
+
+def test_show_raw_mail_missing_from_store(tmp_path: Path, database_url: str) -> None:
+    # Over the 64 KiB the database keeps, so the raw mail is a file that can go missing.
+    config = _quarantine(tmp_path, database_url, NO_SENDER + b"x" * 100_000)
+    raw_files = [path for path in (tmp_path / "storage" / "raw").rglob("*") if path.is_file()]
+    for path in raw_files:
+        path.unlink()
+    output = tmp_path / "quarantined.eml"
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+    written = _invoke("--config", str(config), "quarantine", "show", "1", "--raw")
+    to_file = _invoke("--config", str(config), "quarantine", "show", "1", "--output",
+                      str(output))
+
+    assert len(raw_files) == 1
+    assert shown.exit_code == 1
+    assert "Subject: no sender here" in shown.stdout.splitlines()
+    assert "Raw mail: cannot be read, sha256 " in shown.stdout
+    assert "Header of the raw mail" not in shown.stdout
+    assert "cannot read the raw mail of quarantine entry 1" in shown.stderr
+    assert "Traceback" not in shown.stderr
+    assert written.exit_code == 1
+    assert written.stdout_bytes == b""
+    assert "cannot read the raw mail of quarantine entry 1" in written.stderr
+    assert to_file.exit_code == 1
+    assert not output.exists()
+
+
+def test_unknown_id(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, b"")
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "99")
+    written = _invoke("--config", str(config), "quarantine", "show", "99", "--raw")
+    shown_pl = _invoke("--config", str(config), "quarantine", "show", "99", language="pl")
+
+    for result in (shown, written, shown_pl):
+        assert result.exit_code == 1
+        assert result.stdout_bytes == b""
+    assert shown.stderr.splitlines()[-1] == (
+        "error: quarantine entry 99 not found; 'maildesk quarantine list' shows the held ones")
+    assert written.stderr.splitlines()[-1] == shown.stderr.splitlines()[-1]
+    assert shown_pl.stderr.splitlines()[-1] == (
+        "błąd: nie znaleziono wiadomości 99 w kwarantannie; 'maildesk quarantine list' "
+        "pokazuje zatrzymane wiadomości")
