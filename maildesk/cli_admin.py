@@ -641,9 +641,9 @@ def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:
         sys.exit(EX_TEMPFAIL)
 
 
-@click.group(help=_("List and retry mail that could not be processed."))
+@click.group(help=_("List, show, retry and delete mail that could not be processed."))
 def quarantine() -> None:
-    """List and retry mail that could not be processed."""
+    """List, show, retry and delete mail that could not be processed."""
 
 
 @quarantine.command("list", help=_("List quarantined mail that is still held."))
@@ -849,6 +849,26 @@ def _terminal_safe(text: str, keep_line_breaks: bool = False) -> str:
         else:
             escaped.append(character.encode("unicode_escape").decode("ascii"))
     return "".join(escaped)
+
+
+@quarantine.command("delete", help=_(
+    "Delete a held mail from the quarantine, so that 'list' no longer shows it and 'retry' "
+    "no longer accepts it. Its raw mail stays stored, because maildesk never removes "
+    "stored mail: 'show ID --raw' still writes it, and the same mail arriving again is "
+    "skipped as already quarantined."))
+@click.argument("quarantine_id", type=INTEGER, metavar=_("QUARANTINE_ID"))
+@click.pass_obj
+def quarantine_delete(app: Any, quarantine_id: int) -> None:
+    """Delete a held mail from the quarantine; its raw mail stays stored."""
+    from maildesk import quarantine as quarantine_module
+
+    app.open()
+    row = quarantine_module.delete(quarantine_id)
+    if row is None:
+        raise click.ClickException(_("quarantine entry {id} not found or not held").format(
+            id=quarantine_id))
+    click.echo(_("quarantine entry {id} deleted; its raw mail stays stored, and 'maildesk "
+                 "quarantine show {id} --raw' still writes it").format(id=row.id))
 
 
 @click.group(help=_("Check and preview mail templates."))

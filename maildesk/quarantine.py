@@ -2,7 +2,8 @@
 
 The raw bytes go to the raw store in the transaction that records why the mail is held,
 and the admins get one notice per mail. ``maildesk quarantine retry`` processes the
-mail again once the cause is fixed.
+mail again once the cause is fixed, and ``maildesk quarantine delete`` takes it off the
+list without removing its raw bytes.
 """
 
 from __future__ import annotations
@@ -119,6 +120,29 @@ def _mark_processed(raw_sha256: str, source: str) -> None:
         dedupe_key=f"quarantine:{raw_sha256}",
         defaults={"raw_sha256": raw_sha256, "source": source[:200], "outcome": "quarantined"},
     )
+
+
+def delete(quarantine_id: int) -> models.Quarantine | None:
+    """Mark a held entry deleted, so ``list`` and ``retry`` pass it over.
+
+    Return the entry, or None when no entry with that id is held. The raw mail stays in
+    the store, which has no clean-up for content nothing refers to, and the processed
+    mark stays too, so the same bytes arriving again are skipped as already quarantined.
+    """
+    with database_proxy.atomic():
+        # The state is checked in the UPDATE itself, so of two concurrent deletes only
+        # one succeeds, and an entry that a retry has released is left alone.
+        changed = models.Quarantine.update(state="deleted").where(
+            models.Quarantine.id == quarantine_id,
+            models.Quarantine.state == "held").execute()
+        if not changed:
+            return None
+        row = models.Quarantine.get_by_id(quarantine_id)
+
+    logger.info(_("message {message_id} deleted from quarantine (entry {id}); its raw mail "
+                  "stays stored as sha256 {sha256}").format(
+        message_id=row.message_id or _("(no Message-ID)"), id=row.id, sha256=row.raw_sha256))
+    return row
 
 
 def is_quarantined(raw_sha256: str) -> bool:

@@ -1,4 +1,4 @@
-"""``maildesk quarantine show`` on mail quarantined by ``maildesk deliver``."""
+"""``maildesk quarantine show`` and ``delete`` on mail quarantined by ``maildesk deliver``."""
 
 from __future__ import annotations
 
@@ -219,19 +219,99 @@ def test_show_raw_mail_missing_from_store(tmp_path: Path, database_url: str) -> 
     assert not output.exists()
 
 
+def test_delete_hides_entry_from_list_and_retry(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, NO_SENDER, b"")
+
+    deleted = _invoke("--config", str(config), "quarantine", "delete", "1")
+    listing = _invoke("--config", str(config), "quarantine", "list")
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+    deleted_again = _invoke("--config", str(config), "quarantine", "delete", "1")
+
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.stdout == ("quarantine entry 1 deleted; its raw mail stays stored, and "
+                              "'maildesk quarantine show 1 --raw' still writes it\n")
+    assert ("INFO maildesk.quarantine: message <lost@example.org> deleted from quarantine "
+            "(entry 1)") in deleted.stderr
+    assert models.Quarantine.get_by_id(1).state == "deleted"
+    assert "1 message in quarantine" in listing.stdout
+    assert "no sender here" not in listing.stdout
+    assert "ParseError: empty message" in listing.stdout
+    assert retried.exit_code == 1
+    assert "quarantine entry 1 not found or not held" in retried.stderr
+    assert deleted_again.exit_code == 1
+    assert "quarantine entry 1 not found or not held" in deleted_again.stderr
+
+
+def test_delete_keeps_raw_mail(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, NO_SENDER)
+    _invoke("--config", str(config), "quarantine", "delete", "1")
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+    written = _invoke("--config", str(config), "quarantine", "show", "1", "--raw")
+    delivered_again = _invoke("--config", str(config), "deliver", input=NO_SENDER)
+
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[0] == "Quarantined mail 1: deleted (raw mail kept)"
+    assert written.stdout_bytes == NO_SENDER
+    assert delivered_again.exit_code == 0
+    assert delivered_again.stdout.splitlines()[-1] == (
+        "duplicate, not processed again (already quarantined)")
+    assert models.Quarantine.select().count() == 1
+
+
+def test_delete_released_entry_fails(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, NO_SENDER)
+    # As 'quarantine retry' leaves an entry whose mail it then processed.
+    models.Quarantine.update(state="released").execute()
+
+    deleted = _invoke("--config", str(config), "quarantine", "delete", "1")
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert deleted.exit_code == 1
+    assert "quarantine entry 1 not found or not held" in deleted.stderr
+    assert models.Quarantine.get_by_id(1).state == "released"
+    assert shown.stdout.splitlines()[0] == "Quarantined mail 1: released (processed again)"
+
+
+def test_delete_in_polish(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine(tmp_path, database_url, b"")
+
+    deleted = _invoke("--config", str(config), "quarantine", "delete", "1", language="pl")
+    shown = _invoke("--config", str(config), "quarantine", "show", "1", language="pl")
+    deleted_again = _invoke("--config", str(config), "quarantine", "delete", "1",
+                            language="pl")
+
+    assert deleted.stdout == ("usunięto wpis kwarantanny 1; surowa wiadomość pozostaje "
+                              "zapisana i 'maildesk quarantine show 1 --raw' nadal ją wypisze\n")
+    assert ("wiadomość (bez Message-ID) usunięta z kwarantanny (wpis 1); surowa wiadomość "
+            f"pozostaje zapisana pod skrótem sha256 {EMPTY_SHA256}") in deleted.stderr
+    assert shown.stdout.splitlines()[0] == (
+        "Wiadomość z kwarantanny nr 1: usunięta (surowa wiadomość zachowana)")
+    assert deleted_again.exit_code == 1
+    assert deleted_again.stderr.splitlines()[-1] == (
+        "błąd: nie znaleziono wiadomości 1 w kwarantannie albo nie jest już w niej zatrzymana")
+
+
 def test_unknown_id(tmp_path: Path, database_url: str) -> None:
     config = _quarantine(tmp_path, database_url, b"")
 
     shown = _invoke("--config", str(config), "quarantine", "show", "99")
     written = _invoke("--config", str(config), "quarantine", "show", "99", "--raw")
+    deleted = _invoke("--config", str(config), "quarantine", "delete", "99")
     shown_pl = _invoke("--config", str(config), "quarantine", "show", "99", language="pl")
+    deleted_pl = _invoke("--config", str(config), "quarantine", "delete", "99", language="pl")
 
-    for result in (shown, written, shown_pl):
+    for result in (shown, written, deleted, shown_pl, deleted_pl):
         assert result.exit_code == 1
         assert result.stdout_bytes == b""
     assert shown.stderr.splitlines()[-1] == (
         "error: quarantine entry 99 not found; 'maildesk quarantine list' shows the held ones")
     assert written.stderr.splitlines()[-1] == shown.stderr.splitlines()[-1]
+    assert deleted.stderr.splitlines()[-1] == (
+        "error: quarantine entry 99 not found or not held")
     assert shown_pl.stderr.splitlines()[-1] == (
         "błąd: nie znaleziono wiadomości 99 w kwarantannie; 'maildesk quarantine list' "
         "pokazuje zatrzymane wiadomości")
+    assert deleted_pl.stderr.splitlines()[-1] == (
+        "błąd: nie znaleziono wiadomości 99 w kwarantannie albo nie jest już w niej zatrzymana")
+    assert models.Quarantine.get_by_id(1).state == "held"
