@@ -214,7 +214,7 @@ def test_tickets_list_by_group_and_assignee(tmp_path: Path) -> None:
     unassigned = _invoke("--config", config, "tickets", "list", "--unassigned")
     unknown = _invoke("--config", config, "tickets", "list", "--group", "nope")
 
-    assert network.output.splitlines()[-1] == "2 tickets"
+    assert network.output.splitlines()[-1] == "3 tickets"
     assert all(" network " in line for line in network.output.splitlines()[1:-1])
     assert assigned.output.splitlines()[-1] == "1 ticket"
     assert f" {agent_login} " in assigned.output
