@@ -182,6 +182,7 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
         "id": 7, "sender": "jan@example.org", "subject": "Faktura", "message_id": "<x@y>",
         "source": "imap:INBOX/42", "error": "ParseError: empty message",
         "retry_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine retry 7",
+        "show_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine show 7",
     }
     message = {
         "sender_name": "Zofia Wiśniewska", "sender_address": "zofia@example.org",

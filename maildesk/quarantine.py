@@ -101,6 +101,8 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
                     "error": row.error,
                     "retry_command": f"maildesk --config {desk.config.path} quarantine "
                                      f"retry {row.id}",
+                    "show_command": f"maildesk --config {desk.config.path} quarantine "
+                                    f"show {row.id}",
                 }},
                 to=admins, ticket=None, automatic=True, kind="quarantine",
             )

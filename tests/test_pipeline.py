@@ -292,6 +292,11 @@ def test_unparseable_mail_is_quarantined_and_reported(tmp_path: Path,
     notices = _outbox()
     assert [row.kind for row in notices] == ["quarantine"]
     assert notices[0].recipients.split() == [ADMIN_ADDRESS]
+    notice = message_from_bytes(bytes(notices[0].raw), policy=default_policy)
+    text = notice.get_body(preferencelist=("plain",)).get_content()
+    config = f"--config {desk.config.path} quarantine"
+    assert f"{config} show {held[0].id}" in text
+    assert f"{config} retry {held[0].id}" in text
 
 
 def test_quarantined_mail_is_not_quarantined_twice(tmp_path: Path, database_url: str) -> None:
