@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from maildesk import escalation, lifecycle, models, satisfaction, slatrack, statements
+from maildesk.commands import label
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole
-from maildesk.i18n import N_, _
+from maildesk.i18n import N_, _, current_language
 from maildesk.lifecycle import Source, Status
 from maildesk.notify import QueuedMail
 from maildesk.reasons import Reason
@@ -176,7 +177,8 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
         record_event(ticket, sender, "reply_without_action",
                      {"reason": "thanks", "message_id": message.message_id})
         logger.info(_("ticket {number}: a short thanks from {sender} leaves it {status}")
-                    .format(number=ticket.id, sender=sender, status=ticket.status))
+                    .format(number=ticket.id, sender=sender,
+                            status=label(ticket.status, current_language())))
         return []
     if ticket.status == Status.CLOSED:
         return []

@@ -7,6 +7,7 @@ of a thank-you to a resolved ticket and a reply to a closed one.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -176,6 +177,19 @@ def test_thanks_to_closed_ticket_opens_nothing(tmp_path: Path, database_url: str
     assert outcome.action == "append"
     assert models.Ticket.select().count() == 1
     assert to_requester() == []
+
+
+def test_thanks_log_names_status_in_admin_language(tmp_path: Path, database_url: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # The log line is Polish for a Polish admin, so the status must not stay a code.
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    with caplog.at_level(logging.INFO, logger="maildesk.servicehooks"):
+        pipeline.process(desk, reply("Dzięki!"), "test:1")
+
+    assert "nie zmienia statusu „rozwiązane”" in caplog.text
+    assert "resolved" not in caplog.text
 
 
 def to_requester() -> list[models.Outbox]:
