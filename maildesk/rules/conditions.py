@@ -74,8 +74,9 @@ def strip_diacritics(folded: str) -> str:
     """Take the diacritics off the Latin letters of a case-folded NFC text.
 
     ``działa`` becomes ``dziala``. Letters of other scripts keep their marks, because in
-    Cyrillic or Greek a mark makes another letter (``й`` is not ``и``). Each letter stays
-    one character, so a match in the result lies where it lies in the text it came from.
+    Cyrillic or Greek a mark makes another letter (``й`` is not ``и``). A letter written
+    as one character stays one character, but a letter with a mark that has no
+    precomposed form (``q̃``) shrinks to one, so ``_folded_span`` maps match positions.
     """
     if folded.isascii():
         return folded
@@ -88,6 +89,10 @@ def fold(value: str, case_sensitive: bool = False) -> str:
     normalized = normalize_text(value)
     if case_sensitive:
         return normalized
+    return _fold_case_and_marks(normalized)
+
+
+def _fold_case_and_marks(normalized: str) -> str:
     return strip_diacritics(unicodedata.normalize("NFC", normalized.casefold()))
 
 
@@ -165,8 +170,7 @@ class MailFacts:
             return normalized
         found = self._folded.get(value)
         if found is None:
-            found = self._folded[value] = strip_diacritics(
-                unicodedata.normalize("NFC", normalized.casefold()))
+            found = self._folded[value] = _fold_case_and_marks(normalized)
         return found
 
     def strings(self, field: str, argument: str | None) -> list[str]:
@@ -316,10 +320,62 @@ class Comparison:
 
 
 def _folded_span(normalized: str, folded: str, start: int, length: int) -> tuple[int, int]:
-    """Map a span in the folded text back to the normalised text when both align."""
-    if len(normalized) != len(folded):
+    """Map a span in the folded text back to the normalised text it was folded from.
+
+    Folding changes lengths: case folding turns ``ß`` into ``ss``, and a Latin letter
+    with a mark that has no precomposed form (``q̃``) loses that mark. Return (0, 0) when
+    the span cannot be mapped.
+    """
+    if normalized.isascii():
+        return (start, start + length)
+    if length <= 0:
         return (0, 0)
-    return (start, start + length)
+
+    first = _unfolded_index(normalized, start, at_least=False)
+    last = _unfolded_index(normalized, start + length, at_least=True)
+    if first is None or last is None:
+        return (0, 0)
+    return (first, last)
+
+
+# How far from the middle of a range _unfolded_index looks for a letter that is not a mark.
+_MARK_RUN_LIMIT = 64
+
+
+def _unfolded_index(normalized: str, target: int, at_least: bool) -> int | None:
+    """Return the index of the normalised text that folded index ``target`` comes from.
+
+    That is the last letter boundary (an index whose character is not a combining mark)
+    whose prefix folds to at most ``target`` characters, or with ``at_least`` the first
+    one whose prefix folds to at least ``target``. Folding works letter by letter, so the
+    folded length of a range is the sum of its parts, and the binary search folds about
+    twice the text. Return None when a run of over ``_MARK_RUN_LIMIT`` marks hides the
+    boundaries.
+    """
+    low, low_length = 0, 0
+    high = len(normalized)
+    while high - low > 1:
+        middle = _letter_boundary(normalized, low, high)
+        if middle is None:
+            if high - low > _MARK_RUN_LIMIT:
+                return None
+            break
+        middle_length = low_length + len(_fold_case_and_marks(normalized[low:middle]))
+        if middle_length < target or (middle_length == target and not at_least):
+            low, low_length = middle, middle_length
+        else:
+            high = middle
+    return high if at_least else low
+
+
+def _letter_boundary(text: str, low: int, high: int) -> int | None:
+    """Return an index strictly between low and high, near their middle, that is no mark."""
+    middle = (low + high) // 2
+    for offset in range(_MARK_RUN_LIMIT):
+        for index in (middle + offset, middle - offset):
+            if low < index < high and not unicodedata.category(text[index]).startswith("M"):
+                return index
+    return None
 
 
 def _span_in_normalized(normalized: str, matched: str) -> tuple[int, int]:
