@@ -41,13 +41,15 @@ def header_lines(raw: bytes, limit: int) -> tuple[list[bytes], int]:
     """Split the header section of a raw mail into lines without the parser.
 
     Return the first ``limit`` lines and the number of lines left out. The section ends
-    at the first blank line, or with the mail when it has none. Only LF and CRLF end a
-    line, so a lone CR stays inside its line, where a terminal would act on it.
+    at the first empty line (or one of CRs only), or with the mail when it has none. A
+    line of spaces or tabs does not end it, because for the parser it continues the
+    header above. Only LF and CRLF end a line, so a lone CR stays inside its line, where
+    a terminal would act on it.
     """
     lines: list[bytes] = []
     left_out = 0
     for line in _LINE_END.split(raw):
-        if not line.strip():
+        if not line.rstrip(b"\r"):
             break
         if len(lines) < limit:
             lines.append(line)
