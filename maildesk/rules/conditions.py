@@ -4,7 +4,8 @@ Text is compared after Unicode NFC normalisation, with runs of whitespace read a
 space and, unless a condition sets ``case_sensitive``, after case folding and with
 diacritics taken off, so ``ZAMÓWIENIE`` matches ``zamówienie`` however the mail encoded
 the accents, and ``nie dziala`` (typed without Polish letters, as many users do) matches
-``nie działa``.
+``nie działa``. Addresses and domains keep their diacritics: ``firmą.pl`` is another
+domain than ``firma.pl``.
 """
 
 from __future__ import annotations
@@ -84,16 +85,17 @@ def strip_diacritics(folded: str) -> str:
     return unicodedata.normalize("NFC", bare).translate(_UNDECOMPOSED)
 
 
-def fold(value: str, case_sensitive: bool = False) -> str:
+def fold(value: str, case_sensitive: bool = False, keep_diacritics: bool = False) -> str:
     """Return the form in which two texts are compared for equality or containment."""
     normalized = normalize_text(value)
     if case_sensitive:
         return normalized
-    return _fold_case_and_marks(normalized)
+    return _fold_case_and_marks(normalized, keep_diacritics)
 
 
-def _fold_case_and_marks(normalized: str) -> str:
-    return strip_diacritics(unicodedata.normalize("NFC", normalized.casefold()))
+def _fold_case_and_marks(normalized: str, keep_diacritics: bool = False) -> str:
+    folded = unicodedata.normalize("NFC", normalized.casefold())
+    return folded if keep_diacritics else strip_diacritics(folded)
 
 
 def domain_of(value: str) -> str:
@@ -302,9 +304,15 @@ class Comparison:
             inside = any(in_domain(value, domain) for domain in self.expected)
             return (0, 0) if inside else None
 
-        folded = facts.folded(value, self.case_sensitive)
+        # An address or domain with a diacritic is another mailbox (firmą.pl is not
+        # firma.pl, and anyone may register it), so only case folding applies to them.
+        keep_diacritics = self.field in ADDRESS_FIELDS or self.field in DOMAIN_FIELDS
+        if keep_diacritics:
+            folded = fold(value, self.case_sensitive, keep_diacritics=True)
+        else:
+            folded = facts.folded(value, self.case_sensitive)
         for expected_value in self.expected:
-            expected_folded = fold(expected_value, self.case_sensitive)
+            expected_folded = fold(expected_value, self.case_sensitive, keep_diacritics)
             if self.operator in ("equals", "in") and folded == expected_folded:
                 return (0, 0)
             if self.operator == "starts_with" and folded.startswith(expected_folded):
@@ -314,12 +322,13 @@ class Comparison:
             if self.operator == "contains":
                 start = folded.find(expected_folded)
                 if start >= 0:
-                    return _folded_span(facts.normalized(value), folded, start,
-                                        len(expected_folded))
+                    return _folded_span(facts.normalized(value), start, len(expected_folded),
+                                        keep_diacritics)
         return None
 
 
-def _folded_span(normalized: str, folded: str, start: int, length: int) -> tuple[int, int]:
+def _folded_span(normalized: str, start: int, length: int,
+                 keep_diacritics: bool) -> tuple[int, int]:
     """Map a span in the folded text back to the normalised text it was folded from.
 
     Folding changes lengths: case folding turns ``ß`` into ``ss``, and a Latin letter
@@ -331,8 +340,8 @@ def _folded_span(normalized: str, folded: str, start: int, length: int) -> tuple
     if length <= 0:
         return (0, 0)
 
-    first = _unfolded_index(normalized, start, at_least=False)
-    last = _unfolded_index(normalized, start + length, at_least=True)
+    first = _unfolded_index(normalized, start, keep_diacritics, at_least=False)
+    last = _unfolded_index(normalized, start + length, keep_diacritics, at_least=True)
     if first is None or last is None:
         return (0, 0)
     return (first, last)
@@ -342,7 +351,8 @@ def _folded_span(normalized: str, folded: str, start: int, length: int) -> tuple
 _MARK_RUN_LIMIT = 64
 
 
-def _unfolded_index(normalized: str, target: int, at_least: bool) -> int | None:
+def _unfolded_index(normalized: str, target: int, keep_diacritics: bool,
+                    at_least: bool) -> int | None:
     """Return the index of the normalised text that folded index ``target`` comes from.
 
     That is the last letter boundary (an index whose character is not a combining mark)
@@ -360,7 +370,8 @@ def _unfolded_index(normalized: str, target: int, at_least: bool) -> int | None:
             if high - low > _MARK_RUN_LIMIT:
                 return None
             break
-        middle_length = low_length + len(_fold_case_and_marks(normalized[low:middle]))
+        part = _fold_case_and_marks(normalized[low:middle], keep_diacritics)
+        middle_length = low_length + len(part)
         if middle_length < target or (middle_length == target and not at_least):
             low, low_length = middle, middle_length
         else:
