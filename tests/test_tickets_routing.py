@@ -232,6 +232,23 @@ def test_routing_invalid_stored_value(tmp_path: Path, database_url: str) -> None
         ": invalid stored routing: the routing is not a JSON object")
 
 
+
+def test_routing_condition_not_an_object(tmp_path: Path, database_url: str) -> None:
+    # A condition that is a number, not an object, is an invalid stored routing too,
+    # reported on stderr like the other cases, not a traceback.
+    config = _desk_with_rules(tmp_path, database_url)
+    _deliver(config, mail())
+    _store_created_detail(1, lambda detail: detail["routing"]["trace"][0].update(
+        conditions=[1]))
+
+    shown = CliRunner().invoke(main, ["--config", str(config), "tickets", "show", "1",
+                                      "--routing"], env={"MAILDESK_LANGUAGE": "en"})
+
+    assert shown.exception is None or isinstance(shown.exception, SystemExit)
+    assert shown.exit_code == 1
+    assert "invalid stored routing: " in shown.stderr
+
+
 def test_routing_unknown_ticket(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
     Desk.open(config)

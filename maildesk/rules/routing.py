@@ -240,5 +240,6 @@ class Routing:
             raise ConfigError(
                 _("invalid stored routing: the field {field} is missing").format(field=error)
             ) from error
-        except (TypeError, ValueError) as error:
+        except (AttributeError, TypeError, ValueError) as error:
+            # AttributeError: a list or number where an object with .get() belongs.
             raise ConfigError(_("invalid stored routing: {error}").format(error=error)) from error
