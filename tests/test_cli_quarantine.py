@@ -315,3 +315,23 @@ def test_unknown_id(tmp_path: Path, database_url: str) -> None:
     assert deleted_pl.stderr.splitlines()[-1] == (
         "błąd: nie znaleziono wiadomości 99 w kwarantannie albo nie jest już w niej zatrzymana")
     assert models.Quarantine.get_by_id(1).state == "held"
+
+
+def test_show_header_past_blank_looking_line(tmp_path: Path, database_url: str) -> None:
+    # A line of spaces continues the header for the parser (RFC 5322 obsolete folding),
+    # so the headers after it are part of the mail the pipeline failed on.
+    raw = (b"Message-ID: <spaces@example.org>\r\n"
+           b"Subject: no sender here\r\n"
+           b"   \r\n"
+           b"X-Hidden: shown too\r\n"
+           b"\r\n"
+           b"body\r\n")
+    config = _quarantine(tmp_path, database_url, raw)
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    heading = lines.index("Header of the raw mail, control characters escaped (\\x1b is ESC):")
+    assert lines[heading + 1:] == ["Message-ID: <spaces@example.org>",
+                                   "Subject: no sender here", "   ", "X-Hidden: shown too"]
