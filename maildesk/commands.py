@@ -473,10 +473,13 @@ def _check_value(command: CommandLine, spec: CommandSpec) -> Problem | None:
     value = fold(command.value)
     if spec.takes_value and not value:
         return Problem(command.line, N_("this command needs a value"), usage=spec.usage)
-    if spec.takes_value and command.value[:1] in _WRONG_SEPARATORS:
-        return Problem(command.line, N_("put a space between the command and its value, "
-                                        "not '{sign}'"),
-                       {"sign": command.value[:1]}, spec.usage)
+    sign = command.value[:1]
+    if spec.takes_value and sign in _WRONG_SEPARATORS:
+        if not command.value[1:].strip():
+            return Problem(command.line, N_("this command needs a value"), usage=spec.usage)
+        return Problem(command.line, N_("leave out '{sign}': write the command, a space and "
+                                        "the value"),
+                       {"sign": sign}, spec.usage)
 
     if spec.name is CommandName.STATUS and value not in STATUS_VALUES:
         return Problem(command.line, N_("unknown status '{value}'"),

@@ -439,7 +439,7 @@ def test_split_commands_malformed_line_is_command(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "sign"), [
     ("#status=resolved\ntext", "="), ("#status;rozwiązane\ntext", ";"),
-    ("#priorytet,2\ntext", ","),
+    ("#priorytet,2\ntext", ","), ("#status = resolved\ntext", "="),
 ])
 def test_wrong_separator_named_in_problem(text: str, sign: str) -> None:
     # An agent who wrote "=" gets told what to type, not "unknown status '=resolved'".
@@ -447,9 +447,16 @@ def test_wrong_separator_named_in_problem(text: str, sign: str) -> None:
     result = plan_changes(block, state(), "marek.zielinski", directory())
 
     problem = result.problems[0]
-    assert problem.text("en") == f"put a space between the command and its value, not '{sign}'"
-    assert problem.text("pl") == f"oddziel polecenie od wartości spacją, nie znakiem „{sign}”"
+    assert problem.text("en") == f"leave out '{sign}': write the command, a space and the value"
+    assert problem.text("pl") == f"pomiń znak „{sign}”: wpisz polecenie, spację i wartość"
     assert problem.usage
+
+
+def test_sign_without_value_asks_for_value() -> None:
+    block = split_commands("#status =\ntext")
+    result = plan_changes(block, state(), "marek.zielinski", directory())
+
+    assert result.problems[0].text("en") == "this command needs a value"
 
 
 @pytest.mark.parametrize("text", [
