@@ -87,7 +87,7 @@ def test_show_in_polish(tmp_path: Path, database_url: str) -> None:
     lines = shown.stdout.splitlines()
     assert lines[:8] == [
         "Wiadomość z kwarantanny nr 1: zatrzymana, czeka na administratora",
-        f"W kwarantannie od: {_quarantined_at(config, 1)}",
+        f"Umieszczono w kwarantannie: {_quarantined_at(config, 1)}",
         "Źródło: pipe",
         "Message-ID: -",
         "Nadawca: -",
