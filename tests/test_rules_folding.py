@@ -75,7 +75,10 @@ def test_snippet_not_shifted_by_folding(tmp_path: Path) -> None:
 
 
 def _routed_tags(tmp_path: Path, condition: str, sender: str) -> tuple[str, ...]:
-    """Route a mail from ``sender`` through one rule with ``condition``; return its tags."""
+    """Route a mail from ``sender`` through one rule with ``condition``; return its tags.
+
+    The mail's Reply-To is the sender too.
+    """
     (tmp_path / "50-test.yaml").write_text(textwrap.dedent(f"""
         - name: under-test
           when:
@@ -83,7 +86,7 @@ def _routed_tags(tmp_path: Path, condition: str, sender: str) -> tuple[str, ...]
           then:
             tags: [hit]
         """), encoding="utf-8")
-    raw = (f"From: Prezes <{sender}>\r\nTo: helpdesk@example.com\r\n"
+    raw = (f"From: Prezes <{sender}>\r\nReply-To: {sender}\r\nTo: helpdesk@example.com\r\n"
            f"Subject: Pilne\r\n\r\nProszę o pomoc.\r\n").encode()
     message = parse_message(raw)
     return load_rules(tmp_path, ENVIRONMENT).evaluate(message, received_at=MORNING).tags
@@ -93,7 +96,8 @@ def test_address_keeps_its_diacritics(tmp_path: Path) -> None:
     # firmą.pl is another domain than firma.pl, which anyone may register, so a rule
     # written for the real address must not route mail from the look-alike.
     conditions = ("from: prezes@firma.pl", "from: {ends_with: '@firma.pl'}",
-                  "from: {in: [prezes@firma.pl]}", "from: {starts_with: prezes@firma}")
+                  "from: {in: [prezes@firma.pl]}", "from: {starts_with: prezes@firma}",
+                  "header: {name: Reply-To, ends_with: '@firma.pl'}")
 
     for condition in conditions:
         assert _routed_tags(tmp_path, condition, "prezes@firmą.pl") == (), condition

@@ -4,8 +4,8 @@ Text is compared after Unicode NFC normalisation, with runs of whitespace read a
 space and, unless a condition sets ``case_sensitive``, after case folding and with
 diacritics taken off, so ``ZAMÓWIENIE`` matches ``zamówienie`` however the mail encoded
 the accents, and ``nie dziala`` (typed without Polish letters, as many users do) matches
-``nie działa``. Addresses and domains keep their diacritics: ``firmą.pl`` is another
-domain than ``firma.pl``.
+``nie działa``. Addresses, domains and headers keep their diacritics: ``firmą.pl`` is
+another domain than ``firma.pl``.
 """
 
 from __future__ import annotations
@@ -305,8 +305,10 @@ class Comparison:
             return (0, 0) if inside else None
 
         # An address or domain with a diacritic is another mailbox (firmą.pl is not
-        # firma.pl, and anyone may register it), so only case folding applies to them.
-        keep_diacritics = self.field in ADDRESS_FIELDS or self.field in DOMAIN_FIELDS
+        # firma.pl, and anyone may register it), so only case folding applies to them,
+        # and to headers, which a rule may read for an address (Reply-To, Sender).
+        keep_diacritics = (self.field in ADDRESS_FIELDS or self.field in DOMAIN_FIELDS
+                           or self.field == HEADER_FIELD)
         if keep_diacritics:
             folded = fold(value, self.case_sensitive, keep_diacritics=True)
         else:
