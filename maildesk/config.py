@@ -13,15 +13,18 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.i18n import _, normalize_language
 from maildesk.yamlfile import YamlMapping, YamlSequence, load_yaml_file
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
@@ -361,25 +364,49 @@ def load_config(path: Path) -> Config:
     root = _Section(document, "maildesk.yaml", None, "")
     base = path.parent
 
+    # The sections are read one by one, and a mistake in one does not hide the mistakes
+    # of the others: all of them are reported together, as rules check does.
+    problems: list[ConfigError] = []
+
+    def read(reader: Callable[[], _T]) -> _T | None:
+        try:
+            return reader()
+        except ConfigError as error:
+            problems.append(error)
+            return None
+
     language = root.text("language", "pl")
     if normalize_language(language) is None:
-        raise root.error("language", _("'language' must be pl or en, not '{value}'").format(
-            value=language))
-    desk = _desk(_Section(root.get("desk"), "desk", document, "desk"))
-    database_url = _database_url(root, base)
-    storage_path = root.path("storage", "data", base)
-    templates_path = root.path("templates", "templates", base)
-    rules_path = root.path("rules", "rules", base)
-    assert storage_path is not None
-    assert templates_path is not None
-    assert rules_path is not None
-    smtp = _smtp(_Section(root.get("smtp"), "smtp", document, "smtp"), base)
-    source = _source(root.get("source"), document, base)
-    groups = _groups(root.get("groups"), document)
-    agents = _agents(root.get("agents"), document, {g.name for g in groups})
+        problems.append(root.error("language", _("'language' must be pl or en, not "
+                                                 "'{value}'").format(value=language)))
+    desk_mapping = root.get("desk")
+    desk = read(lambda: _desk(_Section(desk_mapping, "desk", document, "desk")))
+    database_url = read(lambda: _database_url(root, base))
+    storage_path = read(lambda: root.path("storage", "data", base))
+    templates_path = read(lambda: root.path("templates", "templates", base))
+    rules_path = read(lambda: root.path("rules", "rules", base))
+    smtp_mapping = root.get("smtp")
+    smtp = read(lambda: _smtp(_Section(smtp_mapping, "smtp", document, "smtp"), base))
+    source_mapping = root.get("source")
+    source = read(lambda: _source(source_mapping, document, base))
+    groups_list = root.get("groups")
+    groups = read(lambda: _groups(groups_list, document))
+    agents_list = root.get("agents")
+    # Without valid groups every agent's groups would be reported as unknown.
+    agents = read(lambda: _agents(agents_list, document, {g.name for g in groups})) \
+        if groups is not None else None
     vip = tuple(str(v) for v in (root.get("vip") or []))
-    parse_ahead = root.boolean("parse_ahead", True)
-    root.finish(extra_allowed=("sla", "calendar", "priority", "commands", "threading"))
+    parse_ahead = read(lambda: root.boolean("parse_ahead", True))
+    read(lambda: root.finish(extra_allowed=("sla", "calendar", "priority", "commands",
+                                            "threading")))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigErrors(problems)
+    assert desk is not None and database_url is not None and smtp is not None
+    assert storage_path is not None and templates_path is not None
+    assert rules_path is not None and groups is not None and agents is not None
+    assert parse_ahead is not None
 
     config = Config(
         path=path,

@@ -19,6 +19,17 @@ class ConfigError(MaildeskError):
         super().__init__(f"{location}: {message}" if location else message)
 
 
+class ConfigErrors(ConfigError):
+    """Several mistakes of one configuration file, each a ConfigError with its location.
+
+    The text is one line per mistake, so a caller that prints a ConfigError prints them all.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(error) for error in errors))
+
+
 class ParseError(MaildeskError):
     """Raw bytes could not be read as an RFC 5322 message at all."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from maildesk.config import ImapConfig, MaildirConfig, load_config
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.i18n import set_language
 
 MINIMAL = """\
@@ -337,3 +337,29 @@ def test_config_impossible_date_in_polish(tmp_path: Path) -> None:
     error = _error(tmp_path, MINIMAL + "calendar:\n  closed_days: [2026-12-32]\n")
 
     assert error.message.startswith("nieprawidłowa data '2026-12-32'")
+
+
+def test_config_mistakes_of_several_sections_reported_together(tmp_path: Path) -> None:
+    # Fixing one mistake only to meet the next, restart after restart, is what an admin
+    # should not have to do; rules check lists all mistakes too.
+    error = _error(tmp_path, MINIMAL.replace("desk:", "desk:\n  adminaddresses: [a@b.pl]")
+                   + "smtp:\n  port: many\n"
+                   + "groups:\n  - name: first-line\n    tier: x\n"
+                   + "parse_ahaed: false\n")
+
+    assert isinstance(error, ConfigErrors)
+    lines = str(error).splitlines()
+    assert len(lines) == 4
+    assert "'adminaddresses'" in lines[0] and ":2:" in lines[0]
+    assert "port" in lines[1]
+    assert "tier" in lines[2]
+    assert "'parse_ahaed'" in lines[3] and "'parse_ahead'" in lines[3]
+
+
+def test_config_agents_not_checked_against_broken_groups(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + "groups: first-line\n"
+                   + "agents:\n  - login: jan\n    addresses: [jan@example.com]\n"
+                     "    groups: [first-line]\n")
+
+    assert not isinstance(error, ConfigErrors)
+    assert "'groups' must be a list" in str(error)
