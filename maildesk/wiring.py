@@ -10,7 +10,7 @@ from maildesk.business_calendar import BusinessCalendar
 from maildesk.config import ImapConfig, MaildirConfig
 from maildesk.daemon import SETTLE_SECONDS, Daemon
 from maildesk.desk import Desk
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.i18n import _
 from maildesk.outbox import Sender
 from maildesk.rules import RuleEnvironment, RuleSet, RulesWatcher
@@ -131,14 +131,17 @@ def make_sender(desk: Desk) -> Sender:
 
 
 def check_templates(desk: Desk) -> None:
-    """Render every template against a sample; raise the first error (start-up check)."""
+    """Render every template against a sample; raise their errors (start-up check).
+
+    The caller reports them: the command line prints each once, with its file:line.
+    """
     from maildesk.notify import sample_context
 
     errors = desk.templates.check(sample_context(desk))
-    if errors:
-        for error in errors:
-            logger.error("%s", error)
+    if len(errors) == 1:
         raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
 
 
 def check_secrets(desk: Desk) -> None:

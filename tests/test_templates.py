@@ -20,7 +20,7 @@ from maildesk import models, pipeline, templating
 from maildesk.cli import main as cli_main
 from maildesk.config import load_config
 from maildesk.desk import Desk
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.mailbuild import Recipient, build_message
 from maildesk.notify import (
     choose_language,
@@ -371,6 +371,24 @@ def test_templates_startup_check_raises_on_broken(tmp_path: Path, database_url: 
         check_templates(desk)
 
     assert str(template_root / "pl" / "acknowledgement.j2") in str(raised.value.location)
+
+
+def test_templates_startup_check_reports_each_broken_template_once(
+        tmp_path: Path, database_url: str, template_root: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The command line prints the raised error, so logging it too showed it twice.
+    (template_root / "pl" / "acknowledgement.j2").write_text("{% block %}", encoding="utf-8")
+    (template_root / "en" / "acknowledgement.j2").write_text("{{ ticket.number", encoding="utf-8")
+    desk = make_desk(tmp_path, database_url, templates=str(template_root))
+
+    with caplog.at_level(logging.ERROR), pytest.raises(ConfigErrors) as raised:
+        check_templates(desk)
+
+    assert sorted(error.location.split(":")[0] for error in raised.value.errors) == [
+        str(template_root / "en" / "acknowledgement.j2"),
+        str(template_root / "pl" / "acknowledgement.j2")]
+    assert len(str(raised.value).splitlines()) == 2
+    assert "acknowledgement" not in caplog.text
 
 
 # --------------------------------------------------------------------------- last good version
