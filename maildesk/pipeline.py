@@ -30,7 +30,7 @@ from maildesk.followup import (
 from maildesk.i18n import N_, _
 from maildesk.logcontext import mail_context
 from maildesk.parse import ParsedMessage, parse_message
-from maildesk.quarantine import is_quarantined, quarantine
+from maildesk.quarantine import processed_key, quarantine
 from maildesk.reasons import Reason
 from maildesk.rerouting import evaluate_followup
 from maildesk.rules.conditions import in_address_list
@@ -299,7 +299,11 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
     raw_sha256 = hashlib.sha256(raw).hexdigest()
     with mail_context(source=source):
         try:
-            if is_quarantined(raw_sha256):
+            # With the parse at hand, one query answers both "quarantined before?" and
+            # "processed before?"; without it the first is asked before parsing.
+            key = dedupe_key(parsed, raw_sha256) if parsed is not None else None
+            recorded = _recorded_keys(raw_sha256, key)
+            if processed_key(raw_sha256) in recorded:
                 # A large mail's file may have been left short by a power loss before
                 # the batch's flush, while the quarantine's commit survived.
                 desk.store.put_message(raw, verify=True)
@@ -314,9 +318,10 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
                 row = quarantine(desk, raw, raw_sha256, source, error)
                 return Outcome("quarantined", reason=_quarantined(row.id, error))
 
+            duplicate = key in recorded if key is not None else None
             key = dedupe_key(message, raw_sha256)
             with mail_context(message_id=message.message_id or key):
-                if is_duplicate(key):
+                if duplicate if duplicate is not None else is_duplicate(key):
                     reused = _reuses_message_id(desk, key, message, raw_sha256)
                     if reused:
                         key = _content_key(key, message)
@@ -334,6 +339,13 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
             drop_connection()
             raise TemporaryError(
                 _("database unavailable: {error}").format(error=error)) from error
+
+
+def _recorded_keys(raw_sha256: str, key: str | None) -> set[str]:
+    """Return which of the mail's quarantine mark and dedupe key are recorded already."""
+    keys = [processed_key(raw_sha256)] if key is None else [processed_key(raw_sha256), key]
+    rows = statements.select_in(models.ProcessedMessage, "dedupe_key", keys)
+    return {row.dedupe_key for row in rows}
 
 
 def _reuses_message_id(desk: Desk, key: str, message: ParsedMessage, raw_sha256: str) -> bool:

@@ -12,7 +12,7 @@ import logging
 import re
 import traceback as traceback_module
 
-from maildesk import models, statements
+from maildesk import models
 from maildesk.desk import Desk
 from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
@@ -121,7 +121,7 @@ def _mark_processed(raw_sha256: str, source: str) -> None:
     # The mail counts as processed, so a source that could not move it away does not
     # quarantine it again on every pass; forget() removes this record.
     models.ProcessedMessage.get_or_create(
-        dedupe_key=f"quarantine:{raw_sha256}",
+        dedupe_key=processed_key(raw_sha256),
         defaults={"raw_sha256": raw_sha256, "source": source[:200], "outcome": "quarantined"},
     )
 
@@ -149,11 +149,12 @@ def delete(quarantine_id: int) -> models.Quarantine | None:
     return row
 
 
-def is_quarantined(raw_sha256: str) -> bool:
-    return statements.exists(models.ProcessedMessage, dedupe_key=f"quarantine:{raw_sha256}")
+def processed_key(raw_sha256: str) -> str:
+    """Return the dedupe key that marks a mail as quarantined, by its raw bytes."""
+    return f"quarantine:{raw_sha256}"
 
 
 def forget(raw_sha256: str) -> None:
     """Remove the processed mark, so the mail can be processed again."""
     models.ProcessedMessage.delete().where(
-        models.ProcessedMessage.dedupe_key == f"quarantine:{raw_sha256}").execute()
+        models.ProcessedMessage.dedupe_key == processed_key(raw_sha256)).execute()

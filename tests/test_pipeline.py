@@ -11,6 +11,7 @@ from deskfactory import ADMIN_ADDRESS, mail, make_desk, make_ticket
 
 from maildesk import models, pipeline
 from maildesk.outbox import Sender
+from maildesk.parse import parse_message
 
 
 def _outbox() -> list[models.Outbox]:
@@ -306,6 +307,47 @@ def test_quarantined_mail_is_not_quarantined_twice(tmp_path: Path, database_url:
     again = pipeline.process(desk, b"\r\n\r\n", "test:1")
 
     assert again.action == "duplicate"
+    assert models.Quarantine.select().count() == 1
+
+
+def _processed_message_lookups(monkeypatch) -> list[str]:
+    """Record, from now on, each read of processed_message by the statement helpers."""
+    from maildesk import statements
+
+    seen: list[str] = []
+    for name in ("exists", "first", "select_in"):
+        original = getattr(statements, name)
+
+        def recording(model, *args, _original=original, _name=name, **kwargs):
+            if model is models.ProcessedMessage:
+                seen.append(_name)
+            return _original(model, *args, **kwargs)
+
+        monkeypatch.setattr(statements, name, recording)
+    return seen
+
+
+def test_parsed_mail_checked_for_repeats_in_one_query(tmp_path: Path, database_url: str,
+                                                       monkeypatch) -> None:
+    # The parse helper hands the parse over, so the quarantine mark and the dedupe key
+    # are looked up together: one round trip less per mail on PostgreSQL.
+    desk = make_desk(tmp_path, database_url)
+    first, second = mail(message_id="<m1@example.org>"), mail(message_id="<m2@example.org>")
+    sender_less = mail(message_id="<m3@example.org>").replace(b"From: ", b"X-Old-From: ", 1)
+    pipeline.process(desk, first, "test:1")
+    quarantined = pipeline.process(desk, sender_less, "test:2")
+    lookups = _processed_message_lookups(monkeypatch)
+
+    new = pipeline.process(desk, second, "test:3", parsed=parse_message(second))
+    for_new = list(lookups)
+    again = pipeline.process(desk, first, "test:1", parsed=parse_message(first))
+    held = pipeline.process(desk, sender_less, "test:2", parsed=parse_message(sender_less))
+
+    assert quarantined.action == "quarantined"
+    assert new.action == "create"
+    assert for_new == ["select_in"]
+    assert again.action == "duplicate"
+    assert held.action == "duplicate" and held.in_quarantine
     assert models.Quarantine.select().count() == 1
 
 
