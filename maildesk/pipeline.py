@@ -156,8 +156,12 @@ _SAME_TEXT = statements.Prepared(
     .limit(1))
 
 
-def _language(desk: Desk, message: ParsedMessage, routing: Any,
-              contact: models.Contact | None) -> str:
+def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
+    """Choose the language of a new ticket from the rules and the mail.
+
+    The requester's own language, when one is stored, comes first; ``tickets.apply``
+    reads the contact in its transaction and puts that language in its place.
+    """
     from maildesk.notify import choose_language
     from maildesk.rules.language import detect_language
 
@@ -165,7 +169,7 @@ def _language(desk: Desk, message: ParsedMessage, routing: Any,
         detected = routing.mail_language  # the rules ran without a language: their guess
     else:
         detected, _source = detect_language(message)
-    return choose_language(desk, contact_language=contact.language if contact else None,
+    return choose_language(desk,
                            rule_language=routing.language if routing is not None else None,
                            detected=detected)
 
@@ -277,11 +281,10 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
         reason = Reason(N_("follow-up of closed ticket {ticket}"), ticket=ticket.id)
         events.append((ticket.id, "follow_up_ticket_opened", {"message_id": message.message_id}))
     acknowledge = routing is None or (routing.acknowledge and routing.auto_reply)
-    contact = statements.first(models.Contact, address=sender_address)
     return Decision(
         Action.CREATE, follow_up=follow_up, reason=reason, events=events,
         subject=subject or _("(no subject)"), routing=routing,
-        language=_language(desk, message, routing, contact), linked_ticket=ticket,
+        language=_language(desk, message, routing), linked_ticket=ticket,
         acknowledge=acknowledge,
         acknowledgement_template=(routing.template if routing and routing.template
                                   else "acknowledgement"),

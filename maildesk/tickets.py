@@ -21,7 +21,7 @@ from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.followup import Evidence
-from maildesk.i18n import N_, _
+from maildesk.i18n import N_, _, normalize_language
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
 from maildesk.notify import (
@@ -286,6 +286,11 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
         if decision.action is Action.CREATE:
             assert decision.message.from_address is not None
             contact = upsert_contact(decision.message.from_address, decision.language)
+            stored_language = normalize_language(contact.language)
+            if stored_language:
+                # The requester's language, set by an admin or learned from an earlier
+                # mail, comes before the rules' choice and the guess from this mail.
+                decision.language = stored_language
             ticket, plan = _create_ticket(desk, decision, contact)
             routing = decision.routing.to_json() if decision.routing is not None else None
             record_event(ticket, decision.sender, "created", {

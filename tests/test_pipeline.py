@@ -310,8 +310,9 @@ def test_quarantined_mail_is_not_quarantined_twice(tmp_path: Path, database_url:
     assert models.Quarantine.select().count() == 1
 
 
-def _processed_message_lookups(monkeypatch) -> list[str]:
-    """Record, from now on, each read of processed_message by the statement helpers."""
+def _lookups(monkeypatch, table: type[models.BaseModel] = models.ProcessedMessage
+             ) -> list[str]:
+    """Record, from now on, each read of ``table`` by the statement helpers."""
     from maildesk import statements
 
     seen: list[str] = []
@@ -319,7 +320,7 @@ def _processed_message_lookups(monkeypatch) -> list[str]:
         original = getattr(statements, name)
 
         def recording(model, *args, _original=original, _name=name, **kwargs):
-            if model is models.ProcessedMessage:
+            if model is table:
                 seen.append(_name)
             return _original(model, *args, **kwargs)
 
@@ -336,7 +337,7 @@ def test_parsed_mail_checked_for_repeats_in_one_query(tmp_path: Path, database_u
     sender_less = mail(message_id="<m3@example.org>").replace(b"From: ", b"X-Old-From: ", 1)
     pipeline.process(desk, first, "test:1")
     quarantined = pipeline.process(desk, sender_less, "test:2")
-    lookups = _processed_message_lookups(monkeypatch)
+    lookups = _lookups(monkeypatch)
 
     new = pipeline.process(desk, second, "test:3", parsed=parse_message(second))
     for_new = list(lookups)
@@ -433,3 +434,29 @@ def test_agentless_group_notice_to_admins(tmp_path: Path, database_url: str) -> 
     assert ticket.group == "pierwsza-linia"
     notices = list(models.Outbox.select().where(models.Outbox.kind == "new_ticket"))
     assert [row.recipients.split() for row in notices] == [[ADMIN_ADDRESS]]
+
+
+def test_requester_language_comes_before_the_mail_language(tmp_path: Path, database_url: str,
+                                                           monkeypatch) -> None:
+    # An admin set John's language to English; his Polish mail still gets English. The
+    # contact is read once, in the transaction, not also before it.
+    desk = make_desk(tmp_path, database_url)
+    contact_reads = _lookups(monkeypatch, models.Contact)
+    models.Contact.create(address="john@example.net", language="en")
+    polish = mail(sender="John <john@example.net>", subject="Drukarka nie działa",
+                  body="Dzień dobry, drukarka nie działa od rana. Proszę o pomoc.")
+    newcomer = mail(sender="Anna <anna@example.org>", subject="Drukarka nie działa",
+                    body="Dzień dobry, drukarka nie działa od rana. Proszę o pomoc.",
+                    message_id="<anna@example.org>")
+
+    john = pipeline.process(desk, polish, "test:1")
+    reads_for_john = len(contact_reads)
+    anna = pipeline.process(desk, newcomer, "test:2")
+
+    assert models.Ticket.get_by_id(john.ticket).language == "en"
+    assert reads_for_john == 1
+    acknowledgement = models.Outbox.get(models.Outbox.ticket == john.ticket,
+                                        models.Outbox.kind == "ack")
+    assert acknowledgement.subject.startswith(f"[#{john.ticket}] We have received")
+    assert models.Ticket.get_by_id(anna.ticket).language == "pl"
+    assert models.Contact.get(models.Contact.address == "anna@example.org").language == "pl"
