@@ -1,6 +1,7 @@
 """The main loop: fetch, process, acknowledge at the source, send the outbox, wait.
 
-One message is finished before a stop request (SIGTERM, SIGINT) is honoured. Source and
+One message is finished before a stop request (SIGTERM, SIGINT, SIGHUP) is honoured, and
+mail queued but not sent yet waits in the outbox for the next start. Source and
 database outages are retried with backoff; the loop never exits on them unless it runs
 ``--once`` and the outage outlasts the retries.
 """
@@ -50,6 +51,8 @@ class Daemon:
         self.desk = desk
         self.source = source
         self.sender = sender
+        # A stop request ends a delivery pass between two mails, not after the queue.
+        self.sender.stop_requested = lambda: self.stopping
         self.rules_watcher = rules_watcher
         self.periodic = periodic or []
         self.parse_ahead = parse_ahead
@@ -74,8 +77,10 @@ class Daemon:
         self.stopping = True
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        # SIGHUP too: a closed terminal or a reload request must not kill the daemon in
+        # the middle of a message. The configuration is read again only by a restart.
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self.request_stop)
 
     def _rules(self) -> object | None:
         watcher = self.rules_watcher
@@ -179,7 +184,7 @@ class Daemon:
                 self.source.quarantine(mail)
             faults.crash_point("before-ack")
             self._acknowledge(done)
-            if delivering:
+            if delivering and not self.stopping:
                 self.send_outbox()
                 delivering = not (self.sender.connection_lost or self.sender.unreachable
                                   or self._delivery_postponed)
@@ -240,11 +245,19 @@ class Daemon:
                     self._rules()
                     self._check_templates()
                     self.drain()
+                    # A stop ends the run after the message in hand: what is queued goes
+                    # out after the next start, and an SMTP server that does not answer
+                    # cannot hold the stop for its timeout.
+                    if self.stopping:
+                        break
                     self.send_outbox()
+                    if self.stopping:
+                        break
                     self._run_periodic()
                     # Reminders and notices the periodic tasks queued go out now, not a
                     # poll interval later (or, with --once under cron, a run later).
-                    self.send_outbox()
+                    if not self.stopping:
+                        self.send_outbox()
                     failures = 0
                     if once:
                         break

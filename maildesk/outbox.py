@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import ssl
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -185,6 +186,17 @@ def mark_postponed(rows: list[models.Outbox], error: str,
                                  error=error))
 
 
+def release(rows: list[models.Outbox]) -> None:
+    """Give claimed rows back to the queue as they were, due at once: nothing failed."""
+    if not rows:
+        return
+    models.Outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow()).where(
+        models.Outbox.id.in_([row.id for row in rows])).execute()
+    logger.info(ngettext("{count} mail stays in the outbox for the next start",
+                         "{count} mails stay in the outbox for the next start",
+                         len(rows)).format(count=len(rows)))
+
+
 def mark_failed(row: models.Outbox, error: str) -> None:
     models.Outbox.update(state="failed", claimed_by=None, last_error=error[:2000]).where(
         models.Outbox.id == row.id).execute()
@@ -252,6 +264,9 @@ class Sender:
         # then stops too, so a server that is down costs one connection attempt per pass,
         # not one per batch of 50 mails. Each attempt may last up to smtp.timeout.
         self.unreachable = False
+        # Asked between mails: once it returns True, the pass ends and the rows it had
+        # claimed but not sent go back to the queue, due at once (the daemon's stop).
+        self.stop_requested: Callable[[], bool] = lambda: False
 
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
@@ -270,7 +285,7 @@ class Sender:
         self.attempted = []
         self.connection_lost = self.unreachable = False
         recover_stale_claims()
-        while not (self.connection_lost or self.unreachable):
+        while not (self.connection_lost or self.unreachable or self.stop_requested()):
             rows = claim(limit)
             if not rows:
                 return sent
@@ -349,6 +364,9 @@ class Sender:
         sent = 0
         try:
             for index, row in enumerate(rows):
+                if self.stop_requested():
+                    release(rows[index:])
+                    break
                 try:
                     sent += await self._send_one(client, row)
                 except _ConnectionLost as lost:

@@ -2,7 +2,8 @@
 
 With a storm of mail in the mailbox, the first users' acknowledgements must not wait for
 the whole backlog to be recorded. A server that cannot be reached is tried once per run,
-not once per batch.
+not once per batch. A stop request ends the run after the mail in hand, and what is
+queued waits in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -77,3 +78,70 @@ def test_unreachable_server_tried_once_per_run(tmp_path: Path, database_url: str
     assert daemon.sender.unreachable
     assert models.Outbox.select().where(models.Outbox.state == "sent").count() == 0
     assert models.Outbox.select().count() == 6
+
+
+def test_stop_leaves_queued_mail_for_the_next_start(tmp_path: Path, database_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # SIGTERM during the second mail: that mail is finished, and nothing is sent after
+    # it, so an SMTP server that does not answer cannot hold the stop for its timeout.
+    daemon = backlog_desk(tmp_path, database_url, 6)
+    process = pipeline.process
+    handled: list[str] = []
+
+    def stopping_after_two(*args: Any, **kwargs: Any) -> Any:
+        outcome = process(*args, **kwargs)
+        handled.append(outcome.action)
+        if len(handled) == 2:
+            daemon.request_stop()
+        return outcome
+
+    monkeypatch.setattr(pipeline, "process", stopping_after_two)
+
+    assert daemon.run() == 2
+
+    assert models.Outbox.select().count() == 2
+    assert models.Outbox.select().where(models.Outbox.state == "pending").count() == 2
+    assert list((tmp_path / "outbox").glob("*.eml")) == []
+
+
+def test_stop_between_mails_of_a_delivery_pass(tmp_path: Path, database_url: str,
+                                               smtp: Any) -> None:
+    settings = {"transport": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                "security": "none", "timeout": 1.0}
+    daemon = backlog_desk(tmp_path, database_url, 4, smtp=settings)
+    daemon.send_outbox = lambda: 0  # type: ignore[method-assign]
+    daemon.run(once=True)
+    send_one = daemon.sender._send_one
+
+    async def stopping_after_one(client: Any, row: models.Outbox) -> int:
+        sent = await send_one(client, row)
+        daemon.request_stop()
+        return sent
+
+    daemon.sender._send_one = stopping_after_one  # type: ignore[method-assign]
+
+    assert daemon.sender.deliver_due() == 1
+
+    assert len(smtp.deliveries) == 1
+    waiting = list(models.Outbox.select().where(models.Outbox.state == "pending"))
+    assert len(waiting) == 3
+    assert all(row.claimed_by is None and row.last_error is None for row in waiting)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_stop_signals_request_a_clean_stop(tmp_path: Path, database_url: str,
+                                           signal_name: str) -> None:
+    # A closed terminal sends SIGHUP; it used to end the process in the middle of a mail.
+    import os
+    import signal
+
+    daemon = backlog_desk(tmp_path, database_url, 0)
+    number = getattr(signal, signal_name)
+    previous = signal.getsignal(number)
+    try:
+        daemon.install_signal_handlers()
+        os.kill(os.getpid(), number)
+    finally:
+        signal.signal(number, previous)
+
+    assert daemon.stopping
