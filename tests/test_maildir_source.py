@@ -36,6 +36,26 @@ def test_maildir_pass_moves_processed_and_quarantined(tmp_path: Path, database_u
     assert models.Quarantine.get().sender == ""
 
 
+def test_maildir_dot_files_are_not_mail(tmp_path: Path, database_url: str) -> None:
+    # A copied Maildir often holds a .keep file; it used to end in quarantine as an
+    # empty mail, with a notice to the admins.
+    mailbox = tmp_path / "mailbox"
+    for folder in ("new", "cur", "tmp"):
+        (mailbox / folder).mkdir(parents=True)
+    (mailbox / "cur" / ".keep").write_bytes(b"")
+    (mailbox / "new" / ".1.good.swp").write_bytes(b"not a mail")
+    (mailbox / "new" / "1.good").write_bytes(mail())
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    daemon = build_daemon(desk)
+
+    daemon.run(once=True)
+
+    assert daemon.outcomes == {"create": 1}
+    assert (mailbox / "cur" / ".keep").exists()
+    assert (mailbox / "new" / ".1.good.swp").exists()
+    assert models.Quarantine.select().count() == 0
+
+
 def test_quarantined_earlier_moves_to_quarantine(tmp_path: Path, database_url: str) -> None:
     # The process that quarantined the mail died before moving it out of the inbox.
     from maildesk import pipeline

@@ -48,7 +48,10 @@ class MaildirSource:
         """
         try:
             self.maildir._refresh()  # type: ignore[attr-defined]  # see new files at once
-            keys = sorted(self.maildir.iterkeys())[: self.batch_size]
+            # A name starting with a dot is no mail (.keep, an editor's or a copy's
+            # temporary file): Maildir readers skip such files.
+            keys = sorted(key for key in self.maildir.iterkeys()
+                          if not key.startswith("."))[: self.batch_size]
         except OSError as error:
             raise SourceError(_("cannot list the Maildir {path}: {error}").format(
                 path=self.path, error=error)) from error
@@ -106,7 +109,7 @@ class MaildirSource:
         new_dir = self.path / "new"
         while time.monotonic() < deadline and not should_stop():
             try:
-                if any(new_dir.iterdir()):
+                if any(not entry.name.startswith(".") for entry in new_dir.iterdir()):
                     return
             except OSError as error:
                 raise SourceError(_("cannot list the Maildir {path}: {error}").format(
