@@ -7,9 +7,12 @@ them onto every record, so one grep for a Message-ID finds every line about that
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import IO
 
 _context: ContextVar[dict[str, str] | None] = ContextVar("maildesk_mail_context",
                                                        default=None)
@@ -41,12 +44,54 @@ class MailContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Log to stderr with the mail context, as ``maildesk run`` does in the foreground."""
-    handler = logging.StreamHandler()
+# The syslog priority of each logging level, from the most severe down.
+_SYSLOG_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                      (logging.INFO, 6))
+_DEBUG_PRIORITY = 7
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(mail)s%(message)s"
+
+
+class JournalFormatter(logging.Formatter):
+    """Start each line with its syslog priority (``<4>``), which journald reads.
+
+    Without the prefix journald files every line of a service as info, so
+    ``journalctl -p warning`` would show none of maildesk's warnings and errors. Every
+    line of a traceback gets the prefix, because journald stores each line apart.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((number for level, number in _SYSLOG_PRIORITIES
+                         if record.levelno >= level), _DEBUG_PRIORITY)
+        return "\n".join(f"<{priority}>{line}"
+                         for line in super().format(record).splitlines())
+
+
+def writes_to_journal(stream: IO[str]) -> bool:
+    """Tell whether ``stream`` is the journald connection systemd gave the service.
+
+    systemd names that connection in JOURNAL_STREAM as ``device:inode``; a stream that
+    was redirected elsewhere (a file, a pipe to another program) does not match it.
+    """
+    expected = os.environ.get("JOURNAL_STREAM")
+    if not expected:
+        return False
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError):  # no file descriptor behind the stream, or closed
+        return False
+    return expected == f"{status.st_dev}:{status.st_ino}"
+
+
+def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) -> None:
+    """Log to stderr with the mail context, as ``maildesk run`` does in the foreground.
+
+    Under systemd, where stderr goes to journald, each line carries its syslog priority.
+    """
+    stream = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.addFilter(MailContextFilter())
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(mail)s%(message)s"))
+    formatter = JournalFormatter if writes_to_journal(stream) else logging.Formatter
+    handler.setFormatter(formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
