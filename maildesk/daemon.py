@@ -61,6 +61,8 @@ class Daemon:
         self.outcomes: Counter[str] = Counter()
         self.owner = workers.worker_id()
         self._waiting_logged = False
+        # Whether the last look at the mailbox lease found it ours (see holds_mailbox).
+        self.lease_held = False
         # Whether the last send_outbox() was put off by a TemporaryError.
         self._delivery_postponed = False
         # send_outbox() does nothing before this time.monotonic() value.
@@ -131,7 +133,8 @@ class Daemon:
 
     def holds_mailbox(self) -> bool:
         """Take or renew this daemon's lease on the mailbox (several daemons, one database)."""
-        if lease.acquire(self.source.name, self.owner):
+        self.lease_held = lease.acquire(self.source.name, self.owner)
+        if self.lease_held:
             self._waiting_logged = False
             return True
         if not self._waiting_logged:
@@ -225,6 +228,13 @@ class Daemon:
         return sent
 
     def _run_periodic(self) -> None:
+        """Run the scheduler's tasks, in the daemon that holds the mailbox only.
+
+        Two daemons running them at once would race for the same reminders and closes.
+        A standby still sends the outbox, whose rows are claimed one process at a time.
+        """
+        if not self.lease_held:
+            return
         for task in self.periodic:
             try:
                 task()

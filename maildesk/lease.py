@@ -75,5 +75,5 @@ def holder(name: str) -> str | None:
 
 
 def log_waiting(name: str, owner: str | None) -> None:
-    logger.info(_("mailbox {name} is read by {owner}; this daemon only sends mail until the "
-                  "lease expires").format(name=name, owner=owner or "-"))
+    logger.info(_("mailbox {name} is read by {owner}; this daemon sends queued mail and "
+                  "takes over when that lease ends").format(name=name, owner=owner or "-"))

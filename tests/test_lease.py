@@ -54,3 +54,31 @@ def test_lease_of_dead_local_process_is_taken_over(tmp_path: Path, database_url:
     taken = lease.acquire("imap:INBOX", f"{socket.gethostname()}:1")
 
     assert taken is True
+
+
+def test_standby_daemon_runs_no_scheduler(tmp_path: Path, database_url: str) -> None:
+    # Two daemons running the scheduler at once raced for the same reminders and closes;
+    # the one without the mailbox now leaves the scheduler to the holder.
+    from deskfactory import mail
+
+    from maildesk import pipeline
+    from maildesk.wiring import build_daemon
+
+    mailbox = tmp_path / "mailbox"
+    for folder in ("new", "cur", "tmp"):
+        (mailbox / folder).mkdir(parents=True)
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    pipeline.process(desk, mail(), "test:1")  # an acknowledgement waits in the outbox
+    daemon = build_daemon(desk)
+    ticks: list[str] = []
+    daemon.periodic = [lambda: ticks.append("tick")]
+    lease.acquire(daemon.source.name, "other-host:1")
+
+    daemon.run(once=True)
+    standby_ticks = list(ticks)
+    lease.release(daemon.source.name, "other-host:1")
+    daemon.run(once=True)
+
+    assert standby_ticks == []
+    assert models.Outbox.get().state == "sent"
+    assert ticks == ["tick"]
