@@ -10,7 +10,7 @@ from maildesk.business_calendar import BusinessCalendar
 from maildesk.config import ImapConfig, MaildirConfig
 from maildesk.daemon import SETTLE_SECONDS, Daemon
 from maildesk.desk import Desk
-from maildesk.errors import ConfigError, ConfigErrors
+from maildesk.errors import ConfigErrors
 from maildesk.i18n import _
 from maildesk.outbox import Sender
 from maildesk.rules import RuleEnvironment, RuleSet, RulesWatcher
@@ -18,6 +18,7 @@ from maildesk.rules.loader import LoadedRules, load_rules_with_fallback
 from maildesk.sources import Source
 from maildesk.sources.imap import ImapSource
 from maildesk.sources.maildir import MaildirSource
+from maildesk.sources.pipe import PipeSource
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,9 @@ def make_source(desk: Desk) -> Source:
         return ImapSource(source)
     if isinstance(source, MaildirConfig):
         return MaildirSource(source.path)
-    raise ConfigError(_("no mail source configured: add a 'source' section (imap or maildir)"),
-                      str(desk.config.path))
+    logger.info(_("no 'source' section: this daemon reads no mailbox; it runs the SLA tasks "
+                  "and sends the outbox for the mail that 'maildesk deliver' records"))
+    return PipeSource()
 
 
 def make_sender(desk: Desk) -> Sender:
@@ -164,6 +166,9 @@ def build_daemon(desk: Desk) -> Daemon:
     from maildesk.parseahead import ParseAhead
     from maildesk.scheduler import make_scheduler
 
-    parse_ahead = ParseAhead.for_this_machine() if desk.config.parse_ahead else None
-    return Daemon(desk, make_source(desk), make_sender(desk), rules_watcher=watcher,
+    source = make_source(desk)
+    # A daemon without a mailbox parses nothing, so it forks no parse helper.
+    parse_ahead = (ParseAhead.for_this_machine()
+                   if desk.config.parse_ahead and not isinstance(source, PipeSource) else None)
+    return Daemon(desk, source, make_sender(desk), rules_watcher=watcher,
                   periodic=[make_scheduler(desk)], parse_ahead=parse_ahead)
