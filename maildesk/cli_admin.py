@@ -881,10 +881,10 @@ def templates() -> None:
 @click.pass_obj
 def templates_check(app: Any) -> None:
     """Render every template in every language against a sample ticket."""
-    from maildesk.notify import sample_context
+    from maildesk.notify import sample_context, sample_variants
 
     desk = app.inspected_desk
-    errors = desk.templates.check(sample_context(desk))
+    errors = desk.templates.check(sample_context(desk), sample_variants(desk))
     for error in errors:
         click.echo(str(error), err=True)
     for language, name in desk.templates.missing_translations():

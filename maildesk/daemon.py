@@ -119,9 +119,10 @@ class Daemon:
         self._templates_stamp = stamp
 
         from maildesk.adminmail import mail_admins, templates_error_context
-        from maildesk.notify import sample_context
+        from maildesk.notify import sample_context, sample_variants
 
-        errors = self.desk.templates.check(sample_context(self.desk))
+        errors = self.desk.templates.check(sample_context(self.desk),
+                                          sample_variants(self.desk))
         if not errors:
             logger.info(_("changed templates checked: all render"))
             return

@@ -115,6 +115,31 @@ def sample_context(desk: Desk, language: str = "pl") -> dict[str, Any]:
     return context
 
 
+def sample_variants(desk: Desk, language: str = "pl"
+                    ) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Return samples that take the other side of the templates' usual branches.
+
+    One sample leaves some values empty (no linked ticket, no assignee) and gives an
+    agent's reply one new status, so a mistake inside ``{% if linked_ticket %}`` or in
+    the ``closed`` branch of a reply would show only when a real mail took it. Each
+    variant comes with the names it changes; a template that names none of them gains
+    nothing from rendering it.
+    """
+    import copy
+
+    filled = copy.deepcopy(sample_context(desk, language))
+    filled["linked_ticket"] = {"number": SAMPLE_TICKET_NUMBER - 1}
+    filled["ticket"].update(assignee="jan.kowalski", category=filled["ticket"]["tags"][0])
+    filled["authentication"] = "dkim=fail; spf=softfail"
+    variants: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("linked_ticket", "assignee", "category", "authentication"), filled)]
+    for status in ("pending", "closed", None):
+        changed = copy.deepcopy(sample_context(desk, language))
+        changed["reply"]["new_status"] = status
+        variants.append((("new_status",), changed))
+    return variants
+
+
 def _anglicise_sample(context: dict[str, Any]) -> None:
     """Replace the Polish texts of a sample context with English ones, in place."""
     alice = {"name": "Alice Smith", "address": "alice@example.org"}

@@ -22,7 +22,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from html.parser import HTMLParser
@@ -496,11 +496,22 @@ class Templates:
 
     # ------------------------------------------------------------------ checking
 
-    def check(self, sample_context: dict[str, Any]) -> list[ConfigError]:
+    def _own_source(self, language: str, name: str) -> str:
+        """Return the text of a template's own file, or "" when it cannot be read."""
+        try:
+            return (self.root / language / f"{name}.j2").read_text(encoding="utf-8-sig")
+        except OSError:
+            return ""
+
+    def check(self, sample_context: dict[str, Any],
+              variants: Sequence[tuple[tuple[str, ...], dict[str, Any]]] = ()
+              ) -> list[ConfigError]:
         """Render every template in every language against a sample; return the errors.
 
-        The sample is kept: later reloads of changed files are tried against it.
-        Templates that pass replace the cached versions.
+        Each of ``variants`` (the names it changes, a sample) is rendered too, for the
+        templates whose own file names one of them. The sample is kept: later reloads
+        of changed files are tried against it. Templates that pass replace the cached
+        versions.
         """
         self._sample = sample_context
         errors = []
@@ -509,6 +520,10 @@ class Templates:
                 try:
                     compiled = self._compile(code, name)
                     rendered = self._render_compiled(compiled, sample_context)
+                    source = self._own_source(code, name)
+                    for changed, variant in variants:
+                        if any(key in source for key in changed):
+                            self._render_compiled(compiled, variant)
                 except ConfigError as error:
                     errors.append(error)
                     continue

@@ -137,9 +137,9 @@ def check_templates(desk: Desk) -> None:
 
     The caller reports them: the command line prints each once, with its file:line.
     """
-    from maildesk.notify import sample_context
+    from maildesk.notify import sample_context, sample_variants
 
-    errors = desk.templates.check(sample_context(desk))
+    errors = desk.templates.check(sample_context(desk), sample_variants(desk))
     if len(errors) == 1:
         raise errors[0]
     if errors:

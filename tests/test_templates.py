@@ -27,6 +27,7 @@ from maildesk.notify import (
     language_for_address,
     queue_mail,
     sample_context,
+    sample_variants,
     ticket_context,
 )
 from maildesk.resources import shipped
@@ -360,6 +361,32 @@ def test_templates_check_rejects_broken_html_block(template_root: Path,
 
     assert len(errors) == 1
     assert "HTML" in str(errors[0]) or "HTML" in errors[0].args[0]
+
+
+@pytest.mark.parametrize(("name", "old", "new"), [
+    ("acknowledgement", "Zgłoszenie {{ linked_ticket.number }}",
+     "Zgłoszenie {{ linked_ticket.numer }}"),
+    ("agent_reply", "Zgłoszenie {{ ticket.number }} zostało zamknięte.",
+     "Zgłoszenie {{ ticket.numer }} zostało zamknięte."),
+])
+def test_templates_check_renders_the_other_branches(tmp_path: Path, template_root: Path,
+                                                    name: str, old: str, new: str) -> None:
+    # The sample has no linked ticket and a reply that resolves, so these mistakes were
+    # found only when a real mail took the branch.
+    path = template_root / "pl" / f"{name}.j2"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    config = load_config(write_config(tmp_path, "sqlite:///:memory:"))
+    desk = Desk.from_config(config)
+
+    plain = Templates(template_root).check(sample_context(desk))
+    errors = Templates(template_root).check(sample_context(desk), sample_variants(desk))
+
+    assert plain == []
+    assert len(errors) == 1
+    assert errors[0].location == f"{path}:{text[:text.index(old)].count(chr(10)) + 1}"
+    assert "numer" in str(errors[0])
 
 
 def test_templates_startup_check_raises_on_broken(tmp_path: Path, database_url: str,
