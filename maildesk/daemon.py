@@ -22,7 +22,7 @@ import peewee as pw
 from maildesk import faults, heap, lease, models, pipeline, workers
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
-from maildesk.i18n import _
+from maildesk.i18n import _, ngettext
 from maildesk.logcontext import mail_context
 from maildesk.outbox import FIRST_RETRY, Sender
 from maildesk.parseahead import ParseAhead
@@ -301,11 +301,14 @@ class Daemon:
             summary = ", ".join(f"{outcome_label(action)}: {count}" for action, count in
                                 sorted(self.outcomes.items()))
             if summary:
-                logger.info(_("maildesk stopped after {count} messages ({summary})").format(
-                    count=self.processed, summary=summary))
+                logger.info(ngettext("maildesk stopped after {count} message ({summary})",
+                                     "maildesk stopped after {count} messages ({summary})",
+                                     self.processed).format(count=self.processed,
+                                                            summary=summary))
             else:
-                logger.info(_("maildesk stopped after {count} messages").format(
-                    count=self.processed))
+                logger.info(ngettext("maildesk stopped after {count} message",
+                                     "maildesk stopped after {count} messages",
+                                     self.processed).format(count=self.processed))
         return self.processed
 
     def _poll_interval(self) -> float:

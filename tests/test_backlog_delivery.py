@@ -145,3 +145,17 @@ def test_stop_signals_request_a_clean_stop(tmp_path: Path, database_url: str,
         signal.signal(number, previous)
 
     assert daemon.stopping
+
+
+def test_stop_summary_counts_one_message(tmp_path: Path, database_url: str,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")
+    daemon = backlog_desk(tmp_path, database_url, 1)
+
+    with caplog.at_level(logging.INFO, logger="maildesk.daemon"):
+        daemon.run(once=True)
+
+    assert "maildesk stopped after 1 message (" in caplog.text
