@@ -98,7 +98,10 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
             queue_mail(
                 desk, template="quarantine_notice", language=desk.config.language,
                 context={"desk": desk_context(desk), "quarantine": {
-                    "id": row.id, "sender": row.sender, "subject": row.subject,
+                    # A mail too broken to read may have neither; a blank would look
+                    # like a fault of the notice.
+                    "id": row.id, "sender": row.sender or "-",
+                    "subject": row.subject or _("(no subject)"),
                     "message_id": row.message_id or "-", "source": row.source,
                     "error": row.error,
                     "retry_command": f"maildesk --config {desk.config.path} quarantine "

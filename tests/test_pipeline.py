@@ -297,6 +297,8 @@ def test_unparseable_mail_is_quarantined_and_reported(tmp_path: Path,
     text = notice.get_body(preferencelist=("plain",)).get_content()
     config = f"--config {desk.config.path} quarantine"
     assert f"{config} show {held[0].id}" in text
+    assert notice["Subject"] == "[maildesk] Wiadomość w kwarantannie: (bez tematu)"
+    assert "Nadawca: -\r\n" in text
     assert f"{config} retry {held[0].id}" in text
 
 
