@@ -612,6 +612,12 @@ def test_language_caller_value_wins(tmp_path):
         ),
         ({"subject": "Printer", "headers": {"Content-Language": "pl-PL"}}, ("pl", "header")),
         ({"subject": "SAP", "body": "SAP 12345"}, (None, "none")),
+        # Polish names in a signature do not make an English mail Polish.
+        ({"subject": "Monitor", "body": "Monitor flickers.\n\nŁukasz Wójcik, Kraków office, "
+                                        "ul. Długa 5"}, (None, "none")),
+        ({"subject": "Mouse broken", "body": "The mouse does not work.\n\nŁukasz Wójcik"},
+         ("en", "text")),
+        ({"subject": "Żółta kartka", "body": "Drukarka drukuje żółte pasy."}, ("pl", "text")),
     ],
 )
 def test_detect_language(options, expected):

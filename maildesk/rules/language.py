@@ -39,14 +39,23 @@ _ENGLISH_WORDS = frozenset(_ENGLISH_TEXT.split())
 
 
 def guess_text_language(text: str) -> str | None:
-    """Return ``pl`` or ``en`` for the text, or None when neither clearly wins."""
+    """Return ``pl`` or ``en`` for the text, or None when neither clearly wins.
+
+    Polish letters count only in words that do not start with a capital: names and
+    places (Łukasz Wójcik, Kraków) in an English mail's signature say nothing of the
+    language it is written in.
+    """
     polish = 0
     english = 0
-    for word in _WORD.findall(text[:_SAMPLE_CHARACTERS].casefold()):
-        if word in _POLISH_WORDS or (not word.isascii() and _POLISH_LETTERS.intersection(word)):
+    for word in _WORD.findall(text[:_SAMPLE_CHARACTERS]):
+        folded = word.casefold()
+        if folded in _POLISH_WORDS:
             polish += 1
-        elif word in _ENGLISH_WORDS:
+        elif folded in _ENGLISH_WORDS:
             english += 1
+        elif (not word.isascii() and not word[0].isupper()
+              and _POLISH_LETTERS.intersection(folded)):
+            polish += 1
 
     if polish > english:
         return "pl"
