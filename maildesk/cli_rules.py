@@ -37,6 +37,12 @@ def rules() -> None:
 @click.pass_obj
 def check(application: RulesApplication) -> None:
     directory = application.rules_directory()
+    if not directory.is_dir():
+        # Most often a typo in 'rules:', and then new tickets reach no group unnoticed.
+        click.echo(_("the rules folder {directory} does not exist: check 'rules' in "
+                     "maildesk.yaml; until it exists, no rule routes any mail").format(
+            directory=directory), err=True)
+        raise click.exceptions.Exit(1)
     ruleset = _load_or_exit(directory, application.rule_environment())
 
     if not ruleset.files:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +83,26 @@ def test_cli_check_lists_every_error(tmp_path):
         f"{tmp_path / '20-b.yaml'}:2:18: invalid value 'hihg' for 'impact': did you mean 'high'?",
         "3 errors in the routing rules; a running daemon keeps the rules it loaded last.",
     ]
+
+
+def test_cli_check_missing_directory_fails(tmp_path):
+    # A typo in 'rules:' used to pass the check, and new tickets then reached no group.
+    missing = tmp_path / "rulez"
+
+    result = invoke(missing, "check")
+
+    assert result.exit_code == 1
+    assert result.stderr == (f"the rules folder {missing} does not exist: check 'rules' in "
+                             "maildesk.yaml; until it exists, no rule routes any mail\n")
+
+
+def test_daemon_warns_of_missing_rules_directory(tmp_path, caplog):
+    from maildesk.rules.loader import RulesWatcher
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.rules.loader"):
+        RulesWatcher(tmp_path / "rulez", RuleEnvironment())
+
+    assert f"the rules folder {tmp_path / 'rulez'} does not exist" in caplog.text
 
 
 def test_cli_check_empty_directory(tmp_path):

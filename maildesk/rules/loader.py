@@ -274,6 +274,10 @@ class RulesWatcher:
         # replaced, is not put in use.
         self.settle = settle
 
+        if not self.directory.is_dir():
+            logger.warning(_("the rules folder {directory} does not exist: check 'rules' in "
+                             "maildesk.yaml; until it exists, no rule routes any mail").format(
+                directory=self.directory))
         contents = _read_files(self.directory)
         ruleset, errors = _build(self.directory, contents, environment)
         if errors:
