@@ -444,6 +444,10 @@ def _check_status(command: CommandLine, old: str, new: dict[str, Any],
         return Problem(command.line, N_("the ticket has no assignee: add #assign first"),
                        usage=N_("#assign me | <login> | nobody"))
     if not directory.may_change_status(old, new["status"]):
+        if old == "closed":
+            # No value of the command would do, so the usage line would only mislead.
+            return Problem(command.line, N_("a closed ticket stays closed: a reply from the "
+                                            "requester opens a new ticket linked to it"))
         return Problem(command.line,
                        N_("the status cannot change from '{old}' to '{new}' by a command"),
                        {"old": old, "new": new["status"]}, usage)

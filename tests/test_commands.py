@@ -148,16 +148,28 @@ def test_plan_reopen_follows_assignee(value: str, assignee: str | None, status: 
     assert result.changes == (("status", "resolved", status),)
 
 
-@pytest.mark.parametrize(("old", "line"), [
-    ("closed", "#status w realizacji"), ("resolved", "#oczekuje"),
-    ("closed", "#status rozwiązane"),
-])
-def test_plan_status_follows_lifecycle(old: str, line: str) -> None:
-    result = plan(line, status=old)
+def test_plan_status_follows_lifecycle() -> None:
+    result = plan("#oczekuje", status="resolved")
 
     assert not result.valid
-    assert result.problems[0].line == line
+    assert result.problems[0].line == "#oczekuje"
     assert "cannot change from" in result.problems[0].text("en")
+
+
+@pytest.mark.parametrize("line", ["#status w realizacji", "#status rozwiązane",
+                                  "#status reopened"])
+def test_plan_closed_ticket_stays_closed(line: str) -> None:
+    # The agent was told the status could not change and shown a usage line whose values
+    # include the one just sent, as if the command could be corrected.
+    result = plan(line, status="closed")
+
+    problem = result.problems[0]
+    assert not result.valid
+    assert problem.line == line
+    assert problem.text("en") == ("a closed ticket stays closed: a reply from the requester "
+                                  "opens a new ticket linked to it")
+    assert problem.text("pl").startswith("zamknięte zgłoszenie pozostaje zamknięte")
+    assert problem.usage == ""
 
 
 def test_plan_assigned_needs_assignee() -> None:
