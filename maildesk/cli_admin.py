@@ -385,6 +385,7 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
     """Show one ticket with its conversation, attachments and audit trail."""
     from maildesk import models
     from maildesk.rules.explain import choice_label
+    from maildesk.satisfaction import RATING_SCALE
 
     app.open()
     ticket = models.Ticket.get_or_none(models.Ticket.id == number)
@@ -409,6 +410,10 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
         click.echo(_("Tags: {tags}").format(tags=", ".join(ticket.tags.split())))
     for line in _sla_lines(app.desk, ticket):
         click.echo(line)
+    if ticket.satisfaction is not None:
+        click.echo(_("Rating by the requester: {rating}/{best} ({time})").format(
+            rating=ticket.satisfaction, best=max(RATING_SCALE),
+            time=app.desk.local_time(ticket.satisfaction_at)))
     click.echo(_("Requester: {name} <{address}>").format(name=requester.name,
                                                         address=requester.address))
     if ticket.linked_ticket_id:

@@ -77,6 +77,8 @@ def test_tickets_show_classification_and_service_levels(tmp_path: Path) -> None:
     ticket = models.Ticket.get_by_id(4)
     lifecycle.transition(desk, ticket, "pending", "jan.kowalski", "agent_command",
                          datetime.now(UTC))
+    models.Ticket.update(satisfaction=4, satisfaction_at=datetime(2026, 12, 4, 9, 30)).where(
+        models.Ticket.id == 4).execute()
     waiting = _invoke("--config", str(config), "tickets", "show", "4")
 
     # The demo's account rule makes ticket 4 a service request in category "konta".
@@ -89,6 +91,8 @@ def test_tickets_show_classification_and_service_levels(tmp_path: Path) -> None:
     assert "Termin rozwiązania: " in shown.output
     assert "Type: service request   Category: konta" in waiting.output
     assert "SLA clock paused since " in waiting.output
+    assert "Rating by the requester: 4/5 (2026-12-04 10:30 CET)" in waiting.output
+    assert "Rating" not in shown.output and "Ocena" not in shown.output
 
 
 def test_tickets_show_unknown_number_fails(tmp_path: Path) -> None:
