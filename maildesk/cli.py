@@ -216,11 +216,11 @@ def _send_queued(desk: Desk) -> None:
 
 
 def _register_subcommands() -> None:
-    from maildesk.cli_admin import outbox, quarantine, templates, tickets
+    from maildesk.cli_admin import contacts, outbox, quarantine, templates, tickets
     from maildesk.cli_rules import rules
     from maildesk.cli_setup import demo, init
 
-    for command in (tickets, outbox, quarantine, templates, demo, init, rules):
+    for command in (tickets, contacts, outbox, quarantine, templates, demo, init, rules):
         main.add_command(command)
 
     from maildesk.cli_agents import agents

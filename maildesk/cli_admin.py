@@ -525,6 +525,62 @@ def _agent_logins() -> dict[str, str]:
             for address in agent.addresses.split()}
 
 
+@click.group(help=_("Look at and correct what maildesk knows of a requester."))
+def contacts() -> None:
+    """Look at and correct what maildesk knows of a requester."""
+
+
+_LANGUAGE_NAMES = {"pl": N_("Polish"), "en": N_("English")}
+
+
+@contacts.command("language", help=_(
+    "Show or set the language of the mail to one requester: pl, en, or none to let the "
+    "next new ticket learn it from the mail. Setting it also switches the requester's "
+    "tickets that are not closed."))
+@click.argument("address", metavar=_("ADDRESS"))
+@click.argument("language", required=False, type=click.Choice(("pl", "en", "none")),
+                metavar="[pl|en|none]")
+@click.pass_obj
+def contacts_language(app: Any, address: str, language: str | None) -> None:
+    """Show or set a requester's language, which comes before the rules' and the guess."""
+    from maildesk import models
+
+    app.open()
+    normalized = address.strip().lower()
+    contact = models.Contact.get_or_none(models.Contact.address == normalized)
+    if contact is None:
+        raise click.ClickException(_("no requester with the address {address}").format(
+            address=normalized))
+
+    if language is None:
+        stored = contact.language if contact.language in _LANGUAGE_NAMES else None
+        click.echo(_("{address}: {language}").format(
+            address=normalized,
+            language=translated_label(_LANGUAGE_NAMES, stored) if stored else
+            _("not set; the next new ticket learns it from the mail")))
+        return
+
+    new = None if language == "none" else language
+    with models.database_proxy.atomic():
+        models.Contact.update(language=new).where(models.Contact.id == contact.id).execute()
+        switched = 0
+        if new is not None:
+            switched = models.Ticket.update(language=new).where(
+                models.Ticket.requester == contact.id, models.Ticket.status != "closed",
+                models.Ticket.language != new).execute()
+    logger.info(_("language of {address} set to {language} by an admin").format(
+        address=normalized, language=new or "-"))
+    if new is None:
+        click.echo(_("the language of {address} is cleared; the next new ticket learns it "
+                     "from the mail").format(address=normalized))
+        return
+    click.echo(ngettext(
+        "mail to {address} is now in {language}; {count} open ticket switched",
+        "mail to {address} is now in {language}; {count} open tickets switched",
+        switched).format(address=normalized, count=switched,
+                         language=translated_label(_LANGUAGE_NAMES, new)))
+
+
 @click.group(help=_("Inspect and retry outgoing mail."))
 def outbox() -> None:
     """Inspect and retry outgoing mail."""

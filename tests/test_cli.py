@@ -844,3 +844,31 @@ def test_outbox_send_names_mail_waiting_for_retry(tmp_path: Path, database_url: 
     assert f"{waiting} mail" in result.output
     assert "wait" in result.output
     assert "maildesk outbox list --state pending" in result.output
+
+
+def test_contacts_language_show_set_and_clear(tmp_path: Path) -> None:
+    # The requester's stored language comes before the rules' and the guess, and until
+    # now only SQL could correct a wrong guess.
+    _invoke("demo", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+    address = "Zofia.Wisniewska@firma.example"
+
+    before = _invoke("--config", config, "contacts", "language", address)
+    changed = _invoke("--config", config, "contacts", "language", address, "en")
+    after = _invoke("--config", config, "contacts", "language", address)
+    cleared = _invoke("--config", config, "contacts", "language", address, "none",
+                      env={"MAILDESK_LANGUAGE": "pl"})
+    unknown = _invoke("--config", config, "contacts", "language", "nobody@example.org")
+
+    assert before.stdout == "zofia.wisniewska@firma.example: Polish\n"
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout == ("mail to zofia.wisniewska@firma.example is now in English; "
+                              "1 open ticket switched\n")
+    assert models.Ticket.get_by_id(1).language == "en"
+    assert after.stdout == "zofia.wisniewska@firma.example: English\n"
+    assert cleared.stdout == ("wyczyszczono język zofia.wisniewska@firma.example; następne "
+                              "nowe zgłoszenie ustali go z treści wiadomości\n")
+    assert models.Contact.get(
+        models.Contact.address == "zofia.wisniewska@firma.example").language is None
+    assert unknown.exit_code == 1
+    assert "no requester with the address nobody@example.org" in unknown.output
