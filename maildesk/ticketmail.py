@@ -101,8 +101,18 @@ def queue_ticket_mail(desk: Desk, ticket: models.Ticket, template: str,
                       to: list[Recipient], extra: dict[str, Any] | None = None,
                       language: str | None = None, kind: str | None = None,
                       cc: list[Recipient] | None = None) -> QueuedMail | None:
-    """Render ``template`` about ``ticket`` into the outbox, threaded into its conversation."""
-    in_reply_to, references = thread_headers(ticket)
+    """Render ``template`` about ``ticket`` into the outbox, threaded into its conversation.
+
+    Mail to the requester is threaded on the Message-IDs the requester saw, so the ids
+    of agents' mails and of notices to agents do not reach the user's side.
+    """
+    from maildesk.conversation import conversation_references  # imports this module
+
+    requester = ticket.requester.address
+    if any(recipient.address.strip().lower() == requester for recipient in [*to, *(cc or [])]):
+        in_reply_to, references = conversation_references(ticket)
+    else:
+        in_reply_to, references = thread_headers(ticket)
     context = {
         "ticket": ticket_context(desk, ticket),
         "sla": sla_context(ticket),

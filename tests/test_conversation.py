@@ -159,6 +159,25 @@ def test_agent_reply_closing_says_a_reply_opens_a_new_ticket(tmp_path: Path,
     assert "zostaw w temacie" not in text
 
 
+def test_status_notice_threads_on_what_the_requester_saw(tmp_path: Path,
+                                                         database_url: str) -> None:
+    # The closing notice to the user listed in References the agent's own mail and the
+    # confirmation sent to the agent: ids the user never saw.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, agent_mail("#priorytet 2", ack, message_id="<agent-p2@mail.example.com>"))
+    process(desk, agent_mail("#zamknij", ack, message_id="<agent-close@mail.example.com>"))
+
+    notice = parsed(outbox("status_closed")[0])
+    confirmation = outbox("command_confirmation")[0]
+    assert notice["In-Reply-To"] == "<m1@example.org>"
+    assert "<agent-p2@mail.example.com>" not in notice["References"]
+    assert "<agent-close@mail.example.com>" not in notice["References"]
+    assert confirmation.message_id not in notice["References"]
+    assert ack in notice["References"]
+
+
 def test_agent_reply_goes_to_cc_participants(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk, cc="Adam Sikora <adam.sikora@example.org>")
