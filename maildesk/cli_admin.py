@@ -11,6 +11,7 @@ import click
 
 from maildesk.clicktext import COUNT, INTEGER
 from maildesk.i18n import (
+    LANGUAGE_NAMES,
     LANGUAGES,
     N_,
     _,
@@ -530,9 +531,6 @@ def contacts() -> None:
     """Look at and correct what maildesk knows of a requester."""
 
 
-_LANGUAGE_NAMES = {"pl": N_("Polish"), "en": N_("English")}
-
-
 @contacts.command("language", help=_(
     "Show or set the language of the mail to one requester: pl, en, or none to let the "
     "next new ticket learn it from the mail. Setting it also switches the requester's "
@@ -553,10 +551,10 @@ def contacts_language(app: Any, address: str, language: str | None) -> None:
             address=normalized))
 
     if language is None:
-        stored = contact.language if contact.language in _LANGUAGE_NAMES else None
+        stored = contact.language if contact.language in LANGUAGE_NAMES else None
         click.echo(_("{address}: {language}").format(
             address=normalized,
-            language=translated_label(_LANGUAGE_NAMES, stored) if stored else
+            language=translated_label(LANGUAGE_NAMES, stored) if stored else
             _("not set; the next new ticket learns it from the mail")))
         return
 
@@ -578,7 +576,7 @@ def contacts_language(app: Any, address: str, language: str | None) -> None:
         "mail to {address} is now in {language}; {count} open ticket switched",
         "mail to {address} is now in {language}; {count} open tickets switched",
         switched).format(address=normalized, count=switched,
-                         language=translated_label(_LANGUAGE_NAMES, new)))
+                         language=translated_label(LANGUAGE_NAMES, new)))
 
 
 @click.group(help=_("Inspect and retry outgoing mail."))

@@ -392,9 +392,11 @@ def load_config(path: Path) -> Config:
     groups_list = root.get("groups")
     groups = read(lambda: _groups(groups_list, document))
     agents_list = root.get("agents")
+    agents = None
     # Without valid groups every agent's groups would be reported as unknown.
-    agents = read(lambda: _agents(agents_list, document, {g.name for g in groups})) \
-        if groups is not None else None
+    if groups is not None:
+        group_names = {group.name for group in groups}
+        agents = read(lambda: _agents(agents_list, document, group_names))
     vip = tuple(str(v) for v in (root.get("vip") or []))
     parse_ahead = read(lambda: root.boolean("parse_ahead", True))
     read(lambda: root.finish(extra_allowed=("sla", "calendar", "priority", "commands",
@@ -403,9 +405,14 @@ def load_config(path: Path) -> Config:
         raise problems[0]
     if problems:
         raise ConfigErrors(problems)
-    assert desk is not None and database_url is not None and smtp is not None
-    assert storage_path is not None and templates_path is not None
-    assert rules_path is not None and groups is not None and agents is not None
+    assert desk is not None
+    assert database_url is not None
+    assert smtp is not None
+    assert storage_path is not None
+    assert templates_path is not None
+    assert rules_path is not None
+    assert groups is not None
+    assert agents is not None
     assert parse_ahead is not None
 
     config = Config(

@@ -95,6 +95,10 @@ def N_(message: str) -> str:
     return message
 
 
+# The name of each language of LANGUAGES, translated when shown (``translated_label``).
+LANGUAGE_NAMES = {"pl": N_("Polish"), "en": N_("English")}
+
+
 def translated_label(labels: dict[str, str], code: str) -> str:
     """Translate the ``N_``-marked label of ``code``; a code without one is returned as is."""
     message = labels.get(code)

@@ -302,8 +302,8 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
     raw_sha256 = hashlib.sha256(raw).hexdigest()
     with mail_context(source=source):
         try:
-            # With the parse at hand, one query answers both "quarantined before?" and
-            # "processed before?"; without it the first is asked before parsing.
+            # With the parse at hand, one query looks up both the quarantine mark and the
+            # dedupe key. Without it, the quarantine mark is looked up before parsing.
             key = dedupe_key(parsed, raw_sha256) if parsed is not None else None
             recorded = _recorded_keys(raw_sha256, key)
             if processed_key(raw_sha256) in recorded:
@@ -321,10 +321,13 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
                 row = quarantine(desk, raw, raw_sha256, source, error)
                 return Outcome("quarantined", reason=_quarantined(row.id, error))
 
-            duplicate = key in recorded if key is not None else None
-            key = dedupe_key(message, raw_sha256)
+            if key is not None:
+                duplicate = key in recorded
+            else:
+                key = dedupe_key(message, raw_sha256)
+                duplicate = is_duplicate(key)
             with mail_context(message_id=message.message_id or key):
-                if duplicate if duplicate is not None else is_duplicate(key):
+                if duplicate:
                     reused = _reuses_message_id(desk, key, message, raw_sha256)
                     if reused:
                         key = _content_key(key, message)

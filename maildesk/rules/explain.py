@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from maildesk.errors import ParseError
-from maildesk.i18n import _, current_language, gettext_for, set_language
+from maildesk.i18n import (
+    LANGUAGE_NAMES,
+    _,
+    current_language,
+    gettext_for,
+    set_language,
+    translated_label,
+)
 from maildesk.parse import ParsedMessage, parse_message
 from maildesk.rules.conditions import FLAG_FIELDS, HEADER_FIELD, SET_FIELD
 from maildesk.rules.matcher import RuleSet
@@ -352,10 +359,9 @@ def _yes_no(value: bool) -> str:
 
 
 def _language(code: str | None) -> str:
-    names = {"pl": _("Polish"), "en": _("English")}
     if code is None:
         return _("unknown")
-    return names.get(code, code)
+    return translated_label(LANGUAGE_NAMES, code)
 
 
 def choice_label(kind: str, value: str | None) -> str | None:
