@@ -439,7 +439,7 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
 
 
 def _sla_lines(desk: Any, ticket: Any) -> list[str]:
-    """Say when each SLA target is due, or when it was met, and whether the clock waits."""
+    """Return a line for each SLA target (due or met) and one for a paused clock."""
     lines = []
     if ticket.first_responded_at is not None:
         lines.append(_("First response: {time}").format(
@@ -526,9 +526,9 @@ def _agent_logins() -> dict[str, str]:
             for address in agent.addresses.split()}
 
 
-@click.group(help=_("Look at and correct what maildesk knows of a requester."))
+@click.group(help=_("Show and correct the data maildesk stores about a requester."))
 def contacts() -> None:
-    """Look at and correct what maildesk knows of a requester."""
+    """Show and correct the data maildesk stores about a requester."""
 
 
 @contacts.command("language", help=_(
@@ -918,7 +918,7 @@ def _terminal_safe(text: str, keep_line_breaks: bool = False) -> str:
 @click.argument("quarantine_id", type=INTEGER, metavar=_("QUARANTINE_ID"))
 @click.pass_obj
 def quarantine_delete(app: Any, quarantine_id: int) -> None:
-    """Delete a held mail from the quarantine; its raw mail stays stored."""
+    """Delete a held mail from the quarantine. Its raw mail stays stored."""
     from maildesk import quarantine as quarantine_module
 
     app.open()

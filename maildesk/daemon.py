@@ -229,7 +229,7 @@ class Daemon:
         return sent
 
     def _run_periodic(self) -> None:
-        """Run the scheduler's tasks, in the daemon that holds the mailbox only.
+        """Run the scheduler's tasks, only in the daemon that has the mailbox lease.
 
         Two daemons running them at once would race for the same reminders and closes.
         A standby still sends the outbox, whose rows are claimed one process at a time.
@@ -256,9 +256,9 @@ class Daemon:
                     self._rules()
                     self._check_templates()
                     self.drain()
-                    # A stop ends the run after the message in hand: what is queued goes
-                    # out after the next start, and an SMTP server that does not answer
-                    # cannot hold the stop for its timeout.
+                    # A stop ends the run after the message in hand. Queued mail goes out
+                    # after the next start, so an SMTP server that does not respond cannot
+                    # delay the stop by its timeout.
                     if self.stopping:
                         break
                     self.send_outbox()

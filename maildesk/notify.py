@@ -120,8 +120,8 @@ def sample_variants(desk: Desk, language: str = "pl"
     """Return samples that take the other side of the templates' usual branches.
 
     One sample leaves some values empty (no linked ticket, no assignee) and gives an
-    agent's reply one new status, so a mistake inside ``{% if linked_ticket %}`` or in
-    the ``closed`` branch of a reply would show only when a real mail took it. Each
+    agent's reply one new status. A mistake inside ``{% if linked_ticket %}`` or in the
+    ``closed`` branch of a reply would then show only when a real mail took it. Each
     variant comes with the names it changes; a template that names none of them gains
     nothing from rendering it.
     """

@@ -82,8 +82,8 @@ def test_unreachable_server_tried_once_per_run(tmp_path: Path, database_url: str
 
 def test_stop_leaves_queued_mail_for_the_next_start(tmp_path: Path, database_url: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # SIGTERM during the second mail: that mail is finished, and nothing is sent after
-    # it, so an SMTP server that does not answer cannot hold the stop for its timeout.
+    # SIGTERM during the second mail: that mail is finished and nothing is sent after
+    # it, so an SMTP server that does not respond cannot delay the stop.
     daemon = backlog_desk(tmp_path, database_url, 6)
     process = pipeline.process
     handled: list[str] = []

@@ -159,8 +159,8 @@ def test_plan_status_follows_lifecycle() -> None:
 @pytest.mark.parametrize("line", ["#status w realizacji", "#status rozwiązane",
                                   "#status reopened"])
 def test_plan_closed_ticket_stays_closed(line: str) -> None:
-    # The agent was told the status could not change and shown a usage line whose values
-    # include the one just sent, as if the command could be corrected.
+    # The old error said the status could not change and showed a usage line with the
+    # value just sent, as if a corrected command could work.
     result = plan(line, status="closed")
 
     problem = result.problems[0]
@@ -454,7 +454,7 @@ def test_split_commands_malformed_line_is_command(text: str) -> None:
     ("#priorytet,2\ntext", ","), ("#status = resolved\ntext", "="),
 ])
 def test_wrong_separator_named_in_problem(text: str, sign: str) -> None:
-    # An agent who wrote "=" gets told what to type, not "unknown status '=resolved'".
+    # An agent who wrote "=" reads what to type, not "unknown status '=resolved'".
     block = split_commands(text)
     result = plan_changes(block, state(), "marek.zielinski", directory())
 

@@ -144,8 +144,7 @@ def test_agent_reply_relays_only_new_text(tmp_path: Path, database_url: str) -> 
     assert "Authentication-Results" not in text
 
 
-def test_agent_reply_closing_says_a_reply_opens_a_new_ticket(tmp_path: Path,
-                                                            database_url: str) -> None:
+def test_closing_reply_names_new_ticket(tmp_path: Path, database_url: str) -> None:
     # A reply to a closed ticket opens a linked new one, so the closing mail must not
     # invite the user to "add something" to this ticket.
     desk = conversation_desk(tmp_path, database_url)

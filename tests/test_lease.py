@@ -57,8 +57,8 @@ def test_lease_of_dead_local_process_is_taken_over(tmp_path: Path, database_url:
 
 
 def test_standby_daemon_runs_no_scheduler(tmp_path: Path, database_url: str) -> None:
-    # Two daemons running the scheduler at once raced for the same reminders and closes;
-    # the one without the mailbox now leaves the scheduler to the holder.
+    # Two daemons running the scheduler at once raced for the same reminders and closes.
+    # The daemon without the mailbox lease now runs no scheduler.
     from deskfactory import mail
 
     from maildesk import pipeline

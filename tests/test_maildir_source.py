@@ -37,7 +37,7 @@ def test_maildir_pass_moves_processed_and_quarantined(tmp_path: Path, database_u
 
 
 def test_maildir_dot_files_are_not_mail(tmp_path: Path, database_url: str) -> None:
-    # A copied Maildir often holds a .keep file; it used to end in quarantine as an
+    # A copied Maildir often contains a .keep file. It used to end in quarantine as an
     # empty mail, with a notice to the admins.
     mailbox = tmp_path / "mailbox"
     for folder in ("new", "cur", "tmp"):

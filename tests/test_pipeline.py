@@ -350,7 +350,8 @@ def test_parsed_mail_checked_for_repeats_in_one_query(tmp_path: Path, database_u
     assert new.action == "create"
     assert for_new == ["select_in"]
     assert again.action == "duplicate"
-    assert held.action == "duplicate" and held.in_quarantine
+    assert held.action == "duplicate"
+    assert held.in_quarantine
     assert models.Quarantine.select().count() == 1
 
 

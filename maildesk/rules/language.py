@@ -41,9 +41,9 @@ _ENGLISH_WORDS = frozenset(_ENGLISH_TEXT.split())
 def guess_text_language(text: str) -> str | None:
     """Return ``pl`` or ``en`` for the text, or None when neither clearly wins.
 
-    Polish letters count only in words that do not start with a capital: names and
-    places (Łukasz Wójcik, Kraków) in an English mail's signature say nothing of the
-    language it is written in.
+    Polish letters count only in words that do not start with a capital, because names
+    and places (Łukasz Wójcik, Kraków) in an English mail's signature do not show the
+    language the mail is written in.
     """
     polish = 0
     english = 0
