@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from maildesk.logcontext import configure_logging, mail_context
-
-
-@pytest.fixture
-def restored_root() -> Iterator[None]:
-    """Give back the root logger's handlers and level, which configure_logging replaces."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _log_to(path: Path, journal: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -39,7 +28,7 @@ def _log_to(path: Path, journal: bool, monkeypatch: pytest.MonkeyPatch) -> list[
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def test_journald_reads_the_priority_of_each_line(tmp_path: Path, restored_root: None,
+def test_journal_lines_carry_priority(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # Without the prefix journalctl -p warning showed none of maildesk's warnings.
     lines = _log_to(tmp_path / "journal", True, monkeypatch)
@@ -49,7 +38,7 @@ def test_journald_reads_the_priority_of_each_line(tmp_path: Path, restored_root:
     assert lines[2] == "<3>lines"
 
 
-def test_redirected_stderr_gets_plain_lines(tmp_path: Path, restored_root: None,
+def test_redirected_stderr_gets_plain_lines(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     lines = _log_to(tmp_path / "file", False, monkeypatch)
 
