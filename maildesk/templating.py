@@ -481,10 +481,14 @@ class Templates:
             )
         except jinja2.TemplateError as error:
             name, line = _error_location(error, self.root, template_name)
-            raise ConfigError(
-                _("template error: {message}").format(message=error),
-                f"{self.root / name}:{line}",
-            ) from error
+            if isinstance(error, jinja2.TemplateNotFound):
+                # Jinja loads an include when it renders it, and its error text is the
+                # bare name of the missing file.
+                message = _("template {name} includes {missing}, which does not exist").format(
+                    name=name, missing=error.name)
+            else:
+                message = _("template error: {message}").format(message=error)
+            raise ConfigError(message, f"{self.root / name}:{line}") from error
 
         if not subject:
             raise ConfigError(_("the subject block renders empty"),

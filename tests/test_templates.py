@@ -336,6 +336,23 @@ def test_templates_undefined_variable_names_line(template_root: Path,
     assert "subjcet" in str(errors[0])
 
 
+def test_templates_missing_include_says_it_does_not_exist(template_root: Path,
+                                                          sample: dict[str, Any]) -> None:
+    path = template_root / "en" / "acknowledgement.j2"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    number = next(i for i, line in enumerate(lines) if "Subject:" in line)
+    lines.insert(number, '{% include "en/_footer.j2" %}')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert errors[0].location == f"{path}:{number + 1}"
+    # The admins' language, Polish by default.
+    assert str(errors[0]).endswith(
+        "szablon en/acknowledgement.j2 dołącza en/_footer.j2, który nie istnieje")
+
+
 def test_templates_error_in_layout_names_layout(template_root: Path,
                                                 sample: dict[str, Any]) -> None:
     layout = template_root / "pl" / "_layout.j2"
