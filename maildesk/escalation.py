@@ -167,15 +167,23 @@ def escalate(desk: Desk, ticket: models.Ticket, actor: str, source: str, at: dat
 
 
 def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
-                   reason: str, sla: dict[str, Any] | None = None) -> list[QueuedMail]:
-    """Escalate hierarchically: mail the manager of the ticket's group, if it has one."""
+                   reason: str, sla: dict[str, Any] | None = None,
+                   moves: bool = False) -> list[QueuedMail]:
+    """Escalate hierarchically: mail the manager of the ticket's group, if it has one.
+
+    ``moves`` says that the ticket is about to go to its group's next tier. The mail then
+    names that group and the level after the move, while the manager of the group that
+    missed the target is still the one who gets it.
+    """
     group = group_config(desk, ticket.group)
     if group is None or group.manager is None:
         logger.info("ticket %s: group %s has no manager to escalate to", ticket.id,
                     ticket.group)
         return []
 
-    extra = _escalation_context(desk, ticket, reason, moved=False)
+    extra = _escalation_context(desk, ticket, reason, moved=moves)
+    if moves:
+        extra["escalation"]["level"] = ticket.escalation_level + 1
     if sla is not None:
         extra["sla"] = sla
     queued = queue_ticket_mail(desk, ticket, "escalation_manager",
@@ -292,7 +300,7 @@ def send_breach(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: dateti
         queued.append(mail)
     if levels.escalation.manager_on != "never":
         queued.extend(notify_manager(desk, ticket, lifecycle.SYSTEM_ACTOR, Source.SCHEDULER,
-                                     reason, sla))
+                                     reason, sla, moves=moves))
     if moves:
         _changes, moved = escalate(desk, ticket, lifecycle.SYSTEM_ACTOR, Source.SCHEDULER, at,
                                    reason)

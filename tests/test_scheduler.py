@@ -166,6 +166,13 @@ def test_scheduler_resolution_breach_moves_to_next_tier(tmp_path: Path,
     assert recipients("escalation_breach") == [[MAREK]]
     assert recipients("escalation_manager") == [[MANAGER]]
     assert recipients("dispatch") == [[EWA]]
+    # The manager of the group that missed the target learns where the ticket went.
+    manager_mail = message_from_bytes(bytes(rows("escalation_manager")[0].raw),
+                                      policy=default_policy)
+    text = " ".join(manager_mail.get_body(preferencelist=("plain",)).get_content().split())
+    assert "w grupie pierwsza-linia" in text
+    assert "Poziom eskalacji: 1" in text
+    assert "eskalowane do grupy druga-linia" in text
     moved = models.Ticket.get_by_id(20801)
     assert moved.group == "druga-linia"
     assert moved.assignee is None
