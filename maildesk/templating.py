@@ -376,12 +376,16 @@ class Templates:
 
         def load(template_name: str) -> tuple[str, str, Callable[[], bool]]:
             # An include outside the snapshot (another mail template) is read once.
-            if template_name not in sources:
-                path = self.root / template_name
+            # split_template_path rejects ".." and drops a leading "/", so an edited
+            # template cannot mail maildesk.yaml or any other file outside the folder.
+            pieces = jinja2.loaders.split_template_path(template_name)
+            key = "/".join(pieces)
+            if key not in sources:
+                path = self.root.joinpath(*pieces)
                 if not path.is_file():
                     raise jinja2.TemplateNotFound(template_name)
-                sources[template_name] = path.read_text(encoding="utf-8-sig")
-            return sources[template_name], str(self.root / template_name), lambda: True
+                sources[key] = path.read_text(encoding="utf-8-sig")
+            return sources[key], str(self.root.joinpath(*pieces)), lambda: True
 
         template_name = f"{language}/{name}.j2"
         try:

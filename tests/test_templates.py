@@ -353,6 +353,26 @@ def test_templates_missing_include_says_it_does_not_exist(template_root: Path,
         "szablon en/acknowledgement.j2 dołącza en/_footer.j2, który nie istnieje")
 
 
+@pytest.mark.parametrize("kind", ["relative", "absolute"])
+def test_templates_include_outside_folder_rejected(template_root: Path, sample: dict[str, Any],
+                                                   kind: str) -> None:
+    secret = template_root.parent / "secret.txt"
+    secret.write_text("DB_PASSWORD=hunter2\n", encoding="utf-8")
+    name = "../secret.txt" if kind == "relative" else str(secret)
+    path = template_root / "pl" / "acknowledgement.j2"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "Pozdrawiamy", "Pozdrawiamy\n{% include '" + name + "' %}"), encoding="utf-8")
+    templates = Templates(template_root)
+
+    errors = templates.check(sample)
+
+    assert len(errors) == 1
+    assert "secret.txt" in str(errors[0])
+    # The daemon then falls back to the shipped template, which includes no such file.
+    with pytest.raises(ConfigError):
+        templates._render_own("acknowledgement", "pl", sample)
+
+
 def test_templates_error_in_layout_names_layout(template_root: Path,
                                                 sample: dict[str, Any]) -> None:
     layout = template_root / "pl" / "_layout.j2"
