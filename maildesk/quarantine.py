@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback as traceback_module
+from collections.abc import Iterator
 
 from maildesk import models
 from maildesk.desk import Desk
@@ -37,18 +38,32 @@ def _first_line(raw: bytes, name: bytes) -> str:
     return ""
 
 
+def _raw_lines(raw: bytes) -> Iterator[bytes]:
+    """Yield the lines of ``raw`` one at a time, without their CRLF or LF.
+
+    Each line is found only when the caller asks for it, so a caller that stops at the
+    end of the header never scans the body.
+    """
+    start = 0
+    for line_end in _LINE_END.finditer(raw):
+        yield raw[start:line_end.start()]
+        start = line_end.end()
+    if start < len(raw):
+        yield raw[start:]
+
+
 def header_lines(raw: bytes, limit: int) -> tuple[list[bytes], int]:
     """Split the header section of a raw mail into lines without the parser.
 
     Return the first ``limit`` lines and the number of lines left out. The section ends
-    at the first empty line (or one of CRs only), or with the mail when it has none. A
-    line of spaces or tabs does not end it, because for the parser it continues the
-    header above. Only LF and CRLF end a line, so a lone CR stays inside its line, where
-    a terminal would act on it.
+    at the first empty line (or one of CRs only), or with the mail when it has none, and
+    the body after it is not read. A line of spaces or tabs does not end it, because for
+    the parser it continues the header above. Only LF and CRLF end a line, so a lone CR
+    stays inside its line, where a terminal would act on it.
     """
     lines: list[bytes] = []
     left_out = 0
-    for line in _LINE_END.split(raw):
+    for line in _raw_lines(raw):
         if not line.rstrip(b"\r"):
             break
         if len(lines) < limit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from deskfactory import write_config
 
 from maildesk import models
 from maildesk.cli import main
+from maildesk.cli_admin import HEADER_LINES_SHOWN
 from maildesk.desk import Desk
+from maildesk.quarantine import header_lines
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -335,3 +338,20 @@ def test_show_header_past_blank_looking_line(tmp_path: Path, database_url: str) 
     heading = lines.index("Header of the raw mail, control characters escaped (\\x1b is ESC):")
     assert lines[heading + 1:] == ["Message-ID: <spaces@example.org>",
                                    "Subject: no sender here", "   ", "X-Hidden: shown too"]
+
+
+def test_header_lines_leave_body_unread() -> None:
+    # 200,000 body lines: splitting them would allocate a bytes object for each, over
+    # 10 MB in all, while the header takes a few hundred bytes.
+    raw = NO_SENDER + b"a line of the body\r\n" * 200_000
+
+    tracemalloc.start()
+    try:
+        lines, left_out = header_lines(raw, HEADER_LINES_SHOWN)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert lines == [b"Message-ID: <lost@example.org>", b"Subject: no sender here"]
+    assert left_out == 0
+    assert peak < 64 * 1024
