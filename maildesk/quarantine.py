@@ -23,7 +23,9 @@ from maildesk.parse import clean_text
 
 logger = logging.getLogger(__name__)
 
-_LINE_END = re.compile(rb"\r?\n")
+# The line ends of the standard library's email parser (email.feedparser), which the
+# pipeline parses with: CRLF, LF, and a lone CR.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def _first_line(raw: bytes, name: bytes) -> str:
@@ -39,14 +41,15 @@ def _first_line(raw: bytes, name: bytes) -> str:
 
 
 def _raw_lines(raw: bytes) -> Iterator[bytes]:
-    """Yield the lines of ``raw`` one at a time, without their CRLF or LF.
+    """Yield the lines of ``raw`` one at a time, without CRLF or LF but with a lone CR.
 
     Each line is found only when the caller asks for it, so a caller that stops at the
     end of the header never scans the body.
     """
     start = 0
     for line_end in _LINE_END.finditer(raw):
-        yield raw[start:line_end.start()]
+        end = line_end.end() if line_end.group() == b"\r" else line_end.start()
+        yield raw[start:end]
         start = line_end.end()
     if start < len(raw):
         yield raw[start:]
@@ -55,16 +58,17 @@ def _raw_lines(raw: bytes) -> Iterator[bytes]:
 def header_lines(raw: bytes, limit: int) -> tuple[list[bytes], int]:
     """Split the header section of a raw mail into lines without the parser.
 
-    Return the first ``limit`` lines and the number of lines left out. The section ends
-    at the first empty line (or one of CRs only), or with the mail when it has none, and
-    the body after it is not read. A line of spaces or tabs does not end it, because for
-    the parser it continues the header above. Only LF and CRLF end a line, so a lone CR
-    stays inside its line, where a terminal would act on it.
+    Return the first ``limit`` lines and the number of lines left out. Lines end where
+    the email parser ends them: at CRLF, LF or a lone CR. A line that a lone CR ends
+    keeps it, so that ``quarantine show`` prints it escaped, as ``\\r``, and the admin
+    can tell it from a line that LF ends. The section ends at the first empty line, or
+    with the mail when it has none, and the body after it is not read. A line of spaces
+    or tabs does not end it, because for the parser it continues the header above.
     """
     lines: list[bytes] = []
     left_out = 0
     for line in _raw_lines(raw):
-        if not line.rstrip(b"\r"):
+        if line in (b"", b"\r"):
             break
         if len(lines) < limit:
             lines.append(line)

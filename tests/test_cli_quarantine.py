@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import tracemalloc
 from pathlib import Path
@@ -132,7 +134,9 @@ def test_show_escapes_hostile_header(tmp_path: Path, database_url: str) -> None:
         assert character not in shown.stdout
     lines = shown.stdout.splitlines()
     assert "Subject: \\x1b]0;pwned\\x07\\x1b[31mred" in lines
-    assert "X-Return: visible\\rhidden" in lines
+    # The email parser ends a line at a lone CR too, so show does.
+    assert "X-Return: visible\\r" in lines
+    assert "hidden" in lines
     assert "X-C1: \\x9b2J" in lines
     assert "X-Bidi: abc\\u202edef" in lines
     assert "X-Latin2: \\xb1" in lines
@@ -355,3 +359,39 @@ def test_header_lines_leave_body_unread() -> None:
     assert lines == [b"Message-ID: <lost@example.org>", b"Subject: no sender here"]
     assert left_out == 0
     assert peak < 64 * 1024
+
+
+def test_show_splits_lines_at_lone_cr(tmp_path: Path, database_url: str) -> None:
+    # Old Mac mail and some broken gateways end every line with a lone CR.
+    raw = (b"Message-ID: <old-mac@example.org>\r"
+           b"Subject: no sender here\r"
+           b"  folded\r"
+           b"\r"
+           b"X-Body: not a header\r")
+    config = _quarantine(tmp_path, database_url, raw)
+
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert shown.exit_code == 0, shown.output
+    assert "\r" not in shown.stdout
+    lines = shown.stdout.splitlines()
+    heading = lines.index("Header of the raw mail, control characters escaped (\\x1b is ESC):")
+    assert lines[heading + 1:] == ["Message-ID: <old-mac@example.org>\\r",
+                                   "Subject: no sender here\\r", "  folded\\r"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"Message-ID: <a@example.org>\rSubject: one\r  folded\r\rX-Body: b\r",
+    b"Message-ID: <a@example.org>\r\nSubject: one\r\r\nX-Body: b\r\n\r\nbody\r\n",
+    b"Message-ID: <a@example.org>\nSubject: one\n\rX-Body: b\n\nbody\n",
+    b"Message-ID: <a@example.org>\r\nSubject: one\rX-Next: two\r\n\r\nbody\r\n",
+], ids=["cr", "cr-then-crlf", "lf-then-cr", "cr-inside-crlf"])
+def test_header_lines_match_email_parser(raw: bytes) -> None:
+    parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+
+    lines, left_out = header_lines(raw, HEADER_LINES_SHOWN)
+
+    # A line that starts with a space or a tab continues the field above.
+    names = [line.split(b":")[0].decode() for line in lines if line[:1] not in (b" ", b"\t")]
+    assert names == parsed.keys()
+    assert left_out == 0
