@@ -719,9 +719,11 @@ def quarantine_list(app: Any) -> None:
         width = len(app.desk.local_time(rows[0].created_at))
         click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<32} {header[3]}")
     for row in rows:
-        click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} {row.sender:<32} "
-                   f"{row.subject}\n      "
-                   + _("error, as recorded: {error}").format(error=row.error))
+        # Escaped as 'quarantine show' escapes them, so both print the same text.
+        sender, subject = _terminal_safe(row.sender), _terminal_safe(row.subject)
+        click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} {sender:<32} "
+                   f"{subject}\n      "
+                   + _("error, as recorded: {error}").format(error=_terminal_safe(row.error)))
     click.echo(ngettext("{count} message in quarantine", "{count} messages in quarantine",
                         len(rows)).format(count=len(rows)))
 
@@ -839,9 +841,9 @@ def _write_raw_mail(quarantine_id: int, content: bytes, output: str | None) -> N
 def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
     """Print a quarantine entry's fields, error, detail and the start of its raw header.
 
-    The stored fields went through ``clean_text`` when they were recorded, which keeps
-    CR, LF and bidirectional overrides, so they are escaped like the header lines,
-    which come straight from the sender.
+    The stored sender and subject keep every control character but NUL, and the other
+    fields went through ``clean_text``, which keeps CR, LF and bidirectional overrides.
+    So they are escaped like the header lines, which come straight from the sender.
     """
     from maildesk.quarantine import header_lines
 

@@ -29,14 +29,19 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def _first_line(raw: bytes, name: bytes) -> str:
-    """Read a header from raw bytes without the parser, which may be what failed."""
+    """Read a header from raw bytes without the parser, which may be what failed.
+
+    Control characters other than NUL stay, so that ``quarantine list`` and ``show``
+    print them escaped, as they print the raw header.
+    """
     prefix = name.lower() + b":"
     for line in raw[:65536].splitlines():
         if not line.strip():
             break
         if line.lower().startswith(prefix):
             # PostgreSQL rejects NUL in text, and a header is the sender's to fill.
-            return clean_text(line[len(prefix):].strip().decode("utf-8", "replace"))[:500]
+            value = line[len(prefix):].strip().decode("utf-8", "replace")
+            return value.replace("\x00", "")[:500]
     return ""
 
 
@@ -80,7 +85,8 @@ def header_lines(raw: bytes, limit: int) -> tuple[list[bytes], int]:
 def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
                error: BaseException, dedupe_key: str | None = None) -> models.Quarantine:
     """Record a mail that failed, tell the admins, and mark it processed as quarantined."""
-    message_id = _first_line(raw, b"Message-ID") or None
+    # Cleaned, because the log and the notice mail show it as it is.
+    message_id = clean_text(_first_line(raw, b"Message-ID")) or None
     detail = clean_text("".join(traceback_module.format_exception(error)))[-20000:]
     description = clean_text(f"{type(error).__name__}: {error}")[:2000]
 
@@ -119,8 +125,8 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
                 context={"desk": desk_context(desk), "quarantine": {
                     # A mail too broken to read may have neither; a blank would look
                     # like a fault of the notice.
-                    "id": row.id, "sender": row.sender or "-",
-                    "subject": row.subject or _("(no subject)"),
+                    "id": row.id, "sender": clean_text(row.sender) or "-",
+                    "subject": clean_text(row.subject) or _("(no subject)"),
                     "message_id": row.message_id or "-", "source": row.source,
                     "error": row.error,
                     "retry_command": f"maildesk --config {desk.config.path} quarantine "

@@ -395,3 +395,30 @@ def test_header_lines_match_email_parser(raw: bytes) -> None:
     names = [line.split(b":")[0].decode() for line in lines if line[:1] not in (b" ", b"\t")]
     assert names == parsed.keys()
     assert left_out == 0
+
+
+def test_list_escapes_like_show(tmp_path: Path, database_url: str) -> None:
+    # A From without an address, so the mail is quarantined, with a CSI in it; a colour,
+    # a right-to-left override and an 8-bit CSI in the subject.
+    raw = (b"Message-ID: <list@example.org>\r\n"
+           b"From: \x1b[2J\r\n"
+           b"Subject: \x1b[31mred \xe2\x80\xae\xc2\x9bx\r\n"
+           b"\r\n"
+           b"body\r\n")
+    config = _quarantine(tmp_path, database_url, raw)
+
+    listing = _invoke("--config", str(config), "quarantine", "list")
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+
+    assert listing.exit_code == 0, listing.output
+    for character in ("\x1b", "\u202e", "\x9b"):
+        assert character not in listing.stdout
+    sender, subject = "\\x1b[2J", "\\x1b[31mred \\u202e\\x9bx"
+    entry = listing.stdout.splitlines()[1]
+    assert entry == f"    1 {_quarantined_at(config, 1)} {sender:<32} {subject}"
+    lines = shown.stdout.splitlines()
+    assert f"Sender: {sender}" in lines
+    # Once from the stored subject and once from the raw header, both as list shows it.
+    assert lines.count(f"Subject: {subject}") == 2
+    [notice] = models.Outbox.select().where(models.Outbox.kind == "quarantine")
+    assert b"\x1b" not in bytes(notice.raw)
