@@ -733,38 +733,37 @@ def quarantine_list(app: Any) -> None:
 @click.argument("quarantine_id", type=INTEGER, metavar=_("QUARANTINE_ID"))
 @click.pass_obj
 def quarantine_retry(app: Any, quarantine_id: int) -> None:
-    """Process a quarantined mail again (after fixing the cause)."""
-    from maildesk import models, pipeline
+    """Process a quarantined mail again (after fixing the cause).
+
+    Exit with 1 when the mail failed again, and when another command changed the entry
+    while the mail was processed. In the second case the outcome line on standard
+    output still reports what became of the mail.
+    """
     from maildesk import quarantine as quarantine_module
     from maildesk.wiring import load_rules
 
     desk = app.desk
-    row = models.Quarantine.get_or_none(models.Quarantine.id == quarantine_id)
-    if row is None or row.state != "held":
+    try:
+        retried = quarantine_module.retry(desk, quarantine_id, load_rules(desk))
+    except quarantine_module.RawMailUnreadableError as error:
+        raise click.ClickException(str(error)) from error
+    if retried is None:
         raise click.ClickException(_("quarantine entry {id} not found or not held").format(
             id=quarantine_id))
-    try:
-        raw = desk.store.get_message(row.raw_sha256)
-    except OSError as error:
-        # A file of the storage folder that was deleted or cannot be read.
-        raise click.ClickException(_("cannot read the raw mail of quarantine entry {id} "
-                                     "({error}): restore the file from a backup and retry")
-                                   .format(id=quarantine_id, error=error)) from error
-    quarantine_module.forget(row.raw_sha256)
-    outcome = pipeline.process(desk, raw, f"quarantine:{row.id}", load_rules(desk))
-    if outcome.action == "quarantined":
-        still = models.Quarantine.get_by_id(row.id)
+    if retried.held is not None:
         raise click.ClickException(_("the mail failed again and stays in quarantine as {id}: "
-                                     "{error}").format(id=row.id, error=still.error))
-    models.Quarantine.update(state="released").where(models.Quarantine.id == row.id).execute()
+                                     "{error}").format(id=retried.held.id,
+                                                       error=retried.held.error))
+
+    outcome = retried.outcome
     click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
+    if not retried.released:
+        raise click.ClickException(_(
+            "another command changed quarantine entry {id} while its mail was processed, "
+            "so the entry stays as it is now: {state}").format(
+            id=quarantine_id, state=translated_label(quarantine_module.STATE_LABELS,
+                                                     retried.entry.state)))
 
-
-_QUARANTINE_STATES = {
-    "held": N_("held, waiting for an admin"),
-    "released": N_("released (processed again)"),
-    "deleted": N_("deleted (raw mail kept)"),
-}
 
 # NOTE: a guess, not measured: enough for the Received chain and the usual fields of
 # typical mail. --raw writes the rest.
@@ -845,10 +844,10 @@ def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
     fields went through ``clean_text``, which keeps CR, LF and bidirectional overrides.
     So they are escaped like the header lines, which come straight from the sender.
     """
-    from maildesk.quarantine import header_lines
+    from maildesk.quarantine import STATE_LABELS, header_lines
 
     click.echo(_("Quarantined mail {id}: {state}").format(
-        id=row.id, state=translated_label(_QUARANTINE_STATES, row.state)))
+        id=row.id, state=translated_label(STATE_LABELS, row.state)))
     click.echo(_("Quarantined at: {time}").format(time=desk.local_time(row.created_at)))
     click.echo(_("Source: {source}").format(source=_terminal_safe(row.source)))
     click.echo(_("Message-ID: {message_id}").format(

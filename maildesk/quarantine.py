@@ -12,16 +12,30 @@ import logging
 import re
 import traceback as traceback_module
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from maildesk import models
 from maildesk.desk import Desk
-from maildesk.i18n import _
+from maildesk.errors import MaildeskError
+from maildesk.i18n import N_, _, translated_label
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy
 from maildesk.notify import desk_context, queue_mail
 from maildesk.parse import clean_text
+from maildesk.reasons import outcome_text
+
+if TYPE_CHECKING:
+    from maildesk.tickets import Outcome
 
 logger = logging.getLogger(__name__)
+
+# The states of an entry, as 'quarantine show' names them.
+STATE_LABELS = {
+    "held": N_("held, waiting for an admin"),
+    "released": N_("released (processed again)"),
+    "deleted": N_("deleted (raw mail kept)"),
+}
 
 # The line ends of the standard library's email parser (email.feedparser), which the
 # pipeline parses with: CRLF, LF, and a lone CR.
@@ -175,6 +189,83 @@ def delete(quarantine_id: int) -> models.Quarantine | None:
                   "stays stored as sha256 {sha256}").format(
         message_id=row.message_id or _("(no Message-ID)"), id=row.id, sha256=row.raw_sha256))
     return row
+
+
+class RawMailUnreadableError(MaildeskError):
+    """The raw mail of a quarantine entry is missing from the store or cannot be read."""
+
+
+@dataclass(frozen=True)
+class Retried:
+    """The result of ``retry``: what became of the mail and of its quarantine entry."""
+
+    outcome: Outcome
+    # The retried entry as it is after the retry.
+    entry: models.Quarantine
+    # Whether this retry changed the entry from held to released. It did not when the
+    # mail failed again, or when another command changed the entry while the mail was
+    # being processed.
+    released: bool
+    # The held entry that keeps the mail when it failed again: the retried one, or a new
+    # one when another command deleted the retried one meanwhile.
+    held: models.Quarantine | None = None
+
+
+def retry(desk: Desk, quarantine_id: int, rules: Any = None) -> Retried | None:
+    """Process a held entry's mail again, and release the entry unless it failed again.
+
+    Return None when no entry with that id is held. Raise RawMailUnreadableError when
+    its raw mail cannot be read. The entry is not locked while the mail is processed.
+    The processed-message record, whose key is unique, turns a second retry of the same
+    mail at the same time into a duplicate instead of a second ticket. A crash between
+    the steps leaves the entry held, with its mail processed or not, and the next retry
+    finishes the work.
+    """
+    from maildesk import pipeline  # imports this module
+
+    row = models.Quarantine.get_or_none(models.Quarantine.id == quarantine_id)
+    if row is None or row.state != "held":
+        return None
+    try:
+        raw = desk.store.get_message(row.raw_sha256)
+    except OSError as error:
+        # A file of the storage folder that was deleted or cannot be read.
+        raise RawMailUnreadableError(_(
+            "cannot read the raw mail of quarantine entry {id} ({error}): restore the file "
+            "from a backup and retry").format(id=quarantine_id, error=error)) from error
+
+    message_id = row.message_id or _("(no Message-ID)")
+    logger.info(_("retrying message {message_id} from quarantine entry {id}").format(
+        message_id=message_id, id=row.id))
+    forget(row.raw_sha256)
+    outcome = pipeline.process(desk, raw, f"quarantine:{row.id}", rules)
+
+    if outcome.action == "quarantined" or outcome.in_quarantine:
+        # quarantine() has logged the failure and updated the held entry, a new one if
+        # another command deleted this one meanwhile. A duplicate in quarantine means
+        # that the same mail, retried or delivered at the same time, failed again after
+        # forget() above.
+        held = models.Quarantine.get_or_none(models.Quarantine.raw_sha256 == row.raw_sha256,
+                                             models.Quarantine.state == "held")
+        return Retried(outcome, models.Quarantine.get_by_id(row.id), released=False,
+                       held=held)
+
+    # The state is checked in the UPDATE itself, as in delete(), so an entry that another
+    # command deleted or released while the mail was processed keeps that state.
+    released = models.Quarantine.update(state="released").where(
+        models.Quarantine.id == row.id, models.Quarantine.state == "held").execute()
+    entry = models.Quarantine.get_by_id(row.id)
+    result = outcome_text(outcome.action, outcome.ticket, outcome.reason)
+    if released:
+        logger.info(_("message {message_id} released from quarantine (entry {id}): "
+                      "{outcome}").format(message_id=message_id, id=row.id, outcome=result))
+    else:
+        logger.warning(_("another command changed quarantine entry {id} while its message "
+                         "{message_id} was processed again, so the entry stays as it is "
+                         "now ({state}): {outcome}").format(
+            id=row.id, message_id=message_id,
+            state=translated_label(STATE_LABELS, entry.state), outcome=result))
+    return Retried(outcome, entry, released=bool(released))
 
 
 def processed_key(raw_sha256: str) -> str:

@@ -1,18 +1,28 @@
-"""``maildesk quarantine show`` and ``delete`` on mail quarantined by ``maildesk deliver``."""
+"""``maildesk quarantine`` commands on mail quarantined by ``maildesk deliver``.
+
+The races of ``retry`` run the second command inside the first, through a wrapper of
+``pipeline.process``: that is where another admin's command lands when both run at once.
+"""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from deskfactory import write_config
 
-from maildesk import models
+from maildesk import models, pipeline
+from maildesk import quarantine as quarantine_module
 from maildesk.cli import main
 from maildesk.cli_admin import HEADER_LINES_SHOWN
 from maildesk.desk import Desk
@@ -398,8 +408,8 @@ def test_header_lines_match_email_parser(raw: bytes) -> None:
 
 
 def test_list_escapes_like_show(tmp_path: Path, database_url: str) -> None:
-    # A From without an address, so the mail is quarantined, with a CSI in it; a colour,
-    # a right-to-left override and an 8-bit CSI in the subject.
+    # The From has a CSI and no address, so the mail is quarantined. The subject has a
+    # colour, a right-to-left override and an 8-bit CSI.
     raw = (b"Message-ID: <list@example.org>\r\n"
            b"From: \x1b[2J\r\n"
            b"Subject: \x1b[31mred \xe2\x80\xae\xc2\x9bx\r\n"
@@ -422,3 +432,165 @@ def test_list_escapes_like_show(tmp_path: Path, database_url: str) -> None:
     assert lines.count(f"Subject: {subject}") == 2
     [notice] = models.Outbox.select().where(models.Outbox.kind == "quarantine")
     assert b"\x1b" not in bytes(notice.raw)
+
+
+# A mail from a person that is over the size limit _too_large_then_raised() sets first,
+# so it is quarantined, and opens a ticket once the limit is raised.
+LARGE = (b"From: Jan Kowalski <jan.kowalski@example.org>\r\n"
+         b"Message-ID: <large@example.org>\r\n"
+         b"Subject: a large attachment\r\n"
+         b"\r\n" + b"x" * 2000 + b"\r\n")
+
+
+def _too_large_then_raised(tmp_path: Path, database_url: str) -> Path:
+    """Quarantine LARGE over a 1 KiB limit, then raise the limit, so retry processes it."""
+    config = write_config(tmp_path, database_url, desk={"max_message_size": 1024})
+    delivered = _invoke("--config", str(config), "deliver", input=LARGE)
+    assert delivered.stdout.startswith("quarantined"), delivered.output
+    return write_config(tmp_path, database_url)
+
+
+def _interleave(monkeypatch, step: Callable[[Desk], object], after: bool = False) -> None:
+    """Run ``step`` once in the next retry, just before or just after it processes the mail."""
+    real_process = pipeline.process
+    steps = [step]
+
+    def process(desk: Desk, *args, **kwargs):
+        if steps and not after:
+            steps.pop()(desk)
+        outcome = real_process(desk, *args, **kwargs)
+        if steps and after:
+            steps.pop()(desk)
+        return outcome
+
+    monkeypatch.setattr(pipeline, "process", process)
+
+
+def test_retry_releases_processed_mail(tmp_path: Path, database_url: str) -> None:
+    config = _too_large_then_raised(tmp_path, database_url)
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    assert retried.exit_code == 0, retried.output
+    assert retried.stdout == "ticket 1 created (new ticket)\n"
+    assert ("INFO maildesk.quarantine: message <large@example.org> released from quarantine "
+            "(entry 1): ticket 1 created (new ticket)") in retried.stderr
+    assert models.Quarantine.get_by_id(1).state == "released"
+    assert models.Ticket.select().count() == 1
+
+
+@pytest.mark.parametrize(("language", "outcome", "message"), [
+    ("en", "ticket 1 created (new ticket)",
+     "error: another command changed quarantine entry 1 while its mail was processed, so "
+     "the entry stays as it is now: deleted (raw mail kept)"),
+    ("pl", "utworzono zgłoszenie 1 (nowe zgłoszenie)",
+     "błąd: inne polecenie zmieniło wpis kwarantanny 1 w trakcie przetwarzania jego "
+     "wiadomości, więc wpis pozostaje w obecnym stanie: usunięta (surowa wiadomość "
+     "zachowana)"),
+])
+def test_retry_keeps_concurrent_delete(tmp_path: Path, database_url: str, monkeypatch,
+                                       language: str, outcome: str, message: str) -> None:
+    config = _too_large_then_raised(tmp_path, database_url)
+    _interleave(monkeypatch, lambda desk: quarantine_module.delete(1), after=True)
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1", language=language)
+
+    assert retried.exit_code == 1
+    # The mail was processed all the same, as the outcome line reports.
+    assert models.Ticket.select().count() == 1
+    assert retried.stdout == outcome + "\n"
+    assert retried.stderr.splitlines()[-1] == message
+    assert "WARNING maildesk.quarantine: " in retried.stderr
+    assert models.Quarantine.get_by_id(1).state == "deleted"
+
+
+@pytest.mark.parametrize(("after", "outcome"), [
+    (False, "duplicate, not processed again (already processed)"),
+    (True, "ticket 1 created (new ticket)"),
+], ids=["before-processing", "after-processing"])
+def test_concurrent_retries_open_one_ticket(tmp_path: Path, database_url: str, monkeypatch,
+                                            after: bool, outcome: str) -> None:
+    config = _too_large_then_raised(tmp_path, database_url)
+    other: list[quarantine_module.Retried | None] = []
+    _interleave(monkeypatch, lambda desk: other.append(quarantine_module.retry(desk, 1)),
+                after=after)
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    assert models.Ticket.select().count() == 1
+    [first] = other
+    assert first is not None
+    assert first.released
+    assert first.outcome.action == ("duplicate" if after else "create")
+    assert retried.exit_code == 1
+    assert retried.stdout == outcome + "\n"
+    assert retried.stderr.splitlines()[-1] == (
+        "error: another command changed quarantine entry 1 while its mail was processed, "
+        "so the entry stays as it is now: released (processed again)")
+    assert models.Quarantine.get_by_id(1).state == "released"
+
+
+def test_concurrent_failing_retries_stay_held(tmp_path: Path, database_url: str,
+                                              monkeypatch) -> None:
+    # The other retry fails again after this one forgot the quarantine mark, so this
+    # one finds the mail marked as quarantined again.
+    config = _quarantine(tmp_path, database_url, NO_SENDER)
+    other: list[quarantine_module.Retried | None] = []
+    _interleave(monkeypatch, lambda desk: other.append(quarantine_module.retry(desk, 1)))
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    [first] = other
+    assert first is not None
+    assert first.held is not None
+    assert first.held.id == 1
+    assert retried.exit_code == 1
+    assert retried.stderr.splitlines()[-1].startswith(
+        "error: the mail failed again and stays in quarantine as 1: MissingSenderError")
+    assert models.Quarantine.get_by_id(1).state == "held"
+    assert models.Quarantine.select().count() == 1
+    assert models.Outbox.select().where(models.Outbox.kind == "quarantine").count() == 1
+
+
+def test_retry_after_delete_quarantines_again(tmp_path: Path, database_url: str,
+                                              monkeypatch) -> None:
+    # Deleted after the retry read the entry: the mail fails again and, never dropped,
+    # gets a new entry, which the message names.
+    config = _quarantine(tmp_path, database_url, NO_SENDER)
+    _interleave(monkeypatch, lambda desk: quarantine_module.delete(1))
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    assert retried.exit_code == 1
+    assert retried.stderr.splitlines()[-1].startswith(
+        "error: the mail failed again and stays in quarantine as 2: MissingSenderError")
+    assert models.Quarantine.get_by_id(1).state == "deleted"
+    assert models.Quarantine.get_by_id(2).state == "held"
+
+
+def _retry_killed_at(config: Path, crash_at: str) -> subprocess.CompletedProcess:
+    """Run 'maildesk quarantine retry 1' as a process that kills itself at ``crash_at``."""
+    environment = {**os.environ, "MAILDESK_CRASH_AT": crash_at, "MAILDESK_LANGUAGE": "en"}
+    return subprocess.run(
+        [sys.executable, "-m", "maildesk.cli", "--config", str(config), "quarantine", "retry",
+         "1"], env=environment, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("crash_at", "outcome"), [
+    ("before-commit", "ticket 1 created (new ticket)"),
+    ("after-commit", "duplicate, not processed again (already processed)"),
+])
+def test_retry_after_crash_finishes(tmp_path: Path, database_url: str, crash_at: str,
+                                    outcome: str) -> None:
+    config = _too_large_then_raised(tmp_path, database_url)
+
+    crashed = _retry_killed_at(config, crash_at)
+    held_after_crash = models.Quarantine.get_by_id(1).state
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert held_after_crash == "held"
+    assert retried.exit_code == 0, retried.output
+    assert retried.stdout == outcome + "\n"
+    assert models.Quarantine.get_by_id(1).state == "released"
+    assert models.Ticket.select().count() == 1
