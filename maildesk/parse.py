@@ -56,6 +56,10 @@ MAX_SUBJECT_CHARS = 1000
 MAX_NAME_CHARS = 200
 # Threading needs the newest references and the thread's root, not a list of thousands.
 MAX_REFERENCES_KEPT = 100
+# The quoted history and signature are looked for in this much of the text. The new
+# part of a reply sits at its top, and the search costs time and memory per line, so a
+# body of megabytes of short lines would otherwise hold the daemon for seconds.
+MAX_REPLY_SOURCE_CHARS = 256 * 1024
 
 __all__ = [
     "Address",
@@ -335,6 +339,15 @@ def _parse(
         subject = shorten(subject, MAX_SUBJECT_CHARS)
     text = clean_text(body.text)
     reply_source = clean_text(body.reply_source)
+    if len(reply_source) > MAX_REPLY_SOURCE_CHARS:
+        note = _(
+            "The text had {length} characters, so quoted history and the signature "
+            "were looked for only in its first {limit}. The stored text is whole."
+        ).format(length=len(reply_source), limit=MAX_REPLY_SOURCE_CHARS)
+        logger.warning(note)
+        notes.append(note)
+        end = reply_source.rfind("\n", 0, MAX_REPLY_SOURCE_CHARS)
+        reply_source = reply_source[: end if end > 0 else MAX_REPLY_SOURCE_CHARS]
     author, author_header = _author(raw_headers, default_charset, hint)
     return ParsedMessage(
         message_id=message_id,

@@ -534,6 +534,32 @@ def test_parse_message_short_subject_kept_whole() -> None:
     assert result.notes == ()
 
 
+def test_parse_message_reply_search_bounded() -> None:
+    # Half a megabyte of short lines, then a quote: the history marker lies past the
+    # part that is searched, so the reply is the searched part, cut at a line end.
+    body = ("Nowa treść\r\n" + "abc\r\n" * 100_000 + "> stary cytat\r\n").encode()
+
+    result = parse_message(mail("Subject: x\r\n", body))
+
+    assert result.text.endswith("> stary cytat")
+    assert result.reply_text.startswith("Nowa treść\nabc\n")
+    assert len(result.reply_text) <= 256 * 1024
+    assert result.reply_text.endswith("abc")
+    assert len(result.notes) == 1
+    assert "262144" in result.notes[0]
+
+
+def test_parse_message_reply_search_whole_below_limit() -> None:
+    body = ("Nowa treść\r\n" + "abc\r\n" * 1_000 + "\r\nW dniu 4.12.2026 Jan napisał:\r\n"
+            "> stary cytat\r\n").encode()
+
+    result = parse_message(mail("Subject: x\r\n", body))
+
+    assert "stary cytat" not in result.reply_text
+    assert result.reply_text.endswith("abc")
+    assert result.notes == ()
+
+
 def test_parse_message_long_display_name_shortened() -> None:
     raw = b"From: " + b"N" * 5000 + b" <jan@example.org>\r\nSubject: x\r\n\r\nhi\r\n"
 
@@ -665,7 +691,9 @@ def test_parse_message_large_html_keeps_text() -> None:
     assert result.text.startswith("Faktura 12/2026 & korekta\n")
     assert result.text.count("korekta") == 60_000
     assert result.html is None
-    assert len(result.notes) == 1
+    # The HTML note, then the one on the bounded search for the quoted history.
+    assert len(result.notes) == 2
+    assert "HTML" in result.notes[0]
 
 
 def test_parse_message_normal_html_sanitised() -> None:
