@@ -184,6 +184,9 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
     extra = _escalation_context(desk, ticket, reason, moved=moves)
     if moves:
         extra["escalation"]["level"] = ticket.escalation_level + 1
+        next_group = extra["escalation"]["next_group"]
+        extra["escalation"]["clears_assignee"] = bool(
+            ticket.assignee and next_group and not _is_member(desk, ticket.assignee, next_group))
     if sla is not None:
         extra["sla"] = sla
     queued = queue_ticket_mail(desk, ticket, "escalation_manager",
@@ -211,6 +214,7 @@ def _escalation_context(desk: Desk, ticket: models.Ticket, reason: str,
         "level": ticket.escalation_level,
         "reason": reason,
         "moved": moved,
+        "clears_assignee": False,
     }}
 
 
@@ -292,6 +296,10 @@ def send_breach(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: dateti
     moves = (target in levels.escalation.next_tier_on and group is not None
              and group.escalates_to is not None)
     extra = {**_escalation_context(desk, ticket, reason, moved=moves), "sla": sla}
+    # The move below leaves the ticket without assignee when they are not in the next group.
+    extra["escalation"]["clears_assignee"] = bool(
+        moves and group is not None and group.escalates_to is not None and ticket.assignee
+        and not _is_member(desk, ticket.assignee, group.escalates_to))
     queued = []
     mail = queue_ticket_mail(desk, ticket, "escalation_breach",
                              responsible_recipients(desk, ticket), extra,

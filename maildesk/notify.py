@@ -131,8 +131,10 @@ def sample_variants(desk: Desk, language: str = "pl"
     filled["linked_ticket"] = {"number": SAMPLE_TICKET_NUMBER - 1}
     filled["ticket"].update(assignee="jan.kowalski", category=filled["ticket"]["tags"][0])
     filled["authentication"] = "dkim=fail; spf=softfail"
+    filled["escalation"]["clears_assignee"] = True
     variants: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-        (("linked_ticket", "assignee", "category", "authentication"), filled)]
+        (("linked_ticket", "assignee", "category", "authentication", "clears_assignee"),
+         filled)]
     for status in ("pending", "closed", None):
         changed = copy.deepcopy(sample_context(desk, language))
         changed["reply"]["new_status"] = status

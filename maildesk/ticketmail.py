@@ -151,7 +151,8 @@ def sample_context() -> dict[str, Any]:
                 "due": now + timedelta(hours=2), "share": 75},
         "escalation": {"group": "pierwsza-linia", "next_group": "druga-linia",
                        "manager": "kierownik.it@example.com", "level": 1,
-                       "reason": "przekroczony czas rozwiązania", "moved": True},
+                       "reason": "przekroczony czas rozwiązania", "moved": True,
+                       "clears_assignee": False},
         "dispatch": {"group": "serwis-drukarek", "reason": "naprawa sprzętu u dostawcy",
                      "external": True, "description": "Drukarka HP na 2. piętrze zgłasza "
                      "błąd 13.A2 i nie pobiera papieru.", "requester_name": "Zofia Wiśniewska",

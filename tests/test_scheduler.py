@@ -173,6 +173,12 @@ def test_scheduler_resolution_breach_moves_to_next_tier(tmp_path: Path,
     assert "w grupie pierwsza-linia" in text
     assert "Poziom eskalacji: 1" in text
     assert "eskalowane do grupy druga-linia" in text
+    assert "Osoba przypisana (marek.zielinski) nie należy do tej grupy" in text
+    breach_mail = message_from_bytes(bytes(rows("escalation_breach")[0].raw),
+                                     policy=default_policy)
+    breach_text = " ".join(
+        breach_mail.get_body(preferencelist=("plain",)).get_content().split())
+    assert "przypisanie zostaje usunięte" in breach_text
     moved = models.Ticket.get_by_id(20801)
     assert moved.group == "druga-linia"
     assert moved.assignee is None
