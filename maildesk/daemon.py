@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -272,9 +273,7 @@ class Daemon:
                     failures = 0
                     if once:
                         break
-                    # Wake at least every half lease, to renew it while the mailbox is quiet.
-                    wait = min(self._poll_interval(), lease.LEASE_DURATION.total_seconds() / 2)
-                    self.source.wait(wait, lambda: self.stopping)
+                    self.source.wait(self._wait_interval(), lambda: self.stopping)
                 except (pw.OperationalError, pw.InterfaceError) as error:
                     pipeline.drop_connection()
                     failures += 1
@@ -314,6 +313,20 @@ class Daemon:
     def _poll_interval(self) -> float:
         interval = getattr(getattr(self.source, "config", None), "poll_interval", None)
         return float(interval) if interval else 60.0
+
+    def _wait_interval(self) -> float:
+        """Return how long to wait for new mail before the next pass, in seconds.
+
+        The daemon wakes at least every half lease, to renew it while the mailbox is
+        quiet, and as often as the shortest interval of a periodic task (the scheduler's
+        ``check_interval``), which would otherwise run only once per poll interval.
+        """
+        intervals = [self._poll_interval(), lease.LEASE_DURATION.total_seconds() / 2]
+        for task in self.periodic:
+            interval = getattr(task, "interval", None)
+            if isinstance(interval, timedelta) and interval > timedelta(0):
+                intervals.append(interval.total_seconds())
+        return min(intervals)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

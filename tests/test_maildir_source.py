@@ -157,3 +157,18 @@ def test_maildir_move_failure_is_retried(tmp_path: Path, database_url: str) -> N
     assert _files(mailbox) == []
     assert [path.name for path in _files(processed)] == ["1.good"]
     assert models.Ticket.select().count() == 1
+
+
+def test_daemon_wait_follows_short_check_interval(tmp_path: Path, database_url: str) -> None:
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    source = {"type": "maildir", "path": str(mailbox)}
+    for name in ("quick", "usual"):
+        (tmp_path / name).mkdir()
+    quick = make_desk(tmp_path / "quick", database_url, source=source,
+                      sla={"check_interval": "10s"})
+    usual = make_desk(tmp_path / "usual", database_url, source=source)
+
+    # The scheduler runs once per wake-up, so the wait decides how late its notices are.
+    assert build_daemon(quick)._wait_interval() == 10.0
+    assert build_daemon(usual)._wait_interval() == 60.0
