@@ -52,6 +52,7 @@ def _action_label(action: str) -> str:
         "message_added": _("message added"),
         "held": _("message held for an agent to accept"),
         "held_accepted": _("held message accepted"),
+        "held_discarded": _("held message discarded"),
         "internal_note_added": _("internal note added"),
         "first_response": _("first response"),
         "command_like_text_ignored": _("text that looks like a command ignored"),
@@ -232,6 +233,10 @@ def _change_text(action: str, detail: dict[str, Any], before: Any, after: Any) -
     return ", ".join(parts)
 
 
+# Events that settle a held entry; their line names the entry, as 'agents held' lists it.
+_HELD_ACTIONS = ("held_accepted", "held_discarded")
+
+
 def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> str:
     detail = json.loads(event.detail) if event.detail else {}
     detail = detail if isinstance(detail, dict) else {}
@@ -253,6 +258,8 @@ def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> 
         words.append("— " + change)
     if event.action == "follow_up_ticket_opened" and detail.get("follow_up"):
         words.append("— " + desk.tag(detail["follow_up"]))
+    if event.action in _HELD_ACTIONS and detail.get("entry"):
+        words.append("— " + _("entry {entry}").format(entry=detail["entry"]))
     reason = _reason_text(event.action, detail)
     if reason:
         words.append(f"({reason})")

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from maildesk.clicktext import INTEGER
-from maildesk.i18n import _, ngettext
+from maildesk.i18n import _, format_duration, ngettext
 
 logger = logging.getLogger(__name__)
 
 
-@click.group(help=_("List agents and groups; accept held mail."))
+@click.group(help=_("List agents and groups; accept or discard held mail."))
 def agents() -> None:
-    """List agents and groups; accept held mail."""
+    """List agents and groups; accept or discard held mail."""
 
 
 @agents.command("list", help=_("Show each agent's login, name, addresses, groups, tier and "
@@ -63,17 +65,22 @@ def agents_held(app: Any) -> None:
     app.open()
     rows = list(models.Message.select().where(models.Message.kind == "held")
                 .order_by(models.Message.id))
+    now = models.utcnow()
+    ages = {entry.id: format_duration(now - entry.created_at) for entry in rows}
+    header = (_("entry"), _("ticket"), _("held for"), _("author"), _("subject"))
+    age_width = max([len(header[2]), *(len(age) for age in ages.values())])
     if rows:
-        header = (_("entry"), _("ticket"), _("author"), _("subject"))
-        click.echo(f"{header[0]:>6}  {header[1]:>12}  {header[2]:<32} {header[3]}")
+        click.echo(f"{header[0]:>6}  {header[1]:>12}  {header[2]:<{age_width}}  "
+                   f"{header[3]:<32} {header[4]}")
     reasons = _hold_reasons(rows)
     for entry in rows:
-        click.echo(f"{entry.id:>6}  {app.desk.tag(entry.ticket_id):>12}  {entry.author:<32} "
-                   f"{entry.subject}")
+        click.echo(f"{entry.id:>6}  {app.desk.tag(entry.ticket_id):>12}  "
+                   f"{ages[entry.id]:<{age_width}}  {entry.author:<32} {entry.subject}")
         if entry.id in reasons:
             click.echo("        " + _("held because: {reason}").format(reason=reasons[entry.id]))
     if rows:
         click.echo(_("Accept one with: maildesk agents accept ENTRY --as LOGIN"))
+        click.echo(_("Discard one with: maildesk agents discard ENTRY --as LOGIN"))
     click.echo(ngettext("{count} held message", "{count} held messages", len(rows))
                .format(count=len(rows)))
 
@@ -119,18 +126,60 @@ def agents_accept(app: Any, entry: int, actor: str) -> None:
 
     A refused agent mail becomes an internal note; its commands are not run.
     """
-    from maildesk.agents import find_agent
     from maildesk.conversation import accept_held
 
     app.open()
+    login = _agent_login(actor)
+    with _held_entry_errors(entry):
+        accepted = accept_held(entry, login)
+    click.echo(_("message {entry} accepted on ticket {ticket}").format(
+        entry=accepted.id, ticket=accepted.ticket_id))
+
+
+@agents.command("discard", help=_(
+    "Discard a held message: it stays on the ticket for the record, but it does not join "
+    "the conversation, its commands are not run and its sender is not told."))
+@click.argument("entry", type=INTEGER, metavar=_("ENTRY"))
+@click.option("--as", "actor", required=True, metavar=_("LOGIN"),
+              help=_("Login of the agent who discards it."))
+@click.option("--reason", metavar=_("REASON"),
+              help=_("Why it is discarded, recorded in the ticket's history."))
+@click.pass_obj
+def agents_discard(app: Any, entry: int, actor: str, reason: str | None) -> None:
+    """Discard a held message: it stays on the ticket but does not join the conversation."""
+    from maildesk.conversation import discard_held
+
+    app.open()
+    login = _agent_login(actor)
+    with _held_entry_errors(entry):
+        discarded = discard_held(entry, login, reason.strip() if reason else None)
+    click.echo(_("message {entry} discarded on ticket {ticket}").format(
+        entry=discarded.id, ticket=discarded.ticket_id))
+
+
+def _agent_login(actor: str) -> str:
+    """Return the login of the agent ``actor`` names (login or address); fail if none."""
+    from maildesk.agents import find_agent
+
     agent = find_agent(actor)
     if agent is None:
         raise click.ClickException(_("there is no agent '{agent}'").format(agent=actor))
+    return str(agent.login)
+
+
+@contextmanager
+def _held_entry_errors(entry: int) -> Iterator[None]:
+    """Turn a missing or no longer held entry into an error that points to the list."""
+    from maildesk.conversation import NotHeldError
+    from maildesk.reasons import message_kind_label
+
     try:
-        accepted = accept_held(entry, agent.login)
+        yield
+    except NotHeldError as error:
+        raise click.ClickException(
+            _("message {entry} is not held (kind of entry: {kind}): see 'maildesk agents "
+              "held'").format(entry=entry, kind=message_kind_label(error.kind))) from None
     except LookupError:
         raise click.ClickException(
             _("held message {entry} not found: see 'maildesk agents held'").format(entry=entry)
         ) from None
-    click.echo(_("message {entry} accepted on ticket {ticket}").format(
-        entry=accepted.id, ticket=accepted.ticket_id))

@@ -509,6 +509,51 @@ def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
 
 # --------------------------------------------------------------------------- held mail
 
+# The kind a held entry takes when an agent discards it.
+# The entry stays on the ticket for the record, and nothing is sent for it.
+DISCARDED = "discarded"
+
+
+class NotHeldError(LookupError):
+    """The entry exists but is no longer held: it was accepted or discarded."""
+
+    def __init__(self, entry_id: int, kind: str) -> None:
+        super().__init__(entry_id)
+        self.entry_id = entry_id
+        self.kind = kind
+
+
+def _held_entry(entry_id: int) -> models.Message:
+    """Return the held entry ``entry_id``.
+
+    Raises LookupError when there is no such entry, NotHeldError when it is not held.
+    """
+    entry = models.Message.get_or_none(models.Message.id == entry_id)
+    if entry is None:
+        raise LookupError(entry_id)
+    if entry.kind != "held":
+        raise NotHeldError(entry_id, entry.kind)
+    return entry
+
+
+def _release(entry: models.Message, kind: str) -> bool:
+    """Give a held entry its new kind; return False when another process released it first.
+
+    The UPDATE names the held kind, so of two concurrent accepts or discards only one
+    changes the row, on SQLite and PostgreSQL alike.
+    """
+    changed = models.Message.update(kind=kind).where(
+        models.Message.id == entry.id, models.Message.kind == "held").execute()
+    if changed:
+        entry.kind = kind
+    return bool(changed)
+
+
+def _release_or_raise(entry: models.Message, kind: str) -> None:
+    if not _release(entry, kind):
+        current = models.Message.get_by_id(entry.id)
+        raise NotHeldError(entry.id, current.kind)
+
 
 def accept_held(entry_id: int, actor: str) -> models.Message:
     """Accept a held entry into the ticket's conversation.
@@ -516,28 +561,51 @@ def accept_held(entry_id: int, actor: str) -> models.Message:
     A stranger's mail becomes a customer entry and its sender a participant. A refused
     agent mail becomes an internal note, and its commands are not run.
 
-    Raises LookupError when there is no held entry with that id.
+    Raises LookupError when there is no entry with that id, NotHeldError when it is
+    not held.
     """
     from maildesk.parse import Address
     from maildesk.tickets import record_event, upsert_contact
 
     with models.database_proxy.atomic():
-        entry = models.Message.get_or_none(models.Message.id == entry_id,
-                                           models.Message.kind == "held")
-        if entry is None:
-            raise LookupError(entry_id)
+        entry = _held_entry(entry_id)
         if agents.agent_by_address(entry.author) is not None:
-            entry.kind = "internal_note"
+            kind = "internal_note"
         else:
-            entry.kind = "customer"
+            kind = "customer"
             contact = upsert_contact(Address(entry.author_name, entry.author))
             if contact.id != entry.ticket.requester_id:
                 models.Participant.get_or_create(ticket=entry.ticket, contact=contact)
-        entry.save()
+        _release_or_raise(entry, kind)
         record_event(entry.ticket, actor, "held_accepted", {"entry": entry.id,
                                                             "kind": entry.kind})
     logger.info(_("ticket {ticket}: held message {entry} accepted by {agent} as {kind}").format(
         ticket=entry.ticket_id, entry=entry.id, agent=actor, kind=message_kind_label(entry.kind)))
+    return entry
+
+
+def discard_held(entry_id: int, actor: str, reason: str | None = None) -> models.Message:
+    """Take a held entry off the list of held mail without adding it to the conversation.
+
+    Nothing is sent, because the sender of a held mail was never notified that it was
+    held. The entry stays on the ticket as ``discarded``, and the ticket's history
+    records who discarded it and why.
+
+    Raises LookupError when there is no entry with that id, NotHeldError when it is
+    not held.
+    """
+    from maildesk.tickets import record_event
+
+    with models.database_proxy.atomic():
+        entry = _held_entry(entry_id)
+        _release_or_raise(entry, DISCARDED)
+        detail: dict[str, Any] = {"entry": entry.id, "message_id": entry.message_id}
+        if reason:
+            detail["reason"] = reason
+        record_event(entry.ticket, actor, "held_discarded", detail)
+    logger.info(_("ticket {ticket}: held message {entry} ({message_id}) discarded by "
+                  "{agent}").format(ticket=entry.ticket_id, entry=entry.id,
+                                    message_id=entry.message_id or "-", agent=actor))
     return entry
 
 
@@ -566,11 +634,14 @@ __all__ = [
     "AGENT_ONLY_KINDS",
     "AgentPlan",
     "CustomerPlan",
+    "DISCARDED",
     "HeldPlan",
+    "NotHeldError",
     "accept_held",
     "carry_out",
     "cc_become_participants",
     "conversation_references",
+    "discard_held",
     "note_address",
     "plan_agent_mail",
     "review",

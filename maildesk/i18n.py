@@ -13,9 +13,11 @@ import io
 import logging
 import os
 from contextvars import ContextVar
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
+from babel.dates import format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -108,6 +110,15 @@ def translated_label(labels: dict[str, str], code: str) -> str:
 def ngettext(singular: str, plural: str, count: int) -> str:
     """Translate a message with a count, using the language's plural rules."""
     return translations(_current.get()).ngettext(singular, plural, count)
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a duration in the current language, rounded to its largest unit.
+
+    Babel writes the unit with the language's plural forms ("3 godziny", "5 days"), and
+    2 hours 40 minutes becomes "3 hours". A negative duration is written as zero.
+    """
+    return format_timedelta(max(value, timedelta(0)), threshold=1, locale=_current.get())
 
 
 def gettext_for(language: str) -> gettext.NullTranslations:

@@ -174,7 +174,8 @@ class Participant(BaseModel):
 class Message(BaseModel):
     """One entry of a ticket's conversation, incoming or outgoing.
 
-    ``kind`` is customer, agent_reply, internal_note, auto_reply or system.
+    ``kind`` is customer, agent_reply, internal_note, auto_reply, system, held (kept for
+    an agent to accept) or discarded (a held entry an agent discarded).
     """
 
     ticket = ForeignKeyField(Ticket, backref="messages", on_delete="CASCADE")

@@ -109,6 +109,7 @@ def message_kind_label(kind: str) -> str:
         "agent_reply": _("agent's reply"),
         "internal_note": _("internal note"),
         "held": _("held message"),
+        "discarded": _("discarded held message"),
         "system": _("system message"),
     }
     return labels.get(kind, kind)

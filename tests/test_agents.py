@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,15 +238,102 @@ def test_cli_agents_held_and_accept(tmp_path: Path, database_url: str) -> None:
 
     assert "adam.sikora@example.org" in listed.output
     # Log lines from opening the desk come first, on stderr mixed into output.
-    assert "  wpis    zgłoszenie  autor" in listed.output
+    assert "  wpis    zgłoszenie  czas wstrzymania  autor" in listed.output
     assert "powód wstrzymania: " in listed.output
     assert "adam.sikora@example.org nie jest uczestnikiem" in listed.output
     assert "maildesk agents accept WPIS --as LOGIN" in listed.output
+    assert "maildesk agents discard WPIS --as LOGIN" in listed.output
     assert listed.output.splitlines()[-1] == "1 wstrzymana wiadomość"
     assert accepted.exit_code == 0, accepted.output
     assert models.Message.get_by_id(entry.id).kind == "customer"
     assert unknown.exit_code == 1
     assert "maildesk agents held" in unknown.output
+
+
+@pytest.mark.usefixtures("keep_logging")
+def test_cli_agents_held_shows_age(tmp_path: Path, database_url: str) -> None:
+    from datetime import timedelta
+
+    from deskfactory import mail
+
+    from maildesk import pipeline
+
+    desk = make_desk(tmp_path, database_url, commands={"stranger_tag": "hold"})
+    first = pipeline.process(desk, mail(), "test:user")
+    for number, days in ((1, 3), (2, 0)):
+        pipeline.process(desk, mail(sender="adam.sikora@example.org",
+                                    subject=f"[#{first.ticket}] też nie działa",
+                                    message_id=f"<s{number}@example.org>"), "test:stranger")
+        models.Message.update(created_at=models.utcnow() - timedelta(days=days, minutes=5)).where(
+            models.Message.message_id == f"<s{number}@example.org>").execute()
+    config = str(desk.config.path)
+
+    polish = CliRunner().invoke(main, ["--config", config, "agents", "held"],
+                                catch_exceptions=False)
+    english = CliRunner().invoke(main, ["--config", config, "agents", "held"],
+                                 env={"MAILDESK_LANGUAGE": "en"}, catch_exceptions=False)
+
+    rows = [line for line in polish.output.splitlines() if line.endswith("też nie działa")]
+    assert len(rows) == 2
+    assert "  3 dni  " in rows[0]
+    assert "  5 minut  " in rows[1]
+    assert "  held for  " in english.output
+    assert "  3 days  " in english.output
+
+
+@pytest.mark.usefixtures("keep_logging")
+def test_cli_agents_discard_records_actor(tmp_path: Path, database_url: str) -> None:
+    from deskfactory import mail
+
+    from maildesk import pipeline
+
+    desk = make_desk(tmp_path, database_url, commands={"stranger_tag": "hold"})
+    first = pipeline.process(desk, mail(), "test:user")
+    pipeline.process(desk, mail(sender="adam.sikora@example.org",
+                                subject=f"[#{first.ticket}] też nie działa",
+                                message_id="<s1@example.org>"), "test:stranger")
+    entry = models.Message.get(models.Message.message_id == "<s1@example.org>")
+    config = str(desk.config.path)
+    english = {"MAILDESK_LANGUAGE": "en"}
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return CliRunner().invoke(main, ["--config", config, "agents", *args], env=english,
+                                  catch_exceptions=False)
+
+    stranger = invoke("discard", str(entry.id), "--as", "nobody")
+    discarded = invoke("discard", str(entry.id), "--as", "marek.zielinski@example.com",
+                       "--reason", " spam ")
+    again = invoke("discard", str(entry.id), "--as", "marek.zielinski")
+    accepted = invoke("accept", str(entry.id), "--as", "marek.zielinski")
+    unknown = invoke("discard", "99999", "--as", "marek.zielinski")
+    listed = invoke("held")
+    history = CliRunner().invoke(main, ["--config", config, "tickets", "show",
+                                        str(first.ticket)], env=english, catch_exceptions=False)
+
+    assert stranger.exit_code == 1
+    assert "there is no agent 'nobody'" in stranger.output
+    assert discarded.exit_code == 0, discarded.output
+    assert f"message {entry.id} discarded on ticket {first.ticket}" in discarded.output
+    assert models.Message.get_by_id(entry.id).kind == "discarded"
+    assert models.Participant.select().count() == 0
+    event = models.Event.get(models.Event.action == "held_discarded")
+    assert event.actor == "marek.zielinski"
+    assert event.ticket_id == first.ticket
+    assert json.loads(event.detail) == {"entry": entry.id, "message_id": "<s1@example.org>",
+                                        "reason": "spam"}
+    assert again.exit_code == 1
+    assert (f"message {entry.id} is not held (kind of entry: discarded held message)"
+            in again.output)
+    assert accepted.exit_code == 1
+    assert "is not held" in accepted.output
+    assert models.Message.get_by_id(entry.id).kind == "discarded"
+    assert unknown.exit_code == 1
+    assert "held message 99999 not found: see 'maildesk agents held'" in unknown.output
+    assert listed.output.splitlines()[-1] == "0 held messages"
+    assert (f"marek.zielinski: held message discarded — entry {entry.id} (spam)"
+            in history.output)
+    assert "discarded held message:  <adam.sikora@example.org> <s1@example.org>" in (
+        history.output)
 
 
 def test_accept_held_agent_mail_becomes_note(tmp_path: Path, database_url: str) -> None:
