@@ -53,6 +53,7 @@ def _action_label(action: str) -> str:
         "held": _("message held for an agent to accept"),
         "held_accepted": _("held message accepted"),
         "held_discarded": _("held message discarded"),
+        "held_superseded": _("held message superseded"),
         "internal_note_added": _("internal note added"),
         "first_response": _("first response"),
         "command_like_text_ignored": _("text that looks like a command ignored"),
@@ -234,7 +235,7 @@ def _change_text(action: str, detail: dict[str, Any], before: Any, after: Any) -
 
 
 # Events that settle a held entry; their line names the entry, as 'agents held' lists it.
-_HELD_ACTIONS = ("held_accepted", "held_discarded")
+_HELD_ACTIONS = ("held_accepted", "held_discarded", "held_superseded")
 
 
 def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> str:

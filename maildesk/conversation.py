@@ -12,11 +12,12 @@ makes the changes and queues the mail inside the transaction of ``tickets.apply`
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from maildesk import agents, models
+from maildesk import agents, models, statements
 from maildesk.authn import Verdict, authenticate
 from maildesk.commands import (
     N_,
@@ -292,6 +293,8 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         if mail:
             queued.append(mail)
         _record_first_response(ticket, plan)
+
+    supersede_held(ticket, plan.login, entry)
     return queued
 
 
@@ -509,13 +512,13 @@ def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
 
 # --------------------------------------------------------------------------- held mail
 
-# The kind a held entry takes when an agent discards it.
+# The kind a held entry takes when an agent discards it or a later mail supersedes it.
 # The entry stays on the ticket for the record, and nothing is sent for it.
 DISCARDED = "discarded"
 
 
 class NotHeldError(LookupError):
-    """The entry exists but is no longer held: it was accepted or discarded."""
+    """The entry exists but is no longer held: it was accepted, discarded or superseded."""
 
     def __init__(self, entry_id: int, kind: str) -> None:
         super().__init__(entry_id)
@@ -609,6 +612,68 @@ def discard_held(entry_id: int, actor: str, reason: str | None = None) -> models
     return entry
 
 
+def supersede_held(ticket: models.Ticket, login: str, entry: models.Message) -> None:
+    """Discard an agent's earlier held mail on ``ticket`` now that ``entry`` was accepted.
+
+    Only mail held for invalid commands is superseded. It passed authentication, so it
+    is the agent's own, and its ``command_error`` mail asks the agent to correct and
+    resend it. Mail held because it failed authentication may be forged, so a genuine
+    mail of the agent proves nothing about it. A stranger is not notified that their
+    mail was held, so their next mail is no corrected copy. Both stay held until an
+    agent accepts or discards them. Runs inside the transaction of the accepted mail.
+    """
+    from maildesk.tickets import record_event
+
+    # Most tickets have no held mail, so one indexed look-up settles the usual case.
+    if not statements.exists(models.Message, ticket=ticket.id, kind="held"):
+        return
+    held = list(models.Message.select(models.Message.id, models.Message.message_id)
+                .where(models.Message.ticket == ticket, models.Message.kind == "held",
+                       models.Message.id < entry.id)
+                .order_by(models.Message.id))
+    invalid = _held_for_invalid_commands(ticket, login, held)
+
+    for earlier in held:
+        if earlier.id not in invalid or not _release(earlier, DISCARDED):
+            continue
+        record_event(ticket, login, "held_superseded", {
+            "entry": earlier.id, "message_id": earlier.message_id, "by_entry": entry.id,
+            "by_message_id": entry.message_id,
+            "reason": Reason(N_("a later mail of the same agent was accepted: {message_id}"),
+                             message_id=entry.message_id or "-")})
+        logger.info(_("ticket {ticket}: held message {entry} ({message_id}) of {agent} "
+                      "superseded by {new_message_id}").format(
+            ticket=ticket.id, entry=earlier.id, message_id=earlier.message_id or "-",
+            agent=login, new_message_id=entry.message_id or "-"))
+
+
+def _held_for_invalid_commands(ticket: models.Ticket, login: str,
+                               held: list[models.Message]) -> set[int]:
+    """Return the ids among ``held`` that were held for ``login``'s invalid commands.
+
+    The ``command_invalid`` event names the entry, or for events written before it
+    did, the entry's Message-ID.
+    """
+    if not held:
+        return set()
+    by_message_id = {row.message_id: row.id for row in held if row.message_id}
+    held_ids = {row.id for row in held}
+    events = (models.Event.select(models.Event.detail)
+              .where(models.Event.ticket == ticket, models.Event.action == "command_invalid",
+                     models.Event.actor == login))
+    found: set[int] = set()
+    for event in events:
+        detail = json.loads(event.detail) if event.detail else {}
+        if not isinstance(detail, dict):
+            continue
+        entry_id = detail.get("entry")
+        if entry_id is None and isinstance(detail.get("message_id"), str):
+            entry_id = by_message_id.get(detail["message_id"])
+        if entry_id in held_ids:
+            found.add(entry_id)
+    return found
+
+
 def sample_values() -> dict[str, Any]:
     """Sample template values for the conversation templates (``templates check``)."""
     return {
@@ -646,4 +711,5 @@ __all__ = [
     "plan_agent_mail",
     "review",
     "sample_values",
+    "supersede_held",
 ]

@@ -175,7 +175,7 @@ class Message(BaseModel):
     """One entry of a ticket's conversation, incoming or outgoing.
 
     ``kind`` is customer, agent_reply, internal_note, auto_reply, system, held (kept for
-    an agent to accept) or discarded (a held entry an agent discarded).
+    an agent to accept) or discarded (a held entry that was discarded or superseded).
     """
 
     ticket = ForeignKeyField(Ticket, backref="messages", on_delete="CASCADE")

@@ -17,7 +17,7 @@ import pytest
 from deskfactory import mail, make_desk
 
 from maildesk import models, pipeline
-from maildesk.conversation import accept_held
+from maildesk.conversation import NotHeldError, accept_held
 from maildesk.desk import Desk
 
 REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
@@ -917,3 +917,162 @@ def test_accept_held_makes_stranger_participant(tmp_path: Path, database_url: st
     assert models.Message.get_by_id(entry.id).kind == "customer"
     assert [p.contact.address for p in models.Participant.select()] == ["adam.sikora@example.org"]
     assert len(events("held_accepted")) == 1
+
+
+# --------------------------------------------------------------------------- superseded held mail
+
+
+def kind_of(message_id: str) -> str:
+    return str(models.Message.get(models.Message.message_id == message_id).kind)
+
+
+def test_corrected_resend_supersedes_held_mail(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#priorytet 7\n\n" + REPLY, ack, message_id="<a1@mail.example.com>"))
+    held = models.Message.get(models.Message.message_id == "<a1@mail.example.com>")
+
+    process(desk, agent_mail("#priorytet 2\n\n" + REPLY, ack, message_id="<a2@mail.example.com>"))
+
+    assert reload(ticket).priority == 2
+    assert kind_of("<a1@mail.example.com>") == "discarded"
+    assert kind_of("<a2@mail.example.com>") == "agent_reply"
+    superseded = events("held_superseded")
+    assert len(superseded) == 1
+    assert superseded[0].actor == "marek.zielinski"
+    assert superseded[0].ticket_id == ticket.id
+    detail = loads(superseded[0].detail)
+    assert detail["entry"] == held.id
+    assert detail["by_message_id"] == "<a2@mail.example.com>"
+    assert detail["reason"] == ("a later mail of the same agent was accepted: "
+                                "<a2@mail.example.com>")
+    with pytest.raises(NotHeldError):
+        accept_held(held.id, "marek.zielinski")
+
+
+def test_superseded_entry_in_ticket_history(tmp_path: Path, database_url: str) -> None:
+    from click.testing import CliRunner
+
+    from maildesk.cli import main
+
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#priorytet 7\n", ack, message_id="<a1@mail.example.com>"))
+    held = models.Message.get(models.Message.message_id == "<a1@mail.example.com>")
+    process(desk, agent_mail("#priorytet 2\n", ack, message_id="<a2@mail.example.com>"))
+
+    shown = CliRunner().invoke(main, ["--config", str(desk.config.path), "tickets", "show",
+                                      str(ticket.id)], env={"MAILDESK_LANGUAGE": "en"},
+                               catch_exceptions=False)
+    polish = CliRunner().invoke(main, ["--config", str(desk.config.path), "tickets", "show",
+                                       str(ticket.id)], env={"MAILDESK_LANGUAGE": "pl"},
+                                catch_exceptions=False)
+
+    assert (f"marek.zielinski: held message superseded — entry {held.id} (a later mail of "
+            "the same agent was accepted: <a2@mail.example.com>)") in shown.output
+    assert (f"marek.zielinski: wstrzymaną wiadomość zastąpiła nowsza — wpis {held.id} "
+            "(przyjęto późniejszą wiadomość tego samego konsultanta: "
+            "<a2@mail.example.com>)") in polish.output
+
+
+def test_event_without_entry_still_supersedes(tmp_path: Path, database_url: str) -> None:
+    # Events written before they named the entry name its Message-ID only.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#priorytet 7\n", ack, message_id="<a1@mail.example.com>"))
+    invalid = events("command_invalid")[0]
+    detail = loads(invalid.detail)
+    del detail["entry"]
+    models.Event.update(detail=json.dumps(detail)).where(models.Event.id == invalid.id).execute()
+
+    process(desk, agent_mail("#priorytet 2\n", ack, message_id="<a2@mail.example.com>"))
+
+    assert kind_of("<a1@mail.example.com>") == "discarded"
+
+
+def test_agent_address_change_still_supersedes(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url, agents=[
+        {"login": "marek.zielinski", "name": "Marek Zieliński",
+         "addresses": ["marek.zielinski@example.com", "marek@example.com"],
+         "groups": ["pierwsza-linia"]}])
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#status zrobione\n", ack, message_id="<a1@mail.example.com>"))
+
+    process(desk, agent_mail("#notatka Sprawdzam.", ack, sender="Marek <marek@example.com>",
+                             message_id="<a2@mail.example.com>"))
+
+    assert kind_of("<a2@mail.example.com>") == "internal_note"
+    assert kind_of("<a1@mail.example.com>") == "discarded"
+
+
+def test_unauthenticated_held_mail_not_superseded(tmp_path: Path, database_url: str) -> None:
+    # Mail that failed authentication may be forged, so the agent's genuine mail proves
+    # nothing about it.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#status rozwiązane\n", ack, authentication=None,
+                             message_id="<forged@mail.example.com>"))
+
+    process(desk, agent_mail(REPLY, ack, message_id="<a2@mail.example.com>"))
+
+    assert kind_of("<a2@mail.example.com>") == "agent_reply"
+    assert kind_of("<forged@mail.example.com>") == "held"
+    assert events("held_superseded") == []
+
+
+def test_other_agent_does_not_supersede(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#priorytet 7\n", ack, message_id="<a1@mail.example.com>"))
+
+    process(desk, agent_mail(REPLY, ack, sender=EWA, message_id="<e1@mail.example.com>"))
+
+    assert kind_of("<e1@mail.example.com>") == "agent_reply"
+    assert kind_of("<a1@mail.example.com>") == "held"
+
+
+def test_refused_resend_does_not_supersede(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#priorytet 7\n", ack, message_id="<a1@mail.example.com>"))
+
+    process(desk, agent_mail("#priorytet 8\n", ack, message_id="<a2@mail.example.com>"))
+
+    assert kind_of("<a1@mail.example.com>") == "held"
+    assert kind_of("<a2@mail.example.com>") == "held"
+
+
+def test_held_mail_on_other_ticket_stays(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    first, first_ack = open_ticket(desk)
+    second, second_ack = open_ticket(desk, message_id="<m2@example.org>")
+    process(desk, agent_mail("#priorytet 7\n", first_ack, message_id="<a1@mail.example.com>"))
+
+    process(desk, agent_mail(REPLY, second_ack, message_id="<a2@mail.example.com>"))
+
+    assert models.Message.get(models.Message.message_id == "<a2@mail.example.com>"
+                              ).ticket_id == second.id
+    assert kind_of("<a1@mail.example.com>") == "held"
+
+
+def test_stranger_held_mail_not_superseded(tmp_path: Path, database_url: str) -> None:
+    # The stranger is not notified that the first mail was held, so a later one is no
+    # corrected copy of it, even once the stranger takes part in the ticket.
+    desk = conversation_desk(tmp_path, database_url, commands={"stranger_tag": "hold"})
+    ticket, ack = open_ticket(desk)
+    process(desk, mail(sender="adam.sikora@example.org", subject=f"[#{ticket.id}] x",
+                       body="pierwsza", message_id="<s1@example.org>"), "test:s1")
+    process(desk, mail(sender="adam.sikora@example.org", subject=f"[#{ticket.id}] x",
+                       body="druga", message_id="<s2@example.org>"), "test:s2")
+    process(desk, mail(sender=REQUESTER, subject=f"Re: [#{ticket.id}] Drukarka",
+                       headers={"Cc": "adam.sikora@example.org", "In-Reply-To": ack},
+                       body="Dodaję Adama.", message_id="<m2@example.org>"), "test:user")
+
+    third = process(desk, mail(sender="adam.sikora@example.org", subject=f"[#{ticket.id}] x",
+                               body="trzecia", message_id="<s3@example.org>"), "test:s3")
+
+    assert third.ticket == ticket.id
+    assert kind_of("<s3@example.org>") == "customer"
+    assert kind_of("<s1@example.org>") == "held"
+    assert kind_of("<s2@example.org>") == "held"
+    assert events("held_superseded") == []
