@@ -16,6 +16,7 @@ from maildesk.i18n import (
     N_,
     _,
     current_language,
+    format_duration,
     gettext_for,
     ngettext,
     translated_label,
@@ -24,6 +25,7 @@ from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reaso
 
 if TYPE_CHECKING:
     from maildesk.routinghistory import StoredRouting
+    from maildesk.slastanding import TargetStanding
 
 STATUSES = ("new", "assigned", "in_progress", "pending", "resolved", "closed")
 
@@ -333,24 +335,55 @@ def tickets_list(app: Any, status: str | None, group: str | None, assignee: str 
         click.echo(_("no tickets"))
         return
 
-    header = (_("ticket"), _("status"), _("priority"), _("group"), _("assignee"),
+    markers = _sla_markers(rows, query)
+    header = (_("ticket"), "SLA", _("status"), _("priority"), _("group"), _("assignee"),
               _("requester"), _("subject"))
     # The columns fit the longest header and label of the current language.
-    status_width = max(len(header[1]), *(len(_status_label(status)) for status in STATUSES))
-    priority_width = max(len(header[2]), *(len(_priority_label(level)) for level in (1, 2, 3, 4)))
-    group_width = max(len(header[3]), *(len(ticket.group or "-") for ticket in rows))
-    assignee_width = max(len(header[4]), *(len(ticket.assignee or "-") for ticket in rows))
-    click.echo(f"{header[0]:>12}  {header[1]:<{status_width}} {header[2]:<{priority_width}} "
-               f"{header[3]:<{group_width}} {header[4]:<{assignee_width}} "
-               f"{header[5]:<32} {header[6]}")
+    status_width = max(len(header[2]), *(len(_status_label(status)) for status in STATUSES))
+    priority_width = max(len(header[3]), *(len(_priority_label(level)) for level in (1, 2, 3, 4)))
+    group_width = max(len(header[4]), *(len(ticket.group or "-") for ticket in rows))
+    assignee_width = max(len(header[5]), *(len(ticket.assignee or "-") for ticket in rows))
+    click.echo(f"{header[0]:>12} {header[1]} {header[2]:<{status_width}} "
+               f"{header[3]:<{priority_width}} {header[4]:<{group_width}} "
+               f"{header[5]:<{assignee_width}} {header[6]:<32} {header[7]}")
     for ticket in rows:
-        click.echo(f"{app.desk.tag(ticket.id):>12}  "
+        click.echo(f"{app.desk.tag(ticket.id):>12} {markers[ticket.id]:^3} "
                    f"{_status_label(ticket.status):<{status_width}} "
                    f"{_priority_label(ticket.priority):<{priority_width}} "
                    f"{ticket.group or '-':<{group_width}} "
                    f"{ticket.assignee or '-':<{assignee_width}} "
                    f"{ticket.requester.address:<32} {ticket.subject}")
+    if any(markers.values()):
+        click.echo(_("SLA: {overdue} overdue, the clock is running; {breached} breached "
+                     "earlier, or overdue with the clock paused").format(
+            overdue=_OVERDUE, breached=_BREACHED))
     click.echo(ngettext("{count} ticket", "{count} tickets", len(rows)).format(count=len(rows)))
+
+
+# The marks of the SLA column of 'tickets list': a target overdue while its clock runs,
+# and a breach with no such target (met late, clock paused, or due time moved since).
+_OVERDUE = "!"
+_BREACHED = "*"
+
+
+def _sla_markers(rows: list[Any], query: Any) -> dict[int, str]:
+    """Return the SLA marker of each listed ticket: ``_OVERDUE``, ``_BREACHED`` or empty."""
+    from maildesk import models
+    from maildesk.slastanding import recorded_breaches, standings
+
+    # A subquery, where a list of numbers could pass the database's limit of parameters.
+    breaches = recorded_breaches(query.select(models.Ticket.id))
+    now = models.utcnow()
+    markers = {}
+    for ticket in rows:
+        targets = standings(ticket, breaches.get(ticket.id, {}), now)
+        if any(target.overdue for target in targets):
+            markers[ticket.id] = _OVERDUE
+        elif any(target.breached for target in targets):
+            markers[ticket.id] = _BREACHED
+        else:
+            markers[ticket.id] = ""
+    return markers
 
 
 def _known_group(name: str) -> str:
@@ -447,7 +480,15 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
 
 
 def _sla_lines(desk: Any, ticket: Any) -> list[str]:
-    """Return a line for each SLA target (due or met) and one for a paused clock."""
+    """Return a line for each SLA target (due or met), its breach, and a paused clock."""
+    from maildesk import models
+    from maildesk.sla import SlaTarget
+    from maildesk.slastanding import recorded_breaches, standings
+
+    breaches = recorded_breaches([ticket.id]).get(ticket.id, {})
+    by_target = {standing.target: standing
+                 for standing in standings(ticket, breaches, models.utcnow())}
+
     lines = []
     if ticket.first_responded_at is not None:
         lines.append(_("First response: {time}").format(
@@ -455,15 +496,41 @@ def _sla_lines(desk: Any, ticket: Any) -> list[str]:
     elif ticket.first_response_due is not None:
         lines.append(_("First response due: {time}").format(
             time=desk.local_time(ticket.first_response_due)))
+    lines.extend(_breach_lines(desk, by_target[SlaTarget.FIRST_RESPONSE]))
     if ticket.resolved_at is not None:
         lines.append(_("Resolved: {time}").format(time=desk.local_time(ticket.resolved_at)))
     elif ticket.resolution_due is not None:
         lines.append(_("Resolution due: {time}").format(
             time=desk.local_time(ticket.resolution_due)))
+    lines.extend(_breach_lines(desk, by_target[SlaTarget.RESOLUTION]))
     if ticket.sla_paused_at is not None:
         lines.append(_("SLA clock paused since {time}").format(
             time=desk.local_time(ticket.sla_paused_at)))
     return lines
+
+
+def _breach_lines(desk: Any, standing: TargetStanding) -> list[str]:
+    """Return the line that names a target's SLA breach and how late it is, if it has one."""
+    from maildesk.escalation import TARGET_NAMES
+
+    if not standing.breached:
+        return []
+    target = _(TARGET_NAMES[standing.target])
+    if standing.late_by is None:
+        # The scheduler recorded a breach, and a new priority or group moved the due time
+        # out since.
+        return [_("SLA breach ({target}): due {due}; the due time has changed since").format(
+            target=target, due=desk.local_time(standing.recorded_due))]
+
+    values = {"target": target, "due": desk.local_time(standing.due),
+              "duration": format_duration(standing.late_by)}
+    if standing.counting:
+        return [_("SLA breach ({target}): due {due}, overdue by {duration} so far")
+                .format(**values)]
+    if standing.met_at is not None:
+        return [_("SLA breach ({target}): due {due}, met {duration} late").format(**values)]
+    return [_("SLA breach ({target}): due {due}, overdue by {duration} when the SLA clock "
+              "was paused").format(**values)]
 
 
 def _show_routing(desk: Any, ticket: Any) -> None:

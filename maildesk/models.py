@@ -375,6 +375,9 @@ class SlaNotice(BaseModel):
     class Meta:
         indexes = ((("ticket", "target", "kind"), True),)
 
+    if TYPE_CHECKING:
+        ticket_id: int
+
 
 class StoredContent(BaseModel):
     """A raw mail or attachment small enough to be kept in the database, by sha256.

@@ -199,8 +199,8 @@ def test_tickets_list_headers_and_empty(tmp_path: Path) -> None:
                      env={"MAILDESK_LANGUAGE": "pl"})
 
     assert listing.output.splitlines()[0].split() == [
-        "zgłoszenie", "status", "priorytet", "grupa", "osoba", "przypisana", "zgłaszający",
-        "temat"]
+        "zgłoszenie", "SLA", "status", "priorytet", "grupa", "osoba", "przypisana",
+        "zgłaszający", "temat"]
     assert "P3 (średni)" in listing.output
     assert closed.output.strip() == "brak zgłoszeń"
 
