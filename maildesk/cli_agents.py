@@ -138,9 +138,9 @@ def agents_accept(app: Any, entry: int, actor: str) -> None:
 
 @agents.command("discard", help=_(
     "Discard a held message: it stays on the ticket for the record, but it does not join "
-    "the conversation, its commands are not run and its sender is not told.\n\n"
-    "An agent's mail held for invalid commands is discarded without this command once a "
-    "later mail of the same agent on that ticket is accepted."))
+    "the conversation, its commands are not run and its sender is not notified.\n\n"
+    "An agent's mail held for invalid commands is discarded automatically once a later "
+    "mail of the same agent on that ticket is accepted."))
 @click.argument("entry", type=INTEGER, metavar=_("ENTRY"))
 @click.option("--as", "actor", required=True, metavar=_("LOGIN"),
               help=_("Login of the agent who discards it."))
