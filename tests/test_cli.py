@@ -873,3 +873,12 @@ def test_contacts_language_show_set_and_clear(tmp_path: Path) -> None:
         models.Contact.address == "zofia.wisniewska@firma.example").language is None
     assert unknown.exit_code == 1
     assert "no requester with the address nobody@example.org" in unknown.output
+
+
+def test_cli_runs_as_python_module() -> None:
+    result = subprocess.run([sys.executable, "-m", "maildesk", "--help"], capture_output=True,
+                            text=True, check=False,
+                            env={**os.environ, "MAILDESK_LANGUAGE": "en"})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: maildesk ")
