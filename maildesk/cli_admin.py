@@ -352,7 +352,8 @@ def tickets_list(app: Any, status: str | None, group: str | None, assignee: str 
                    f"{_priority_label(ticket.priority):<{priority_width}} "
                    f"{ticket.group or '-':<{group_width}} "
                    f"{ticket.assignee or '-':<{assignee_width}} "
-                   f"{ticket.requester.address:<32} {ticket.subject}")
+                   f"{_terminal_safe(ticket.requester.address):<32} "
+                   f"{_terminal_safe(ticket.subject)}")
     if any(markers.values()):
         click.echo(_("SLA: {overdue} overdue, the clock is running; {breached} breached "
                      "earlier, or overdue with the clock paused").format(
@@ -438,45 +439,49 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
         return
 
     requester = ticket.requester
-    click.echo(f"{app.desk.tag(ticket.id)} {ticket.subject}")
+    click.echo(f"{app.desk.tag(ticket.id)} {_terminal_safe(ticket.subject)}")
     click.echo(_("Status: {status}   Priority: {priority}   Group: {group}   "
                  "Assignee: {assignee}").format(
         status=_status_label(ticket.status), priority=_priority_label(ticket.priority),
         group=ticket.group or "-", assignee=ticket.assignee or "-"))
     click.echo(_("Type: {type}   Category: {category}   Impact: {impact}   "
                  "Urgency: {urgency}").format(
-        type=choice_label("type", ticket.type), category=ticket.category or "-",
+        type=choice_label("type", ticket.type), category=_terminal_safe(ticket.category or "-"),
         impact=choice_label("impact", ticket.impact),
         urgency=choice_label("urgency", ticket.urgency)))
     if ticket.tags.split():
-        click.echo(_("Tags: {tags}").format(tags=", ".join(ticket.tags.split())))
+        click.echo(_("Tags: {tags}").format(tags=_terminal_safe(", ".join(ticket.tags.split()))))
     for line in _sla_lines(app.desk, ticket):
         click.echo(line)
     if ticket.satisfaction is not None:
         click.echo(_("Rating by the requester: {rating}/{best} ({time})").format(
             rating=ticket.satisfaction, best=max(RATING_SCALE),
             time=app.desk.local_time(ticket.satisfaction_at)))
-    click.echo(_("Requester: {name} <{address}>").format(name=requester.name,
-                                                        address=requester.address))
+    click.echo(_("Requester: {name} <{address}>").format(
+        name=_terminal_safe(requester.name), address=_terminal_safe(requester.address)))
     if ticket.linked_ticket_id:
         click.echo(_("Follows up ticket {number}").format(number=ticket.linked_ticket_id))
 
     for entry in ticket.messages.order_by(models.Message.id):
         click.echo("")
-        click.echo(f"--- {app.desk.local_time(entry.created_at)} "
-                   f"{message_kind_label(entry.kind)}: "
-                   f"{entry.author_name} <{entry.author}> {entry.message_id or ''}")
-        click.echo(entry.reply_text or entry.text)
+        # Names, texts and file names come from the mail, so a terminal must not act on
+        # them: a right-to-left override could make "Jan nimda" read "Jan admin".
+        click.echo(_terminal_safe(f"--- {app.desk.local_time(entry.created_at)} "
+                                  f"{message_kind_label(entry.kind)}: "
+                                  f"{entry.author_name} <{entry.author}> "
+                                  f"{entry.message_id or ''}"))
+        click.echo(_terminal_safe(entry.reply_text or entry.text, keep_line_breaks=True))
         for attachment in entry.attachments:
             click.echo(_("Attachment: {name} ({type}, {size} B, sha256 {sha})").format(
-                name=attachment.filename, type=attachment.content_type,
+                name=_terminal_safe(attachment.filename),
+                type=_terminal_safe(attachment.content_type),
                 size=attachment.size, sha=attachment.sha256[:12]))
 
     click.echo("")
     click.echo(_("Audit trail:"))
     logins = _agent_logins()
     for event in ticket.events.order_by(models.Event.id):
-        click.echo(_event_line(app.desk, event, logins))
+        click.echo(_terminal_safe(_event_line(app.desk, event, logins), keep_line_breaks=True))
 
 
 def _sla_lines(desk: Any, ticket: Any) -> list[str]:
@@ -544,7 +549,7 @@ def _show_routing(desk: Any, ticket: Any) -> None:
 
     creation = creation_routing(ticket)
     follow_ups = follow_up_routings(ticket)
-    click.echo(f"{desk.tag(ticket.id)} {ticket.subject}")
+    click.echo(f"{desk.tag(ticket.id)} {_terminal_safe(ticket.subject)}")
     if any(stored.routing is not None for stored in (creation, *follow_ups)):
         click.echo(_("Rule files and line numbers are shown as they were when the rules "
                      "ran; the files may have changed since."))

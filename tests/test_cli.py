@@ -172,6 +172,26 @@ def test_tickets_show_names_rejected_lines_once(tmp_path: Path, database_url: st
     assert rejected[0].endswith("(#priorytet 9)")
 
 
+def test_tickets_views_escape_bidi_overrides(tmp_path: Path, database_url: str) -> None:
+    from maildesk import pipeline
+    from maildesk.desk import Desk
+
+    config = write_config(tmp_path, database_url)
+    desk = Desk.open(config)
+    first = pipeline.process(desk, mail(sender="Jan \u202enimda <jan@example.org>",
+                                        subject="Pilne \u202ednarg",
+                                        body="Tekst \u202eodwrócony\n"), "test:user")
+
+    listing = _invoke("--config", str(config), "tickets", "list")
+    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket))
+
+    assert "\u202e" not in listing.output
+    assert "Pilne \\u202ednarg" in listing.output
+    assert "\u202e" not in shown.output
+    assert "Jan \\u202enimda <jan@example.org>" in shown.output
+    assert "Tekst \\u202eodwrócony" in shown.output
+
+
 def test_tickets_show_names_follow_up_ticket(tmp_path: Path, database_url: str) -> None:
     from maildesk import pipeline
     from maildesk.desk import Desk
