@@ -22,6 +22,7 @@ from maildesk.i18n import (
     translated_label,
 )
 from maildesk.reasons import DETAIL_KEY, message_kind_label, outcome_text, reason_text
+from maildesk.terminal import terminal_safe
 
 if TYPE_CHECKING:
     from maildesk.routinghistory import StoredRouting
@@ -352,8 +353,8 @@ def tickets_list(app: Any, status: str | None, group: str | None, assignee: str 
                    f"{_priority_label(ticket.priority):<{priority_width}} "
                    f"{ticket.group or '-':<{group_width}} "
                    f"{ticket.assignee or '-':<{assignee_width}} "
-                   f"{_terminal_safe(ticket.requester.address):<32} "
-                   f"{_terminal_safe(ticket.subject)}")
+                   f"{terminal_safe(ticket.requester.address):<32} "
+                   f"{terminal_safe(ticket.subject)}")
     if any(markers.values()):
         click.echo(_("SLA: {overdue} overdue, the clock is running; {breached} breached "
                      "earlier, or overdue with the clock paused").format(
@@ -439,18 +440,18 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
         return
 
     requester = ticket.requester
-    click.echo(f"{app.desk.tag(ticket.id)} {_terminal_safe(ticket.subject)}")
+    click.echo(f"{app.desk.tag(ticket.id)} {terminal_safe(ticket.subject)}")
     click.echo(_("Status: {status}   Priority: {priority}   Group: {group}   "
                  "Assignee: {assignee}").format(
         status=_status_label(ticket.status), priority=_priority_label(ticket.priority),
         group=ticket.group or "-", assignee=ticket.assignee or "-"))
     click.echo(_("Type: {type}   Category: {category}   Impact: {impact}   "
                  "Urgency: {urgency}").format(
-        type=choice_label("type", ticket.type), category=_terminal_safe(ticket.category or "-"),
+        type=choice_label("type", ticket.type), category=terminal_safe(ticket.category or "-"),
         impact=choice_label("impact", ticket.impact),
         urgency=choice_label("urgency", ticket.urgency)))
     if ticket.tags.split():
-        click.echo(_("Tags: {tags}").format(tags=_terminal_safe(", ".join(ticket.tags.split()))))
+        click.echo(_("Tags: {tags}").format(tags=terminal_safe(", ".join(ticket.tags.split()))))
     for line in _sla_lines(app.desk, ticket):
         click.echo(line)
     if ticket.satisfaction is not None:
@@ -458,7 +459,7 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
             rating=ticket.satisfaction, best=max(RATING_SCALE),
             time=app.desk.local_time(ticket.satisfaction_at)))
     click.echo(_("Requester: {name} <{address}>").format(
-        name=_terminal_safe(requester.name), address=_terminal_safe(requester.address)))
+        name=terminal_safe(requester.name), address=terminal_safe(requester.address)))
     if ticket.linked_ticket_id:
         click.echo(_("Follows up ticket {number}").format(number=ticket.linked_ticket_id))
 
@@ -466,22 +467,22 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
         click.echo("")
         # Names, texts and file names come from the mail, so a terminal must not act on
         # them: a right-to-left override could make "Jan nimda" read "Jan admin".
-        click.echo(_terminal_safe(f"--- {app.desk.local_time(entry.created_at)} "
+        click.echo(terminal_safe(f"--- {app.desk.local_time(entry.created_at)} "
                                   f"{message_kind_label(entry.kind)}: "
                                   f"{entry.author_name} <{entry.author}> "
                                   f"{entry.message_id or ''}"))
-        click.echo(_terminal_safe(entry.reply_text or entry.text, keep_line_breaks=True))
+        click.echo(terminal_safe(entry.reply_text or entry.text, keep_line_breaks=True))
         for attachment in entry.attachments:
             click.echo(_("Attachment: {name} ({type}, {size} B, sha256 {sha})").format(
-                name=_terminal_safe(attachment.filename),
-                type=_terminal_safe(attachment.content_type),
+                name=terminal_safe(attachment.filename),
+                type=terminal_safe(attachment.content_type),
                 size=attachment.size, sha=attachment.sha256[:12]))
 
     click.echo("")
     click.echo(_("Audit trail:"))
     logins = _agent_logins()
     for event in ticket.events.order_by(models.Event.id):
-        click.echo(_terminal_safe(_event_line(app.desk, event, logins), keep_line_breaks=True))
+        click.echo(terminal_safe(_event_line(app.desk, event, logins), keep_line_breaks=True))
 
 
 def _sla_lines(desk: Any, ticket: Any) -> list[str]:
@@ -549,7 +550,7 @@ def _show_routing(desk: Any, ticket: Any) -> None:
 
     creation = creation_routing(ticket)
     follow_ups = follow_up_routings(ticket)
-    click.echo(f"{desk.tag(ticket.id)} {_terminal_safe(ticket.subject)}")
+    click.echo(f"{desk.tag(ticket.id)} {terminal_safe(ticket.subject)}")
     if any(stored.routing is not None for stored in (creation, *follow_ups)):
         click.echo(_("Rule files and line numbers are shown as they were when the rules "
                      "ran; the files may have changed since."))
@@ -690,7 +691,7 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
     for row in rows:
         click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
                    f"{_outbox_kind_label(row.kind):<28} {row.recipients.strip():<32} "
-                   f"{row.subject}")
+                   f"{terminal_safe(row.subject)}")
         if row.last_error and row.state != "sent":
             click.echo("       " + _("last error, as the server or system reported it: "
                                      "{error}").format(error=row.last_error))
@@ -800,10 +801,10 @@ def quarantine_list(app: Any) -> None:
         click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<32} {header[3]}")
     for row in rows:
         # Escaped as 'quarantine show' escapes them, so both print the same text.
-        sender, subject = _terminal_safe(row.sender), _terminal_safe(row.subject)
+        sender, subject = terminal_safe(row.sender), terminal_safe(row.subject)
         click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} {sender:<32} "
                    f"{subject}\n      "
-                   + _("error, as recorded: {error}").format(error=_terminal_safe(row.error)))
+                   + _("error, as recorded: {error}").format(error=terminal_safe(row.error)))
     click.echo(ngettext("{count} message in quarantine", "{count} messages in quarantine",
                         len(rows)).format(count=len(rows)))
 
@@ -929,22 +930,22 @@ def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
     click.echo(_("Quarantined mail {id}: {state}").format(
         id=row.id, state=translated_label(STATE_LABELS, row.state)))
     click.echo(_("Quarantined at: {time}").format(time=desk.local_time(row.created_at)))
-    click.echo(_("Source: {source}").format(source=_terminal_safe(row.source)))
+    click.echo(_("Source: {source}").format(source=terminal_safe(row.source)))
     click.echo(_("Message-ID: {message_id}").format(
-        message_id=_terminal_safe(row.message_id or "-")))
-    click.echo(_("Sender: {sender}").format(sender=_terminal_safe(row.sender or "-")))
-    click.echo(_("Subject: {subject}").format(subject=_terminal_safe(row.subject or "-")))
+        message_id=terminal_safe(row.message_id or "-")))
+    click.echo(_("Sender: {sender}").format(sender=terminal_safe(row.sender or "-")))
+    click.echo(_("Subject: {subject}").format(subject=terminal_safe(row.subject or "-")))
     if content is None:
         click.echo(_("Raw mail: cannot be read, sha256 {sha256}").format(sha256=row.raw_sha256))
     else:
         click.echo(_("Raw mail: {size} B, sha256 {sha256}").format(
             size=len(content), sha256=row.raw_sha256))
-    click.echo(_("Error, as recorded: {error}").format(error=_terminal_safe(row.error)))
+    click.echo(_("Error, as recorded: {error}").format(error=terminal_safe(row.error)))
 
     click.echo("")
     click.echo(_("Detail, as recorded:"))
     if row.detail:
-        click.echo(_terminal_safe(row.detail.rstrip("\n"), keep_line_breaks=True))
+        click.echo(terminal_safe(row.detail.rstrip("\n"), keep_line_breaks=True))
     else:
         click.echo(_("(no detail recorded)"))
 
@@ -960,35 +961,13 @@ def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
     for line in lines:
         decoded = line[:HEADER_LINE_BYTES_SHOWN].decode("utf-8", "backslashreplace")
         cut = "…" if len(line) > HEADER_LINE_BYTES_SHOWN else ""
-        click.echo(_terminal_safe(decoded) + cut)
+        click.echo(terminal_safe(decoded) + cut)
     if not lines:
         click.echo(_("(no header: the raw mail starts with a blank line)"))
     if left_out:
         click.echo(ngettext("({count} more header line not shown; --raw writes the whole mail)",
                             "({count} more header lines not shown; --raw writes the whole mail)",
                             left_out).format(count=left_out))
-
-
-def _terminal_safe(text: str, keep_line_breaks: bool = False) -> str:
-    """Escape the characters a terminal acts on instead of printing them.
-
-    Control characters (ESC, a lone CR, C1 controls such as CSI), format characters
-    (bidirectional overrides) and line and paragraph separators become Python escapes
-    like ``\\x1b`` and ``\\u202e``. Tabs and spaces stay, and so do LFs with
-    ``keep_line_breaks``. Backslashes are not doubled, so a mail that contains the text
-    ``\\x1b`` looks the same as one that contains ESC: ``--raw`` gives the exact bytes.
-    """
-    import unicodedata
-
-    escaped = []
-    for character in text:
-        if (character.isprintable() or character == "\t"
-                or unicodedata.category(character) == "Zs"
-                or (keep_line_breaks and character == "\n")):
-            escaped.append(character)
-        else:
-            escaped.append(character.encode("unicode_escape").decode("ascii"))
-    return "".join(escaped)
 
 
 @quarantine.command("delete", help=_(

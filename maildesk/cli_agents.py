@@ -11,6 +11,7 @@ import click
 
 from maildesk.clicktext import INTEGER
 from maildesk.i18n import _, format_duration, ngettext
+from maildesk.terminal import terminal_safe
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def agents_held(app: Any) -> None:
     reasons = _hold_reasons(rows)
     for entry in rows:
         click.echo(f"{entry.id:>6}  {app.desk.tag(entry.ticket_id):>12}  "
-                   f"{ages[entry.id]:<{age_width}}  {entry.author:<32} {entry.subject}")
+                   f"{ages[entry.id]:<{age_width}}  {terminal_safe(entry.author):<32} "
+                   f"{terminal_safe(entry.subject)}")
         if entry.id in reasons:
             click.echo("        " + _("held because: {reason}").format(reason=reasons[entry.id]))
     if rows:

@@ -184,8 +184,11 @@ def test_tickets_views_escape_bidi_overrides(tmp_path: Path, database_url: str) 
 
     listing = _invoke("--config", str(config), "tickets", "list")
     shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket))
+    outbox = _invoke("--config", str(config), "outbox", "list", "--state", "pending")
 
     assert "\u202e" not in listing.output
+    assert "\u202e" not in outbox.output
+    assert "Pilne \\u202ednarg" in outbox.output
     assert "Pilne \\u202ednarg" in listing.output
     assert "\u202e" not in shown.output
     assert "Jan \\u202enimda <jan@example.org>" in shown.output
