@@ -460,6 +460,12 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
             time=app.desk.local_time(ticket.satisfaction_at)))
     click.echo(_("Requester: {name} <{address}>").format(
         name=terminal_safe(requester.name), address=terminal_safe(requester.address)))
+    participants = _participant_list(ticket)
+    if participants:
+        click.echo(_("Participants (they get the agents' replies): {participants}").format(
+            participants=participants))
+    if ticket.escalation_level:
+        click.echo(_("Escalation level: {level}").format(level=ticket.escalation_level))
     if ticket.linked_ticket_id:
         click.echo(_("Follows up ticket {number}").format(number=ticket.linked_ticket_id))
 
@@ -483,6 +489,25 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
     logins = _agent_logins()
     for event in ticket.events.order_by(models.Event.id):
         click.echo(terminal_safe(_event_line(app.desk, event, logins), keep_line_breaks=True))
+
+
+def _participant_list(ticket: Any) -> str:
+    """Return the ticket's participants as "Name <address>", comma-separated, escaped."""
+    from maildesk import models
+    from maildesk.escalation import DISPATCH_ROLE
+
+    entries = []
+    query = (models.Participant.select(models.Participant, models.Contact)
+             .join(models.Contact).where(models.Participant.ticket == ticket)
+             .order_by(models.Participant.id))
+    for participant in query:
+        contact = participant.contact
+        entry = f"{contact.name} <{contact.address}>" if contact.name else contact.address
+        if participant.role == DISPATCH_ROLE:
+            entry = _("{participant} (the mailbox the ticket was dispatched to)").format(
+                participant=entry)
+        entries.append(entry)
+    return terminal_safe(", ".join(entries))
 
 
 def _sla_lines(desk: Any, ticket: Any) -> list[str]:

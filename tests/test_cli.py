@@ -195,6 +195,23 @@ def test_tickets_views_escape_bidi_overrides(tmp_path: Path, database_url: str) 
     assert "Tekst \\u202eodwrócony" in shown.output
 
 
+def test_tickets_show_lists_participants(tmp_path: Path, database_url: str) -> None:
+    from maildesk import pipeline
+    from maildesk.desk import Desk
+
+    config = write_config(tmp_path, database_url)
+    desk = Desk.open(config)
+    first = pipeline.process(desk, mail(headers={"Cc": "Tomasz Lis <tomasz.lis@example.org>"}),
+                             "test:user")
+
+    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket),
+                    env={"MAILDESK_LANGUAGE": "pl"})
+
+    assert ("Uczestnicy (dostają odpowiedzi konsultantów): Tomasz Lis "
+            "<tomasz.lis@example.org>") in shown.output
+    assert "Poziom eskalacji" not in shown.output
+
+
 def test_tickets_show_names_follow_up_ticket(tmp_path: Path, database_url: str) -> None:
     from maildesk import pipeline
     from maildesk.desk import Desk
