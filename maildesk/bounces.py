@@ -2,12 +2,25 @@
 
 A bounce with a permanent failure of the address (``Action: failed`` and a status such
 as 5.1.1 that ``outbox.is_address_failure`` accepts) marks the contact as bounced, so
-``notify.queue_mail`` skips it from then on, replies of agents included. Bounces are easy
-to forge, so a report counts only for an address that the returned mail was sent to. The
-bounce must name a Message-ID of a mail maildesk sent (in its returned headers, its
-threading headers or a copy of the headers in its text), and that mail must have gone to
-the reported address. Those Message-IDs are random, so only the servers that carried the
-mail know them. Delays (4.x.x) are logged only.
+``notify.queue_mail`` skips it from then on, replies of agents included. Delays (4.x.x),
+a full mailbox and policy refusals are logged only. One failure of the address sets the
+mark, because an unknown user, a disabled mailbox or a domain without a route does not
+heal by itself.
+
+Bounces are easy to forge, so a report counts only for an address that the returned mail
+was sent to, and to no one else. The bounce must name a Message-ID of a mail maildesk
+sent (in its returned headers, its threading headers or a copy of the headers in its
+text). Those Message-IDs are random, so only the servers that carried the mail and its
+recipients know them. When a mail went to several addresses, each recipient can forge a
+report about the others, so such reports are ignored. The envelope sender proves nothing
+either, because maildesk sends every mail from the desk address, and every recipient
+finds that address in Return-Path.
+
+NOTE: a dead address that gets mail only together with others (a participant in Cc) is
+therefore never marked by a DSN. The desk's SMTP server marks it when it refuses the
+recipient (``outbox``), and otherwise each mail to it costs one ignored bounce.
+Per-recipient envelope senders (VERP) would prove who bounced, but they need one SMTP
+transaction per recipient and an MTA that delivers ``desk+token@`` to the desk's mailbox.
 """
 
 from __future__ import annotations
@@ -134,12 +147,10 @@ def returned_message_ids(message: ParsedMessage) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _returned_to(returned: list[models.Outbox], address: str) -> models.Outbox | None:
-    """Return the newest returned mail that maildesk sent to ``address``, or None."""
-    for row in sorted(returned, key=lambda row: row.id, reverse=True):
-        if f" {address} " in row.recipients:
-            return row
-    return None
+def _returned_to(returned: list[models.Outbox], address: str) -> list[models.Outbox]:
+    """Return the returned mails that maildesk sent to ``address``, newest first."""
+    return [row for row in sorted(returned, key=lambda row: row.id, reverse=True)
+            if f" {address} " in row.recipients]
 
 
 def record_bounces(message: ParsedMessage) -> list[str]:
@@ -171,12 +182,22 @@ def record_bounces(message: ParsedMessage) -> list[str]:
                           "address; still writing to it").format(address=report.address,
                                                                   status=report.status))
             continue
-        row = _returned_to(returned, report.address)
-        if row is None:
+        sent_to = _returned_to(returned, report.address)
+        if not sent_to:
             # Knowing the Message-ID of one's own mail must not silence another address.
             logger.warning(_("bounce {message_id} reports {address}, but the mail it returns "
                              "was not sent to that address; ignored").format(
                 message_id=message.message_id or "-", address=report.address))
+            continue
+        row = next((row for row in sent_to if row.recipients.split() == [report.address]),
+                   None)
+        if row is None:
+            # Every recipient of a mail to several addresses has its Message-ID.
+            logger.warning(_("bounce {message_id} reports {address}, but the mail it returns "
+                             "({returned}) also went to other addresses, whose readers could "
+                             "have written the report; ignored").format(
+                message_id=message.message_id or "-", address=report.address,
+                returned=sent_to[0].message_id))
             continue
         record_bounce(report.address, report.reason)
         models.Event.create(
@@ -195,3 +216,4 @@ def record_from_decision(decision: object) -> list[str]:
     if classification is None or classification.kind is not MailKind.BOUNCE:
         return []
     return record_bounces(decision.message)  # type: ignore[attr-defined]
+

@@ -547,6 +547,58 @@ def test_loops_bounce_of_other_recipients_mail_not_believed(tmp_path: Path,
     assert not models.Event.select().where(models.Event.action == "bounce_recorded").exists()
 
 
+AGENT_AUTHENTICATED = ("mx.example.com; dkim=pass header.d=example.com header.s=sel1; "
+                       "dmarc=pass header.from=example.com")
+
+
+def relay_to_requester_and_participant(desk: Desk) -> models.Outbox:
+    """Open a ticket with Anna in Cc and relay an agent's reply, one mail to both."""
+    pipeline.process(desk, mail(sender="jan.kowalski@example.org", message_id="<j1@example.org>",
+                                headers={"Cc": "Anna Nowak <anna.nowak@example.org>"}), "t:1")
+    acknowledgement = next(row for row in outbox_rows() if row.kind == "ack")
+    pipeline.process(desk, mail(sender="Marek Zieliński <marek.zielinski@example.com>",
+                                subject="Re: Drukarka nie drukuje",
+                                body="Proszę wyłączyć i włączyć drukarkę.\n",
+                                message_id="<a1@example.com>",
+                                headers={"In-Reply-To": acknowledgement.message_id,
+                                         "Authentication-Results": AGENT_AUTHENTICATED}), "t:2")
+    [relay] = [row for row in outbox_rows() if row.kind == "reply"]
+    return relay
+
+
+@pytest.mark.parametrize("reported", ["anna.nowak@example.org", "jan.kowalski@example.org"])
+def test_loops_dsn_about_one_of_several_recipients_ignored(tmp_path: Path, database_url: str,
+                                                           reported: str) -> None:
+    # Every recipient of the relay has its Message-ID and could forge this report.
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    relay = relay_to_requester_and_participant(desk)
+
+    outcome = pipeline.process(desk, dsn(relay.message_id, reported), "t:3")
+
+    assert sorted(relay.recipients.split()) == ["anna.nowak@example.org",
+                                                "jan.kowalski@example.org"]
+    assert outcome.action == "ignore"
+    contact = models.Contact.get(models.Contact.address == reported)
+    assert contact.bounced_at is None
+    assert not models.Event.select().where(models.Event.action == "bounce_recorded").exists()
+
+
+def test_loops_dsn_about_sole_recipient_after_relay(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    relay_to_requester_and_participant(desk)
+    acknowledgement = next(row for row in outbox_rows() if row.kind == "ack")
+
+    pipeline.process(desk, dsn(acknowledgement.message_id, "jan.kowalski@example.org"), "t:3")
+
+    assert acknowledgement.recipients.split() == ["jan.kowalski@example.org"]
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is not None
+    [event] = models.Event.select().where(models.Event.action == "bounce_recorded")
+    assert json.loads(event.detail)["address"] == "jan.kowalski@example.org"
+
+
 # --------------------------------------------------------------------------- notifications
 
 
