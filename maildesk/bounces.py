@@ -21,6 +21,10 @@ therefore never marked by a DSN. The desk's SMTP server marks it when it refuses
 recipient (``outbox``), and otherwise each mail to it costs one ignored bounce.
 Per-recipient envelope senders (VERP) would prove who bounced, but they need one SMTP
 transaction per recipient and an MTA that delivers ``desk+token@`` to the desk's mailbox.
+
+The mark does not expire, because mail to a dead address would only bounce again. A
+person's mail from the address that reaches a ticket clears it (``tickets.apply`` calls
+``clear_mark``).
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
-from maildesk import models
+from maildesk import models, statements
 from maildesk.classify import MailKind
 from maildesk.i18n import _
 from maildesk.outbox import is_address_failure, record_bounce
@@ -217,3 +222,38 @@ def record_from_decision(decision: object) -> list[str]:
         return []
     return record_bounces(decision.message)  # type: ignore[attr-defined]
 
+
+def clear_mark(contact: models.Contact, *, actor: str, ticket: int | None = None,
+               message_id: str | None = None, marked_before: datetime | None = None) -> bool:
+    """Clear a contact's bounce mark, log it and record an event. Return False without a mark.
+
+    With ``marked_before``, a mark recorded at that time or later stays. Another process
+    may record a bounce while a mail is processed, and that bounce is newer than the mail.
+    """
+    if contact.bounced_at is None:
+        return False
+
+    query = models.Contact.update(bounced_at=None, bounce_reason=None).where(
+        models.Contact.id == contact.id, models.Contact.bounced_at.is_null(False))
+    if marked_before is not None:
+        query = query.where(models.Contact.bounced_at < marked_before)
+    if not query.execute():
+        return False
+
+    statements.insert_later(
+        models.Event, ticket=ticket, actor=actor, action="bounce_cleared",
+        detail=json.dumps({"address": contact.address, "bounce_reason": contact.bounce_reason,
+                           "message_id": message_id}, ensure_ascii=False))
+    if message_id:
+        text = _("{address} is no longer marked as bounced, because mail {message_id} came "
+                 "from it (ticket {ticket}); it bounced at {time} UTC: {reason}")
+    else:
+        text = _("{address} is no longer marked as bounced: cleared by {actor}; it bounced "
+                 "at {time} UTC: {reason}")
+    logger.info(text.format(
+        address=contact.address, message_id=message_id, ticket=ticket or "-", actor=actor,
+        time=contact.bounced_at.isoformat(sep=" ", timespec="seconds"),
+        reason=contact.bounce_reason or "-"))
+    contact.bounced_at = None
+    contact.bounce_reason = None
+    return True

@@ -7,6 +7,7 @@ explained, logged and tested without touching the database.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -52,6 +53,8 @@ class Decision:
     rejection: str | None = None
     # The agent/user conversation plan from ``maildesk.conversation.review``, or None.
     conversation: Any = None
+    # The time of the decision. A bounce mark recorded later stays when the mail is applied.
+    decided_at: datetime = field(default_factory=models.utcnow)
 
     @property
     def sender(self) -> str:

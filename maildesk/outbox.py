@@ -229,7 +229,7 @@ def renew_claim(row: models.Outbox) -> bool:
 
 
 def record_bounce(address: str, reason: str) -> None:
-    """Remember that an address refused mail, so no more automatic mail goes to it."""
+    """Mark an address as bounced, so maildesk writes no mail to it until the mark is cleared."""
     contact, _created = models.Contact.get_or_create(address=address.lower())
     models.Contact.update(bounced_at=utcnow(), bounce_reason=reason[:2000]).where(
         models.Contact.id == contact.id).execute()

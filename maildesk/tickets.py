@@ -246,6 +246,22 @@ def _create_ticket(desk: Desk, decision: Decision,
     return ticket, plan
 
 
+def _clear_bounce_mark(decision: Decision, ticket: models.Ticket,
+                       contact: models.Contact | None = None) -> None:
+    """Clear the sender's bounce mark, because a person's mail reached a ticket from there.
+
+    ``contact`` is the sender's, when the caller has read it. The From address is not
+    authenticated, so a forger can clear a mark too. That costs one more mail to a dead
+    address, and the bounce of a mail to it alone sets the mark again.
+    """
+    if contact is None:
+        contact = statements.first(models.Contact, address=decision.sender)
+    if contact is not None:
+        bounces.clear_mark(contact, actor=decision.sender, ticket=ticket.id,
+                           message_id=decision.message.message_id,
+                           marked_before=decision.decided_at)
+
+
 def _acknowledge(desk: Desk, decision: Decision, ticket: models.Ticket) -> QueuedMail | None:
     message = decision.message
     requester = ticket.requester
@@ -299,6 +315,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "routing": routing,
                 "linked_ticket": decision.linked_ticket.id if decision.linked_ticket else None,
             })
+            _clear_bounce_mark(decision, ticket, contact)
             _add_entry(decision, ticket, hashes)
             _add_participants(desk, decision, ticket)
             queued.extend(servicehooks.on_ticket_created(desk, decision, ticket, plan))
@@ -316,6 +333,8 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "evidence": decision.follow_up.evidence.value,
                 "message_id": decision.message.message_id,
             })
+            if decision.entry_kind not in ("auto_reply", "held"):
+                _clear_bounce_mark(decision, ticket)
             if decision.entry_kind == "customer":
                 _add_participants(desk, decision, ticket)
             models.Ticket.update(updated_at=utcnow()).where(

@@ -27,7 +27,7 @@ from maildesk.desk import Desk
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
-from maildesk.outbox import Sender
+from maildesk.outbox import Sender, record_bounce
 from maildesk.parse import parse_message
 from maildesk.tickets import apply
 from maildesk.wiring import load_rules
@@ -421,22 +421,35 @@ def test_loops_incoming_dsn_marks_address_bounced(tmp_path: Path, database_url: 
     assert len(outbox_rows()) == 1
 
 
-def test_loops_bounced_sender_gets_no_acknowledgement(tmp_path: Path, database_url: str,
-                                                      smtp) -> None:
+def test_loops_mail_from_bounced_sender_clears_mark(tmp_path: Path, database_url: str,
+                                                   smtp, caplog: pytest.LogCaptureFixture) -> None:
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
     pipeline.process(desk, mail(sender="jan.kowalski@example.org",
                                 message_id="<j1@example.org>"), "t:1")
     send_all(desk)
     pipeline.process(desk, dsn(outbox_rows()[0].message_id, "jan.kowalski@example.org"), "t:2")
+    marked = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
 
-    again = pipeline.process(desk, mail(sender="jan.kowalski@example.org",
-                                        message_id="<j2@example.org>",
-                                        subject="Nowa sprawa"), "t:3")
+    with caplog.at_level("INFO", logger="maildesk.bounces"):
+        again = pipeline.process(desk, mail(sender="jan.kowalski@example.org",
+                                            message_id="<j2@example.org>",
+                                            subject="Nowa sprawa"), "t:3")
 
+    assert marked.bounced_at is not None
     assert again.action == "create"
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is None
+    assert contact.bounce_reason is None
     acknowledgements = [row for row in outbox_rows() if row.ticket_id == again.ticket
                         and row.kind == "ack"]
-    assert acknowledgements == []
+    assert len(acknowledgements) == 1
+    [event] = models.Event.select().where(models.Event.action == "bounce_cleared")
+    assert (event.ticket_id, event.actor) == (again.ticket, "jan.kowalski@example.org")
+    assert json.loads(event.detail)["message_id"] == "<j2@example.org>"
+    assert "5.1.1" in json.loads(event.detail)["bounce_reason"]
+    [line] = [record.getMessage() for record in caplog.records
+              if record.name == "maildesk.bounces" and "<j2@example.org>" in record.getMessage()]
+    assert "jan.kowalski@example.org" in line
 
 
 def test_loops_concurrent_bounce_is_kept(tmp_path: Path, database_url: str) -> None:
@@ -597,6 +610,47 @@ def test_loops_dsn_about_sole_recipient_after_relay(tmp_path: Path, database_url
     assert contact.bounced_at is not None
     [event] = models.Event.select().where(models.Event.action == "bounce_recorded")
     assert json.loads(event.detail)["address"] == "jan.kowalski@example.org"
+
+
+def test_loops_reply_from_bounced_participant_clears_mark(tmp_path: Path,
+                                                          database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url,
+                     commands={"trusted_authserv_ids": ["mx.example.com"]})
+    relay = relay_to_requester_and_participant(desk)
+    record_bounce("anna.nowak@example.org", "550 5.1.1 user unknown")
+
+    outcome = pipeline.process(desk, mail(sender="Anna Nowak <anna.nowak@example.org>",
+                                          subject=f"Re: {relay.subject}",
+                                          body="U mnie też nie drukuje.\n",
+                                          message_id="<n1@example.org>",
+                                          headers={"In-Reply-To": relay.message_id}), "t:3")
+
+    assert outcome.action == "append"
+    contact = models.Contact.get(models.Contact.address == "anna.nowak@example.org")
+    assert contact.bounced_at is None
+    [event] = models.Event.select().where(models.Event.action == "bounce_cleared")
+    assert (event.ticket_id, event.actor) == (outcome.ticket, "anna.nowak@example.org")
+
+
+def test_loops_auto_reply_keeps_bounce_mark(tmp_path: Path, database_url: str) -> None:
+    # An auto-responder replies for mailboxes that nobody reads, so its mail keeps the mark.
+    desk = make_desk(tmp_path, database_url)
+    created = pipeline.process(desk, mail(sender="jan.kowalski@example.org",
+                                          message_id="<j1@example.org>"), "t:1")
+    acknowledgement = outbox_rows()[0]
+    record_bounce("jan.kowalski@example.org", "550 5.1.1 user unknown")
+
+    outcome = pipeline.process(desk, mail(sender="jan.kowalski@example.org",
+                                          subject="Automatyczna odpowiedź: Drukarka",
+                                          body="Jestem na urlopie.\n",
+                                          message_id="<ooo1@example.org>",
+                                          headers={"In-Reply-To": acknowledgement.message_id,
+                                                   "Auto-Submitted": "auto-replied"}), "t:2")
+
+    assert (outcome.action, outcome.ticket) == ("append", created.ticket)
+    contact = models.Contact.get(models.Contact.address == "jan.kowalski@example.org")
+    assert contact.bounced_at is not None
+    assert not models.Event.select().where(models.Event.action == "bounce_cleared").exists()
 
 
 # --------------------------------------------------------------------------- notifications
