@@ -24,7 +24,7 @@ transaction per recipient and an MTA that delivers ``desk+token@`` to the desk's
 
 The mark does not expire, because mail to a dead address would only bounce again. A
 person's mail from the address that reaches a ticket clears it (``tickets.apply`` calls
-``clear_mark``).
+``clear_mark``), and so does ``maildesk contacts clear-bounce``.
 """
 
 from __future__ import annotations

@@ -93,6 +93,7 @@ def _action_label(action: str) -> str:
         "participants_limited": _("only some addresses became participants"),
         "repeated_text_ignored": _("a repeated text treated as an automatic reply"),
         "bounce_recorded": _("bounce recorded"),
+        "bounce_cleared": _("bounce mark cleared"),
         "automatic_mail_limited": _("automatic mail held back by the hourly limit"),
         "mail_not_sent": _("mail not sent: its template failed"),
         "quarantined": _("quarantined"),
@@ -632,9 +633,10 @@ def _agent_logins() -> dict[str, str]:
             for address in agent.addresses.split()}
 
 
-@click.group(help=_("Show and correct the data maildesk stores about a requester."))
+@click.group(help=_("Show and correct the data maildesk stores about requesters and the "
+                    "addresses it writes to."))
 def contacts() -> None:
-    """Show and correct the data maildesk stores about a requester."""
+    """Show and correct the data maildesk stores about requesters and the addresses it writes to."""
 
 
 @contacts.command("language", help=_(
@@ -683,6 +685,57 @@ def contacts_language(app: Any, address: str, language: str | None) -> None:
         "mail to {address} is now in {language}; {count} open tickets switched",
         switched).format(address=normalized, count=switched,
                          language=translated_label(LANGUAGE_NAMES, new)))
+
+
+@contacts.command("bounced", help=_(
+    "List the addresses that maildesk does not write to because mail to them bounced, "
+    "with the time and the reason."))
+@click.pass_obj
+def contacts_bounced(app: Any) -> None:
+    """List the addresses marked as bounced, newest mark first."""
+    from maildesk import models
+
+    app.open()
+    rows = list(models.Contact.select().where(models.Contact.bounced_at.is_null(False))
+                .order_by(models.Contact.bounced_at.desc(), models.Contact.address))
+    if not rows:
+        click.echo(_("no address is marked as bounced"))
+        return
+
+    # The address and the reason come from bounces, which anyone can write.
+    addresses = [_terminal_safe(row.address) for row in rows]
+    header = (_("address"), _("bounced at"), _("reason"))
+    address_width = max(len(header[0]), *(len(address) for address in addresses))
+    time_width = max(len(header[1]), len(app.desk.local_time(rows[0].bounced_at)))
+    click.echo(f"{header[0]:<{address_width}} {header[1]:<{time_width}} {header[2]}")
+    for row, address in zip(rows, addresses, strict=True):
+        reason = _terminal_safe(row.bounce_reason or "-")
+        click.echo(f"{address:<{address_width}} "
+                   f"{app.desk.local_time(row.bounced_at):<{time_width}} {reason}")
+    click.echo(ngettext("{count} address marked as bounced", "{count} addresses marked as "
+                        "bounced", len(rows)).format(count=len(rows)))
+
+
+@contacts.command("clear-bounce", help=_(
+    "Clear the bounce mark of an address, so maildesk writes to it again. A new mail from "
+    "the address clears the mark too."))
+@click.argument("address", metavar=_("ADDRESS"))
+@click.pass_obj
+def contacts_clear_bounce(app: Any, address: str) -> None:
+    """Clear the bounce mark of an address, with an event and a log line."""
+    from maildesk import bounces, models
+
+    app.open()
+    normalized = address.strip().lower()
+    with models.database_proxy.atomic():
+        contact = models.Contact.get_or_none(models.Contact.address == normalized)
+        cleared = contact is not None and bounces.clear_mark(contact, actor="admin")
+    if not cleared:
+        raise click.ClickException(_(
+            "{address} is not marked as bounced; 'maildesk contacts bounced' lists the "
+            "addresses that are").format(address=normalized))
+    click.echo(_("{address} is no longer marked as bounced; maildesk writes to it again")
+               .format(address=normalized))
 
 
 @click.group(help=_("Inspect and retry outgoing mail."))

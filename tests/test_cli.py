@@ -507,6 +507,43 @@ def test_tickets_list_columns_fit_polish_status(tmp_path: Path, database_url: st
     assert waiting.index("zofia") == header.index("zgłaszający")
 
 
+def test_contacts_bounced_lists_and_clears(tmp_path: Path, database_url: str) -> None:
+    from maildesk.outbox import record_bounce
+
+    config = str(write_config(tmp_path, database_url))
+    _invoke("--config", config, "deliver", input=mail())
+    # The reason comes from a bounce, which anyone can write, so ESC must not reach the terminal.
+    record_bounce("zofia.wisniewska@example.org", "550 5.1.1 user unknown \x1b[2J")
+
+    listed = _invoke("--config", config, "contacts", "bounced")
+    listed_polish = _invoke("--config", config, "contacts", "bounced",
+                            env={"MAILDESK_LANGUAGE": "pl"})
+    cleared = _invoke("--config", config, "contacts", "clear-bounce",
+                      "Zofia.Wisniewska@example.org")
+    listed_after = _invoke("--config", config, "contacts", "bounced")
+    again = _invoke("--config", config, "contacts", "clear-bounce",
+                    "zofia.wisniewska@example.org", env={"MAILDESK_LANGUAGE": "pl"})
+
+    assert listed.exit_code == 0, listed.output
+    header, row, total = listed.stdout.splitlines()
+    assert header.split() == ["address", "bounced", "at", "reason"]
+    assert row.startswith("zofia.wisniewska@example.org ")
+    assert row.endswith(" 550 5.1.1 user unknown \\x1b[2J")
+    assert total == "1 address marked as bounced"
+    assert listed_polish.stdout.splitlines()[-1] == "1 adres oznaczony jako niedoręczalny"
+    assert cleared.exit_code == 0, cleared.output
+    assert cleared.stdout == ("zofia.wisniewska@example.org is no longer marked as bounced; "
+                              "maildesk writes to it again\n")
+    contact = models.Contact.get(models.Contact.address == "zofia.wisniewska@example.org")
+    assert contact.bounced_at is None
+    [event] = models.Event.select().where(models.Event.action == "bounce_cleared")
+    assert (event.ticket_id, event.actor) == (None, "admin")
+    assert listed_after.stdout == "no address is marked as bounced\n"
+    assert again.exit_code == 1
+    assert "adres zofia.wisniewska@example.org nie jest oznaczony jako niedoręczalny" in (
+        again.output)
+
+
 def test_deliver_exits_75_when_database_is_down(tmp_path: Path) -> None:
     config = write_config(tmp_path, "postgresql://postgres@127.0.0.1:1/none")
 
