@@ -703,13 +703,13 @@ def contacts_bounced(app: Any) -> None:
         return
 
     # The address and the reason come from bounces, which anyone can write.
-    addresses = [_terminal_safe(row.address) for row in rows]
+    addresses = [terminal_safe(row.address) for row in rows]
     header = (_("address"), _("bounced at"), _("reason"))
     address_width = max(len(header[0]), *(len(address) for address in addresses))
     time_width = max(len(header[1]), len(app.desk.local_time(rows[0].bounced_at)))
     click.echo(f"{header[0]:<{address_width}} {header[1]:<{time_width}} {header[2]}")
     for row, address in zip(rows, addresses, strict=True):
-        reason = _terminal_safe(row.bounce_reason or "-")
+        reason = terminal_safe(row.bounce_reason or "-")
         click.echo(f"{address:<{address_width}} "
                    f"{app.desk.local_time(row.bounced_at):<{time_width}} {reason}")
     click.echo(ngettext("{count} address marked as bounced", "{count} addresses marked as "
