@@ -9,6 +9,9 @@ The From address alone proves nothing: anyone can write it. Three policies are o
   DKIM-Signature header without a verdict, is ignored.
 - ``dkim``: maildesk verifies a DKIM signature (RFC 6376) of the agent's domain itself.
 - ``address_only``: the From address is trusted; start-up logs a warning.
+
+Under every policy the header fields the desk acts on must be unambiguous, and under
+``dkim`` also signed (``maildesk.authheaders``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from maildesk.authheaders import header_problem, unsigned_headers
 from maildesk.errors import TemporaryError
 from maildesk.i18n import N_, _
 from maildesk.parse import ParsedMessage
@@ -226,7 +230,10 @@ def check_authentication_results(message: ParsedMessage, domain: str,
 def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) -> Verdict:
     """Verify the DKIM signatures of ``raw``; pass when one of an aligned domain verifies.
 
-    A signature with a body length limit (``l=``) never passes.
+    A signature with a body length limit (``l=``) never passes, and neither does one
+    whose ``h=`` tag lists a field of ``authheaders.SIGNED_HEADERS`` fewer times than
+    the mail has it. Instances are counted as dkimpy reads the header block, which is
+    how the desk reads it once ``authheaders.header_problem`` found nothing wrong.
 
     ``dns_txt(name, timeout=...)`` returns the TXT record of a selector; None uses the
     system resolver (dnspython). Raises TemporaryError when the look-up times out, so
@@ -256,8 +263,8 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
 
     outcomes: list[str] = []
     for index in range(count):
-        verifier = dkim.DKIM(raw, logger=logger)
         try:
+            verifier = dkim.DKIM(raw, logger=logger)
             passed = verifier.verify(idx=index, dnsfunc=recording_lookup)
         except dkim.DKIMException as error:
             logger.debug("DKIM signature %d does not verify: %s", index, error)
@@ -275,20 +282,31 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
                                       "header.d={signer}"), signer=signer))
             continue
         if passed and aligned(signer, domain):
-            return Verdict(True, policy, f"dkim=pass header.d={signer}")
+            unsigned = unsigned_headers((name.decode("ascii", "replace")
+                                         for name, _value in verifier.headers),
+                                        (name.decode("ascii", "replace")
+                                         for name in verifier.include_headers))
+            if not unsigned:
+                return Verdict(True, policy, f"dkim=pass header.d={signer}")
+            # A field outside h= can be added or changed, and the signature still verifies.
+            outcomes.append(Reason(N_("dkim=pass header.d={signer}, but h= does not cover "
+                                      "every instance of {names}"),
+                                   signer=signer, names=", ".join(unsigned)))
+            continue
         outcomes.append(f"dkim={'pass' if passed else 'fail'} header.d={signer}")
     # A single outcome keeps its translation; several are joined as raw results.
     return Verdict(False, policy, outcomes[0] if len(outcomes) == 1 else ", ".join(outcomes))
 
 
-def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy: str,
+def authenticate(message: ParsedMessage, raw: bytes, address: str, policy: str,
                  trusted_ids: tuple[str, ...], dns_txt: DnsTxtLookup | None = None) -> Verdict:
-    """Check that ``message`` really comes from ``address`` under ``policy``.
+    """Check that ``message`` (parsed from ``raw``) really comes from ``address``.
 
     A mail with several From mailboxes fails under every policy: the desk reads the
     first, while DKIM may cover another, so no verdict names the author (RFC 7489, 6.6.1).
     So does a mail whose address comes from Sender or Reply-To, because DMARC and a
-    submission server check the From address only.
+    submission server check the From address only, and a mail whose header fields are
+    ambiguous (``authheaders.header_problem``).
     """
     if message.from_count > 1:
         return Verdict(False, policy, Reason(
@@ -298,13 +316,13 @@ def authenticate(message: ParsedMessage, raw: bytes | None, address: str, policy
         return Verdict(False, policy, Reason(
             N_("no usable From mailbox, the address comes from {header}"),
             header=message.author_header))
+    problem = header_problem(message, raw)
+    if problem is not None:
+        return Verdict(False, policy, problem)
     domain = address.rpartition("@")[2].lower()
     if policy == "address_only":
         return Verdict(True, policy, Reason(N_("address only")))
     if policy == "dkim":
-        if raw is None:
-            return Verdict(False, policy,
-                           Reason(N_("raw mail not available for DKIM verification")))
         return verify_dkim(raw, domain, dns_txt)
     return check_authentication_results(message, domain, trusted_ids)
 

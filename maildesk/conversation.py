@@ -204,8 +204,7 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
         note_reason = "reference"
     kind = "internal_note" if note_reason else "agent_reply"
 
-    raw = decision.raw if settings.authentication == "dkim" else None
-    verdict = authenticate(message, raw, decision.sender, settings.authentication,
+    verdict = authenticate(message, decision.raw, decision.sender, settings.authentication,
                            settings.trusted_authserv_ids, desk.dns_txt)
     common: dict[str, Any] = dict(login=login, name=name, address=address, language=language,
                                   body=block.body, block=block, verdict=verdict,

@@ -32,6 +32,10 @@ SELECTOR = b"sel1"
 
 @pytest.fixture(scope="module")
 def signing_key() -> tuple[bytes, bytes]:
+    return make_signing_key()
+
+
+def make_signing_key() -> tuple[bytes, bytes]:
     """Return a private key (PEM) and the TXT record that publishes its public half."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(serialization.Encoding.PEM,
