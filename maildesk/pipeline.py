@@ -328,7 +328,8 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
                 duplicate = is_duplicate(key)
             with mail_context(message_id=message.message_id or key):
                 if duplicate:
-                    reused = _reuses_message_id(desk, key, message, raw_sha256)
+                    reused = (not _from_agent(desk, message)
+                              and _reuses_message_id(desk, key, message, raw_sha256))
                     if reused:
                         key = _content_key(key, message)
                     if not reused or is_duplicate(key):
@@ -352,6 +353,20 @@ def _recorded_keys(raw_sha256: str, key: str | None) -> set[str]:
     keys = [processed_key(raw_sha256)] if key is None else [processed_key(raw_sha256), key]
     rows = statements.select_in(models.ProcessedMessage, "dedupe_key", keys)
     return {row.dedupe_key for row in rows}
+
+
+def _from_agent(desk: Desk, message: ParsedMessage) -> bool:
+    """Tell whether the mail comes from an agent's address.
+
+    A second mail under an agent's Message-ID is taken as a copy even when its subject
+    or text differs. A copy of a signed mail may differ in white space that DKIM's
+    relaxed canonicalization ignores, so its signature still verifies, and running its
+    commands again would be a replay. The exception in ``_reuses_message_id`` is for
+    scanners and scripts that reuse Message-IDs, which RFC 5322 (3.6.4) requires to be
+    unique.
+    """
+    return (message.from_address is not None
+            and message.from_address.normalized in desk.agent_addresses)
 
 
 def _reuses_message_id(desk: Desk, key: str, message: ParsedMessage, raw_sha256: str) -> bool:

@@ -306,3 +306,20 @@ def test_dkim_unsigned_in_reply_to_held(tmp_path: Path, database_url: str,
     assert rejected.ticket_id == second
     assert "does not cover every instance of In-Reply-To" in rejected.detail
 
+
+def test_dkim_white_space_copy_is_duplicate(tmp_path: Path, database_url: str,
+                                            signing_key: tuple[bytes, bytes]) -> None:
+    private, record = signing_key
+    desk, first, _second, acks = two_tickets(tmp_path, database_url, authentication="dkim")
+    desk.dns_txt = lookup_for(record)
+    genuine = signed(agent_raw(body="Gotowe.\n", in_reply_to=acks[first]), private)
+    pipeline.process(desk, genuine, "test:agent")
+    # Relaxed header canonicalization ignores the second space: the signature verifies.
+    copy = genuine.replace(b"Subject: Re: Drukarka", b"Subject: Re:  Drukarka")
+    assert verify_dkim(copy, "example.com", lookup_for(record)).passed
+
+    outcome = pipeline.process(desk, copy, "test:replay")
+
+    assert outcome.action == "duplicate"
+    replies = models.Outbox.select().where(models.Outbox.kind == "reply")
+    assert replies.count() == 1
