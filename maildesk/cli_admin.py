@@ -869,6 +869,7 @@ def quarantine() -> None:
 def quarantine_list(app: Any) -> None:
     """List quarantined mail that is still held."""
     from maildesk import models
+    from maildesk.quarantine import has_raw_mail
 
     app.open()
     rows = list(models.Quarantine.select().where(models.Quarantine.state == "held")
@@ -879,7 +880,9 @@ def quarantine_list(app: Any) -> None:
         click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<32} {header[3]}")
     for row in rows:
         # Escaped as 'quarantine show' escapes them, so both print the same text.
-        sender, subject = terminal_safe(row.sender), terminal_safe(row.subject)
+        subject = (row.subject if has_raw_mail(row)
+                   else _("(the source could not read the mail)"))
+        sender, subject = terminal_safe(row.sender), terminal_safe(subject)
         click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} {sender:<32} "
                    f"{subject}\n      "
                    + _("error, as recorded: {error}").format(error=terminal_safe(row.error)))
@@ -898,10 +901,20 @@ def quarantine_retry(app: Any, quarantine_id: int) -> None:
     while the mail was processed. In the second case the outcome line on standard
     output still reports what became of the mail.
     """
+    from maildesk import models
     from maildesk import quarantine as quarantine_module
     from maildesk.wiring import load_rules
 
     desk = app.desk
+    app.open()
+    row = models.Quarantine.get_or_none(models.Quarantine.id == quarantine_id)
+    if row is not None and row.state == "held" and not quarantine_module.has_raw_mail(row):
+        raise click.ClickException(_(
+            "quarantine entry {id} has no stored mail to process, because its source could "
+            "not read it: {error}. Once the mail is readable, move it from the quarantine "
+            "folder of the source back into the mailbox, where the daemon processes it, and "
+            "then delete this entry with 'maildesk quarantine delete {id}'").format(
+            id=row.id, error=row.error))
     try:
         retried = quarantine_module.retry(desk, quarantine_id, load_rules(desk))
     except quarantine_module.RawMailUnreadableError as error:
@@ -951,12 +964,20 @@ def quarantine_show(app: Any, quarantine_id: int, raw: bool, output: str | None)
     missing from the store is reported on stderr, and the command then exits with 1.
     """
     from maildesk import models
+    from maildesk.quarantine import has_raw_mail
 
     desk = app.desk
     row = models.Quarantine.get_or_none(models.Quarantine.id == quarantine_id)
     if row is None:
         raise click.ClickException(_("quarantine entry {id} not found; 'maildesk quarantine "
                                      "list' shows the held ones").format(id=quarantine_id))
+
+    if not has_raw_mail(row):
+        if raw or output is not None:
+            raise click.ClickException(_("quarantine entry {id} has no stored raw mail, because "
+                                         "its source could not read it").format(id=row.id))
+        _print_quarantine_entry(desk, row, None)
+        return
 
     try:
         content: bytes | None = desk.store.get_message(row.raw_sha256)
@@ -1003,7 +1024,7 @@ def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
     fields went through ``clean_text``, which keeps CR, LF and bidirectional overrides.
     So they are escaped like the header lines, which come straight from the sender.
     """
-    from maildesk.quarantine import STATE_LABELS, header_lines
+    from maildesk.quarantine import STATE_LABELS, has_raw_mail, header_lines
 
     click.echo(_("Quarantined mail {id}: {state}").format(
         id=row.id, state=translated_label(STATE_LABELS, row.state)))
@@ -1013,7 +1034,9 @@ def _print_quarantine_entry(desk: Any, row: Any, content: bytes | None) -> None:
         message_id=terminal_safe(row.message_id or "-")))
     click.echo(_("Sender: {sender}").format(sender=terminal_safe(row.sender or "-")))
     click.echo(_("Subject: {subject}").format(subject=terminal_safe(row.subject or "-")))
-    if content is None:
+    if not has_raw_mail(row):
+        click.echo(_("Raw mail: not stored, because the source could not read it"))
+    elif content is None:
         click.echo(_("Raw mail: cannot be read, sha256 {sha256}").format(sha256=row.raw_sha256))
     else:
         click.echo(_("Raw mail: {size} B, sha256 {sha256}").format(
@@ -1064,6 +1087,10 @@ def quarantine_delete(app: Any, quarantine_id: int) -> None:
     if row is None:
         raise click.ClickException(_("quarantine entry {id} not found or not held").format(
             id=quarantine_id))
+    if not quarantine_module.has_raw_mail(row):
+        click.echo(_("quarantine entry {id} deleted; it had no raw mail, because its source "
+                     "could not read it").format(id=row.id))
+        return
     click.echo(_("quarantine entry {id} deleted; its raw mail stays stored, and 'maildesk "
                  "quarantine show {id} --raw' still writes it").format(id=row.id))
 

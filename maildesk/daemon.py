@@ -27,6 +27,7 @@ from maildesk.i18n import _, ngettext
 from maildesk.logcontext import mail_context
 from maildesk.outbox import FIRST_RETRY, Sender
 from maildesk.parseahead import ParseAhead
+from maildesk.quarantine import quarantine_unread
 from maildesk.reasons import outcome_label
 from maildesk.sources import FetchedMail, Source
 
@@ -176,11 +177,16 @@ class Daemon:
                     # The helper's log lines for the mail are logged with its source.
                     with mail_context(source=mail.source):
                         parsed = next(parses)
-                    outcome = pipeline.process(self.desk, mail.raw, mail.source, rules,
-                                               parsed)
-                    self.outcomes[outcome.action] += 1
-                    in_quarantine = outcome.action == "quarantined" or outcome.in_quarantine
-                    (quarantined if in_quarantine else done).append(mail)
+                    if mail.read_error is not None:
+                        self._quarantine_unread(mail)
+                        quarantined.append(mail)
+                    else:
+                        outcome = pipeline.process(self.desk, mail.raw, mail.source, rules,
+                                                   parsed)
+                        self.outcomes[outcome.action] += 1
+                        in_quarantine = (outcome.action == "quarantined"
+                                         or outcome.in_quarantine)
+                        (quarantined if in_quarantine else done).append(mail)
                     handled += 1
                     # Counted here, so the summary of a pass that fails later is right.
                     self.processed += 1
@@ -196,6 +202,13 @@ class Daemon:
             if not self.holds_mailbox():
                 break
         return handled
+
+    def _quarantine_unread(self, mail: FetchedMail) -> None:
+        """Record a mail that the source gave up reading, so the source can move it away."""
+        assert mail.read_error is not None
+        with mail_context(source=mail.source):
+            quarantine_unread(self.desk, mail.source, mail.read_error)
+        self.outcomes["quarantined"] += 1
 
     def _acknowledge(self, mails: list[FetchedMail]) -> None:
         """Release processed mail at the source, the whole batch at once where it can.

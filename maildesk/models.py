@@ -303,7 +303,8 @@ class ProcessedMessage(BaseModel):
 class Quarantine(BaseModel):
     """A mail that could not be processed, kept with its error for an admin.
 
-    ``state`` is held, released (processed again) or deleted.
+    ``state`` is held, released (processed again) or deleted. ``raw_sha256`` is empty
+    when the source could not read the mail, so no raw mail is stored.
     """
 
     raw_sha256 = pw.CharField(max_length=64, index=True)

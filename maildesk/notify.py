@@ -139,6 +139,9 @@ def sample_variants(desk: Desk, language: str = "pl"
         changed = copy.deepcopy(sample_context(desk, language))
         changed["reply"]["new_status"] = status
         variants.append((("new_status",), changed))
+    unread = copy.deepcopy(sample_context(desk, language))
+    unread["quarantine"].update(unread=True, sender="-", message_id="-")
+    variants.append((("unread",), unread))
     return variants
 
 
@@ -210,6 +213,8 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
         "source": "imap:INBOX/42", "error": "ParseError: empty message",
         "retry_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine retry 7",
         "show_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine show 7",
+        "delete_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine delete 7",
+        "unread": False,
     }
     message = {
         "sender_name": "Zofia Wiśniewska", "sender_address": "zofia@example.org",

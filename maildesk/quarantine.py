@@ -4,6 +4,10 @@ The raw bytes go to the raw store in the transaction that records why the mail i
 and the admins get one notice per mail. ``maildesk quarantine retry`` processes the
 mail again once the cause is fixed, and ``maildesk quarantine delete`` takes it off the
 list without removing its raw bytes.
+
+A mail that its source could not read is held without raw bytes (``quarantine_unread``),
+so ``retry`` has nothing to process: the admin makes the mail readable and moves it
+back into the mailbox, where the daemon reads it as new mail.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ STATE_LABELS = {
 # The line ends of the standard library's email parser (email.feedparser), which the
 # pipeline parses with: CRLF, LF, and a lone CR.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+
+# The raw_sha256 of an entry whose mail the source could not read, so nothing is stored.
+NO_RAW_MAIL = ""
 
 
 def _first_line(raw: bytes, name: bytes) -> str:
@@ -132,24 +139,7 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
         models.Event.create(ticket=None, actor="maildesk", action="quarantined",
                             detail=description)
         _mark_processed(raw_sha256, source)
-        admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
-        if admins:
-            queue_mail(
-                desk, template="quarantine_notice", language=desk.config.language,
-                context={"desk": desk_context(desk), "quarantine": {
-                    # A mail too broken to read may have neither; a blank would look
-                    # like a fault of the notice.
-                    "id": row.id, "sender": clean_text(row.sender) or "-",
-                    "subject": clean_text(row.subject) or _("(no subject)"),
-                    "message_id": row.message_id or "-", "source": row.source,
-                    "error": row.error,
-                    "retry_command": f"maildesk --config {desk.config.path} quarantine "
-                                     f"retry {row.id}",
-                    "show_command": f"maildesk --config {desk.config.path} quarantine "
-                                    f"show {row.id}",
-                }},
-                to=admins, ticket=None, automatic=True, kind="quarantine",
-            )
+        _notify_admins(desk, row)
 
     logger.warning(
         _("message {message_id} from {source} quarantined as {id}: {error}").format(
@@ -157,6 +147,76 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
             error=description)
     )
     return row
+
+
+def _notify_admins(desk: Desk, row: models.Quarantine) -> None:
+    """Queue the admins' notice of a new quarantine entry, in the caller's transaction."""
+    admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
+    if not admins:
+        return
+    # A mail too broken to read may have no sender and no subject, and one the source
+    # could not read has neither. A blank would look like a fault of the notice.
+    # The stored sender and subject keep control characters for the CLI to escape, and
+    # the notice drops them.
+    subject = clean_text(row.subject) or _("(no subject)")
+    if not has_raw_mail(row):
+        subject = _("(the source could not read the mail)")
+    queue_mail(
+        desk, template="quarantine_notice", language=desk.config.language,
+        context={"desk": desk_context(desk), "quarantine": {
+            "id": row.id, "sender": clean_text(row.sender) or "-", "subject": subject,
+            "message_id": row.message_id or "-", "source": row.source,
+            "error": row.error,
+            "retry_command": f"maildesk --config {desk.config.path} quarantine "
+                             f"retry {row.id}",
+            "show_command": f"maildesk --config {desk.config.path} quarantine "
+                            f"show {row.id}",
+            "delete_command": f"maildesk --config {desk.config.path} quarantine "
+                              f"delete {row.id}",
+            "unread": not has_raw_mail(row),
+        }},
+        to=admins, ticket=None, automatic=True, kind="quarantine",
+    )
+
+
+def quarantine_unread(desk: Desk, source: str, error: str) -> models.Quarantine:
+    """Record a mail that its source could not read, and tell the admins.
+
+    The entry has no raw mail (``raw_sha256`` is ``NO_RAW_MAIL``) and nothing is marked
+    processed, so the mail, once readable and back in the mailbox, is processed like
+    new mail. An entry for the same source that is still held is updated instead, so
+    a source that failed to move the mail away does not make a second notice.
+    """
+    description = clean_text(error)[:2000]
+    source = source[:200]
+
+    with database_proxy.atomic():
+        held = models.Quarantine.get_or_none(models.Quarantine.raw_sha256 == NO_RAW_MAIL,
+                                             models.Quarantine.source == source,
+                                             models.Quarantine.state == "held")
+        if held is not None:
+            models.Quarantine.update(error=description).where(
+                models.Quarantine.id == held.id).execute()
+            logger.warning(_("{source} still cannot be read and stays in quarantine as {id}: "
+                             "{error}").format(source=source, id=held.id, error=description))
+            held.error = description
+            return held
+
+        row = models.Quarantine.create(raw_sha256=NO_RAW_MAIL, message_id=None, sender="",
+                                       subject="", source=source, error=description,
+                                       detail=None)
+        models.Event.create(ticket=None, actor="maildesk", action="quarantined",
+                            detail=description)
+        _notify_admins(desk, row)
+
+    logger.warning(_("{source} could not be read and is in quarantine as {id}, without its "
+                     "raw mail: {error}").format(source=source, id=row.id, error=description))
+    return row
+
+
+def has_raw_mail(row: models.Quarantine) -> bool:
+    """Tell whether the entry's raw mail is stored; it is not when the source could not read it."""
+    return row.raw_sha256 != NO_RAW_MAIL
 
 
 def _mark_processed(raw_sha256: str, source: str) -> None:
@@ -185,6 +245,10 @@ def delete(quarantine_id: int) -> models.Quarantine | None:
             return None
         row = models.Quarantine.get_by_id(quarantine_id)
 
+    if not has_raw_mail(row):
+        logger.info(_("{source} deleted from quarantine (entry {id}); its source could not "
+                      "read it, so no raw mail was stored").format(source=row.source, id=row.id))
+        return row
     logger.info(_("message {message_id} deleted from quarantine (entry {id}); its raw mail "
                   "stays stored as sha256 {sha256}").format(
         message_id=row.message_id or _("(no Message-ID)"), id=row.id, sha256=row.raw_sha256))

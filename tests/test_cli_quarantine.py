@@ -594,3 +594,64 @@ def test_retry_after_crash_finishes(tmp_path: Path, database_url: str, crash_at:
     assert retried.stdout == outcome + "\n"
     assert models.Quarantine.get_by_id(1).state == "released"
     assert models.Ticket.select().count() == 1
+
+def _quarantine_unreadable_file(tmp_path: Path, database_url: str) -> Path:
+    """Let the daemon give up on a Maildir file it cannot read; return the config."""
+    from maildesk.i18n import current_language, set_language
+    from maildesk.sources.retries import ReadRetries
+    from maildesk.wiring import build_daemon
+
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    (mailbox / "new" / "1.loop").symlink_to("1.loop")  # ELOOP, even for root
+    config = write_config(tmp_path, database_url,
+                          source={"type": "maildir", "path": str(mailbox)})
+    daemon = build_daemon(Desk.open(config))
+    daemon.source.retries = ReadRetries(daemon.source.name, attempts=1)
+    previous = current_language()
+    set_language("en")  # the error is stored in the daemon's language
+    try:
+        daemon.drain()
+    finally:
+        set_language(previous)
+    return config
+
+
+def test_unreadable_mail_in_list_and_show(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine_unreadable_file(tmp_path, database_url)
+
+    listing = _invoke("--config", str(config), "quarantine", "list")
+    shown = _invoke("--config", str(config), "quarantine", "show", "1")
+    written = _invoke("--config", str(config), "quarantine", "show", "1", "--raw")
+
+    assert listing.exit_code == 0, listing.output
+    assert "(the source could not read the mail)" in listing.stdout
+    assert "Too many levels of symbolic links" in listing.stdout
+    assert "1 message in quarantine" in listing.stdout
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[2] == f"Source: maildir:{tmp_path / 'mailbox'}/1.loop"
+    assert lines[6] == "Raw mail: not stored, because the source could not read it"
+    assert lines[7].startswith("Error, as recorded: cannot read the file 1.loop (1 attempt): ")
+    assert "Header of the raw mail" not in shown.stdout
+    assert written.exit_code == 1
+    assert written.stdout_bytes == b""
+    assert ("quarantine entry 1 has no stored raw mail, because its source could not read it"
+            in written.stderr)
+
+
+def test_unreadable_mail_retry_and_delete(tmp_path: Path, database_url: str) -> None:
+    config = _quarantine_unreadable_file(tmp_path, database_url)
+
+    retried = _invoke("--config", str(config), "quarantine", "retry", "1")
+    deleted = _invoke("--config", str(config), "quarantine", "delete", "1")
+
+    assert retried.exit_code == 1
+    assert "quarantine entry 1 has no stored mail to process" in retried.stderr
+    assert str(tmp_path / "mailbox" / ".Quarantine") in retried.stderr
+    assert "'maildesk quarantine delete 1'" in retried.stderr
+    assert "Traceback" not in retried.stderr
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.stdout == ("quarantine entry 1 deleted; it had no raw mail, because its "
+                              "source could not read it\n")
+    assert models.Quarantine.get_by_id(1).state == "deleted"

@@ -2,7 +2,9 @@
 
 A source yields ``FetchedMail`` items and is told afterwards what became of each
 (``acknowledge`` or ``quarantine``). It must not remove a mail before that call, so a
-crash in between means the mail is fetched again and skipped as a duplicate.
+crash in between means the mail is fetched again and skipped as a duplicate. A mail it
+cannot read must not stop the mail behind it: the source skips it, tries it again on
+later passes, and at last hands it over with ``read_error`` set.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class FetchedMail:
-    """One mail as the source holds it; ``ref`` is the source's own id (IMAP UID, file name)."""
+    """One mail as the source holds it; ``ref`` is the source's own id (IMAP UID, file name).
+
+    ``read_error`` is set when the source gave up reading the mail (see
+    ``maildesk.sources.retries``); ``raw`` is then empty, and the daemon quarantines
+    the mail without its bytes.
+    """
 
     ref: str
     raw: bytes
     source: str
+    read_error: str | None = None
 
 
 class Source(Protocol):
