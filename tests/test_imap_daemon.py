@@ -233,6 +233,75 @@ def test_unparseable_mail_moves_to_quarantine_folder(tmp_path: Path, database_ur
     assert [d.rcpt_tos for d in smtp.deliveries] == [("admin@example.com",)]
 
 
+def _make_unreadable(account, marker: bytes) -> None:
+    """Take Dovecot's read permission on the message file that contains ``marker``.
+
+    Mail processes of the test Dovecot run as ``nobody`` under root, else as the test's
+    user, and neither reads a file of mode 000.
+    """
+    maildir = account.server.workdir / "mail" / account.username / "Maildir"
+    files = [path for sub in ("new", "cur") for path in (maildir / sub).iterdir()
+             if marker in path.read_bytes()]
+    assert len(files) == 1
+    files[0].chmod(0)
+
+
+def _uids(account, folder: str) -> list[int]:
+    """List the UIDs of a folder without fetching bodies, which fails on an unreadable one."""
+    with account.client() as client:
+        client.select_folder(folder, readonly=True)
+        return sorted(client.search("ALL"))
+
+
+def test_imap_unreadable_message_does_not_stop_pass(tmp_path: Path, database_url: str,
+                                                    imap_account, smtp, monkeypatch) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail(message_id="<u1@example.org>", subject="Pierwsza"))
+    bad = imap_account.append(mail(message_id="<u2@example.org>", subject="Nieczytelna"))
+    imap_account.append(mail(message_id="<u3@example.org>", subject="Trzecia",
+                             sender="jan.nowak@example.org"))
+    _make_unreadable(imap_account, b"<u2@example.org>")
+    daemon = build_daemon(desk)
+    monkeypatch.setattr(daemon, "_sleep", lambda seconds: None)
+
+    daemon.run(once=True)
+
+    assert daemon.outcomes == {"create": 2}
+    assert sorted(t.subject for t in models.Ticket.select()) == ["Pierwsza", "Trzecia"]
+    assert _uids(imap_account, "INBOX") == [bad]
+    assert models.Quarantine.select().count() == 0
+
+
+def test_imap_unreadable_message_quarantined_after_retries(
+        tmp_path: Path, database_url: str, imap_account, smtp, monkeypatch, caplog) -> None:
+    from maildesk.sources.retries import ReadRetries
+
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append(mail(message_id="<q1@example.org>"))
+    bad = imap_account.append(mail(message_id="<q2@example.org>", subject="Nieczytelna"))
+    _make_unreadable(imap_account, b"<q2@example.org>")
+    daemon = build_daemon(desk)
+    daemon.source.retries = ReadRetries(daemon.source.name, attempts=2, delay=0)
+
+    with caplog.at_level(logging.WARNING):
+        daemon.run(once=True)
+
+    assert daemon.outcomes == {"create": 1, "quarantined": 1}
+    assert _uids(imap_account, "INBOX") == []
+    assert len(_uids(imap_account, "Quarantine")) == 1
+    assert len(imap_account.messages("Processed")) == 1
+    row = models.Quarantine.get()
+    assert row.raw_sha256 == ""
+    assert row.source == f"imap:INBOX/{bad}"
+    assert f"UID {bad}" in row.error
+    assert "Quarantine" in row.error
+    assert [d.rcpt_tos for d in smtp.deliveries].count(("admin@example.com",)) == 1
+    errors = [record.getMessage() for record in caplog.records
+              if record.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert f"UID {bad}" in errors[0]
+
+
 def _backlog(account, count: int) -> None:
     for number in range(count):
         account.append(mail(message_id=f"<h{number}@example.org>",

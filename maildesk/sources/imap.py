@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -22,9 +23,10 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from maildesk import models
 from maildesk.config import ImapConfig
 from maildesk.errors import ConfigError, SourceError
-from maildesk.i18n import _
+from maildesk.i18n import _, ngettext
 from maildesk.models import utcnow
 from maildesk.sources import FetchedMail
+from maildesk.sources.retries import ReadRetries
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class ImapSource:
         self.highest_seen_uid = 0
         # UIDs that the last SEARCH found and no batch has fetched yet, in order.
         self.unfetched: list[int] = []
+        self.retries = ReadRetries(self.name)
+        self.uidvalidity: int | None = None
 
     def _connect(self) -> IMAPClient:
         """Connect, log in and select the folder.
@@ -107,6 +111,10 @@ class ImapSource:
         # UIDs of a new connection are compared and searched afresh.
         self.highest_seen_uid = 0
         self.unfetched = []
+        if uidvalidity != self.uidvalidity:
+            # The failed fetches were counted against UIDs that now mean other mails.
+            self.retries.clear()
+            self.uidvalidity = uidvalidity
         state, _created = models.MailboxState.get_or_create(name=self.name)
         if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
             logger.warning(_("UIDVALIDITY of {name} changed from {old} to {new}: the mailbox "
@@ -143,34 +151,100 @@ class ImapSource:
         about 25 million UIDs. Mail that arrives meanwhile, or that a failed batch left
         behind, is found by the SEARCH after the list runs out. A slice whose mails were
         all moved away meanwhile is skipped, so only an empty folder ends a pass.
-        """
-        def run(client: IMAPClient) -> list[FetchedMail]:
-            searched = False
-            while True:
-                if not self.unfetched:
-                    if searched:
-                        return []
-                    self.unfetched = sorted(client.search(["UNDELETED"]))
-                    searched = True
-                size = self.config.batch_size
-                uids, self.unfetched = self.unfetched[:size], self.unfetched[size:]
-                if not uids:
-                    return []
-                self.highest_seen_uid = max(self.highest_seen_uid, uids[-1])
-                response = client.fetch(uids, ["BODY.PEEK[]"])
-                batch = []
-                for uid in uids:
-                    data = response.get(uid, {})
-                    raw = data.get(b"BODY[]")
-                    if raw is None:
-                        continue  # moved or expunged since the SEARCH
-                    batch.append(FetchedMail(str(uid), bytes(raw),
-                                             f"imap:{self.config.folder}/{uid}"))
-                if batch:
-                    return batch
-                # Every mail of this slice is gone: an empty batch would end the pass.
 
-        return self._call(run)  # type: ignore[return-value]
+        A message that the server cannot deliver is skipped and fetched again on a
+        later pass (see ``maildesk.sources.retries``). After the last failed fetch it is
+        returned with ``read_error`` set, for the daemon to quarantine and move to the
+        quarantine folder.
+        """
+        searched = False
+        while True:
+            if not self.unfetched:
+                if searched:
+                    return []
+                self._search()
+                searched = True
+            size = self.config.batch_size
+            uids, self.unfetched = self.unfetched[:size], self.unfetched[size:]
+            if not uids:
+                return []
+            self.highest_seen_uid = max(self.highest_seen_uid, uids[-1])
+            client = self.client
+            batch = self._fetch_uids(uids)
+            if batch:
+                return batch
+            # Every mail of this slice is gone or failed: an empty batch would end the pass.
+            if self.client is not client:
+                # A reconnect dropped the rest of the list, so search again.
+                searched = False
+
+    def _search(self) -> None:
+        uids = sorted(cast(list[int], self._call(lambda client: client.search(["UNDELETED"]))))
+        self.retries.keep_only(str(uid) for uid in uids)
+        self.unfetched = []
+        for uid in uids:
+            if not self.retries.waiting(str(uid)):
+                self.unfetched.append(uid)
+            else:
+                # Seen, so that wait() does not wake at once for it.
+                self.highest_seen_uid = max(self.highest_seen_uid, uid)
+
+    def _fetch_uids(self, uids: list[int]) -> list[FetchedMail]:
+        """Fetch a slice of messages; on failure, fetch them one by one to find the bad one.
+
+        Dovecot 2.3, for one, responds to a FETCH that includes a message it cannot read
+        with BYE, which loses the whole slice.
+        """
+        try:
+            response = cast(dict[int, dict[bytes, Any]],
+                            self._call(lambda client: client.fetch(uids, ["BODY.PEEK[]"])))
+        except SourceError as error:
+            cause = error.__cause__
+            reason = _server_text(cause if isinstance(cause, Exception) else error)
+            if len(uids) == 1:
+                # A server that cannot be reached at all raises SourceError here, so the
+                # failure is not held against the message.
+                self._call(lambda client: client.noop())
+                return self._failed_fetch(uids[0], reason)
+            logger.warning(_("fetching UIDs {first} to {last} from {name} failed, so each is "
+                             "fetched alone: {error}").format(
+                first=uids[0], last=uids[-1], name=self.name, error=reason))
+            batch = []
+            for uid in uids:
+                batch.extend(self._fetch_uids([uid]))
+            return batch
+
+        batch = []
+        for uid in uids:
+            data = response.get(uid)
+            raw = data.get(b"BODY[]") if data is not None else None
+            if raw is None:
+                # Moved away since the SEARCH, which the next SEARCH shows by leaving the
+                # UID out, or a message the server cannot deliver.
+                reason = (_("the FETCH response has no body for it") if data is not None
+                          else _("the FETCH response leaves it out"))
+                batch.extend(self._failed_fetch(uid, reason))
+                continue
+            self.retries.succeeded(str(uid), f"UID {uid}")
+            batch.append(FetchedMail(str(uid), bytes(raw), self._source(uid)))
+        return batch
+
+    def _failed_fetch(self, uid: int, error: str) -> list[FetchedMail]:
+        """Count a failed fetch of one UID; return the mail when it is given up, else []."""
+        if not self.retries.failed(str(uid), error, f"UID {uid}"):
+            return []
+        attempts = self.retries.attempts_made(str(uid))
+        read_error = ngettext(
+            "cannot fetch UID {uid} ({count} attempt): {error}; it is moved to the IMAP "
+            "folder {folder}",
+            "cannot fetch UID {uid} ({count} attempts): {error}; it is moved to the IMAP "
+            "folder {folder}", attempts).format(
+            uid=uid, count=attempts, error=error, folder=self.config.quarantine_folder)
+        self.retries.give_up(str(uid), read_error, f"UID {uid}")
+        return [FetchedMail(str(uid), b"", self._source(uid), read_error=read_error)]
+
+    def _source(self, uid: int) -> str:
+        return f"imap:{self.config.folder}/{uid}"
 
     def _move(self, mails: list[FetchedMail], folder: str) -> None:
         uids = [int(mail.ref) for mail in mails]
