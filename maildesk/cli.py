@@ -168,15 +168,16 @@ def deliver(app: App, source: str) -> None:
     from maildesk import models, pipeline
     from maildesk.wiring import load_rules
 
-    raw = sys.stdin.buffer.read()
     try:
+        raw = sys.stdin.buffer.read()
         desk = app.desk
         # Exit status 0 lets the MTA delete its copy, so the commit is flushed first.
         with models.deferred_durability():
             outcome = pipeline.process(desk, raw, source, load_rules(desk))
     except (TemporaryError, ConfigError, OSError) as error:
-        # A broken configuration, an unreadable file or a full disk must not bounce the
-        # user's mail: with EX_TEMPFAIL the MTA keeps it and delivers it again later.
+        # A standard input that cannot be read, a broken configuration, an unreadable
+        # file or a full disk must not bounce the user's mail: with EX_TEMPFAIL the MTA
+        # keeps it and delivers it again later.
         logger.warning(_("deliver failed, the MTA keeps the mail: {error}").format(error=error))
         _fail(_("temporary failure, the MTA should retry: {error}").format(error=error),
               EX_TEMPFAIL)

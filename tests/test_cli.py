@@ -630,6 +630,23 @@ def test_deliver_exits_75_on_invalid_config(tmp_path: Path) -> None:
     assert "maildesk.yaml:" in result.output
 
 
+def test_deliver_exits_75_when_stdin_fails(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+    # Reading a descriptor opened for writing only fails with EBADF.
+    with (tmp_path / "write-only").open("wb") as stdin:
+        completed = subprocess.run(
+            [sys.executable, "-m", "maildesk.cli", "--config", str(config), "deliver"],
+            stdin=stdin, capture_output=True, timeout=60,
+            env={**os.environ, "MAILDESK_LANGUAGE": "en"},
+        )
+
+    output = completed.stderr.decode()
+    assert completed.returncode == EX_TEMPFAIL, output
+    assert "temporary failure, the MTA should retry: [Errno 9] Bad file descriptor" in output
+    assert "Traceback" not in output
+
+
 def test_deliver_as_mta_pipe_process(tmp_path: Path) -> None:
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
 
