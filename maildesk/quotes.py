@@ -87,14 +87,25 @@ _ATTRIBUTION_START = re.compile(
 
 _QUOTED = re.compile(r"^\s*>")
 _SIGNATURE = re.compile(r"^-- ?$")
+# The line a mail app adds under every message it sends. Polish apps write "Wysłane z"
+# or "Wysłano z", and iOS writes the apostrophe of "iPhone’a" as U+2019, so a device name
+# takes any ending. A Polish line must name a device or app, so that a sentence such as
+# "Wysłano z opóźnieniem." stays in the reply.
 _MOBILE_FOOTER = re.compile(
-    r"^\s*(?:sent from my \S.{0,60}|sent from (?:outlook|yahoo mail|mail for windows|samsung|"
-    r"my mobile)\b.{0,60}|sent from \S+ for (?:ios|android).{0,30}|"
-    r"get outlook for (?:ios|android)\b.{0,30}|"
-    r"wysłano z (?:mojego |mego )?(?:iphone'?a|ipada|telefonu|smartfona|urządzenia|"
-    r"aplikacji|samsung|androida)\b.{0,60}|wysłane z (?:mojego |aplikacji |urządzenia ).{0,60}|"
-    r"pobierz (?:aplikację )?outlook dla (?:ios|android)\b.{0,30}|"
-    r"gesendet von meinem \S.{0,40}|von meinem \S.{0,30} gesendet)\s*$",
+    r"^\s*(?:"
+    r"sent from my \S.{0,60}"
+    r"|sent from (?:outlook|yahoo mail|mail for windows|samsung|android|gmail|my mobile"
+    r"|proton ?mail|aol)\b.{0,60}"
+    r"|sent from \S+ for (?:ios|android).{0,30}"
+    r"|sent via (?:the )?samsung .{0,80}"
+    r"|get outlook for (?:ios|android)\b.{0,30}"
+    r"|wysłan[eo] ze? (?:mojego |mego |mojej )?(?:iphone|ipad|ipod|telefon|smartfon|tablet"
+    r"|urządzeni|aplikacj|samsung|android|huawei|xiaomi|galaxy|poczt|outlook)\w*"
+    r"(?:[\s'’.,!-].{0,60})?"
+    r"|(?:pobierz|uzyskaj) (?:aplikację |program )?outlook dla (?:systemu )?"
+    r"(?:ios|android)\b.{0,30}"
+    r"|gesendet von meinem \S.{0,40}|von meinem \S.{0,30} gesendet"
+    r")\s*$",
     re.IGNORECASE,
 )
 _BLANK_RUN = re.compile(r"\n{3,}")
@@ -123,6 +134,11 @@ def extract_reply(text: str, forwarded: bool = False) -> str:
 
     reply = "\n".join(line.rstrip() for line in lines).strip("\n")
     return _BLANK_RUN.sub("\n\n", reply).strip()
+
+
+def is_mobile_footer(line: str) -> bool:
+    """Tell whether a line is a mail app's footer ("Sent from my iPhone", "Wysłane z iPhone’a")."""
+    return _MOBILE_FOOTER.match(line) is not None
 
 
 def _header_block_length(lines: list[str], index: int) -> int:
@@ -272,7 +288,7 @@ def _cut_signature(lines: list[str]) -> list[str]:
     lines = list(lines)
     while lines and (not lines[-1].strip() or _RULE_ONLY.match(lines[-1])):
         lines.pop()
-    while lines and _MOBILE_FOOTER.match(lines[-1]):
+    while lines and is_mobile_footer(lines[-1]):
         lines.pop()
         while lines and not lines[-1].strip():
             lines.pop()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from maildesk.quotes import extract_reply, strip_html_quotes
+from maildesk.quotes import extract_reply, is_mobile_footer, strip_html_quotes
 
 
 @pytest.fixture
@@ -117,17 +117,63 @@ def test_extract_reply_removes_signature() -> None:
     assert extract_reply(text) == "Proszę o reset hasła."
 
 
-@pytest.mark.parametrize(
-    "footer",
-    [
-        "Sent from my iPhone",
-        "Wysłano z iPhone'a",
-        "Wysłano z mojego telefonu",
-        "Get Outlook for iOS",
-    ],
-)
+MOBILE_FOOTERS = [
+    "Sent from my iPhone",
+    "Sent from my iPad",
+    "Sent from my Samsung Galaxy smartphone.",
+    "Sent from my Android device",
+    "Sent from Outlook for Android",
+    "Sent from Mail for Windows",
+    "Sent from Yahoo Mail for iPhone",
+    "Sent via the Samsung Galaxy S23, an AT&T 5G smartphone",
+    "Get Outlook for iOS",
+    "Get Outlook for Android<https://aka.ms/AAb9ysg>",
+    "Wysłano z iPhone'a",
+    "Wysłano z mojego telefonu",
+    # iOS writes a typographic apostrophe (U+2019), and the Polish iOS uses "Wysłane".
+    "Wysłane z iPhone’a",
+    "Wysłane z iPhone'a",
+    "Wysłane z iPhonea",
+    "Wysłane z mojego iPada",
+    "Wysłano z mojego iPhone’a",
+    "Wysłano ze smartfona Samsung Galaxy.",
+    "Wysłane z telefonu Huawei",
+    "Wysłane z aplikacji Poczta dla systemu Windows",
+    "Pobierz aplikację Outlook dla systemu iOS",
+    "Uzyskaj program Outlook dla systemu Android",
+]
+
+
+@pytest.mark.parametrize("footer", MOBILE_FOOTERS)
 def test_extract_reply_removes_mobile_footer(footer: str) -> None:
     assert extract_reply(f"Działa.\n\n{footer}\n") == "Działa."
+
+
+@pytest.mark.parametrize("footer", MOBILE_FOOTERS)
+def test_is_mobile_footer_matches(footer: str) -> None:
+    assert is_mobile_footer(footer)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Wysłano z opóźnieniem.",
+        "Wysłane z działu kadr wczoraj, proszę sprawdzić.",
+        "Sent from the office printer, but nothing came out.",
+        "Dziękuję",
+    ],
+)
+def test_is_mobile_footer_rejects_sentences(line: str) -> None:
+    assert not is_mobile_footer(line)
+
+
+def test_extract_reply_keeps_sign_off_above_footer() -> None:
+    # An agent's reply from an iPhone: the footer must not reach the user, the name must.
+    text = ("#przypisz mnie\nDzień dobry, będę u Pani za ok. 20 minut.\n\nPiotr\n\n"
+            "Wysłane z iPhone’a\n")
+
+    assert extract_reply(text) == ("#przypisz mnie\nDzień dobry, będę u Pani za ok. 20 minut."
+                                   "\n\nPiotr")
 
 
 def test_extract_reply_removes_list_footer() -> None:
