@@ -5,6 +5,14 @@ rating is stored on the ticket and does not reopen it; neither does a reply made
 of thanks, greetings and a signature, or one with no new text at all. Only the new
 text of a reply (``reply_text``, quotes removed) is judged, because the quoted notice
 itself invites the user to reopen the ticket.
+
+A reply is read in three steps. The signature goes first: a mail app's footer
+("Wysłane z iPhone’a", the same list ``maildesk.quotes`` removes) or a ``--`` line and
+everything below it, a closing greeting's lines below it, lines that are the sender's
+name, and a last line of one or two capitalised words (a first name or nickname such as
+"Kasia" or "Tomek W."). The rest splits into parts at line ends, sentence ends, commas
+and dashes. A rating is exactly one part such as "5", "Ocena: 4", "5/5" or "Oceniam na
+5.", and every other part must be a thanks or a greeting.
 """
 
 from __future__ import annotations
@@ -16,18 +24,22 @@ from datetime import datetime
 from maildesk import models
 from maildesk.i18n import _
 from maildesk.models import to_utc
+from maildesk.quotes import is_mobile_footer
 
 logger = logging.getLogger(__name__)
 
 RATING_SCALE = (1, 2, 3, 4, 5)
 
-# "5", "5/5", "Ocena: 4", "moja ocena to 5", "rating: 3 out of 5", "4 gwiazdki".
-_RATING_LINE = re.compile(
-    r"^\W*(?:(?:moja\s+)?ocena(?:\s+to)?|oceniam(?:\s+na)?|daję|(?:my\s+)?rating(?:\s+is)?"
-    r"|score|i\s+rate(?:\s+it)?)?\W*([1-5])\s*(?:/\s*5|na\s+5|out\s+of\s+5|z\s+5"
-    r"|gwiazd\w*|stars?|pkt|punkt\w*)?\W*$",
+# One part of a reply that is only a rating: "5", "5/5", "Ocena: 4", "moja ocena to 5",
+# "Oceniam na 5.", "rating: 3 out of 5", "I rate it 4", "4 gwiazdki".
+_RATING_PART = re.compile(
+    r"^\W*(?:(?:moja\s+)?ocena(?:\s+to)?|oceniam(?:\s+(?:was|obsługę|pomoc))?(?:\s+na)?"
+    r"|daję|(?:my\s+)?rating(?:\s+is)?|score|i(?:'d|\s+would)?\s+rate(?:\s+(?:it|you|this))?)?"
+    r"\W*([1-5])\s*(?:/\s*5|na\s+5|out\s+of\s+5|z\s+5|gwiazd\w*|stars?|pkt|punkt\w*)?\W*$",
     re.IGNORECASE,
 )
+# Break points between the parts of one line: after a sentence, at a comma, at a dash.
+_PART_BREAK = re.compile(r"(?<=[.!;])\s+|,\s+|\s+[-–—]\s+")
 
 # Words that turn a thanks into a new problem: "dziękuję, ale nadal nie działa".
 _NEGATIONS = frozenset({
@@ -36,14 +48,17 @@ _NEGATIONS = frozenset({
     "unfortunately", "doesn't", "does", "isn't", "error", "issue",
 })
 
-# Lines from which on the rest of a reply is a signature.
+# Closing greetings: the lines below one are the signature.
 _CLOSINGS = (
     "pozdrawiam", "z poważaniem", "z wyrazami szacunku", "serdeczności", "pozdrowienia",
     "regards", "best regards", "kind regards", "best", "cheers", "thanks", "dzięki",
-    "sent from my", "wysłane z", "wysłano z", "--",
 )
 _SIGNATURE_LINES = 6
 _SHORT_REPLY_CHARACTERS = 400
+# A first name or nickname is at most this long ("Małgorzata", "Bartłomiej").
+_NAME_CHARACTERS = 20
+# Dashes and tildes people put before a sign-off ("— Kasia", "~Tomek").
+_SIGN_OFF_MARKS = "-–—~ "
 
 
 def _content_lines(text: str) -> list[str]:
@@ -51,21 +66,61 @@ def _content_lines(text: str) -> list[str]:
 
 
 def _without_signature(lines: list[str], requester_name: str = "") -> list[str]:
-    """Drop a closing greeting and what follows it, and lines that only name the sender."""
+    """Drop the signature: footer, closing greeting's tail, the sender's name, a nickname."""
     kept: list[str] = []
     for index, line in enumerate(lines):
-        lowered = line.lower().rstrip(",.!")
-        if line.startswith("--") or (
-                len(lines) - index <= _SIGNATURE_LINES and kept
-                and any(lowered.startswith(closing) for closing in _CLOSINGS)
-                and len(lowered.split()) <= 4):
-            # The closing line itself may still carry thanks ("Dzięki, Jan").
-            kept.append(line)
+        if line.startswith("--") or is_mobile_footer(line):
             break
+        lowered = line.lower().rstrip(",.!")
         kept.append(line)
+        is_closing = (len(lines) - index <= _SIGNATURE_LINES and len(kept) > 1
+                      and any(lowered.startswith(closing) for closing in _CLOSINGS)
+                      and len(lowered.split()) <= 4)
+        if is_closing:
+            # The closing line itself stays, because it may carry thanks ("Dzięki, Jan").
+            break
+
     name = requester_name.strip().lower()
-    return [line for line in kept
+    kept = [line for line in kept
             if not name or line.lower().strip(",.! ") not in (name, *name.split())]
+    return _without_sign_off(kept)
+
+
+def _without_sign_off(lines: list[str]) -> list[str]:
+    """Drop a first name or nickname that ends the text, on its own line or after a comma.
+
+    A text of one line that is only such a word ("Pomocy") is kept: it is the message.
+    """
+    if len(lines) > 1 and _looks_like_name(lines[-1]):
+        return lines[:-1]
+    if lines:
+        head, comma, tail = lines[-1].rpartition(",")
+        if comma and head.strip() and _looks_like_name(tail):
+            return [*lines[:-1], head.strip()]
+    return lines
+
+
+def _looks_like_name(text: str) -> bool:
+    """Tell whether a text is one or two capitalised words: "Kasia", "Tomek W.", "Anna-Maria".
+
+    NOTE: any capitalised word but a negation passes, "Awaria" too, so "5" above a last
+    line "Awaria" counts as a rating. A line of three words or more is never a sign-off.
+    """
+    words = text.strip(_SIGN_OFF_MARKS).split()
+    if not 1 <= len(words) <= 2 or not _is_name_word(words[0]):
+        return False
+    return len(words) == 1 or _is_name_word(words[1]) or _is_initial(words[1])
+
+
+def _is_name_word(word: str) -> bool:
+    if len(word) > _NAME_CHARACTERS or word.lower() in _NEGATIONS:
+        return False
+    return all(part.isalpha() and part[0].isupper() and part[1:].islower()
+               for part in word.split("-"))
+
+
+def _is_initial(word: str) -> bool:
+    return len(word) == 2 and word[0].isalpha() and word[0].isupper() and word[1] == "."
 
 
 def _words(text: str) -> list[str]:
@@ -84,6 +139,11 @@ def is_short_thanks(reply_text: str, phrases: tuple[str, ...], requester_name: s
     side of a human looking at it again.
     """
     lines = _without_signature(_content_lines(reply_text), requester_name)
+    return _only_thanks(lines, phrases, requester_name)
+
+
+def _only_thanks(lines: list[str], phrases: tuple[str, ...], requester_name: str) -> bool:
+    """Tell whether signature-free lines contain nothing but the ``phrases`` and filler words."""
     text = " ".join(lines)
     if not text:
         return True
@@ -118,18 +178,21 @@ def parse_rating(reply_text: str, requester_name: str = "",
                  thanks_phrases: tuple[str, ...] = ()) -> int | None:
     """Return the rating 1-5 a reply gives, or None.
 
-    The first line of new text must hold only the rating ("5", "Ocena: 4", "3/5"), and
-    anything after it may only thank, in the desk's ``thanks_phrases`` or a few fixed
-    words, so "5 minut temu znowu padło" is no rating.
+    Without its signature the reply must split into exactly one rating part and parts
+    that only thank, in the desk's ``thanks_phrases`` or a few fixed words. So
+    "Dzięki, 5/5!" is a rating, and "5 minut temu znowu padło" or "mam 2 drukarki i
+    obie nie działają" is none.
     """
     lines = _without_signature(_content_lines(reply_text), requester_name)
-    if not lines:
+    parts = [part for line in lines for part in _PART_BREAK.split(line) if part.strip()]
+    ratings = [(index, match) for index, part in enumerate(parts)
+               if "?" not in part and (match := _RATING_PART.match(part)) is not None]
+    if len(ratings) != 1:
         return None
-    match = _RATING_LINE.match(lines[0])
-    if match is None:
-        return None
-    rest = "\n".join(lines[1:])
-    if rest and not is_short_thanks(rest, (*_REST_PHRASES, *thanks_phrases), requester_name):
+
+    index, match = ratings[0]
+    rest = parts[:index] + parts[index + 1:]
+    if not _only_thanks(rest, (*_REST_PHRASES, *thanks_phrases), requester_name):
         return None
     return int(match.group(1))
 
@@ -155,8 +218,10 @@ def record_rating(ticket: models.Ticket, rating: int, actor: str, at: datetime,
     return True
 
 
-# Phrases accepted after a rating line, whatever the configured thanks list holds.
+# Phrases accepted beside a rating, whatever the configured thanks list holds. The
+# rating's own label may stand apart from the digit: "Ocena - 5".
 _REST_PHRASES = (
-    "dziękuję", "dziękuję bardzo", "dzięki", "pozdrawiam", "thank you", "thanks",
-    "regards", "ok", "super", "great",
+    "dziękuję", "dziękuję bardzo", "dzięki", "pozdrawiam", "dzień dobry", "witam",
+    "wszystko działa", "działa", "thank you", "thanks", "regards", "hello", "hi",
+    "it works", "ok", "super", "great", "moja ocena", "ocena", "my rating", "rating",
 )

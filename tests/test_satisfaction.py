@@ -42,6 +42,72 @@ def test_parse_rating_accepts(text: str, rating: int) -> None:
     assert parse_rating(text, "Katarzyna Zając") == rating
 
 
+# The shapes a rating reply takes in real mail: a mobile footer, a nickname under the
+# rating, a greeting, the rating inside a sentence of thanks. The requester's name is
+# Katarzyna Zając, so none of these sign-offs is her name.
+RATING_REPLIES = [
+    ("5\n\nWysłane z iPhone’a", 5),
+    ("5\n\nWysłane z iPhone'a", 5),
+    ("4\n\nWysłano z mojego iPhone’a", 4),
+    ("5\n\nWysłano ze smartfona Samsung Galaxy.", 5),
+    ("3\n\nPobierz aplikację Outlook dla systemu Android", 3),
+    ("5\n\nSent from my iPhone", 5),
+    ("5\n\nGet Outlook for Android", 5),
+    ("2\n\nSent from my Samsung Galaxy smartphone.", 2),
+    ("5\n\nKasia", 5),
+    ("5\nKasia", 5),
+    ("5\n\nTomek W.", 5),
+    ("5\n\n— Kasia", 5),
+    ("5\n\nKasia\n\nWysłane z iPhone’a", 5),
+    ("Dziękuję bardzo, wszystko działa. Oceniam na 5.\n\nKasia", 5),
+    ("Oceniam na 5.", 5),
+    ("Ocena: 4", 4),
+    ("Ocena – 4", 4),
+    ("5/5", 5),
+    ("Dzięki, 5/5!", 5),
+    ("5 - dziękuję!", 5),
+    ("Dzień dobry,\n\n4\n\nPozdrawiam\nKasia", 4),
+    ("5\nPozdrawiam, Kasia", 5),
+    ("Dziękuję!\n\n5", 5),
+    ("5\n\n-- \nKatarzyna Zając\nDział Księgowości, wew. 214", 5),
+    ("Thanks, it works now. I rate it 5/5.\n\nKate", 5),
+    ("My rating: 4 out of 5\n\nCheers,\nJohn", 4),
+    ("Rating: 3\n\nThanks, Kate", 3),
+    ("1\n\nBest regards\nJohn Smith", 1),
+]
+
+
+@pytest.mark.parametrize(("text", "rating"), RATING_REPLIES)
+def test_parse_rating_accepts_real_reply(text: str, rating: int) -> None:
+    assert parse_rating(text, "Katarzyna Zając", DEFAULT_THANKS_PHRASES) == rating
+
+
+# Replies that carry a digit but are no rating: each must reopen a resolved ticket.
+NOT_RATINGS = [
+    "mam 2 drukarki i obie nie działają",
+    "mam 2 drukarki i obie nie działają\n\nKasia",
+    "2 razy restartowałam komputer\n\nKasia",
+    "5\n\nNadal nie działa",
+    "5\n\nNiestety",
+    "5\n\nProszę jeszcze o toner.\n\nKasia",
+    "5?",
+    "Oceniam na 5, ale skaner dalej nie działa.",
+    "1. Drukarka nie działa\n2. Skaner też",
+    "4,5",
+    "5. 4",
+    "Kasia",
+    "Wysłane z iPhone’a",
+    "Sent from my iPhone 5",
+    "I have 3 monitors and one is black.\n\nKate",
+    "5\n\nBut the VPN still drops.\n\nSent from my iPhone",
+]
+
+
+@pytest.mark.parametrize("text", NOT_RATINGS)
+def test_parse_rating_rejects_digit_in_text(text: str) -> None:
+    assert parse_rating(text, "Katarzyna Zając", DEFAULT_THANKS_PHRASES) is None
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -74,6 +140,35 @@ def test_parse_rating_rejects(text: str) -> None:
 )
 def test_short_thanks_detected(text: str) -> None:
     assert is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dziękuję\n\nKasia",
+        "Dzięki, Kasia",
+        "Dzięki!\n\nWysłane z iPhone’a",
+        "Dziękuję, działa.\n\nKasia\n\nWysłano z mojego iPhone’a",
+        "Thanks!\n\nSent from my iPhone",
+        "Thank you!\nKate",
+    ],
+)
+def test_short_thanks_with_nickname_or_footer(text: str) -> None:
+    assert is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A single word is a message, not a sign-off, whatever its capital letter.
+        "Pomocy",
+        "Dziękuję\n\nNiestety",
+        "Drukarka znowu nie działa\n\nKasia",
+        "Dzięki\n\nSkaner?",
+    ],
+)
+def test_short_thanks_rejects_new_text_before_nickname(text: str) -> None:
+    assert not is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
 
 
 @pytest.mark.parametrize(
@@ -235,6 +330,52 @@ def test_reply_ends_wait_for_user(tmp_path: Path, database_url: str) -> None:
     assert resumed.pending_reminder_due is None
     assert json.loads(resumed.sla_state)["state"] == "running"
     assert resumed.resolution_due is not None
+
+
+# The reply an iPhone sends: the rating, its footer, then the quoted resolution notice.
+IPHONE_RATING = (
+    "5\n\nWysłane z iPhone’a\n\n"
+    "> Wiadomość napisana przez Ewa Nowak <helpdesk@example.com> w dniu 03.12.2026, "
+    "o godz. 15:10:\n>\n"
+    "> Zgłoszenie 20511 zostało rozwiązane. Jak oceniasz naszą pomoc? Odpowiedz\n"
+    "> jedną cyfrą od 1 (źle) do 5 (bardzo dobrze).\n")
+
+# Gmail in Polish: the rating in a sentence of thanks, a nickname, then the attribution.
+GMAIL_RATING = (
+    "Dziękuję bardzo, wszystko działa. Oceniam na 5.\n\nKasia\n\n"
+    "czw., 3 gru 2026 o 15:10 Ewa Nowak <helpdesk@example.com> napisał(a):\n\n"
+    "> Zgłoszenie 20511 zostało rozwiązane. Jak oceniasz naszą pomoc? Odpowiedz\n"
+    "> jedną cyfrą od 1 (źle) do 5 (bardzo dobrze).\n")
+
+
+@pytest.mark.parametrize("body", [IPHONE_RATING, GMAIL_RATING], ids=["iphone", "gmail"])
+def test_real_rating_reply_keeps_ticket_resolved(tmp_path: Path, database_url: str,
+                                                 body: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    before = resolved_ticket()
+
+    outcome = pipeline.process(desk, reply(body), "test:1")
+
+    assert outcome.action == "append"
+    ticket = models.Ticket.get_by_id(20511)
+    assert ticket.status == "resolved"
+    assert ticket.satisfaction == 5
+    assert ticket.sla_state == before.sla_state
+    assert ticket.auto_close_due == before.auto_close_due
+    assert models.Event.select().where(models.Event.action == "reopened").count() == 0
+    assert to_requester() == []
+
+
+def test_digit_in_real_reply_reopens(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    pipeline.process(desk, reply("mam 2 drukarki i obie nie działają\n\nKasia"), "test:1")
+
+    ticket = models.Ticket.get_by_id(20511)
+    assert ticket.status == "in_progress"
+    assert ticket.satisfaction is None
+    assert [row.kind for row in to_requester()] == ["status_reopened"]
 
 
 # --------------------------------------------------------------------------- cases
