@@ -457,7 +457,8 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
         context = _agent_context(desk, ticket, agent)
         context["author"] = {"name": sender.name if sender else "",
                              "address": decision.sender}
-        context["reply"] = {"text": message.reply_text or message.text}
+        context["reply"] = {"text": message.reply_text or message.text,
+                            "rating": decision.rating, "reopened": decision.reopened}
         context["status_label"] = label(ticket.status, agent.language or desk.config.language)
         mail = queue_mail(
             desk, template="user_replied", language=agent.language or desk.config.language,
@@ -679,7 +680,7 @@ def sample_values() -> dict[str, Any]:
         "agent": {"name": "Marek Zieliński", "login": "marek.zielinski"},
         "recipient": {"name": "Ewa Nowak", "login": "ewa.nowak"},
         "reply": {"text": "Dzień dobry,\n\nwymieniliśmy toner, proszę spróbować ponownie.",
-                  "new_status": "resolved"},
+                  "new_status": "resolved", "rating": None, "reopened": False},
         "note": {"text": "Toner zamówiony, dostawa w czwartek.",
                  "author_name": "Marek Zieliński"},
         "author": {"name": "Zofia Wiśniewska", "address": "zofia@example.org"},

@@ -55,6 +55,11 @@ class Decision:
     conversation: Any = None
     # The time of the decision. A bounce mark recorded later stays when the mail is applied.
     decided_at: datetime = field(default_factory=models.utcnow)
+    # What a user's reply did to a resolved or closed ticket: the rating it gave and
+    # whether it reopened the ticket. ``servicehooks.on_message_added`` sets them while
+    # ``apply`` runs, and the notice to the agents (``user_replied``) shows them.
+    rating: int | None = None
+    reopened: bool = False
 
     @property
     def sender(self) -> str:

@@ -120,10 +120,10 @@ def sample_variants(desk: Desk, language: str = "pl"
     """Return samples that take the other side of the templates' usual branches.
 
     One sample leaves some values empty (no linked ticket, no assignee) and gives an
-    agent's reply one new status. A mistake inside ``{% if linked_ticket %}`` or in the
-    ``closed`` branch of a reply would then show only when a real mail took it. Each
-    variant comes with the names it changes; a template that names none of them gains
-    nothing from rendering it.
+    agent's reply one new status, and two more make a user's reply a rating or a
+    reopening. A mistake inside ``{% if linked_ticket %}`` or in the ``closed`` branch of
+    a reply would then show only when a real mail took it. Each variant comes with the
+    names it changes; a template that names none of them gains nothing from rendering it.
     """
     import copy
 
@@ -142,6 +142,11 @@ def sample_variants(desk: Desk, language: str = "pl"
     unread = copy.deepcopy(sample_context(desk, language))
     unread["quarantine"].update(unread=True, sender="-", message_id="-")
     variants.append((("unread",), unread))
+    # A user's reply that rated the resolution, and one that reopened the ticket.
+    for key, value in (("rating", 5), ("reopened", True)):
+        changed = copy.deepcopy(sample_context(desk, language))
+        changed["reply"][key] = value
+        variants.append(((f"reply.{key}",), changed))
     return variants
 
 
@@ -167,7 +172,7 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
         agent={"name": "Mark Green", "login": "mark.green"},
         recipient={"name": "Eve Brown", "login": "eve.brown"},
         reply={"text": "Hello,\n\nwe replaced the toner, please try again.",
-               "new_status": "resolved"},
+               "new_status": "resolved", "rating": None, "reopened": False},
         note={"text": "Toner ordered, delivery on Thursday.", "author_name": "Mark Green"},
         author=alice,
         changes=[{"field": "status", "old": "new", "new": "resolved"},

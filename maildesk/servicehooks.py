@@ -171,6 +171,7 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
     rating = satisfaction.parse_rating(message.reply_text, name, phrases)
     if rating is not None:
         satisfaction.record_rating(ticket, rating, sender, at, message.message_id)
+        decision.rating = rating
         return []
 
     if satisfaction.is_short_thanks(message.reply_text, phrases, name):
@@ -183,9 +184,10 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
     if ticket.status == Status.CLOSED:
         return []
 
-    lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
-                         Source.USER_MAIL, at,
-                         reason=Reason(N_("the user replied to the resolution")))
+    changes = lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
+                                   Source.USER_MAIL, at,
+                                   reason=Reason(N_("the user replied to the resolution")))
+    decision.reopened = bool(changes)
     return []
 
 

@@ -332,6 +332,18 @@ def test_reply_ends_wait_for_user(tmp_path: Path, database_url: str) -> None:
     assert resumed.resolution_due is not None
 
 
+def notice_to_agents() -> str:
+    """Return the text part of the one ``user_replied`` notice in the outbox."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    rows = list(models.Outbox.select().where(models.Outbox.kind == "user_replied"))
+    assert len(rows) == 1
+    body = message_from_bytes(bytes(rows[0].raw), policy=default).get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
 # The reply an iPhone sends: the rating, its footer, then the quoted resolution notice.
 IPHONE_RATING = (
     "5\n\nWysłane z iPhone’a\n\n"
@@ -366,6 +378,31 @@ def test_real_rating_reply_keeps_ticket_resolved(tmp_path: Path, database_url: s
     assert to_requester() == []
 
 
+def test_rating_notice_shows_rating(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    pipeline.process(desk, reply(IPHONE_RATING), "test:1")
+
+    notice = notice_to_agents()
+    assert "Ocena: 5/5" in notice
+    assert "Wysłane z iPhone" not in notice
+    assert "otworzyła" not in notice
+
+
+def test_rating_notice_in_english(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, agents=[
+        {"login": "ewa.nowak", "name": "Ewa Nowak", "addresses": ["ewa.nowak@example.com"],
+         "groups": ["druga-linia"], "language": "en"}])
+    resolved_ticket()
+
+    pipeline.process(desk, reply(GMAIL_RATING), "test:1")
+
+    notice = notice_to_agents()
+    assert "Rating: 5/5" in notice
+    assert "Oceniam na 5." in notice
+
+
 def test_digit_in_real_reply_reopens(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     resolved_ticket()
@@ -376,6 +413,37 @@ def test_digit_in_real_reply_reopens(tmp_path: Path, database_url: str) -> None:
     assert ticket.status == "in_progress"
     assert ticket.satisfaction is None
     assert [row.kind for row in to_requester()] == ["status_reopened"]
+    notice = notice_to_agents()
+    assert "Ta odpowiedź otworzyła zgłoszenie ponownie" in notice
+    assert "Ocena:" not in notice
+
+
+def test_reopen_notice_in_english(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, agents=[
+        {"login": "ewa.nowak", "name": "Ewa Nowak", "addresses": ["ewa.nowak@example.com"],
+         "groups": ["druga-linia"], "language": "en"}])
+    resolved_ticket()
+
+    pipeline.process(desk, reply("The scanner fails again.\n\nKate"), "test:1")
+
+    notice = notice_to_agents()
+    assert "This reply reopened the ticket" in notice
+    assert "Rating:" not in notice
+
+
+def test_plain_reply_notice_has_no_outcome(tmp_path: Path, database_url: str) -> None:
+    # A reply to an open ticket neither rates nor reopens it.
+    desk = make_desk(tmp_path, database_url)
+    ticket = resolved_ticket(status="in_progress")
+    ticket.resolved_at = None
+    ticket.save()
+
+    pipeline.process(desk, reply("5 minut temu znowu padło."), "test:1")
+
+    notice = notice_to_agents()
+    assert "5 minut temu znowu padło." in notice
+    assert "Ocena:" not in notice
+    assert "otworzyła" not in notice
 
 
 # --------------------------------------------------------------------------- cases

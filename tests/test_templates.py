@@ -405,6 +405,9 @@ def test_templates_check_rejects_broken_html_block(template_root: Path,
      "Zgłoszenie {{ linked_ticket.numer }}"),
     ("agent_reply", "Zgłoszenie {{ ticket.number }} zostało zamknięte.",
      "Zgłoszenie {{ ticket.numer }} zostało zamknięte."),
+    ("user_replied", "Ocena: {{ reply.rating }}/5", "Ocena: {{ reply.rating }}/{{ numer }}"),
+    ("user_replied", "Ta odpowiedź otworzyła zgłoszenie ponownie",
+     "{{ ticket.numer }} Ta odpowiedź otworzyła zgłoszenie ponownie"),
 ])
 def test_templates_check_renders_the_other_branches(tmp_path: Path, template_root: Path,
                                                     name: str, old: str, new: str) -> None:
