@@ -86,6 +86,20 @@ def test_escalate_moves_to_next_tier(tmp_path: Path, database_url: str) -> None:
     assert json.loads(event.detail)["reason"] == "wymaga dostępu administratora"
 
 
+def test_escalate_dispatch_says_reply_reaches_requester(tmp_path: Path,
+                                                        database_url: str) -> None:
+    desk = english_desk(tmp_path, database_url)
+    ticket = ticket_in(desk, assignee="marek.zielinski", status="in_progress")
+
+    escalation.escalate(desk, ticket, "marek.zielinski", Source.AGENT_COMMAND, now())
+
+    sent = message_from_bytes(bytes(rows("dispatch")[0].raw), policy=default_policy)
+    text = " ".join(sent.get_body(preferencelist=("plain",)).get_content().split())
+    # The agents of druga-linia write Polish.
+    assert "aby odpisać zgłaszającemu" in text
+    assert "Pierwsza linia „#notatka” zapisze odpowiedź jako notatkę wewnętrzną" in text
+
+
 def test_escalate_keeps_assignee_of_target_group(tmp_path: Path, database_url: str) -> None:
     desk = english_desk(tmp_path, database_url)
     ticket = ticket_in(desk, assignee="ewa.nowak", status="in_progress")
