@@ -67,7 +67,8 @@ def bulk_tickets(count: int, *, seed: int, due_from: timedelta, due_span: timede
                      models.Ticket.resolution_warning_due]
     reference_fields = [models.MessageReference.message_id, models.MessageReference.ticket,
                         models.MessageReference.direction, models.MessageReference.kind,
-                        models.MessageReference.recipients, models.MessageReference.created_at]
+                        models.MessageReference.recipients, models.MessageReference.created_at,
+                        models.MessageReference.trusted]
     outbox_fields = [models.Outbox.ticket, models.Outbox.kind, models.Outbox.message_id,
                      models.Outbox.sender, models.Outbox.recipients, models.Outbox.subject,
                      models.Outbox.automatic, models.Outbox.raw, models.Outbox.state,
@@ -86,10 +87,11 @@ def bulk_tickets(count: int, *, seed: int, due_from: timedelta, due_span: timede
                             f"{rng.getrandbits(128):032x}", created, created,
                             warning + timedelta(hours=1), warning + timedelta(days=2),
                             warning, warning + timedelta(days=1)))
+            # The mail that created the ticket, and the desk's acknowledgement: both trusted.
             references.append((f"<in.{number}@example.org>", number, "in", "customer",
-                               address, created))
+                               address, created, True))
             references.append((f"<ack.{number}@maildesk.example.com>", number, "out", "ack",
-                               address, created))
+                               address, created, True))
             outbox.append((number, "ack", f"<ack.{number}@maildesk.example.com>",
                            "helpdesk@example.com", f" {address} ", "Przyjęliśmy zgłoszenie",
                            True, b"", "sent", created, created, created))

@@ -1,17 +1,22 @@
 """Which ticket an incoming mail follows up, how sure we are, and who the sender is.
 
-Evidence comes in two strengths. A Message-ID that maildesk sent or stored for a ticket
-(In-Reply-To, References) is strong, but only for a sender who received that message or
-takes part in the ticket: Message-IDs leak and can be guessed. A subject tag such as
-``[SD#123]`` is weak, because anyone can type it; it links the mail only when the sender
-is the requester, a participant or an agent. Subjects alone never link a mail.
+Evidence comes in two strengths. A trusted Message-ID of a ticket (In-Reply-To,
+References) is strong, but only for a sender who received that message or takes part
+in the ticket: Message-IDs leak and can be guessed. The desk's own Message-IDs are
+trusted, and so are those of incoming mail that created the ticket, joined it by strong
+evidence or came from an authenticated agent (``MessageReference.trusted``). Any other
+incoming mail may carry a forged From, and its writer chose its Message-ID, so a
+reference to it is weak, as is a subject tag such as ``[SD#123]`` that anyone can type.
+Weak evidence links the mail only when the sender is the requester, a participant or
+an agent. The recipients of an untrusted mail count for nothing, and subjects alone
+never link a mail.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from maildesk import models, statements
@@ -30,7 +35,10 @@ class SenderRole(StrEnum):
 
 
 class Evidence(StrEnum):
+    """The kind of link between a mail and its ticket. Only REFERENCE is strong."""
+
     REFERENCE = "reference"
+    UNTRUSTED_REFERENCE = "untrusted_reference"
     TAG = "tag"
     NONE = "none"
 
@@ -49,9 +57,19 @@ class FollowUp:
     reference_kind: str | None = None
     rejected: tuple[tuple[int, str], ...] = field(default=())
 
+    def proves(self, ticket: models.Ticket) -> bool:
+        """Tell whether the mail named a trusted Message-ID of ``ticket`` (strong evidence).
+
+        Only such a mail may add participants, rate the ticket, or pass its own
+        Message-ID on as trusted.
+        """
+        return (self.evidence is Evidence.REFERENCE and self.ticket is not None
+                and self.ticket.id == ticket.id)
+
     def description(self, classification: str) -> Reason:
         """Describe how the mail was linked, with the classifier's reason in brackets."""
         evidence = {Evidence.REFERENCE: N_("thread reference"),
+                    Evidence.UNTRUSTED_REFERENCE: N_("thread reference to an untrusted mail"),
                     Evidence.TAG: N_("ticket tag in the subject"),
                     Evidence.NONE: N_("no evidence")}
         return Reason(N_("follow-up by {evidence} ({classification})"),
@@ -93,29 +111,38 @@ _PARTICIPANT = statements.Prepared(
 def find_follow_up(
     message: ParsedMessage, ticket_tag: str, agent_addresses: frozenset[str]
 ) -> FollowUp:
-    """Find the ticket this mail follows up, by trusted references first, then by tag."""
+    """Find the ticket this mail follows up: by a trusted reference, else by weak evidence."""
     sender = message.from_address.normalized if message.from_address else ""
     rejected: list[tuple[int, str]] = []
 
-    ids = message.thread_ids
-    if ids:
-        references = statements.select_in(models.MessageReference, "message_id", list(ids))
-        by_id = {reference.message_id: reference for reference in references}
-        for message_id in ids:
-            reference = by_id.get(message_id)
-            if reference is None:
-                continue
-            ticket = reference.ticket
-            role = sender_role(ticket, sender, agent_addresses)
-            recipients = set(reference.recipients.split())
-            if role is not SenderRole.STRANGER or sender in recipients:
-                return FollowUp(ticket, Evidence.REFERENCE, role, reference.kind, tuple(rejected))
+    untrusted: FollowUp | None = None
+    for reference in _known_references(message.thread_ids):
+        ticket = reference.ticket
+        role = sender_role(ticket, sender, agent_addresses)
+        if reference.trusted:
+            if role is not SenderRole.STRANGER or sender in reference.recipients.split():
+                return FollowUp(ticket, Evidence.REFERENCE, role, reference.kind,
+                                tuple(rejected))
             rejected.append((
                 ticket.id,
                 Reason(N_("thread reference to {message_id} ignored: sender {sender} was not "
                           "a recipient of it and is not a participant of {ticket}"),
-                       message_id=message_id, sender=sender, ticket=ticket.id),
+                       message_id=reference.message_id, sender=sender, ticket=ticket.id),
             ))
+        elif role is not SenderRole.STRANGER:
+            # Weak, like a tag: a trusted reference named later still wins.
+            untrusted = untrusted or FollowUp(ticket, Evidence.UNTRUSTED_REFERENCE, role,
+                                              reference.kind)
+        else:
+            rejected.append((
+                ticket.id,
+                Reason(N_("thread reference to {message_id} ignored: that mail did not prove "
+                          "it belongs to {ticket}, and sender {sender} is not the requester, "
+                          "a participant or an agent"),
+                       message_id=reference.message_id, sender=sender, ticket=ticket.id),
+            ))
+    if untrusted is not None:
+        return replace(untrusted, rejected=tuple(rejected))
 
     for match in tag_pattern(ticket_tag).finditer(message.subject):
         tagged = statements.first(models.Ticket, id=int(match.group(1)))
@@ -132,3 +159,16 @@ def find_follow_up(
         ))
 
     return FollowUp(None, Evidence.NONE, SenderRole.STRANGER, None, tuple(rejected))
+
+
+def _known_references(thread_ids: tuple[str, ...]) -> list[models.MessageReference]:
+    """Return the stored references of the mail's thread ids, in the mail's order.
+
+    A Message-ID may be stored for several tickets, for example when two senders used
+    the same one, so each of its rows is judged on its own.
+    """
+    if not thread_ids:
+        return []
+    rows = statements.select_in(models.MessageReference, "message_id", list(thread_ids))
+    position = {message_id: index for index, message_id in enumerate(thread_ids)}
+    return sorted(rows, key=lambda row: (position[row.message_id], row.id))

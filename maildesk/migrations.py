@@ -111,6 +111,55 @@ def _leaner_indexes(database: pw.Database) -> None:
     database.create_tables([models.Ticket, models.Event, models.Outbox], safe=True)
 
 
+def _trusted_references(database: pw.Database) -> None:
+    """Add MessageReference.trusted and mark the Message-IDs that may prove a reply.
+
+    The desk's own Message-IDs are trusted. An incoming one is trusted when its mail was
+    the first of its ticket (the one that created it). It is also trusted when the
+    ``message_added`` event of its mail records an agent's reply or note as its kind, or
+    a user's mail that joined by a reference. An automatic reply stays untrusted,
+    because a suspected loop appends it to a ticket other than the one its reference
+    named, and the event does not say which. So does mail that joined by its tag alone.
+    """
+    import json
+
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run
+
+    reference = models.MessageReference
+    table = reference._meta.table_name
+    if "trusted" not in {column.name for column in database.get_columns(table)}:
+        run(SchemaMigrator.from_database(database).add_column(table, "trusted",
+                                                              reference.trusted))
+    reference.update(trusted=True).where(reference.direction == "out").execute()
+
+    message = models.Message
+    first_entries = (message.select(pw.fn.MIN(message.id))
+                     .where(message.direction == "in").group_by(message.ticket))
+    first = (message.select(message.ticket, message.message_id)
+             .where(message.id.in_(first_entries), message.message_id.is_null(False)))
+    trusted = {(row.ticket_id, row.message_id) for row in first}
+    added = (models.Event.select(models.Event.ticket, models.Event.detail)
+             .where(models.Event.action == "message_added",
+                    models.Event.ticket.is_null(False)).tuples())
+    for ticket, detail in added.iterator():
+        fields = json.loads(detail) if detail else {}
+        message_id = fields.get("message_id")
+        kind = fields.get("kind")
+        proven = (kind in ("agent_reply", "internal_note")
+                  or (kind == "customer" and fields.get("evidence") == "reference"))
+        if message_id and proven:
+            trusted.add((ticket, message_id))
+
+    pairs = sorted(trusted)
+    for start in range(0, len(pairs), 200):
+        chunk = pairs[start:start + 200]
+        (reference.update(trusted=True)
+         .where(reference.direction == "in",
+                pw.Tuple(reference.ticket, reference.message_id).in_(chunk))
+         .execute())
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "agents and groups", _agents_and_groups),
@@ -119,6 +168,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (5, "recipients of automatic mail, for the per-address limit", _automatic_mail_recipients),
     (6, "small raw mails and attachments in the database", _stored_content),
     (7, "partial and fewer indexes of tickets, events and the outbox", _leaner_indexes),
+    (8, "trusted thread references", _trusted_references),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -202,6 +202,10 @@ class MessageReference(BaseModel):
 
     ``recipients`` lists (space-separated, lower-cased) who received that message: a
     reference from anyone else is weak evidence, because Message-IDs can be guessed.
+    ``trusted`` marks a Message-ID that may prove a reply belongs to the ticket: one the
+    desk sent, or one of a mail that created the ticket, joined it by a trusted
+    reference or came from an agent who passed authentication. Any other incoming mail
+    may carry a forged From, and its writer chose its Message-ID, To and Cc.
     """
 
     message_id = pw.CharField(max_length=998, index=True)
@@ -209,6 +213,7 @@ class MessageReference(BaseModel):
     direction = pw.CharField(max_length=3)
     kind = pw.CharField(max_length=20, default="customer")
     recipients = pw.TextField(default="")
+    trusted = pw.BooleanField(default=False)
     created_at = pw.DateTimeField(default=utcnow)
 
 

@@ -583,7 +583,7 @@ def queue_mail(
     if ticket is not None:
         statements.insert_later(
             models.MessageReference, message_id=message_id, ticket=ticket, direction="out",
-            kind=kind[:20], recipients=" ".join(recipients),
+            kind=kind[:20], recipients=" ".join(recipients), trusted=True,
         )
     logger.debug("queued %s for ticket %s as %s", template, ticket.id if ticket else "-",
                  message_id)

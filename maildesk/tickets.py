@@ -20,7 +20,6 @@ from maildesk import bounces, models, statements
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
-from maildesk.followup import Evidence
 from maildesk.i18n import N_, _, normalize_language
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
@@ -154,23 +153,41 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
         statements.insert_later(
             models.MessageReference, message_id=message.message_id, ticket=ticket, direction="in",
             kind=decision.entry_kind, recipients=" ".join(sorted(recipients)),
+            trusted=_proves_its_place(decision, ticket),
         )
     return entry
+
+
+def _proves_its_place(decision: Decision, ticket: models.Ticket) -> bool:
+    """Tell whether a mail showed more than its From that it belongs to ``ticket``.
+
+    Only then may a later mail that replies to it count as strong evidence. A mail that
+    joined by its tag alone may be forged, with a Message-ID, To and Cc of the
+    forger's choosing.
+    """
+    if decision.action is Action.CREATE:
+        # The mail that made the ticket: replying to it gives its writer nothing that
+        # its own Cc could not.
+        return True
+    if decision.follow_up.proves(ticket):
+        return True
+    # Set only after the agent passed authentication: a refused agent mail is "held".
+    return decision.entry_kind in ("agent_reply", "internal_note")
 
 
 def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> None:
     """Make the people in Cc (and extra To addresses) participants of the ticket.
 
-    A follow-up adds people only when it replies to the conversation's mail (In-Reply-To
-    or References). Its From address is not authenticated and ticket tags are easy to
-    guess, so a mail that joins a ticket by its tag alone may be forged to add the
-    forger, who would then receive every reply.
+    A follow-up adds people only when it replies to a trusted mail of the conversation
+    (In-Reply-To or References). Its From address is not authenticated and ticket tags
+    are easy to guess, so a mail that joins a ticket by its tag alone, or by replying
+    to such a mail, may be forged to add the forger, who would then receive every reply.
     """
     from maildesk.conversation import cc_become_participants, note_address
 
     if not cc_become_participants(desk):
         return
-    if decision.action is Action.APPEND and decision.follow_up.evidence is not Evidence.REFERENCE:
+    if decision.action is Action.APPEND and not decision.follow_up.proves(ticket):
         return
     sender = decision.sender
     added = 0

@@ -82,7 +82,7 @@ def make_ticket(number: int, subject: str, requester: str, *, status: str = "new
     for message_id in sent_ids:
         models.MessageReference.create(message_id=message_id, ticket=ticket, direction="out",
                                        kind=message_id.strip("<").split(".")[0],
-                                       recipients=requester.lower())
+                                       recipients=requester.lower(), trusted=True)
     return ticket
 
 

@@ -55,7 +55,7 @@ def set_up(desk: Desk, case: dict[str, Any]) -> None:
                 if token.startswith("<") and token.endswith(">") and "@" in token:
                     models.MessageReference.create(
                         message_id=token, ticket=ticket, direction="in", kind="agent_reply",
-                        recipients="helpdesk@example.com")
+                        recipients="helpdesk@example.com", trusted=True)
         for note in item.get("internal_notes") or []:
             models.Message.create(ticket=ticket, direction="in", kind="internal_note",
                                   author="ewa.nowak@example.com", author_name="Ewa Nowak",

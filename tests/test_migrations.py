@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from maildesk import migrations, models
@@ -92,4 +93,53 @@ def test_migrations_make_sparse_indexes_partial(database_url: str) -> None:
     assert "MAIL_LOOP_ALERT" in event["event_action"]
     assert "outbox_state_next_attempt_at" in outbox
     assert not outbox & {"outbox_state", "outbox_next_attempt_at", "outbox_created_at"}
+    database.close()
+
+
+def test_migrations_mark_trusted_references(database_url: str) -> None:
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run
+
+    database = models.open_database(database_url)
+    table = models.MessageReference._meta.table_name
+    # Release 7 had no MessageReference.trusted.
+    run(SchemaMigrator.from_database(database).drop_column(table, "trusted"))
+    models.SchemaVersion.delete().execute()
+    models.SchemaVersion.create(version=7)
+    requester = models.Contact.create(address="zofia@example.org")
+    ticket = models.Ticket.create(subject="Drukarka", requester=requester)
+    stored = {
+        # message_id: (direction, kind, evidence of its message_added event or None)
+        "<first@example.org>": ("in", "customer", None),
+        "<ack.1@maildesk.example.com>": ("out", "ack", None),
+        "<by-reference@example.org>": ("in", "customer", "reference"),
+        "<by-tag@evil.example>": ("in", "customer", "tag"),
+        "<agent@example.com>": ("in", "agent_reply", "tag"),
+        "<vacation@example.org>": ("in", "auto_reply", "reference"),
+    }
+    for message_id, (direction, kind, evidence) in stored.items():
+        if direction == "in":
+            models.Message.create(ticket=ticket, direction="in", kind=kind,
+                                  message_id=message_id, author="x@example.org")
+        if evidence is not None:
+            models.Event.create(ticket=ticket, actor="x@example.org", action="message_added",
+                                detail=json.dumps({"kind": kind, "evidence": evidence,
+                                                   "message_id": message_id}))
+        marks = ", ".join([database.param] * 6)
+        database.execute_sql(
+            f'INSERT INTO "{table}" (message_id, ticket_id, direction, kind, recipients, '
+            f'created_at) VALUES ({marks})',
+            (message_id, ticket.id, direction, kind, "zofia@example.org", utcnow()))
+
+    migrations.migrate(database)
+
+    trusted = {row.message_id: row.trusted for row in models.MessageReference.select()}
+    assert trusted == {
+        "<first@example.org>": True,
+        "<ack.1@maildesk.example.com>": True,
+        "<by-reference@example.org>": True,
+        "<by-tag@evil.example>": False,
+        "<agent@example.com>": True,
+        "<vacation@example.org>": False,
+    }
     database.close()
