@@ -4,7 +4,8 @@
 before the ticket's row is written; ``on_ticket_created`` records both and dispatches
 a ticket routed to a group with its own mailbox. ``on_message_added`` ends
 a wait for the user, reopens a resolved ticket on a real reply (not a short thanks or a
-rating, which it stores), and records an agent's first response. Both run inside the
+rating, which it stores when the requester sent it), and records an agent's first
+response. Both run inside the
 transaction of ``apply`` and return the mail they queued.
 """
 
@@ -170,8 +171,12 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
     phrases = service_levels(desk).thanks_phrases
     rating = satisfaction.parse_rating(message.reply_text, name, phrases)
     if rating is not None:
-        satisfaction.record_rating(ticket, rating, sender, at, message.message_id)
-        decision.rating = rating
+        # Whatever the sender, a rating-shaped reply does not reopen the ticket.
+        if _may_rate(decision, ticket):
+            satisfaction.record_rating(ticket, rating, sender, at, message.message_id)
+            decision.rating = rating
+        else:
+            _reject_rating(ticket, sender, message.message_id)
         return []
 
     if satisfaction.is_short_thanks(message.reply_text, phrases, name):
@@ -184,11 +189,35 @@ def _on_reply_to_resolved(desk: Desk, decision: Any, ticket: models.Ticket,
     if ticket.status == Status.CLOSED:
         return []
 
+    # NOTE: a mail that joined by its tag alone reopens too, though its From may be
+    # forged: a complaint from a client that drops In-Reply-To must not go unseen.
     changes = lifecycle.transition(desk, ticket, lifecycle.reopen_status(ticket), sender,
                                    Source.USER_MAIL, at,
                                    reason=Reason(N_("the user replied to the resolution")))
     decision.reopened = bool(changes)
     return []
+
+
+def _may_rate(decision: Any, ticket: models.Ticket) -> bool:
+    """Tell whether a mail may set the ticket's rating.
+
+    The resolution notice requests a rating from the requester alone, and a mail that
+    joined by its tag or by a reply to an untrusted mail may carry a forged From.
+    """
+    follow_up = decision.follow_up
+    return follow_up.sender_role is SenderRole.REQUESTER and follow_up.proves(ticket)
+
+
+def _reject_rating(ticket: models.Ticket, sender: str, message_id: str | None) -> None:
+    from maildesk.tickets import record_event
+
+    record_event(ticket, sender, "reply_without_action", {
+        "reason": Reason(N_("a rating counts only from the requester, in a reply to a "
+                            "trusted mail of the ticket")),
+        "message_id": message_id})
+    logger.info(_("ticket {number}: the rating from {sender} ({message_id}) was not counted, "
+                  "because only the requester's reply to a trusted mail of the ticket rates "
+                  "it").format(number=ticket.id, sender=sender, message_id=message_id or "-"))
 
 
 def is_feedback_on_closed(desk: Desk, message: Any, ticket: models.Ticket) -> bool:

@@ -26,8 +26,12 @@ def agent(body: str, number: int, message_id: str) -> bytes:
 
 
 def user(body: str, number: int, message_id: str) -> bytes:
+    """The requester's reply to the newest mail the desk sent them."""
+    latest = (models.Outbox.select().where(models.Outbox.recipients.contains(f" {ADDRESS} "))
+              .order_by(models.Outbox.id.desc()).first())
+    headers = {"In-Reply-To": latest.message_id} if latest is not None else None
     return mail(sender=REQUESTER, subject=f"Re: [#{number}] Drukarka nie drukuje", body=body,
-                message_id=message_id)
+                message_id=message_id, headers=headers)
 
 
 def state(number: int) -> tuple[str, str]:

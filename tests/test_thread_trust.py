@@ -2,7 +2,7 @@
 
 A forger with a ticket number and the requester's address can make a mail join by its
 subject tag. Its Message-ID, To and Cc are then the forger's choice, so a reply to it
-must not add participants, let its recipients in or pass trust on.
+must not add participants, let its recipients in, rate the ticket or pass trust on.
 Mail the desk sent, and mail that created a ticket or joined it by strong evidence,
 keeps working as before. Every test runs the whole pipeline on SQLite and PostgreSQL.
 """
@@ -106,6 +106,14 @@ def entry_ticket(message_id: str) -> int:
     return int(models.Message.get(models.Message.message_id == message_id).ticket_id)
 
 
+def resolve(desk: Desk, number: int) -> str:
+    """Marek resolves the ticket with a relayed reply; return the relay's Message-ID."""
+    agent_reply(desk, number, "#status rozwiązane\n\nWymieniliśmy bęben.",
+                "<resolve@mail.example.com>")
+    assert models.Ticket.get_by_id(number).status == "resolved"
+    return relays()[-1].message_id
+
+
 # --------------------------------------------------------------------------- the attack
 
 
@@ -193,6 +201,76 @@ def test_trusted_reference_wins_over_untrusted(tmp_path: Path, database_url: str
 
     assert evidence_of("<u2@example.org>") == "reference"
     assert participants(number) == {COLLEAGUE_ADDRESS}
+
+
+# --------------------------------------------------------------------------- ratings
+
+
+def test_forged_rating_by_tag_not_counted(tmp_path: Path, database_url: str) -> None:
+    desk = trust_desk(tmp_path, database_url)
+    number, _ack = open_ticket(desk)
+    resolve(desk, number)
+
+    pipeline.process(desk, user_mail(number, "<atk1@evil.example>", body="1\n"), "test:atk1")
+
+    ticket = models.Ticket.get_by_id(number)
+    assert ticket.satisfaction is None
+    assert ticket.status == "resolved"
+    assert models.Event.select().where(models.Event.action == "reply_without_action").count() == 1
+
+
+def test_participant_rating_not_counted(tmp_path: Path, database_url: str) -> None:
+    desk = trust_desk(tmp_path, database_url)
+    number, _ack = open_ticket(desk, cc=COLLEAGUE)
+    relay = resolve(desk, number)
+
+    pipeline.process(desk, user_mail(None, "<p1@example.org>", sender=COLLEAGUE, body="2\n",
+                                     in_reply_to=relay), "test:p1")
+
+    ticket = models.Ticket.get_by_id(number)
+    assert entry_ticket("<p1@example.org>") == number
+    assert ticket.satisfaction is None
+    assert ticket.status == "resolved"
+
+
+def test_requester_rating_reply_counted(tmp_path: Path, database_url: str) -> None:
+    desk = trust_desk(tmp_path, database_url)
+    number, _ack = open_ticket(desk, cc=COLLEAGUE)
+    relay = resolve(desk, number)
+
+    pipeline.process(desk, user_mail(None, "<r1@example.org>", body="5\n", in_reply_to=relay),
+                     "test:r1")
+
+    ticket = models.Ticket.get_by_id(number)
+    assert ticket.satisfaction == 5
+    assert ticket.status == "resolved"
+
+
+# --------------------------------------------------------------------------- reopening
+
+
+def test_participant_reply_reopens_resolved(tmp_path: Path, database_url: str) -> None:
+    desk = trust_desk(tmp_path, database_url)
+    number, _ack = open_ticket(desk, cc=COLLEAGUE)
+    relay = resolve(desk, number)
+
+    pipeline.process(desk, user_mail(None, "<p1@example.org>", sender=COLLEAGUE,
+                                     body="U mnie drukarka nadal nie drukuje.\n",
+                                     in_reply_to=relay), "test:p1")
+
+    assert models.Ticket.get_by_id(number).status != "resolved"
+
+
+def test_requester_tag_reply_reopens_resolved(tmp_path: Path, database_url: str) -> None:
+    # Some clients send replies without In-Reply-To and References, with the tag only.
+    desk = trust_desk(tmp_path, database_url)
+    number, _ack = open_ticket(desk)
+    resolve(desk, number)
+
+    pipeline.process(desk, user_mail(number, "<u1@example.org>",
+                                     body="Drukarka znowu zacina papier.\n"), "test:u1")
+
+    assert models.Ticket.get_by_id(number).status != "resolved"
 
 
 # --------------------------------------------------------------------------- what keeps working
