@@ -173,6 +173,11 @@ class CommandBlock:
 
     @property
     def is_note(self) -> bool:
+        """Tell whether any line of the block is ``#note``, first or not.
+
+        A note that reaches the requester is worse than a reply kept internal, so a
+        ``#note`` below other commands counts as well.
+        """
         return any(command.name is CommandName.NOTE for command in self.commands)
 
     @property
