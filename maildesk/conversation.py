@@ -1,10 +1,12 @@
 """The conversation between users and agents on a ticket, carried by mail.
 
 When an agent replies to a ticket mail, maildesk relays the new text to the requester
-and the Cc participants, from the desk address. A reply that starts with ``#note``, goes to
-the note address or answers an internal-note notification stays an internal note that
-only agents are told about. Commands at the top of an agent's text change the ticket.
-A user's reply is passed on to the assignee (or the group).
+and the Cc participants, from the desk address. A mail with a ``#note`` line among its
+commands, sent to the note address, or replying to a mail only agents received stays
+an internal note that only agents are told about. A corrected resend in reply to a
+command error keeps the mode of the mail the error refused. Commands at the top of an
+agent's text change the ticket. A user's reply is passed on to the assignee (or the
+group).
 
 ``review`` refines the pipeline's Decision (pure, reads the database); ``carry_out``
 makes the changes and queues the mail inside the transaction of ``tickets.apply``.
@@ -48,8 +50,12 @@ logger = logging.getLogger(__name__)
 # Kinds of Message-IDs that only agents received: a reply to one of them is internal.
 AGENT_ONLY_KINDS = frozenset({"note", "internal_note", "held", "command_confirmation",
                               "command_error"})
+# The reference kind of a command_error about a mail that would have been relayed. A
+# corrected resend in reply to it is relayed too, as the refused mail would have been,
+# while a reply to a plain "command_error" stays a note like the mail it refused.
+RELAYED_ERROR_KIND = "command_error_relay"
 # Kinds of entries and outgoing mail that are never shown or sent to a requester.
-HIDDEN_KINDS = AGENT_ONLY_KINDS | {"user_replied"}
+HIDDEN_KINDS = AGENT_ONLY_KINDS | {"user_replied", RELAYED_ERROR_KIND}
 
 
 @dataclass(frozen=True)
@@ -485,13 +491,22 @@ def _queue_confirmation(desk: Desk, ticket: models.Ticket, decision: Decision,
     language = plan.language
     changes = [{"field": field_label(name, language), "old": label(old, language, name),
                 "new": label(new, language, name)} for name, old, new in plan.plan.changes]
+    kept_as_note = plan.kind == "internal_note" and bool(plan.body)
     context = {"ticket": ticket_context(desk, ticket),
                "agent": {"name": plan.name, "login": plan.login},
                "changes": changes,
-               "commands": [command.line for command in plan.block.actions]}
+               "commands": [command.line for command in plan.block.actions],
+               "note_reason": plan.note_reason if kept_as_note else None}
     return queue_mail(desk, template="command_confirmation", language=language,
                       context=context, ticket=ticket, kind="command_confirmation",
                       **_to_agent(plan, decision))
+
+
+def _text_destination(plan: AgentPlan) -> str | None:
+    """Return where a refused mail's text would have gone: "note", "requester" or None."""
+    if not plan.body:
+        return None
+    return "note" if plan.note_reason else "requester"
 
 
 def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
@@ -505,9 +520,13 @@ def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
                "problems": problems,
                "authentication": (plan.verdict.summary if plan.refusal == "authentication"
                                   else None),
-               "commands": [command.line for command in plan.block.actions]}
+               "commands": [command.line for command in plan.block.actions],
+               "text_destination": _text_destination(plan)}
+    # A reply to this error is the corrected mail, so it keeps the refused mail's mode.
+    reference_kind = RELAYED_ERROR_KIND if plan.note_reason is None else None
     return queue_mail(desk, template="command_error", language=language, context=context,
-                      ticket=ticket, kind="command_error", **_to_agent(plan, decision))
+                      ticket=ticket, kind="command_error", reference_kind=reference_kind,
+                      **_to_agent(plan, decision))
 
 
 # --------------------------------------------------------------------------- held mail
@@ -691,12 +710,15 @@ def sample_values() -> dict[str, Any]:
                       "message": "„7” nie jest priorytetem: użyj 1 (krytyczny) do 4 (niski)",
                       "usage": "#priorytet 1–4"}],
         "authentication": None,
+        "note_reason": None,
+        "text_destination": "requester",
         "status_label": "w realizacji",
     }
 
 
 __all__ = [
     "AGENT_ONLY_KINDS",
+    "RELAYED_ERROR_KIND",
     "AgentPlan",
     "CustomerPlan",
     "DISCARDED",

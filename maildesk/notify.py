@@ -132,9 +132,11 @@ def sample_variants(desk: Desk, language: str = "pl"
     filled["ticket"].update(assignee="jan.kowalski", category=filled["ticket"]["tags"][0])
     filled["authentication"] = "dkim=fail; spf=softfail"
     filled["escalation"]["clears_assignee"] = True
+    filled["note_reason"] = "reference"
+    filled["text_destination"] = "note"
     variants: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-        (("linked_ticket", "assignee", "category", "authentication", "clears_assignee"),
-         filled)]
+        (("linked_ticket", "assignee", "category", "authentication", "clears_assignee",
+          "note_reason", "text_destination"), filled)]
     for status in ("pending", "closed", None):
         changed = copy.deepcopy(sample_context(desk, language))
         changed["reply"]["new_status"] = status
@@ -501,6 +503,7 @@ def queue_mail(
     enforce_limits: bool = True,
     attachments: list[OutgoingAttachment] | None = None,
     fresh_contacts: Sequence[models.Contact] = (),
+    reference_kind: str | None = None,
 ) -> QueuedMail | None:
     """Render a template and write it to the outbox; return None when nobody may get it.
 
@@ -508,6 +511,8 @@ def queue_mail(
     None means the language of the first To address. For a ticket mail without
     ``in_reply_to`` and ``references``, the thread is taken from the ticket's earlier
     mails to that address, and the ticket tag is added to a subject that lacks it.
+    ``reference_kind`` replaces ``kind`` in the mail's MessageReference row, which
+    decides what a reply to the mail becomes (``maildesk.conversation``).
     """
     if automatic and enforce_limits and ticket is not None and _ticket_over_limit(
             desk, ticket, [r.address for r in (*to, *(cc or []))]):
@@ -583,7 +588,7 @@ def queue_mail(
     if ticket is not None:
         statements.insert_later(
             models.MessageReference, message_id=message_id, ticket=ticket, direction="out",
-            kind=kind[:20], recipients=" ".join(recipients), trusted=True,
+            kind=(reference_kind or kind)[:20], recipients=" ".join(recipients), trusted=True,
         )
     logger.debug("queued %s for ticket %s as %s", template, ticket.id if ticket else "-",
                  message_id)

@@ -2,7 +2,7 @@
 
 The cases come from a first-line agent's working day played by real mail: a corrected
 resend in reply to a command error, a command on a closed ticket, a group manager's
-answer to an escalation, an agent's reply-all to the requester, and ``#note`` below
+reply to an escalation, an agent's reply-all to the requester, and ``#note`` below
 other commands. Every test runs the whole pipeline on SQLite and on PostgreSQL.
 """
 
@@ -65,3 +65,109 @@ def test_user_replied_hint_names_note_line(tmp_path: Path, database_url: str) ->
     hint = " ".join(text_of(outbox("user_replied")[0]).split())
     assert "Linia „#notatka” wśród poleceń na początku odpowiedzi" in hint
     assert "Pierwsza linia" not in hint
+
+
+# --------------------------------------------------------------------------- resend after an error
+
+
+THANKS = "Dziękuję za ocenę, Pani Zofio. Miłego weekendu!\n\nEwa\n"
+
+
+def notice_to_ewa(desk) -> tuple[models.Ticket, str]:
+    """Open a ticket assigned to Ewa; the user writes again; return the user_replied id."""
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+    user_reply(desk, ticket, ack, "Drukarka działa, oceniam na 5.\n", "<u2@example.org>")
+    return ticket, outbox("user_replied")[0].message_id
+
+
+def test_resend_after_error_is_relayed(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#zamnij\n\n" + THANKS, notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+    error = outbox("command_error")[0]
+
+    process(desk, agent_mail("#zamknij\n\n" + THANKS, error.message_id, sender=EWA,
+                             message_id="<e2@mail.example.com>"))
+
+    assert entry_kind("<e2@mail.example.com>") == "agent_reply"
+    assert reload(ticket).status == "closed"
+    relayed = outbox("reply")
+    assert len(relayed) == 1
+    assert relayed[0].recipients.split() == [USER]
+    assert "Miłego weekendu!" in text_of(relayed[0])
+    assert outbox("note") == []
+
+
+def test_error_says_resend_is_relayed(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+
+    process(desk, agent_mail("#zamnij\n\n" + THANKS, notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+
+    text = " ".join(text_of(outbox("command_error")[0]).split())
+    assert "Jej tekst trafi do zgłaszającego, tak jak trafiłby tekst odrzuconej wiadomości" in text
+
+
+def test_resend_of_note_after_error_stays_note(tmp_path: Path, database_url: str) -> None:
+    # The refused mail was a note, so its resend must not reach the requester even when
+    # the agent leaves out #notatka the second time.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#notatka\n#zamnij\nHasło serwisowe: 1234.", notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+    error = outbox("command_error")[0]
+
+    process(desk, agent_mail("#zamknij\nHasło serwisowe: 1234.", error.message_id,
+                             sender=EWA, message_id="<e2@mail.example.com>"))
+
+    assert entry_kind("<e2@mail.example.com>") == "internal_note"
+    assert reload(ticket).status == "closed"
+    assert outbox("reply") == []
+    error_text = " ".join(text_of(error).split())
+    assert "zostanie zapisany jako notatka wewnętrzna" in error_text
+
+
+def test_resend_of_confirmation_reply_stays_note(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#priorytet 2", notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+    confirmation = outbox("command_confirmation")[0]
+    process(desk, agent_mail("#zamnij\nTylko dla nas.", confirmation.message_id, sender=EWA,
+                             message_id="<e2@mail.example.com>"))
+    error = outbox("command_error")[0]
+
+    process(desk, agent_mail("#zamknij\nTylko dla nas.", error.message_id, sender=EWA,
+                             message_id="<e3@mail.example.com>"))
+
+    assert entry_kind("<e3@mail.example.com>") == "internal_note"
+    assert outbox("reply") == []
+
+
+def test_confirmation_says_text_kept_as_note(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#priorytet 2", notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+    first = outbox("command_confirmation")[0]
+
+    process(desk, agent_mail("#zamknij\n\n" + THANKS, first.message_id, sender=EWA,
+                             message_id="<e2@mail.example.com>"))
+
+    assert "notatkę wewnętrzną" not in text_of(first)
+    text = " ".join(text_of(outbox("command_confirmation")[1]).split())
+    assert "Tekst wiadomości zapisano jako notatkę wewnętrzną" in text
+    assert "odpowiada na wiadomość, którą dostali tylko konsultanci" in text
+
+
+def test_confirmation_names_note_command(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, agent_mail("#priorytet 2\n#notatka Sterownik jest stary.", ack))
+
+    text = " ".join(text_of(outbox("command_confirmation")[0]).split())
+    assert "ponieważ wiadomość zawiera polecenie #notatka" in text
