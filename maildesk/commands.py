@@ -442,6 +442,12 @@ def _settle_status(new: dict[str, Any], state: dict[str, Any],
         new["status"] = "new"
 
 
+# The problem of a status command on a closed ticket. The error mail then names where the
+# work goes on, instead of asking for a corrected command.
+CLOSED_TICKET_PROBLEM = N_("a closed ticket stays closed: a reply from the requester opens "
+                           "a new ticket linked to it")
+
+
 def _check_status(command: CommandLine, old: str, new: dict[str, Any],
                   directory: Directory) -> Problem | None:
     usage = command.spec.usage if command.spec else ""
@@ -451,8 +457,7 @@ def _check_status(command: CommandLine, old: str, new: dict[str, Any],
     if not directory.may_change_status(old, new["status"]):
         if old == "closed":
             # No value of the command would do, so the usage line would only mislead.
-            return Problem(command.line, N_("a closed ticket stays closed: a reply from the "
-                                            "requester opens a new ticket linked to it"))
+            return Problem(command.line, CLOSED_TICKET_PROBLEM)
         return Problem(command.line,
                        N_("the status cannot change from '{old}' to '{new}' by a command"),
                        {"old": old, "new": new["status"]}, usage)
@@ -596,6 +601,7 @@ def apply_changes(desk: Any, ticket: models.Ticket, changes: tuple[Change, ...],
 
 
 __all__ = [
+    "CLOSED_TICKET_PROBLEM",
     "COMMANDS",
     "Change",
     "CommandBlock",

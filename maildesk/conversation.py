@@ -22,6 +22,7 @@ from typing import Any
 from maildesk import agents, models, statements
 from maildesk.authn import Verdict, authenticate
 from maildesk.commands import (
+    CLOSED_TICKET_PROBLEM,
     N_,
     CommandBlock,
     CommandPlan,
@@ -509,6 +510,33 @@ def _text_destination(plan: AgentPlan) -> str | None:
     return "note" if plan.note_reason else "requester"
 
 
+def _closed_ticket_context(desk: Desk, ticket: models.Ticket,
+                           plan: AgentPlan) -> dict[str, Any] | None:
+    """Return the values of an error about a status command on a closed ticket, else None.
+
+    ``follow_up`` is the ticket where the work goes on: the newest ticket that a reply of
+    the requester opened as a continuation, followed along its own continuations while
+    those are closed too.
+    """
+    if not any(problem.message == CLOSED_TICKET_PROBLEM for problem in plan.plan.problems):
+        return None
+    follow_up = None
+    current = ticket
+    while True:
+        newer = (models.Ticket.select()
+                 .where(models.Ticket.linked_ticket == current.id,
+                        models.Ticket.id > current.id)
+                 .order_by(models.Ticket.id.desc()).first())
+        if newer is None:
+            break
+        follow_up = current = newer
+        if newer.status != "closed":
+            break
+    if follow_up is None:
+        return {"follow_up": None}
+    return {"follow_up": {"number": follow_up.id, "tag": desk.tag(follow_up.id)}}
+
+
 def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
                          plan: AgentPlan) -> QueuedMail | None:
     """Write to the agent's configured address, never to a From that may be forged."""
@@ -521,7 +549,8 @@ def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
                "authentication": (plan.verdict.summary if plan.refusal == "authentication"
                                   else None),
                "commands": [command.line for command in plan.block.actions],
-               "text_destination": _text_destination(plan)}
+               "text_destination": _text_destination(plan),
+               "closed_ticket": _closed_ticket_context(desk, ticket, plan)}
     # A reply to this error is the corrected mail, so it keeps the refused mail's mode.
     reference_kind = RELAYED_ERROR_KIND if plan.note_reason is None else None
     return queue_mail(desk, template="command_error", language=language, context=context,
@@ -712,6 +741,7 @@ def sample_values() -> dict[str, Any]:
         "authentication": None,
         "note_reason": None,
         "text_destination": "requester",
+        "closed_ticket": None,
         "status_label": "w realizacji",
     }
 

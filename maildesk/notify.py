@@ -149,6 +149,11 @@ def sample_variants(desk: Desk, language: str = "pl"
         changed = copy.deepcopy(sample_context(desk, language))
         changed["reply"][key] = value
         variants.append(((f"reply.{key}",), changed))
+    follow_up = {"number": SAMPLE_TICKET_NUMBER + 1, "tag": desk.tag(SAMPLE_TICKET_NUMBER + 1)}
+    for continued in (follow_up, None):
+        closed = copy.deepcopy(sample_context(desk, language))
+        closed["closed_ticket"] = {"follow_up": continued}
+        variants.append((("closed_ticket",), closed))
     return variants
 
 

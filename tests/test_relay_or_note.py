@@ -171,3 +171,58 @@ def test_confirmation_names_note_command(tmp_path: Path, database_url: str) -> N
 
     text = " ".join(text_of(outbox("command_confirmation")[0]).split())
     assert "ponieważ wiadomość zawiera polecenie #notatka" in text
+
+
+# --------------------------------------------------------------------------- closed tickets
+
+
+REOPEN = "#status ponownie otwarte\n#przypisz mnie\n\nZajrzę do drukarki w poniedziałek.\n"
+
+
+def test_closed_ticket_error_names_continuation(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#zamknij", notice, sender=EWA, message_id="<e1@mail.example.com>"))
+    ack = outbox("ack")[0].message_id
+    user_reply(desk, ticket, ack, "Niestety drukarka znowu nie drukuje.\n", "<u3@example.org>")
+    continuation = models.Ticket.get(models.Ticket.linked_ticket == ticket.id)
+
+    process(desk, agent_mail(REOPEN, notice, sender=EWA, message_id="<e2@mail.example.com>"))
+
+    assert reload(ticket).status == "closed"
+    text = " ".join(text_of(outbox("command_error")[0]).split())
+    assert f"zgłoszenie [#{continuation.id}], które je kontynuuje" in text
+    assert "Popraw polecenia" not in text
+
+
+def test_closed_ticket_error_without_continuation(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#zamknij", notice, sender=EWA, message_id="<e1@mail.example.com>"))
+
+    process(desk, agent_mail(REOPEN, notice, sender=EWA, message_id="<e2@mail.example.com>"))
+
+    text = " ".join(text_of(outbox("command_error")[0]).split())
+    assert f"Zgłoszenie [#{ticket.id}] jest zamknięte i takie pozostanie." in text
+    assert "wyślij ją ponownie bez poleceń zmiany statusu" in text
+    assert "Popraw polecenia" not in text
+
+
+def test_closed_ticket_error_follows_chain(tmp_path: Path, database_url: str) -> None:
+    # The continuation was closed too and continued again: the error names the last one.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#zamknij", notice, sender=EWA, message_id="<e1@mail.example.com>"))
+    user_reply(desk, ticket, outbox("ack")[0].message_id, "Znowu nie drukuje.\n",
+               "<u3@example.org>")
+    second = models.Ticket.get(models.Ticket.linked_ticket == ticket.id)
+    second_ack = outbox("ack")[1].message_id
+    process(desk, agent_mail("#zamknij", second_ack, sender=EWA, ticket=second.id,
+                             message_id="<e2@mail.example.com>"))
+    user_reply(desk, second, second_ack, "I znowu nie drukuje.\n", "<u4@example.org>")
+    third = models.Ticket.get(models.Ticket.linked_ticket == second.id)
+
+    process(desk, agent_mail(REOPEN, notice, sender=EWA, message_id="<e3@mail.example.com>"))
+
+    text = " ".join(text_of(outbox("command_error")[0]).split())
+    assert f"zgłoszenie [#{third.id}], które je kontynuuje" in text
