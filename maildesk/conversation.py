@@ -95,6 +95,17 @@ class HeldPlan:
     reason: str
 
 
+@dataclass(frozen=True)
+class ManagerNote:
+    """A group manager's reply to a mail of the ticket, kept as an internal note.
+
+    Managers are not agents: their mail runs no commands and is never relayed to the
+    requester, but the assignee (or the group) gets an ``internal_note`` mail of it.
+    """
+
+    groups: tuple[str, ...]
+
+
 # --------------------------------------------------------------------------- settings hooks
 
 
@@ -104,6 +115,13 @@ def cc_become_participants(desk: Desk) -> bool:
 
 def note_address(desk: Desk) -> str:
     return agents.command_settings(desk).note_address
+
+
+def managed_groups(desk: Desk, address: str) -> tuple[str, ...]:
+    """Return the names of the configured groups whose ``manager`` is ``address``."""
+    address = address.strip().lower()
+    return tuple(group.name for group in desk.config.groups
+                 if group.manager is not None and group.manager.strip().lower() == address)
 
 
 # --------------------------------------------------------------------------- deciding
@@ -243,6 +261,8 @@ def carry_out(desk: Desk, decision: Decision, ticket: models.Ticket,
         return _carry_out_agent(desk, decision, ticket, entry, plan)
     if isinstance(plan, CustomerPlan):
         return _carry_out_customer(desk, decision, ticket, entry, plan)
+    if isinstance(plan, ManagerNote):
+        return _carry_out_manager(desk, decision, ticket, entry, plan)
     if isinstance(plan, HeldPlan):
         from maildesk.tickets import record_event
 
@@ -293,7 +313,8 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         record_event(ticket, plan.login, "internal_note_added", {
             "message_id": message_id, "entry": entry.id, "why": plan.note_reason})
         if plan.body:
-            queued.extend(_queue_note_notifications(desk, ticket, plan, entry))
+            queued.extend(_queue_note_notifications(desk, ticket, entry, plan.body, plan.name,
+                                                    exclude=plan.login))
     elif plan.body:
         mail = _queue_relay(desk, ticket, decision, plan, _status_change(plan))
         if mail:
@@ -333,6 +354,28 @@ def _record_first_response(ticket: models.Ticket, plan: AgentPlan) -> None:
         record_event(ticket, plan.login, "first_response", {"agent": plan.login}, after=now)
 
 
+def _carry_out_manager(desk: Desk, decision: Decision, ticket: models.Ticket,
+                       entry: models.Message, plan: ManagerNote) -> list[QueuedMail]:
+    from maildesk.tickets import record_event
+
+    message = decision.message
+    record_event(ticket, decision.sender, "internal_note_added", {
+        "message_id": message.message_id, "entry": entry.id, "why": "manager",
+        "groups": list(plan.groups)})
+    logger.info(_("ticket {ticket}: the reply {message_id} of group manager {sender} is kept "
+                  "as an internal note").format(ticket=ticket.id,
+                                                message_id=message.message_id or "-",
+                                                sender=decision.sender))
+    text = (message.reply_text or message.text).strip()
+    if not text:
+        return []
+    sender = message.from_address
+    author = Reason(N_("{name} (group manager: {groups})"),
+                    name=(sender.name if sender and sender.name else decision.sender),
+                    groups=", ".join(plan.groups))
+    return _queue_note_notifications(desk, ticket, entry, text, author, exclude=None)
+
+
 def _carry_out_customer(desk: Desk, decision: Decision, ticket: models.Ticket,
                         entry: models.Message, plan: CustomerPlan) -> list[QueuedMail]:
     from maildesk.tickets import record_event
@@ -352,8 +395,10 @@ def _carry_out_customer(desk: Desk, decision: Decision, ticket: models.Ticket,
 def conversation_references(ticket: models.Ticket) -> tuple[str | None, list[str]]:
     """Return In-Reply-To and References for mail on the user's side of the conversation.
 
-    Only Message-IDs the requester saw are used: the users' own mail and the desk's mail
-    to the requester, never an agent's own mail or a notification to agents or teams.
+    Only Message-IDs the requester saw are used: the users' mail that the requester sent
+    or received, and the desk's mail to the requester. An agent's own mail, a manager's
+    reply, a participant's mail that left the requester out and a notification to
+    agents or teams are never used.
     """
     requester = ticket.requester.address
     rows = (models.MessageReference.select()
@@ -362,11 +407,12 @@ def conversation_references(ticket: models.Ticket) -> tuple[str | None, list[str
     visible: list[str] = []
     last_from_user = None
     for row in rows:
+        seen_by_requester = requester in row.recipients.split()
         if row.direction == "in":
-            if row.kind != "customer":
+            if row.kind != "customer" or not seen_by_requester:
                 continue
             last_from_user = row.message_id
-        elif row.kind in HIDDEN_KINDS or requester not in row.recipients.split():
+        elif row.kind in HIDDEN_KINDS or not seen_by_requester:
             continue
         if row.message_id not in visible:
             visible.append(row.message_id)
@@ -438,12 +484,14 @@ def _agent_context(desk: Desk, ticket: models.Ticket, agent: models.Agent) -> di
             "recipient": {"name": agent.name, "login": agent.login}}
 
 
-def _queue_note_notifications(desk: Desk, ticket: models.Ticket, plan: AgentPlan,
-                              entry: models.Message) -> list[QueuedMail]:
+def _queue_note_notifications(desk: Desk, ticket: models.Ticket, entry: models.Message,
+                              text: str, author_name: str | Reason,
+                              exclude: str | None) -> list[QueuedMail]:
+    """Tell the assignee, else the group's agents, of a note; ``exclude`` is its author."""
     queued = []
-    for agent in _agent_recipients(ticket, exclude=plan.login):
+    for agent in _agent_recipients(ticket, exclude=exclude):
         context = _agent_context(desk, ticket, agent)
-        context["note"] = {"text": plan.body, "author_name": plan.name}
+        context["note"] = {"text": text, "author_name": author_name}
         mail = queue_mail(
             desk, template="internal_note", language=agent.language or desk.config.language,
             context=context, to=[Recipient(agents.primary_address(agent), agent.name)],
@@ -754,11 +802,13 @@ __all__ = [
     "DISCARDED",
     "HeldPlan",
     "NotHeldError",
+    "ManagerNote",
     "accept_held",
     "carry_out",
     "cc_become_participants",
     "conversation_references",
     "discard_held",
+    "managed_groups",
     "note_address",
     "plan_agent_mail",
     "review",

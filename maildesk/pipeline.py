@@ -174,12 +174,27 @@ def _language(desk: Desk, message: ParsedMessage, routing: Any) -> str:
                            detected=detected)
 
 
-def _entry_kind(follow_up: FollowUp, automatic: bool) -> str:
+def _entry_kind(follow_up: FollowUp, automatic: bool, manager: bool = False) -> str:
     if automatic:
         return "auto_reply"
     if follow_up.sender_role is SenderRole.AGENT:
         return "agent_reply"
+    if manager:
+        return "internal_note"
     return "customer"
+
+
+def _managed_groups(desk: Desk, follow_up: FollowUp, sender: str) -> tuple[str, ...]:
+    """Return the groups a group manager manages who replied to a mail of the ticket.
+
+    Only a manager who is not the requester, a participant or an agent counts, and only
+    by a thread reference to a mail they received, such as an escalation. A manager's
+    own ticket, or one they were copied on as a user, stays a user's conversation.
+    """
+    if (follow_up.ticket is None or follow_up.sender_role is not SenderRole.STRANGER
+            or follow_up.evidence is not Evidence.REFERENCE):
+        return ()
+    return conversation.managed_groups(desk, sender)
 
 
 def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
@@ -223,8 +238,10 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
     ]
     automatic = classification.is_automatic
     ticket = follow_up.ticket
+    # A group manager's reply to an escalation is a note for the agents, closed or not.
+    managed = _managed_groups(desk, follow_up, sender_address)
 
-    if (ticket is not None and ticket.status == "closed" and not automatic
+    if (ticket is not None and ticket.status == "closed" and not automatic and not managed
             and is_feedback_on_closed(desk, message, ticket)):
         # A rating or a short thanks joins the closed ticket instead of opening a new one.
         return Decision(Action.APPEND, follow_up=follow_up, ticket=ticket,
@@ -234,9 +251,9 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
     # A person's mail to a closed ticket opens a new, linked one below. An agent's stays on
     # the closed ticket, where commands that would reopen it are refused.
     opens_new = (ticket is not None and ticket.status == "closed" and not automatic
-                 and follow_up.sender_role is not SenderRole.AGENT)
+                 and follow_up.sender_role is not SenderRole.AGENT and not managed)
     if ticket is not None and not opens_new:
-        entry_kind = _entry_kind(follow_up, automatic)
+        entry_kind = _entry_kind(follow_up, automatic, manager=bool(managed))
         if entry_kind != "auto_reply" and _repeats_recent_text(ticket, message):
             # Responders that omit Auto-Submitted send the same text every time; treating
             # the repeat as an automatic reply ends loops with agents and other desks.
@@ -247,10 +264,15 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
         routing = None
         if entry_kind == "customer":
             routing = evaluate_followup(rules, message, received_at or datetime.now(UTC))
+        reason = follow_up.description(classification.reason)
+        plan = None
+        if entry_kind == "internal_note":
+            plan = conversation.ManagerNote(managed)
+            reason = Reason(N_("{reason}; note from the manager of {groups}"), reason=reason,
+                            groups=", ".join(managed))
         return Decision(
             Action.APPEND, follow_up=follow_up, ticket=ticket, entry_kind=entry_kind,
-            reason=follow_up.description(classification.reason),
-            events=events, routing=routing, **base,
+            reason=reason, events=events, routing=routing, conversation=plan, **base,
         )
 
     if automatic:

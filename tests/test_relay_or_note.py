@@ -226,3 +226,141 @@ def test_closed_ticket_error_follows_chain(tmp_path: Path, database_url: str) ->
 
     text = " ".join(text_of(outbox("command_error")[0]).split())
     assert f"zgłoszenie [#{third.id}], które je kontynuuje" in text
+
+
+# --------------------------------------------------------------------------- group managers
+
+
+MANAGER = "Kierownik IT <kierownik@example.com>"
+
+
+def escalate_to_manager(desk, assignee: str | None = "ewa.nowak") -> tuple[models.Ticket, str]:
+    """Open a ticket in pierwsza-linia and mail its manager; return the manager mail's id."""
+    from maildesk import escalation
+
+    ticket, _ack = open_ticket(desk)
+    models.Ticket.update(group="pierwsza-linia", assignee=assignee).where(
+        models.Ticket.id == ticket.id).execute()
+    with models.database_proxy.atomic():
+        escalation.notify_manager(desk, reload(ticket), "maildesk", "scheduler",
+                                  "przekroczony czas pierwszej odpowiedzi")
+    return reload(ticket), outbox("escalation_manager")[0].message_id
+
+
+def manager_reply(desk, ticket: models.Ticket, in_reply_to: str,
+                  message_id: str = "<k1@example.com>") -> object:
+    body = ("Ewo, proszę się tym zająć od razu.\n\nKierownik IT\n\n"
+            "W dniu 04.12.2026 o 09:00, Helpdesk IT pisze:\n> Zgłoszenie wymaga uwagi.\n")
+    return process(desk, mail(sender=MANAGER, subject=f"Re: [#{ticket.id}] Eskalacja",
+                              body=body, message_id=message_id,
+                              headers={"In-Reply-To": in_reply_to,
+                                       "References": in_reply_to}), "test:manager")
+
+
+def test_manager_reply_is_note_for_assignee(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, escalation_mail = escalate_to_manager(desk)
+
+    outcome = manager_reply(desk, ticket, escalation_mail)
+
+    assert outcome.action == "append"
+    assert outcome.ticket == ticket.id
+    assert entry_kind("<k1@example.com>") == "internal_note"
+    notes = outbox("note")
+    assert [row.recipients.split() for row in notes] == [["ewa.nowak@example.com"]]
+    text = text_of(notes[0])
+    assert "Ewo, proszę się tym zająć od razu." in text
+    assert "Kierownik IT (kierownik grupy: pierwsza-linia, druga-linia)" in text
+    assert "Helpdesk IT pisze" not in text
+    assert [row.kind for row in outbox() if USER in row.recipients.split()] == ["ack"]
+    detail = events("internal_note_added")[0].detail or ""
+    assert '"why": "manager"' in detail
+
+
+def test_escalation_tells_manager_about_replies(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    escalate_to_manager(desk)
+
+    text = " ".join(text_of(outbox("escalation_manager")[0]).split())
+    assert "Odpowiedź na tę wiadomość trafi do konsultantów zgłoszenia jako notatka" in text
+
+
+def test_manager_reply_tells_group_without_assignee(tmp_path: Path,
+                                                   database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, escalation_mail = escalate_to_manager(desk, assignee=None)
+
+    manager_reply(desk, ticket, escalation_mail)
+
+    notes = outbox("note")
+    assert [row.recipients.split() for row in notes] == [["marek.zielinski@example.com"]]
+
+
+def test_manager_reply_keeps_user_waiting(tmp_path: Path, database_url: str) -> None:
+    # A manager's mail is not the user's answer, so a pending ticket keeps waiting.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, escalation_mail = escalate_to_manager(desk)
+    models.Ticket.update(status="pending").where(models.Ticket.id == ticket.id).execute()
+
+    manager_reply(desk, ticket, escalation_mail)
+
+    assert reload(ticket).status == "pending"
+    assert outbox("user_replied") == []
+
+
+def test_relay_skips_manager_message_id(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, escalation_mail = escalate_to_manager(desk)
+    manager_reply(desk, ticket, escalation_mail)
+    ack = outbox("ack")[0].message_id
+
+    process(desk, agent_mail("Już się tym zajmuję.", ack, sender=EWA, ticket=ticket.id,
+                             message_id="<e1@mail.example.com>"))
+
+    relayed = parsed(outbox("reply")[0])
+    assert relayed["In-Reply-To"] == "<m1@example.org>"
+    assert "<k1@example.com>" not in relayed["References"]
+    assert escalation_mail not in relayed["References"]
+
+
+def test_manager_reply_on_closed_ticket_opens_none(tmp_path: Path,
+                                                   database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, escalation_mail = escalate_to_manager(desk)
+    models.Ticket.update(status="closed").where(models.Ticket.id == ticket.id).execute()
+
+    outcome = manager_reply(desk, ticket, escalation_mail)
+
+    assert outcome.ticket == ticket.id
+    assert models.Ticket.select().count() == 1
+    assert entry_kind("<k1@example.com>") == "internal_note"
+
+
+def test_manager_own_ticket_stays_conversation(tmp_path: Path, database_url: str) -> None:
+    # The manager's own request is a user's ticket like any other.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk, sender=MANAGER, message_id="<k0@example.com>")
+
+    manager_reply(desk, ticket, ack)
+
+    assert entry_kind("<k1@example.com>") == "customer"
+    assert outbox("note") == []
+
+
+def test_relay_skips_mail_requester_never_saw(tmp_path: Path, database_url: str) -> None:
+    # A participant who wrote to the desk alone sent a mail the requester never received.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk, cc="Adam Sikora <adam.sikora@example.org>")
+    process(desk, mail(sender="Adam Sikora <adam.sikora@example.org>",
+                       subject=f"Re: [#{ticket.id}] Drukarka", body="U mnie też.\n",
+                       message_id="<p1@example.org>", headers={"In-Reply-To": ack}),
+            "test:participant")
+
+    process(desk, agent_mail(REPLY_TEXT, ack, message_id="<a2@mail.example.com>"))
+
+    relayed = parsed(outbox("reply")[0])
+    assert relayed["In-Reply-To"] == "<m1@example.org>"
+    assert "<p1@example.org>" not in relayed["References"]
+
+
+REPLY_TEXT = "Dzień dobry,\n\nsprawdzimy obie drukarki.\n\nMarek\n"
