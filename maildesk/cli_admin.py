@@ -58,6 +58,7 @@ def _action_label(action: str) -> str:
         "held_discarded": _("held message discarded"),
         "held_superseded": _("held message superseded"),
         "internal_note_added": _("internal note added"),
+        "relay_skipped": _("reply not relayed to addresses the agent wrote to"),
         "first_response": _("first response"),
         "command_like_text_ignored": _("text that looks like a command ignored"),
         "command_rejected": _("commands rejected: the sender is not authenticated"),

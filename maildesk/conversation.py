@@ -295,15 +295,17 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         return [mail] if mail else []
 
     queued: list[QueuedMail] = []
+    relay = RelayRecipients()
+    if plan.body and plan.kind != "internal_note":
+        relay = _relay_recipients(desk, ticket, decision.message)
     if plan.plan.changes:
         # A relayed reply shows the new status itself (see agent_reply.j2), so the separate
-        # status notice goes out only for a mail of bare commands.
-        relayed = bool(plan.body) and plan.kind != "internal_note"
+        # status notice goes out only when the requester gets no relay.
         apply_changes(desk, ticket, plan.plan.changes, plan.login, detail={
             "message_id": message_id, "via": "mail",
             **({"reason": plan.plan.reasons["escalation"]}
                if "escalation" in plan.plan.reasons else {})},
-            notify_requester=not relayed)
+            notify_requester=not relay.includes(ticket.requester.address))
     if plan.block.actions:
         mail = _queue_confirmation(desk, ticket, decision, plan)
         if mail:
@@ -316,13 +318,30 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
             queued.extend(_queue_note_notifications(desk, ticket, entry, plan.body, plan.name,
                                                     exclude=plan.login))
     elif plan.body:
-        mail = _queue_relay(desk, ticket, decision, plan, _status_change(plan))
-        if mail:
-            queued.append(mail)
+        if relay.skipped:
+            _record_relay_skipped(ticket, plan, message_id, relay.skipped)
+        if relay.to:
+            mail = _queue_relay(desk, ticket, decision, plan, relay, _status_change(plan))
+            if mail:
+                queued.append(mail)
         _record_first_response(ticket, plan)
 
     supersede_held(ticket, plan.login, entry)
     return queued
+
+
+def _record_relay_skipped(ticket: models.Ticket, plan: AgentPlan, message_id: str | None,
+                          skipped: tuple[str, ...]) -> None:
+    from maildesk.tickets import record_event
+
+    record_event(ticket, plan.login, "relay_skipped", {
+        "reason": Reason(N_("{addresses} received the agent's own mail"),
+                         addresses=", ".join(skipped)),
+        "recipients": list(skipped), "message_id": message_id})
+    logger.info(_("ticket {ticket}: the reply {message_id} of {agent} is not relayed again "
+                  "to {addresses}, who received it from the agent").format(
+        ticket=ticket.id, message_id=message_id or "-", agent=plan.login,
+        addresses=", ".join(skipped)))
 
 
 def _refusal_summary(ticket: models.Ticket, sender: str, plan: AgentPlan) -> Reason:
@@ -420,6 +439,39 @@ def conversation_references(ticket: models.Ticket) -> tuple[str | None, list[str
     return in_reply_to, visible
 
 
+@dataclass(frozen=True)
+class RelayRecipients:
+    """The recipients of a relayed reply, and the addresses left out of it.
+
+    ``skipped`` are the requester and participants whom the agent's own mail went to
+    (To or Cc). They have the text already, command lines included, so a relay would
+    be a second copy.
+    """
+
+    to: tuple[Recipient, ...] = ()
+    cc: tuple[Recipient, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    def includes(self, address: str) -> bool:
+        return any(recipient.address == address for recipient in (*self.to, *self.cc))
+
+
+def _relay_recipients(desk: Desk, ticket: models.Ticket,
+                     message: ParsedMessage) -> RelayRecipients:
+    """Return the requester (To) and participants (Cc) that an agent's reply goes to.
+
+    When the requester was among the agent's own recipients, the first participant
+    left takes the To line.
+    """
+    addressed = {address.normalized for address in (*message.to, *message.cc)}
+    requester, participants = _requester_and_participants(desk, ticket)
+    everyone = (requester, *participants)
+    remaining = tuple(recipient for recipient in everyone if recipient.address not in addressed)
+    skipped = tuple(recipient.address for recipient in everyone
+                    if recipient.address in addressed)
+    return RelayRecipients(remaining[:1], remaining[1:], skipped)
+
+
 def _requester_and_participants(desk: Desk, ticket: models.Ticket) -> tuple[Recipient,
                                                                            list[Recipient]]:
     requester = ticket.requester
@@ -444,18 +496,17 @@ def _status_change(plan: AgentPlan) -> str | None:
     return None
 
 
-def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision,
-                 plan: AgentPlan, new_status: str | None = None) -> QueuedMail | None:
+def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision, plan: AgentPlan,
+                 relay: RelayRecipients, new_status: str | None = None) -> QueuedMail | None:
     # TODO: relay the agent's attachments too; queue_mail renders text and HTML only.
-    to, cc = _requester_and_participants(desk, ticket)
     in_reply_to, references = conversation_references(ticket)
     mail = queue_mail(
         desk, template="agent_reply", language=ticket.language,
         context={"ticket": ticket_context(desk, ticket),
                  "agent": {"name": plan.name, "login": plan.login},
                  "reply": {"text": plan.body, "new_status": new_status}},
-        to=[to], cc=cc, ticket=ticket, in_reply_to=in_reply_to, references=references,
-        automatic=False, kind="reply", sender_name=plan.name,
+        to=list(relay.to), cc=list(relay.cc), ticket=ticket, in_reply_to=in_reply_to,
+        references=references, automatic=False, kind="reply", sender_name=plan.name,
     )
     if mail is None:
         logger.warning(_("ticket {ticket}: the reply of {agent} was not sent, because no "

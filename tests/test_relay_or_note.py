@@ -364,3 +364,51 @@ def test_relay_skips_mail_requester_never_saw(tmp_path: Path, database_url: str)
 
 
 REPLY_TEXT = "Dzień dobry,\n\nsprawdzimy obie drukarki.\n\nMarek\n"
+
+
+# --------------------------------------------------------------------------- reply-all
+
+
+DIRECT = "#przypisz mnie\n#status w realizacji\n\nSprawdzam uprawnienia, daj mi 10 minut.\n"
+
+
+def test_reply_all_not_relayed_twice(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, _ack = open_ticket(desk)
+
+    process(desk, agent_mail(DIRECT, "<m1@example.org>", to=REQUESTER,
+                             headers={"Cc": "helpdesk@example.com"}))
+
+    assert reload(ticket).status == "in_progress"
+    assert outbox("reply") == []
+    skipped = events("relay_skipped")
+    assert len(skipped) == 1
+    assert '"recipients": ["zofia.wisniewska@example.org"]' in (skipped[0].detail or "")
+    assert reload(ticket).first_responded_at is not None
+
+
+def test_reply_all_relays_to_others(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, _ack = open_ticket(desk, cc="Adam Sikora <adam.sikora@example.org>")
+
+    process(desk, agent_mail(DIRECT, "<m1@example.org>", to=REQUESTER,
+                             headers={"Cc": "helpdesk@example.com"}))
+
+    relayed = outbox("reply")
+    assert [row.recipients.split() for row in relayed] == [["adam.sikora@example.org"]]
+    assert parsed(relayed[0])["To"].addresses[0].addr_spec == "adam.sikora@example.org"
+    assert parsed(relayed[0])["Cc"] is None
+
+
+def test_reply_all_status_change_sends_notice(tmp_path: Path, database_url: str) -> None:
+    # The direct copy has no status footer, so the requester gets the status notice.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, _ack = open_ticket(desk)
+
+    process(desk, agent_mail("#status rozwiązane\n\nWgrałam nowy sterownik.\n",
+                             "<m1@example.org>", to=REQUESTER,
+                             headers={"Cc": "helpdesk@example.com"}))
+
+    assert outbox("reply") == []
+    notices = outbox("status_resolved")
+    assert [row.recipients.split() for row in notices] == [[USER]]
