@@ -1,9 +1,9 @@
 """Whether an agent's or a manager's mail reaches the requester, or stays with the agents.
 
-The cases come from a first-line agent's working day played by real mail: a corrected
-resend in reply to a command error, a command on a closed ticket, a group manager's
-reply to an escalation, an agent's reply-all to the requester, and ``#note`` below
-other commands. Every test runs the whole pipeline on SQLite and on PostgreSQL.
+The cases come from a first-line agent's working day played by real mail. They are a
+corrected resend in reply to a command error, a command on a closed ticket, a group
+manager's reply to an escalation, an agent's reply-all to the requester, and ``#note``
+below other commands. Every test runs the whole pipeline on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def test_manager_reply_tells_group_without_assignee(tmp_path: Path,
 
 
 def test_manager_reply_keeps_user_waiting(tmp_path: Path, database_url: str) -> None:
-    # A manager's mail is not the user's answer, so a pending ticket keeps waiting.
+    # A manager's mail is not the user's reply, so a pending ticket keeps waiting.
     desk = conversation_desk(tmp_path, database_url)
     ticket, escalation_mail = escalate_to_manager(desk)
     models.Ticket.update(status="pending").where(models.Ticket.id == ticket.id).execute()
@@ -347,6 +347,9 @@ def test_manager_own_ticket_stays_conversation(tmp_path: Path, database_url: str
     assert outbox("note") == []
 
 
+REPLY_TEXT = "Dzień dobry,\n\nsprawdzimy obie drukarki.\n\nMarek\n"
+
+
 def test_relay_skips_mail_requester_never_saw(tmp_path: Path, database_url: str) -> None:
     # A participant who wrote to the desk alone sent a mail the requester never received.
     desk = conversation_desk(tmp_path, database_url)
@@ -362,8 +365,6 @@ def test_relay_skips_mail_requester_never_saw(tmp_path: Path, database_url: str)
     assert relayed["In-Reply-To"] == "<m1@example.org>"
     assert "<p1@example.org>" not in relayed["References"]
 
-
-REPLY_TEXT = "Dzień dobry,\n\nsprawdzimy obie drukarki.\n\nMarek\n"
 
 
 # --------------------------------------------------------------------------- reply-all
