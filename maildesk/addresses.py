@@ -90,12 +90,15 @@ def count_mailboxes(value: str) -> int:
 
 
 def parse_address_header(
-    value: str, default_charset: str, hint: str | None = None
+    value: str, default_charset: str, hint: str | None = None, *,
+    unreadable: list[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Return (display name, address) pairs from one raw header value, decoded.
 
     Pairs whose address has no ``@`` are left out: a bare local part is not a mailbox
-    the desk can reply to. A display name equal to its address is returned empty.
+    the desk can reply to. A display name equal to its address is returned empty. An
+    entry that the standard library's parser cannot read is left out too, and its text
+    is appended to ``unreadable`` when that list is given.
     """
     words: list[str] = []
 
@@ -118,7 +121,14 @@ def parse_address_header(
         if angle:
             found = [(angle.group("name"), angle.group("address"))]
         else:
-            found = email.utils.getaddresses([chunk])
+            try:
+                found = email.utils.getaddresses([chunk])
+            except RecursionError:
+                # The parser recurses once per nested comment, so a few hundred "("
+                # exhaust the stack. Only this entry is lost, not the mail.
+                if unreadable is not None:
+                    unreadable.append(literal(chunk))
+                continue
 
         for display, address in found:
             address = "".join(restore_address(address).split()).strip("<>")

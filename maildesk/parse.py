@@ -348,14 +348,14 @@ def _parse(
         notes.append(note)
         end = reply_source.rfind("\n", 0, MAX_REPLY_SOURCE_CHARS)
         reply_source = reply_source[: end if end > 0 else MAX_REPLY_SOURCE_CHARS]
-    author, author_header = _author(raw_headers, default_charset, hint)
+    author, author_header = _author(raw_headers, default_charset, hint, message_id)
     return ParsedMessage(
         message_id=message_id,
         subject=subject,
         from_address=author,
-        to=_addresses(raw_headers, "To", default_charset, hint),
-        cc=_addresses(raw_headers, "Cc", default_charset, hint),
-        reply_to=_addresses(raw_headers, "Reply-To", default_charset, hint),
+        to=_addresses(raw_headers, "To", default_charset, hint, message_id),
+        cc=_addresses(raw_headers, "Cc", default_charset, hint, message_id),
+        reply_to=_addresses(raw_headers, "Reply-To", default_charset, hint, message_id),
         in_reply_to=bounded_ids(parse_message_ids(_first(raw_headers, "In-Reply-To"))),
         references=bounded_ids(parse_message_ids(" ".join(_all(raw_headers, "References")))),
         date=_date(raw_headers),
@@ -446,14 +446,25 @@ def _all(headers: list[tuple[str, str]], name: str) -> list[str]:
 
 
 def _addresses(
-    headers: list[tuple[str, str]], name: str, default_charset: str, hint: str | None
+    headers: list[tuple[str, str]], name: str, default_charset: str, hint: str | None,
+    message_id: str | None,
 ) -> tuple[Address, ...]:
-    """Parse every mailbox of every header ``name`` into single-line Addresses."""
+    """Parse every mailbox of every header ``name`` into single-line Addresses.
+
+    An entry the parser cannot read is left out with a warning, as one without an
+    address is left out silently. The stored raw mail and ``headers`` keep its text.
+    """
     result: list[Address] = []
     for value in _all(headers, name):
-        for display, address in parse_address_header(value, default_charset, hint):
+        unreadable: list[str] = []
+        for display, address in parse_address_header(value, default_charset, hint,
+                                                     unreadable=unreadable):
             display_name = shorten(single_line(display), MAX_NAME_CHARS)
             result.append(Address(display_name, single_line(address)))
+        if unreadable:
+            logger.warning(_("message {message_id}: an entry of its {header} header could "
+                             "not be read and was left out; the stored mail keeps it").format(
+                message_id=message_id or _("(no Message-ID)"), header=name))
     return tuple(result)
 
 
@@ -464,7 +475,8 @@ def _mailbox_count(headers: list[tuple[str, str]], name: str) -> int:
 
 
 def _author(
-    headers: list[tuple[str, str]], default_charset: str, hint: str | None
+    headers: list[tuple[str, str]], default_charset: str, hint: str | None,
+    message_id: str | None,
 ) -> tuple[Address | None, str]:
     """Return the first From mailbox; without a usable From, Sender, then Reply-To.
 
@@ -473,7 +485,7 @@ def _author(
     the header it came from is returned with it.
     """
     for name in ("From", "Sender", "Reply-To"):
-        found = _addresses(headers, name, default_charset, hint)
+        found = _addresses(headers, name, default_charset, hint, message_id)
         if found:
             return found[0], name
     return None, "From"

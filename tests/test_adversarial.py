@@ -565,6 +565,21 @@ def test_nul_in_quarantined_headers_stored(tmp_path: Path, database_url: str) ->
     assert "\x00" not in row.sender
 
 
+def test_nested_comments_in_cc_create_ticket(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    raw = mail(message_id="<deep@example.net>", headers={"Cc": "jan@example.org"})
+    raw = raw.replace(b"Cc: jan@example.org", b"Cc: jan@example.org, " + b"(" * 1000, 1)
+
+    outcome = pipeline.process(desk, raw, "test:deep")
+
+    assert outcome.action == "create"
+    assert models.Quarantine.select().count() == 0
+    participants = [row.contact.address for row in models.Participant.select()]
+    assert participants == ["jan@example.org"]
+    [entry] = list(models.Message.select())
+    assert "(" * 1000 in entry.headers
+
+
 def test_nul_in_message_ids_processed(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     raw = (b"From: a@example.org\nMessage-ID: <nul\x002@example.org>\n"

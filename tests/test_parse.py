@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 
 import pytest
@@ -790,6 +791,28 @@ def test_parse_message_raw_utf8_address_read() -> None:
 
     assert result.from_address is not None
     assert result.from_address.address == "łukasz@przykład.pl"
+
+
+@pytest.mark.parametrize("cc", [
+    "jan@example.org, " + "(" * 1000,
+    "(" * 1000 + ")" * 1000 + " x@example.net, jan@example.org",
+], ids=["unclosed", "closed"])
+def test_parse_message_nested_comments_in_cc_left_out(
+        cc: str, caplog: pytest.LogCaptureFixture) -> None:
+    raw = (f"From: a@example.org\r\nCc: {cc}\r\nMessage-ID: <deep@example.org>\r\n"
+           "Subject: x\r\n\r\nhi\r\n").encode()
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.parse"):
+        result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.address == "a@example.org"
+    assert [address.address for address in result.cc] == ["jan@example.org"]
+    assert ("Cc", cc) in result.headers
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "<deep@example.org>" in warnings[0]
+    assert "Cc" in warnings[0]
 
 
 @pytest.mark.parametrize(("headers", "count"), [
