@@ -281,9 +281,10 @@ class Outbox(BaseModel):
 class AutomaticMailRecipient(BaseModel):
     """One recipient of one automatic outbox mail: the per-address hourly limit counts these.
 
-    Agents and admins, whom the limit exempts, are not recorded. Counting here is an
-    index range scan on (address, created_at), where counting outbox rows would read
-    every automatic mail of the hour.
+    ``address`` is in lower case without the ``+detail`` of its local part
+    (``notify.strip_subaddress``). Agents and admins, whom the limit exempts, are not
+    recorded. Counting here is an index range scan on (address, created_at), where
+    counting outbox rows would read every automatic mail of the hour.
     """
 
     outbox = ForeignKeyField(Outbox, backref="automatic_recipients", on_delete="CASCADE")

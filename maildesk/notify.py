@@ -3,7 +3,7 @@
 Nothing here talks to an SMTP server: rows are delivered after commit by
 ``maildesk.outbox``. The guards against mail loops live here, because every automatic
 mail passes through ``queue_mail``. It sends nothing to our own addresses, to addresses
-that bounced or that only software reads. It also caps automatic mail per address (per
+that bounced or that only software reads. It also caps automatic mail per mailbox (per
 hour) and per ticket (per 24 hours), and the first time a cap stops a mail, the admins
 get one ``mail_loop_alert``.
 """
@@ -315,6 +315,22 @@ _TICKET_AUTOMATIC = statements.Prepared(
            models.Outbox.created_at >= since))
 
 
+def strip_subaddress(address: str) -> str:
+    """Return ``address`` in lower case without the ``+detail`` of its local part.
+
+    The per-address limit counts this form, so ``jan+1@example.org`` and
+    ``jan+2@example.org`` share the limit of ``jan@example.org``. Only ``+`` is taken as
+    the separator, the common choice for RFC 5233 subaddresses. Dots, ``-`` and ``_``
+    stay, because on most domains they are part of different people's names.
+    """
+    address = address.strip().lower()
+    local, at, domain = address.rpartition("@")
+    user = local.split("+", 1)[0]
+    if not at or not user:
+        return address
+    return f"{user}@{domain}"
+
+
 def _recently_sent_automatic(address: str, window: timedelta = ADDRESS_LIMIT_WINDOW) -> int:
     return int(_RECENT_AUTOMATIC.scalar(address, utcnow() - window) or 0)
 
@@ -358,24 +374,32 @@ def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
             logger.info(_("no automatic mail to {address}: only software reads it").format(
                 address=address))
             continue
-        if automatic and enforce_limits and not _exempt_from_address_limit(desk, address):
-            count = _recently_sent_automatic(address)
-            limit = desk.config.desk.automatic_mail_limit
-            if count >= limit:
-                logger.warning(
-                    _("automatic mail limit reached for {address} (ticket {ticket}): "
-                      "no more automatic mail to it this hour").format(
-                        address=address, ticket=ticket.id if ticket else "-")
-                )
-                models.Event.create(
-                    ticket=ticket, actor="maildesk", action="automatic_mail_limited",
-                    detail=json.dumps({"address": address}),
-                )
-                alert_mail_loop(desk, scope="address", key=address, ticket=ticket,
-                                count=count, limit=limit, address=address)
-                continue
+        if (automatic and enforce_limits and not _exempt_from_address_limit(desk, address)
+                and _address_over_limit(desk, address, ticket)):
+            continue
         allowed.append(address)
     return allowed
+
+
+def _address_over_limit(desk: Desk, address: str, ticket: models.Ticket | None) -> bool:
+    """Apply the hourly limit of one mailbox, counted without ``+detail``."""
+    mailbox = strip_subaddress(address)
+    count = _recently_sent_automatic(mailbox)
+    limit = desk.config.desk.automatic_mail_limit
+    if count < limit:
+        return False
+    logger.warning(
+        _("automatic mail limit reached for {address} (ticket {ticket}): "
+          "no more automatic mail to it this hour").format(
+            address=mailbox, ticket=ticket.id if ticket else "-")
+    )
+    models.Event.create(
+        ticket=ticket, actor="maildesk", action="automatic_mail_limited",
+        detail=json.dumps({"address": address}),
+    )
+    alert_mail_loop(desk, scope="address", key=mailbox, ticket=ticket,
+                    count=count, limit=limit, address=mailbox)
+    return True
 
 
 def _ticket_over_limit(desk: Desk, ticket: models.Ticket, addresses: list[str]) -> bool:
@@ -589,7 +613,7 @@ def queue_mail(
     if automatic and limited:
         for address in limited:
             statements.insert_later(models.AutomaticMailRecipient, outbox=row.id,
-                                    address=address)
+                                    address=strip_subaddress(address))
     if ticket is not None:
         statements.insert_later(
             models.MessageReference, message_id=message_id, ticket=ticket, direction="out",
@@ -699,6 +723,6 @@ __all__ = [
     "LANGUAGES", "QueuedMail", "alert_mail_loop", "alert_on_loop_events", "allowed_recipients",
     "choose_language",
     "desk_context", "is_machine_address", "language_for_address", "message_context",
-    "notify_new_ticket", "queue_mail", "queue_rejection", "sample_context", "thread_references",
-    "ticket_context",
+    "notify_new_ticket", "queue_mail", "queue_rejection", "sample_context", "strip_subaddress",
+    "thread_references", "ticket_context",
 ]

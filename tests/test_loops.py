@@ -314,6 +314,37 @@ def test_loops_manual_mail_is_not_limited(tmp_path: Path, database_url: str) -> 
     assert all(result is not None for result in results)
 
 
+@pytest.mark.parametrize(("address", "mailbox"), [
+    ("Jan+faktury@Example.org", "jan@example.org"),
+    ("jan+a+b@example.org", "jan@example.org"),
+    (" jan.kowalski@example.org ", "jan.kowalski@example.org"),
+    ("jan-faktury@example.org", "jan-faktury@example.org"),
+    ("jan_faktury@example.org", "jan_faktury@example.org"),
+    ("+48600100200@sms.example.org", "+48600100200@sms.example.org"),
+    ("postmaster", "postmaster"),
+])
+def test_strip_subaddress_keeps_other_separators(address: str, mailbox: str) -> None:
+    from maildesk.notify import strip_subaddress
+
+    assert strip_subaddress(address) == mailbox
+
+
+def test_loops_plus_addresses_share_address_limit(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_limit": 3})
+    tickets = [make_ticket(30400 + n, f"Wygrana {n}", f"Ofiara+{n}@example.net")
+               for n in range(5)]
+
+    results = [acknowledge(desk, ticket) for ticket in tickets]
+
+    assert [result is not None for result in results] == [True, True, True, False, False]
+    alerts = [row for row in outbox_rows() if row.kind == "loop_alert"]
+    assert len(alerts) == 1
+    alert = message_from_bytes(bytes(alerts[0].raw), policy=default_policy)
+    assert "ofiara@example.net" in alert["Subject"]
+    recorded = [row.address for row in models.AutomaticMailRecipient.select()]
+    assert recorded == ["ofiara@example.net"] * 3
+
+
 @pytest.mark.parametrize("sender", ["noreply@shop.example.net",
                                     "admini-it-bounces@lists.example.org",
                                     "Helpdesk <helpdesk@example.com>"])
