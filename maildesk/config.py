@@ -89,6 +89,9 @@ class DeskConfig:
     blocked_senders: tuple[str, ...] = ()
     # Automatic mails per ticket in 24 hours; beyond it the ticket gets none (mail loops).
     automatic_mail_ticket_limit: int = 20
+    # Automatic mails to addresses other than agents and admins per clock hour, for the
+    # whole desk: a bound on backscatter from mail with forged senders.
+    automatic_mail_desk_limit: int = 500
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -463,6 +466,8 @@ def _desk(section: _Section) -> DeskConfig:
         blocked_senders=_sender_patterns(section, "blocked_senders"),
         automatic_mail_ticket_limit=section.integer("automatic_mail_ticket_limit", 20,
                                                     minimum=1),
+        automatic_mail_desk_limit=section.integer("automatic_mail_desk_limit", 500,
+                                                  minimum=1),
     )
     section.finish()
     return desk

@@ -279,10 +279,11 @@ class Outbox(BaseModel):
 
 
 class AutomaticMailRecipient(BaseModel):
-    """One recipient of one automatic outbox mail: the per-address hourly limit counts these.
+    """One recipient of one automatic outbox mail: the per-address and desk-wide hourly
+    limits count these.
 
     ``address`` is in lower case without the ``+detail`` of its local part
-    (``notify.strip_subaddress``). Agents and admins, whom the limit exempts, are not
+    (``notify.strip_subaddress``). Agents and admins, whom the limits exempt, are not
     recorded. Counting here is an index range scan on (address, created_at), where
     counting outbox rows would read every automatic mail of the hour.
     """

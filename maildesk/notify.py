@@ -1,11 +1,11 @@
 """Which mail to send when, rendered into outbox rows inside the caller's transaction.
 
 Nothing here talks to an SMTP server: rows are delivered after commit by
-``maildesk.outbox``. The guards against mail loops live here, because every automatic
-mail passes through ``queue_mail``. It sends nothing to our own addresses, to addresses
-that bounced or that only software reads. It also caps automatic mail per mailbox (per
-hour) and per ticket (per 24 hours), and the first time a cap stops a mail, the admins
-get one ``mail_loop_alert``.
+``maildesk.outbox``. The guards against mail loops and backscatter live here, because
+every automatic mail passes through ``queue_mail``. It sends nothing to our own
+addresses, to addresses that bounced or that only software reads. It also caps automatic
+mail per mailbox (per hour), per ticket (per 24 hours) and for the whole desk (per clock
+hour), and the first time a cap stops a mail, the admins get one ``mail_loop_alert``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import peewee as pw
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 SAMPLE_TICKET_NUMBER = 1234
 ADDRESS_LIMIT_WINDOW = timedelta(hours=1)
 TICKET_LIMIT_WINDOW = timedelta(hours=24)
+# The desk-wide limit counts from the start of each clock hour (UTC), not over a sliding
+# hour, so that reaching it happens once per hour and is logged once.
+DESK_LIMIT_WINDOW = timedelta(hours=1)
 # One alert per address or ticket in this window, however long the loop goes on.
 ALERT_WINDOW = timedelta(hours=24)
 # The window in which the pipeline counts new tickets of one sender as a loop.
@@ -119,11 +122,12 @@ def sample_variants(desk: Desk, language: str = "pl"
                     ) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
     """Return samples that take the other side of the templates' usual branches.
 
-    One sample leaves some values empty (no linked ticket, no assignee) and gives an
-    agent's reply one new status, and two more make a user's reply a rating or a
-    reopening. A mistake inside ``{% if linked_ticket %}`` or in the ``closed`` branch of
-    a reply would then show only when a real mail took it. Each variant comes with the
-    names it changes; a template that names none of them gains nothing from rendering it.
+    One sample leaves some values empty (no linked ticket, no assignee), others give an
+    agent's reply one new status, make a user's reply a rating or a reopening, or give a
+    mail loop alert each of its scopes. A mistake inside ``{% if linked_ticket %}`` or in
+    the ``closed`` branch of a reply would then show only when a real mail took it. Each
+    variant comes with the names it changes; a template that names none of them gains
+    nothing from rendering it.
     """
     import copy
 
@@ -154,6 +158,10 @@ def sample_variants(desk: Desk, language: str = "pl"
         closed = copy.deepcopy(sample_context(desk, language))
         closed["closed_ticket"] = {"follow_up": continued}
         variants.append((("closed_ticket",), closed))
+    for scope in ("ticket", "sender", "desk"):
+        changed = copy.deepcopy(sample_context(desk, language))
+        changed["loop"]["scope"] = scope
+        variants.append((("loop.scope",), changed))
     return variants
 
 
@@ -335,6 +343,26 @@ def _recently_sent_automatic(address: str, window: timedelta = ADDRESS_LIMIT_WIN
     return int(_RECENT_AUTOMATIC.scalar(address, utcnow() - window) or 0)
 
 
+def _desk_hour_start() -> datetime:
+    return utcnow().replace(minute=0, second=0, microsecond=0)
+
+
+def _automatic_since(since: datetime, limit: int) -> int:
+    """Count the automatic mails to limited recipients since ``since``, up to ``limit``.
+
+    Only the newest ``limit`` rows by id are read, so the count costs the same however
+    large the table grows, and needs no index of ``created_at``. The LIMIT inside the
+    subquery keeps the database from applying the time filter to the whole table.
+    """
+    recipient = models.AutomaticMailRecipient
+    newest = (recipient.select(recipient.created_at).order_by(recipient.id.desc())
+              .limit(limit).alias("newest"))
+    start = pw.Value(since, converter=recipient.created_at.db_value)
+    query = pw.Select([newest], [pw.fn.COUNT(pw.SQL("*"))]).where(
+        newest.c.created_at >= start)
+    return int(query.bind(models.database_proxy).scalar() or 0)
+
+
 def _automatic_for_ticket(desk: Desk, ticket: models.Ticket,
                           window: timedelta = TICKET_LIMIT_WINDOW) -> int:
     """Count the ticket's recent automatic mails that went to someone besides agents and admins."""
@@ -357,11 +385,14 @@ def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
     """Drop our own addresses, bounced addresses and, for automatic mail, machine and
     over-limit addresses.
 
+    Agents and admins are exempt from the per-address and the desk-wide limit.
+
     ``fresh_contacts`` are contacts the caller read or created in this transaction; their
     bounce state is taken from them instead of being read again.
     """
     known = {contact.address: contact for contact in fresh_contacts}
     allowed: list[str] = []
+    limited = 0
     for address in addresses:
         address = address.strip().lower()
         if not address or address in desk.own_addresses or address in allowed:
@@ -374,9 +405,12 @@ def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
             logger.info(_("no automatic mail to {address}: only software reads it").format(
                 address=address))
             continue
-        if (automatic and enforce_limits and not _exempt_from_address_limit(desk, address)
-                and _address_over_limit(desk, address, ticket)):
-            continue
+        if automatic and enforce_limits and not _exempt_from_address_limit(desk, address):
+            if _address_over_limit(desk, address, ticket):
+                continue
+            if _desk_over_limit(desk, address, ticket, allowed_before=limited):
+                continue
+            limited += 1
         allowed.append(address)
     return allowed
 
@@ -399,6 +433,35 @@ def _address_over_limit(desk: Desk, address: str, ticket: models.Ticket | None) 
     )
     alert_mail_loop(desk, scope="address", key=mailbox, ticket=ticket,
                     count=count, limit=limit, address=mailbox)
+    return True
+
+
+def _desk_over_limit(desk: Desk, address: str, ticket: models.Ticket | None, *,
+                     allowed_before: int) -> bool:
+    """Apply the desk-wide limit on automatic mail to addresses that are not our staff.
+
+    ``allowed_before`` counts the limited recipients that the caller already allowed
+    for the same mail, whose rows are not written yet. The warning is logged when a
+    mail takes the last place of the hour, which happens once per clock hour. Each
+    mail left out after it gets an event, not a log line of its own.
+    """
+    limit = desk.config.desk.automatic_mail_desk_limit
+    hour = _desk_hour_start()
+    count = _automatic_since(hour, limit) + allowed_before
+    if count + 1 == limit:
+        logger.warning(_("automatic mail reached the desk-wide limit of {limit} this hour: "
+                         "until the next full hour it goes to agents and admins only").format(
+            limit=limit))
+    if count < limit:
+        return False
+
+    logger.debug("desk-wide limit: no automatic mail to %s (ticket %s)", address,
+                 ticket.id if ticket else "-")
+    models.Event.create(
+        ticket=ticket, actor="maildesk", action="automatic_mail_limited",
+        detail=json.dumps({"scope": "desk", "address": address, "limit": limit}),
+    )
+    alert_mail_loop(desk, scope="desk", key="desk", ticket=ticket, count=count, limit=limit)
     return True
 
 
@@ -440,8 +503,9 @@ def alert_mail_loop(desk: Desk, *, scope: str, key: str, ticket: models.Ticket |
         logger.warning(_("mail loop suspected ({key}) but no admin_addresses are configured "
                          "to tell").format(key=key))
         return None
-    window = {"address": ADDRESS_LIMIT_WINDOW, "ticket": TICKET_LIMIT_WINDOW}.get(
-        scope, timedelta(minutes=LOOP_TICKET_WINDOW_MINUTES))
+    window = {"address": ADDRESS_LIMIT_WINDOW, "ticket": TICKET_LIMIT_WINDOW,
+              "desk": DESK_LIMIT_WINDOW}.get(scope,
+                                             timedelta(minutes=LOOP_TICKET_WINDOW_MINUTES))
     loop = {
         "scope": scope, "address": address, "ticket": ticket.id if ticket else None,
         "count": count, "limit": limit, "window_hours": int(window.total_seconds() // 3600),
@@ -546,17 +610,16 @@ def queue_mail(
     if automatic and enforce_limits and ticket is not None and _ticket_over_limit(
             desk, ticket, [r.address for r in (*to, *(cc or []))]):
         return None
-    allowed_to = allowed_recipients(desk, [r.address for r in to], automatic, ticket,
-                                    enforce_limits=enforce_limits,
-                                    fresh_contacts=fresh_contacts)
-    allowed_cc = allowed_recipients(
-        desk, [r.address for r in cc or [] if r.address.strip().lower() not in allowed_to],
-        automatic, ticket, enforce_limits=enforce_limits,
-    )
-    if not allowed_to:
+    # One call for To and Cc, so that the desk-wide limit counts the whole mail.
+    allowed = allowed_recipients(desk, [r.address for r in (*to, *(cc or []))], automatic,
+                                 ticket, enforce_limits=enforce_limits,
+                                 fresh_contacts=fresh_contacts)
+    to = [r for r in to if r.address.strip().lower() in allowed]
+    if not to:
         return None
-    to = [r for r in to if r.address.strip().lower() in allowed_to]
-    cc = [r for r in cc or [] if r.address.strip().lower() in allowed_cc]
+    in_to = {r.address.strip().lower() for r in to}
+    cc = [r for r in cc or [] if r.address.strip().lower() in allowed
+          and r.address.strip().lower() not in in_to]
     if language is None:
         language = language_for_address(desk, to[0].address)
 

@@ -8,8 +8,10 @@ the limits.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -19,13 +21,13 @@ from typing import Any
 import peewee as pw
 import pytest
 import yaml
-from deskfactory import ADMIN_ADDRESS, mail, make_desk, make_ticket
+from deskfactory import ADMIN_ADDRESS, clear_of_hour_end, mail, make_desk, make_ticket
 from servers import PostgresSchema
 
 from maildesk import models, pipeline
 from maildesk.desk import Desk
 from maildesk.mailbuild import Recipient
-from maildesk.models import database_proxy
+from maildesk.models import database_proxy, utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 from maildesk.outbox import Sender, record_bounce
 from maildesk.parse import parse_message
@@ -343,6 +345,106 @@ def test_loops_plus_addresses_share_address_limit(tmp_path: Path, database_url: 
     assert "ofiara@example.net" in alert["Subject"]
     recorded = [row.address for row in models.AutomaticMailRecipient.select()]
     assert recorded == ["ofiara@example.net"] * 3
+
+
+def test_loops_desk_limit_stops_mail_to_users(tmp_path: Path, database_url: str,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 3})
+    tickets = [make_ticket(30500 + n, "Wygrana", f"ofiara{n}@example.net") for n in range(5)]
+
+    with caplog.at_level(logging.DEBUG, logger="maildesk.notify"):
+        results = [acknowledge(desk, ticket) for ticket in tickets]
+
+    assert [result is not None for result in results] == [True, True, True, False, False]
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING
+                and "desk-wide limit of 3" in record.getMessage()]
+    assert len(warnings) == 1
+    limited = [json.loads(row.detail) for row in models.Event.select().where(
+        models.Event.action == "automatic_mail_limited")]
+    assert [detail["scope"] for detail in limited] == ["desk", "desk"]
+    assert [detail["address"] for detail in limited] == ["ofiara3@example.net",
+                                                          "ofiara4@example.net"]
+    alerts = [row for row in outbox_rows() if row.kind == "loop_alert"]
+    assert len(alerts) == 1
+    assert alerts[0].recipients.split() == [ADMIN_ADDRESS]
+    alert = message_from_bytes(bytes(alerts[0].raw), policy=default_policy)
+    assert "punktu obsługi" in alert["Subject"]
+    assert isinstance(alert, EmailMessage)
+    text = alert.get_body(("plain",))
+    assert text is not None
+    assert "desk.automatic_mail_desk_limit" in text.get_content()
+
+
+def test_loops_desk_limit_spares_agents(tmp_path: Path, database_url: str) -> None:
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 1})
+    first = make_ticket(30600, "Drukarka", "zofia@example.org")
+    second = make_ticket(30601, "Skaner", "jan@example.org")
+    acknowledge(desk, first)
+
+    with database_proxy.atomic():
+        to_agent = queue_mail(
+            desk, template="new_ticket_agents", language="pl",
+            context={"ticket": ticket_context(desk, second),
+                     "message": {"sender_name": "", "sender_address": "jan@example.org",
+                                 "subject": "Skaner", "excerpt": "nie skanuje",
+                                 "attachments": []},
+                     "group": None, "linked_ticket": None},
+            to=[Recipient("marek.zielinski@example.com")], ticket=second)
+
+    assert acknowledge(desk, second) is None
+    assert to_agent is not None
+
+
+def test_loops_desk_limit_counts_whole_mail(tmp_path: Path, database_url: str) -> None:
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 2})
+    ticket = make_ticket(30700, "Drukarka", "zofia@example.org")
+
+    with database_proxy.atomic():
+        queued = queue_mail(
+            desk, template="acknowledgement", language="pl",
+            context={"ticket": ticket_context(desk, ticket), "linked_ticket": None},
+            to=[Recipient("zofia@example.org")],
+            cc=[Recipient("jan@example.org"), Recipient("ewa@example.org")], ticket=ticket)
+
+    assert queued is not None
+    assert queued.recipients == ("zofia@example.org", "jan@example.org")
+
+
+def test_loops_desk_limit_counts_clock_hour(tmp_path: Path, database_url: str) -> None:
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 2})
+    earlier = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(minutes=1)
+    old = models.Outbox.create(kind="ack", message_id="<ack.old@maildesk.example.com>",
+                               sender="helpdesk@example.com", recipients=" a@example.net ",
+                               automatic=True, raw=b"x", created_at=earlier)
+    for number in range(2):
+        models.AutomaticMailRecipient.create(outbox=old, address=f"old{number}@example.net",
+                                             created_at=earlier)
+    tickets = [make_ticket(30800 + n, "Drukarka", f"osoba{n}@example.org") for n in range(3)]
+
+    results = [acknowledge(desk, ticket) for ticket in tickets]
+
+    assert [result is not None for result in results] == [True, True, False]
+
+
+def test_loops_desk_limit_still_creates_tickets(tmp_path: Path, database_url: str) -> None:
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 2})
+
+    outcomes = [pipeline.process(desk, mail(sender=f"ofiara{n}@example.net",
+                                            subject="Wygrana", body=f"spam {n}\n",
+                                            message_id=f"<spam{n}@evil.example>"),
+                                 f"test:{n}")
+                for n in range(4)]
+
+    assert [outcome.action for outcome in outcomes] == ["create"] * 4
+    assert models.Ticket.select().count() == 4
+    assert len([row for row in outbox_rows() if row.kind == "ack"]) == 2
 
 
 @pytest.mark.parametrize("sender", ["noreply@shop.example.net",
