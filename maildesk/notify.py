@@ -219,6 +219,7 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
 
 def _polish_sample(desk: Desk) -> dict[str, Any]:
     now = utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
     ticket = {
         "number": SAMPLE_TICKET_NUMBER, "tag": desk.tag(SAMPLE_TICKET_NUMBER),
         "subject": "Drukarka na 2. piętrze nie drukuje", "status": "new", "type": "incident",
@@ -233,6 +234,9 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
         "source": "imap:INBOX/42", "error": "ParseError: empty message",
         "retry_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine retry 7",
         "show_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine show 7",
+        "notices_per_hour": 10, "last_notice_until": hour + timedelta(hours=1),
+        "unnoticed": {"count": 14, "start": hour - timedelta(hours=2),
+                      "end": hour - timedelta(hours=1)},
         "delete_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine delete 7",
         "unread": False,
     }

@@ -1,9 +1,9 @@
 """Quarantine: mail that could not be processed is kept with its error, never dropped.
 
 The raw bytes go to the raw store in the transaction that records why the mail is held,
-and the admins get one notice per mail. ``maildesk quarantine retry`` processes the
-mail again once the cause is fixed, and ``maildesk quarantine delete`` takes it off the
-list without removing its raw bytes.
+and the admins get one notice per mail, up to ``NOTICES_PER_HOUR`` an hour.
+``maildesk quarantine retry`` processes the mail again once the cause is fixed, and
+``maildesk quarantine delete`` takes it off the list without removing its raw bytes.
 
 A mail that its source could not read is held without raw bytes (``quarantine_unread``),
 so ``retry`` has nothing to process: the admin makes the mail readable and moves it
@@ -17,6 +17,7 @@ import re
 import traceback as traceback_module
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from maildesk import models
@@ -149,11 +150,34 @@ def quarantine(desk: Desk, raw: bytes, raw_sha256: str, source: str,
     return row
 
 
+# At most this many quarantine notices go to the admins per clock hour (UTC). Mail that
+# fails the same way in bulk, by accident or sent on purpose, would otherwise bring one
+# notice each, and admins are exempt from the limits on automatic mail.
+NOTICES_PER_HOUR = 10
+_HOUR = timedelta(hours=1)
+
+
 def _notify_admins(desk: Desk, row: models.Quarantine) -> None:
-    """Queue the admins' notice of a new quarantine entry, in the caller's transaction."""
+    """Queue the admins' notice of a new entry, unless this hour's notices are used up.
+
+    It runs in the caller's transaction. The last notice of an hour tells the admins so,
+    and the first notice after an hour with more entries than notices gives the number
+    that went without one. Once an hour, the first entry without a notice logs a
+    warning. ``maildesk quarantine list`` shows every entry.
+    """
     admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
     if not admins:
         return
+    hour = _hour_start(row.created_at)
+    rank, unnoticed = _place_in_hour(row)
+    if rank > NOTICES_PER_HOUR:
+        if rank == NOTICES_PER_HOUR + 1:
+            logger.warning(_("the hourly limit of {count} quarantine notices is reached, so "
+                             "the admins get none for further quarantined mail until the next "
+                             "full hour; 'maildesk quarantine list' shows every entry").format(
+                count=NOTICES_PER_HOUR))
+        return
+
     # A mail too broken to read may have no sender and no subject, and one the source
     # could not read has neither. A blank would look like a fault of the notice.
     # The stored sender and subject keep control characters for the CLI to escape, and
@@ -174,9 +198,45 @@ def _notify_admins(desk: Desk, row: models.Quarantine) -> None:
             "delete_command": f"maildesk --config {desk.config.path} quarantine "
                               f"delete {row.id}",
             "unread": not has_raw_mail(row),
+            "notices_per_hour": NOTICES_PER_HOUR,
+            "last_notice_until": hour + _HOUR if rank == NOTICES_PER_HOUR else None,
+            "unnoticed": unnoticed,
         }},
         to=admins, ticket=None, automatic=True, kind="quarantine",
     )
+
+
+def _hour_start(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _place_in_hour(row: models.Quarantine) -> tuple[int, dict[str, Any] | None]:
+    """Return the entry's place among its clock hour's entries, and an earlier overflow.
+
+    The place is exact up to ``NOTICES_PER_HOUR + 2``, because only that many of the
+    newest entries are read by id. The overflow is None except for the first entry of
+    an hour whose previous entry's hour had more entries than notices. Then it contains
+    the number of entries that got no notice and that hour's start and end, and that
+    hour's entries are read in full to count them. Entries that two processes write at
+    the same moment may both take the last place, so an hour can bring one notice more.
+    """
+    entry = models.Quarantine
+    newest = list(entry.select(entry.id, entry.created_at)
+                  .where(entry.id <= row.id)
+                  .order_by(entry.id.desc())
+                  .limit(NOTICES_PER_HOUR + 2))
+    hour = _hour_start(row.created_at)
+    rank = sum(1 for item in newest if item.created_at >= hour)
+    earlier = newest[1:]
+    if rank != 1 or len(earlier) <= NOTICES_PER_HOUR:
+        return rank, None
+
+    start = _hour_start(earlier[0].created_at)
+    if any(item.created_at < start for item in earlier):
+        return rank, None
+    count = entry.select().where(entry.id < row.id, entry.created_at >= start,
+                                 entry.created_at < start + _HOUR).count()
+    return rank, {"count": count - NOTICES_PER_HOUR, "start": start, "end": start + _HOUR}
 
 
 def quarantine_unread(desk: Desk, source: str, error: str) -> models.Quarantine:
