@@ -166,6 +166,7 @@ _OUTBOX_KINDS = {
     "user_replied": N_("user replied"),
     "command_confirmation": N_("commands confirmed"),
     "command_error": N_("commands rejected"),
+    "colleague_activity": N_("another agent on the ticket"),
     "status_assigned": N_("status: assigned"),
     "status_pending": N_("status: waiting for the user"),
     "status_resolved": N_("status: resolved"),

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 # Kinds of Message-IDs that only agents received: a reply to one of them is internal.
 AGENT_ONLY_KINDS = frozenset({"note", "internal_note", "held", "command_confirmation",
-                              "command_error"})
+                              "command_error", "colleague_activity"})
 # The reference kind of a command_error about a mail that would have been relayed. A
 # corrected resend in reply to it is relayed too, as the refused mail would have been,
 # while a reply to a plain "command_error" stays a note like the mail it refused.
@@ -295,6 +295,8 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         return [mail] if mail else []
 
     queued: list[QueuedMail] = []
+    # Read before the commands run, because "#assign me" takes the ticket from them.
+    assignee_before = ticket.assignee
     relay = RelayRecipients()
     if plan.body and plan.kind != "internal_note":
         relay = _relay_recipients(desk, ticket, decision.message)
@@ -326,8 +328,48 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
                 queued.append(mail)
         _record_first_response(ticket, plan)
 
+    mail = _queue_colleague_activity(desk, ticket, assignee_before, plan, entry,
+                                     relayed=bool(relay.to) and plan.kind != "internal_note")
+    if mail:
+        queued.append(mail)
     supersede_held(ticket, plan.login, entry)
     return queued
+
+
+def _queue_colleague_activity(desk: Desk, ticket: models.Ticket, assignee_before: str | None,
+                              plan: AgentPlan, entry: models.Message,
+                              relayed: bool) -> QueuedMail | None:
+    """Tell the assignee that another agent answered the requester or changed the ticket.
+
+    Two agents may answer one ticket at the same time, from notices that showed the
+    ticket as it was. The assignee before the mail then learns what the colleague wrote
+    to the requester and which values changed, including an assignment away from them.
+    An internal note reaches the assignee as its own notice, so it adds nothing here.
+    """
+    if not assignee_before or assignee_before == plan.login:
+        return None
+    if not relayed and not plan.plan.changes:
+        return None
+    assignee = agents.resolve_assignee(assignee_before)
+    if assignee is None or not assignee.active:
+        return None
+
+    language = assignee.language or desk.config.language
+    context = _agent_context(desk, ticket, assignee)
+    context["activity"] = {
+        "author_name": plan.name,
+        "text": plan.body if relayed else None,
+        "changes": [{"field": field_label(name, language), "old": label(old, language, name),
+                     "new": label(new, language, name)}
+                    for name, old, new in plan.plan.changes],
+        "unassigned": ticket.assignee != assignee_before,
+    }
+    return queue_mail(
+        desk, template="colleague_activity", language=language, context=context,
+        to=[Recipient(agents.primary_address(assignee), assignee.name)], ticket=ticket,
+        in_reply_to=entry.message_id, references=[entry.message_id] if entry.message_id
+        else None, automatic=True, kind="colleague_activity",
+    )
 
 
 def _record_relay_skipped(ticket: models.Ticket, plan: AgentPlan, message_id: str | None,
@@ -842,6 +884,11 @@ def sample_values() -> dict[str, Any]:
         "text_destination": "requester",
         "closed_ticket": None,
         "status_label": "w realizacji",
+        "activity": {"author_name": "Marek Zieliński",
+                     "text": "Dzień dobry,\n\nwymieniliśmy toner, proszę spróbować ponownie.",
+                     "changes": [{"field": "osoba przypisana", "old": "ewa.nowak",
+                                  "new": "marek.zielinski"}],
+                     "unassigned": True},
     }
 
 

@@ -97,7 +97,7 @@ def test_escalate_dispatch_says_reply_reaches_requester(tmp_path: Path,
     text = " ".join(sent.get_body(preferencelist=("plain",)).get_content().split())
     # The agents of druga-linia write Polish.
     assert "aby odpisać zgłaszającemu" in text
-    assert "Pierwsza linia „#notatka” zapisze odpowiedź jako notatkę wewnętrzną" in text
+    assert "Linia „#notatka” wśród poleceń na początku odpowiedzi zapisze ją" in text
 
 
 def test_escalate_keeps_assignee_of_target_group(tmp_path: Path, database_url: str) -> None:

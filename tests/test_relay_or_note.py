@@ -413,3 +413,64 @@ def test_reply_all_status_change_sends_notice(tmp_path: Path, database_url: str)
     assert outbox("reply") == []
     notices = outbox("status_resolved")
     assert [row.recipients.split() for row in notices] == [[USER]]
+
+
+# --------------------------------------------------------------------------- two agents
+
+
+def test_colleague_reply_tells_assignee(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+
+    process(desk, agent_mail("#status rozwiązane\nDrukarka powinna już działać.", ack))
+
+    notices = outbox("colleague_activity")
+    assert [row.recipients.split() for row in notices] == [["ewa.nowak@example.com"]]
+    text = " ".join(text_of(notices[0]).split())
+    assert "Marek Zieliński odpisuje zgłaszającemu" in text
+    assert "status: nowe → rozwiązane" in text
+    assert "Drukarka powinna już działać." in text
+    assert "nie jest już przypisane do Ciebie" not in text
+
+
+def test_colleague_assign_me_tells_old_assignee(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+
+    process(desk, agent_mail("#przypisz mnie", ack))
+
+    notices = outbox("colleague_activity")
+    assert [row.recipients.split() for row in notices] == [["ewa.nowak@example.com"]]
+    text = " ".join(text_of(notices[0]).split())
+    assert "Marek Zieliński zmienia zgłoszenie" in text
+    assert "Zgłoszenie nie jest już przypisane do Ciebie." in text
+
+
+def test_colleague_notice_not_for_own_or_note(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="marek.zielinski").where(
+        models.Ticket.id == ticket.id).execute()
+
+    process(desk, agent_mail("Sprawdzam to.", ack))
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+    process(desk, agent_mail("#notatka\nToner zamówiony.", ack, message_id="<a2@mail.example.com>"))
+
+    # The assignee's own reply needs no notice, and a note has its own.
+    assert outbox("colleague_activity") == []
+    assert [row.recipients.split() for row in outbox("note")] == [["ewa.nowak@example.com"]]
+
+
+def test_reply_to_colleague_notice_is_note(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+    process(desk, agent_mail("Drukarka powinna już działać.", ack))
+    notice = outbox("colleague_activity")[0].message_id
+
+    process(desk, agent_mail("Dzięki, przejmuję dalej.", notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+
+    assert entry_kind("<e1@mail.example.com>") == "internal_note"
