@@ -722,12 +722,28 @@ def _group_recipients(desk: Desk, group_name: str, exclude: str,
     ]
 
 
+def _previous_assignee(desk: Desk, decision: Any) -> Recipient | None:
+    """Return the agent who had the closed ticket that a new, linked ticket continues.
+
+    The rules route the new ticket afresh, maybe to another group, so the agent who knows
+    the history would not hear of it otherwise.
+    """
+    linked = decision.linked_ticket
+    if linked is None or not linked.assignee:
+        return None
+    agent = next((agent for agent in desk.config.agents if agent.login == linked.assignee),
+                 None)
+    if agent is None or not agent.addresses or agent.addresses[0].lower() == decision.sender:
+        return None
+    return Recipient(agent.addresses[0], agent.name)
+
+
 def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[QueuedMail]:
     """Queue the mails a new ticket causes besides the acknowledgement.
 
     The group's agents get ``new_ticket_agents`` (one mail per language), unless the
-    group has its own mailbox, and every
-    ``notify`` action of the routing rules gets its template.
+    group has its own mailbox, and so does the agent who had the closed ticket that the
+    new one continues. Every ``notify`` action of the routing rules gets its template.
     """
     queued: list[QueuedMail] = []
     context: dict[str, Any] = {
@@ -736,20 +752,25 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[
         "linked_ticket": ({"number": decision.linked_ticket.id}
                           if decision.linked_ticket is not None else None),
     }
+    recipients: list[Recipient] = []
     if ticket.group:
         group = next((g for g in desk.config.groups if g.name == ticket.group), None)
         context["group"] = {"name": ticket.group,
                             "description": group.description if group else ""}
         recipients = _group_recipients(desk, ticket.group, exclude=decision.sender,
                                        ticket=ticket.id)
-        for language, group_to in _by_language(desk, recipients).items():
-            mail = queue_mail(desk, template="new_ticket_agents", language=language,
-                              context=context, to=group_to, ticket=ticket, automatic=True,
-                              kind="new_ticket")
-            if mail is not None:
-                queued.append(mail)
     else:
         context["group"] = None
+    previous = _previous_assignee(desk, decision)
+    if previous is not None and previous.address.lower() not in {
+            recipient.address.lower() for recipient in recipients}:
+        recipients.append(previous)
+    for language, agents_to in _by_language(desk, recipients).items():
+        mail = queue_mail(desk, template="new_ticket_agents", language=language,
+                          context=context, to=agents_to, ticket=ticket, automatic=True,
+                          kind="new_ticket")
+        if mail is not None:
+            queued.append(mail)
 
     routing = decision.routing
     for notification in getattr(routing, "notify", ()) or ():

@@ -280,6 +280,28 @@ def test_reply_to_closed_ticket_opens_linked_ticket(tmp_path: Path, database_url
     assert "20510" in acknowledgement.get_body(("plain",)).get_content()
 
 
+def test_linked_ticket_notice_reaches_previous_assignee(tmp_path: Path,
+                                                        database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    make_ticket(20510, "Monitor migocze", "jan.kwiatkowski@example.org", status="closed",
+                sent_ids=("<status.20510.3@maildesk.example.com>",), assignee="ewa.nowak")
+
+    reply = mail(sender="jan.kwiatkowski@example.org",
+                 subject="Re: [#20510] Zgłoszenie rozwiązane: Monitor migocze",
+                 message_id="<m5@example.org>", body="monitor znowu migocze",
+                 headers={"In-Reply-To": "<status.20510.3@maildesk.example.com>"})
+    outcome = pipeline.process(desk, reply, "test:1")
+
+    # Ewa handled the closed ticket; the new one is routed afresh, outside her group.
+    notices = [row for row in _outbox() if row.kind == "new_ticket"]
+    assert outcome.action == "create"
+    assert models.Ticket.get_by_id(outcome.ticket).group != "druga-linia"
+    assert any("ewa.nowak@example.com" in row.recipients.split() for row in notices)
+    text = message_from_bytes(bytes(notices[-1].raw), policy=default_policy).get_body(
+        ("plain",)).get_content()
+    assert "kontynuacją zamkniętego zgłoszenia 20510" in " ".join(text.split())
+
+
 def test_unparseable_mail_is_quarantined_and_reported(tmp_path: Path,
                                                        database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
