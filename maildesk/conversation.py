@@ -359,9 +359,7 @@ def _queue_colleague_activity(desk: Desk, ticket: models.Ticket, assignee_before
     context["activity"] = {
         "author_name": plan.name,
         "text": plan.body if relayed else None,
-        "changes": [{"field": field_label(name, language), "old": label(old, language, name),
-                     "new": label(new, language, name)}
-                    for name, old, new in plan.plan.changes],
+        "changes": _change_lines(plan, language),
         "unassigned": ticket.assignee != assignee_before,
     }
     return queue_mail(
@@ -631,8 +629,7 @@ def _to_agent(plan: AgentPlan, decision: Decision) -> dict[str, Any]:
 def _queue_confirmation(desk: Desk, ticket: models.Ticket, decision: Decision,
                         plan: AgentPlan) -> QueuedMail | None:
     language = plan.language
-    changes = [{"field": field_label(name, language), "old": label(old, language, name),
-                "new": label(new, language, name)} for name, old, new in plan.plan.changes]
+    changes = _change_lines(plan, language)
     kept_as_note = plan.kind == "internal_note" and bool(plan.body)
     context = {"ticket": ticket_context(desk, ticket),
                "agent": {"name": plan.name, "login": plan.login},
@@ -642,6 +639,22 @@ def _queue_confirmation(desk: Desk, ticket: models.Ticket, decision: Decision,
     return queue_mail(desk, template="command_confirmation", language=language,
                       context=context, ticket=ticket, kind="command_confirmation",
                       **_to_agent(plan, decision))
+
+
+def _change_lines(plan: AgentPlan, language: str) -> list[dict[str, str]]:
+    """Return the plan's changes as mail shows them: field, old and new value, translated.
+
+    An assignee reads as the agent's name with the login, which the commands use.
+    """
+    def value(name: str, raw: Any) -> str:
+        if name == "assignee" and raw:
+            agent = agents.resolve_assignee(raw)
+            if agent is not None and agent.name:
+                return f"{agent.name} ({raw})"
+        return label(raw, language, name)
+
+    return [{"field": field_label(name, language), "old": value(name, old),
+             "new": value(name, new)} for name, old, new in plan.plan.changes]
 
 
 def _text_destination(plan: AgentPlan) -> str | None:

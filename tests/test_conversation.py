@@ -437,7 +437,7 @@ def test_commands_applied_with_audit_and_confirmation(tmp_path: Path,
     text = text_of(confirmations[0])
     assert "status: nowe → w realizacji" in text
     assert "priorytet: P3 (średni) → P2 (wysoki)" in text
-    assert "osoba przypisana: — → marek.zielinski" in text
+    assert "osoba przypisana: — → Marek Zieliński (marek.zielinski)" in text
 
 
 def test_commands_only_mail_is_not_relayed(tmp_path: Path, database_url: str) -> None:

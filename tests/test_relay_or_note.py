@@ -445,6 +445,8 @@ def test_colleague_assign_me_tells_old_assignee(tmp_path: Path, database_url: st
     assert [row.recipients.split() for row in notices] == [["ewa.nowak@example.com"]]
     text = " ".join(text_of(notices[0]).split())
     assert "Marek Zieliński zmienia zgłoszenie" in text
+    assert ("osoba przypisana: Ewa Nowak (ewa.nowak) → Marek Zieliński (marek.zielinski)"
+            in text)
     assert "Zgłoszenie nie jest już przypisane do Ciebie." in text
 
 
