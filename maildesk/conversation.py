@@ -45,6 +45,7 @@ from maildesk.models import utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 from maildesk.parse import ParsedMessage
 from maildesk.reasons import Reason, message_kind_label
+from maildesk.subjects import strip_reply_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,29 @@ def _addressed_to_note(message: ParsedMessage, address: str) -> bool:
     return address in recipients
 
 
+# Outbox kinds of the mail that only agents receive, whose subjects name their kind.
+_AGENT_ONLY_OUTBOX_KINDS = ("note", "command_confirmation", "command_error")
+
+
+def _answers_agent_only_mail(ticket: models.Ticket, subject: str) -> bool:
+    """Tell whether ``subject``, without reply prefixes, is that of a mail only agents got.
+
+    In-Reply-To and References show this too, but a signature may leave them out, and a
+    copy of an agent's reply to an internal note could then drop them and be passed on
+    to the user. The subject is signed, and the desk's subjects for agents name the
+    kind of mail (``[#5] Internal note: ...``).
+    """
+    wanted = _subject_key(subject)
+    rows = (models.Outbox.select(models.Outbox.subject)
+            .where(models.Outbox.ticket == ticket,
+                   models.Outbox.kind.in_(_AGENT_ONLY_OUTBOX_KINDS)))
+    return any(_subject_key(row.subject) == wanted for row in rows)
+
+
+def _subject_key(subject: str) -> str:
+    return " ".join(strip_reply_prefixes(subject).split()).casefold()
+
+
 def _agent_identity(desk: Desk, sender: str) -> tuple[str, str, str, str, bool]:
     """Return login, name, configured address, language and whether commands are allowed."""
     row = agents.agent_by_address(sender)
@@ -227,6 +251,8 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
         note_reason = "address"
     elif decision.follow_up.reference_kind in AGENT_ONLY_KINDS:
         note_reason = "reference"
+    elif _answers_agent_only_mail(ticket, message.subject):
+        note_reason = "subject"
     kind = "internal_note" if note_reason else "agent_reply"
 
     verdict = authenticate(message, decision.raw, decision.sender, settings.authentication,

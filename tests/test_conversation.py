@@ -371,6 +371,27 @@ def test_reply_to_note_notification_stays_internal(tmp_path: Path, database_url:
         "marek.zielinski@example.com"] or len(outbox("note")) == 1
 
 
+def test_reply_to_note_by_subject_stays_internal(tmp_path: Path, database_url: str) -> None:
+    # Under authentication_results, References may be unsigned, and a copy without them
+    # must not pass the reply to an internal note on to the user.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="ewa.nowak").where(models.Ticket.id == ticket.id).execute()
+    process(desk, agent_mail("#notatka\nEwa, zerknij na sterownik.", ack))
+    note = outbox("note")[0]
+
+    process(desk, mail(sender=EWA, subject=f"Odp: {note.subject}",
+                       body="Zrobione, sterownik zaktualizowany.\n",
+                       message_id="<e1@mail.example.com>",
+                       headers={"Authentication-Results": PASS}))
+
+    entry = models.Message.get(models.Message.message_id == "<e1@mail.example.com>")
+    assert (entry.ticket_id, entry.kind) == (ticket.id, "internal_note")
+    assert outbox("reply") == []
+    noted = events("internal_note_added")[-1]
+    assert json.loads(noted.detail)["why"] == "subject"
+
+
 def test_internal_note_never_reaches_requester(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk, cc="adam.sikora@example.org")
