@@ -9,7 +9,10 @@ copy. A receiving server that writes Authentication-Results verifies the same wa
 So an agent's mail is authenticated only when each header field below occurs once at
 most, the header block is read the same way by every parser, and a Message-ID makes a
 copy count as a duplicate. maildesk's own DKIM check also requires the signature to
-cover every instance of the fields in ``SIGNED_HEADERS``.
+cover every instance of the fields in ``SIGNED_HEADERS``. The fields of
+``UNTRUSTED_UNLESS_SIGNED`` need not be signed, because common signers leave them out,
+but the desk does not act on an unsigned one (``followup.unconfirmed_thread``,
+``conversation.acted_on_recipients``).
 """
 
 from __future__ import annotations
@@ -29,13 +32,21 @@ SINGLE_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Date", "Message-ID"
                   "In-Reply-To", "References", "Subject", "Content-Type",
                   "Content-Transfer-Encoding")
 
-# The fields a DKIM signature must cover when the mail has them: Subject, In-Reply-To
-# and References choose the ticket, To and Cc can make a reply an internal note, and
-# Message-ID is the duplicate check's key. DKIM itself requires From.
+# The fields a DKIM signature must cover when the mail has them: the Subject's tag
+# names the ticket, and Message-ID is the duplicate check's key. DKIM itself requires
+# From. Exchange Online (Microsoft 365) signs only From, Date, Subject, Message-ID,
+# Content-Type and MIME-Version (often X-MS-Exchange-SenderADCheck too), and Gmail and
+# Google Workspace also sign To, Cc, In-Reply-To and References, as the DKIM-Signature
+# headers of their mail in public list archives show.
 # NOTE: Content-Type decides how the signed body is read but is not required, so that
 # agents whose server does not sign it can still run commands. A mail that has one
 # cannot get a second (SINGLE_HEADERS), but one without it can get one added.
-SIGNED_HEADERS = ("From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References")
+SIGNED_HEADERS = ("From", "Subject", "Message-ID")
+
+# The fields the desk acts on only when a signature covers them: In-Reply-To and
+# References choose the ticket, and To and Cc name who received the mail. Delivered-To
+# and X-Original-To are added on delivery, so no sender can sign them.
+UNTRUSTED_UNLESS_SIGNED = ("To", "Cc", "In-Reply-To", "References")
 
 # A header field's first line (RFC 5322 section 2.2: printable ASCII except the colon,
 # then the colon) or a continuation line.
@@ -98,23 +109,34 @@ def header_problem(message: ParsedMessage, raw: bytes) -> Reason | None:
     return None
 
 
-def unsigned_headers(present: Iterable[str], signed: Iterable[str]) -> list[str]:
-    """Return the fields of ``SIGNED_HEADERS`` with more instances than ``signed`` lists.
+def unsigned_headers(present: Iterable[str], signed: Iterable[str],
+                     names: Iterable[str] = SIGNED_HEADERS) -> list[str]:
+    """Return the fields of ``names`` with more instances than ``signed`` lists.
 
     ``present`` names each header field instance of the mail, ``signed`` each entry of a
-    DKIM signature's ``h=`` tag, in any letter case.
+    DKIM signature's ``h=`` tag, in any letter case. A field the mail does not have is
+    never unsigned: when ``h=`` leaves it out, adding it makes it present and unsigned.
     """
     present_counts = Counter(name.lower() for name in present)
     signed_counts = Counter(name.lower() for name in signed)
-    return [name for name in SIGNED_HEADERS
+    return [name for name in names
             if present_counts[name.lower()] > signed_counts[name.lower()]]
+
+
+def present_headers(message: ParsedMessage,
+                    names: Iterable[str] = UNTRUSTED_UNLESS_SIGNED) -> list[str]:
+    """Return the fields of ``names`` that the mail has, in that order."""
+    present = {name.lower() for name, _value in message.headers}
+    return [name for name in names if name.lower() in present]
 
 
 __all__ = [
     "SIGNED_HEADERS",
     "SINGLE_HEADERS",
+    "UNTRUSTED_UNLESS_SIGNED",
     "header_problem",
     "malformed_header_line",
+    "present_headers",
     "repeated_headers",
     "unsigned_headers",
 ]

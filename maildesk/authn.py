@@ -11,7 +11,9 @@ The From address alone proves nothing: anyone can write it. Three policies are o
 - ``address_only``: the From address is trusted; start-up logs a warning.
 
 Under every policy the header fields the desk acts on must be unambiguous, and under
-``dkim`` also signed (``maildesk.authheaders``).
+``dkim`` From, Subject and Message-ID must also be signed (``maildesk.authheaders``).
+A passing verdict names the fields of ``authheaders.UNTRUSTED_UNLESS_SIGNED`` that the
+mail has and the check cannot show to be signed, so that the desk does not act on them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from maildesk.authheaders import header_problem, unsigned_headers
+from maildesk.authheaders import (
+    UNTRUSTED_UNLESS_SIGNED,
+    header_problem,
+    present_headers,
+    unsigned_headers,
+)
 from maildesk.errors import TemporaryError
 from maildesk.i18n import N_, _
 from maildesk.parse import ParsedMessage
@@ -54,11 +61,19 @@ class AuthenticationResults:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether the mail is authenticated as coming from the domain, and why (for the audit)."""
+    """Whether the mail is authenticated as coming from the domain, and why (for the audit).
+
+    ``unsigned`` names the header fields of ``authheaders.UNTRUSTED_UNLESS_SIGNED`` that
+    the mail has and that no checked signature covers. Anyone who has a copy of the
+    mail may have written them. Under ``authentication_results`` that is every such
+    field the mail has, because the receiving server does not say what it found signed.
+    Under ``address_only`` it is empty, because that policy trusts the whole mail.
+    """
 
     passed: bool
     policy: str
     summary: str
+    unsigned: frozenset[str] = frozenset()
 
 
 def _strip_comments(value: str) -> str:
@@ -217,7 +232,8 @@ def check_authentication_results(message: ParsedMessage, domain: str,
         name = "header.d" if info.method == "dkim" else "header.from"
         passed_for = info.properties.get(name, "")
         if aligned(passed_for, domain):
-            return Verdict(True, policy, results.summary())
+            return Verdict(True, policy, results.summary(),
+                           frozenset(present_headers(message, UNTRUSTED_UNLESS_SIGNED)))
         unaligned.append(f"{info.method}=pass {name}={passed_for or '-'}")
     if unaligned:
         # Say why a pass did not count: another domain, or a top-level one such as "com".
@@ -233,7 +249,10 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
     A signature with a body length limit (``l=``) never passes, and neither does one
     whose ``h=`` tag lists a field of ``authheaders.SIGNED_HEADERS`` fewer times than
     the mail has it. Instances are counted as dkimpy reads the header block, which is
-    how the desk reads it once ``authheaders.header_problem`` found nothing wrong.
+    how the desk reads it once ``authheaders.header_problem`` found nothing wrong. A
+    field of ``authheaders.UNTRUSTED_UNLESS_SIGNED`` counts as signed when one passing
+    signature covers every instance of it, so after a pass the other signatures are
+    checked until those fields are all signed. The verdict names the rest.
 
     ``dns_txt(name, timeout=...)`` returns the TXT record of a selector; None uses the
     system resolver (dnspython). Raises TemporaryError when the look-up times out, so
@@ -262,6 +281,7 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
             raise
 
     outcomes: list[str] = []
+    verdict: Verdict | None = None
     for index in range(count):
         try:
             verifier = dkim.DKIM(raw, logger=logger)
@@ -271,6 +291,8 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
             outcomes.append(f"dkim=fail ({error})")
             continue
         if timeouts:
+            if verdict is not None:
+                break  # an earlier signature passed, and this one could only cover more
             raise TemporaryError(
                 _("the DKIM key of {domain} could not be looked up: {error}").format(
                     domain=domain, error=timeouts[0]))
@@ -282,18 +304,29 @@ def verify_dkim(raw: bytes, domain: str, dns_txt: DnsTxtLookup | None = None) ->
                                       "header.d={signer}"), signer=signer))
             continue
         if passed and aligned(signer, domain):
-            unsigned = unsigned_headers((name.decode("ascii", "replace")
-                                         for name, _value in verifier.headers),
-                                        (name.decode("ascii", "replace")
-                                         for name in verifier.include_headers))
-            if not unsigned:
-                return Verdict(True, policy, f"dkim=pass header.d={signer}")
-            # A field outside h= can be added or changed, and the signature still verifies.
-            outcomes.append(Reason(N_("dkim=pass header.d={signer}, but h= does not cover "
-                                      "every instance of {names}"),
-                                   signer=signer, names=", ".join(unsigned)))
+            present = [name.decode("ascii", "replace") for name, _value in verifier.headers]
+            signed = [name.decode("ascii", "replace") for name in verifier.include_headers]
+            missing = unsigned_headers(present, signed)
+            if missing:
+                # A field outside h= can be added or changed, and the signature still
+                # verifies.
+                outcomes.append(Reason(N_("dkim=pass header.d={signer}, but h= does not "
+                                          "cover every instance of {names}"),
+                                       signer=signer, names=", ".join(missing)))
+                continue
+            unsigned = frozenset(unsigned_headers(present, signed, UNTRUSTED_UNLESS_SIGNED))
+            if verdict is None:
+                verdict = Verdict(True, policy, f"dkim=pass header.d={signer}", unsigned)
+            else:
+                # Each signature covers the Message-ID, so both sign this very mail, and
+                # a field either of them covers is the signer's.
+                verdict = Verdict(True, policy, verdict.summary, verdict.unsigned & unsigned)
+            if not verdict.unsigned:
+                break
             continue
         outcomes.append(f"dkim={'pass' if passed else 'fail'} header.d={signer}")
+    if verdict is not None:
+        return verdict
     # A single outcome keeps its translation; several are joined as raw results.
     return Verdict(False, policy, outcomes[0] if len(outcomes) == 1 else ", ".join(outcomes))
 

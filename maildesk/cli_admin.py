@@ -63,6 +63,7 @@ def _action_label(action: str) -> str:
         "command_like_text_ignored": _("text that looks like a command ignored"),
         "command_rejected": _("commands rejected: the sender is not authenticated"),
         "command_invalid": _("commands rejected as invalid"),
+        "thread_unconfirmed": _("message held: the subject tag does not name the ticket"),
         "status_changed": _("status changed"),
         "reopened": _("ticket reopened"),
         "field_changed": _("field changed"),

@@ -103,7 +103,8 @@ def _hold_reasons(entries: list[Any]) -> dict[int, str]:
         return {}
     events = (models.Event.select()
               .where(models.Event.ticket.in_(tickets),
-                     models.Event.action.in_(("held", "command_rejected", "command_invalid")))
+                     models.Event.action.in_(("held", "command_rejected", "command_invalid",
+                                              "thread_unconfirmed")))
               .order_by(models.Event.id))
     reasons: dict[int, str] = {}
     for event in events:

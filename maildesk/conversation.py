@@ -38,12 +38,18 @@ from maildesk.commands import (
 )
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
-from maildesk.followup import SenderRole, tag_pattern
+from maildesk.followup import (
+    SenderRole,
+    UnconfirmedThread,
+    format_tag,
+    tag_pattern,
+    unconfirmed_thread,
+)
 from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
-from maildesk.parse import ParsedMessage
+from maildesk.parse import Address, ParsedMessage
 from maildesk.reasons import Reason, message_kind_label
 from maildesk.subjects import strip_reply_prefixes
 
@@ -65,8 +71,9 @@ class AgentPlan:
     """What an agent's mail does: its kind, the text to pass on, the command outcome.
 
     ``refusal`` is None, ``"authentication"`` (the mail is not proven to come from the
-    agent) or ``"invalid"`` (a command is wrong or not allowed). A refused mail changes
-    nothing, is not passed on, and is kept as a ``held`` entry.
+    agent), ``"thread"`` (unsigned references chose a ticket that the subject tag does
+    not name, see ``thread``) or ``"invalid"`` (a command is wrong or not allowed). A
+    refused mail changes nothing, is not passed on, and is kept as a ``held`` entry.
     """
 
     login: str
@@ -80,6 +87,7 @@ class AgentPlan:
     verdict: Verdict
     refusal: str | None = None
     note_reason: str | None = None
+    thread: UnconfirmedThread | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,25 @@ def managed_groups(desk: Desk, address: str) -> tuple[str, ...]:
                  if group.manager is not None and group.manager.strip().lower() == address)
 
 
+def acted_on_recipients(decision: Decision) -> tuple[Address, ...]:
+    """Return the To and Cc addresses of a mail that the desk may act on.
+
+    For an agent's mail these are the fields its authentication covers, because anyone
+    who has a copy of the mail could have written the others, and none for a mail
+    that failed authentication. Mail from anyone else is not authenticated at all, so
+    all of its To and Cc count.
+    """
+    message = decision.message
+    plan = decision.conversation
+    if not isinstance(plan, AgentPlan):
+        return (*message.to, *message.cc)
+    if not plan.verdict.passed:
+        return ()
+    unsigned = plan.verdict.unsigned
+    return (*(message.to if "To" not in unsigned else ()),
+            *(message.cc if "Cc" not in unsigned else ()))
+
+
 # --------------------------------------------------------------------------- deciding
 
 
@@ -132,6 +159,7 @@ def managed_groups(desk: Desk, address: str) -> tuple[str, ...]:
 _KIND_NAMES = {"agent_reply": N_("agent's reply"), "internal_note": N_("internal note"),
                "held": N_("held message")}
 _REFUSAL_NAMES = {"authentication": N_("authentication failed"),
+                  "thread": N_("the subject tag does not name the ticket"),
                   "invalid": N_("invalid commands")}
 
 
@@ -145,7 +173,10 @@ def review(desk: Desk, decision: Decision) -> Decision:
             if plan.refusal:
                 reason = Reason(N_("{reason} (refused: {refusal})"), reason=reason,
                                 refusal=Reason(_REFUSAL_NAMES.get(plan.refusal, plan.refusal)))
-            return replace(decision, entry_kind=plan.kind, conversation=plan, reason=reason)
+            # The signed tag's ticket, not the one unsigned references chose, keeps the mail.
+            kept_on = plan.thread.tagged if plan.thread and plan.thread.tagged else decision.ticket
+            return replace(decision, ticket=kept_on, entry_kind=plan.kind, conversation=plan,
+                           reason=reason)
         if decision.entry_kind == "customer":
             ignored = looks_like_commands(decision.message.reply_text)
             return replace(decision, conversation=CustomerPlan(ignored))
@@ -194,6 +225,14 @@ def directory_for(desk: Desk) -> Directory:
 
 
 def _addressed_to_note(message: ParsedMessage, address: str) -> bool:
+    """Tell whether the mail was sent to the note address, by any recipient field.
+
+    Unsigned To and Cc count too, and Delivered-To and X-Original-To are never signed:
+    a field that makes a reply an internal note can only keep text from the user.
+    NOTE: a copy of an agent's note whose To is unsigned can be sent to the desk's plain
+    address, and then passes the text on to the user if it arrives before the note.
+    Only ``#note`` in the signed body, or a signed To, rules that out.
+    """
     recipients = {a.normalized for a in (*message.to, *message.cc)}
     for name in ("Delivered-To", "X-Original-To"):
         recipients.update(value.strip().strip("<>").lower() for value in message.header_all(name))
@@ -263,6 +302,12 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
     if not verdict.passed:
         return AgentPlan(kind="held", plan=CommandPlan(), refusal="authentication", **common)
 
+    thread = unconfirmed_thread(decision.follow_up, message.subject,
+                                desk.config.desk.ticket_tag, verdict.unsigned)
+    if thread is not None:
+        return AgentPlan(kind="held", plan=CommandPlan(), refusal="thread", thread=thread,
+                         **common)
+
     if block.actions and not may_command:
         problem = Problem(block.actions[0].line,
                           N_("you may not run commands: ask an admin to set 'commands: true' "
@@ -311,7 +356,7 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
 
     if plan.refusal is not None:
         summary = _refusal_summary(ticket, decision.sender, plan)
-        action = "command_rejected" if plan.refusal == "authentication" else "command_invalid"
+        action = _REFUSAL_ACTIONS[plan.refusal]
         record_event(ticket, plan.login, action, {
             "reason": summary, "message_id": message_id, "entry": entry.id,
             "lines": [command.line for command in plan.block.commands]})
@@ -410,7 +455,22 @@ def _record_relay_skipped(ticket: models.Ticket, plan: AgentPlan, message_id: st
         addresses=", ".join(skipped)))
 
 
+# The audit event of each refusal. Mail held for invalid commands or an unconfirmed
+# ticket passed authentication, so a later accepted mail of the agent supersedes it.
+_REFUSAL_ACTIONS = {"authentication": "command_rejected", "thread": "thread_unconfirmed",
+                    "invalid": "command_invalid"}
+_SUPERSEDED_ACTIONS = ("command_invalid", "thread_unconfirmed")
+
+
 def _refusal_summary(ticket: models.Ticket, sender: str, plan: AgentPlan) -> Reason:
+    if plan.thread is not None:
+        if plan.thread.tagged is None:
+            return Reason(N_("mail held for {ticket}: only unsigned In-Reply-To or References "
+                             "name the ticket, and the subject has no tag of it"),
+                          ticket=ticket.id)
+        return Reason(N_("mail held for {ticket}: the subject tag names it, but unsigned "
+                         "In-Reply-To or References point at {threaded}"),
+                      ticket=ticket.id, threaded=plan.thread.threaded.id)
     if plan.refusal == "authentication":
         # The verdict summary is the authentication result as checked (dkim=..., spf=...).
         if plan.block.actions:
@@ -728,14 +788,30 @@ def _queue_command_error(desk: Desk, ticket: models.Ticket, decision: Decision,
                "problems": problems,
                "authentication": (plan.verdict.summary if plan.refusal == "authentication"
                                   else None),
+               "thread": _thread_context(desk, plan),
                "commands": [command.line for command in plan.block.actions],
                "text_destination": _text_destination(plan),
                "closed_ticket": _closed_ticket_context(desk, ticket, plan)}
     # A reply to this error is the corrected mail, so it keeps the refused mail's mode.
-    reference_kind = RELAYED_ERROR_KIND if plan.note_reason is None else None
+    # A mail that failed authentication may be forged, and the agent's reply to that
+    # warning is meant for the desk, so it stays a note.
+    relayed = plan.note_reason is None and plan.refusal != "authentication"
+    reference_kind = RELAYED_ERROR_KIND if relayed else None
     return queue_mail(desk, template="command_error", language=language, context=context,
                       ticket=ticket, kind="command_error", reference_kind=reference_kind,
                       **_to_agent(plan, decision))
+
+
+def _thread_context(desk: Desk, plan: AgentPlan) -> dict[str, Any] | None:
+    """Return the tags the ``command_error`` mail names for an unconfirmed ticket, or None."""
+    if plan.thread is None:
+        return None
+    tag = desk.config.desk.ticket_tag
+    tagged = plan.thread.tagged
+    return {"threaded": format_tag(tag, plan.thread.threaded.id),
+            "tagged": format_tag(tag, tagged.id) if tagged is not None else None,
+            # Under dkim the signature shows that it leaves the fields out.
+            "unsigned_known": plan.verdict.policy == "dkim"}
 
 
 # --------------------------------------------------------------------------- held mail
@@ -843,12 +919,13 @@ def discard_held(entry_id: int, actor: str, reason: str | None = None) -> models
 def supersede_held(ticket: models.Ticket, login: str, entry: models.Message) -> None:
     """Discard an agent's earlier held mail on ``ticket`` now that ``entry`` was accepted.
 
-    Only mail held for invalid commands is superseded. It passed authentication, so it
-    is the agent's own, and its ``command_error`` mail asks the agent to correct and
-    resend it. Mail held because it failed authentication may be forged, so a genuine
-    mail of the agent proves nothing about it. A stranger is not notified that their
-    mail was held, so their next mail is no corrected copy. Both stay held until an
-    agent accepts or discards them. Runs inside the transaction of the accepted mail.
+    Only mail held for invalid commands, or because its subject tag did not name its
+    ticket, is superseded. It passed authentication, so it is the agent's own, and its
+    ``command_error`` mail asks the agent to correct and resend it. Mail held because
+    it failed authentication may be forged, so a genuine mail of the agent proves
+    nothing about it. A stranger is not notified that their mail was held, so their
+    next mail is no corrected copy. Both stay held until an agent accepts or discards
+    them. Runs inside the transaction of the accepted mail.
     """
     from maildesk.tickets import record_event
 
@@ -879,15 +956,17 @@ def _held_for_invalid_commands(ticket: models.Ticket, login: str,
                                held: list[models.Message]) -> set[int]:
     """Return the ids among ``held`` that were held for ``login``'s invalid commands.
 
-    The ``command_invalid`` event names the entry, or for events written before it
-    did, the entry's Message-ID.
+    Mail held because the subject tag did not name its ticket counts too. The
+    ``command_invalid`` or ``thread_unconfirmed`` event names the entry, or for events
+    written before it did, the entry's Message-ID.
     """
     if not held:
         return set()
     by_message_id = {row.message_id: row.id for row in held if row.message_id}
     held_ids = {row.id for row in held}
     events = (models.Event.select(models.Event.detail)
-              .where(models.Event.ticket == ticket, models.Event.action == "command_invalid",
+              .where(models.Event.ticket == ticket,
+                     models.Event.action.in_(_SUPERSEDED_ACTIONS),
                      models.Event.actor == login))
     found: set[int] = set()
     for event in events:
@@ -922,6 +1001,7 @@ def sample_values() -> dict[str, Any]:
         "note_reason": None,
         "text_destination": "requester",
         "closed_ticket": None,
+        "thread": None,
         "status_label": "w realizacji",
         "activity": {"author_name": "Marek Zieliński",
                      "text": "Dzień dobry,\n\nwymieniliśmy toner, proszę spróbować ponownie.",
@@ -941,6 +1021,7 @@ __all__ = [
     "NotHeldError",
     "ManagerNote",
     "accept_held",
+    "acted_on_recipients",
     "carry_out",
     "cc_become_participants",
     "conversation_references",

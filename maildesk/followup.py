@@ -10,6 +10,11 @@ reference to it is weak, as is a subject tag such as ``[SD#123]`` that anyone ca
 Weak evidence links the mail only when the sender is the requester, a participant or
 an agent. The recipients of an untrusted mail count for nothing, and subjects alone
 never link a mail.
+
+An agent's mail is authenticated by a signature that may leave In-Reply-To and
+References out, and then anyone who has a copy could have changed them. For such mail
+the signed subject tag must name the ticket the references found
+(``unconfirmed_thread``).
 """
 
 from __future__ import annotations
@@ -80,6 +85,18 @@ def tag_pattern(ticket_tag: str) -> re.Pattern[str]:
     """Compile the configured tag format (e.g. ``[SD#{number}]``) into a regex."""
     before, _, after = ticket_tag.partition("{number}")
     return re.compile(re.escape(before) + r"(\d{1,12})" + re.escape(after), re.IGNORECASE)
+
+
+def tagged_ticket(subject: str, ticket_tag: str) -> models.Ticket | None:
+    """Return the ticket of the first tag in ``subject`` that names one, whatever its status.
+
+    This is the ticket an agent's mail joins by its tag (``find_follow_up``).
+    """
+    for match in tag_pattern(ticket_tag).finditer(subject):
+        ticket = statements.first(models.Ticket, id=int(match.group(1)))
+        if ticket is not None:
+            return ticket
+    return None
 
 
 def format_tag(ticket_tag: str, number: int) -> str:
@@ -172,3 +189,39 @@ def _known_references(thread_ids: tuple[str, ...]) -> list[models.MessageReferen
     rows = statements.select_in(models.MessageReference, "message_id", list(thread_ids))
     position = {message_id: index for index, message_id in enumerate(thread_ids)}
     return sorted(rows, key=lambda row: (position[row.message_id], row.id))
+
+
+# The header fields whose Message-IDs ``find_follow_up`` reads.
+THREAD_HEADERS = frozenset({"In-Reply-To", "References"})
+
+
+@dataclass(frozen=True)
+class UnconfirmedThread:
+    """An agent's mail that unsigned references link to a ticket its subject tag does not name.
+
+    ``threaded`` is the ticket In-Reply-To or References point at, and ``tagged`` the
+    ticket the subject's tag names, or None when the subject has no tag of a ticket.
+    """
+
+    threaded: models.Ticket
+    tagged: models.Ticket | None
+
+
+def unconfirmed_thread(follow_up: FollowUp, subject: str, ticket_tag: str,
+                       unsigned: frozenset[str]) -> UnconfirmedThread | None:
+    """Return why an authenticated agent's mail may not act on the ticket threading found.
+
+    ``unsigned`` names the header fields the mail's authentication does not cover
+    (``authn.Verdict.unsigned``). When In-Reply-To or References is among them, a copy
+    of the agent's mail could point at any ticket, while the signed subject could not,
+    so the subject tag must name the same ticket. Returns None when it does, or when
+    the references are signed or did not choose the ticket.
+    """
+    if follow_up.evidence is not Evidence.REFERENCE or follow_up.ticket is None:
+        return None
+    if not unsigned & THREAD_HEADERS:
+        return None
+    tagged = tagged_ticket(subject, ticket_tag)
+    if tagged is not None and tagged.id == follow_up.ticket.id:
+        return None
+    return UnconfirmedThread(follow_up.ticket, tagged)

@@ -19,6 +19,7 @@ from typing import Any
 
 from maildesk import escalation, lifecycle, models, satisfaction, slatrack, statements
 from maildesk.commands import label
+from maildesk.conversation import acted_on_recipients
 from maildesk.desk import Desk
 from maildesk.followup import SenderRole
 from maildesk.i18n import N_, _, current_language
@@ -132,14 +133,13 @@ def on_message_added(desk: Desk, decision: Any, ticket: models.Ticket,
                      at: datetime | None = None) -> list[QueuedMail]:
     """Follow one appended mail: first response, end of a wait, rating, thanks or reopening."""
     at = at or datetime.now(UTC)
-    message = decision.message
     sender = decision.sender
     # Agent commands may have set the status or priority directly.
     lifecycle.reconcile(desk, ticket, sender, at)
 
     if decision.entry_kind in ("agent_reply", "internal_note"):
         queued = _dispatch_after_group_command(desk, decision, ticket, at)
-        readers = {address.normalized for address in (*message.to, *message.cc)}
+        readers = {address.normalized for address in acted_on_recipients(decision)}
         if decision.entry_kind == "agent_reply" and ticket.requester.address in readers:
             lifecycle.record_first_response(desk, ticket, sender, at)
         return queued

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import peewee as pw
 
 from maildesk import bounces, models, statements
+from maildesk.conversation import acted_on_recipients
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
@@ -147,7 +148,9 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
         )
     # A held mail's Message-ID must not become threading evidence for its sender.
     if message.message_id and len(message.message_id) <= 998 and decision.entry_kind != "held":
-        recipients = {a.normalized for a in (*message.to, *message.cc)}
+        # A reference from a recipient is strong evidence, so an unsigned Cc of an
+        # agent's mail must not make its reader one.
+        recipients = {a.normalized for a in acted_on_recipients(decision)}
         if sender:
             recipients.add(sender.normalized)
         statements.insert_later(
@@ -193,7 +196,7 @@ def _add_participants(desk: Desk, decision: Decision, ticket: models.Ticket) -> 
     added = 0
     # Counted only when a mail names someone to add. A new ticket has no participants yet.
     present = 0 if decision.action is Action.CREATE else None
-    for address in (*decision.message.to, *decision.message.cc):
+    for address in acted_on_recipients(decision):
         normalized = address.normalized
         if normalized in desk.own_addresses or normalized == sender:
             continue

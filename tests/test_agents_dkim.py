@@ -65,9 +65,9 @@ def signed(raw: bytes, private: bytes, domain: str = "example.com") -> bytes:
 
 def agent_raw(body: str = "#status rozwiązane\n\nGotowe.\n", in_reply_to: str | None = None,
               sender: str = "Marek Zieliński <marek.zielinski@example.com>",
-              headers: dict[str, str] | None = None) -> bytes:
+              headers: dict[str, str] | None = None, subject: str = "Re: Drukarka") -> bytes:
     headers = {**({"In-Reply-To": in_reply_to} if in_reply_to else {}), **(headers or {})}
-    return mail(sender=sender, subject="Re: Drukarka", body=body,
+    return mail(sender=sender, subject=subject, body=body,
                 message_id="<d1@mail.example.com>", headers=headers or None)
 
 

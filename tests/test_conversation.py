@@ -51,6 +51,15 @@ def agent_mail(body: str, in_reply_to: str | None, *, sender: str = MAREK,
                ticket: int | None = None, message_id: str = "<a1@mail.example.com>",
                authentication: str | None = PASS, to: str = "helpdesk@example.com",
                headers: dict[str, str] | None = None) -> bytes:
+    """Build an agent's mail; a reply keeps the tag of its ticket.
+
+    Mail clients keep the subject of the mail they reply to, and every subject the desk
+    sends carries the tag.
+    """
+    if ticket is None and in_reply_to:
+        reference = models.MessageReference.get_or_none(
+            models.MessageReference.message_id == in_reply_to)
+        ticket = reference.ticket_id if reference is not None else None
     extra: dict[str, str] = {}
     if authentication:
         extra["Authentication-Results"] = authentication

@@ -703,7 +703,7 @@ def relay_to_requester_and_participant(desk: Desk) -> models.Outbox:
                                 headers={"Cc": "Anna Nowak <anna.nowak@example.org>"}), "t:1")
     acknowledgement = next(row for row in outbox_rows() if row.kind == "ack")
     pipeline.process(desk, mail(sender="Marek Zieliński <marek.zielinski@example.com>",
-                                subject="Re: Drukarka nie drukuje",
+                                subject=f"Re: {acknowledgement.subject}",
                                 body="Proszę wyłączyć i włączyć drukarkę.\n",
                                 message_id="<a1@example.com>",
                                 headers={"In-Reply-To": acknowledgement.message_id,

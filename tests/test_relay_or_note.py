@@ -476,3 +476,19 @@ def test_reply_to_colleague_notice_is_note(tmp_path: Path, database_url: str) ->
                              message_id="<e1@mail.example.com>"))
 
     assert entry_kind("<e1@mail.example.com>") == "internal_note"
+
+
+def test_reply_to_forgery_warning_stays_note(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    # Someone forges Marek's From: the mail fails authentication and Marek is warned.
+    process(desk, agent_mail("#status rozwiązane\nZałatwione.", ack, authentication=None,
+                             message_id="<forged@evil.example>"))
+    warning = outbox("command_error")[0].message_id
+
+    process(desk, agent_mail("To nie ja, konto może być przejęte.", warning,
+                             ticket=ticket.id, message_id="<a2@mail.example.com>"))
+
+    # The reply is meant for the desk, and the requester may be the forger.
+    assert entry_kind("<a2@mail.example.com>") == "internal_note"
+    assert outbox("reply") == []
