@@ -361,6 +361,20 @@ class Templates:
             stamps.append((path, status.st_mtime_ns, status.st_size))
         return tuple(stamps)
 
+    def _read_inside(self, path: Path) -> str:
+        """Read a template file that lies inside the templates folder once links resolve.
+
+        A symbolic link in the folder (a git checkout can carry one) must not make a mail
+        carry a file from elsewhere, such as maildesk.yaml with its passwords.
+        """
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise ConfigError(_("the file is a link to {target}, outside the templates "
+                                "folder: copy the file into the folder instead").format(
+                target=path.resolve()), str(path))
+        # utf-8-sig drops the byte order mark Windows editors write, which would
+        # otherwise lead the subject or the text of every mail as U+FEFF.
+        return path.read_text(encoding="utf-8-sig")
+
     def _compile(self, language: str, name: str) -> _Compiled:
         """Read a snapshot of the sources and compile the template in both environments."""
         paths = self._files(language, name)
@@ -370,9 +384,7 @@ class Templates:
         for path in paths:
             if path.exists():
                 key = path.relative_to(self.root).as_posix()
-                # utf-8-sig drops the byte order mark Windows editors write, which would
-                # otherwise lead the subject or the text of every mail as U+FEFF.
-                sources[key] = path.read_text(encoding="utf-8-sig")
+                sources[key] = self._read_inside(path)
 
         def load(template_name: str) -> tuple[str, str, Callable[[], bool]]:
             # An include outside the snapshot (another mail template) is read once.
@@ -384,7 +396,7 @@ class Templates:
                 path = self.root.joinpath(*pieces)
                 if not path.is_file():
                     raise jinja2.TemplateNotFound(template_name)
-                sources[key] = path.read_text(encoding="utf-8-sig")
+                sources[key] = self._read_inside(path)
             return sources[key], str(self.root.joinpath(*pieces)), lambda: True
 
         template_name = f"{language}/{name}.j2"

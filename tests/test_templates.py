@@ -373,6 +373,31 @@ def test_templates_include_outside_folder_rejected(template_root: Path, sample: 
         templates._render_own("acknowledgement", "pl", sample)
 
 
+@pytest.mark.parametrize("kind", ["include", "own file"])
+def test_templates_link_outside_folder_rejected(template_root: Path, sample: dict[str, Any],
+                                                kind: str) -> None:
+    secret = template_root.parent / "secret.txt"
+    secret.write_text("DB_PASSWORD=hunter2\n", encoding="utf-8")
+    if kind == "include":
+        (template_root / "pl" / "_footer.j2").symlink_to(secret)
+        path = template_root / "pl" / "acknowledgement.j2"
+        path.write_text(path.read_text(encoding="utf-8").replace(
+            "Pozdrawiamy", "Pozdrawiamy\n{% include 'pl/_footer.j2' %}"), encoding="utf-8")
+    else:
+        path = template_root / "pl" / "acknowledgement.j2"
+        path.unlink()
+        path.symlink_to(secret)
+    templates = Templates(template_root)
+
+    errors = templates.check(sample)
+
+    assert errors
+    assert any("outside the templates folder" in str(error) or "poza katalogiem szablonów"
+               in str(error) for error in errors)
+    with pytest.raises(ConfigError):
+        templates._render_own("acknowledgement", "pl", sample)
+
+
 def test_templates_error_in_layout_names_layout(template_root: Path,
                                                 sample: dict[str, Any]) -> None:
     layout = template_root / "pl" / "_layout.j2"
