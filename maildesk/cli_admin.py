@@ -596,7 +596,7 @@ def _show_routing(desk: Any, ticket: Any) -> None:
 
     for stored in follow_ups:
         heading = _("Routing of the follow-up mail {message_id} ({time}):").format(
-            message_id=stored.message_id or _("(no Message-ID)"),
+            message_id=terminal_safe(stored.message_id or _("(no Message-ID)")),
             time=desk.local_time(stored.recorded_at))
         if not _print_stored_routing(desk, ticket, heading, stored):
             all_shown = False
@@ -624,7 +624,9 @@ def _print_stored_routing(desk: Any, ticket: Any, heading: str,
     click.echo("")
     # NOTE: Routing.from_json checks the structure, not each value's type, so a
     # hand-edited routing with numbers as tags can still raise TypeError here.
-    click.echo(format_explanation(stored.routing, current_language()))
+    # The explanation quotes the tested values of the mail: its subject, text, names.
+    click.echo(terminal_safe(format_explanation(stored.routing, current_language()),
+                             keep_line_breaks=True))
     return True
 
 
@@ -770,8 +772,9 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
     click.echo(f"{header[0]:>6} {header[1]:<20} {header[2]:>6} {header[3]:<28} "
                f"{header[4]:<32} {header[5]}")
     for row in rows:
+        recipients = terminal_safe(row.recipients.strip())
         click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
-                   f"{_outbox_kind_label(row.kind):<28} {row.recipients.strip():<32} "
+                   f"{_outbox_kind_label(row.kind):<28} {recipients:<32} "
                    f"{terminal_safe(row.subject)}")
         if row.last_error and row.state != "sent":
             click.echo("       " + _("last error, as the server or system reported it: "

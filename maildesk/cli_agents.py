@@ -79,7 +79,8 @@ def agents_held(app: Any) -> None:
                    f"{ages[entry.id]:<{age_width}}  {terminal_safe(entry.author):<32} "
                    f"{terminal_safe(entry.subject)}")
         if entry.id in reasons:
-            click.echo("        " + _("held because: {reason}").format(reason=reasons[entry.id]))
+            click.echo("        " + _("held because: {reason}").format(
+                reason=terminal_safe(reasons[entry.id])))
     if rows:
         click.echo(_("Accept one with: maildesk agents accept ENTRY --as LOGIN"))
         click.echo(_("Discard one with: maildesk agents discard ENTRY --as LOGIN"))

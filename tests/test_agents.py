@@ -250,6 +250,28 @@ def test_cli_agents_held_and_accept(tmp_path: Path, database_url: str) -> None:
     assert "maildesk agents held" in unknown.output
 
 
+def test_cli_agents_held_escapes_reason(tmp_path: Path, database_url: str) -> None:
+    from deskfactory import mail
+
+    from maildesk import pipeline
+
+    desk = make_desk(tmp_path, database_url, commands={"stranger_tag": "hold"})
+    first = pipeline.process(desk, mail(), "test:user")
+    # An internationalised address (RFC 6532) is raw UTF-8 in the header.
+    raw = (f"From: Adam <adam\u202eelpmaxe@example.org>\r\nTo: helpdesk@example.com\r\n"
+           f"Subject: [#{first.ticket}] też nie działa\r\nMessage-ID: <s1@example.org>\r\n"
+           "Date: Sat, 05 Dec 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\nU mnie też.\r\n").encode()
+    pipeline.process(desk, raw, "test:stranger")
+
+    listed = CliRunner().invoke(main, ["--config", str(desk.config.path), "agents", "held"],
+                                catch_exceptions=False)
+
+    # The reason names the sender's address, which the sender wrote.
+    assert "\u202e" not in listed.output
+    assert "adam\\u202eelpmaxe@example.org nie jest uczestnikiem" in listed.output
+
+
 @pytest.mark.usefixtures("keep_logging")
 def test_cli_agents_held_shows_age(tmp_path: Path, database_url: str) -> None:
     from datetime import timedelta
