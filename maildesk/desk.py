@@ -5,6 +5,7 @@ Built once at start-up (``Desk.open``) and passed down; there is no global state
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -88,6 +89,20 @@ class Desk:
     @property
     def own_addresses(self) -> frozenset[str]:
         return self.config.desk.own_addresses
+
+    @functools.cached_property
+    def configured_addresses(self) -> frozenset[str]:
+        """Return the addresses maildesk.yaml names: agents, admins, group mailboxes, managers.
+
+        The desk writes to them on the admins' say-so, not because a mail asked it to.
+        """
+        groups = self.config.groups
+        return frozenset({
+            *self.agent_addresses,
+            *(address.lower() for address in self.config.desk.admin_addresses),
+            *(group.address.lower() for group in groups if group.address),
+            *(group.manager.strip().lower() for group in groups if group.manager),
+        })
 
     @property
     def message_id_domain(self) -> str:

@@ -382,18 +382,26 @@ def _automatic_for_ticket(desk: Desk, ticket: models.Ticket,
 
 
 def _exempt_from_address_limit(desk: Desk, address: str) -> bool:
-    """Agents and admins are people we configured; loops with them end at the ticket limit."""
-    return address in desk.agent_addresses or address in (
-        a.lower() for a in desk.config.desk.admin_addresses)
+    """Return whether maildesk.yaml names the address, so the hourly limits do not apply.
+
+    Agents, admins, group mailboxes and managers are people and teams the admins
+    configured, not addresses a mail can make the desk write to. A forged flood of new
+    tickets must not use up the hour for a vendor's dispatches or a manager's escalations.
+    Loops with them end at the ticket limit.
+    """
+    return address in desk.configured_addresses
 
 
 def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
                        ticket: models.Ticket | None, *, enforce_limits: bool = True,
-                       fresh_contacts: Sequence[models.Contact] = ()) -> list[str]:
+                       fresh_contacts: Sequence[models.Contact] = (),
+                       desk_limit: bool = True) -> list[str]:
     """Drop our own addresses, bounced addresses and, for automatic mail, machine and
     over-limit addresses.
 
-    Agents and admins are exempt from the per-address and the desk-wide limit.
+    Addresses that maildesk.yaml names (agents, admins, group mailboxes and managers) are
+    exempt from the per-address and the desk-wide limit. ``desk_limit`` False leaves out
+    the desk-wide limit alone, for a routing rule's notifications.
 
     ``fresh_contacts`` are contacts the caller read or created in this transaction; their
     bounce state is taken from them instead of being read again.
@@ -416,7 +424,8 @@ def allowed_recipients(desk: Desk, addresses: list[str], automatic: bool,
         if automatic and enforce_limits and not _exempt_from_address_limit(desk, address):
             if _address_over_limit(desk, address, ticket):
                 continue
-            if _desk_over_limit(desk, address, ticket, allowed_before=limited):
+            if desk_limit and _desk_over_limit(desk, address, ticket,
+                                               allowed_before=limited):
                 continue
             limited += 1
         allowed.append(address)
@@ -619,9 +628,12 @@ def queue_mail(
             desk, ticket, [r.address for r in (*to, *(cc or []))]):
         return None
     # One call for To and Cc, so that the desk-wide limit counts the whole mail.
+    # A routing rule's notify action writes to addresses the admins put in the rules, so
+    # strangers' mail cannot use up the desk-wide limit for it.
     allowed = allowed_recipients(desk, [r.address for r in (*to, *(cc or []))], automatic,
                                  ticket, enforce_limits=enforce_limits,
-                                 fresh_contacts=fresh_contacts)
+                                 fresh_contacts=fresh_contacts,
+                                 desk_limit=kind != "rule_notify")
     to = [r for r in to if r.address.strip().lower() in allowed]
     if not to:
         return None

@@ -21,7 +21,14 @@ from typing import Any
 import peewee as pw
 import pytest
 import yaml
-from deskfactory import ADMIN_ADDRESS, clear_of_hour_end, mail, make_desk, make_ticket
+from deskfactory import (
+    ADMIN_ADDRESS,
+    base_config,
+    clear_of_hour_end,
+    mail,
+    make_desk,
+    make_ticket,
+)
 from servers import PostgresSchema
 
 from maildesk import models, pipeline
@@ -397,6 +404,52 @@ def test_loops_desk_limit_spares_agents(tmp_path: Path, database_url: str) -> No
 
     assert acknowledge(desk, second) is None
     assert to_agent is not None
+
+
+@pytest.mark.parametrize("recipient", ["kierownik@example.com", "serwis@drukarki.example.net"])
+def test_loops_desk_limit_spares_configured(tmp_path: Path, database_url: str,
+                                            recipient: str) -> None:
+    # A manager and a group's own mailbox are named in maildesk.yaml, like agents.
+    clear_of_hour_end()
+    groups = [*base_config(database_url, tmp_path)["groups"],
+              {"name": "serwis-drukarek", "tier": 3, "address": "serwis@drukarki.example.net"}]
+    desk = make_desk(tmp_path, database_url, groups=groups,
+                     desk={"automatic_mail_desk_limit": 1})
+    first = make_ticket(30600, "Drukarka", "zofia@example.org")
+    second = make_ticket(30601, "Skaner", "jan@example.org")
+    acknowledge(desk, first)
+
+    with database_proxy.atomic():
+        configured = queue_mail(
+            desk, template="dispatch", language="pl",
+            context={"ticket": ticket_context(desk, second), "sla": {"resolution_due": None},
+                     "dispatch": {"group": "serwis-drukarek", "reason": "", "external": True,
+                                  "description": "nie skanuje",
+                                  "requester_name": "", "requester_address": "jan@example.org"}},
+            to=[Recipient(recipient)], ticket=second, kind="dispatch")
+
+    assert acknowledge(desk, second) is None
+    assert configured is not None
+
+
+def test_loops_desk_limit_spares_rule_notify(tmp_path: Path, database_url: str) -> None:
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 1})
+    first = make_ticket(30600, "Drukarka", "zofia@example.org")
+    second = make_ticket(30601, "Skaner", "jan@example.org")
+    acknowledge(desk, first)
+    context = {"ticket": ticket_context(desk, second),
+               "message": {"sender_name": "", "sender_address": "jan@example.org",
+                           "subject": "Skaner", "excerpt": "nie skanuje", "attachments": []},
+               "group": None, "linked_ticket": None}
+
+    with database_proxy.atomic():
+        notified = queue_mail(desk, template="new_ticket_agents", language="pl",
+                              context=context, to=[Recipient("kadry@example.org")],
+                              ticket=second, kind="rule_notify")
+
+    assert acknowledge(desk, second) is None
+    assert notified is not None
 
 
 def test_loops_desk_limit_counts_whole_mail(tmp_path: Path, database_url: str) -> None:
