@@ -417,12 +417,11 @@ def _queue_colleague_activity(desk: Desk, ticket: models.Ticket, assignee_before
     to the requester and which values changed, including an assignment away from them.
     An internal note reaches the assignee as its own notice, so it adds nothing here.
     """
-    if not assignee_before or assignee_before == plan.login:
-        return None
     if not relayed and not plan.plan.changes:
         return None
+    # The assignee may be stored as a login or as an address.
     assignee = agents.resolve_assignee(assignee_before)
-    if assignee is None or not assignee.active:
+    if assignee is None or not assignee.active or assignee.login == plan.login:
         return None
 
     language = assignee.language or desk.config.language

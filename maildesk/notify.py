@@ -743,8 +743,10 @@ def _previous_assignee(desk: Desk, decision: Any) -> Recipient | None:
     linked = decision.linked_ticket
     if linked is None or not linked.assignee:
         return None
-    agent = next((agent for agent in desk.config.agents if agent.login == linked.assignee),
-                 None)
+    # The assignee may be stored as a login or as an address.
+    stored = linked.assignee.strip().lower()
+    agent = next((agent for agent in desk.config.agents if agent.login == linked.assignee
+                  or stored in (address.lower() for address in agent.addresses)), None)
     if agent is None or not agent.addresses or agent.addresses[0].lower() == decision.sender:
         return None
     return Recipient(agent.addresses[0], agent.name)

@@ -465,6 +465,19 @@ def test_colleague_notice_not_for_own_or_note(tmp_path: Path, database_url: str)
     assert [row.recipients.split() for row in outbox("note")] == [["ewa.nowak@example.com"]]
 
 
+def test_colleague_notice_not_for_own_address(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    # Older tickets may store the assignee by address.
+    models.Ticket.update(assignee="marek.zielinski@example.com").where(
+        models.Ticket.id == ticket.id).execute()
+
+    process(desk, agent_mail("Technik przyjedzie w czwartek.", ack))
+
+    assert outbox("reply") != []
+    assert outbox("colleague_activity") == []
+
+
 def test_reply_to_colleague_notice_is_note(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk)
