@@ -14,7 +14,7 @@ English:
 A header block or separator cuts off everything below it. An attribution followed by
 ``>`` lines removes only the quoted lines, so replies written between quoted lines stay; an
 attribution followed by unquoted text (an HTML quote converted to text) cuts. The
-signature after ``-- `` and mobile footers (``Sent from my iPhone``) are removed.
+signature after ``-- `` and mobile footers (``Sent from my iPhone``) at the end are removed.
 
 Everything works line by line with short, anchored patterns on bounded windows, so
 the time is linear in the length of the text whatever the input.
@@ -87,27 +87,37 @@ _ATTRIBUTION_START = re.compile(
 
 _QUOTED = re.compile(r"^\s*>")
 _SIGNATURE = re.compile(r"^-- ?$")
-# The line a mail app adds under every message it sends. Polish apps write "Wysłane z"
-# or "Wysłano z", and iOS writes the apostrophe of "iPhone’a" as U+2019, so a device name
-# takes any ending. A Polish line must name a device or app, so that a sentence such as
-# "Wysłano z opóźnieniem." stays in the reply.
-_MOBILE_FOOTER = re.compile(
+# The fixed opening of the line a mail app adds under every message it sends. Polish apps
+# write "Wysłane z" or "Wysłano z", and iOS writes the apostrophe of "iPhone’a" as U+2019,
+# so a Polish device or app word takes any ending. What follows the opening must be a
+# device or app name (see _is_device_name), so "Wysłano z opóźnieniem." and "Wysłane z
+# telefonu maile dalej wracają." are sentences, not footers.
+_FOOTER_OPENING = re.compile(
     r"^\s*(?:"
-    r"sent from my \S.{0,60}"
+    r"(?P<named>sent from my|gesendet von meinem)\s"
     r"|sent from (?:outlook|yahoo mail|mail for windows|samsung|android|gmail|my mobile"
-    r"|proton ?mail|aol)\b.{0,60}"
-    r"|sent from \S+ for (?:ios|android).{0,30}"
-    r"|sent via (?:the )?samsung .{0,80}"
-    r"|get outlook for (?:ios|android)\b.{0,30}"
+    r"|proton ?mail|aol)\b"
+    r"|sent from \S+ for (?:ios|android)\b"
+    r"|sent via (?:the )?samsung\b"
+    r"|get outlook for (?:ios|android)\b"
     r"|wysłan[eo] ze? (?:mojego |mego |mojej )?(?:iphone|ipad|ipod|telefon|smartfon|tablet"
-    r"|urządzeni|aplikacj|samsung|android|huawei|xiaomi|galaxy|poczt|outlook)\w*"
-    r"(?:[\s'’.,!-].{0,60})?"
-    r"|(?:pobierz|uzyskaj) (?:aplikację |program )?outlook dla (?:systemu )?"
-    r"(?:ios|android)\b.{0,30}"
-    r"|gesendet von meinem \S.{0,40}|von meinem \S.{0,30} gesendet"
-    r")\s*$",
+    r"|urządzeni|aplikacj|samsung|android|huawei|xiaomi|galaxy|poczt|outlook)\w*(?:['’]\w+)?"
+    r"|(?:pobierz|uzyskaj) (?:aplikację |program )?outlook dla (?:systemu )?(?:ios|android)\b"
+    r")",
     re.IGNORECASE,
 )
+# German puts the verb last: "Von meinem iPhone gesendet".
+_FOOTER_GERMAN = re.compile(r"^\s*von meinem (.{1,40}?) gesendet[.!]?\s*$", re.IGNORECASE)
+# A link some apps append to the footer: "Get Outlook for Android<https://aka.ms/...>".
+_FOOTER_LINK = re.compile(r"\s*<[^<>\s]{1,200}>$")
+# Lower-case words a device or app name may contain: "Samsung Galaxy smartphone",
+# "an AT&T 5G smartphone", "Outlook for Android", "Poczta dla systemu Windows".
+_DEVICE_NAME_WORDS = frozenset({
+    "a", "an", "app", "device", "for", "mail", "mobile", "phone", "smartphone", "tablet",
+    "dla", "systemu", "mobilnej", "mobilnego", "na",
+})
+_DEVICE_NAME_MAX_WORDS = 8
+_DEVICE_NAME_CHARACTERS = frozenset("&'’+-.®™")
 _BLANK_RUN = re.compile(r"\n{3,}")
 # A line that is only a rule ("-----", "_____") left at the end after cutting.
 _RULE_ONLY = re.compile(r"^\s*[-_=*]{3,}\s*$")
@@ -137,8 +147,47 @@ def extract_reply(text: str, forwarded: bool = False) -> str:
 
 
 def is_mobile_footer(line: str) -> bool:
-    """Tell whether a line is a mail app's footer ("Sent from my iPhone", "Wysłane z iPhone’a")."""
-    return _MOBILE_FOOTER.match(line) is not None
+    """Tell whether a line is nothing but a mail app's footer ("Wysłane z iPhone’a").
+
+    The line must end with the device or app name, optionally followed by punctuation or
+    a link, so a sentence that starts with the footer's words is no footer.
+    """
+    german = _FOOTER_GERMAN.match(line)
+    if german is not None:
+        return _is_device_name(german.group(1))
+
+    opening = _FOOTER_OPENING.match(line)
+    if opening is None:
+        return False
+    name = _FOOTER_LINK.sub("", line[opening.end():].rstrip()).rstrip(" .,!")
+    if opening.group("named") and not name:
+        return False
+    return _is_device_name(name)
+
+
+def _is_device_name(text: str) -> bool:
+    """Tell whether a text is empty or a device or app name such as "Samsung Galaxy S23".
+
+    Each word must start with a capital letter or a digit ("Galaxy", "5G"), be an Apple
+    name ("iPhone", "iOS") or belong to _DEVICE_NAME_WORDS, and only a comma may stand
+    between the words ("Galaxy S23, an AT&T 5G smartphone").
+    """
+    words = text.split()
+    if len(words) > _DEVICE_NAME_MAX_WORDS:
+        return False
+    for word in words:
+        word = word.removesuffix(",")
+        if not word or word.lower() in _DEVICE_NAME_WORDS:
+            continue
+        if word[-1] in ".!?:;" or not all(
+            character.isalnum() or character in _DEVICE_NAME_CHARACTERS
+            for character in word
+        ):
+            return False
+        is_apple_name = len(word) > 1 and word[0] == "i" and word[1].isupper()
+        if not (word[0].isupper() or word[0].isdigit() or is_apple_name):
+            return False
+    return True
 
 
 def _header_block_length(lines: list[str], index: int) -> int:

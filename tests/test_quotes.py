@@ -141,6 +141,11 @@ MOBILE_FOOTERS = [
     "Wysłane z aplikacji Poczta dla systemu Windows",
     "Pobierz aplikację Outlook dla systemu iOS",
     "Uzyskaj program Outlook dla systemu Android",
+    "Wysłane z iPhone’a.",
+    "Sent from my iPhone 5",
+    "Sent from my BlackBerry® device",
+    "Gesendet von meinem iPhone",
+    "Von meinem iPhone gesendet",
 ]
 
 
@@ -161,10 +166,55 @@ def test_is_mobile_footer_matches(footer: str) -> None:
         "Wysłane z działu kadr wczoraj, proszę sprawdzić.",
         "Sent from the office printer, but nothing came out.",
         "Dziękuję",
+        # Sentences that start with a footer's words and go on.
+        "Wysłane z telefonu maile dalej wracają z błędem 550.",
+        "Wysłane z aplikacji faktury nadal nie mają załączników.",
+        "Wysłane z Outlooka maile nadal trafiają do spamu.",
+        "Wysłane z poczty maile wracają do mnie",
+        "Wysłane z iPhone’a zdjęcia przychodzą puste",
+        "Wysłano z mojego telefonu SMS-y do klientów giną",
+        "Wysłane z iPhone’a, Teams nadal się zawiesza",
+        "Sent from Android phones the invoices are empty",
+        "Sent from my phone the invoices are empty",
+        "Sent from my iPhone. The VPN drops every hour.",
+        "Sent from Outlook for Android the attachments are missing",
+        "Sent from my iPhone?",
+        "Von meinem iPhone gesendet, aber leer",
     ],
 )
 def test_is_mobile_footer_rejects_sentences(line: str) -> None:
     assert not is_mobile_footer(line)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dzięki\nWysłane z Outlooka maile nadal trafiają do spamu.",
+        "Dzięki\nWysłane z telefonu maile dalej wracają z błędem 550.",
+        "Thanks\nSent from my phone the invoices are empty",
+    ],
+)
+def test_extract_reply_keeps_sentence_like_footer(text: str) -> None:
+    assert extract_reply(text + "\n") == text
+
+
+def test_extract_reply_keeps_footer_above_text() -> None:
+    # Only a footer that ends the reply goes, because the text below one is the sender's.
+    text = "Działa.\n\nSent from my iPhone\n\nPS. Skaner też nie skanuje."
+
+    assert extract_reply(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5\n\nWysłane z iPhone’a\n\n> Zgłoszenie zostało rozwiązane.\n", "5"),
+        ("Działa.\nSent from my iPhone\n-- \nJan Nowak\nDział IT\n", "Działa."),
+        ("Działa.\n\nWysłane z iPhone’a\n\nSent from my iPhone\n", "Działa."),
+    ],
+)
+def test_extract_reply_removes_trailing_footers(text: str, expected: str) -> None:
+    assert extract_reply(text) == expected
 
 
 def test_extract_reply_keeps_sign_off_above_footer() -> None:
