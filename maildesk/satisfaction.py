@@ -6,12 +6,14 @@ of thanks, greetings and a signature, or one with no new text at all. Only the n
 text of a reply (``reply_text``, quotes removed) is judged, because the quoted notice
 itself invites the user to reopen the ticket.
 
-A reply is read in three steps. The signature goes first: a mail app's footer
-("Wysłane z iPhone’a", the same list ``maildesk.quotes`` removes) or a ``--`` line and
-everything below it, a closing greeting's lines below it, lines that are the sender's
-name, and a last line of one or two capitalised words (a first name or nickname such as
-"Kasia" or "Tomek W."). The rest splits into parts at line ends, sentence ends, commas
-and dashes. A rating is exactly one part such as "5", "Ocena: 4", "5/5" or "Oceniam na
+A reply is read in three steps. The signature goes first: a ``--`` line and everything
+below it, mail app footers that end the text ("Wysłane z iPhone’a", checked by
+``maildesk.quotes.is_mobile_footer``), the lines below a closing greeting unless they
+hold a negation or a question, lines that are the sender's name, and a last line that
+signs it ("Kasia" or "Kasia Z." from Katarzyna Zając). A capitalised last line that does
+not match the sender's name stays ("Jeszcze Outlook" below a "5"), because it may be
+the complaint. The rest splits into parts at line ends, sentence ends, commas and
+dashes. A rating is exactly one part such as "5", "Ocena: 4", "5/5" or "Oceniam na
 5.", and every other part must be a thanks or a greeting.
 """
 
@@ -48,6 +50,22 @@ _NEGATIONS = frozenset({
     "unfortunately", "doesn't", "does", "isn't", "error", "issue",
 })
 
+# Words that open a follow-up ("Teraz Teams", "Jeszcze Outlook", "Now Teams"): never a
+# name, and never part of the signature below a closing greeting.
+_FOLLOW_UP_WORDS = frozenset({
+    "teraz", "jeszcze", "też", "także", "również", "tylko", "now", "also", "only", "btw",
+    "ps",
+})
+# Things a short complaint names ("Monitor" below "Dziękuję", from Monika): never a name.
+_DESK_WORDS = frozenset({
+    "drukarka", "skaner", "monitor", "komputer", "laptop", "telefon", "internet", "sieć",
+    "poczta", "serwer", "hasło", "konto", "system", "program", "aplikacja", "kamera",
+    "myszka", "klawiatura", "outlook", "teams", "excel", "word", "windows", "wifi",
+    "printer", "scanner", "computer", "phone", "network", "password", "account", "server",
+    "mail", "email",
+})
+_NOT_NAME_WORDS = _NEGATIONS | _FOLLOW_UP_WORDS | _DESK_WORDS
+
 # Closing greetings: the lines below one are the signature.
 _CLOSINGS = (
     "pozdrawiam", "z poważaniem", "z wyrazami szacunku", "serdeczności", "pozdrowienia",
@@ -59,6 +77,9 @@ _SHORT_REPLY_CHARACTERS = 400
 _NAME_CHARACTERS = 20
 # Dashes and tildes people put before a sign-off ("— Kasia", "~Tomek").
 _SIGN_OFF_MARKS = "-–—~ "
+# The line that opens a signature block (RFC 3676 writes "-- ", clients often drop the space).
+_SIGNATURE_SEPARATOR = re.compile(r"^--\s*$")
+_ADDRESS_DOMAIN = re.compile(r"@\S*")
 
 
 def _content_lines(text: str) -> list[str]:
@@ -66,16 +87,19 @@ def _content_lines(text: str) -> list[str]:
 
 
 def _without_signature(lines: list[str], requester_name: str = "") -> list[str]:
-    """Drop the signature: footer, closing greeting's tail, the sender's name, a nickname."""
+    """Drop the signature: a ``--`` block, trailing footers, a closing's tail, the sender's name."""
+    for index, line in enumerate(lines):
+        if _SIGNATURE_SEPARATOR.match(line):
+            lines = lines[:index]
+            break
+    while lines and is_mobile_footer(lines[-1]):
+        lines = lines[:-1]
+
     kept: list[str] = []
     for index, line in enumerate(lines):
-        if line.startswith("--") or is_mobile_footer(line):
-            break
-        lowered = line.lower().rstrip(",.!")
         kept.append(line)
         is_closing = (len(lines) - index <= _SIGNATURE_LINES and len(kept) > 1
-                      and any(lowered.startswith(closing) for closing in _CLOSINGS)
-                      and len(lowered.split()) <= 4)
+                      and _is_closing(line) and _is_signature(lines[index + 1:]))
         if is_closing:
             # The closing line itself stays, because it may carry thanks ("Dzięki, Jan").
             break
@@ -83,29 +107,72 @@ def _without_signature(lines: list[str], requester_name: str = "") -> list[str]:
     name = requester_name.strip().lower()
     kept = [line for line in kept
             if not name or line.lower().strip(",.! ") not in (name, *name.split())]
-    return _without_sign_off(kept)
+    return _without_sign_off(kept, requester_name)
 
 
-def _without_sign_off(lines: list[str]) -> list[str]:
-    """Drop a first name or nickname that ends the text, on its own line or after a comma.
+def _is_closing(line: str) -> bool:
+    lowered = line.lower().rstrip(",.!")
+    return (any(lowered.startswith(closing) for closing in _CLOSINGS)
+            and len(lowered.split()) <= 4)
 
-    A text of one line that is only such a word ("Pomocy") is kept: it is the message.
+
+def _is_signature(lines: list[str]) -> bool:
+    """Tell whether the lines below a closing greeting may be a signature.
+
+    A question, a negation or a word that opens a new request ("Jeszcze Outlook") is
+    new text, and that text stays even below "Pozdrawiam".
     """
-    if len(lines) > 1 and _looks_like_name(lines[-1]):
+    text = " ".join(lines)
+    return "?" not in text and not any(
+        word in _NEGATIONS or word in _FOLLOW_UP_WORDS for word in _words(text))
+
+
+def _without_sign_off(lines: list[str], requester_name: str) -> list[str]:
+    """Drop the sender's first name or nickname that ends the text.
+
+    The last line goes when it signs the sender's name and other text stays above it.
+    Words after the last comma go when a closing greeting comes before them ("Dzięki,
+    Kasia") or when they sign the sender's name ("Dziękuję, Kasia" from Katarzyna). A
+    name on a line below a closing greeting needs no match, because those lines are
+    already gone.
+    """
+    if len(lines) > 1 and _is_senders_name(lines[-1], requester_name):
         return lines[:-1]
     if lines:
         head, comma, tail = lines[-1].rpartition(",")
-        if comma and head.strip() and _looks_like_name(tail):
+        closed = _is_closing(_PART_BREAK.split(head.strip())[-1]) and _looks_like_name(tail)
+        if comma and head.strip() and (closed or _is_senders_name(tail, requester_name)):
             return [*lines[:-1], head.strip()]
     return lines
 
 
-def _looks_like_name(text: str) -> bool:
-    """Tell whether a text is one or two capitalised words: "Kasia", "Tomek W.", "Anna-Maria".
+def _is_senders_name(text: str, requester_name: str) -> bool:
+    """Tell whether a text signs the sender's display name: "Kasia", "Kasia Z.", "Tomek W.".
 
-    NOTE: any capitalised word but a negation passes, "Awaria" too, so "5" above a last
-    line "Awaria" counts as a rating. A line of three words or more is never a sign-off.
+    The first word must start with the same two letters as a word of the display name,
+    because a nickname keeps them ("Kasia" and "Kate" for "Katarzyna", "Tomek" for
+    "Tomasz"). A second word must be a word of the display name or its initial.
+
+    NOTE: a capitalised word that shares its first two letters with the sender's name
+    passes too, so "5" above "Kabel" from Katarzyna counts as a rating. Nicknames
+    that start otherwise ("Gosia" for "Małgorzata", "Bob" for "Robert") are not
+    dropped, so such a reply reopens the ticket.
     """
+    if not _looks_like_name(text):
+        return False
+    name_words = [word for word in _name_words(requester_name) if len(word) > 1]
+    words = [word.casefold() for word in text.strip(_SIGN_OFF_MARKS).split()]
+    if not any(word[:2] == words[0][:2] for word in name_words):
+        return False
+    if len(words) == 1:
+        return True
+    second = words[1].rstrip(".")
+    return any(word == second or (len(second) == 1 and word[0] == second)
+               for word in name_words)
+
+
+def _looks_like_name(text: str) -> bool:
+    """Tell whether a text is one or two capitalised words: "Kasia", "Tomek W.", "Anna-Maria"."""
     words = text.strip(_SIGN_OFF_MARKS).split()
     if not 1 <= len(words) <= 2 or not _is_name_word(words[0]):
         return False
@@ -113,7 +180,8 @@ def _looks_like_name(text: str) -> bool:
 
 
 def _is_name_word(word: str) -> bool:
-    if len(word) > _NAME_CHARACTERS or word.lower() in _NEGATIONS:
+    lowered = word.lower()
+    if len(word) > _NAME_CHARACTERS or lowered in _NOT_NAME_WORDS:
         return False
     return all(part.isalpha() and part[0].isupper() and part[1:].islower()
                for part in word.split("-"))
@@ -125,6 +193,15 @@ def _is_initial(word: str) -> bool:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
+
+
+def _name_words(requester_name: str) -> list[str]:
+    """Return the lower-case words of a display name, without an address's domain.
+
+    A display name may be an address ("katarzyna.zajac@example.org"): its local part
+    names the sender, its domain does not.
+    """
+    return _words(_ADDRESS_DOMAIN.sub(" ", requester_name))
 
 
 def is_short_thanks(reply_text: str, phrases: tuple[str, ...], requester_name: str = ""
@@ -171,7 +248,7 @@ def _is_filler(word: str, requester_name: str) -> bool:
                 "lot", "for", "the", "help", "your", "you", "and", "all", "pani",
                 "panu", "panie", "państwu", "wam", "ci", "now", "teraz"}:
         return True
-    return word in _words(requester_name)
+    return word in _name_words(requester_name)
 
 
 def parse_rating(reply_text: str, requester_name: str = "",

@@ -56,7 +56,8 @@ RATING_REPLIES = [
     ("2\n\nSent from my Samsung Galaxy smartphone.", 2),
     ("5\n\nKasia", 5),
     ("5\nKasia", 5),
-    ("5\n\nTomek W.", 5),
+    ("5\n\nKasia Z.", 5),
+    ("5\n\nKate", 5),
     ("5\n\n— Kasia", 5),
     ("5\n\nKasia\n\nWysłane z iPhone’a", 5),
     ("Dziękuję bardzo, wszystko działa. Oceniam na 5.\n\nKasia", 5),
@@ -100,12 +101,112 @@ NOT_RATINGS = [
     "Sent from my iPhone 5",
     "I have 3 monitors and one is black.\n\nKate",
     "5\n\nBut the VPN still drops.\n\nSent from my iPhone",
+    # A sign-off that is not the sender's (she is Katarzyna Zając) may be the complaint.
+    "5\n\nTomek W.",
+    "5\n\nKasia W.",
+    "5\nJeszcze Outlook",
 ]
 
 
 @pytest.mark.parametrize("text", NOT_RATINGS)
 def test_parse_rating_rejects_digit_in_text(text: str) -> None:
     assert parse_rating(text, "Katarzyna Zając", DEFAULT_THANKS_PHRASES) is None
+
+
+# A sign-off is dropped when it signs the sender's display name: the same first two
+# letters as a word of it, then that word or its initial. A closing greeting before it
+# drops any name.
+@pytest.mark.parametrize(
+    ("text", "name", "rating"),
+    [
+        ("5\n\nTomek W.", "Tomasz Wójcik", 5),
+        ("5\nKasia", "Zając Katarzyna", 5),
+        ("5\nZosia", "Zofia Wiśniewska", 5),
+        ("5\nKasia", "katarzyna.zajac@example.org", 5),
+        ("5\n\nPozdrawiam\nGosia", "Małgorzata Nowak", 5),
+        ("4\n\nThanks,\nBob", "Robert Smith", 4),
+        ("Dzięki, 5\nPozdrawiam, Gosia", "", 5),
+    ],
+)
+def test_parse_rating_drops_senders_sign_off(text: str, name: str, rating: int) -> None:
+    assert parse_rating(text, name, DEFAULT_THANKS_PHRASES) == rating
+
+
+# A nickname that neither starts like the display name nor follows a closing greeting
+# stays as text, so the reply reopens the ticket: a person reads it.
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("5\n\nGosia", "Małgorzata Nowak"),
+        ("5\n\nBob", "Robert Smith"),
+        ("5\nKasia", ""),
+        ("5\nOrange", "jan.nowak@orange.pl"),
+    ],
+)
+def test_parse_rating_keeps_unmatched_sign_off(text: str, name: str) -> None:
+    assert parse_rating(text, name, DEFAULT_THANKS_PHRASES) is None
+
+
+# Complaints and new requests after a thanks or a rating. Each line that starts like a
+# mail app's footer goes on as a sentence, and each capitalised last line names a thing,
+# not the sender, so none is a rating or a thanks.
+COMPLAINTS = [
+    "Dzięki\nWysłane z aplikacji faktury nadal nie dochodzą",
+    "Dziękuję, 5\nWysłane z poczty maile wracają do mnie",
+    "Sent from Android phones the invoices are empty",
+    "Dzięki\nWysłane z telefonu maile dalej wracają z błędem 550.",
+    "Dziękuję, 5\nWysłane z aplikacji faktury nadal nie mają załączników.",
+    "Dzięki\nWysłane z Outlooka maile nadal trafiają do spamu.",
+    "Dzięki\nWysłane z telefonu maile wracają z kodem 550",
+    "5\nWysłano z mojego telefonu SMS-y do klientów giną",
+    "Dziękuję\nWysłane z iPhone’a zdjęcia przychodzą puste",
+    "5\nWysłane z aplikacji Teams wiadomości się dublują",
+    "Thanks\nSent from my phone the invoices are empty",
+    "Thanks\nSent from my iPhone. The VPN drops every hour.",
+    "5\nSent from Outlook for Android the attachments are missing",
+    "Thanks, 5\nSent from my laptop the printer prints blank pages",
+    "Dzięki\nTeraz Teams",
+    "Thanks\nNow Teams",
+    "5\nJeszcze Outlook",
+    "Dziękuję, Drukarka",
+    "Dzięki\n\nSkaner",
+    "Thank you\nPrinter",
+    "Dzięki, Teraz Excel",
+    "5\nAlso Teams",
+    "Dzięki za pomoc.\nPozdrawiam\nPS. Skaner nadal nie skanuje",
+    "5\nPozdrawiam\nJeszcze Outlook",
+    "Thanks a lot!\nRegards\nOne more thing: can you reset my VPN?",
+    "Dzięki\n-- drukarka drukuje puste strony",
+]
+
+
+@pytest.mark.parametrize("name", ["Zofia Wiśniewska", "Katarzyna Zając", ""])
+@pytest.mark.parametrize("text", COMPLAINTS)
+def test_complaint_is_no_rating(text: str, name: str) -> None:
+    assert parse_rating(text, name, DEFAULT_THANKS_PHRASES) is None
+
+
+@pytest.mark.parametrize("name", ["Zofia Wiśniewska", "Katarzyna Zając", ""])
+@pytest.mark.parametrize("text", COMPLAINTS)
+def test_complaint_is_no_thanks(text: str, name: str) -> None:
+    assert not is_short_thanks(text, DEFAULT_THANKS_PHRASES, name)
+
+
+# A product or a follow-up word that shares its first letters with the sender's name
+# is no sign-off either.
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("5\nTeams", "Teresa Nowak"),
+        ("Dzięki\n\nMonitor", "Monika Jasna"),
+        ("5\nJeszcze Outlook", "Jerzy Owsiak"),
+        ("Dziękuję, Drukarka", "Drew Smith"),
+        ("Thanks\nNow Teams", "Nora Tate"),
+    ],
+)
+def test_product_matching_name_is_no_sign_off(text: str, name: str) -> None:
+    assert parse_rating(text, name, DEFAULT_THANKS_PHRASES) is None
+    assert not is_short_thanks(text, DEFAULT_THANKS_PHRASES, name)
 
 
 @pytest.mark.parametrize(
@@ -151,6 +252,10 @@ def test_short_thanks_detected(text: str) -> None:
         "Dziękuję, działa.\n\nKasia\n\nWysłano z mojego iPhone’a",
         "Thanks!\n\nSent from my iPhone",
         "Thank you!\nKate",
+        "Dzięki!\n\n— Kasia",
+        "Dzięki!\n\n-- \nKatarzyna Zając\nDział Księgowości",
+        "Dzięki!\n\nWysłane z iPhone’a.",
+        "Thanks!\n\nSent via the Samsung Galaxy S23, an AT&T 5G smartphone",
     ],
 )
 def test_short_thanks_with_nickname_or_footer(text: str) -> None:
@@ -416,6 +521,30 @@ def test_digit_in_real_reply_reopens(tmp_path: Path, database_url: str) -> None:
     notice = notice_to_agents()
     assert "Ta odpowiedź otworzyła zgłoszenie ponownie" in notice
     assert "Ocena:" not in notice
+
+
+# Complaints whose last line starts like a mail app's footer: the line must reach the
+# agents in reply_text, and the ticket must reopen without a rating.
+FOOTER_LIKE_COMPLAINTS = [
+    "Dzięki\nWysłane z Outlooka maile nadal trafiają do spamu.",
+    "Dzięki\nWysłane z telefonu maile dalej wracają z błędem 550.",
+    "Dziękuję, 5\nWysłane z aplikacji faktury nadal nie mają załączników.",
+]
+
+
+@pytest.mark.parametrize("body", FOOTER_LIKE_COMPLAINTS)
+def test_footer_like_complaint_reopens(tmp_path: Path, database_url: str, body: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    resolved_ticket()
+
+    pipeline.process(desk, reply(body + "\n"), "test:1")
+
+    stored = models.Message.get(models.Message.message_id == "<r1@example.org>")
+    assert stored.reply_text == body
+    ticket = models.Ticket.get_by_id(20511)
+    assert ticket.status == "in_progress"
+    assert ticket.satisfaction is None
+    assert [row.kind for row in to_requester()] == ["status_reopened"]
 
 
 def test_reopen_notice_in_english(tmp_path: Path, database_url: str) -> None:
