@@ -918,33 +918,47 @@ def discard_held(entry_id: int, actor: str, reason: str | None = None) -> models
 def supersede_held(ticket: models.Ticket, login: str, entry: models.Message) -> None:
     """Discard an agent's earlier held mail on ``ticket`` now that ``entry`` was accepted.
 
-    Only mail held for invalid commands, or because its subject tag did not name its
-    ticket, is superseded. It passed authentication, so it is the agent's own, and its
-    ``command_error`` mail asks the agent to correct and resend it. Mail held because
-    it failed authentication may be forged, so a genuine mail of the agent proves
-    nothing about it. A stranger is not notified that their mail was held, so their
-    next mail is no corrected copy. Both stay held until an agent accepts or discards
-    them. Runs inside the transaction of the accepted mail.
+    Mail held for invalid commands, or because its subject tag did not name its ticket,
+    is superseded. It passed authentication, so it is the agent's own, and its
+    ``command_error`` mail requests a corrected resend. Mail held because it failed
+    authentication may be forged, so a genuine mail of the agent proves nothing about
+    it, unless it came from the same address under the Message-ID of ``entry``. Then it
+    is a copy of ``entry`` that a list or a forwarder changed, or a forgery made to take
+    its place, and ``entry`` settles it either way. A stranger is not notified that
+    their mail was held, so their next mail is no corrected copy. Other held mail stays
+    held until an agent accepts or discards it. Runs inside the transaction of the
+    accepted mail.
     """
     from maildesk.tickets import record_event
 
     # Most tickets have no held mail, so one indexed look-up settles the usual case.
     if not statements.exists(models.Message, ticket=ticket.id, kind="held"):
         return
-    held = list(models.Message.select(models.Message.id, models.Message.message_id)
+    # NOTE: a copy that another process handles at the same time is not seen here, so it
+    # may stay held until an agent discards it.
+    held = list(models.Message.select(models.Message.id, models.Message.message_id,
+                                      models.Message.author)
                 .where(models.Message.ticket == ticket, models.Message.kind == "held",
                        models.Message.id < entry.id)
                 .order_by(models.Message.id))
     invalid = _held_for_invalid_commands(ticket, login, held)
 
     for earlier in held:
-        if earlier.id not in invalid or not _release(earlier, DISCARDED):
+        copy = (entry.message_id is not None and earlier.message_id == entry.message_id
+                and earlier.author == entry.author)
+        if copy:
+            reason = Reason(N_("the agent's authenticated mail under the same Message-ID "
+                               "was accepted: {message_id}"), message_id=entry.message_id)
+        elif earlier.id in invalid:
+            reason = Reason(N_("a later mail of the same agent was accepted: {message_id}"),
+                            message_id=entry.message_id or "-")
+        else:
+            continue
+        if not _release(earlier, DISCARDED):
             continue
         record_event(ticket, login, "held_superseded", {
             "entry": earlier.id, "message_id": earlier.message_id, "by_entry": entry.id,
-            "by_message_id": entry.message_id,
-            "reason": Reason(N_("a later mail of the same agent was accepted: {message_id}"),
-                             message_id=entry.message_id or "-")})
+            "by_message_id": entry.message_id, "reason": reason})
         logger.info(_("ticket {ticket}: held message {entry} ({message_id}) of {agent} "
                       "superseded by {new_message_id}").format(
             ticket=ticket.id, entry=earlier.id, message_id=earlier.message_id or "-",

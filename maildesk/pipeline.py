@@ -380,15 +380,56 @@ def _recorded_keys(raw_sha256: str, key: str | None) -> set[str]:
 def _from_agent(desk: Desk, message: ParsedMessage) -> bool:
     """Tell whether the mail comes from an agent's address.
 
-    A second mail under an agent's Message-ID is taken as a copy even when its subject
-    or text differs. A copy of a signed mail may differ in white space that DKIM's
-    relaxed canonicalization ignores, so its signature still verifies, and running its
+    The dedupe key of such a mail is taken only by the copy that ``_claims_message_id``
+    accepts, and a second mail under that key is a copy even when its subject or text
+    differs. A copy of a signed mail may differ in white space that DKIM's relaxed
+    canonicalization ignores, so its signature still verifies, and running its
     commands again would be a replay. The exception in ``_reuses_message_id`` is for
     scanners and scripts that reuse Message-IDs, which RFC 5322 (3.6.4) requires to be
     unique.
     """
     return (message.from_address is not None
             and message.from_address.normalized in desk.agent_addresses)
+
+
+def _claims_message_id(decision: Decision) -> bool:
+    """Tell whether a mail from an agent's address takes its sender and Message-ID key.
+
+    Only a mail that passed authentication does, when its commands ran or were refused
+    as invalid. Every authenticated copy carries the same signed commands, and the
+    ``command_error`` of an invalid one requests a corrected mail under a new
+    Message-ID, so a later copy is a duplicate either way. Any other mail from the
+    address may come before the agent's own: a copy that a mailing list changed so that
+    it failed authentication or became an automatic reply, a forgery, a copy held
+    because unsigned references chose its ticket, or a mail that opened a ticket. Such
+    a mail is keyed by its content, as a mail that reuses a Message-ID is, so that the
+    agent's own copy is still processed.
+    """
+    plan = decision.conversation
+    return (isinstance(plan, conversation.AgentPlan) and plan.verdict.passed
+            and plan.refusal in (None, "invalid"))
+
+
+def _rekey_unclaimed_copy(desk: Desk, decision: Decision, key: str) -> bool:
+    """Key a mail from an agent's address by its content unless it claims its Message-ID.
+
+    Return whether a mail with that key was recorded already: the same copy came again,
+    for instance from a source that did not remove it before the desk stopped.
+    """
+    message = decision.message
+    if (not key.startswith("mid:") or not _from_agent(desk, message)
+            or _claims_message_id(decision)):
+        return False
+
+    decision.dedupe_key = _content_key(key, message)
+    if is_duplicate(decision.dedupe_key):
+        logger.info(_("skipping {key}: already processed").format(key=decision.dedupe_key))
+        return True
+    logger.info(_("mail {message_id} from {sender} was not acted on as an agent's "
+                  "authenticated mail, so a later copy under that Message-ID is not skipped "
+                  "as a duplicate").format(
+        message_id=message.message_id, sender=decision.sender))
+    return False
 
 
 def _reuses_message_id(desk: Desk, key: str, message: ParsedMessage, raw_sha256: str) -> bool:
@@ -521,6 +562,10 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
             message_id=message.message_id or raw_sha256))
         row = quarantine(desk, raw, raw_sha256, source, error)
         return Outcome("quarantined", reason=_quarantined(row.id, error))
+
+    if _rekey_unclaimed_copy(desk, decision, key):
+        _restore_files(desk, raw, message, decision.dedupe_key)
+        return Outcome("duplicate", reason=Reason(N_("already processed")))
 
     faults.crash_point("before-commit")
     try:
