@@ -137,14 +137,24 @@ def _tagged_lines(row: models.Outbox, pattern: Any) -> set[str]:
     return {_plain_line(line) for line in lines if pattern.search(line)}
 
 
-def _repeats_recent_text(ticket: models.Ticket, message: ParsedMessage) -> bool:
-    """Return whether the sender sent this very text to the ticket in the last day."""
+def _repeats_recent_text(ticket: models.Ticket, message: ParsedMessage, agent: bool) -> bool:
+    """Return whether the sender sent this very text to the ticket in the last day.
+
+    For an agent's mail, entries under its own Message-ID do not count. They are copies
+    that did not claim the Message-ID, such as a list's copy held for failed
+    authentication, because a claimed one makes this mail a duplicate before it is read.
+    """
     text = message.reply_text.strip()
     if len(text) < REPEAT_MIN_LENGTH or message.from_address is None:
         return False
+
     since = models.utcnow() - REPEAT_WINDOW
-    return bool(_SAME_TEXT.rows(ticket.id, message.from_address.normalized, since,
-                                message.reply_text))
+    author = message.from_address.normalized
+    if agent and message.message_id:
+        # Entries keep the first 998 characters of a Message-ID.
+        return bool(_SAME_TEXT_OTHER_MAIL.rows(ticket.id, author, since, message.reply_text,
+                                               message.message_id[:998]))
+    return bool(_SAME_TEXT.rows(ticket.id, author, since, message.reply_text))
 
 
 _SAME_TEXT = statements.Prepared(
@@ -153,6 +163,16 @@ _SAME_TEXT = statements.Prepared(
            models.Message.author == author,
            models.Message.created_at >= since,
            models.Message.reply_text == reply_text)
+    .limit(1))
+
+_SAME_TEXT_OTHER_MAIL = statements.Prepared(
+    lambda ticket_id, author, since, reply_text, message_id: models.Message.select(
+        models.Message.id)
+    .where(models.Message.ticket == ticket_id,
+           models.Message.author == author,
+           models.Message.created_at >= since,
+           models.Message.reply_text == reply_text,
+           (models.Message.message_id != message_id) | models.Message.message_id.is_null())
     .limit(1))
 
 
@@ -254,7 +274,8 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
                  and follow_up.sender_role is not SenderRole.AGENT and not managed)
     if ticket is not None and not opens_new:
         entry_kind = _entry_kind(follow_up, automatic, manager=bool(managed))
-        if entry_kind != "auto_reply" and _repeats_recent_text(ticket, message):
+        agent = follow_up.sender_role is SenderRole.AGENT
+        if entry_kind != "auto_reply" and _repeats_recent_text(ticket, message, agent):
             # Responders that omit Auto-Submitted send the same text every time; treating
             # the repeat as an automatic reply ends loops with agents and other desks.
             entry_kind = "auto_reply"

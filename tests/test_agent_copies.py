@@ -277,3 +277,22 @@ def test_dkim_list_copy_then_signed_mail(tmp_path: Path, database_url: str,
     assert kinds == ["discarded", "agent_reply"]
     assert [loads(event.detail)["message_id"] for event in events("command_rejected")] == [
         "<d1@mail.example.com>"]
+
+
+# --------------------------------------------------------------------------- copies that look alike
+
+
+def test_copy_same_text_is_not_repeat(tmp_path: Path, database_url: str) -> None:
+    # A list that adds no footer keeps the text, but its copy failed authentication and
+    # was held. The agent's own mail is no automatic repeat of that copy.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    copy = agent_mail(REPLY, ack, message_id=MESSAGE_ID, authentication=LIST_FAILURE)
+    process(desk, copy.replace(b"Subject: Re:", b"Subject: [it-team] Re:"), "test:list")
+
+    outcome = process(desk, agent_mail(REPLY, ack, message_id=MESSAGE_ID), "test:direct")
+
+    assert outcome.action == "append"
+    assert [entry.kind for entry in entries()] == ["discarded", "agent_reply"]
+    assert len(outbox("reply")) == 1
+    assert events("repeated_text_ignored") == []
