@@ -21,6 +21,7 @@ from maildesk.conversation import acted_on_recipients
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
+from maildesk.followup import SenderRole
 from maildesk.i18n import N_, _, normalize_language
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
@@ -146,8 +147,7 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
             size=part.size, sha256=sha256, content_id=_clip(part.content_id, 998),
             inline=part.inline,
         )
-    # A held mail's Message-ID must not become threading evidence for its sender.
-    if message.message_id and len(message.message_id) <= 998 and decision.entry_kind != "held":
+    if message.message_id and len(message.message_id) <= 998 and _records_reference(decision):
         # A reference from a recipient is strong evidence, so an unsigned Cc of an
         # agent's mail must not make its reader one.
         recipients = {a.normalized for a in acted_on_recipients(decision)}
@@ -159,6 +159,20 @@ def _add_entry(decision: Decision, ticket: models.Ticket, hashes: list[str]) -> 
             trusted=_proves_its_place(decision, ticket),
         )
     return entry
+
+
+def _records_reference(decision: Decision) -> bool:
+    """Tell whether the mail's Message-ID becomes a thread reference of its ticket.
+
+    A held mail's must not become threading evidence for its sender. Nor may that of
+    an agent's automatic reply, such as a list's copy of the agent's mail, because the
+    agent's own copy may follow under the same Message-ID. A reply must then find the
+    kind of the agent's mail, so that a reply to an internal note stays internal.
+    """
+    if decision.entry_kind == "held":
+        return False
+    return not (decision.follow_up.sender_role is SenderRole.AGENT
+                and decision.entry_kind == "auto_reply")
 
 
 def _proves_its_place(decision: Decision, ticket: models.Ticket) -> bool:

@@ -14,6 +14,7 @@ import pytest
 from deskfactory import mail
 from test_agents_dkim import agent_raw, lookup_for, make_signing_key, signed
 from test_conversation import (
+    EWA,
     MAREK,
     REPLY,
     agent_mail,
@@ -296,3 +297,26 @@ def test_copy_same_text_is_not_repeat(tmp_path: Path, database_url: str) -> None
     assert [entry.kind for entry in entries()] == ["discarded", "agent_reply"]
     assert len(outbox("reply")) == 1
     assert events("repeated_text_ignored") == []
+
+
+def test_list_copy_reference_not_recorded(tmp_path: Path, database_url: str) -> None:
+    # A list's List-Id makes its copy of an agent's note an automatic reply. The
+    # Message-ID must then name the note, so that a colleague's reply to the list copy
+    # stays internal.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    note = "#notatka\n\nDrukarka czeka na toner, klientce jeszcze nie piszę."
+    copy = list_copy(ticket, ack, body=note).replace(
+        b"Message-ID:", b"List-Id: <it-team.example.com>\r\nMessage-ID:")
+    process(desk, copy, "test:list")
+    process(desk, agent_mail(note, ack, message_id=MESSAGE_ID), "test:direct")
+
+    process(desk, agent_mail("Zamówię toner jutro rano.", MESSAGE_ID, sender=EWA,
+                             ticket=ticket.id, message_id="<e1@mail.example.com>"))
+
+    assert [entry.kind for entry in entries()] == ["auto_reply", "internal_note"]
+    references = models.MessageReference.select().where(
+        models.MessageReference.message_id == MESSAGE_ID)
+    assert [row.kind for row in references] == ["internal_note"]
+    assert [entry.kind for entry in entries("<e1@mail.example.com>")] == ["internal_note"]
+    assert outbox("reply") == []
