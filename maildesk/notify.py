@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -453,6 +455,44 @@ def _address_over_limit(desk: Desk, address: str, ticket: models.Ticket | None) 
     return True
 
 
+# How long this process counts the hour's automatic mail itself before it reads the count
+# from the database again, to take in what other processes sent meanwhile.
+DESK_COUNT_REFRESH_SECONDS = 60.0
+
+
+@dataclass
+class _HourCount:
+    """This process's count of the hour's limited recipients, read at ``read_at``."""
+
+    hour: datetime
+    count: int
+    read_at: float
+
+
+_desk_counts: weakref.WeakKeyDictionary[Any, _HourCount] = weakref.WeakKeyDictionary()
+
+
+def _desk_count(limit: int, allowed_before: int) -> _HourCount:
+    """Return the hour's count of limited recipients, read from the database when due.
+
+    A query per mail would read up to ``limit`` rows each time, so the count is read
+    when the hour changes, once a minute, and whenever the limit is near, where it must
+    be exact. In between, ``_desk_over_limit`` adds the recipients it lets through. A
+    rolled back mail stays counted until the next read, which errs on the side of the
+    limit. ``allowed_before`` counts the current mail's recipients already let through,
+    whose rows are not written yet.
+    """
+    database = models.database_proxy.obj
+    hour = _desk_hour_start()
+    now = time.monotonic()
+    cached = _desk_counts.get(database)
+    if (cached is None or cached.hour != hour or cached.count + 1 >= limit
+            or now - cached.read_at > DESK_COUNT_REFRESH_SECONDS):
+        cached = _HourCount(hour, _automatic_since(hour, limit) + allowed_before, now)
+        _desk_counts[database] = cached
+    return cached
+
+
 def _desk_over_limit(desk: Desk, address: str, ticket: models.Ticket | None, *,
                      allowed_before: int) -> bool:
     """Apply the desk-wide limit on automatic mail to addresses that are not our staff.
@@ -463,13 +503,14 @@ def _desk_over_limit(desk: Desk, address: str, ticket: models.Ticket | None, *,
     mail left out after it gets an event, not a log line of its own.
     """
     limit = desk.config.desk.automatic_mail_desk_limit
-    hour = _desk_hour_start()
-    count = _automatic_since(hour, limit) + allowed_before
+    counted = _desk_count(limit, allowed_before)
+    count = counted.count
     if count + 1 == limit:
         logger.warning(_("automatic mail reached the desk-wide limit of {limit} this hour: "
-                         "until the next full hour it goes to agents and admins only").format(
-            limit=limit))
+                         "until the next full hour it goes only to the addresses that "
+                         "maildesk.yaml names").format(limit=limit))
     if count < limit:
+        counted.count += 1
         return False
 
     logger.debug("desk-wide limit: no automatic mail to %s (ticket %s)", address,

@@ -28,6 +28,7 @@ from deskfactory import (
     mail,
     make_desk,
     make_ticket,
+    record_sql,
 )
 from servers import PostgresSchema
 
@@ -450,6 +451,22 @@ def test_loops_desk_limit_spares_rule_notify(tmp_path: Path, database_url: str) 
 
     assert acknowledge(desk, second) is None
     assert notified is not None
+
+
+def test_loops_desk_limit_reads_count_once(tmp_path: Path, database_url: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading the hour's count costs up to the limit's number of rows, so it is read
+    # once and then counted in the process, not read again for every mail.
+    clear_of_hour_end()
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_desk_limit": 500})
+    tickets = [make_ticket(30600 + index, "Drukarka", f"user{index}@example.org")
+               for index in range(5)]
+    executed = record_sql(database_proxy.obj, monkeypatch)
+
+    sent = [acknowledge(desk, ticket) for ticket in tickets]
+
+    assert all(mail is not None for mail in sent)
+    assert sum("COUNT(*) FROM (SELECT" in sql for sql in executed) == 1
 
 
 def test_loops_desk_limit_counts_whole_mail(tmp_path: Path, database_url: str) -> None:
