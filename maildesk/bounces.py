@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
+from email.policy import compat32
 
 from maildesk import models, statements
 from maildesk.classify import MailKind
@@ -142,7 +142,9 @@ def returned_message_ids(message: ParsedMessage) -> list[str]:
     for part in message.attachments:
         if part.content_type.lower() not in _RETURNED_TYPES:
             continue
-        headers = BytesHeaderParser(policy=default_policy).parsebytes(part.content)
+        # compat32 keeps the header as text: the default policy's structured parse
+        # recurses too deep on a returned Message-ID of a thousand "(".
+        headers = BytesHeaderParser(policy=compat32).parsebytes(part.content)
         ids.extend(parse_message_ids(str(headers.get("Message-ID", "") or "")))
     ids.extend(message.in_reply_to)
     ids.extend(message.references)

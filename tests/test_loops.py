@@ -624,6 +624,18 @@ def test_loops_incoming_dsn_marks_address_bounced(tmp_path: Path, database_url: 
     assert len(outbox_rows()) == 1
 
 
+def test_loops_dsn_with_hostile_returned_id_ignored(tmp_path: Path,
+                                                    database_url: str) -> None:
+    # A returned Message-ID of a thousand "(" made the standard library's structured
+    # header parser recurse too deep, and the report went to quarantine.
+    desk = make_desk(tmp_path, database_url)
+
+    outcome = pipeline.process(desk, dsn("(" * 1000, "jan.kowalski@example.org"), "t:2")
+
+    assert outcome.action == "ignore"
+    assert models.Quarantine.select().count() == 0
+
+
 def test_loops_mail_from_bounced_sender_clears_mark(tmp_path: Path, database_url: str,
                                                    smtp, caplog: pytest.LogCaptureFixture) -> None:
     desk = make_desk(tmp_path, database_url, smtp=smtp_settings(smtp))
