@@ -58,7 +58,9 @@ def _first_line(raw: bytes, name: bytes) -> str:
     """
     prefix = name.lower() + b":"
     for line in raw[:65536].splitlines():
-        if not line.strip():
+        # Only an empty line ends the header. For the parser, a line of spaces continues
+        # the field above it.
+        if not line:
             break
         if line.lower().startswith(prefix):
             # PostgreSQL rejects NUL in text, and a header is the sender's to fill.

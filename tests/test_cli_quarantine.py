@@ -134,6 +134,22 @@ def test_show_header_of_mail_without_sender(tmp_path: Path, database_url: str) -
     assert lines[heading + 1:] == ["Message-ID: <lost@example.org>", "Subject: no sender here"]
 
 
+def test_list_subject_after_line_of_spaces(tmp_path: Path, database_url: str) -> None:
+    # For the parser a line of spaces continues the field above, so the header goes on.
+    raw = (b"Message-ID: <spaces@example.org>\r\n"
+           b"X-Note: first\r\n"
+           b"   \r\n"
+           b"Subject: after the spaces\r\n"
+           b"\r\n"
+           b"body\r\n")
+    config = _quarantine(tmp_path, database_url, raw)
+
+    listed = _invoke("--config", str(config), "quarantine", "list")
+
+    # The list shows the stored subject, the one read without the parser.
+    assert "after the spaces" in listed.stdout
+
+
 def test_show_escapes_hostile_header(tmp_path: Path, database_url: str) -> None:
     config = _quarantine(tmp_path, database_url, HOSTILE)
 
