@@ -31,6 +31,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def hour_start(moment: datetime) -> datetime:
+    """Return the start of the clock hour that ``moment`` falls in."""
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
 def to_utc(value: datetime) -> datetime:
     """Convert an aware datetime to naive UTC (naive values are taken as UTC already)."""
     if value.tzinfo is None:

@@ -225,7 +225,7 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
 
 def _polish_sample(desk: Desk) -> dict[str, Any]:
     now = utcnow()
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    hour = models.hour_start(now)
     ticket = {
         "number": SAMPLE_TICKET_NUMBER, "tag": desk.tag(SAMPLE_TICKET_NUMBER),
         "subject": "Drukarka na 2. piętrze nie drukuje", "status": "new", "type": "incident",
@@ -351,10 +351,6 @@ def strip_subaddress(address: str) -> str:
 
 def _recently_sent_automatic(address: str, window: timedelta = ADDRESS_LIMIT_WINDOW) -> int:
     return int(_RECENT_AUTOMATIC.scalar(address, utcnow() - window) or 0)
-
-
-def _desk_hour_start() -> datetime:
-    return utcnow().replace(minute=0, second=0, microsecond=0)
 
 
 def _automatic_since(since: datetime, limit: int) -> int:
@@ -483,7 +479,7 @@ def _desk_count(limit: int, allowed_before: int) -> _HourCount:
     whose rows are not written yet.
     """
     database = models.database_proxy.obj
-    hour = _desk_hour_start()
+    hour = models.hour_start(utcnow())
     now = time.monotonic()
     cached = _desk_counts.get(database)
     if (cached is None or cached.hour != hour or cached.count + 1 >= limit
@@ -781,16 +777,13 @@ def _previous_assignee(desk: Desk, decision: Any) -> Recipient | None:
     The rules route the new ticket afresh, maybe to another group, so the agent who knows
     the history would not hear of it otherwise.
     """
+    from maildesk import agents
+
     linked = decision.linked_ticket
-    if linked is None or not linked.assignee:
+    agent = agents.resolve_assignee(linked.assignee) if linked is not None else None
+    if agent is None or agents.primary_address(agent).lower() == decision.sender:
         return None
-    # The assignee may be stored as a login or as an address.
-    stored = linked.assignee.strip().lower()
-    agent = next((agent for agent in desk.config.agents if agent.login == linked.assignee
-                  or stored in (address.lower() for address in agent.addresses)), None)
-    if agent is None or not agent.addresses or agent.addresses[0].lower() == decision.sender:
-        return None
-    return Recipient(agent.addresses[0], agent.name)
+    return Recipient(agents.primary_address(agent), agent.name)
 
 
 def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[QueuedMail]:

@@ -17,7 +17,7 @@ import re
 import traceback as traceback_module
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from maildesk import models
@@ -170,7 +170,7 @@ def _notify_admins(desk: Desk, row: models.Quarantine) -> None:
     admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
     if not admins:
         return
-    hour = _hour_start(row.created_at)
+    hour = models.hour_start(row.created_at)
     rank, unnoticed = _place_in_hour(row)
     if rank > NOTICES_PER_HOUR:
         if rank == NOTICES_PER_HOUR + 1:
@@ -208,10 +208,6 @@ def _notify_admins(desk: Desk, row: models.Quarantine) -> None:
     )
 
 
-def _hour_start(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
 def _place_in_hour(row: models.Quarantine) -> tuple[int, dict[str, Any] | None]:
     """Return the entry's place among its clock hour's entries, and an earlier overflow.
 
@@ -227,13 +223,13 @@ def _place_in_hour(row: models.Quarantine) -> tuple[int, dict[str, Any] | None]:
                   .where(entry.id <= row.id)
                   .order_by(entry.id.desc())
                   .limit(NOTICES_PER_HOUR + 2))
-    hour = _hour_start(row.created_at)
+    hour = models.hour_start(row.created_at)
     rank = sum(1 for item in newest if item.created_at >= hour)
     earlier = newest[1:]
     if rank != 1 or len(earlier) <= NOTICES_PER_HOUR:
         return rank, None
 
-    start = _hour_start(earlier[0].created_at)
+    start = models.hour_start(earlier[0].created_at)
     if any(item.created_at < start for item in earlier):
         return rank, None
     count = entry.select().where(entry.id < row.id, entry.created_at >= start,
