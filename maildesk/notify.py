@@ -651,6 +651,7 @@ def queue_mail(
     attachments: list[OutgoingAttachment] | None = None,
     fresh_contacts: Sequence[models.Contact] = (),
     reference_kind: str | None = None,
+    desk_limit: bool = True,
 ) -> QueuedMail | None:
     """Render a template and write it to the outbox; return None when nobody may get it.
 
@@ -659,18 +660,17 @@ def queue_mail(
     ``in_reply_to`` and ``references``, the thread is taken from the ticket's earlier
     mails to that address, and the ticket tag is added to a subject that lacks it.
     ``reference_kind`` replaces ``kind`` in the mail's MessageReference row, which
-    decides what a reply to the mail becomes (``maildesk.conversation``).
+    decides what a reply to the mail becomes (``maildesk.conversation``). ``desk_limit``
+    False exempts the mail from the desk-wide hourly limit, for addresses the admins
+    wrote themselves.
     """
     if automatic and enforce_limits and ticket is not None and _ticket_over_limit(
             desk, ticket, [r.address for r in (*to, *(cc or []))]):
         return None
     # One call for To and Cc, so that the desk-wide limit counts the whole mail.
-    # A routing rule's notify action writes to addresses the admins put in the rules, so
-    # strangers' mail cannot use up the desk-wide limit for it.
     allowed = allowed_recipients(desk, [r.address for r in (*to, *(cc or []))], automatic,
                                  ticket, enforce_limits=enforce_limits,
-                                 fresh_contacts=fresh_contacts,
-                                 desk_limit=kind != "rule_notify")
+                                 fresh_contacts=fresh_contacts, desk_limit=desk_limit)
     to = [r for r in to if r.address.strip().lower() in allowed]
     if not to:
         return None
@@ -824,9 +824,11 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[
     for notification in getattr(routing, "notify", ()) or ():
         recipients = [Recipient(address) for address in notification.addresses]
         for language, rule_to in _by_language(desk, recipients).items():
+            # The admins wrote these addresses into the rules, so strangers' mail must
+            # not use up the desk-wide limit for them.
             mail = queue_mail(desk, template=notification.template, language=language,
                               context=context, to=rule_to, ticket=ticket, automatic=True,
-                              kind="rule_notify")
+                              kind="rule_notify", desk_limit=False)
             if mail is not None:
                 queued.append(mail)
     return queued

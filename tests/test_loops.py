@@ -447,7 +447,8 @@ def test_loops_desk_limit_spares_rule_notify(tmp_path: Path, database_url: str) 
     with database_proxy.atomic():
         notified = queue_mail(desk, template="new_ticket_agents", language="pl",
                               context=context, to=[Recipient("kadry@example.org")],
-                              ticket=second, kind="rule_notify")
+                              ticket=second, kind="rule_notify",
+                              desk_limit=False)
 
     assert acknowledge(desk, second) is None
     assert notified is not None
