@@ -410,9 +410,9 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
 def _queue_colleague_activity(desk: Desk, ticket: models.Ticket, assignee_before: str | None,
                               plan: AgentPlan, entry: models.Message,
                               relayed: bool) -> QueuedMail | None:
-    """Tell the assignee that another agent answered the requester or changed the ticket.
+    """Tell the assignee that another agent replied to the requester or changed the ticket.
 
-    Two agents may answer one ticket at the same time, from notices that showed the
+    Two agents may reply on one ticket at the same time, from notices that showed the
     ticket as it was. The assignee before the mail then learns what the colleague wrote
     to the requester and which values changed, including an assignment away from them.
     An internal note reaches the assignee as its own notice, so it adds nothing here.

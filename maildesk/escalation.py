@@ -171,7 +171,7 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
                    moves: bool = False) -> list[QueuedMail]:
     """Escalate hierarchically: mail the manager of the ticket's group, if it has one.
 
-    ``moves`` says that the ticket is about to go to its group's next tier. The mail then
+    ``moves`` is True when the ticket is about to go to its group's next tier. The mail then
     names that group and the level after the move, while the manager of the group that
     missed the target is still the one who gets it.
     """

@@ -774,8 +774,8 @@ def _group_recipients(desk: Desk, group_name: str, exclude: str,
 def _previous_assignee(desk: Desk, decision: Any) -> Recipient | None:
     """Return the agent who had the closed ticket that a new, linked ticket continues.
 
-    The rules route the new ticket afresh, maybe to another group, so the agent who knows
-    the history would not hear of it otherwise.
+    The rules route the new ticket afresh, maybe to another group, so the agent who
+    handled the closed ticket would not hear of it otherwise.
     """
     from maildesk import agents
 

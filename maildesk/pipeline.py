@@ -420,10 +420,10 @@ def _claims_message_id(decision: Decision) -> bool:
     as invalid. Every authenticated copy carries the same signed commands, and the
     ``command_error`` of an invalid one requests a corrected mail under a new
     Message-ID, so a later copy is a duplicate either way. Any other mail from the
-    address may come before the agent's own: a copy that a mailing list changed so that
-    it failed authentication or became an automatic reply, a forgery, a copy held
-    because unsigned references chose its ticket, or a mail that opened a ticket. Such
-    a mail is keyed by its content, as a mail that reuses a Message-ID is, so that the
+    address may come before the agent's own. It may be a copy that a mailing list
+    changed so that it failed authentication or became an automatic reply, a forgery, a
+    copy held because unsigned references chose its ticket, or a mail that opened a
+    ticket. Such a mail is keyed by its content, as a mail that reuses a Message-ID is, so that the
     agent's own copy is still processed.
     """
     plan = decision.conversation

@@ -162,7 +162,7 @@ _HOUR = timedelta(hours=1)
 def _notify_admins(desk: Desk, row: models.Quarantine) -> None:
     """Queue the admins' notice of a new entry, unless this hour's notices are used up.
 
-    It runs in the caller's transaction. The last notice of an hour tells the admins so,
+    It runs in the caller's transaction. The last notice of an hour states that it is,
     and the first notice after an hour with more entries than notices gives the number
     that went without one. Once an hour, the first entry without a notice logs a
     warning. ``maildesk quarantine list`` shows every entry.

@@ -298,7 +298,7 @@ def _clear_bounce_mark(decision: Decision, ticket: models.Ticket,
 
 def _acknowledge(desk: Desk, decision: Decision, ticket: models.Ticket) -> QueuedMail | None:
     # NOTE: the acknowledgement repeats the subject even when the receiving server's
-    # Authentication-Results say dmarc=fail for the From domain, so a forged sender
+    # Authentication-Results report dmarc=fail for the From domain, so a forged sender
     # still carries its subject to the address it named, within the limits of notify.
     message = decision.message
     requester = ticket.requester

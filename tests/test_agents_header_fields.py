@@ -1,9 +1,9 @@
 """Agent authentication covers the header fields the desk acts on.
 
 A DKIM verifier checks the bottom-most instance of each signed field and the desk reads
-the topmost, so fields added on top of a signed mail must fail authentication, and so
-must a From, Subject or Message-ID the signature does not cover (the fields it may
-leave out are tested in test_agents_unsigned_fields). Mail is signed with the test key of
+the topmost. So fields added on top of a signed mail must fail authentication, and so
+must a From, Subject or Message-ID the signature does not cover. The fields it may leave
+out are tested in test_agents_unsigned_fields. Mail is signed with the test key of
 test_agents_dkim, and its DNS look-up returns that key without querying DNS.
 """
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class FetchedMail:
-    """One mail as the source holds it; ``ref`` is the source's own id (IMAP UID, file name).
+    """One mail as the source stores it; ``ref`` is the source's id (IMAP UID, file name).
 
     ``read_error`` is set when the source gave up reading the mail (see
     ``maildesk.sources.retries``); ``raw`` is then empty, and the daemon quarantines

@@ -7,7 +7,7 @@ reads in a row the source gives the mail up and hands it to the daemon with
 move it to its quarantine folder.
 
 A source that cannot be reached at all (a Maildir that cannot be listed, an IMAP
-server that does not answer) raises SourceError instead and counts nothing against its
+server that does not respond) raises SourceError instead and counts nothing against its
 mails.
 
 NOTE: the counts live in memory, so a restart starts them again. ``run --once`` reads
