@@ -180,6 +180,13 @@ class Scheduler:
         settings = service_levels(self.desk).pending
         if ticket.status != Status.PENDING or ticket.pending_reminder_due is None:
             return []
+        # The ticket was listed before this transaction began: an overlapping run may
+        # have sent this reminder since and set the next one's due time.
+        due = aware(ticket.pending_reminder_due)
+        if due is not None and due > now:
+            logger.info("ticket %s: reminder sent by another scheduler run, next due %s",
+                        ticket.id, due.isoformat())
+            return []
         if ticket.reminders_sent >= settings.max_reminders:
             ticket.pending_reminder_due = None
             ticket.save(only=[models.Ticket.pending_reminder_due])

@@ -242,6 +242,30 @@ def test_scheduler_sends_reminders_then_resolves(tmp_path: Path, database_url: s
     assert resolved.reminders_sent == 2
 
 
+def test_scheduler_overlapping_runs_remind_once(tmp_path: Path, database_url: str) -> None:
+    """A run that listed a due reminder before another run sent it does not send it again."""
+    desk = make_desk(tmp_path, database_url)
+    ticket = p2_ticket(desk)
+    lifecycle.transition(desk, ticket, "pending", "marek.zielinski", Source.AGENT_COMMAND,
+                         warsaw(11, 30, 10))
+    # The first reminder is due two days later, on Wednesday 2 December at 10:00.
+    now = warsaw(12, 2, 10, 1)
+    first, second = Scheduler(desk), Scheduler(desk)
+    handle = first._each
+
+    def after_second_run(ticket, report, work):
+        # The second run starts and ends while the first one works from its old list.
+        second.run(now)
+        return handle(ticket, report, work)
+
+    first._each = after_second_run  # type: ignore[method-assign]
+    report = first.run(now)
+
+    assert report.reminders == []
+    assert len(rows("pending_reminder")) == 1
+    assert models.Ticket.get_by_id(20801).reminders_sent == 1
+
+
 def test_scheduler_without_reminders(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url, sla={"pending": {"reminder_interval": "never"}})
     ticket = p2_ticket(desk)
