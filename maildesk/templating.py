@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,7 @@ class Templates:
         self.fallback: Templates | None = None
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
-        self._formatted_times: dict[tuple[str, datetime], str] = {}
+        self._formatted_times: dict[tuple[str, datetime, timedelta | None, bool], str] = {}
 
     # ------------------------------------------------------------------ environments
 
@@ -246,8 +246,12 @@ class Templates:
 
     @jinja2.pass_context
     def _format_datetime(self, context: Any, value: datetime | None,
-                         language: str | None = None) -> str:
-        """Format an instant in the desk's time zone the way the reader writes dates."""
+                         language: str | None = None, zone: bool = False) -> str:
+        """Format an instant in the desk's time zone the way the reader writes dates.
+
+        ``zone=True`` appends the zone's abbreviation (CET, CEST), which tells the two
+        02:30 of the last Sunday of October apart and reads the same in every language.
+        """
         if value is None:
             return "—"
         language = language or context.get("language") or self.default_language
@@ -255,12 +259,16 @@ class Templates:
             value = value.replace(tzinfo=ZoneInfo("UTC"))
         local = value.astimezone(self.timezone).replace(second=0, microsecond=0)
 
-        # The patterns stop at minutes, and a burst of mail shares a few minutes.
-        key = (language, local)
+        # The patterns stop at minutes, and a burst of mail shares a few minutes. The
+        # offset is part of the key because datetimes of one zone compare equal across
+        # the repeated autumn hour (PEP 495).
+        key = (language, local, local.utcoffset(), zone)
         formatted = self._formatted_times.get(key)
         if formatted is None:
             pattern = _DATETIME_PATTERNS.get(language, _DATETIME_PATTERNS["en"])
             formatted = format_datetime(local, pattern, locale=_babel_locale(language))
+            if zone:
+                formatted = f"{formatted} {local.tzname()}"
             if len(self._formatted_times) >= 256:
                 self._formatted_times.clear()
             self._formatted_times[key] = formatted

@@ -189,6 +189,34 @@ def test_scheduler_resolution_breach_moves_to_next_tier(tmp_path: Path,
         "hierarchical", "functional"]
 
 
+def test_scheduler_sla_mails_name_time_zone(tmp_path: Path, database_url: str) -> None:
+    """A due time in the hour that Warsaw repeats in autumn reads with its zone."""
+    desk = make_desk(tmp_path, database_url)
+    # P1 (around the clock) on Saturday 24 October 2026 at 22:30 CEST. The first response
+    # is due 30 minutes later, at 23:00 CEST. Resolution is due 4 hours later, at 00:30
+    # UTC, which Warsaw shows as the first of its two 02:30 (CEST).
+    ticket = p2_ticket(desk, created_at=warsaw(10, 24, 22, 30))
+    lifecycle.set_priority(desk, ticket, "marek.zielinski", Source.AGENT_COMMAND,
+                           warsaw(10, 24, 22, 31), urgency="high")
+    assert models.Ticket.get_by_id(20801).resolution_due == datetime(2026, 10, 25, 0, 30)
+
+    Scheduler(desk).run(datetime(2026, 10, 25, 1, 0, tzinfo=UTC))
+
+    breaches = [message_from_bytes(bytes(row.raw), policy=default_policy).get_body(
+        ("plain",)).get_content() for row in rows("escalation_breach")]
+    texts = [" ".join(text.split()) for text in breaches]
+    assert "termin minął 24 października 2026 r., 23:00 CEST." in texts[0]
+    assert "termin minął 25 października 2026 r., 02:30 CEST." in texts[1]
+    manager = " ".join(message_from_bytes(bytes(rows("escalation_manager")[-1].raw),
+                                          policy=default_policy).get_body(
+        ("plain",)).get_content().split())
+    assert "Czas rozwiązania: termin 25 października 2026 r., 02:30 CEST" in manager
+    dispatch = " ".join(message_from_bytes(bytes(rows("dispatch")[0].raw),
+                                           policy=default_policy).get_body(
+        ("plain",)).get_content().split())
+    assert "Termin rozwiązania: 25 października 2026 r., 02:30 CEST" in dispatch
+
+
 def test_scheduler_manager_on_warning(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url, sla={"escalation": {"manager_on": "warning",
                                                                  "next_tier_on": []}})

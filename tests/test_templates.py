@@ -173,6 +173,19 @@ def test_templates_datetime_in_desk_zone(template_root: Path, language: str,
                          language) == expected
 
 
+def test_templates_datetime_zone_tells_repeated_hour_apart(template_root: Path) -> None:
+    # On 25 October 2026 Warsaw shows 02:30 twice: at 00:30 UTC (CEST), then at 01:30 UTC.
+    values = {"summer": datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+              "winter": datetime(2026, 10, 25, 1, 30, tzinfo=UTC)}
+    template = "{{ summer | datetime(zone=True) }} / {{ winter | datetime(zone=True) }}"
+
+    polish = render_string(template_root, template, values)
+    english = render_string(template_root, template, values, "en")
+
+    assert polish == "25 października 2026 r., 02:30 CEST / 25 października 2026 r., 02:30 CET"
+    assert english == "25 October 2026, 02:30 CEST / 25 October 2026, 02:30 CET"
+
+
 def test_templates_date_and_size_filters(template_root: Path) -> None:
     polish = render_string(template_root, "{{ day | date }} | {{ size | filesize }}",
                            {"day": date(2026, 12, 4), "size": 73_400_320})
