@@ -200,6 +200,17 @@ class _MailEnvironment(SandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
+def _with_name(address: str | None, name: str | None) -> str:
+    """Write an address for a reader: "Name <address>", or the bare address without a name.
+
+    The result is display text, not a header field: no quoting or encoding is applied.
+    """
+    address = address or ""
+    if not name or not name.strip() or name.strip() == address:
+        return address
+    return f"{name.strip()} <{address}>"
+
+
 class Templates:
     """The template set of a desk, loaded from ``root/<language>/<name>.j2``."""
 
@@ -242,6 +253,7 @@ class Templates:
         environment.filters["plural"] = self._plural
         environment.filters["text_to_html"] = text_to_html
         environment.filters["filesize"] = self._format_size
+        environment.filters["with_name"] = _with_name
         return environment
 
     @jinja2.pass_context
@@ -249,8 +261,8 @@ class Templates:
                          language: str | None = None, zone: bool = False) -> str:
         """Format an instant in the desk's time zone the way the reader writes dates.
 
-        ``zone=True`` appends the zone's abbreviation (CET, CEST), which tells the two
-        02:30 of the last Sunday of October apart and reads the same in every language.
+        ``zone=True`` appends the zone's abbreviation (CET, CEST), the same in every
+        language. Without it the two 02:30 of the last Sunday of October read alike.
         """
         if value is None:
             return "—"

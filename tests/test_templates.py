@@ -125,6 +125,21 @@ def test_templates_html_escapes_sample_values(name: str, sample: dict[str, Any])
     assert "<script>" not in rendered.html
 
 
+@pytest.mark.parametrize("language", ["pl", "en"])
+@pytest.mark.parametrize("name", ["escalation_warning", "escalation_breach",
+                                  "escalation_manager", "new_ticket_agents"])
+def test_templates_requester_without_name_reads_as_bare_address(
+        name: str, language: str, sample: dict[str, Any]) -> None:
+    templates = Templates(SHIPPED)
+    nameless = {**sample, "ticket": {**sample["ticket"], "requester_name": None,
+                                     "requester_address": "adam.sikora@example.org"}}
+
+    text = templates.render(name, language, nameless).text
+
+    label = "Zgłaszający" if language == "pl" else "Requester"
+    assert f"{label}: adam.sikora@example.org\n" in text
+
+
 # --------------------------------------------------------------------------- filters
 
 
@@ -184,6 +199,21 @@ def test_templates_datetime_zone_tells_repeated_hour_apart(template_root: Path) 
 
     assert polish == "25 października 2026 r., 02:30 CEST / 25 października 2026 r., 02:30 CET"
     assert english == "25 October 2026, 02:30 CEST / 25 October 2026, 02:30 CET"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("Jan Kowalski", "Jan Kowalski <jan@example.org>"),
+    (" Jan Kowalski ", "Jan Kowalski <jan@example.org>"),
+    (None, "jan@example.org"),
+    ("", "jan@example.org"),
+    ("jan@example.org", "jan@example.org"),
+])
+def test_templates_with_name_filter(template_root: Path, name: str | None,
+                                    expected: str) -> None:
+    rendered = render_string(template_root, "{{ address | with_name(name) }}",
+                             {"address": "jan@example.org", "name": name})
+
+    assert rendered == expected
 
 
 def test_templates_date_and_size_filters(template_root: Path) -> None:
