@@ -239,10 +239,21 @@ def claim_notice(ticket: models.Ticket, target: SlaTarget, kind: str,
 
 def send_warning(desk: Desk, ticket: models.Ticket, target: SlaTarget, at: datetime
                  ) -> list[QueuedMail]:
-    """Send the SLA warning for ``target`` once: to the assignee or group, maybe the manager."""
+    """Send the SLA warning for ``target`` once: to the assignee or group, maybe the manager.
+
+    A warning whose target has already passed is claimed but not sent: the breach notice
+    of the same run reports it, and a warning of "75% used" would be false.
+    That happens after a daemon was down, or when a raised priority moved the target into
+    the past.
+    """
     due = ticket.first_response_due if target is SlaTarget.FIRST_RESPONSE else (
         ticket.resolution_due)
     if not claim_notice(ticket, target, WARNING, due):
+        return []
+    if due is not None and to_utc(due) <= to_utc(at):
+        logger.info(_("ticket {number}: no SLA warning sent, the {target} already ran out "
+                      "at {due}; a breach notice follows").format(
+            number=ticket.id, target=_(TARGET_NAMES[target]), due=desk.local_time(due)))
         return []
     policy = slatrack.policy_of(desk, ticket)
     share = round(policy.warning_share * 100)

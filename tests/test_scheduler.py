@@ -222,11 +222,33 @@ def test_scheduler_manager_on_warning(tmp_path: Path, database_url: str) -> None
                                                                  "next_tier_on": []}})
     p2_ticket(desk)
 
-    Scheduler(desk).run(warsaw(11, 30, 9, 46))
-    Scheduler(desk).run(warsaw(12, 1, 10))
+    # Each warning and each breach of the two targets in a run of its own.
+    for moment in (warsaw(11, 30, 9, 46), warsaw(11, 30, 10, 1), warsaw(11, 30, 15, 1),
+                   warsaw(12, 1, 9, 1)):
+        Scheduler(desk).run(moment)
 
     assert recipients("escalation_manager") == [[MANAGER], [MANAGER], [MANAGER], [MANAGER]]
     assert models.Ticket.get_by_id(20801).group == "pierwsza-linia"
+
+
+def test_scheduler_skips_warning_of_a_passed_target(tmp_path: Path,
+                                                    database_url: str) -> None:
+    """A run after both the warning and the target sends the breach notice alone."""
+    desk = make_desk(tmp_path, database_url, sla={"escalation": {"manager_on": "warning",
+                                                                 "next_tier_on": []}})
+    p2_ticket(desk)
+
+    first = Scheduler(desk).run(warsaw(11, 30, 10, 1))
+    again = Scheduler(desk).run(warsaw(11, 30, 10, 30))
+
+    assert first.warnings == [] and first.breaches == [20801]
+    assert again.warnings == [] and again.breaches == []
+    assert rows("escalation_warning") == []
+    assert recipients("escalation_breach") == [[MAREK]]
+    assert recipients("escalation_manager") == [[MANAGER]]
+    events = [entry.action for entry in models.Event.select().where(
+        models.Event.ticket == 20801).order_by(models.Event.id)]
+    assert "sla_warning" not in events and events.count("sla_breach") == 1
 
 
 def test_scheduler_no_warning_for_met_or_paused(tmp_path: Path, database_url: str) -> None:
@@ -382,6 +404,7 @@ def test_scheduler_mail_reaches_smtp_once(tmp_path: Path, database_url: str, smt
     p2_ticket(desk)
     sender = Sender(desk.config.smtp)
 
+    Scheduler(desk).run(warsaw(11, 30, 9, 46))
     Scheduler(desk).run(warsaw(11, 30, 10, 1))
     sender.deliver_due()
     delivered = smtp.wait_for(3)
