@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiosmtplib
+import peewee as pw
 
 from maildesk import faults, models, statements, workers
 from maildesk.config import SmtpConfig
@@ -85,6 +86,26 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
     if count:
         logger.warning(_("requeued {count} outgoing mails left in sending by a stopped process")
                        .format(count=count))
+    return count
+
+
+def requeue_own_claims(owner: str) -> int:
+    """Put rows that this process claimed in an interrupted pass back in the queue.
+
+    A pass that the database failed in the middle of leaves its claimed rows in
+    "sending" under a live owner, which ``recover_stale_claims`` would requeue only
+    after STALE_CLAIM. One process sends in one pass at a time, so at the start of a
+    pass none of its own claims is in flight.
+    """
+    outbox = models.Outbox
+    count: int = (
+        outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow())
+        .where(outbox.state == "sending", outbox.claimed_by == owner)
+        .execute()
+    )
+    if count:
+        logger.warning(_("requeued {count} outgoing mails that an interrupted delivery pass of "
+                         "this process had claimed").format(count=count))
     return count
 
 
@@ -267,6 +288,11 @@ class Sender:
         # Asked between mails: once it returns True, the pass ends and the rows it had
         # claimed but not sent go back to the queue, due at once (the daemon's stop).
         self.stop_requested: Callable[[], bool] = lambda: False
+        # Rows the SMTP server accepted whose sent mark the database did not take, with
+        # the note of refused recipients: the next pass records them instead of sending
+        # them again. NOTE: they are kept in memory only, so a process that stops before
+        # the database is reachable again leaves them to be sent a second time by the next.
+        self.unrecorded: list[tuple[models.Outbox, str | None]] = []
 
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
@@ -284,6 +310,8 @@ class Sender:
         sent = 0
         self.attempted = []
         self.connection_lost = self.unreachable = False
+        self._record_unrecorded()
+        requeue_own_claims(workers.worker_id())
         recover_stale_claims()
         while not (self.connection_lost or self.unreachable or self.stop_requested()):
             rows = claim(limit)
@@ -299,6 +327,13 @@ class Sender:
                 else:
                     sent += asyncio.run(self._send_batch(rows))
         return sent
+
+    def _record_unrecorded(self) -> None:
+        """Mark sent the rows whose sent mark failed in an earlier pass of this process."""
+        while self.unrecorded:
+            row, note = self.unrecorded[0]
+            mark_sent(row, note)
+            self.unrecorded.pop(0)
 
     def _write_to_directory(self, rows: list[models.Outbox]) -> int:
         """Write each row to a file, then mark the written rows sent in one transaction.
@@ -420,11 +455,21 @@ class Sender:
         faults.crash_point("after-send")
         note = None
         if errors:
+            note = "; ".join(f"{a}: {c} {m}" for a, (c, m) in errors.items())
+        try:
             for address, (code, message) in errors.items():
                 if is_address_failure(code, message):
                     record_bounce(address, f"{code} {message}")
-            note = "; ".join(f"{a}: {c} {m}" for a, (c, m) in errors.items())
-        mark_sent(row, note)
+            mark_sent(row, note)
+        except (pw.OperationalError, pw.InterfaceError) as error:
+            # The server has the mail. Sending it again after the database returns would
+            # deliver a second copy, so the mark waits for the next pass instead.
+            self.unrecorded.append((row, note))
+            logger.warning(_("sent {message_id} (ticket {ticket}), but the database did not "
+                             "record it: {error}; it is recorded when the database is "
+                             "reachable again, not sent twice").format(
+                message_id=row.message_id, ticket=row.ticket_id or "-", error=error))
+            raise
         return 1
 
 

@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import peewee as pw
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from deskfactory import make_desk, make_ticket, record_sql
 from servers import free_port
 
-from maildesk import models, outbox
+from maildesk import models, outbox, pipeline
 from maildesk.cli import main as cli_main
 from maildesk.desk import Desk
 from maildesk.i18n import gettext_for
@@ -48,6 +49,8 @@ class FaultyHandler:
         self.poison: bytes | None = None
         self.accepted: list[tuple[tuple[str, ...], bytes]] = []
         self.data_started = 0
+        # Called in the server's thread after a mail is accepted, before the 250 reply.
+        self.on_accept: Callable[[], None] | None = None
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
@@ -68,6 +71,8 @@ class FaultyHandler:
         if self.mode == "content":
             return "554 5.6.0 Message content rejected"
         self.accepted.append((tuple(envelope.rcpt_tos), envelope.original_content or b""))
+        if self.on_accept is not None:
+            self.on_accept()
         return "250 2.0.0 OK"
 
 
@@ -457,6 +462,76 @@ def test_outbox_connection_dropped_mid_send(tmp_path: Path, database_url: str,
     assert states == ["pending"] * 3
     assert data_before_drop == 1
     assert second == 3
+    ids = Counter(message_from_bytes(data, policy=default_policy)["Message-ID"]
+                  for _rcpt, data in handler.accepted)
+    assert sorted(ids) == sorted(mail.message_id for mail in mails)
+    assert set(ids.values()) == {1}
+
+
+class DatabaseOutage:
+    """Make the sender's database fail from another session, as a real outage does.
+
+    SQLite: another connection holds the write lock, and the sender's connection waits
+    only 0.1 s for it. PostgreSQL: the sender's own backend is terminated.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.sqlite = database_url.startswith("sqlite")
+        self.url = database_url
+        self.locker: Any = None
+        if self.sqlite:
+            database_proxy.execute_sql("PRAGMA busy_timeout = 100")
+        else:
+            self.backend = database_proxy.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+
+    def begin(self) -> None:
+        if self.sqlite:
+            import sqlite3
+
+            path = self.url[len("sqlite:///"):]
+            self.locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.locker.execute("BEGIN IMMEDIATE")
+            return
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [self.backend])
+        connection.close()
+
+    def end(self) -> None:
+        if self.locker is not None:
+            self.locker.execute("COMMIT")
+            self.locker.close()
+        # As the daemon does after a database error.
+        pipeline.drop_connection()
+
+
+def test_outbox_database_lost_after_send(tmp_path: Path, database_url: str,
+                                         faulty_smtp) -> None:
+    # The database fails while the server accepts the first mail: the sent mark is lost.
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    ticket = make_ticket(20453, "Drukarka", REQUESTER)
+    mails = [queue(desk, ticket) for _ in range(3)]
+    outage = DatabaseOutage(database_url)
+
+    def fail_once() -> None:
+        handler.on_accept = None
+        outage.begin()
+
+    handler.on_accept = fail_once
+    the_sender = sender(desk)
+    with pytest.raises((pw.OperationalError, pw.InterfaceError)):
+        the_sender.deliver_due()
+    accepted_during_outage = len(handler.accepted)
+    outage.end()
+    second = the_sender.deliver_due()
+
+    assert accepted_during_outage == 1
+    assert second == 2
+    assert [row(mail).state for mail in mails] == ["sent"] * 3
     ids = Counter(message_from_bytes(data, policy=default_policy)["Message-ID"]
                   for _rcpt, data in handler.accepted)
     assert sorted(ids) == sorted(mail.message_id for mail in mails)
