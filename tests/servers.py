@@ -133,7 +133,9 @@ class Dovecot:
     ``nobody``; as another user, every Dovecot process runs as that user.
     """
 
-    def __init__(self, workdir: Path | str, *, tls: bool = False, host: str = HOST) -> None:
+    def __init__(self, workdir: Path | str, *, tls: bool = False, host: str = HOST,
+                 auth_outage: bool = False) -> None:
+        """``auth_outage`` lets ``fail_logins`` make a user's logins fail temporarily."""
         self.workdir = Path(workdir).resolve()
         if len(str(self.workdir)) > MAX_DOVECOT_WORKDIR_LENGTH:
             raise ValueError(
@@ -147,6 +149,8 @@ class Dovecot:
         self.tls_port: int | None = free_port(host) if tls else None
         self.cafile: Path | None = None
         self.rootless = os.geteuid() != 0
+        self.auth_outage = auth_outage
+        self._auth_down_dir = self.workdir / "auth-down"
 
         self._process: subprocess.Popen[bytes] | None = None
         self._output_path = self.workdir / "dovecot.out"
@@ -250,7 +254,27 @@ class Dovecot:
             nobody = pwd.getpwnam("nobody")
             os.chown(self.workdir / "mail", nobody.pw_uid, nobody.pw_gid)
 
+        if self.auth_outage:
+            self._write_auth_outage_script()
         self._config_path.write_text(self._config())
+
+    def _write_auth_outage_script(self) -> None:
+        """Write the checkpassword script that reports a temporary failure for marked users.
+
+        Exit status 111 is checkpassword's temporary failure, which Dovecot 2.3 reports to
+        the client as ``NO [UNAVAILABLE] Temporary authentication failure``. Status 1 (a
+        wrong password) passes the login on to the static passdb.
+        """
+        self._auth_down_dir.mkdir(exist_ok=True)
+        self._auth_down_dir.chmod(0o755)
+        script = self.workdir / "auth-outage.sh"
+        script.write_text(
+            "#!/bin/sh\n"
+            "user=$(head -c 1024 <&3 | tr '\\000' '\\n' | head -n 1)\n"
+            f'if [ -e "{self._auth_down_dir}/$user" ]; then exit 111; fi\n'
+            "exit 1\n"
+        )
+        script.chmod(0o755)
 
     def _config(self) -> str:
         if self.rootless:
@@ -304,6 +328,7 @@ class Dovecot:
             "  mailbox Sent {\n    special_use = \\Sent\n    auto = subscribe\n  }\n"
             "  mailbox Trash {\n    special_use = \\Trash\n    auto = subscribe\n  }\n"
             "}\n"
+            f"{self._auth_outage_passdb()}"
             "passdb {\n  driver = static\n  args = password=pw-%u\n}\n"
             f"userdb {{\n  driver = static\n  args = {userdb_args}\n}}\n"
             "service imap-login {\n"
@@ -313,6 +338,15 @@ class Dovecot:
             # Without this, every failed login from 127.0.0.1 delays the next logins
             # (0.5 s, 4.5 s, 8.5 s, 15.5 s), which makes later tests time out.
             "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
+        )
+
+    def _auth_outage_passdb(self) -> str:
+        if not self.auth_outage:
+            return ""
+        return (
+            "passdb {\n  driver = checkpassword\n"
+            f"  args = {self.workdir / 'auth-outage.sh'}\n"
+            "  result_failure = continue\n  result_internalfail = return-fail\n}\n"
         )
 
     def _wait_until_ready(self) -> None:
@@ -386,6 +420,15 @@ class Dovecot:
             except (OSError, IMAPClient.Error, IMAPClient.AbortError):
                 # The test may have restarted the server under this connection.
                 _close_quietly(imap)
+
+    def fail_logins(self, username: str) -> None:
+        """Make the user's logins fail temporarily until ``restore_logins`` is called."""
+        if not self.auth_outage:
+            raise ValueError("this Dovecot was started without auth_outage=True")
+        (self._auth_down_dir / username).touch()
+
+    def restore_logins(self, username: str) -> None:
+        (self._auth_down_dir / username).unlink(missing_ok=True)
 
     def append(self, username: str, raw: bytes, folder: str = "INBOX") -> int:
         """Store one raw message and return its UID, creating the folder when it is missing."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import shlex
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from deskfactory import mail
 from imapdesk import imap_desk
-from servers import free_port
+from servers import Dovecot, ImapAccount, free_port, new_imap_username
 
 from maildesk import daemon as daemon_module
 from maildesk import models
@@ -135,6 +137,46 @@ def test_imap_wrong_password_is_a_configuration_error(tmp_path: Path, database_u
 
     with pytest.raises(ConfigError, match="rejected.*check the username and the password"):
         build_daemon(desk).run(once=True)
+
+
+@pytest.fixture
+def flaky_auth_account(dovecot: Dovecot) -> Iterator[ImapAccount]:
+    """A user on a private Dovecot whose logins ``fail_logins`` can make fail temporarily.
+
+    It takes ``dovecot`` only to be skipped, or failed in CI, as the shared one is when
+    Dovecot is missing.
+    """
+    server = Dovecot(tempfile.mkdtemp(prefix="dv-"), auth_outage=True)
+    server.start()
+    yield ImapAccount(server, new_imap_username())
+    server.cleanup()
+
+
+def test_imap_temporary_login_failure_is_retried(tmp_path: Path, database_url: str,
+                                                 flaky_auth_account, smtp, monkeypatch,
+                                                 caplog) -> None:
+    # Dovecot replies NO [UNAVAILABLE] when its authentication backend fails (RFC 5530).
+    account = flaky_auth_account
+    desk = imap_desk(tmp_path, database_url, account, smtp, monkeypatch)
+    account.append(mail())
+    account.server.fail_logins(account.username)
+    daemon = build_daemon(desk)
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        account.server.restore_logins(account.username)
+
+    monkeypatch.setattr(daemon, "_sleep", pause)
+    with caplog.at_level(logging.WARNING, logger="maildesk.daemon"):
+        handled = daemon.run(once=True)
+
+    assert handled == 1
+    assert pauses == [1.0]
+    assert models.Ticket.select().count() == 1
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any("failed temporarily" in warning for warning in warnings)
+    assert any("[UNAVAILABLE]" in warning for warning in warnings)
 
 
 def test_imap_missing_folder_lists_the_real_ones(tmp_path: Path, database_url: str,

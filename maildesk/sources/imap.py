@@ -59,11 +59,19 @@ class ImapSource:
         """Connect, log in and select the folder.
 
         A rejected login, an untrusted certificate or a missing folder raises ConfigError:
-        retrying cannot help until the admin changes the configuration.
+        retrying cannot help until the admin changes the configuration. A login refused
+        with the response code UNAVAILABLE raises SourceError, to be retried.
         """
         try:
             return self._open()
         except LoginError as error:
+            if "[UNAVAILABLE]" in _server_text(error).upper():
+                # RFC 5530: a subsystem of the server is down, the credentials may be
+                # right. Dovecot 2.3 answers so when its authentication backend fails.
+                raise SourceError(_("IMAP login as {user} on {host}:{port} failed temporarily "
+                                    "({error})").format(
+                    user=self.config.username, host=self.config.host, port=self.config.port,
+                    error=_server_text(error))) from error
             raise ConfigError(_("IMAP login as {user} on {host}:{port} was rejected ({error}): "
                                 "check the username and the password or token setting")
                               .format(user=self.config.username, host=self.config.host,
@@ -85,11 +93,19 @@ class ImapSource:
         if config.security == "starttls":
             client.starttls(context)
 
-        if config.oauth2_token:
-            token = config.oauth2_token.reveal() or ""
-            client.oauth2_login(config.username, token)
-        else:
-            client.login(config.username, config.password.reveal() or "")
+        try:
+            if config.oauth2_token:
+                token = config.oauth2_token.reveal() or ""
+                client.oauth2_login(config.username, token)
+            else:
+                client.login(config.username, config.password.reveal() or "")
+        except LoginError:
+            # The daemon retries a temporary failure, so the connection must not stay open.
+            try:
+                client.shutdown()
+            except CONNECTION_ERRORS:
+                pass
+            raise
 
         for folder in (config.processed_folder, config.quarantine_folder):
             if not client.folder_exists(folder):
