@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=4)
 # How long a mail waits while the server as a whole fails before it is given up. Such
-# failures are: unreachable, login rejected, the outgoing directory not writable, or the
-# connection lost after an earlier mail of the batch. An MTA keeps a message in its
+# failures are: unreachable, login rejected, a 421 reply, the outgoing directory not
+# writable, or the connection lost after an earlier mail of the batch. An MTA keeps a message in its
 # queue for days too, whatever the number of attempts.
 MAX_QUEUE_AGE = timedelta(days=5)
 # A row left in "sending" this long belongs to a process that died while sending. The
@@ -49,6 +49,9 @@ STALE_CLAIM = timedelta(minutes=10)
 # about the address, e.g. "554 5.7.1 Relay access denied".
 _ADDRESS_STATUS_CODES = frozenset({"0.0", "2.0", "2.1", "4.0", "4.4"})
 _ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# RFC 5321's reply to any command when the server is shutting down or overloaded; the
+# server closes the connection after it.
+SERVICE_CLOSING = 421
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -270,6 +273,18 @@ class _ConnectionLost(Exception):
         self.error = error
 
 
+class _ServiceClosing(Exception):
+    """The SMTP server answered 421 (RFC 5321: service not available, closing the channel).
+
+    The reply is about the server, not the mail: the row that got it and the rows after
+    it wait as for an unreachable server, and no attempt is counted against the row.
+    """
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class Sender:
     """Delivers claimed rows through one SMTP connection per batch, or into a folder."""
 
@@ -404,6 +419,10 @@ class Sender:
                     break
                 try:
                     sent += await self._send_one(client, row)
+                except _ServiceClosing as closing:
+                    mark_postponed(rows[index:], closing.error)
+                    self.unreachable = True
+                    break
                 except _ConnectionLost as lost:
                     # The rest of the batch is due again at once and goes first in the next
                     # pass, on a new connection, while the mail that was being sent backs
@@ -427,6 +446,8 @@ class Sender:
         try:
             errors, response = await client.sendmail(row.sender, recipients, bytes(row.raw))
         except aiosmtplib.SMTPRecipientsRefused as error:
+            if any(refused.code == SERVICE_CLOSING for refused in error.recipients):
+                raise _ServiceClosing(str(error)) from error
             for refused in error.recipients:
                 if is_address_failure(refused.code, refused.message):
                     record_bounce(refused.recipient, f"{refused.code} {refused.message}")
@@ -436,6 +457,8 @@ class Sender:
                 mark_retry(row, str(error), self.config.max_attempts)
             return 0
         except aiosmtplib.SMTPResponseException as error:
+            if error.code == SERVICE_CLOSING:
+                raise _ServiceClosing(f"{error.code} {error.message}") from error
             if error.code >= 500:
                 mark_failed(row, f"{error.code} {error.message}")
             else:

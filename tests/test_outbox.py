@@ -41,7 +41,7 @@ SMTP_PASSWORD_VARIABLE = "MAILDESK_TEST_SMTP_PASSWORD"
 
 
 class FaultyHandler:
-    """aiosmtpd hooks whose behaviour a test switches: accept, policy, hang or drop."""
+    """aiosmtpd hooks whose behaviour a test switches: accept, policy, hang, drop or a 421."""
 
     def __init__(self) -> None:
         self.mode = "accept"
@@ -49,11 +49,23 @@ class FaultyHandler:
         self.poison: bytes | None = None
         self.accepted: list[tuple[tuple[str, ...], bytes]] = []
         self.data_started = 0
+        self.mail_started = 0
         # Called in the server's thread after a mail is accepted, before the 250 reply.
         self.on_accept: Callable[[], None] | None = None
 
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        self.mail_started += 1
+        if self.mode == "closing":
+            return "421 4.3.2 Service shutting down"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
+        if self.mode == "closing-rcpt":
+            return "421 4.7.0 Too many connections, closing"
         if self.mode == "policy":
             return f"554 5.7.1 <{address}>: Relay access denied"
         envelope.rcpt_tos.append(address)
@@ -588,6 +600,34 @@ def test_outbox_outage_does_not_use_up_attempts(tmp_path: Path, database_url: st
         make_due(mail)
 
     assert sender(desk).deliver_due() == 3
+
+
+@pytest.mark.parametrize("mode", ["closing", "closing-rcpt"])
+def test_outbox_421_waits_like_an_outage(tmp_path: Path, database_url: str,
+                                         faulty_smtp: tuple[FaultyHandler, int],
+                                         mode: str) -> None:
+    """A 421 ends the pass and charges no mail: the server is closing, not refusing."""
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port, max_attempts=2)
+    mails = [queue(desk, make_ticket(20451 + index, "Drukarka", REQUESTER))
+             for index in range(3)]
+    handler.mode = mode
+
+    for _attempt in range(3):
+        for mail in mails:
+            make_due(mail)
+        assert sender(desk).deliver_due() == 0
+
+    assert handler.mail_started == 3
+    assert [row(mail).state for mail in mails] == ["pending"] * 3
+    assert all("421" in row(mail).last_error for mail in mails)
+
+    handler.mode = "accept"
+    for mail in mails:
+        make_due(mail)
+
+    assert sender(desk).deliver_due() == 3
+    assert len(handler.accepted) == 3
 
 
 def test_outbox_down_server_tried_once_per_pass(tmp_path: Path, database_url: str,
