@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from maildesk import __version__
-from maildesk.clicktext import translate_click, translate_usage
+from maildesk.clicktext import PathType, translate_click, translate_usage
 from maildesk.config import ConfigError
 from maildesk.errors import MaildeskError, TemporaryError
 from maildesk.i18n import _, language_from_environment, ngettext, set_language
@@ -112,7 +112,7 @@ class MaildeskGroup(click.Group):
 @click.group(cls=MaildeskGroup, help=_("maildesk: an ITIL service desk that lives in email."))
 # readable=False: the configuration loader reports an unreadable file itself, so that
 # ``deliver`` can turn it into EX_TEMPFAIL instead of click's usage error (exit 2).
-@click.option("--config", "config_path", type=click.Path(readable=False, path_type=Path),
+@click.option("--config", "config_path", type=PathType(readable=False, path_type=Path),
               metavar=_("FILE"),
               envvar="MAILDESK_CONFIG", default=Path("maildesk.yaml"), show_default=True,
               help=_("Configuration file (YAML)."))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from maildesk.clicktext import COUNT, INTEGER
+from maildesk.clicktext import COUNT, INTEGER, PathType
 from maildesk.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
@@ -959,7 +959,7 @@ HEADER_LINE_BYTES_SHOWN = 998
               help=_("Write the raw mail, byte for byte as received, to standard output or "
                      "to the --output file, to inspect it or to fix it and pass it to "
                      "'maildesk deliver'."))
-@click.option("--output", type=click.Path(dir_okay=False), metavar=_("FILE"),
+@click.option("--output", type=PathType(dir_okay=False), metavar=_("FILE"),
               help=_("Write the raw mail to FILE instead of standard output; implies --raw. "
                      "An existing file is replaced."))
 @click.pass_obj

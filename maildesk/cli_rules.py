@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from maildesk.clicktext import PathType
 from maildesk.errors import ParseError
 from maildesk.i18n import LANGUAGES, _, current_language, ngettext
 from maildesk.parse import parse_message
@@ -71,7 +72,7 @@ def check(application: RulesApplication) -> None:
     metavar=_("MAIL_FILE..."),
     nargs=-1,
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=PathType(exists=True, dir_okay=False, path_type=Path),
 )
 @click.option(
     "--language",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from maildesk.clicktext import PathType
 from maildesk.i18n import _, current_language, ngettext
 from maildesk.resources import PACKAGE_DIR, demo_mailbox, shipped
 
@@ -34,7 +35,7 @@ def _copy_rules(language: str, target: Path) -> None:
 
 @click.command(help=_("Write a commented starter configuration, rules and templates into "
                        "DIRECTORY."))
-@click.argument("directory", type=click.Path(path_type=Path), metavar=_("DIRECTORY"))
+@click.argument("directory", type=PathType(path_type=Path), metavar=_("DIRECTORY"))
 @click.option("--language", type=click.Choice(["pl", "en"]), default=None,
               help=_("Language of the starter configuration (default: the current one)."))
 @click.option("--model", type=click.Choice(DESK_MODELS), default=None,
@@ -112,7 +113,7 @@ agents:
 
 @click.command(help=_("Run maildesk on a sample mailbox in DIRECTORY (default: maildesk-demo), "
                        "with no server to set up. Running it again replaces that demo folder."))
-@click.argument("directory", type=click.Path(path_type=Path), default=Path("maildesk-demo"),
+@click.argument("directory", type=PathType(path_type=Path), default=Path("maildesk-demo"),
                 metavar=_("[DIRECTORY]"))
 @click.pass_context
 def demo(ctx: click.Context, directory: Path) -> None:

@@ -84,6 +84,28 @@ class CountType(click.types.IntRange):
 COUNT = CountType()
 
 
+class PathType(click.types.Path):
+    """click's path type, named in the current language in its error messages.
+
+    click sets the name ("file", "directory" or "path") in ``__init__``, which runs at
+    import, before translate_click() rebinds click's gettext, so the name is computed
+    when an error is written instead.
+    """
+
+    @property
+    def name(self) -> str:
+        if self.file_okay and not self.dir_okay:
+            return _("file")
+        if self.dir_okay and not self.file_okay:
+            return _("directory")
+        return _("path")
+
+    @name.setter
+    def name(self, value: str) -> None:
+        # click.Path.__init__ assigns its untranslated name; the getter replaces it.
+        pass
+
+
 def translate_usage(command: click.Command) -> None:
     """Translate the placeholders of the usage lines of ``command`` and its subcommands.
 

@@ -70,6 +70,21 @@ def test_invalid_values_in_polish() -> None:
     assert "Błąd: Nieoczekiwany dodatkowy argument (2)" in extra.stderr
 
 
+def test_missing_file_named_in_polish() -> None:
+    # click names the path type when the type is made, which is at import, before
+    # maildesk's catalogs replace click's gettext.
+    result = maildesk_cli("rules", "test", "/nonexistent/mail.eml")
+
+    assert result.returncode == 2
+    assert "Plik '/nonexistent/mail.eml' nie istnieje." in result.stderr
+
+
+def test_missing_file_named_in_english() -> None:
+    result = maildesk_cli("rules", "test", "/nonexistent/mail.eml", language="en")
+
+    assert "File '/nonexistent/mail.eml' does not exist." in result.stderr
+
+
 def test_limit_below_one_refused_in_polish() -> None:
     # --limit 0 used to print "no tickets" and --limit -1 to list everything.
     zero = maildesk_cli("tickets", "list", "--limit", "0")
