@@ -255,7 +255,7 @@ def parse_message(
         raise ParseError(f"a mail must be bytes, not {type(raw).__name__}")
     raw = bytes(raw)
     if not raw.strip():
-        raise ParseError("empty message")
+        raise ParseError(_("empty message"))
 
     try:
         return _parse(raw, default_charset, max_attachment_size, max_total_size,
@@ -268,12 +268,14 @@ def parse_message(
                 error=error
             )
         )
-        raise ParseError(f"the mail could not be parsed: {error!r}") from error
+        raise ParseError(_("the mail could not be parsed: {error!r}").format(
+            error=error)) from error
     except Exception as error:  # last resort: one bad mail must never stop the queue
         logger.exception(
             _("Parsing failed with an unexpected error: {error!r}").format(error=error)
         )
-        raise ParseError(f"the mail could not be parsed: {error!r}") from error
+        raise ParseError(_("the mail could not be parsed: {error!r}").format(
+            error=error)) from error
 
 
 def _parse(

@@ -117,6 +117,19 @@ def test_show_in_polish(tmp_path: Path, database_url: str) -> None:
     ]
 
 
+def test_empty_mail_error_recorded_in_polish(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+
+    delivered = _invoke("--config", str(config), "deliver", input=b"", language="pl")
+    listing = _invoke("--config", str(config), "quarantine", "list", language="pl")
+
+    assert delivered.exit_code == 0, delivered.output
+    assert delivered.stdout == ("przeniesiono do kwarantanny (wpis kwarantanny 1: "
+                                "wiadomość jest pusta)\n")
+    assert "ParseError: wiadomość jest pusta" in listing.stdout
+    assert "empty message" not in listing.stdout
+
+
 def test_show_header_of_mail_without_sender(tmp_path: Path, database_url: str) -> None:
     config = _quarantine(tmp_path, database_url, NO_SENDER)
 
