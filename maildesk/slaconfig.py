@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maildesk.business_calendar import (
     AROUND_THE_CLOCK,
@@ -178,6 +179,7 @@ def _duration(section: _Section, key: str, default: timedelta | None,
 def _calendar(root: YamlMapping, desk_timezone: str) -> BusinessCalendar:
     section = _section(root, "calendar", "calendar")
     timezone = section.text("timezone", desk_timezone)
+    _check_timezone(root, section, timezone)
     country = section.get("holidays", DEFAULT_HOLIDAY_COUNTRY)
     if country in (None, False, "none"):
         country = None
@@ -203,6 +205,28 @@ def _calendar(root: YamlMapping, desk_timezone: str) -> BusinessCalendar:
         return BusinessCalendar(**values)
     except ValueError as error:
         raise ConfigError(str(error), str(root.where("calendar"))) from None
+
+
+def _check_timezone(root: YamlMapping, section: _Section, timezone: str) -> None:
+    """Raise a ConfigError at the key that set an unknown time zone.
+
+    A calendar without ``timezone`` takes ``desk.timezone``, so the error points there.
+    BusinessCalendar's own check would name only the calendar section.
+    """
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    else:
+        return
+
+    message = _("unknown time zone {zone!r}: use an IANA name such as Europe/Warsaw").format(
+        zone=timezone)
+    if "timezone" in section.mapping:
+        raise section.error("timezone", message)
+    desk = root.get("desk")
+    where = desk.where("timezone") if isinstance(desk, YamlMapping) else root.where("desk")
+    raise ConfigError(message, str(where))
 
 
 def _weekly_hours(section: _Section) -> tuple[tuple[WorkingInterval, ...], ...]:

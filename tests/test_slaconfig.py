@@ -275,6 +275,33 @@ def test_slaconfig_unknown_time_zone(tmp_path: Path) -> None:
     assert "unknown time zone 'Europe/Warszawa'" in error.message
 
 
+def test_slaconfig_unknown_time_zone_names_its_line(tmp_path: Path) -> None:
+    error = error_from(tmp_path, BASE + "calendar:\n  holidays: PL\n  timezone: Mars/Olympus\n")
+
+    assert "unknown time zone 'Mars/Olympus'" in error.message
+    assert error.location is not None
+    assert error.location.endswith(":11:13")
+
+
+def test_slaconfig_unknown_desk_time_zone_names_desk_line(tmp_path: Path) -> None:
+    # The calendar takes desk.timezone when it has none, so the error must point there
+    # and not at the calendar section, which does not mention a time zone.
+    text = BASE.replace("desk:\n", "desk:\n  timezone: Europe/Warszawa\n")
+    error = error_from(tmp_path, text + "calendar:\n  holidays: PL\n")
+
+    assert "unknown time zone 'Europe/Warszawa'" in error.message
+    assert error.location is not None
+    assert error.location.endswith(":2:13")
+
+
+def test_slaconfig_unknown_desk_time_zone_without_calendar(tmp_path: Path) -> None:
+    text = BASE.replace("desk:\n", "desk:\n  timezone: Europe/Warszawa\n")
+    error = error_from(tmp_path, text)
+
+    assert error.location is not None
+    assert error.location.endswith(":2:13")
+
+
 def test_slaconfig_never_disables_auto_close(tmp_path: Path) -> None:
     levels = levels_from(tmp_path, BASE + "sla:\n  auto_close_after: never\n")
 
