@@ -125,6 +125,7 @@ class Daemon:
 
         errors = self.desk.templates.check(sample_context(self.desk),
                                           sample_variants(self.desk))
+        self._report_missing_translations()
         if not errors:
             logger.info(_("changed templates checked: all render"))
             return
@@ -133,6 +134,19 @@ class Daemon:
                          .format(error=error))
         mail_admins(self.desk, "templates_error", templates_error_context(self.desk, errors),
                     kind="templates_error")
+
+    def _report_missing_translations(self) -> None:
+        """Warn about each template that exists in one language only.
+
+        Such mail is not an error, because it falls back to another language, but a
+        reader of that language then gets a mail they may not understand.
+        """
+        templates = self.desk.templates
+        for language, name in templates.missing_translations():
+            logger.warning(_("template {name} does not exist in {language}: {path} is "
+                             "missing, so mail in {language} falls back to another "
+                             "language").format(
+                name=name, language=language, path=templates.root / language / f"{name}.j2"))
 
     def holds_mailbox(self) -> bool:
         """Take or renew this daemon's lease on the mailbox (several daemons, one database)."""
@@ -259,6 +273,7 @@ class Daemon:
     def run(self, once: bool = False) -> int:
         """Run until stopped (or one full pass with ``once``); return the mails handled."""
         logger.info(_("maildesk started on {source}").format(source=self.source.name))
+        self._report_missing_translations()
         heap.keep_mmap_threshold()
         failures = 0
         try:

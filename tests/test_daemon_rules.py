@@ -163,3 +163,53 @@ def test_broken_template_mailed_to_admins_once(tmp_path: Path, database_url: str
     assert f"maildesk --config {desk.config.path} templates check" in body
     # The user still got an acknowledgement, from the last version that worked.
     assert models.Outbox.select().where(models.Outbox.kind == "ack").count() == 1
+
+
+def _templates_desk(tmp_path: Path, database_url: str):
+    import shutil
+
+    from maildesk.resources import shipped
+
+    shutil.copytree(shipped("templates"), tmp_path / "templates")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "mailbox" / "new").mkdir(parents=True)
+    return make_desk(tmp_path, database_url, templates=str(tmp_path / "templates"),
+                     source={"type": "maildir", "path": str(tmp_path / "mailbox")})
+
+
+def _missing_file_warnings(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.levelno == logging.WARNING and str(path) in record.getMessage()]
+
+
+def test_template_missing_in_one_language_logged_at_start(
+        tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    desk = _templates_desk(tmp_path, database_url)
+    missing = tmp_path / "templates" / "en" / "status_pending.j2"
+    missing.unlink()
+    daemon = build_daemon(desk)
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.daemon"):
+        daemon.run(once=True)
+
+    warnings = _missing_file_warnings(caplog, missing)
+    assert len(warnings) == 1
+    assert "status_pending" in warnings[0]
+
+
+def test_template_deleted_while_running_logged(
+        tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    desk = _templates_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+    missing = tmp_path / "templates" / "pl" / "dispatch.j2"
+    missing.unlink()
+    past = time.time() - 60
+    os.utime(missing.parent, (past, past))
+
+    with caplog.at_level(logging.WARNING, logger="maildesk.daemon"):
+        daemon._check_templates()
+
+    warnings = _missing_file_warnings(caplog, missing)
+    assert len(warnings) == 1
+    assert "dispatch" in warnings[0]
