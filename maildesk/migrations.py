@@ -14,7 +14,7 @@ import peewee as pw
 
 from maildesk import models
 from maildesk.errors import ConfigError
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 
 logger = logging.getLogger(__name__)
 
@@ -161,14 +161,14 @@ def _trusted_references(database: pw.Database) -> None:
 
 
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
-    (1, "initial schema", _initial_schema),
-    (2, "agents and groups", _agents_and_groups),
-    (3, "service levels: scheduler due times, satisfaction", _service_levels),
-    (4, "outbox index on creation time", _outbox_created_index),
-    (5, "recipients of automatic mail, for the per-address limit", _automatic_mail_recipients),
-    (6, "small raw mails and attachments in the database", _stored_content),
-    (7, "partial and fewer indexes of tickets, events and the outbox", _leaner_indexes),
-    (8, "trusted thread references", _trusted_references),
+    (1, N_("initial schema"), _initial_schema),
+    (2, N_("agents and groups"), _agents_and_groups),
+    (3, N_("service levels: scheduler due times, satisfaction"), _service_levels),
+    (4, N_("outbox index on creation time"), _outbox_created_index),
+    (5, N_("recipients of automatic mail, for the per-address limit"), _automatic_mail_recipients),
+    (6, N_("small raw mails and attachments in the database"), _stored_content),
+    (7, N_("partial and fewer indexes of tickets, events and the outbox"), _leaner_indexes),
+    (8, N_("trusted thread references"), _trusted_references),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -193,7 +193,7 @@ def migrate(database: pw.Database) -> int:
         if number <= version:
             continue
         logger.info(_("applying database migration {number}: {description}").format(
-            number=number, description=description))
+            number=number, description=_(description)))
         with database.atomic():
             step(database)
             models.SchemaVersion.delete().execute()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
+import pytest
+
 from maildesk import migrations, models
+from maildesk.i18n import current_language, set_language
 from maildesk.models import utcnow
 
 
@@ -43,6 +47,24 @@ def test_migrations_backfill_automatic_recipients(database_url: str) -> None:
         ("<ack.2@maildesk.example.com>", "zofia@example.org"),
     ]
     database.close()
+
+
+def test_migrations_logged_in_polish(database_url: str,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    database = models.open_database(database_url)
+    downgrade_to_version_4(database)
+    previous = current_language()
+    set_language("pl")
+
+    try:
+        with caplog.at_level(logging.INFO, logger="maildesk.migrations"):
+            migrations.migrate(database)
+    finally:
+        set_language(previous)
+        database.close()
+
+    assert ("wykonywanie migracji bazy danych 5: adresaci wiadomości automatycznych, "
+            "dla limitu na adres") in caplog.messages
 
 
 def test_migrations_are_idempotent(database_url: str) -> None:
