@@ -23,6 +23,7 @@ from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.followup import SenderRole
 from maildesk.i18n import N_, _, normalize_language
+from maildesk.logcontext import mail_context_values
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, to_utc, utcnow
 from maildesk.notify import (
@@ -424,12 +425,12 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
 
     outcome = Outcome(decision.action.value, ticket.id if ticket else None, decision.reason,
                       tuple(queued))
-    logging.getLogger("maildesk.decision").info(
-        _("{message_id}: {outcome}").format(
-            message_id=decision.message.message_id or decision.dedupe_key,
-            outcome=outcome_text(outcome.action, outcome.ticket, decision.reason),
-        )
-    )
+    text = outcome_text(outcome.action, outcome.ticket, decision.reason)
+    message_id = decision.message.message_id or decision.dedupe_key
+    if mail_context_values().get("message_id") != message_id:
+        # The record's context names the mail already when the pipeline set it.
+        text = _("{message_id}: {outcome}").format(message_id=message_id, outcome=text)
+    logging.getLogger("maildesk.decision").info(text)
     return outcome
 
 

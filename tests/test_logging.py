@@ -44,3 +44,22 @@ def test_redirected_stderr_gets_plain_lines(tmp_path: Path,
 
     assert not any(line.startswith("<") for line in lines)
     assert lines[0].endswith("WARNING maildesk.test: [maildir:1 <m@x>] mail held")
+
+
+def test_decision_line_names_the_message_id_once(tmp_path: Path, database_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from deskfactory import mail, make_desk
+
+    from maildesk import pipeline
+
+    desk = make_desk(tmp_path, database_url)
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")
+    path = tmp_path / "log.txt"
+    with path.open("w", encoding="utf-8") as stream:
+        configure_logging(logging.INFO, stream)
+        pipeline.process(desk, mail(message_id="<once@example.org>"), "maildir:1")
+
+    decisions = [line for line in path.read_text(encoding="utf-8").splitlines()
+                 if " maildesk.decision: " in line]
+    assert len(decisions) == 1
+    assert decisions[0].count("<once@example.org>") == 1
