@@ -8,6 +8,7 @@ loader copies them onto the mappings and sequences it builds.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from maildesk.errors import ConfigError
-from maildesk.i18n import _
+from maildesk.i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,59 @@ _PositionLoader.add_constructor("tag:yaml.org,2002:map", _PositionLoader.constru
 _PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.construct_yaml_seq)
 
 
+# PyYAML's problems in the words an admin needs: what is wrong and how to fix it. The
+# message keeps PyYAML's own text after it, so that a search for that text still helps.
+# {line} and {column} give where the unclosed quote or bracket, or the key without a
+# colon, begins: PyYAML reports that place as the error's context.
+_EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"mapping values are not allowed here"),
+     N_("a colon followed by a space inside a value: put the value in quotes, "
+        "e.g. subject: \"Re: printer\"")),
+    (re.compile(r"could not find expected ':'"),
+     N_("line {line} has no colon: write key: value, or indent the line deeper to "
+        "continue the value above")),
+    (re.compile(r"expected <block end>, but found|did not find expected (key|'-')"),
+     N_("the indentation does not match the lines above: the keys of one mapping, and "
+        "the dashes of one list, start in the same column")),
+    (re.compile(r"quoted scalar found unexpected end of stream"),
+     N_("the quote opened at line {line}, column {column} is never closed: add the "
+        "closing quote")),
+    (re.compile(r"found unknown escape character"),
+     N_("a backslash in double quotes starts an escape: use single quotes, or write \\\\ "
+        "for one backslash")),
+    (re.compile(r"expected ',' or '\]'"),
+     N_("the list opened with [ at line {line}, column {column} lacks a comma or its "
+        "closing ]")),
+    (re.compile(r"expected ',' or '\}'"),
+     N_("the mapping opened with {{ at line {line}, column {column} lacks a comma or its "
+        "closing }}")),
+    (re.compile(r"found undefined alias"),
+     N_("an alias (*name) with no anchor (&name) before it")),
+    (re.compile(r"found character '[@`%]' that cannot start any token"),
+     N_("a value starts with a character that YAML reserves (@, ` or %): put the value in "
+        "quotes")),
+    (re.compile(r"but found another document"),
+     N_("a second document after a line ---: a file holds one document")),
+)
+
+
+def _explain(error: yaml.MarkedYAMLError) -> str:
+    """Return the ConfigError text for a PyYAML syntax error, explained where it is known."""
+    problem = " ".join(part for part in (error.context, error.problem) if part)
+    if "'\\t'" in problem:
+        # PyYAML's words for the most common slip of all, which it leaves unexplained.
+        return _("invalid YAML: a tab character; YAML indents with spaces only, so replace "
+                 "the tab with spaces")
+
+    for pattern, explanation in _EXPLANATIONS:
+        if pattern.search(problem):
+            mark = error.context_mark or error.problem_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+            return _("invalid YAML: {explanation} ({problem})").format(
+                explanation=_(explanation).format(line=line, column=column), problem=problem)
+    return _("invalid YAML: {problem}").format(problem=problem)
+
+
 def load_yaml_text(text: str, path: str) -> Any:
     """Parse YAML text; syntax errors become ConfigError with ``path:line:column``."""
     loader = _PositionLoader(text)
@@ -125,14 +179,7 @@ def load_yaml_text(text: str, path: str) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         location = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        problem = " ".join(part for part in (error.context, error.problem) if part)
-        if "'\\t'" in problem:
-            # PyYAML's words for the most common slip of all, which it leaves unexplained.
-            raise ConfigError(_("invalid YAML: a tab character; YAML indents with spaces "
-                                "only, so replace the tab with spaces"), location) from error
-        raise ConfigError(
-            _("invalid YAML: {problem}").format(problem=problem), location
-        ) from error
+        raise ConfigError(_explain(error), location) from error
     except yaml.YAMLError as error:
         raise ConfigError(_("invalid YAML: {problem}").format(problem=error), path) from error
     finally:

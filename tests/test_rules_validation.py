@@ -458,8 +458,9 @@ CASES = {
         - name: vpn
           then: {group: network
         """,
-        "3:1: invalid YAML: while parsing a flow mapping "
-        "expected ',' or '}', but got '<stream end>'",
+        "3:1: invalid YAML: the mapping opened with { at line 2, column 9 lacks a comma or "
+        "its closing } (while parsing a flow mapping expected ',' or '}', but got "
+        "'<stream end>')",
     ),
 }
 
