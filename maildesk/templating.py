@@ -40,6 +40,7 @@ from markupsafe import Markup, escape
 from maildesk.errors import ConfigError
 from maildesk.i18n import LANGUAGES, _
 from maildesk.parse import single_line
+from maildesk.templateerrors import describe_render_error, describe_syntax_error
 
 logger = logging.getLogger(__name__)
 
@@ -420,15 +421,14 @@ class Templates:
             return sources[key], str(self.root.joinpath(*pieces)), lambda: True
 
         template_name = f"{language}/{name}.j2"
+        text_environment = self._make_environment(False, load)
         try:
-            text = self._make_environment(False, load).get_template(template_name)
+            text = text_environment.get_template(template_name)
             html = self._make_environment(True, load).get_template(template_name)
         except jinja2.TemplateSyntaxError as error:
             where = self.root / (error.name or template_name)
-            raise ConfigError(
-                _("template syntax error: {message}").format(message=error.message),
-                f"{where}:{error.lineno}",
-            ) from error
+            raise ConfigError(describe_syntax_error(error, text_environment.filters),
+                              f"{where}:{error.lineno}") from error
         except jinja2.TemplateNotFound as error:
             if error.name == template_name:
                 raise ConfigError(_("the template file does not exist"),
@@ -523,7 +523,7 @@ class Templates:
                 message = _("template {name} includes {missing}, which does not exist").format(
                     name=name, missing=error.name)
             else:
-                message = _("template error: {message}").format(message=error)
+                message = describe_render_error(error, values)
             raise ConfigError(message, f"{self.root / name}:{line}") from error
 
         if not subject:

@@ -21,6 +21,7 @@ from maildesk.cli import main as cli_main
 from maildesk.config import load_config
 from maildesk.desk import Desk
 from maildesk.errors import ConfigError, ConfigErrors
+from maildesk.i18n import current_language, set_language
 from maildesk.mailbuild import Recipient, build_message
 from maildesk.notify import (
     choose_language,
@@ -812,3 +813,73 @@ def test_templates_render_shows_linked_ticket(tmp_path: Path, database_url: str)
 
     assert result.exit_code == 0, result.output
     assert "Ticket 20451 was already closed" in " ".join(result.output.split())
+
+
+# (old, new) in pl/acknowledgement.j2, the message in English, and in Polish
+EXPLAINED_ERRORS = {
+    "variable": ("{{ ticket.number }}", "{{ tiket.number }}",
+                 "template error: unknown variable 'tiket': did you mean 'ticket'? "
+                 "('tiket' is undefined)",
+                 "błąd szablonu: nieznana zmienna 'tiket': czy chodziło o 'ticket'? "
+                 "('tiket' is undefined)"),
+    "field": ("Temat: {{ ticket.subject }}", "Temat: {{ ticket.subjcet }}",
+              "template error: unknown field 'subjcet': did you mean 'ticket.subject'? "
+              "('dict object' has no attribute 'subjcet')",
+              "błąd szablonu: nieznane pole 'subjcet': czy chodziło o 'ticket.subject'? "
+              "('dict object' has no attribute 'subjcet')"),
+    "filter": ("| datetime(language)", "| datetme(language)",
+               "template syntax error: unknown filter 'datetme': did you mean 'datetime'? "
+               "(No filter named 'datetme'.)",
+               "błąd składni szablonu: nieznany filtr 'datetme': czy chodziło o "
+               "'datetime'? (No filter named 'datetme'.)"),
+    "tag": ("{% endif %}", "{% fi %}",
+            "template syntax error: {% fi %} where {% endif %} is expected: the {% if %} "
+            "above is still open",
+            "błąd składni szablonu: {% fi %} tam, gdzie powinno być {% endif %}: {% if %} "
+            "powyżej nie został zamknięty"),
+    "unclosed in a block": ("{% endif %}", "",
+                            "template syntax error: {% endblock %} where {% endif %} is "
+                            "expected: the {% if %} above is still open",
+                            "błąd składni szablonu: {% endblock %} tam, gdzie powinno być "
+                            "{% endif %}: {% if %} powyżej nie został zamknięty"),
+    "unclosed at the end": ("Pozdrawiamy\n{% endblock %}",
+                            "Pozdrawiamy\n{% endblock %}\n{% if ticket.vip %}",
+                            "template syntax error: the template ends while {% if %} is "
+                            "open: add {% endif %}",
+                            "błąd składni szablonu: szablon kończy się, a {% if %} nie "
+                            "został zamknięty: dopisz {% endif %}"),
+}
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+@pytest.mark.parametrize("case", list(EXPLAINED_ERRORS))
+def test_templates_check_explains_common_errors(template_root: Path, sample: dict[str, Any],
+                                                case: str, language: str) -> None:
+    old, new, english, polish = EXPLAINED_ERRORS[case]
+    path = template_root / "pl" / "acknowledgement.j2"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    previous = current_language()
+    set_language(language)
+    try:
+        errors = Templates(template_root).check(sample)
+    finally:
+        set_language(previous)
+
+    assert len(errors) == 1
+    assert str(errors[0].location).startswith(str(path) + ":")
+    assert errors[0].message.startswith(english if language == "en" else polish)
+
+
+def test_templates_unknown_tag_suggests_a_known_one(template_root: Path,
+                                                   sample: dict[str, Any]) -> None:
+    path = template_root / "en" / "acknowledgement.j2"
+    path.write_text(path.read_text(encoding="utf-8") + "{% incldue 'x' %}\n",
+                    encoding="utf-8")
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert "did you mean 'include'?" in errors[0].message or (
+        "czy chodziło o 'include'?" in errors[0].message)
