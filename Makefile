@@ -24,7 +24,7 @@ test: $(VENV_PYTHON)
 	PYTHON=$(VENV_PYTHON) scripts/setup-test-env.sh
 	$(VENV_PYTHON) -m ruff check maildesk tests
 	$(VENV_PYTHON) -m mypy
-	$(VENV_PYTHON) -m pytest -q
+	$(VENV_PYTHON) -m pytest -q -n auto
 
 ## lint: ruff only
 lint: $(VENV_PYTHON)
