@@ -776,6 +776,9 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
         click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
                    f"{_outbox_kind_label(row.kind):<28} {recipients:<32} "
                    f"{terminal_safe(row.subject)}")
+        if row.deferred and row.state != "sent":
+            click.echo("       " + _("still owed to: {recipients}").format(
+                recipients=terminal_safe(row.deferred)))
         if row.last_error and row.state != "sent":
             click.echo("       " + _("last error, as the server or system reported it: "
                                      "{error}").format(error=row.last_error))

@@ -160,6 +160,17 @@ def _trusted_references(database: pw.Database) -> None:
          .execute())
 
 
+def _deferred_recipients(database: pw.Database) -> None:
+    """Add Outbox.deferred: the recipients a server deferred while it took the others."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run
+
+    table = models.Outbox._meta.table_name
+    if "deferred" not in {column.name for column in database.get_columns(table)}:
+        run(SchemaMigrator.from_database(database).add_column(table, "deferred",
+                                                              models.Outbox.deferred))
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, N_("initial schema"), _initial_schema),
     (2, N_("agents and groups"), _agents_and_groups),
@@ -169,6 +180,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (6, N_("small raw mails and attachments in the database"), _stored_content),
     (7, N_("partial and fewer indexes of tickets, events and the outbox"), _leaner_indexes),
     (8, N_("trusted thread references"), _trusted_references),
+    (9, N_("recipients of outgoing mail deferred by the server"), _deferred_recipients),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -264,6 +264,10 @@ class Outbox(BaseModel):
     message_id = pw.CharField(max_length=998, unique=True)
     sender = pw.CharField(max_length=320)
     recipients = pw.TextField()
+    # The recipients still owed the mail after the server deferred them (4xx) and took the
+    # others, space separated; the next attempt goes to them alone. ``recipients`` keeps
+    # every address, which a delivery report is checked against.
+    deferred = pw.TextField(null=True)
     subject = pw.TextField(default="")
     automatic = pw.BooleanField(default=True)
     raw = pw.BlobField()  # type: ignore[assignment]  # shadows Model.raw(), unused here

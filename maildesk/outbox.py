@@ -141,7 +141,8 @@ def claim(limit: int = 50, owner: str | None = None) -> list[models.Outbox]:
 
 
 def mark_sent(row: models.Outbox, note: str | None = None) -> None:
-    statements.update(models.Outbox, row.id, state="sent", sent_at=utcnow(), last_error=note)
+    statements.update(models.Outbox, row.id, state="sent", sent_at=utcnow(), last_error=note,
+                      deferred=None)
     _log_sent(row)
 
 
@@ -156,13 +157,13 @@ def mark_all_sent(rows: list[models.Outbox]) -> None:
 
 
 def _log_sent(row: models.Outbox) -> None:
+    recipients = (row.deferred or row.recipients).strip()
     if row.ticket_id is None:
         logger.info(_("sent {message_id} ({kind}) to {recipients}").format(
-            message_id=row.message_id, kind=row.kind, recipients=row.recipients.strip()))
+            message_id=row.message_id, kind=row.kind, recipients=recipients))
         return
     logger.info(_("sent {message_id} ({kind}, ticket {ticket}) to {recipients}").format(
-        message_id=row.message_id, kind=row.kind, ticket=row.ticket_id,
-        recipients=row.recipients.strip()))
+        message_id=row.message_id, kind=row.kind, ticket=row.ticket_id, recipients=recipients))
 
 
 def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
@@ -178,6 +179,27 @@ def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
                      "retrying in {seconds} s: {error}").format(
         message_id=row.message_id, ticket=row.ticket_id or "-", attempts=row.attempts,
         seconds=int(delay.total_seconds()), error=error))
+
+
+def mark_deferred(row: models.Outbox, deferred: list[str], error: str,
+                  max_attempts: int) -> None:
+    """Keep a row due for the recipients the server deferred (4xx) while it took the rest.
+
+    The next attempt goes to ``deferred`` alone, so nobody gets the mail twice. Like any
+    retry it counts against ``max_attempts``.
+    """
+    if row.attempts >= max_attempts:
+        mark_failed(row, _("gave up on {recipients} after {attempts} attempts: {error}").format(
+            recipients=" ".join(deferred), attempts=row.attempts, error=error))
+        return
+    delay = retry_delay(row.attempts)
+    models.Outbox.update(state="pending", claimed_by=None, deferred=" ".join(deferred),
+                         last_error=error[:2000], next_attempt_at=utcnow() + delay).where(
+        models.Outbox.id == row.id).execute()
+    logger.warning(_("the server deferred {message_id} (ticket {ticket}) for {recipients} "
+                     "(attempt {attempts}), retrying for them in {seconds} s: {error}").format(
+        message_id=row.message_id, ticket=row.ticket_id or "-", recipients=" ".join(deferred),
+        attempts=row.attempts, seconds=int(delay.total_seconds()), error=error))
 
 
 def mark_postponed(rows: list[models.Outbox], error: str,
@@ -304,10 +326,11 @@ class Sender:
         # claimed but not sent go back to the queue, due at once (the daemon's stop).
         self.stop_requested: Callable[[], bool] = lambda: False
         # Rows the SMTP server accepted whose sent mark the database did not take, with
-        # the note of refused recipients: the next pass records them instead of sending
-        # them again. NOTE: they are kept in memory only, so a process that stops before
-        # the database is reachable again leaves them to be sent a second time by the next.
-        self.unrecorded: list[tuple[models.Outbox, str | None]] = []
+        # the note of refused recipients and the deferred ones: the next pass records
+        # them instead of sending them again. NOTE: they are kept in memory only, so a
+        # process that stops before the database is reachable again leaves them to be
+        # sent a second time by the next.
+        self.unrecorded: list[tuple[models.Outbox, str | None, list[str]]] = []
 
     def deliver_due(self, limit: int = 50) -> int:
         """Claim and deliver due rows until none are left; return how many were sent.
@@ -344,11 +367,19 @@ class Sender:
         return sent
 
     def _record_unrecorded(self) -> None:
-        """Mark sent the rows whose sent mark failed in an earlier pass of this process."""
+        """Record the rows whose result the database did not take in an earlier pass."""
         while self.unrecorded:
-            row, note = self.unrecorded[0]
-            mark_sent(row, note)
+            row, note, deferred = self.unrecorded[0]
+            self._record_result(row, note, deferred)
             self.unrecorded.pop(0)
+
+    def _record_result(self, row: models.Outbox, note: str | None,
+                       deferred: list[str]) -> None:
+        """Mark a row the server took sent, or due again for the recipients it deferred."""
+        if deferred:
+            mark_deferred(row, deferred, note or "", self.config.max_attempts)
+        else:
+            mark_sent(row, note)
 
     def _write_to_directory(self, rows: list[models.Outbox]) -> int:
         """Write each row to a file, then mark the written rows sent in one transaction.
@@ -439,7 +470,7 @@ class Sender:
 
     async def _send_one(self, client: aiosmtplib.SMTP, row: models.Outbox) -> int:
         """Send one row; raise _ConnectionLost after recording it when the connection broke."""
-        recipients = row.recipients.split()
+        recipients = (row.deferred or row.recipients).split()
         if not renew_claim(row):
             return 0
         faults.crash_point("during-send")
@@ -451,10 +482,13 @@ class Sender:
             for refused in error.recipients:
                 if is_address_failure(refused.code, refused.message):
                     record_bounce(refused.recipient, f"{refused.code} {refused.message}")
-            if all(refused.code >= 500 for refused in error.recipients):
+            deferred = [refused.recipient for refused in error.recipients
+                        if refused.code < 500]
+            if not deferred:
                 mark_failed(row, str(error))
             else:
-                mark_retry(row, str(error), self.config.max_attempts)
+                # The addresses refused for good are dropped; the others are tried again.
+                mark_deferred(row, deferred, str(error), self.config.max_attempts)
             return 0
         except aiosmtplib.SMTPResponseException as error:
             if error.code == SERVICE_CLOSING:
@@ -479,15 +513,18 @@ class Sender:
         note = None
         if errors:
             note = "; ".join(f"{a}: {c} {m}" for a, (c, m) in errors.items())
+        # Recipients the server deferred while it took the others (a full mailbox, "452
+        # too many recipients") are owed the mail; those refused for good are not.
+        deferred = [address for address, (code, _message) in errors.items() if code < 500]
         try:
             for address, (code, message) in errors.items():
                 if is_address_failure(code, message):
                     record_bounce(address, f"{code} {message}")
-            mark_sent(row, note)
+            self._record_result(row, note, deferred)
         except (pw.OperationalError, pw.InterfaceError) as error:
             # The server has the mail. Sending it again after the database returns would
             # deliver a second copy, so the mark waits for the next pass instead.
-            self.unrecorded.append((row, note))
+            self.unrecorded.append((row, note, deferred))
             logger.warning(_("sent {message_id} (ticket {ticket}), but the database did not "
                              "record it: {error}; it is recorded when the database is "
                              "reachable again, not sent twice").format(

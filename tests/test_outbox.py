@@ -50,6 +50,8 @@ class FaultyHandler:
         self.accepted: list[tuple[tuple[str, ...], bytes]] = []
         self.data_started = 0
         self.mail_started = 0
+        # RCPT replies by address, e.g. {"b@example.org": "452 4.2.2 Mailbox full"}.
+        self.rcpt_replies: dict[str, str] = {}
         # Called in the server's thread after a mail is accepted, before the 250 reply.
         self.on_accept: Callable[[], None] | None = None
 
@@ -66,6 +68,8 @@ class FaultyHandler:
                           options: list[str]) -> str:
         if self.mode == "closing-rcpt":
             return "421 4.7.0 Too many connections, closing"
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
         if self.mode == "policy":
             return f"554 5.7.1 <{address}>: Relay access denied"
         envelope.rcpt_tos.append(address)
@@ -600,6 +604,94 @@ def test_outbox_outage_does_not_use_up_attempts(tmp_path: Path, database_url: st
         make_due(mail)
 
     assert sender(desk).deliver_due() == 3
+
+
+def queue_to(desk: Desk, ticket: models.Ticket, *addresses: str) -> QueuedMail:
+    with database_proxy.atomic():
+        mail = queue_mail(desk, template="acknowledgement", language="pl",
+                          context={"ticket": ticket_context(desk, ticket), "linked_ticket": None},
+                          to=[Recipient(address) for address in addresses], ticket=ticket,
+                          kind="ack")
+    assert mail is not None
+    return mail
+
+
+def test_outbox_deferred_recipient_gets_the_mail_later_once(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    first, second = "admin1@example.org", "admin2@example.org"
+    mail = queue_to(desk, make_ticket(20451, "Drukarka", REQUESTER), first, second)
+    handler.rcpt_replies[second] = "452 4.2.2 Mailbox full"
+
+    sender(desk).deliver_due()
+    after_deferral = row(mail)
+    handler.rcpt_replies.clear()
+    make_due(mail)
+    sender(desk).deliver_due()
+
+    assert after_deferral.state == "pending"
+    assert after_deferral.deferred == second
+    assert "452" in after_deferral.last_error
+    assert [recipients for recipients, _content in handler.accepted] == [(first,), (second,)]
+    assert row(mail).state == "sent"
+    assert row(mail).deferred is None
+    assert row(mail).recipients.split() == [first, second]
+    assert not models.Contact.select().where(models.Contact.bounced_at.is_null(False)).exists()
+
+
+def test_outbox_cli_list_names_deferred_recipients(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    queue_to(desk, make_ticket(20451, "Drukarka", REQUESTER), "admin1@example.org",
+             "admin2@example.org")
+    handler.rcpt_replies["admin2@example.org"] = "452 4.2.2 Mailbox full"
+    sender(desk).deliver_due()
+
+    listed = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "outbox",
+                                           "list"])
+    models.open_database(desk.config.database_url, migrate=False)
+
+    assert listed.exit_code == 0, listed.output
+    assert "jeszcze do doręczenia: admin2@example.org" in listed.output
+
+
+def test_outbox_refused_and_deferred_retries_the_deferred_alone(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    gone, full = "gone@example.org", "full@example.org"
+    mail = queue_to(desk, make_ticket(20451, "Drukarka", REQUESTER), gone, full)
+    handler.rcpt_replies.update({gone: "550 5.1.1 No such user", full: "452 4.2.2 Mailbox full"})
+
+    sender(desk).deliver_due()
+    after_refusal = row(mail)
+    del handler.rcpt_replies[full]
+    make_due(mail)
+    sender(desk).deliver_due()
+
+    assert after_refusal.state == "pending"
+    assert after_refusal.deferred == full
+    assert [recipients for recipients, _content in handler.accepted] == [(full,)]
+    assert row(mail).state == "sent"
+
+
+def test_outbox_deferred_recipient_given_up_after_max_attempts(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port, max_attempts=2)
+    first, second = "admin1@example.org", "admin2@example.org"
+    mail = queue_to(desk, make_ticket(20451, "Drukarka", REQUESTER), first, second)
+    handler.rcpt_replies[second] = "452 4.2.2 Mailbox full"
+
+    for _attempt in range(3):
+        make_due(mail)
+        sender(desk).deliver_due()
+
+    assert row(mail).state == "failed"
+    assert second in row(mail).last_error
+    assert [recipients for recipients, _content in handler.accepted] == [(first,)]
 
 
 @pytest.mark.parametrize("mode", ["closing", "closing-rcpt"])
