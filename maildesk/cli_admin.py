@@ -1125,6 +1125,12 @@ def templates_check(app: Any) -> None:
                      "{language} falls back to another language").format(
             name=name, language=language), err=True)
     if errors:
+        click.echo(ngettext(
+            "{count} error in the templates; a running daemon keeps the versions it "
+            "loaded last.",
+            "{count} errors in the templates; a running daemon keeps the versions it "
+            "loaded last.",
+            len(errors)).format(count=len(errors)), err=True)
         raise SystemExit(1)
     click.echo(_("all templates render"))
 

@@ -738,6 +738,7 @@ def test_templates_check_reports_file_and_line(tmp_path: Path, database_url: str
     assert result.exit_code == 1
     assert f"{broken}:6" in result.output
     assert "no_such_field" in result.output
+    assert "1 error in the templates;" in result.output
 
 
 def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
