@@ -1149,6 +1149,7 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
                      raw: bool) -> None:
     """Print one finished mail, headers and all, without sending it."""
     from maildesk import models
+    from maildesk.escalation import preview_context
     from maildesk.mailbuild import Recipient, build_message, new_message_id
     from maildesk.notify import desk_context, sample_context, ticket_context
 
@@ -1168,6 +1169,9 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
         context["ticket"] = ticket_context(desk, ticket)
         context["linked_ticket"] = ({"number": ticket.linked_ticket_id}
                                     if ticket.linked_ticket_id else None)
+        # The sample's groups and due times name no group of this desk: the ticket's own
+        # replace them, the reason stays the sample's.
+        context.update(preview_context(desk, ticket, context["escalation"]["reason"]))
         language = language or ticket.language
         to = Recipient(ticket.requester.address, ticket.requester.name)
     context["desk"] = desk_context(desk)

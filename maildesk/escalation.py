@@ -225,6 +225,18 @@ def _sla_values(ticket: models.Ticket, target: SlaTarget, due: datetime | None,
             "due": due, "share": share}
 
 
+def preview_context(desk: Desk, ticket: models.Ticket, reason: str) -> dict[str, Any]:
+    """Return the escalation and SLA values of ``ticket`` for a preview of an SLA mail.
+
+    The values are those a warning of the resolution target would carry now: the
+    ticket's group, the group its breach would move it to, its manager and its level.
+    """
+    policy = slatrack.policy_of(desk, ticket)
+    return {**_escalation_context(desk, ticket, reason, moved=False),
+            "sla": _sla_values(ticket, SlaTarget.RESOLUTION, ticket.resolution_due,
+                               round(policy.warning_share * 100))}
+
+
 def claim_notice(ticket: models.Ticket, target: SlaTarget, kind: str,
                  due: datetime | None) -> bool:
     """Record that a notice is being sent; False when it was sent before (or by another daemon)."""

@@ -883,3 +883,21 @@ def test_templates_unknown_tag_suggests_a_known_one(template_root: Path,
     assert len(errors) == 1
     assert "did you mean 'include'?" in errors[0].message or (
         "czy chodziło o 'include'?" in errors[0].message)
+
+
+def test_templates_cli_render_sla_mail_uses_the_tickets_group(tmp_path: Path,
+                                                              database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    ticket = make_ticket(20451, "Drukarka na 2. piętrze nie drukuje",
+                         "zofia.wisniewska@example.org")
+    ticket.group = "druga-linia"
+    ticket.save()
+
+    result = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "templates",
+                                           "render", "escalation_warning", "--ticket",
+                                           "20451"])
+
+    assert result.exit_code == 0, result.output
+    # druga-linia escalates nowhere, while the sample ticket's group escalates to it.
+    assert "eskalowane do grupy" not in result.output
+    assert "Ostrzeżenie SLA (75%)" in result.output
