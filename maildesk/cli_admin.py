@@ -679,8 +679,11 @@ def contacts_language(app: Any, address: str, language: str | None) -> None:
             switched = models.Ticket.update(language=new).where(
                 models.Ticket.requester == contact.id, models.Ticket.status != "closed",
                 models.Ticket.language != new).execute()
-    logger.info(_("language of {address} set to {language} by an admin").format(
-        address=normalized, language=new or "-"))
+    if new is None:
+        logger.info(_("language of {address} cleared by an admin").format(address=normalized))
+    else:
+        logger.info(_("language of {address} set to {language} by an admin").format(
+            address=normalized, language=new))
     if new is None:
         click.echo(_("the language of {address} is cleared; the next new ticket learns it "
                      "from the mail").format(address=normalized))

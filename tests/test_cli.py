@@ -964,6 +964,9 @@ def test_contacts_language_show_set_and_clear(tmp_path: Path) -> None:
     assert after.stdout == "zofia.wisniewska@firma.example: English\n"
     assert cleared.stdout == ("wyczyszczono język zofia.wisniewska@firma.example; następne "
                               "nowe zgłoszenie ustali go z treści wiadomości\n")
+    assert ("administrator wyczyścił zapisany język zofia.wisniewska@firma.example"
+            in cleared.stderr)
+    assert " na -" not in cleared.stderr
     assert models.Contact.get(
         models.Contact.address == "zofia.wisniewska@firma.example").language is None
     assert unknown.exit_code == 1
