@@ -134,11 +134,23 @@ def sync_agents(config: Config) -> SyncReport:
     with models.database_proxy.atomic():
         report = _sync(config, write=True)
     if report != SyncReport():
-        logger.info(_("agents and groups synced: {added} added, {updated} updated, "
-                      "{deactivated} deactivated").format(
-            added=len(report.added), updated=len(report.updated),
-            deactivated=len(report.deactivated)))
+        logger.info(_("agents and groups synced; added: {added}; changed: {updated}; "
+                      "deactivated: {deactivated}").format(
+            added=_sync_labels(report.added), updated=_sync_labels(report.updated),
+            deactivated=_sync_labels(report.deactivated)))
     return report
+
+
+def _sync_labels(labels: tuple[str, ...]) -> str:
+    """Name synced rows for the log: "group siec, agent anna.nowak", or "-" for none."""
+    if not labels:
+        return "-"
+    named = []
+    for label in labels:
+        kind, _separator, name = label.partition(":")
+        named.append(_("group {name}").format(name=name) if kind == "group"
+                     else _("agent {name}").format(name=name))
+    return ", ".join(named)
 
 
 def _sync(config: Config, write: bool) -> SyncReport:

@@ -25,7 +25,7 @@ from maildesk.agents import (
 from maildesk.cli import main
 from maildesk.config import load_config
 from maildesk.errors import ConfigError
-from maildesk.i18n import set_language
+from maildesk.i18n import current_language, set_language
 
 
 def settings_from(tmp_path: Path, commands: object):  # type: ignore[no-untyped-def]
@@ -116,6 +116,24 @@ def test_sync_deactivates_removed_agent(tmp_path: Path, database_url: str) -> No
     assert agent_by_address("marek.zielinski@example.com") is None
     assert models.Agent.get(models.Agent.login == "ewa.nowak").commands is False
     assert desk.config.agents[0].login == "marek.zielinski"
+
+
+def test_sync_logs_what_it_changed_by_name(tmp_path: Path, database_url: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    make_desk(tmp_path, database_url)
+    config = load_config(write_config(tmp_path, database_url, agents=[
+        {"login": "ewa.nowak", "name": "Ewa Nowak", "addresses": ["ewa.nowak@example.com"],
+         "groups": ["druga-linia"], "commands": False}]))
+    previous = current_language()
+    set_language("pl")
+    try:
+        with caplog.at_level(logging.INFO, logger="maildesk.agents"):
+            sync_agents(config)
+    finally:
+        set_language(previous)
+
+    assert ("zsynchronizowano konsultantów i grupy; dodano: -; zmieniono: konsultant "
+            "ewa.nowak; wyłączono: konsultant marek.zielinski") in caplog.text
 
 
 def test_sync_reactivates_agent(tmp_path: Path, database_url: str) -> None:
