@@ -434,12 +434,21 @@ def load_config(path: Path) -> Config:
         parse_ahead=parse_ahead,
         raw=document,
     )
+    from maildesk.agents import check_command_settings
     from maildesk.slaconfig import service_levels_of
 
-    service_levels_of(config)  # checks 'calendar', 'priority' and 'sla' with file:line
-    from maildesk.agents import check_command_settings
-
-    check_command_settings(config)  # checks 'commands' with file:line
+    # 'calendar', 'priority', 'sla' and 'commands', each error with file:line.
+    for check in (service_levels_of, check_command_settings):
+        try:
+            check(config)
+        except ConfigErrors as errors:
+            problems.extend(errors.errors)
+        except ConfigError as error:
+            problems.append(error)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigErrors(problems)
     return config
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maildesk.business_calendar import (
@@ -29,7 +29,7 @@ from maildesk.business_calendar import (
     parse_working_hours,
 )
 from maildesk.config import _Section
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.i18n import _
 from maildesk.sla import (
     DEFAULT_WARNING_SHARE,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from maildesk.desk import Desk
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TICKET_TYPES = ("incident", "service_request")
 NOTIFIED_STATUSES = ("assigned", "pending", "resolved", "closed", "reopened")
@@ -391,39 +392,68 @@ def _categories(section: _Section) -> Mapping[str, tuple[str, ...]]:
 
 
 def load_service_levels(config: Config) -> ServiceLevels:
-    """Read the calendar, priority and SLA sections; raise ConfigError naming file:line."""
+    """Read the calendar, priority and SLA sections; raise ConfigError naming file:line.
+
+    Every setting is read even after one fails, and all the mistakes are raised together
+    (ConfigErrors), so an admin fixes them in one round.
+    """
     root = config.raw
     if root is None:
         return ServiceLevels(calendar=BusinessCalendar(timezone=config.desk.timezone))
 
-    calendar = _calendar(root, config.desk.timezone)
-    matrix = _matrix(root)
+    problems: list[ConfigError] = []
+
+    def read(reader: Callable[[], _T], default: _T) -> _T:
+        try:
+            return reader()
+        except ConfigErrors as errors:
+            problems.extend(errors.errors)
+        except ConfigError as error:
+            problems.append(error)
+        return default
+
+    calendar = read(lambda: _calendar(root, config.desk.timezone), BusinessCalendar())
+    matrix = read(lambda: _matrix(root), PriorityMatrix())
     section = _section(root, "sla", "sla")
+    warning_share = read(lambda: _warning_share(section), DEFAULT_WARNING_SHARE)
+    groups = frozenset(group.name for group in config.groups)
+    defaults = ServiceLevels(calendar=calendar)
+    levels = ServiceLevels(
+        calendar=calendar,
+        matrix=matrix,
+        policies=read(lambda: _policies(section, calendar, warning_share, groups),
+                      defaults.policies),
+        warning_share=warning_share,
+        escalation=read(lambda: _escalation(section), defaults.escalation),
+        pending=read(lambda: _pending(section), defaults.pending),
+        auto_close_after=read(lambda: _duration(section, "auto_close_after",
+                                                timedelta(days=5), allow_never=True),
+                              defaults.auto_close_after),
+        thanks_phrases=read(lambda: _text_list(section, "thanks_phrases",
+                                               DEFAULT_THANKS_PHRASES),
+                            defaults.thanks_phrases),
+        notify_requester=read(lambda: _notified(section), defaults.notify_requester),
+        categories=read(lambda: _categories(section), defaults.categories),
+        check_interval=read(lambda: _duration(section, "check_interval",
+                                              timedelta(minutes=1)),
+                            None) or timedelta(minutes=1),
+    )
+    read(section.finish, None)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigErrors(problems)
+    return levels
+
+
+def _warning_share(section: _Section) -> float:
     warning_share = section.get("warning_share", DEFAULT_WARNING_SHARE)
     if isinstance(warning_share, bool) or not isinstance(warning_share, int | float) or not (
             0 < warning_share < 1):
         raise section.error("warning_share", _(
             "invalid warning share {value!r}: use a number between 0 and 1, such as 0.75"
         ).format(value=warning_share))
-
-    groups = frozenset(group.name for group in config.groups)
-    levels = ServiceLevels(
-        calendar=calendar,
-        matrix=matrix,
-        policies=_policies(section, calendar, float(warning_share), groups),
-        warning_share=float(warning_share),
-        escalation=_escalation(section),
-        pending=_pending(section),
-        auto_close_after=_duration(section, "auto_close_after", timedelta(days=5),
-                                   allow_never=True),
-        thanks_phrases=_text_list(section, "thanks_phrases", DEFAULT_THANKS_PHRASES),
-        notify_requester=_notified(section),
-        categories=_categories(section),
-        check_interval=_duration(section, "check_interval", timedelta(minutes=1))
-        or timedelta(minutes=1),
-    )
-    section.finish()
-    return levels
+    return float(warning_share)
 
 
 # Tests open many desks in one process; a running daemon has one configuration.

@@ -365,3 +365,24 @@ def test_config_agents_not_checked_against_broken_groups(tmp_path: Path) -> None
 
     assert not isinstance(error, ConfigErrors)
     assert "'groups' must be a list" in str(error)
+
+
+def test_config_reports_the_mistakes_of_every_later_section_together(tmp_path: Path) -> None:
+    # Each of these once needed a run of its own: the SLA settings stopped at the first
+    # mistake, and the commands section was read only when they were right.
+    error = _error(tmp_path, """\
+desk:
+  address: helpdesk@example.com
+  timezone: Europe/Warszawa
+sla:
+  warning_share: 2
+  auto_close_after: soon
+commands:
+  stranger_tag: maybe
+""")
+
+    assert isinstance(error, ConfigErrors)
+    where = {str(item.location).rsplit(":", 2)[-2] for item in error.errors}
+    assert where == {"3", "5", "6", "8"}
+    assert "unknown time zone 'Europe/Warszawa'" in str(error)
+    assert "invalid warning share 2" in str(error)
