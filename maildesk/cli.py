@@ -225,8 +225,10 @@ def _register_subcommands() -> None:
         main.add_command(command)
 
     from maildesk.cli_agents import agents
+    from maildesk.cli_report import report
 
     main.add_command(agents)
+    main.add_command(report)
 
 
 _register_subcommands()
