@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import peewee as pw
@@ -189,8 +190,9 @@ def mark_deferred(row: models.Outbox, deferred: list[str], error: str,
     retry it counts against ``max_attempts``.
     """
     if row.attempts >= max_attempts:
+        # The failed row keeps the list, so "outbox retry" sends to them alone too.
         mark_failed(row, _("gave up on {recipients} after {attempts} attempts: {error}").format(
-            recipients=" ".join(deferred), attempts=row.attempts, error=error))
+            recipients=" ".join(deferred), attempts=row.attempts, error=error), deferred)
         return
     delay = retry_delay(row.attempts)
     models.Outbox.update(state="pending", claimed_by=None, deferred=" ".join(deferred),
@@ -243,9 +245,12 @@ def release(rows: list[models.Outbox]) -> None:
                          len(rows)).format(count=len(rows)))
 
 
-def mark_failed(row: models.Outbox, error: str) -> None:
-    models.Outbox.update(state="failed", claimed_by=None, last_error=error[:2000]).where(
-        models.Outbox.id == row.id).execute()
+def mark_failed(row: models.Outbox, error: str, deferred: list[str] | None = None) -> None:
+    """Mark a row failed; ``deferred`` replaces the recipients still owed the mail."""
+    values: dict[str, Any] = {"state": "failed", "claimed_by": None, "last_error": error[:2000]}
+    if deferred is not None:
+        values["deferred"] = " ".join(deferred)
+    models.Outbox.update(**values).where(models.Outbox.id == row.id).execute()
     logger.error(_("sending {message_id} (ticket {ticket}) failed permanently: {error}").format(
         message_id=row.message_id, ticket=row.ticket_id or "-", error=error))
 

@@ -694,6 +694,27 @@ def test_outbox_deferred_recipient_given_up_after_max_attempts(
     assert [recipients for recipients, _content in handler.accepted] == [(first,)]
 
 
+def test_outbox_retry_after_deferral_given_up_skips_served(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
+    # The first attempt is the last one: the row fails while admin1 has the mail already.
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port, max_attempts=1)
+    first, second = "admin1@example.org", "admin2@example.org"
+    mail = queue_to(desk, make_ticket(20451, "Drukarka", REQUESTER), first, second)
+    handler.rcpt_replies[second] = "452 4.2.2 Mailbox full"
+    sender(desk).deliver_due()
+    handler.rcpt_replies.clear()
+
+    retried = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "outbox",
+                                            "retry", str(mail.outbox_id)])
+    models.open_database(desk.config.database_url, migrate=False)
+    sender(desk).deliver_due()
+
+    assert retried.exit_code == 0, retried.output
+    assert [recipients for recipients, _content in handler.accepted] == [(first,), (second,)]
+    assert row(mail).state == "sent"
+
+
 @pytest.mark.parametrize("mode", ["closing", "closing-rcpt"])
 def test_outbox_421_waits_like_an_outage(tmp_path: Path, database_url: str,
                                          faulty_smtp: tuple[FaultyHandler, int],
