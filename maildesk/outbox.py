@@ -312,6 +312,22 @@ class _ServiceClosing(Exception):
         self.error = error
 
 
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, keeping the last 421 reply it got.
+
+    aiosmtplib closes the connection on a 421. A 421 to one RCPT of several is then
+    seen only as the next RCPT or DATA failing with "Server not connected".
+    """
+
+    closing_reply: str | None = None
+
+    async def execute_command(self, *args: bytes, **options: Any) -> aiosmtplib.SMTPResponse:
+        response = await super().execute_command(*args, **options)
+        if response.code == SERVICE_CLOSING:
+            self.closing_reply = f"{response.code} {response.message}"
+        return response
+
+
 class Sender:
     """Delivers claimed rows through one SMTP connection per batch, or into a folder."""
 
@@ -420,9 +436,9 @@ class Sender:
         mark_all_sent(written)
         return len(written)
 
-    def _client(self) -> aiosmtplib.SMTP:
+    def _client(self) -> _Client:
         config = self.config
-        return aiosmtplib.SMTP(
+        return _Client(
             hostname=config.host,
             port=config.port,
             use_tls=config.security == "tls",
@@ -473,7 +489,7 @@ class Sender:
                 client.close()
         return sent
 
-    async def _send_one(self, client: aiosmtplib.SMTP, row: models.Outbox) -> int:
+    async def _send_one(self, client: _Client, row: models.Outbox) -> int:
         """Send one row; raise _ConnectionLost after recording it when the connection broke."""
         recipients = (row.deferred or row.recipients).split()
         if not renew_claim(row):
@@ -505,6 +521,9 @@ class Sender:
             return 0
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 aiosmtplib.SMTPConnectError, OSError) as error:
+            if client.closing_reply is not None:
+                # A 421 to an earlier RCPT of this mail closed the connection.
+                raise _ServiceClosing(client.closing_reply) from error
             # Counted against this mail: a mail that the server drops the connection on
             # or times out on each time is given up after max_attempts.
             description = str(error) or type(error).__name__

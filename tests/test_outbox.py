@@ -743,6 +743,27 @@ def test_outbox_421_waits_like_an_outage(tmp_path: Path, database_url: str,
     assert len(handler.accepted) == 3
 
 
+@pytest.mark.parametrize("closing_recipient", ["admin1@example.org", "admin2@example.org"])
+def test_outbox_421_to_one_recipient_waits_like_an_outage(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int],
+        closing_recipient: str) -> None:
+    # aiosmtplib closes the connection on a 421, so the failure that reaches maildesk is
+    # the next RCPT or DATA finding no connection.
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port, max_attempts=2)
+    mail = queue_to(desk, make_ticket(20451, "Drukarka", REQUESTER), "admin1@example.org",
+                    "admin2@example.org")
+    handler.rcpt_replies[closing_recipient] = "421 4.7.0 Too many connections, closing"
+
+    for _attempt in range(3):
+        make_due(mail)
+        assert sender(desk).deliver_due() == 0
+
+    assert row(mail).state == "pending"
+    assert "421" in row(mail).last_error
+    assert handler.accepted == []
+
+
 def test_outbox_down_server_tried_once_per_pass(tmp_path: Path, database_url: str,
                                                  smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
