@@ -305,11 +305,14 @@ class _ServiceClosing(Exception):
 
     The reply is about the server, not the mail: the row that got it and the rows after
     it wait as for an unreachable server, and no attempt is counted against the row.
+    ``after_data`` marks a 421 to DATA, which a filter that judged the mail's content
+    may send too.
     """
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, after_data: bool = False) -> None:
         super().__init__(error)
         self.error = error
+        self.after_data = after_data
 
 
 class _Client(aiosmtplib.SMTP):
@@ -472,7 +475,13 @@ class Sender:
                 try:
                     sent += await self._send_one(client, row)
                 except _ServiceClosing as closing:
-                    mark_postponed(rows[index:], closing.error)
+                    if closing.after_data:
+                        # The mail may be what the server refuses, so it waits alone and
+                        # the rest go first in the next pass, as after a dropped connection.
+                        mark_postponed([row], closing.error)
+                        mark_postponed(rows[index + 1:], closing.error, delay=timedelta(0))
+                    else:
+                        mark_postponed(rows[index:], closing.error)
                     self.unreachable = True
                     break
                 except _ConnectionLost as lost:
@@ -513,7 +522,9 @@ class Sender:
             return 0
         except aiosmtplib.SMTPResponseException as error:
             if error.code == SERVICE_CLOSING:
-                raise _ServiceClosing(f"{error.code} {error.message}") from error
+                raise _ServiceClosing(f"{error.code} {error.message}",
+                                      after_data=isinstance(error, aiosmtplib.SMTPDataError)
+                                      ) from error
             if error.code >= 500:
                 mark_failed(row, f"{error.code} {error.message}")
             else:

@@ -47,6 +47,8 @@ class FaultyHandler:
         self.mode = "accept"
         # A mail containing these bytes makes the server drop the connection in any mode.
         self.poison: bytes | None = None
+        # A mail containing these bytes gets a 421 after its content, as from a filter.
+        self.suspicious: bytes | None = None
         self.accepted: list[tuple[tuple[str, ...], bytes]] = []
         self.data_started = 0
         self.mail_started = 0
@@ -84,6 +86,8 @@ class FaultyHandler:
         if self.mode == "drop" or poisoned:
             server.transport.abort()
             return "421 4.3.0 Connection lost"
+        if self.suspicious is not None and self.suspicious in (envelope.original_content or b""):
+            return "421 4.7.0 Message looks suspicious, try again later"
         if self.mode == "content":
             return "554 5.6.0 Message content rejected"
         self.accepted.append((tuple(envelope.rcpt_tos), envelope.original_content or b""))
@@ -741,6 +745,24 @@ def test_outbox_421_waits_like_an_outage(tmp_path: Path, database_url: str,
 
     assert sender(desk).deliver_due() == 3
     assert len(handler.accepted) == 3
+
+
+def test_outbox_421_after_one_mail_blocks_no_other(
+        tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
+    # A filter answers 421 to the content of the first mail each time it is sent.
+    handler, port = faulty_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    mails = [queue(desk, make_ticket(20451 + index, "Drukarka", REQUESTER))
+             for index in range(3)]
+    handler.suspicious = mails[0].message_id.encode()
+
+    sender(desk).deliver_due()
+    sender(desk).deliver_due()
+
+    assert [row(mail).state for mail in mails] == ["pending", "sent", "sent"]
+    assert row(mails[0]).next_attempt_at > utcnow()
+    assert "421" in row(mails[0]).last_error
+    assert len(handler.accepted) == 2
 
 
 @pytest.mark.parametrize("closing_recipient", ["admin1@example.org", "admin2@example.org"])
