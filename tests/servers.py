@@ -134,8 +134,12 @@ class Dovecot:
     """
 
     def __init__(self, workdir: Path | str, *, tls: bool = False, host: str = HOST,
-                 auth_outage: bool = False) -> None:
-        """``auth_outage`` lets ``fail_logins`` make a user's logins fail temporarily."""
+                 auth_outage: bool = False, max_userip_connections: int = 100) -> None:
+        """``auth_outage`` lets ``fail_logins`` make a user's logins fail temporarily.
+
+        Past ``max_userip_connections`` of one user from one address, Dovecot refuses
+        the login with ``NO [LIMIT]``.
+        """
         self.workdir = Path(workdir).resolve()
         if len(str(self.workdir)) > MAX_DOVECOT_WORKDIR_LENGTH:
             raise ValueError(
@@ -150,6 +154,7 @@ class Dovecot:
         self.cafile: Path | None = None
         self.rootless = os.geteuid() != 0
         self.auth_outage = auth_outage
+        self.max_userip_connections = max_userip_connections
         self._auth_down_dir = self.workdir / "auth-down"
 
         self._process: subprocess.Popen[bytes] | None = None
@@ -314,7 +319,7 @@ class Dovecot:
             "auth_mechanisms = plain login xoauth2 oauthbearer\n"
             "auth_failure_delay = 0\n"
             # Tests open many connections per user, and the default limit is 10.
-            "mail_max_userip_connections = 100\n"
+            f"mail_max_userip_connections = {self.max_userip_connections}\n"
             "mail_location = maildir:~/Maildir\n"
             "mail_fsync = never\n"
             # IDLE learns of new mail from inotify; where a busy machine has run out of

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import shlex
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -177,6 +180,80 @@ def test_imap_temporary_login_failure_is_retried(tmp_path: Path, database_url: s
     warnings = [record.getMessage() for record in caplog.records]
     assert any("failed temporarily" in warning for warning in warnings)
     assert any("[UNAVAILABLE]" in warning for warning in warnings)
+
+
+@pytest.fixture
+def single_connection_account(dovecot: Dovecot) -> Iterator[ImapAccount]:
+    """A user on a private Dovecot that lets one user log in once per address at a time."""
+    server = Dovecot(tempfile.mkdtemp(prefix="dv-"), max_userip_connections=1)
+    server.start()
+    yield ImapAccount(server, new_imap_username())
+    server.cleanup()
+
+
+def test_imap_login_over_connection_limit_is_retried(
+        tmp_path: Path, database_url: str, single_connection_account, smtp, monkeypatch) -> None:
+    # Dovecot replies NO [LIMIT] while a mail client holds the only connection allowed.
+    account = single_connection_account
+    desk = imap_desk(tmp_path, database_url, account, smtp, monkeypatch)
+    account.append(mail())
+    mail_client = ExitStack()
+    mail_client.enter_context(account.client())
+    daemon = build_daemon(desk)
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        mail_client.close()
+
+    monkeypatch.setattr(daemon, "_sleep", pause)
+    with mail_client:
+        handled = daemon.run(once=True)
+
+    assert handled == 1
+    assert pauses == [1.0]
+
+
+@pytest.fixture
+def closing_imap_port() -> Iterator[int]:
+    """A port where an IMAP server greets, then answers LOGIN with BYE, as when it stops."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stopped = threading.Event()
+
+    def serve() -> None:
+        while not stopped.is_set():
+            try:
+                connection, _address = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+                for line in connection.makefile("rb"):
+                    if b" LOGIN " in line.upper():
+                        connection.sendall(b"* BYE Server shutting down.\r\n")
+                        break
+                    tag = line.split(b" ", 1)[0]
+                    connection.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag
+                                       + b" OK done\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stopped.set()
+    thread.join()
+    listener.close()
+
+
+def test_imap_login_cut_by_bye_is_temporary(tmp_path: Path, database_url: str, imap_account,
+                                            smtp, monkeypatch, closing_imap_port) -> None:
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch,
+                     port=closing_imap_port)
+    daemon = build_daemon(desk)
+    monkeypatch.setattr(daemon, "_sleep", lambda seconds: None)
+
+    with pytest.raises(TemporaryError, match="shutting down"):
+        daemon.run(once=True)
 
 
 def test_imap_missing_folder_lists_the_real_ones(tmp_path: Path, database_url: str,

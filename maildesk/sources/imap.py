@@ -10,6 +10,7 @@ awaited with IDLE where the server offers it, otherwise by polling.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import socket
 import ssl
@@ -43,6 +44,24 @@ def _server_text(error: Exception) -> str:
     return text
 
 
+# RFC 5530 response codes of a refused login that do not blame the credentials:
+# UNAVAILABLE (a subsystem is down; Dovecot 2.3 when its authentication backend fails),
+# LIMIT (Dovecot 2.3 past mail_max_userip_connections) and INUSE (in use elsewhere).
+_TEMPORARY_LOGIN_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]")
+
+
+def _is_temporary_login_failure(error: LoginError) -> bool:
+    """Tell whether a failed login may succeed later with the same credentials.
+
+    imapclient raises LoginError for any error during LOGIN or AUTHENTICATE, also for a
+    connection that the server closed (BYE) or lost, which it chains as the context.
+    """
+    if isinstance(error.__context__, imaplib.IMAP4.abort):
+        return True
+    text = _server_text(error).upper()
+    return any(code in text for code in _TEMPORARY_LOGIN_CODES)
+
+
 class ImapSource:
     def __init__(self, config: ImapConfig) -> None:
         self.config = config
@@ -59,15 +78,14 @@ class ImapSource:
         """Connect, log in and select the folder.
 
         A rejected login, an untrusted certificate or a missing folder raises ConfigError:
-        retrying cannot help until the admin changes the configuration. A login refused
-        with the response code UNAVAILABLE raises SourceError, to be retried.
+        retrying cannot help until the admin changes the configuration. A login that
+        failed for a passing reason (``_is_temporary_login_failure``) raises SourceError,
+        to be retried.
         """
         try:
             return self._open()
         except LoginError as error:
-            if "[UNAVAILABLE]" in _server_text(error).upper():
-                # RFC 5530: a subsystem of the server is down, the credentials may be
-                # right. Dovecot 2.3 answers so when its authentication backend fails.
+            if _is_temporary_login_failure(error):
                 raise SourceError(_("IMAP login as {user} on {host}:{port} failed temporarily "
                                     "({error})").format(
                     user=self.config.username, host=self.config.host, port=self.config.port,
