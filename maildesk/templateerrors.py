@@ -90,18 +90,21 @@ def describe_syntax_error(error: jinja2.TemplateSyntaxError,
     unknown_filter = _UNKNOWN_FILTER.match(message)
     unknown_tag = _UNKNOWN_TAG.match(message)
     open_block = _OPEN_BLOCK.search(message)
+    tag = unknown_tag.group("tag") if unknown_tag is not None else ""
+    # A misspelt tag ({% esle %}) is named as such, even inside an open block.
+    close_tag = _closest(tag, [known for known in _KNOWN_TAGS if known != tag])
     if unknown_filter is not None:
         name = unknown_filter.group("name")
         explanation = _with_suggestion(_("unknown filter '{name}'").format(name=name),
                                        _closest(name, filters))
-    elif unknown_tag is not None and open_block is not None:
+    elif unknown_tag is not None and open_block is not None and (
+            tag in _KNOWN_TAGS or close_tag is None):
         explanation = _("{{% {tag} %}} where {{% end{block} %}} is expected: the "
                         "{{% {block} %}} above is still open").format(
-            tag=unknown_tag.group("tag"), block=open_block.group("block"))
+            tag=tag, block=open_block.group("block"))
     elif unknown_tag is not None:
-        tag = unknown_tag.group("tag")
         explanation = _with_suggestion(_("unknown tag {{% {tag} %}}").format(tag=tag),
-                                       _closest(tag, _KNOWN_TAGS))
+                                       close_tag)
     elif message.startswith("Unexpected end of template") and open_block is not None:
         block = open_block.group("block")
         explanation = _("the template ends while {{% {block} %}} is open: add "

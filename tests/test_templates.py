@@ -837,6 +837,11 @@ EXPLAINED_ERRORS = {
             "above is still open",
             "błąd składni szablonu: {% fi %} tam, gdzie powinno być {% endif %}: {% if %} "
             "powyżej nie został zamknięty"),
+    "typo in a tag inside an if": ("{% endif %}", "{% esle %}\n{% endif %}",
+                                   "template syntax error: unknown tag {% esle %}: did you "
+                                   "mean 'else'?",
+                                   "błąd składni szablonu: nieznany znacznik {% esle %}: czy "
+                                   "chodziło o 'else'?"),
     "unclosed in a block": ("{% endif %}", "",
                             "template syntax error: {% endblock %} where {% endif %} is "
                             "expected: the {% if %} above is still open",
