@@ -153,9 +153,22 @@ _EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def _explain(error: yaml.MarkedYAMLError) -> str:
+def _explain(error: yaml.MarkedYAMLError, text: str) -> str:
     """Return the ConfigError text for a PyYAML syntax error, explained where it is known."""
     problem = " ".join(part for part in (error.context, error.problem) if part)
+    mark = error.problem_mark
+    if problem == "mapping values are not allowed here" and mark is not None:
+        lines = text.splitlines()
+        before = lines[mark.line][:mark.column] if mark.line < len(lines) else ""
+        if ":" not in before:
+            # The colon is the first of its line, so the line is read as the rest of the
+            # value above it: the line is indented too deep, or the line above lacks its
+            # colon. A colon inside a value ("subject: Re: printer") has one before it.
+            return _("invalid YAML: {explanation} ({problem})").format(
+                explanation=_("line {line} is read as part of the value above it: indent it "
+                              "like the key above, or add the colon that the line above "
+                              "lacks").format(line=mark.line + 1),
+                problem=problem)
     if "'\\t'" in problem:
         # PyYAML's words for the most common slip of all, which it leaves unexplained.
         return _("invalid YAML: a tab character; YAML indents with spaces only, so replace "
@@ -179,7 +192,7 @@ def load_yaml_text(text: str, path: str) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         location = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise ConfigError(_explain(error), location) from error
+        raise ConfigError(_explain(error, text), location) from error
     except yaml.YAMLError as error:
         raise ConfigError(_("invalid YAML: {problem}").format(problem=error), path) from error
     finally:

@@ -31,6 +31,14 @@ CASES = {
         "- name: vpn\n  then:\n    subject: Re: VPN\n", "10-vpn.yaml:3:16",
         'put the value in quotes, e.g. subject: "Re: printer"',
         'ujmij wartość w cudzysłów, np. subject: "Re: drukarka"'),
+    "line indented too deep": (
+        "- name: vpn\n    when: {subject: vpn}\n", "10-vpn.yaml:2:9",
+        "line 2 is read as part of the value above it",
+        "wiersz 2 jest czytany jako dalszy ciąg wartości z wiersza wyżej"),
+    "colon missing above": (
+        "- name vpn\n  when: {subject: vpn}\n", "10-vpn.yaml:2:7",
+        "add the colon that the line above lacks",
+        "dopisz dwukropek, którego brakuje w wierszu wyżej"),
     "key without colon": (
         "- name: vpn\n  when\n  then: {group: siec}\n", "10-vpn.yaml:3:3",
         "line 2 has no colon", "w wierszu 2 brakuje dwukropka"),
