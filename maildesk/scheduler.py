@@ -184,8 +184,9 @@ class Scheduler:
         # have sent this reminder since and set the next one's due time.
         due = aware(ticket.pending_reminder_due)
         if due is not None and due > now:
-            logger.info("ticket %s: reminder sent by another scheduler run, next due %s",
-                        ticket.id, due.isoformat())
+            logger.info(_("ticket {number}: the reminder was sent by another scheduler run, "
+                          "the next one is due {due}").format(
+                number=ticket.id, due=self.desk.local_time(due)))
             return []
         if ticket.reminders_sent >= settings.max_reminders:
             ticket.pending_reminder_due = None
