@@ -525,6 +525,13 @@ class Templates:
             else:
                 message = describe_render_error(error, values)
             raise ConfigError(message, f"{self.root / name}:{line}") from error
+        except (ArithmeticError, TypeError, ValueError, AttributeError, LookupError) as error:
+            # Python's own errors inside a template expression ({{ 1 / 0 }}, a filter
+            # given the wrong type): the admin's template is at fault, not the mail.
+            name, line = _error_location(error, self.root, template_name)
+            message = _("template error: {message}").format(
+                message=f"{type(error).__name__}: {error}")
+            raise ConfigError(message, f"{self.root / name}:{line}") from error
 
         if not subject:
             raise ConfigError(_("the subject block renders empty"),

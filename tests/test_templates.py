@@ -906,3 +906,20 @@ def test_templates_cli_render_sla_mail_uses_the_tickets_group(tmp_path: Path,
     # druga-linia escalates nowhere, while the sample ticket's group escalates to it.
     assert "eskalowane do grupy" not in result.output
     assert "Ostrzeżenie SLA (75%)" in result.output
+
+
+@pytest.mark.parametrize("expression", ["{{ 1 / 0 }}", "{{ ticket.number + 'x' }}",
+                                        "{{ 'jutro' | datetime }}"])
+def test_templates_check_reports_python_errors_of_an_expression(
+        template_root: Path, sample: dict[str, Any], expression: str) -> None:
+    path = template_root / "pl" / "acknowledgement.j2"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("Temat: {{ ticket.subject }}",
+                                 f"Temat: {{{{ ticket.subject }}}} {expression}", 1),
+                    encoding="utf-8")
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert str(errors[0].location).startswith(f"{path}:")
+    assert "Error" in errors[0].message
