@@ -204,25 +204,36 @@ def mark_deferred(row: models.Outbox, deferred: list[str], error: str,
         attempts=row.attempts, seconds=int(delay.total_seconds()), error=error))
 
 
+def outage_delay(age: timedelta) -> timedelta:
+    """Return the wait while the server as a whole fails: half the mail's time in the queue.
+
+    The wait grows with the outage, from 30 s up to 4 hours, as an MTA's queue backs off,
+    without counting the mail's attempts, which such a failure does not use up.
+    """
+    return min(max(age / 2, FIRST_RETRY), MAX_RETRY)
+
+
 def mark_postponed(rows: list[models.Outbox], error: str,
                    delay: timedelta | None = None) -> None:
     """Put rows back in the queue after a failure of the whole server, with one log line.
 
-    Such a failure is not caused by the mails, so a row is given up only once it is
-    older than MAX_QUEUE_AGE, not after ``max_attempts``. Without ``delay``, each row
-    waits the backoff of its attempts.
+    Such a failure is not caused by the mails: the attempt their claim counted is taken
+    back, and a row is given up only once it is older than MAX_QUEUE_AGE, not after
+    ``max_attempts``. Without ``delay``, each row waits ``outage_delay`` of its age.
     """
     if not rows:
         return
     now = utcnow()
     waiting = []
     for row in rows:
-        if row.created_at is not None and now - row.created_at >= MAX_QUEUE_AGE:
+        age = now - row.created_at if row.created_at is not None else timedelta(0)
+        if age >= MAX_QUEUE_AGE:
             mark_failed(row, _("gave up after {days} days in the queue: {error}").format(
                 days=MAX_QUEUE_AGE.days, error=error))
             continue
-        row_delay = retry_delay(row.attempts) if delay is None else delay
+        row_delay = outage_delay(age) if delay is None else delay
         models.Outbox.update(state="pending", claimed_by=None, last_error=error[:2000],
+                             attempts=max(row.attempts - 1, 0),
                              next_attempt_at=now + row_delay).where(
             models.Outbox.id == row.id).execute()
         waiting.append(row_delay)
@@ -238,7 +249,9 @@ def release(rows: list[models.Outbox]) -> None:
     """Give claimed rows back to the queue as they were, due at once: nothing failed."""
     if not rows:
         return
-    models.Outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow()).where(
+    untried = pw.Case(None, [(models.Outbox.attempts > 0, models.Outbox.attempts - 1)], 0)
+    models.Outbox.update(state="pending", claimed_by=None, next_attempt_at=utcnow(),
+                         attempts=untried).where(
         models.Outbox.id.in_([row.id for row in rows])).execute()
     logger.info(ngettext("{count} mail stays in the outbox for the next start",
                          "{count} mails stay in the outbox for the next start",

@@ -31,7 +31,7 @@ from maildesk.i18n import gettext_for
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy, utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
-from maildesk.outbox import Sender
+from maildesk.outbox import Sender, outage_delay
 
 REQUESTER = "zofia.wisniewska@example.org"
 SMTP_PASSWORD_VARIABLE = "MAILDESK_TEST_SMTP_PASSWORD"
@@ -169,7 +169,7 @@ def test_outbox_directory_failure_retried(tmp_path: Path, database_url: str) -> 
     assert row(first).state == "pending"
     assert row(second).state == "pending"
     assert str(target) in row(first).last_error
-    assert row(first).attempts == 1
+    assert row(first).attempts == 0  # the folder failed, not the mail
 
     target.unlink()
     make_due(first)
@@ -282,7 +282,7 @@ def test_outbox_untrusted_certificate_keeps_mail(tmp_path: Path, database_url: s
 
     assert sent == 0
     assert row(mail).state == "pending"
-    assert row(mail).attempts == 1
+    assert row(mail).attempts == 0
 
 
 # --------------------------------------------------------------------------- failures
@@ -576,7 +576,7 @@ def test_outbox_dropping_mail_blocks_no_other(tmp_path: Path, database_url: str,
     assert first == 0
     assert second == 1
     assert row(other).state == "sent"
-    assert row(other).attempts == 2
+    assert row(other).attempts == 1  # sent on its only real try
     assert row(poison).state == "failed"
     assert row(poison).attempts == 3
 
@@ -598,7 +598,7 @@ def test_outbox_outage_does_not_use_up_attempts(tmp_path: Path, database_url: st
             sender(desk).deliver_due()
 
     assert [row(mail).state for mail in mails] == ["pending"] * 3
-    assert all(row(mail).attempts == 4 for mail in mails)
+    assert all(row(mail).attempts == 0 for mail in mails)
     waits = [record for record in caplog.records if "wait for the next attempt" in
              record.getMessage() or "czekają na kolejną próbę" in record.getMessage()]
     assert len(waits) == 4
@@ -786,6 +786,33 @@ def test_outbox_421_to_one_recipient_waits_like_an_outage(
     assert handler.accepted == []
 
 
+def test_outbox_long_outage_leaves_every_attempt_for_later(
+        tmp_path: Path, database_url: str, smtp) -> None:
+    """After ten passes against a down server, a 451 is retried, not given up."""
+    desk = smtp_desk(tmp_path, database_url, smtp.port, max_attempts=2)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.down()
+    for _attempt in range(10):
+        make_due(mail)
+        sender(desk).deliver_due()
+    smtp.up()
+    smtp.fail_temporarily("rcpt")
+
+    make_due(mail)
+    sender(desk).deliver_due()
+
+    assert row(mail).state == "pending"
+    assert row(mail).attempts == 1
+    assert "451" in row(mail).last_error
+
+
+@pytest.mark.parametrize(("age", "wait"), [
+    (timedelta(0), timedelta(seconds=30)), (timedelta(minutes=10), timedelta(minutes=5)),
+    (timedelta(hours=2), timedelta(hours=1)), (timedelta(days=1), timedelta(hours=4))])
+def test_outbox_outage_wait_grows_with_age_in_queue(age: timedelta, wait: timedelta) -> None:
+    assert outage_delay(age) == wait
+
+
 def test_outbox_down_server_tried_once_per_pass(tmp_path: Path, database_url: str,
                                                  smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)
@@ -800,7 +827,7 @@ def test_outbox_down_server_tried_once_per_pass(tmp_path: Path, database_url: st
     assert down_sender.unreachable
     # Only the first batch was claimed and tried: the rest waits for the next pass.
     assert down_sender.attempted == [mails[0].outbox_id, mails[1].outbox_id]
-    assert [row(mail).attempts for mail in mails] == [1, 1, 0, 0, 0]
+    assert [row(mail).attempts for mail in mails] == [0] * 5
     assert [row(mail).state for mail in mails] == ["pending"] * 5
 
 
