@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import sys
@@ -1160,8 +1161,7 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
     names = desk.templates.names() | (desk.templates.fallback.names()
                                       if desk.templates.fallback else set())
     if name not in names:
-        raise click.ClickException(_("template {name!r} not found; the templates are: "
-                                     "{names}").format(name=name, names=", ".join(sorted(names))))
+        raise click.ClickException(_unknown_template_message(name, names))
 
     context = sample_context(desk, language or desk.config.language)
     to = Recipient(context["ticket"]["requester_address"], context["ticket"]["requester_name"])
@@ -1189,6 +1189,27 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
         return
 
     click.echo(_readable_preview(message.headers, rendered.text, rendered.html is not None))
+
+
+def _unknown_template_message(name: str, names: set[str]) -> str:
+    """Name the templates an admin probably meant, then list them all.
+
+    Outbox file names and log lines show the kind of a mail (``ack``, ``new_ticket``),
+    which is often a part of its template's name (``acknowledgement``,
+    ``new_ticket_agents``), so a name that contains the request counts as well as a
+    close spelling.
+    """
+    listed = ", ".join(sorted(names))
+    request = name.lower()
+    close = [other for other in sorted(names) if request and request in other]
+    if not close:
+        close = difflib.get_close_matches(request, sorted(names), n=3)
+    if not close:
+        return _("template {name!r} not found; the templates are: {names}").format(
+            name=name, names=listed)
+
+    return _("template {name!r} not found; did you mean {close}? The templates are: "
+             "{names}").format(name=name, close=", ".join(close), names=listed)
 
 
 def _readable_preview(headers: tuple[tuple[str, str], ...], text: str, has_html: bool) -> str:

@@ -818,6 +818,24 @@ def test_templates_render_unknown_name_is_one_line(tmp_path: Path, database_url:
         result.output)
 
 
+def test_templates_render_outbox_kind_names_template(tmp_path: Path,
+                                                     database_url: str) -> None:
+    # The demo's outbox files end in -ack.eml and -new_ticket.eml, the kinds of the mail.
+    config = write_config(tmp_path, database_url)
+
+    ack = _invoke("--config", str(config), "templates", "render", "ack")
+    new_ticket = _invoke("--config", str(config), "templates", "render", "new_ticket")
+    misspelt = _invoke("--config", str(config), "templates", "render", "acknowledgment")
+
+    assert ack.exit_code == 1
+    assert "template 'ack' not found; did you mean acknowledgement? The templates are:" in (
+        ack.output)
+    assert new_ticket.exit_code == 1
+    assert "did you mean new_ticket_agents?" in new_ticket.output
+    assert misspelt.exit_code == 1
+    assert "did you mean acknowledgement?" in misspelt.output
+
+
 def test_deliver_exits_75_when_config_is_a_directory(tmp_path: Path) -> None:
     result = _invoke("--config", str(tmp_path), "deliver", input=mail())
 
