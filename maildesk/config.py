@@ -12,6 +12,7 @@ import difflib
 import logging
 import os
 import re
+import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -308,6 +309,26 @@ class _Section:
         path = Path(os.path.expandvars(os.path.expanduser(value)))
         return path if path.is_absolute() else (base / path).resolve()
 
+    def ca_file(self, base: Path) -> Path | None:
+        """Resolve ``ca_file`` and load it once, so that a wrong file is a configuration error.
+
+        Left to the first connection, a missing file looked like an outage to the IMAP
+        retries and raised out of the SMTP client with outbox rows still claimed.
+        """
+        path = self.path("ca_file", None, base)
+        if path is None:
+            return None
+
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as error:
+            raise self.error(
+                "ca_file",
+                _("cannot load the CA certificates in {path} ({error}): name a readable "
+                  "PEM file").format(path=path, error=getattr(error, "strerror", None) or error),
+            ) from error
+        return path
+
     def secret(self, prefix: str, base: Path) -> Secret:
         if prefix in self.mapping:
             raise self.error(
@@ -526,7 +547,7 @@ def _smtp(section: _Section, base: Path) -> SmtpConfig:
         security=security,
         username=section.text("username"),
         password=section.secret("password", base),
-        ca_file=section.path("ca_file", None, base),
+        ca_file=section.ca_file(base),
         directory=section.path("directory", "outbox" if transport == "directory" else None, base),
         timeout=section.number("timeout", 60.0),
         max_attempts=section.integer("max_attempts", 12, minimum=1),
@@ -556,7 +577,7 @@ def _source(value: Any, document: YamlMapping, base: Path) -> ImapConfig | Maild
         security=security,
         password=section.secret("password", base),
         oauth2_token=section.secret("oauth2_token", base),
-        ca_file=section.path("ca_file", None, base),
+        ca_file=section.ca_file(base),
         folder=section.text("folder", "INBOX"),
         processed_folder=section.text("processed_folder", "Processed"),
         quarantine_folder=section.text("quarantine_folder", "Quarantine"),

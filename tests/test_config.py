@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from servers import make_self_signed_certificate
 
 from maildesk.config import ImapConfig, MaildirConfig, load_config
 from maildesk.errors import ConfigError, ConfigErrors
@@ -386,3 +387,25 @@ commands:
     assert where == {"3", "5", "6", "8"}
     assert "unknown time zone 'Europe/Warszawa'" in str(error)
     assert "invalid warning share 2" in str(error)
+
+
+def test_config_ca_file_is_loaded_at_start(tmp_path: Path) -> None:
+    cert, _key = make_self_signed_certificate(tmp_path)
+    (tmp_path / "not-a-certificate.pem").write_text("garbage\n", encoding="utf-8")
+    imap = ("source:\n  type: imap\n  host: imap.example.com\n  username: helpdesk\n"
+            "  password_file: secret\n  ca_file: {name}\n")
+    smtp = "smtp:\n  security: starttls\n  ca_file: {name}\n"
+
+    config = load_config(_write(tmp_path, MINIMAL + imap.format(name="cert.pem")
+                                + smtp.format(name="cert.pem")))
+    missing = _error(tmp_path, MINIMAL + smtp.format(name="brak.pem"))
+    invalid = _error(tmp_path, MINIMAL + imap.format(name="not-a-certificate.pem"))
+
+    assert isinstance(config.source, ImapConfig)
+    assert config.source.ca_file == cert
+    assert config.smtp.ca_file == cert
+    assert missing.location == f"{tmp_path / 'maildesk.yaml'}:5:12"
+    assert f"cannot load the CA certificates in {tmp_path / 'brak.pem'}" in missing.message
+    assert "No such file or directory" in missing.message
+    assert invalid.location == f"{tmp_path / 'maildesk.yaml'}:8:12"
+    assert "not-a-certificate.pem" in invalid.message
