@@ -108,6 +108,14 @@ agents:
     name: Jan Kowalski
     addresses: [jan.kowalski@firma.example]
     groups: [first-line]
+  - login: anna.lewandowska
+    name: Anna Lewandowska
+    addresses: [anna.lewandowska@firma.example]
+    groups: [second-line, network]
+  - login: piotr.mazur
+    name: Piotr Mazur
+    addresses: [piotr.mazur@firma.example]
+    groups: [accounts]
 """
 
 

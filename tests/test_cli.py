@@ -36,6 +36,12 @@ def test_demo_prints_the_tickets_it_made(tmp_path: Path) -> None:
     assert f"{written} outgoing mails written to" in result.output
     assert written >= 5
     assert not any((tmp_path / "demo" / "mailbox" / "new").iterdir())
+    # A first run that prints warnings reads as a broken install: every group of the
+    # demo has an agent, so no notice falls back to the admins.
+    assert " WARNING " not in result.stderr
+    notices = [path.read_text(encoding="utf-8")
+               for path in (tmp_path / "demo" / "outbox").glob("*-new_ticket.eml")]
+    assert notices and not any("admin@firma.example" in notice for notice in notices)
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
