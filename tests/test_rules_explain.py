@@ -266,7 +266,7 @@ def test_explain_messages_heading_and_body(ruleset, rules_path):
         "Wiadomość: zgloszenie.eml",
         "Od: prezes@zarzad.example.com",
         "Temat: DRUKARKA w sekretariacie nie drukuje",
-        "Odebrano: 2026-12-03 21:47+01:00",
+        "Odebrano: 2026-12-03 21:47 CET",
         "",
     ]
     assert "\n".join(lines[5:]) == POLISH.replace("RULES", rules_path)
@@ -275,8 +275,21 @@ def test_explain_messages_heading_and_body(ruleset, rules_path):
 def test_explain_messages_uses_date_header_by_default(ruleset):
     text = explain_messages([("a.eml", MAIL)], ruleset, "en")
 
-    assert "Received: 2026-12-03 21:47+01:00" in text.splitlines()
+    assert "Received: 2026-12-03 21:47 CET" in text.splitlines()
     assert "  received outside business hours: yes" in text.splitlines()
+
+
+@pytest.mark.parametrize(("date", "local"), [
+    (b"Thu, 03 Dec 2026 20:47:05 +0000", "2026-12-03 21:47 CET"),
+    (b"Fri, 26 Jun 2026 06:00:00 -0400", "2026-06-26 12:00 CEST"),
+])
+def test_explain_messages_gives_receipt_in_the_desk_zone(ruleset, date, local):
+    # Business hours are judged in the desk's zone, so the time is shown there too.
+    mail = MAIL.replace(b"Thu, 03 Dec 2026 21:47:05 +0100", date)
+
+    text = explain_messages([("a.eml", mail)], ruleset, "en")
+
+    assert f"Received: {local}" in text.splitlines()
 
 
 def test_explain_messages_reports_unreadable_mail(ruleset):

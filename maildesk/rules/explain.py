@@ -11,6 +11,7 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maildesk.errors import ParseError
 from maildesk.i18n import (
@@ -96,11 +97,20 @@ def _explain_one(
         heading,
         _("From: {sender}").format(sender=sender),
         _("Subject: {subject}").format(subject=message.subject),
-        _("Received: {moment}").format(moment=moment.isoformat(sep=" ", timespec="minutes")),
+        _("Received: {moment}").format(moment=_local(moment, ruleset.environment.timezone)),
         "",
         _explanation(routing),
     ]
     return "\n".join(lines)
+
+
+def _local(moment: datetime, timezone: str) -> str:
+    """Write the time of receipt in the desk's zone, where business hours are judged."""
+    try:
+        local = moment.astimezone(ZoneInfo(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment.isoformat(sep=" ", timespec="minutes")
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def _received_at(message: ParsedMessage) -> datetime:
