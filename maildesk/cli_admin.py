@@ -305,9 +305,9 @@ def _reason_argument(detail: dict[str, Any], name: str) -> str:
     return str(value)
 
 
-@click.group(help=_("List and show tickets."))
+@click.group(help=_("List, show and delete tickets."))
 def tickets() -> None:
-    """List and show tickets."""
+    """List, show and delete tickets."""
 
 
 @tickets.command("list", help=_("List the newest tickets."))

@@ -10,7 +10,7 @@ import csv
 import sys
 import textwrap
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -18,8 +18,10 @@ from babel.numbers import format_decimal
 
 from maildesk.cli_admin import _known_group, _priority_label
 from maildesk.i18n import _, current_language, ngettext
-from maildesk.slareport import ReportLine, SlaReport, TargetTally, build_report
 from maildesk.terminal import terminal_safe
+
+if TYPE_CHECKING:
+    from maildesk.slareport import ReportLine, SlaReport, TargetTally
 
 
 def _month(value: str | None) -> tuple[date, date] | None:
@@ -83,6 +85,8 @@ def _period(month: str | None, first: str | None, last: str | None,
 def report(app: Any, month: str | None, first: str | None, last: str | None,
            group: str | None, as_csv: bool) -> None:
     """Report service levels for the tickets opened in a period."""
+    from maildesk.slareport import build_report
+
     app.open()
     desk = app.desk
     zone = ZoneInfo(desk.config.desk.timezone)

@@ -1,0 +1,181 @@
+"""Deleting closed tickets after their retention period, with the mail they stored.
+
+A desk keeps personal data only as long as it needs it (GDPR, in Poland RODO). Closed
+tickets older than the period the desk has set are deleted with their messages,
+attachments, participants, thread references, audit trail and sent mail, and the raw
+mails and attachment files that nothing else refers to any more are removed from the
+storage folder. The dedupe records of the incoming mails stay, without their ticket, so
+a copy of an old mail that arrives again byte for byte is still known as a copy; they
+hold a Message-ID and a hash, no content. A copy whose transport headers differ can no
+longer be compared with the deleted mail, and makes a new ticket, as any mail does whose
+Message-ID is taken by a mail that cannot be read.
+
+Tickets are deleted in chunks, one transaction each, so a long purge does not hold the
+database's write lock for long and a daemon goes on receiving mail meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import peewee as pw
+
+from maildesk import models
+from maildesk.desk import Desk
+from maildesk.i18n import _
+from maildesk.lifecycle import Status
+from maildesk.models import database_proxy, to_utc
+
+logger = logging.getLogger(__name__)
+
+# Tickets deleted in one transaction.
+_CHUNK = 200
+# Outbox states of mail that is done with: sent, or given up.
+_FINISHED_MAIL = ("sent", "failed", "cancelled")
+
+
+@dataclass
+class PurgeReport:
+    """What a purge deleted, or would delete when it was a dry run."""
+
+    tickets: int = 0
+    messages: int = 0
+    attachments: int = 0
+    outgoing: int = 0
+    stored_contents: int = 0
+    # Tickets kept because mail of theirs still waits in the outbox.
+    kept_for_outbox: int = 0
+
+
+def purgeable(closed_before: datetime) -> pw.ModelSelect[models.Ticket]:
+    """Select the closed tickets whose closing is before ``closed_before`` (aware)."""
+    return (models.Ticket.select(models.Ticket.id)
+            .where(models.Ticket.status == Status.CLOSED,
+                   models.Ticket.closed_at < to_utc(closed_before)))
+
+
+def preview(closed_before: datetime) -> PurgeReport:
+    """Count what ``purge`` would delete, changing nothing."""
+    tickets = purgeable(closed_before)
+    waiting = _with_waiting_mail(tickets)
+    kept = models.Ticket.select(models.Ticket.id).where(
+        models.Ticket.id.in_(tickets), models.Ticket.id.not_in(waiting))
+    messages = models.Message.select(models.Message.id).where(models.Message.ticket.in_(kept))
+    return PurgeReport(
+        tickets=kept.count(),
+        messages=messages.count(),
+        attachments=models.Attachment.select().where(
+            models.Attachment.message.in_(messages)).count(),
+        outgoing=models.Outbox.select().where(models.Outbox.ticket.in_(kept)).count(),
+        kept_for_outbox=waiting.count(),
+    )
+
+
+def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeReport:
+    """Delete the closed tickets closed before ``closed_before`` and their stored mail."""
+    report = PurgeReport()
+    logger.info(_("deleting the tickets closed before {moment}").format(
+        moment=desk.local_time(closed_before)))
+    report.kept_for_outbox = _with_waiting_mail(purgeable(closed_before)).count()
+
+    candidates: set[tuple[str, str]] = set()
+    last_id = 0
+    while True:
+        with database_proxy.atomic():
+            chunk = [row.id for row in purgeable(closed_before)
+                     .where(models.Ticket.id > last_id,
+                            models.Ticket.id.not_in(_with_waiting_mail(purgeable(closed_before))))
+                     .order_by(models.Ticket.id).limit(_CHUNK)]
+            if not chunk:
+                break
+            candidates |= _delete_tickets(chunk, report)
+        last_id = chunk[-1]
+
+    report.stored_contents = _discard_unreferenced(desk, candidates)
+    models.Event.create(ticket=None, actor=actor, action="tickets_purged",
+                        detail=json.dumps({"closed_before": closed_before.isoformat(),
+                                           "tickets": report.tickets,
+                                           "messages": report.messages,
+                                           "attachments": report.attachments}))
+    logger.info(_("deleted {tickets} closed tickets with {messages} messages and "
+                  "{attachments} attachments; {contents} stored mails and files removed")
+                .format(tickets=report.tickets, messages=report.messages,
+                        attachments=report.attachments, contents=report.stored_contents))
+    return report
+
+
+def _with_waiting_mail(tickets: pw.SelectQuery) -> pw.ModelSelect[models.Outbox]:
+    """Select the tickets among ``tickets`` with outgoing mail that is not done with."""
+    return (models.Outbox.select(models.Outbox.ticket)
+            .where(models.Outbox.ticket.in_(tickets),
+                   models.Outbox.state.not_in(_FINISHED_MAIL)))
+
+
+def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, str]]:
+    """Delete one chunk of tickets; return the (kind, sha256) of the content they named."""
+    messages = models.Message.select(models.Message.id).where(
+        models.Message.ticket.in_(numbers))
+    attachments = list(models.Attachment.select(models.Attachment.sha256)
+                       .where(models.Attachment.message.in_(messages)))
+    raw = [str(row.raw_sha256) for row in models.Message.select(models.Message.raw_sha256)
+           .where(models.Message.ticket.in_(numbers), models.Message.raw_sha256.is_null(False))]
+
+    # A ticket that continues a deleted one keeps its own history, without the link.
+    models.Ticket.update(linked_ticket=None).where(
+        models.Ticket.linked_ticket.in_(numbers)).execute()
+    models.ProcessedMessage.update(ticket=None).where(
+        models.ProcessedMessage.ticket.in_(numbers)).execute()
+    report.outgoing += models.Outbox.delete().where(
+        models.Outbox.ticket.in_(numbers)).execute()
+    report.attachments += models.Attachment.delete().where(
+        models.Attachment.message.in_(messages)).execute()
+    report.messages += models.Message.delete().where(
+        models.Message.ticket.in_(numbers)).execute()
+    for model in (models.Participant, models.MessageReference, models.Event,
+                  models.SlaNotice):
+        model.delete().where(model.ticket.in_(numbers)).execute()
+    report.tickets += models.Ticket.delete().where(models.Ticket.id.in_(numbers)).execute()
+    return ({("attachments", row.sha256) for row in attachments}
+            | {("raw", sha256) for sha256 in raw})
+
+
+def _discard_unreferenced(desk: Desk, candidates: Iterable[tuple[str, str]]) -> int:
+    """Remove each candidate content that no message, attachment or held mail names.
+
+    NOTE: a mail that brings the same bytes while a purge runs may find the file still
+    there, skip writing it, and lose it to the purge a moment later. The window is the
+    time between this check and the file's removal.
+    """
+    removed = 0
+    for kind, sha256 in sorted(candidates):
+        if _referenced(sha256):
+            continue
+        with database_proxy.atomic():
+            removed += models.StoredContent.delete().where(
+                models.StoredContent.sha256 == sha256).execute()
+        path = desk.store.path_for(kind, sha256)
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            logger.warning(_("cannot remove the stored file {path}: {error}").format(
+                path=path, error=error))
+    return removed
+
+
+def _referenced(sha256: str) -> bool:
+    """Tell whether anything still names the content, as a raw mail or as an attachment.
+
+    Both kinds are checked whatever the candidate's kind: the database keeps one row per
+    sha256, so the same bytes stored as a mail and as an attachment share it.
+    """
+    return (models.Attachment.select().where(models.Attachment.sha256 == sha256).exists()
+            or models.Message.select().where(models.Message.raw_sha256 == sha256).exists()
+            or models.Quarantine.select().where(models.Quarantine.raw_sha256 == sha256,
+                                                models.Quarantine.state == "held").exists())

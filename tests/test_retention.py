@@ -1,0 +1,117 @@
+"""Deleting closed tickets after the retention period, with the mail they stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from deskfactory import mail, make_desk
+
+from maildesk import models, pipeline, retention
+from maildesk.cli import main as cli_main
+from maildesk.outbox import Sender
+
+WARSAW = ZoneInfo("Europe/Warsaw")
+CUTOFF = datetime(2025, 1, 1, tzinfo=WARSAW)
+PNG = b"\x89PNG\r\n\x1a\n" + b"drukarka" * 40
+
+
+def ticket_from(desk, number: int, closed: datetime | None, png: bytes | None = PNG) -> int:
+    """Make a ticket from a real mail through the pipeline; close it at ``closed``."""
+    raw = mail(message_id=f"<m{number}@example.org>", subject=f"Zgłoszenie {number}",
+               png=("zrzut.png", png) if png else None)
+    outcome = pipeline.process(desk, raw, f"test:{number}")
+    assert outcome.ticket is not None
+    Sender(desk.config.smtp).deliver_due()
+    if closed is not None:
+        models.Ticket.update(status="closed", closed_at=closed.astimezone(UTC).replace(
+            tzinfo=None)).where(models.Ticket.id == outcome.ticket).execute()
+    return outcome.ticket
+
+
+@pytest.fixture
+def desk(tmp_path: Path, database_url: str):
+    return make_desk(tmp_path, database_url)
+
+
+def test_purge_deletes_old_closed_tickets_and_their_stored_mail(desk) -> None:
+    old = ticket_from(desk, 1, datetime(2024, 6, 1, 12, tzinfo=WARSAW))
+    recent = ticket_from(desk, 2, datetime(2026, 11, 2, tzinfo=WARSAW))  # same attachment
+    still_open = ticket_from(desk, 3, None, png=b"\x89PNG\r\n\x1a\n" + b"inny" * 50)
+    models.Ticket.update(linked_ticket=old).where(models.Ticket.id == still_open).execute()
+    old_message = models.Message.get(models.Message.ticket == old)
+    old_raw = old_message.raw_sha256
+    shared = models.Attachment.get(models.Attachment.message == old_message).sha256
+
+    counted = retention.preview(CUTOFF)
+    done = retention.purge(desk, CUTOFF)
+
+    assert (counted.tickets, counted.messages, counted.attachments) == (1, 1, 1)
+    assert counted.outgoing >= 1
+    assert (done.tickets, done.messages, done.attachments) == (1, 1, 1)
+    assert done.outgoing == counted.outgoing
+    assert models.Ticket.get_or_none(models.Ticket.id == old) is None
+    assert models.Ticket.get_by_id(recent).status == "closed"
+    assert models.Ticket.get_by_id(still_open).linked_ticket_id is None
+    assert not models.Event.select().where(models.Event.ticket == old).exists()
+    with pytest.raises(FileNotFoundError):
+        desk.store.get_message(old_raw)
+    # The attachment of ticket 2 has the same bytes, so it stays.
+    assert desk.store.get("attachments", shared) == PNG
+    assert models.Event.get(models.Event.action == "tickets_purged").ticket_id is None
+
+
+def test_purge_keeps_the_dedupe_record_so_a_copy_stays_a_copy(desk) -> None:
+    raw = mail(message_id="<m1@example.org>", subject="Zgłoszenie 1")
+    pipeline.process(desk, raw, "test:1")
+    Sender(desk.config.smtp).deliver_due()
+    models.Ticket.update(status="closed", closed_at=datetime(2024, 6, 1)).execute()
+    retention.purge(desk, CUTOFF)
+
+    # The same bytes again, as a mailbox synchronised anew delivers them.
+    again = pipeline.process(desk, raw, "test:again")
+
+    assert again.ticket is None
+    assert models.Ticket.select().count() == 0
+    assert models.ProcessedMessage.get(
+        models.ProcessedMessage.dedupe_key.contains("m1@example.org")).ticket_id is None
+
+
+def test_purge_keeps_a_ticket_whose_mail_waits_in_the_outbox(desk) -> None:
+    number = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    models.Outbox.update(state="pending").where(models.Outbox.ticket == number).execute()
+
+    done = retention.purge(desk, CUTOFF)
+
+    assert done.tickets == 0
+    assert done.kept_for_outbox == 1
+    assert models.Ticket.get_by_id(number).status == "closed"
+
+
+def test_purge_cli_counts_first_and_deletes_with_yes(desk) -> None:
+    ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    runner = CliRunner()
+    config = str(desk.config.path)
+
+    dry = runner.invoke(cli_main, ["--config", config, "tickets", "purge", "--closed-before",
+                                   "2025-01-01"], env={"MAILDESK_LANGUAGE": "pl"})
+    kept = models.Ticket.select().count()
+    done = runner.invoke(cli_main, ["--config", config, "tickets", "purge", "--closed-before",
+                                    "2025-01-01", "--yes"], env={"MAILDESK_LANGUAGE": "en"})
+    future = runner.invoke(cli_main, ["--config", config, "tickets", "purge",
+                                      "--closed-before", "2999-01-01"],
+                           env={"MAILDESK_LANGUAGE": "en"})
+    models.open_database(desk.config.database_url, migrate=False)
+
+    assert dry.exit_code == 0, dry.output
+    assert "1 zgłoszenie zamknięte przed 2025-01-01 zostałoby usunięte" in dry.stdout
+    assert "Nic nie usunięto" in dry.stdout
+    assert kept == 1
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("1 ticket deleted, with 1 messages, 1 attachments")
+    assert models.Ticket.select().count() == 0
+    assert future.exit_code == 2
+    assert "2999-01-01 is in the future" in future.output
