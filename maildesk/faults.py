@@ -1,9 +1,10 @@
 """Named crash points for the crash-safety tests.
 
 When the environment variable MAILDESK_CRASH_AT names a point (``before-commit``,
-``after-commit``, ``before-ack``, ``during-send``, ``after-send``), the process kills itself
-with SIGKILL on reaching it, which is what a power cut or the OOM killer does. The
-variable is unset in production, where each call is one dictionary lookup.
+``after-commit``, ``before-ack``, ``during-send``, ``after-send``, ``purge-after-chunk``),
+the process kills itself with SIGKILL on reaching it, which is what a power cut or the
+OOM killer does. The variable is unset in production, where each call is one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import signal
 
 logger = logging.getLogger(__name__)
 
-POINTS = ("before-commit", "after-commit", "before-ack", "during-send", "after-send")
+POINTS = ("before-commit", "after-commit", "before-ack", "during-send", "after-send",
+          "purge-after-chunk")
 
 
 def crash_point(name: str) -> None:

@@ -11,20 +11,25 @@ longer be compared with the deleted mail, and makes a new ticket, as any mail do
 Message-ID is taken by a mail that cannot be read.
 
 Tickets are deleted in chunks, one transaction each, so a long purge does not hold the
-database's write lock for long and a daemon goes on receiving mail meanwhile.
+database's write lock for long and a daemon goes on receiving mail meanwhile. Before a
+chunk commits, the content its tickets named is listed in a journal file in the storage
+folder, and the content is removed after the commit. A purge that was stopped between
+the two finds the journal at its next run and removes what nothing names by then.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import peewee as pw
 
-from maildesk import models
+from maildesk import faults, models
 from maildesk.desk import Desk
 from maildesk.i18n import _
 from maildesk.lifecycle import Status
@@ -36,6 +41,9 @@ logger = logging.getLogger(__name__)
 _CHUNK = 200
 # Outbox states of mail that is done with: sent, or given up.
 _FINISHED_MAIL = ("sent", "failed", "cancelled")
+# The journal in the storage folder: one "kind sha256" line per content that a committed
+# chunk may have left without a reference.
+PENDING_REMOVALS = "purge-pending"
 
 
 @dataclass
@@ -82,7 +90,8 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
         moment=desk.local_time(closed_before)))
     report.kept_for_outbox = _with_waiting_mail(purgeable(closed_before)).count()
 
-    candidates: set[tuple[str, str]] = set()
+    journal = desk.store.root / PENDING_REMOVALS
+    report.stored_contents += _discard_unreferenced(desk, _read_journal(journal))
     last_id = 0
     while True:
         with database_proxy.atomic():
@@ -92,10 +101,13 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
                      .order_by(models.Ticket.id).limit(_CHUNK)]
             if not chunk:
                 break
-            candidates |= _delete_tickets(chunk, report)
+            candidates = _delete_tickets(chunk, report)
+            _write_journal(journal, candidates)
+        faults.crash_point("purge-after-chunk")
+        report.stored_contents += _discard_unreferenced(desk, candidates)
         last_id = chunk[-1]
+    journal.unlink(missing_ok=True)
 
-    report.stored_contents = _discard_unreferenced(desk, candidates)
     models.Event.create(ticket=None, actor=actor, action="tickets_purged",
                         detail=json.dumps({"closed_before": closed_before.isoformat(),
                                            "tickets": report.tickets,
@@ -141,6 +153,28 @@ def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, s
     report.tickets += models.Ticket.delete().where(models.Ticket.id.in_(numbers)).execute()
     return ({("attachments", row.sha256) for row in attachments}
             | {("raw", sha256) for sha256 in raw})
+
+
+def _write_journal(journal: Path, candidates: Iterable[tuple[str, str]]) -> None:
+    """Append ``candidates`` to the journal and flush it to disk before the chunk commits."""
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with journal.open("a", encoding="ascii") as file:
+        file.writelines(f"{kind} {sha256}\n" for kind, sha256 in sorted(candidates))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _read_journal(journal: Path) -> set[tuple[str, str]]:
+    """Return the content an interrupted purge listed and may not have removed."""
+    try:
+        lines = journal.read_text(encoding="ascii").splitlines()
+    except FileNotFoundError:
+        return set()
+    pending = {(kind, sha256) for kind, _space, sha256 in
+               (line.partition(" ") for line in lines) if kind and sha256}
+    logger.warning(_("an earlier purge stopped before it removed the stored mails and files "
+                     "of the tickets it deleted; removing them now"))
+    return pending
 
 
 def _discard_unreferenced(desk: Desk, candidates: Iterable[tuple[str, str]]) -> int:

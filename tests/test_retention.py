@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -115,3 +119,55 @@ def test_purge_cli_counts_first_and_deletes_with_yes(desk) -> None:
     assert models.Ticket.select().count() == 0
     assert future.exit_code == 2
     assert "2999-01-01 is in the future" in future.output
+
+
+def test_purge_rerun_after_kill_removes_files(desk) -> None:
+    # Over the raw store's inline limit, so the mails and attachments are files.
+    numbers = [ticket_from(desk, index, datetime(2024, 6, 1, tzinfo=WARSAW),
+                           png=PNG + bytes([index]) * 70_000) for index in range(3)]
+    stored = [path for path in desk.store.root.rglob("*") if path.is_file()]
+    environment = {**os.environ, "MAILDESK_CRASH_AT": "purge-after-chunk",
+                   "MAILDESK_LANGUAGE": "en"}
+    command = [sys.executable, "-m", "maildesk.cli", "--config", str(desk.config.path),
+               "tickets", "purge", "--closed-before", "2025-01-01", "--yes"]
+
+    killed = subprocess.run(command, env=environment, capture_output=True, text=True,
+                            timeout=120)
+    models.open_database(desk.config.database_url, migrate=False)
+    left_after_kill = models.Ticket.select().count()
+    environment.pop("MAILDESK_CRASH_AT")
+    again = subprocess.run(command, env=environment, capture_output=True, text=True,
+                           timeout=120)
+    models.open_database(desk.config.database_url, migrate=False)
+
+    assert len(numbers) == 3
+    assert len(stored) == 6
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert left_after_kill == 0  # the three tickets fit in the one chunk that committed
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [path for path in stored if path.exists()] == []
+    assert not (desk.store.root / retention.PENDING_REMOVALS).exists()
+
+
+def test_purge_journal_keeps_rolled_back_content(desk, monkeypatch) -> None:
+    number = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW),
+                         png=PNG + b"x" * 70_000)
+    raw = models.Message.get(models.Message.ticket == number).raw_sha256
+    real = retention._delete_tickets
+
+    def failing(numbers, report):
+        candidates = real(numbers, report)
+        retention._write_journal(desk.store.root / retention.PENDING_REMOVALS, candidates)
+        raise OSError("disk failed")
+
+    monkeypatch.setattr(retention, "_delete_tickets", failing)
+    with pytest.raises(OSError):
+        retention.purge(desk, CUTOFF)
+    monkeypatch.setattr(retention, "_delete_tickets", real)
+    models.Ticket.update(status="open").where(models.Ticket.id == number).execute()
+
+    done = retention.purge(desk, CUTOFF)
+
+    assert done.tickets == 0
+    assert b"<m1@example.org>" in desk.store.get_message(raw)
+    assert not (desk.store.root / retention.PENDING_REMOVALS).exists()
