@@ -316,6 +316,10 @@ class ProcessedMessage(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
 
+# The outcome of a processed mail whose ticket ``tickets purge`` deleted, with its content.
+PURGED_OUTCOME = "purged"
+
+
 class Quarantine(BaseModel):
     """A mail that could not be processed, kept with its error for an admin.
 

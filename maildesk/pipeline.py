@@ -497,7 +497,12 @@ def _restore_files(desk: Desk, raw: bytes, message: ParsedMessage, key: str) -> 
 
     A power loss between the commit and the end of the raw store's batch can leave them
     short or zero-filled, and the mail then comes back from its source as a duplicate.
+    A copy of a mail whose ticket was purged is not stored: nothing would name it, and
+    no later purge would find it.
     """
+    recorded = statements.first(models.ProcessedMessage, dedupe_key=key)
+    if recorded is not None and recorded.outcome == models.PURGED_OUTCOME:
+        return
     desk.store.put_message(raw, verify=True)
     try:
         for part in message.attachments:

@@ -139,7 +139,8 @@ def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, s
     # A ticket that continues a deleted one keeps its own history, without the link.
     models.Ticket.update(linked_ticket=None).where(
         models.Ticket.linked_ticket.in_(numbers)).execute()
-    models.ProcessedMessage.update(ticket=None).where(
+    # The outcome tells the pipeline not to store a later copy of the mail again.
+    models.ProcessedMessage.update(ticket=None, outcome=models.PURGED_OUTCOME).where(
         models.ProcessedMessage.ticket.in_(numbers)).execute()
     report.outgoing += models.Outbox.delete().where(
         models.Outbox.ticket.in_(numbers)).execute()

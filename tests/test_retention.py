@@ -171,3 +171,21 @@ def test_purge_journal_keeps_rolled_back_content(desk, monkeypatch) -> None:
     assert done.tickets == 0
     assert b"<m1@example.org>" in desk.store.get_message(raw)
     assert not (desk.store.root / retention.PENDING_REMOVALS).exists()
+
+
+def test_purged_mail_copy_is_not_stored_again(desk) -> None:
+    big = PNG + b"y" * 70_000  # a file, over the raw store's inline limit
+    raw = mail(message_id="<m1@example.org>", subject="Zgłoszenie 1", png=("zrzut.png", big))
+    small = mail(message_id="<m2@example.org>", subject="Zgłoszenie 2")
+    for number, content in enumerate((raw, small)):
+        pipeline.process(desk, content, f"test:{number}")
+    Sender(desk.config.smtp).deliver_due()
+    models.Ticket.update(status="closed", closed_at=datetime(2024, 6, 1)).execute()
+    retention.purge(desk, CUTOFF)
+
+    # A mailbox synchronised anew delivers both mails again, byte for byte.
+    copies = [pipeline.process(desk, content, "test:again") for content in (raw, small)]
+
+    assert [copy.action for copy in copies] == ["duplicate", "duplicate"]
+    assert [path for path in desk.store.root.rglob("*") if path.is_file()] == []
+    assert models.StoredContent.select().count() == 0
