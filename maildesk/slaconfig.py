@@ -414,7 +414,9 @@ def load_service_levels(config: Config) -> ServiceLevels:
 
     calendar = read(lambda: _calendar(root, config.desk.timezone), BusinessCalendar())
     matrix = read(lambda: _matrix(root), PriorityMatrix())
-    section = _section(root, "sla", "sla")
+    # An 'sla' that is no mapping is read as an empty one, so the mistakes of the calendar
+    # and the priority matrix above are still reported with it.
+    section = read(lambda: _section(root, "sla", "sla"), _Section(None, "sla", root, "sla"))
     warning_share = read(lambda: _warning_share(section), DEFAULT_WARNING_SHARE)
     groups = frozenset(group.name for group in config.groups)
     defaults = ServiceLevels(calendar=calendar)

@@ -409,3 +409,17 @@ def test_config_ca_file_is_loaded_at_start(tmp_path: Path) -> None:
     assert "No such file or directory" in missing.message
     assert invalid.location == f"{tmp_path / 'maildesk.yaml'}:8:12"
     assert "not-a-certificate.pem" in invalid.message
+
+
+def test_config_sla_not_mapping_keeps_calendar_error(tmp_path: Path) -> None:
+    error = _error(tmp_path, """\
+desk:
+  address: helpdesk@example.com
+calendar:
+  timezone: Europe/Warszawa
+sla: 5
+""")
+
+    assert isinstance(error, ConfigErrors)
+    assert "unknown time zone 'Europe/Warszawa'" in str(error)
+    assert "'sla' must be a mapping" in str(error)
