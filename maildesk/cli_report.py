@@ -103,10 +103,14 @@ def report(app: Any, month: str | None, first: str | None, last: str | None,
 
 
 def _share(tally: TargetTally) -> str:
-    """Write "18/20 (90%)", or "-" when no target of the set was met or missed yet."""
+    """Write "18/20 (90%)", or "-" when no target of the set was met or missed yet.
+
+    The percentage is rounded down, so 100% means that no target was missed: rounded to
+    the nearest, 249 of 250 would read 100%.
+    """
     if tally.met_share is None:
         return "-"
-    return f"{tally.met}/{tally.decided} ({round(tally.met_share * 100)}%)"
+    return f"{tally.met}/{tally.decided} ({tally.met * 100 // tally.decided}%)"
 
 
 def _hours(value: timedelta | None) -> str:

@@ -17,8 +17,9 @@ from deskfactory import make_desk, make_ticket, start_service_levels
 
 from maildesk import lifecycle, models
 from maildesk.cli import main as cli_main
+from maildesk.cli_report import _share
 from maildesk.lifecycle import Source
-from maildesk.slareport import build_report
+from maildesk.slareport import TargetTally, build_report
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 AGENT = "marek.zielinski"
@@ -160,3 +161,10 @@ def test_report_cli_rejects_bad_periods(tmp_path: Path, database_url: str) -> No
     assert "--to is before --from" in reversed_days.output
     assert empty.exit_code == 0, empty.output
     assert "0 tickets opened; still open: 0" in empty.output
+
+
+def test_report_share_never_rounds_up_to_all() -> None:
+    assert _share(TargetTally(met=249, missed=1)) == "249/250 (99%)"
+    assert _share(TargetTally(met=2, missed=1)) == "2/3 (66%)"
+    assert _share(TargetTally(met=20, missed=0)) == "20/20 (100%)"
+    assert _share(TargetTally(running=3)) == "-"
