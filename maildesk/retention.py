@@ -186,8 +186,12 @@ def _discard_unreferenced(desk: Desk, candidates: Iterable[tuple[str, str]]) -> 
     time between this check and the file's removal.
     """
     removed = 0
-    for kind, sha256 in sorted(candidates):
-        if _referenced(sha256):
+    ordered = sorted(candidates)
+    used: set[str] = set()
+    for start in range(0, len(ordered), _CHUNK):
+        used |= _referenced_among({sha256 for _kind, sha256 in ordered[start:start + _CHUNK]})
+    for kind, sha256 in ordered:
+        if sha256 in used:
             continue
         with database_proxy.atomic():
             removed += models.StoredContent.delete().where(
@@ -204,13 +208,20 @@ def _discard_unreferenced(desk: Desk, candidates: Iterable[tuple[str, str]]) -> 
     return removed
 
 
-def _referenced(sha256: str) -> bool:
-    """Tell whether anything still names the content, as a raw mail or as an attachment.
+def _referenced_among(hashes: set[str]) -> set[str]:
+    """Return those of ``hashes`` that anything still names, as a raw mail or an attachment.
 
     Both kinds are checked whatever the candidate's kind: the database keeps one row per
-    sha256, so the same bytes stored as a mail and as an attachment share it.
+    sha256, so the same bytes stored as a mail and as an attachment share it. One query
+    per table for the whole set: Message.raw_sha256 has no index, and a query per hash
+    would read the message table once for each.
     """
-    return (models.Attachment.select().where(models.Attachment.sha256 == sha256).exists()
-            or models.Message.select().where(models.Message.raw_sha256 == sha256).exists()
-            or models.Quarantine.select().where(models.Quarantine.raw_sha256 == sha256,
-                                                models.Quarantine.state == "held").exists())
+    if not hashes:
+        return set()
+    attachment, message, held = models.Attachment, models.Message, models.Quarantine
+    return ({row.sha256 for row in attachment.select(attachment.sha256)
+             .where(attachment.sha256.in_(hashes))}
+            | {str(row.raw_sha256) for row in message.select(message.raw_sha256)
+               .where(message.raw_sha256.in_(hashes))}
+            | {row.raw_sha256 for row in held.select(held.raw_sha256)
+               .where(held.raw_sha256.in_(hashes), held.state == "held")})
