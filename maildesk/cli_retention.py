@@ -70,6 +70,8 @@ def tickets_purge(app: Any, closed_before: str, confirmed: bool) -> None:
                    "mails; {contents} stored mails and files removed.").format(
                    messages=done.messages, attachments=done.attachments,
                    outgoing=done.outgoing, contents=done.stored_contents))
+    click.echo(_("Contacts that no ticket names any more, deleted: {count}").format(
+        count=done.contacts))
     _report_kept(done)
 
 

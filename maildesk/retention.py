@@ -4,9 +4,11 @@ A desk keeps personal data only as long as it needs it (GDPR, in Poland RODO). C
 tickets older than the period the desk has set are deleted with their messages,
 attachments, participants, thread references, audit trail and sent mail, and the raw
 mails and attachment files that nothing else refers to any more are removed from the
-storage folder. The dedupe records of the incoming mails stay, without their ticket, so
-a copy of an old mail that arrives again byte for byte is still known as a copy; they
-hold a Message-ID and a hash, no content. A copy whose transport headers differ can no
+storage folder. Mail of no ticket sent before the same day, and the contacts known
+since before it whom no ticket names any more, go too. The dedupe records of the
+incoming mails stay, without their ticket, so a copy of an old mail that arrives again
+byte for byte is still known as a copy; they hold the sender's address, a Message-ID
+and a hash, no content. A copy whose transport headers differ can no
 longer be compared with the deleted mail, and makes a new ticket, as any mail does whose
 Message-ID is taken by a mail that cannot be read.
 
@@ -55,15 +57,26 @@ class PurgeReport:
     attachments: int = 0
     outgoing: int = 0
     stored_contents: int = 0
+    contacts: int = 0
     # Tickets kept because mail of theirs still waits in the outbox.
     kept_for_outbox: int = 0
 
 
 def purgeable(closed_before: datetime) -> pw.ModelSelect[models.Ticket]:
-    """Select the closed tickets whose closing is before ``closed_before`` (aware)."""
-    return (models.Ticket.select(models.Ticket.id)
-            .where(models.Ticket.status == Status.CLOSED,
-                   models.Ticket.closed_at < to_utc(closed_before)))
+    """Select the closed tickets whose closing is before ``closed_before`` (aware).
+
+    On SQLite the ticket with the highest number is never selected. SQLite numbers a
+    new row one above the highest row left, so deleting that ticket would give its number
+    to the next ticket, and old mail tagged with it would join a stranger's ticket. A
+    later purge deletes it, once a newer ticket holds the highest number.
+    """
+    query = (models.Ticket.select(models.Ticket.id)
+             .where(models.Ticket.status == Status.CLOSED,
+                    models.Ticket.closed_at < to_utc(closed_before)))
+    if not models.is_postgresql():
+        newest = models.Ticket.select(pw.fn.MAX(models.Ticket.id))
+        query = query.where(models.Ticket.id != newest)
+    return query
 
 
 def preview(closed_before: datetime) -> PurgeReport:
@@ -107,6 +120,9 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
         report.stored_contents += _discard_unreferenced(desk, candidates)
         last_id = chunk[-1]
     journal.unlink(missing_ok=True)
+    with database_proxy.atomic():
+        report.outgoing += _delete_ticketless_mail(closed_before)
+        report.contacts = _delete_unused_contacts(closed_before)
 
     models.Event.create(ticket=None, actor=actor, action="tickets_purged",
                         detail=json.dumps({"closed_before": closed_before.isoformat(),
@@ -117,6 +133,9 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
                   "{attachments} attachments; {contents} stored mails and files removed")
                 .format(tickets=report.tickets, messages=report.messages,
                         attachments=report.attachments, contents=report.stored_contents))
+    logger.info(_("deleted {outgoing} sent mails and {contacts} contacts that no ticket "
+                  "names any more").format(outgoing=report.outgoing,
+                                           contacts=report.contacts))
     return report
 
 
@@ -154,6 +173,34 @@ def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, s
     report.tickets += models.Ticket.delete().where(models.Ticket.id.in_(numbers)).execute()
     return ({("attachments", row.sha256) for row in attachments}
             | {("raw", sha256) for sha256 in raw})
+
+
+def _delete_ticketless_mail(before: datetime) -> int:
+    """Delete the sent or given-up mail of no ticket older than ``before``.
+
+    Rejections, loop alerts, quarantine and rules notices belong to no ticket, and they
+    quote the subject or the address of the mail they are about.
+    """
+    outbox = models.Outbox
+    deleted: int = outbox.delete().where(outbox.ticket.is_null(),
+                                         outbox.state.in_(_FINISHED_MAIL),
+                                         outbox.created_at < to_utc(before)).execute()
+    return deleted
+
+
+def _delete_unused_contacts(before: datetime) -> int:
+    """Delete the contacts known since before ``before`` whom no ticket names any more.
+
+    NOTE: on PostgreSQL a mail from such a person that the daemon records at this very
+    moment may have read the contact before it is deleted; its ticket then fails its
+    foreign key, and the mail goes to the quarantine, from which it can be retried.
+    """
+    contact = models.Contact
+    named = (models.Ticket.select(models.Ticket.requester)
+             | models.Participant.select(models.Participant.contact))
+    deleted: int = contact.delete().where(contact.created_at < to_utc(before),
+                                          contact.id.not_in(named)).execute()
+    return deleted
 
 
 def _write_journal(journal: Path, candidates: Iterable[tuple[str, str]]) -> None:

@@ -36,6 +36,11 @@ def ticket_from(desk, number: int, closed: datetime | None, png: bytes | None = 
     return outcome.ticket
 
 
+def newer_open_ticket(desk) -> int:
+    """An open ticket newer than the others: on SQLite a purge never takes the newest."""
+    return ticket_from(desk, 90, None, png=None)
+
+
 @pytest.fixture
 def desk(tmp_path: Path, database_url: str):
     return make_desk(tmp_path, database_url)
@@ -73,19 +78,21 @@ def test_purge_keeps_the_dedupe_record_so_a_copy_stays_a_copy(desk) -> None:
     pipeline.process(desk, raw, "test:1")
     Sender(desk.config.smtp).deliver_due()
     models.Ticket.update(status="closed", closed_at=datetime(2024, 6, 1)).execute()
+    newer_open_ticket(desk)
     retention.purge(desk, CUTOFF)
 
     # The same bytes again, as a mailbox synchronised anew delivers them.
     again = pipeline.process(desk, raw, "test:again")
 
     assert again.ticket is None
-    assert models.Ticket.select().count() == 0
+    assert models.Ticket.select().count() == 1
     assert models.ProcessedMessage.get(
         models.ProcessedMessage.dedupe_key.contains("m1@example.org")).ticket_id is None
 
 
 def test_purge_keeps_a_ticket_whose_mail_waits_in_the_outbox(desk) -> None:
     number = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    newer_open_ticket(desk)
     models.Outbox.update(state="pending").where(models.Outbox.ticket == number).execute()
 
     done = retention.purge(desk, CUTOFF)
@@ -97,6 +104,7 @@ def test_purge_keeps_a_ticket_whose_mail_waits_in_the_outbox(desk) -> None:
 
 def test_purge_cli_counts_first_and_deletes_with_yes(desk) -> None:
     ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    newer_open_ticket(desk)
     runner = CliRunner()
     config = str(desk.config.path)
 
@@ -113,10 +121,10 @@ def test_purge_cli_counts_first_and_deletes_with_yes(desk) -> None:
     assert dry.exit_code == 0, dry.output
     assert "1 zgłoszenie zamknięte przed 2025-01-01 zostałoby usunięte" in dry.stdout
     assert "Nic nie usunięto" in dry.stdout
-    assert kept == 1
+    assert kept == 2
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith("1 ticket deleted, with 1 messages, 1 attachments")
-    assert models.Ticket.select().count() == 0
+    assert models.Ticket.select().count() == 1
     assert future.exit_code == 2
     assert "2999-01-01 is in the future" in future.output
 
@@ -126,6 +134,7 @@ def test_purge_rerun_after_kill_removes_files(desk) -> None:
     numbers = [ticket_from(desk, index, datetime(2024, 6, 1, tzinfo=WARSAW),
                            png=PNG + bytes([index]) * 70_000) for index in range(3)]
     stored = [path for path in desk.store.root.rglob("*") if path.is_file()]
+    newer_open_ticket(desk)
     environment = {**os.environ, "MAILDESK_CRASH_AT": "purge-after-chunk",
                    "MAILDESK_LANGUAGE": "en"}
     command = [sys.executable, "-m", "maildesk.cli", "--config", str(desk.config.path),
@@ -143,7 +152,7 @@ def test_purge_rerun_after_kill_removes_files(desk) -> None:
     assert len(numbers) == 3
     assert len(stored) == 6
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert left_after_kill == 0  # the three tickets fit in the one chunk that committed
+    assert left_after_kill == 1  # the three fit in the one chunk that committed
     assert again.returncode == 0, again.stderr[-2000:]
     assert [path for path in stored if path.exists()] == []
     assert not (desk.store.root / retention.PENDING_REMOVALS).exists()
@@ -153,6 +162,7 @@ def test_purge_journal_keeps_rolled_back_content(desk, monkeypatch) -> None:
     number = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW),
                          png=PNG + b"x" * 70_000)
     raw = models.Message.get(models.Message.ticket == number).raw_sha256
+    newer_open_ticket(desk)
     real = retention._delete_tickets
 
     def failing(numbers, report):
@@ -181,6 +191,8 @@ def test_purged_mail_copy_is_not_stored_again(desk) -> None:
         pipeline.process(desk, content, f"test:{number}")
     Sender(desk.config.smtp).deliver_due()
     models.Ticket.update(status="closed", closed_at=datetime(2024, 6, 1)).execute()
+    purged = {row.raw_sha256 for row in models.Message.select()}
+    newer_open_ticket(desk)
     retention.purge(desk, CUTOFF)
 
     # A mailbox synchronised anew delivers both mails again, byte for byte.
@@ -188,4 +200,44 @@ def test_purged_mail_copy_is_not_stored_again(desk) -> None:
 
     assert [copy.action for copy in copies] == ["duplicate", "duplicate"]
     assert [path for path in desk.store.root.rglob("*") if path.is_file()] == []
-    assert models.StoredContent.select().count() == 0
+    assert not models.StoredContent.select().where(
+        models.StoredContent.sha256.in_(purged)).exists()
+
+
+def test_purge_never_gives_a_deleted_number_to_a_new_ticket(desk) -> None:
+    first = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    newest = ticket_from(desk, 2, datetime(2024, 6, 2, tzinfo=WARSAW))
+
+    retention.purge(desk, CUTOFF)
+    created = ticket_from(desk, 3, None)
+
+    assert created not in (first, newest)
+    assert models.Ticket.get_or_none(models.Ticket.id == first) is None
+
+
+def test_purge_deletes_old_ticketless_mail_and_unused_contacts(desk) -> None:
+    old = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    newer_open_ticket(desk)
+    stale = datetime(2024, 5, 1)
+    models.Contact.update(created_at=stale).execute()
+    lonely = models.Contact.create(address="ktos@example.org", created_at=stale)
+    recent = models.Contact.create(address="nowy@example.org")
+    rejection = models.Outbox.create(kind="rejection_blocked", message_id="<r1@x>",
+                                     sender="helpdesk@example.com",
+                                     recipients="ktos@example.org", raw=b"...",
+                                     state="sent", created_at=stale)
+    waiting = models.Outbox.create(kind="rejection_blocked", message_id="<r2@x>",
+                                   sender="helpdesk@example.com",
+                                   recipients="ktos@example.org", raw=b"...", state="pending",
+                                   created_at=stale)
+    requester = models.Ticket.get_by_id(old).requester_id
+
+    done = retention.purge(desk, CUTOFF)
+
+    # The open ticket has the same requester, so that contact stays.
+    assert models.Contact.get_or_none(models.Contact.id == requester) is not None
+    assert models.Contact.get_or_none(models.Contact.id == lonely.id) is None
+    assert models.Contact.get_or_none(models.Contact.id == recent.id) is not None
+    assert done.contacts == 1
+    assert models.Outbox.get_or_none(models.Outbox.id == rejection.id) is None
+    assert models.Outbox.get_by_id(waiting.id).state == "pending"
