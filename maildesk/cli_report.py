@@ -60,7 +60,8 @@ def _period(month: str | None, first: str | None, last: str | None,
     if by_month is not None:
         return by_month
     if start_day or end_day:
-        start = start_day or today.replace(day=1)
+        # Without --from, the month of the last day: "--to 2026-10-15" reports 1-15 October.
+        start = start_day or (end_day or today).replace(day=1)
         end = (end_day or today) + timedelta(days=1)
         if end <= start:
             raise click.BadParameter(_("--to is before --from"), param_hint="'--to'")
@@ -74,7 +75,7 @@ def _period(month: str | None, first: str | None, last: str | None,
     "and missed, response and resolution times, ratings. Without options: last month."))
 @click.option("--month", metavar=_("YYYY-MM"), help=_("The month to report, e.g. 2026-11."))
 @click.option("--from", "first", metavar=_("DATE"),
-              help=_("The first day to report (default: the first of this month)."))
+              help=_("The first day to report (default: the first of the month of --to)."))
 @click.option("--to", "last", metavar=_("DATE"),
               help=_("The last day to report, included (default: today)."))
 @click.option("--group", metavar=_("GROUP"),
@@ -161,9 +162,10 @@ def _render(figures: SlaReport, first: date, last: date, desk: Any) -> str:
         lines += ["", *_table((_("group"), *header[1:]), group_rows)]
 
     lines += ["", *textwrap.wrap(_(
-        "Targets still running are not counted as met or missed. Times are business "
-        "hours (h:mm) from the opening of the ticket, waiting for the user included. "
-        "Rating: average on the 1-5 scale (number of ratings)."), width=88)]
+        "Targets still running are not counted as met or missed. Times are the business "
+        "hours (h:mm) that the SLA clock counted from the opening of the ticket, without "
+        "waiting for the user. Rating: average on the 1-5 scale (number of ratings)."),
+        width=88)]
     return "\n".join(lines)
 
 

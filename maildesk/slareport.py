@@ -8,10 +8,9 @@ counted apart, neither met nor missed. Tickets resolved in the period, whenever 
 were opened, are counted apart too, as the desk's throughput.
 
 A target counts as missed when it went past its due time or the scheduler recorded its
-breach, as ``tickets show`` marks it (maildesk.slastanding). The durations are business
-time under the calendar of the ticket's current SLA policy, from the ticket's opening;
-time spent waiting for the user is included, since the stored clock keeps no history
-of its pauses.
+breach, as ``tickets show`` marks it (maildesk.slastanding). The durations are the
+business time the ticket's SLA clock counted from its opening: time waiting for the user
+and between a resolution and a reopening is left out, as it is from the targets.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from maildesk.lifecycle import Status
 from maildesk.models import to_utc
 from maildesk.sla import SlaTarget
 from maildesk.slastanding import TargetStanding, recorded_breaches, standings
-from maildesk.slatrack import policy_of
+from maildesk.slatrack import clock_of, policy_of
 
 logger = logging.getLogger(__name__)
 
@@ -151,16 +150,29 @@ def _chunks(query: pw.SelectQuery) -> Iterable[list[models.Ticket]]:
         last_id = chunk[-1].id
 
 
+def _counted_time(desk: Desk, ticket: models.Ticket, until: datetime | None
+                  ) -> timedelta | None:
+    """Return the business time the SLA clock counted from the opening to ``until``.
+
+    The clock leaves out its stops: waiting for the user, and a resolution that a
+    reopening undid. A ticket without a stored clock is measured in its policy's business
+    hours from its opening.
+    """
+    if until is None:
+        return None
+    clock = clock_of(desk, ticket)
+    if clock.started_at is None:
+        return policy_of(desk, ticket).calendar.business_time_between(
+            _aware(ticket.created_at), _aware(until))
+    return clock.elapsed(_aware(until))
+
+
 def _count(desk: Desk, report: SlaReport, ticket: models.Ticket,
            breaches: dict[str, datetime], now: datetime) -> None:
     """Add one ticket of the cohort to the total, its priority's line and its group's."""
     by_target = {standing.target: standing for standing in standings(ticket, breaches, now)}
-    calendar = policy_of(desk, ticket).calendar
-    created = _aware(ticket.created_at)
-    response_time = (calendar.business_time_between(created, _aware(ticket.first_responded_at))
-                     if ticket.first_responded_at else None)
-    resolution_time = (calendar.business_time_between(created, _aware(ticket.resolved_at))
-                       if ticket.resolved_at else None)
+    response_time = _counted_time(desk, ticket, ticket.first_responded_at)
+    resolution_time = _counted_time(desk, ticket, ticket.resolved_at)
     if ticket.status not in (Status.RESOLVED, Status.CLOSED):
         report.still_open += 1
 

@@ -168,3 +168,33 @@ def test_report_share_never_rounds_up_to_all() -> None:
     assert _share(TargetTally(met=2, missed=1)) == "2/3 (66%)"
     assert _share(TargetTally(met=20, missed=0)) == "20/20 (100%)"
     assert _share(TargetTally(running=3)) == "-"
+
+
+def test_report_times_leave_out_waiting_for_the_user(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    ticket = p2_ticket(desk, 1, warsaw(11, 30, 9))
+    lifecycle.record_first_response(desk, ticket, AGENT, warsaw(11, 30, 9, 30))
+    for status, moment in (("pending", warsaw(11, 30, 10)),
+                           ("in_progress", warsaw(12, 1, 10)),
+                           ("resolved", warsaw(12, 1, 11))):
+        lifecycle.transition(desk, models.Ticket.get_by_id(1), status, AGENT,
+                             Source.AGENT_COMMAND, moment)
+
+    report = build_report(desk, warsaw(11, 1), warsaw(12, 1), now=warsaw(12, 15))
+
+    # 10 business hours from opening to resolution, 8 of them waiting for the user.
+    assert report.total.median_resolution == timedelta(hours=2)
+    assert report.total.median_response == timedelta(minutes=30)
+
+
+def test_report_to_alone_starts_at_the_first_of_its_month(tmp_path: Path,
+                                                          database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    november(desk)
+
+    result = CliRunner().invoke(cli_main, ["--config", str(desk.config.path), "report", "--to",
+                                           "2026-11-30"], env={"MAILDESK_LANGUAGE": "en"})
+    models.open_database(desk.config.database_url, migrate=False)
+
+    assert result.exit_code == 0, result.output
+    assert "tickets opened from 2026-11-01 to 2026-11-30" in result.stdout
