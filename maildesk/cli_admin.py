@@ -53,6 +53,7 @@ def _action_label(action: str) -> str:
     """Name an audit event in the admin's language; an unknown code is shown as it is."""
     labels = {
         "created": _("ticket created"),
+        "tickets_purged": _("closed tickets deleted"),
         "message_added": _("message added"),
         "held": _("message held for an agent to accept"),
         "held_accepted": _("held message accepted"),

@@ -405,7 +405,7 @@ def test_cli_root_help_in_polish() -> None:
                             env={**os.environ, "MAILDESK_LANGUAGE": "pl"}, check=True)
 
     assert "Pokaż wersję i zakończ." in result.stdout
-    assert "Wyświetlaj listę zgłoszeń i szczegóły zgłoszenia." in result.stdout
+    assert "Wyświetlaj i usuwaj zgłoszenia." in result.stdout
 
 
 _EVENT_ACTION = re.compile(
