@@ -1,7 +1,7 @@
 """``maildesk tickets purge``: delete closed tickets after the desk's retention period.
 
-The work is maildesk.retention's; this module reads the date in the desk's time zone,
-shows what would go, and asks for ``--yes`` before it deletes anything.
+The work is maildesk.retention's. This module reads the date in the desk's time zone,
+shows what would go, and deletes nothing without ``--yes``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The service level report of a period: volumes, SLA targets met and missed, response times.
 
-The report follows the tickets opened in the period (the cohort): how many there were
-per priority and group, how many of their first-response and resolution targets were
-met or missed, how long the first response and the resolution took in business time,
-and how the requesters rated them. Targets still running at the time of the report are
+The report follows the tickets opened in the period (the cohort). Per priority and
+group it counts them and their first-response and resolution targets met or missed. It
+gives how long the first response and the resolution took in business time, and how
+the requesters rated them. Targets still running at the time of the report are
 counted apart, neither met nor missed. Tickets resolved in the period, whenever they
 were opened, are counted apart too, as the desk's throughput.
 
