@@ -191,6 +191,10 @@ def _delete_ticketless_mail(before: datetime) -> int:
 def _delete_unused_contacts(before: datetime) -> int:
     """Delete the contacts known since before ``before`` whom no ticket names any more.
 
+    A contact whose mail bounced on or after ``before`` stays with its mark. Without it
+    maildesk would write to the dead address again, and a delivery report about mail
+    that also went to others cannot set the mark back (maildesk.bounces).
+
     NOTE: on PostgreSQL a mail from such a person that the daemon records at this very
     moment may have read the contact before it is deleted; its ticket then fails its
     foreign key, and the mail goes to the quarantine, from which it can be retried.
@@ -198,8 +202,9 @@ def _delete_unused_contacts(before: datetime) -> int:
     contact = models.Contact
     named = (models.Ticket.select(models.Ticket.requester)
              | models.Participant.select(models.Participant.contact))
-    deleted: int = contact.delete().where(contact.created_at < to_utc(before),
-                                          contact.id.not_in(named)).execute()
+    deleted: int = contact.delete().where(
+        contact.created_at < to_utc(before), contact.id.not_in(named),
+        contact.bounced_at.is_null() | (contact.bounced_at < to_utc(before))).execute()
     return deleted
 
 

@@ -16,7 +16,7 @@ from deskfactory import mail, make_desk
 
 from maildesk import models, pipeline, retention
 from maildesk.cli import main as cli_main
-from maildesk.outbox import Sender
+from maildesk.outbox import Sender, record_bounce
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 CUTOFF = datetime(2025, 1, 1, tzinfo=WARSAW)
@@ -241,3 +241,22 @@ def test_purge_deletes_old_ticketless_mail_and_unused_contacts(desk) -> None:
     assert done.contacts == 1
     assert models.Outbox.get_or_none(models.Outbox.id == rejection.id) is None
     assert models.Outbox.get_by_id(waiting.id).state == "pending"
+
+
+def test_purge_keeps_recent_bounce_mark(desk) -> None:
+    old = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    address = models.Ticket.get_by_id(old).requester.address
+    models.Contact.update(created_at=datetime(2024, 5, 1)).execute()
+    newer_open_ticket(desk)
+    models.Ticket.update(requester=models.Contact.create(address="inny@example.org")).where(
+        models.Ticket.id != old).execute()
+    # The requester's mailbox is gone: mail to it bounced after the cutoff.
+    record_bounce(address, "5.1.1 user unknown")
+
+    done = retention.purge(desk, CUTOFF)
+    contact = models.Contact.get_or_none(models.Contact.address == address)
+
+    # Without the mark, a Cc of a new ticket to this address would get every reply again.
+    assert contact is not None
+    assert contact.bounced_at is not None
+    assert done.contacts == 0
