@@ -81,3 +81,7 @@ def _report_kept(report: PurgeReport) -> None:
             "{count} closed ticket is kept because its mail still waits in the outbox.",
             "{count} closed tickets are kept because their mail still waits in the outbox.",
             report.kept_for_outbox).format(count=report.kept_for_outbox))
+    if report.kept_newest is not None:
+        click.echo(_("Ticket {number} is kept because it has the highest number: SQLite would "
+                     "give that number to the next new ticket. A later purge deletes it once "
+                     "a newer ticket exists.").format(number=report.kept_newest))

@@ -60,6 +60,8 @@ class PurgeReport:
     contacts: int = 0
     # Tickets kept because mail of theirs still waits in the outbox.
     kept_for_outbox: int = 0
+    # The number of the newest ticket when it is old and closed but kept (SQLite only).
+    kept_newest: int | None = None
 
 
 def purgeable(closed_before: datetime) -> pw.ModelSelect[models.Ticket]:
@@ -74,9 +76,24 @@ def purgeable(closed_before: datetime) -> pw.ModelSelect[models.Ticket]:
              .where(models.Ticket.status == Status.CLOSED,
                     models.Ticket.closed_at < to_utc(closed_before)))
     if not models.is_postgresql():
-        newest = models.Ticket.select(pw.fn.MAX(models.Ticket.id))
-        query = query.where(models.Ticket.id != newest)
+        query = query.where(models.Ticket.id != _newest_number())
     return query
+
+
+def _newest_number() -> pw.SelectQuery:
+    return models.Ticket.select(pw.fn.MAX(models.Ticket.id))
+
+
+def _kept_newest(closed_before: datetime) -> int | None:
+    """Return the number of the newest ticket if ``purgeable`` leaves it out only for SQLite."""
+    if models.is_postgresql():
+        return None
+    number: int | None = (models.Ticket.select(models.Ticket.id)
+                          .where(models.Ticket.status == Status.CLOSED,
+                                 models.Ticket.closed_at < to_utc(closed_before),
+                                 models.Ticket.id == _newest_number())
+                          .scalar())
+    return number
 
 
 def preview(closed_before: datetime) -> PurgeReport:
@@ -93,6 +110,7 @@ def preview(closed_before: datetime) -> PurgeReport:
             models.Attachment.message.in_(messages)).count(),
         outgoing=models.Outbox.select().where(models.Outbox.ticket.in_(kept)).count(),
         kept_for_outbox=waiting.count(),
+        kept_newest=_kept_newest(closed_before),
     )
 
 
@@ -123,6 +141,7 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
     with database_proxy.atomic():
         report.outgoing += _delete_ticketless_mail(closed_before)
         report.contacts = _delete_unused_contacts(closed_before)
+    report.kept_newest = _kept_newest(closed_before)
 
     models.Event.create(ticket=None, actor=actor, action="tickets_purged",
                         detail=json.dumps({"closed_before": closed_before.isoformat(),

@@ -260,3 +260,27 @@ def test_purge_keeps_recent_bounce_mark(desk) -> None:
     assert contact is not None
     assert contact.bounced_at is not None
     assert done.contacts == 0
+
+
+def test_purge_cli_names_kept_newest_ticket(desk) -> None:
+    only = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    runner = CliRunner()
+    config = str(desk.config.path)
+
+    dry = runner.invoke(cli_main, ["--config", config, "tickets", "purge", "--closed-before",
+                                   "2025-01-01"], env={"MAILDESK_LANGUAGE": "pl"})
+    done = runner.invoke(cli_main, ["--config", config, "tickets", "purge", "--closed-before",
+                                    "2025-01-01", "--yes"], env={"MAILDESK_LANGUAGE": "en"})
+    models.open_database(desk.config.database_url, migrate=False)
+    left = models.Ticket.get_or_none(models.Ticket.id == only)
+
+    assert dry.exit_code == 0, dry.output
+    assert done.exit_code == 0, done.output
+    if models.is_postgresql():
+        assert left is None
+        assert "highest number" not in done.stdout
+        return
+    # The desk's only ticket is old and closed, and the admin must learn why it stays.
+    assert left is not None
+    assert f"Zgłoszenie {only} zostaje, bo ma najwyższy numer" in dry.stdout
+    assert f"Ticket {only} is kept because it has the highest number" in done.stdout
