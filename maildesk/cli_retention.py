@@ -58,6 +58,8 @@ def tickets_purge(app: Any, closed_before: str, confirmed: bool) -> None:
             + _(", with {messages} messages, {attachments} attachments and {outgoing} sent "
                 "mails.").format(messages=counted.messages, attachments=counted.attachments,
                                  outgoing=counted.outgoing))
+        click.echo(_("Contacts that no ticket would name any more, to be deleted: {count}")
+                   .format(count=counted.contacts))
         _report_kept(counted)
         click.echo(_("Nothing was deleted. Run the command again with --yes to delete them; "
                      "take a backup first (docs/operations.md)."))

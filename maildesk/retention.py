@@ -108,7 +108,9 @@ def preview(closed_before: datetime) -> PurgeReport:
         messages=messages.count(),
         attachments=models.Attachment.select().where(
             models.Attachment.message.in_(messages)).count(),
-        outgoing=models.Outbox.select().where(models.Outbox.ticket.in_(kept)).count(),
+        outgoing=(models.Outbox.select().where(models.Outbox.ticket.in_(kept)).count()
+                  + _ticketless_mail(closed_before).count()),
+        contacts=_unused_contacts(closed_before, leaving=kept).count(),
         kept_for_outbox=waiting.count(),
         kept_newest=_kept_newest(closed_before),
     )
@@ -201,10 +203,15 @@ def _delete_ticketless_mail(before: datetime) -> int:
     quote the subject or the address of the mail they are about.
     """
     outbox = models.Outbox
-    deleted: int = outbox.delete().where(outbox.ticket.is_null(),
-                                         outbox.state.in_(_FINISHED_MAIL),
-                                         outbox.created_at < to_utc(before)).execute()
+    deleted: int = outbox.delete().where(outbox.id.in_(_ticketless_mail(before))).execute()
     return deleted
+
+
+def _ticketless_mail(before: datetime) -> pw.ModelSelect[models.Outbox]:
+    outbox = models.Outbox
+    return outbox.select(outbox.id).where(outbox.ticket.is_null(),
+                                          outbox.state.in_(_FINISHED_MAIL),
+                                          outbox.created_at < to_utc(before))
 
 
 def _delete_unused_contacts(before: datetime) -> int:
@@ -219,12 +226,26 @@ def _delete_unused_contacts(before: datetime) -> int:
     foreign key, and the mail goes to the quarantine, from which it can be retried.
     """
     contact = models.Contact
-    named = (models.Ticket.select(models.Ticket.requester)
-             | models.Participant.select(models.Participant.contact))
-    deleted: int = contact.delete().where(
-        contact.created_at < to_utc(before), contact.id.not_in(named),
-        contact.bounced_at.is_null() | (contact.bounced_at < to_utc(before))).execute()
+    deleted: int = contact.delete().where(contact.id.in_(_unused_contacts(before))).execute()
     return deleted
+
+
+def _unused_contacts(before: datetime, leaving: pw.SelectQuery | None = None
+                     ) -> pw.ModelSelect[models.Contact]:
+    """Select the contacts that ``_delete_unused_contacts`` deletes.
+
+    With ``leaving``, the tickets it selects count as deleted already, so a preview
+    counts the contacts only they name.
+    """
+    contact, ticket, participant = models.Contact, models.Ticket, models.Participant
+    requesters = ticket.select(ticket.requester)
+    participants = participant.select(participant.contact)
+    if leaving is not None:
+        requesters = requesters.where(ticket.id.not_in(leaving))
+        participants = participants.where(participant.ticket.not_in(leaving))
+    return contact.select(contact.id).where(
+        contact.created_at < to_utc(before), contact.id.not_in(requesters | participants),
+        contact.bounced_at.is_null() | (contact.bounced_at < to_utc(before)))
 
 
 def _write_journal(journal: Path, candidates: Iterable[tuple[str, str]]) -> None:

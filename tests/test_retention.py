@@ -284,3 +284,29 @@ def test_purge_cli_names_kept_newest_ticket(desk) -> None:
     assert left is not None
     assert f"Zgłoszenie {only} zostaje, bo ma najwyższy numer" in dry.stdout
     assert f"Ticket {only} is kept because it has the highest number" in done.stdout
+
+
+def test_preview_counts_what_purge_deletes(desk) -> None:
+    ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    newer_open_ticket(desk)
+    stale = datetime(2024, 5, 1)
+    models.Contact.update(created_at=stale).execute()
+    models.Contact.create(address="ktos@example.org", created_at=stale)
+    models.Outbox.create(kind="rejection_blocked", message_id="<r1@x>",
+                         sender="helpdesk@example.com", recipients="ktos@example.org",
+                         raw=b"...", state="sent", created_at=stale)
+    runner = CliRunner()
+
+    counted = retention.preview(CUTOFF)
+    dry = runner.invoke(cli_main, ["--config", str(desk.config.path), "tickets", "purge",
+                                   "--closed-before", "2025-01-01"],
+                        env={"MAILDESK_LANGUAGE": "en"})
+    models.open_database(desk.config.database_url, migrate=False)
+    done = retention.purge(desk, CUTOFF)
+
+    assert done.outgoing == counted.outgoing
+    assert done.contacts == 1
+    assert counted.contacts == done.contacts
+    assert dry.exit_code == 0, dry.output
+    assert f"and {done.outgoing} sent mails." in dry.stdout
+    assert "Contacts that no ticket would name any more, to be deleted: 1" in dry.stdout
