@@ -142,7 +142,7 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
     journal.unlink(missing_ok=True)
     with database_proxy.atomic():
         report.outgoing += _delete_ticketless_mail(closed_before)
-        report.contacts = _delete_unused_contacts(closed_before)
+    report.contacts = _delete_unused_contacts(closed_before)
     report.kept_newest = _kept_newest(closed_before)
 
     models.Event.create(ticket=None, actor=actor, action="tickets_purged",
@@ -223,10 +223,19 @@ def _delete_unused_contacts(before: datetime) -> int:
 
     NOTE: on PostgreSQL a mail from such a person that the daemon records at this very
     moment may have read the contact before it is deleted; its ticket then fails its
-    foreign key, and the mail goes to the quarantine, from which it can be retried.
+    foreign key, and the mail goes to the quarantine, from which it can be retried. When
+    the daemon's ticket or Cc commits first, the deletion fails its foreign key instead:
+    no contact is deleted then, and the next purge deletes them.
     """
     contact = models.Contact
-    deleted: int = contact.delete().where(contact.id.in_(_unused_contacts(before))).execute()
+    try:
+        with database_proxy.atomic():
+            deleted: int = contact.delete().where(
+                contact.id.in_(_unused_contacts(before))).execute()
+    except pw.IntegrityError as error:
+        logger.warning(_("no contact deleted: a mail named one of them while the purge ran; "
+                         "the next purge deletes them ({error})").format(error=error))
+        return 0
     return deleted
 
 

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -310,3 +312,50 @@ def test_preview_counts_what_purge_deletes(desk) -> None:
     assert dry.exit_code == 0, dry.output
     assert f"and {done.outgoing} sent mails." in dry.stdout
     assert "Contacts that no ticket would name any more, to be deleted: 1" in dry.stdout
+
+
+def test_purge_survives_cc_recorded_meanwhile(desk, request) -> None:
+    if not models.is_postgresql():
+        pytest.skip("SQLite lets one writer in at a time, so no mail is recorded meanwhile")
+    old = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    other = newer_open_ticket(desk)
+    models.Ticket.update(requester=models.Contact.create(address="inny@example.org")).where(
+        models.Ticket.id == other).execute()
+    lonely = models.Contact.create(address="ktos@example.org", created_at=datetime(2024, 5, 1))
+    schema = request.getfixturevalue("postgres_schema")
+    daemon = schema.connect()
+    daemon.autocommit = False
+    # The daemon records a Cc of the newer ticket and has not committed yet.
+    daemon.cursor().execute("INSERT INTO participant (ticket_id, contact_id, role) "
+                            "VALUES (%s, %s, 'cc')", (other, lonely.id))
+    outcome: dict[str, object] = {}
+
+    def run_purge() -> None:
+        try:
+            outcome["report"] = retention.purge(desk, CUTOFF)
+        except Exception as error:  # noqa: BLE001 - the test reports any failure
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run_purge)
+    worker.start()
+    watcher = schema.connect()
+    blocked = False
+    for _attempt in range(200):
+        with watcher.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity "
+                           "WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE%%contact%%'")
+            blocked = bool(cursor.fetchone()[0])
+        if blocked:
+            break
+        time.sleep(0.05)
+    daemon.commit()
+    worker.join(timeout=30)
+    daemon.close()
+    watcher.close()
+
+    # The purge's deletion of contacts waited for the daemon's uncommitted Cc.
+    assert blocked
+    assert "error" not in outcome, outcome
+    assert models.Ticket.get_or_none(models.Ticket.id == old) is None
+    assert models.Contact.get_or_none(models.Contact.id == lonely.id) is not None
+    assert models.Event.select().where(models.Event.action == "tickets_purged").exists()
