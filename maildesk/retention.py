@@ -31,11 +31,11 @@ from pathlib import Path
 
 import peewee as pw
 
-from maildesk import faults, models
+from maildesk import faults, models, notify
 from maildesk.desk import Desk
 from maildesk.i18n import _
 from maildesk.lifecycle import Status
-from maildesk.models import database_proxy, to_utc
+from maildesk.models import database_proxy, to_utc, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +208,17 @@ def _delete_ticketless_mail(before: datetime) -> int:
 
 
 def _ticketless_mail(before: datetime) -> pw.ModelSelect[models.Outbox]:
+    """Select the finished mail of no ticket older than ``before``.
+
+    Mail of the last hour stays whatever ``before`` is: deleting a row deletes the
+    recipients that the hourly limits of automatic mail count, and a mail loop would
+    get a fresh hour.
+    """
     outbox = models.Outbox
+    limits_start = utcnow() - max(notify.ADDRESS_LIMIT_WINDOW, notify.DESK_LIMIT_WINDOW)
     return outbox.select(outbox.id).where(outbox.ticket.is_null(),
                                           outbox.state.in_(_FINISHED_MAIL),
-                                          outbox.created_at < to_utc(before))
+                                          outbox.created_at < min(to_utc(before), limits_start))
 
 
 def _delete_unused_contacts(before: datetime) -> int:

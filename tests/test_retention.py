@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from deskfactory import mail, make_desk
 
-from maildesk import models, pipeline, retention
+from maildesk import models, notify, pipeline, retention
 from maildesk.cli import main as cli_main
 from maildesk.outbox import Sender, record_bounce
 
@@ -359,3 +359,21 @@ def test_purge_survives_cc_recorded_meanwhile(desk, request) -> None:
     assert models.Ticket.get_or_none(models.Ticket.id == old) is None
     assert models.Contact.get_or_none(models.Contact.id == lonely.id) is not None
     assert models.Event.select().where(models.Event.action == "tickets_purged").exists()
+
+
+def test_purge_keeps_mail_the_hourly_limit_counts(desk) -> None:
+    newer_open_ticket(desk)
+    sent = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=20)
+    rejection = models.Outbox.create(kind="rejection_blocked", message_id="<r1@x>",
+                                     sender="helpdesk@example.com",
+                                     recipients=" petla@example.org ", raw=b"...",
+                                     state="sent", created_at=sent)
+    models.AutomaticMailRecipient.create(outbox=rejection, address="petla@example.org",
+                                         created_at=sent)
+    counted_before = notify._recently_sent_automatic("petla@example.org")
+
+    # --closed-before today, run in the first hour after midnight: the cutoff is recent.
+    retention.purge(desk, datetime.now(UTC) - timedelta(minutes=5))
+
+    assert counted_before == 1
+    assert notify._recently_sent_automatic("petla@example.org") == 1
