@@ -108,8 +108,9 @@ def preview(closed_before: datetime) -> PurgeReport:
         messages=messages.count(),
         attachments=models.Attachment.select().where(
             models.Attachment.message.in_(messages)).count(),
-        outgoing=(models.Outbox.select().where(models.Outbox.ticket.in_(kept)).count()
-                  + _ticketless_mail(closed_before).count()),
+        outgoing=(models.Outbox.select().where(models.Outbox.ticket.in_(kept),
+                                               models.Outbox.created_at < _limits_start())
+                  .count() + _ticketless_mail(closed_before).count()),
         contacts=_unused_contacts(closed_before, leaving=kept).count(),
         kept_for_outbox=waiting.count(),
         kept_newest=_kept_newest(closed_before),
@@ -182,8 +183,11 @@ def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, s
     # The outcome tells the pipeline not to store a later copy of the mail again.
     models.ProcessedMessage.update(ticket=None, outcome=models.PURGED_OUTCOME).where(
         models.ProcessedMessage.ticket.in_(numbers)).execute()
+    # Mail of the last hour stays, without its ticket, for the hourly limits (as in
+    # _ticketless_mail); a later purge deletes it as mail of no ticket.
     report.outgoing += models.Outbox.delete().where(
-        models.Outbox.ticket.in_(numbers)).execute()
+        models.Outbox.ticket.in_(numbers), models.Outbox.created_at < _limits_start()).execute()
+    models.Outbox.update(ticket=None).where(models.Outbox.ticket.in_(numbers)).execute()
     report.attachments += models.Attachment.delete().where(
         models.Attachment.message.in_(messages)).execute()
     report.messages += models.Message.delete().where(
@@ -215,10 +219,15 @@ def _ticketless_mail(before: datetime) -> pw.ModelSelect[models.Outbox]:
     get a fresh hour.
     """
     outbox = models.Outbox
-    limits_start = utcnow() - max(notify.ADDRESS_LIMIT_WINDOW, notify.DESK_LIMIT_WINDOW)
     return outbox.select(outbox.id).where(outbox.ticket.is_null(),
                                           outbox.state.in_(_FINISHED_MAIL),
-                                          outbox.created_at < min(to_utc(before), limits_start))
+                                          outbox.created_at < min(to_utc(before),
+                                                                  _limits_start()))
+
+
+def _limits_start() -> datetime:
+    """Return the start of the window the hourly limits of automatic mail count (naive UTC)."""
+    return utcnow() - max(notify.ADDRESS_LIMIT_WINDOW, notify.DESK_LIMIT_WINDOW)
 
 
 def _delete_unused_contacts(before: datetime) -> int:

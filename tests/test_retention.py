@@ -33,8 +33,12 @@ def ticket_from(desk, number: int, closed: datetime | None, png: bytes | None = 
     assert outcome.ticket is not None
     Sender(desk.config.smtp).deliver_due()
     if closed is not None:
-        models.Ticket.update(status="closed", closed_at=closed.astimezone(UTC).replace(
-            tzinfo=None)).where(models.Ticket.id == outcome.ticket).execute()
+        moment = closed.astimezone(UTC).replace(tzinfo=None)
+        models.Ticket.update(status="closed", closed_at=moment).where(
+            models.Ticket.id == outcome.ticket).execute()
+        # The ticket's mail went out before it closed.
+        models.Outbox.update(created_at=moment).where(
+            models.Outbox.ticket == outcome.ticket).execute()
     return outcome.ticket
 
 
@@ -377,3 +381,23 @@ def test_purge_keeps_mail_the_hourly_limit_counts(desk) -> None:
 
     assert counted_before == 1
     assert notify._recently_sent_automatic("petla@example.org") == 1
+
+
+def test_purge_keeps_the_last_hours_mail_of_a_ticket_for_the_limits(desk) -> None:
+    # A ticket closed minutes ago, purged with today's date: its acknowledgement still
+    # counts for the hourly limits, so it stays, without the ticket.
+    number = ticket_from(desk, 1, datetime.now(WARSAW) - timedelta(minutes=5))
+    newer_open_ticket(desk)
+    sent = models.Outbox.get(models.Outbox.ticket == number)
+    recipients = models.AutomaticMailRecipient.select().where(
+        models.AutomaticMailRecipient.outbox == sent.id).count()
+    tomorrow = datetime.now(WARSAW).replace(hour=0, minute=0) + timedelta(days=1)
+
+    counted = retention.preview(tomorrow)
+    done = retention.purge(desk, tomorrow)
+
+    assert done.tickets == 1
+    assert counted.outgoing == done.outgoing == 0
+    assert models.Outbox.get_by_id(sent.id).ticket_id is None
+    assert models.AutomaticMailRecipient.select().where(
+        models.AutomaticMailRecipient.outbox == sent.id).count() == recipients > 0
