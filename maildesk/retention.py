@@ -150,7 +150,10 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
                         detail=json.dumps({"closed_before": closed_before.isoformat(),
                                            "tickets": report.tickets,
                                            "messages": report.messages,
-                                           "attachments": report.attachments}))
+                                           "attachments": report.attachments,
+                                           "outgoing": report.outgoing,
+                                           "contacts": report.contacts,
+                                           "stored_contents": report.stored_contents}))
     logger.info(_("deleted {tickets} closed tickets with {messages} messages and "
                   "{attachments} attachments; {contents} stored mails and files removed")
                 .format(tickets=report.tickets, messages=report.messages,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,7 +77,9 @@ def test_purge_deletes_old_closed_tickets_and_their_stored_mail(desk) -> None:
         desk.store.get_message(old_raw)
     # The attachment of ticket 2 has the same bytes, so it stays.
     assert desk.store.get("attachments", shared) == PNG
-    assert models.Event.get(models.Event.action == "tickets_purged").ticket_id is None
+    event = models.Event.get(models.Event.action == "tickets_purged")
+    assert event.ticket_id is None
+    assert json.loads(event.detail)["outgoing"] == done.outgoing
 
 
 def test_purge_keeps_the_dedupe_record_so_a_copy_stays_a_copy(desk) -> None:
