@@ -582,8 +582,17 @@ class Sender:
 
 
 def retry(outbox_id: int) -> bool:
-    """Put a failed or pending row back in the queue now (``maildesk outbox retry``)."""
-    count = models.Outbox.update(state="pending", next_attempt_at=utcnow(), claimed_by=None).where(
-        models.Outbox.id == outbox_id, models.Outbox.state.in_(["failed", "pending", "cancelled"])
+    """Put a failed or pending row back in the queue now (``maildesk outbox retry``).
+
+    A failed or cancelled row starts its attempts afresh: the admin who sends it again
+    expects the usual retries, not a failure at the next temporary error. A pending row
+    keeps its count. NOTE: the queue age still runs from the row's creation, so an old
+    row retried while the server is unreachable is given up at once.
+    """
+    outbox = models.Outbox
+    attempts = pw.Case(None, [(outbox.state.in_(["failed", "cancelled"]), 0)], outbox.attempts)
+    count = outbox.update(state="pending", next_attempt_at=utcnow(), claimed_by=None,
+                          attempts=attempts).where(
+        outbox.id == outbox_id, outbox.state.in_(["failed", "pending", "cancelled"])
     ).execute()
     return bool(count)

@@ -947,3 +947,20 @@ def test_outbox_cli_list_and_retry(tmp_path: Path, database_url: str, smtp) -> N
     assert row(mail).state == "sent"
     assert missing.exit_code != 0
     assert "99999" in missing.output
+
+
+def test_outbox_retry_of_a_failed_mail_starts_its_attempts_afresh(
+        tmp_path: Path, database_url: str, smtp) -> None:
+    from maildesk import outbox as outbox_module
+
+    desk = smtp_desk(tmp_path, database_url, smtp.port, max_attempts=2)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    models.Outbox.update(state="failed", attempts=2).where(
+        models.Outbox.id == mail.outbox_id).execute()
+    smtp.fail_temporarily("rcpt")
+
+    assert outbox_module.retry(mail.outbox_id)
+    sender(desk).deliver_due()
+
+    assert row(mail).state == "pending"
+    assert row(mail).attempts == 1
