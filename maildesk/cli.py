@@ -143,6 +143,7 @@ def run(app: App, once: bool) -> None:
     """Run the daemon in the foreground (logs to stderr; SIGTERM stops it cleanly)."""
     from maildesk.wiring import build_daemon
 
+    _check_stored_secrets(app.config_path)
     daemon = build_daemon(app.desk)
     daemon.install_signal_handlers()
     try:
@@ -151,6 +152,24 @@ def run(app: App, once: bool) -> None:
         _fail(_("temporary failure, try again later: {error}").format(error=error), EX_TEMPFAIL)
     click.echo(ngettext("{count} message processed", "{count} messages processed", count)
                .format(count=count))
+
+
+def _check_stored_secrets(config_path: Path) -> None:
+    """Read the passwords kept in variables and files before the database is opened.
+
+    A missing variable is a configuration error (78) either way. Found here, it stops
+    ``run`` before migrations and the agent sync change the database. Secrets printed by
+    a command are left to the first connection, since the command may cost a token.
+    """
+    from maildesk.config import ImapConfig, load_config
+
+    config = load_config(config_path)
+    secrets = [config.smtp.password]
+    if isinstance(config.source, ImapConfig):
+        secrets += [config.source.password, config.source.oauth2_token]
+    for secret in secrets:
+        if secret.env or secret.file:
+            secret.reveal()
 
 
 @main.command(help=_("Process one mail from standard input (for an MTA pipe or Procmail).\n\n"

@@ -797,11 +797,14 @@ def test_run_with_missing_password_variable_exits_78(tmp_path: Path, database_ur
         "username": "helpdesk", "password_env": "MAILDESK_TEST_UNSET_VARIABLE"})
 
     result = _invoke("--config", str(config), "run", "--once")
+    database = models.open_database(database_url, migrate=False)
 
     assert result.exit_code == 78
     assert "configuration error" in result.output
     assert "MAILDESK_TEST_UNSET_VARIABLE is not set" in result.output
     assert "Traceback" not in result.output
+    # Found before the database was opened: no migration ran.
+    assert not database.table_exists(models.SchemaVersion._meta.table_name)
 
 
 def test_run_with_missing_maildir_exits_78(tmp_path: Path, database_url: str) -> None:
