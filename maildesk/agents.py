@@ -8,13 +8,15 @@ one is removed from the configuration (its row stays, marked inactive).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee as pw
 
 from maildesk import models
 from maildesk.config import Config, _Section
+from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.i18n import _
 from maildesk.models import utcnow
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from maildesk.desk import Desk
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 AUTHENTICATION_POLICIES = ("authentication_results", "dkim", "address_only")
 STRANGER_TAG_CHOICES = ("new_ticket", "hold")
@@ -58,10 +61,44 @@ def load_command_settings(config: Config) -> CommandSettings:
         return CommandSettings(note_address=default_note_address(config.desk.address))
 
     section = _Section(value, "commands", document, "commands")
-    note_address = section.address("note_address",
-                                   default_note_address(config.desk.address))
-    authentication = section.choice("authentication", "authentication_results",
-                                    AUTHENTICATION_POLICIES)
+    # Every key is read even after one fails, so all the mistakes are reported together.
+    problems: list[ConfigError] = []
+
+    def read(reader: Callable[[], _T], default: _T) -> _T:
+        try:
+            return reader()
+        except ConfigError as error:
+            problems.append(error)
+            return default
+
+    default_note = default_note_address(config.desk.address)
+    note_address = str(read(lambda: section.address("note_address", default_note),
+                            default_note)).lower()
+    settings = CommandSettings(
+        note_address=note_address,
+        authentication=read(lambda: section.choice("authentication", "authentication_results",
+                                                   AUTHENTICATION_POLICIES),
+                            "authentication_results"),
+        trusted_authserv_ids=read(lambda: _trusted_authserv_ids(section), ()),
+        cc_become_participants=read(lambda: section.boolean("cc_become_participants", True),
+                                    True),
+        stranger_tag=read(lambda: section.choice("stranger_tag", "new_ticket",
+                                                 STRANGER_TAG_CHOICES), "new_ticket"),
+    )
+    read(section.finish, None)
+    if note_address in config.desk.own_addresses:
+        problems.append(section.error(
+            "note_address",
+            _("'note_address' must differ from the desk addresses, e.g. {example}").format(
+                example=default_note)))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigErrors(problems)
+    return settings
+
+
+def _trusted_authserv_ids(section: _Section) -> tuple[str, ...]:
     trusted = section.get("trusted_authserv_ids") or []
     if isinstance(trusted, str):
         trusted = [trusted]
@@ -70,21 +107,7 @@ def load_command_settings(config: Config) -> CommandSettings:
         raise section.error(
             "trusted_authserv_ids",
             _("'trusted_authserv_ids' must be a list of server names, e.g. [mx.example.com]"))
-    settings = CommandSettings(
-        note_address=str(note_address).lower(),
-        authentication=authentication,
-        trusted_authserv_ids=tuple(item.strip().lower() for item in trusted),
-        cc_become_participants=section.boolean("cc_become_participants", True),
-        stranger_tag=section.choice("stranger_tag", "new_ticket", STRANGER_TAG_CHOICES),
-    )
-    section.finish()
-
-    if settings.note_address in config.desk.own_addresses:
-        raise section.error(
-            "note_address",
-            _("'note_address' must differ from the desk addresses, e.g. {example}").format(
-                example=default_note_address(config.desk.address)))
-    return settings
+    return tuple(item.strip().lower() for item in trusted)
 
 
 # Keyed by the identity of the Config: equal configs may differ in ``raw``, which

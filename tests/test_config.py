@@ -423,3 +423,17 @@ sla: 5
     assert isinstance(error, ConfigErrors)
     assert "unknown time zone 'Europe/Warszawa'" in str(error)
     assert "'sla' must be a mapping" in str(error)
+
+
+def test_config_reports_every_mistake_of_the_commands_section(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + """\
+commands:
+  authentication: sometimes
+  stranger_tag: maybe
+  trusted_authserv_ids: 5
+  colour: blue
+""")
+
+    assert isinstance(error, ConfigErrors)
+    lines = sorted(int(str(item.location).rsplit(":", 2)[-2]) for item in error.errors)
+    assert lines == [4, 5, 6, 7]
