@@ -179,33 +179,49 @@ def _duration(section: _Section, key: str, default: timedelta | None,
 
 def _calendar(root: YamlMapping, desk_timezone: str) -> BusinessCalendar:
     section = _section(root, "calendar", "calendar")
-    timezone = section.text("timezone", desk_timezone)
-    _check_timezone(root, section, timezone)
-    country = section.get("holidays", DEFAULT_HOLIDAY_COUNTRY)
-    if country in (None, False, "none"):
-        country = None
-    elif not isinstance(country, str):
-        raise section.error("holidays", _(
-            "'holidays' must be an ISO 3166 country code such as PL, or none"))
+    # Every key is read even after one fails, so all the mistakes are reported together.
+    problems: list[ConfigError] = []
 
-    weekly = _weekly_hours(section)
+    def read(reader: Callable[[], Any], default: Any) -> Any:
+        try:
+            return reader()
+        except ConfigError as error:
+            problems.append(error)
+            return default
+
+    timezone: str = read(lambda: section.text("timezone", desk_timezone), desk_timezone)
+    read(lambda: _check_timezone(root, section, timezone), None)
     values: dict[str, Any] = {
         "timezone": timezone,
-        "holiday_country": country.upper() if country else None,
-        "weekly_hours": weekly,
-        "closed_days": _dates(section, "closed_days"),
-        "working_days": _dates(section, "working_days"),
-        "always_open": section.boolean("always_open", False),
+        "holiday_country": read(lambda: _holiday_country(section), None),
+        "weekly_hours": read(lambda: _weekly_hours(section), ()),
+        "closed_days": read(lambda: _dates(section, "closed_days"), frozenset()),
+        "working_days": read(lambda: _dates(section, "working_days"), frozenset()),
+        "always_open": read(lambda: section.boolean("always_open", False), False),
     }
     extra = section.get("extra_day_hours")
     if extra is not None:
-        values["extra_day_hours"] = _hours(section, "extra_day_hours", extra)
-    section.finish()
+        values["extra_day_hours"] = read(lambda: _hours(section, "extra_day_hours", extra), ())
+    read(section.finish, None)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigErrors(problems)
 
     try:
         return BusinessCalendar(**values)
     except ValueError as error:
         raise ConfigError(str(error), str(root.where("calendar"))) from None
+
+
+def _holiday_country(section: _Section) -> str | None:
+    country = section.get("holidays", DEFAULT_HOLIDAY_COUNTRY)
+    if country in (None, False, "none"):
+        return None
+    if not isinstance(country, str):
+        raise section.error("holidays", _(
+            "'holidays' must be an ISO 3166 country code such as PL, or none"))
+    return country.upper()
 
 
 def _check_timezone(root: YamlMapping, section: _Section, timezone: str) -> None:

@@ -437,3 +437,16 @@ commands:
     assert isinstance(error, ConfigErrors)
     lines = sorted(int(str(item.location).rsplit(":", 2)[-2]) for item in error.errors)
     assert lines == [4, 5, 6, 7]
+
+
+def test_config_reports_every_mistake_of_the_calendar_section(tmp_path: Path) -> None:
+    error = _error(tmp_path, MINIMAL + """\
+calendar:
+  timezone: Europe/Warszawa
+  holidays: 48
+  closed_days: [jutro]
+""")
+
+    assert isinstance(error, ConfigErrors)
+    lines = sorted(int(str(item.location).rsplit(":", 2)[-2]) for item in error.errors)
+    assert lines == [4, 5, 6]
