@@ -8,15 +8,14 @@ one is removed from the configuration (its row stays, marked inactive).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
 from maildesk import models
 from maildesk.config import Config, _Section
-from maildesk.errors import ConfigError, ConfigErrors
+from maildesk.errors import ConfigErrorCollector
 from maildesk.i18n import _
 from maildesk.models import utcnow
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from maildesk.desk import Desk
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 AUTHENTICATION_POLICIES = ("authentication_results", "dkim", "address_only")
 STRANGER_TAG_CHOICES = ("new_ticket", "hold")
@@ -62,14 +60,8 @@ def load_command_settings(config: Config) -> CommandSettings:
 
     section = _Section(value, "commands", document, "commands")
     # Every key is read even after one fails, so all the mistakes are reported together.
-    problems: list[ConfigError] = []
-
-    def read(reader: Callable[[], _T], default: _T) -> _T:
-        try:
-            return reader()
-        except ConfigError as error:
-            problems.append(error)
-            return default
+    problems = ConfigErrorCollector()
+    read = problems.read
 
     default_note = default_note_address(config.desk.address)
     note_address = str(read(lambda: section.address("note_address", default_note),
@@ -87,14 +79,11 @@ def load_command_settings(config: Config) -> CommandSettings:
     )
     read(section.finish, None)
     if note_address in config.desk.own_addresses:
-        problems.append(section.error(
+        problems.errors.append(section.error(
             "note_address",
             _("'note_address' must differ from the desk addresses, e.g. {example}").format(
                 example=default_note)))
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigErrors(problems)
+    problems.raise_errors()
     return settings
 
 

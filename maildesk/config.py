@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from maildesk.errors import ConfigError, ConfigErrors
+from maildesk.errors import ConfigError, ConfigErrorCollector
 from maildesk.i18n import _, normalize_language
 from maildesk.yamlfile import YamlMapping, YamlSequence, load_yaml_file
 
@@ -390,19 +390,15 @@ def load_config(path: Path) -> Config:
 
     # The sections are read one by one, and a mistake in one does not hide the mistakes
     # of the others: all of them are reported together, as rules check does.
-    problems: list[ConfigError] = []
+    problems = ConfigErrorCollector()
 
     def read(reader: Callable[[], _T]) -> _T | None:
-        try:
-            return reader()
-        except ConfigError as error:
-            problems.append(error)
-            return None
+        return problems.read(reader, None)
 
     language = root.text("language", "pl")
     if normalize_language(language) is None:
-        problems.append(root.error("language", _("'language' must be pl or en, not "
-                                                 "'{value}'").format(value=language)))
+        problems.errors.append(root.error("language", _("'language' must be pl or en, not "
+                                                        "'{value}'").format(value=language)))
     desk_mapping = root.get("desk")
     desk = read(lambda: _desk(_Section(desk_mapping, "desk", document, "desk")))
     database_url = read(lambda: _database_url(root, base))
@@ -425,10 +421,7 @@ def load_config(path: Path) -> Config:
     parse_ahead = read(lambda: root.boolean("parse_ahead", True))
     read(lambda: root.finish(extra_allowed=("sla", "calendar", "priority", "commands",
                                             "threading")))
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigErrors(problems)
+    problems.raise_errors()
     assert desk is not None
     assert database_url is not None
     assert smtp is not None
@@ -459,17 +452,9 @@ def load_config(path: Path) -> Config:
     from maildesk.slaconfig import service_levels_of
 
     # 'calendar', 'priority', 'sla' and 'commands', each error with file:line.
-    for check in (service_levels_of, check_command_settings):
-        try:
-            check(config)
-        except ConfigErrors as errors:
-            problems.extend(errors.errors)
-        except ConfigError as error:
-            problems.append(error)
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigErrors(problems)
+    problems.read(lambda: service_levels_of(config), None)
+    problems.read(lambda: check_command_settings(config), None)
+    problems.raise_errors()
     return config
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 
 class MaildeskError(Exception):
     """Base class of every error maildesk raises on purpose."""
@@ -28,6 +33,34 @@ class ConfigErrors(ConfigError):
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(error) for error in errors))
+
+
+class ConfigErrorCollector:
+    """The mistakes found while a configuration is read, so that one run reports them all.
+
+    ``read`` runs one reader and keeps its ConfigError (or each one of a ConfigErrors) in
+    place of stopping; ``raise_errors`` raises what was kept.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def read(self, reader: Callable[[], _T], default: _T) -> _T:
+        """Return what ``reader`` returns, or ``default`` after keeping its mistakes."""
+        try:
+            return reader()
+        except ConfigErrors as errors:
+            self.errors.extend(errors.errors)
+        except ConfigError as error:
+            self.errors.append(error)
+        return default
+
+    def raise_errors(self) -> None:
+        """Raise the one mistake kept, or ConfigErrors with several; do nothing without any."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 class ParseError(MaildeskError):

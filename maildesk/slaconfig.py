@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maildesk.business_calendar import (
@@ -29,7 +29,7 @@ from maildesk.business_calendar import (
     parse_working_hours,
 )
 from maildesk.config import _Section
-from maildesk.errors import ConfigError, ConfigErrors
+from maildesk.errors import ConfigError, ConfigErrorCollector
 from maildesk.i18n import _
 from maildesk.sla import (
     DEFAULT_WARNING_SHARE,
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from maildesk.desk import Desk
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 TICKET_TYPES = ("incident", "service_request")
 NOTIFIED_STATUSES = ("assigned", "pending", "resolved", "closed", "reopened")
@@ -180,14 +179,8 @@ def _duration(section: _Section, key: str, default: timedelta | None,
 def _calendar(root: YamlMapping, desk_timezone: str) -> BusinessCalendar:
     section = _section(root, "calendar", "calendar")
     # Every key is read even after one fails, so all the mistakes are reported together.
-    problems: list[ConfigError] = []
-
-    def read(reader: Callable[[], Any], default: Any) -> Any:
-        try:
-            return reader()
-        except ConfigError as error:
-            problems.append(error)
-            return default
+    problems = ConfigErrorCollector()
+    read: Callable[[Callable[[], Any], Any], Any] = problems.read
 
     timezone: str = read(lambda: section.text("timezone", desk_timezone), desk_timezone)
     read(lambda: _check_timezone(root, section, timezone), None)
@@ -203,10 +196,7 @@ def _calendar(root: YamlMapping, desk_timezone: str) -> BusinessCalendar:
     if extra is not None:
         values["extra_day_hours"] = read(lambda: _hours(section, "extra_day_hours", extra), ())
     read(section.finish, None)
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigErrors(problems)
+    problems.raise_errors()
 
     try:
         return BusinessCalendar(**values)
@@ -417,16 +407,8 @@ def load_service_levels(config: Config) -> ServiceLevels:
     if root is None:
         return ServiceLevels(calendar=BusinessCalendar(timezone=config.desk.timezone))
 
-    problems: list[ConfigError] = []
-
-    def read(reader: Callable[[], _T], default: _T) -> _T:
-        try:
-            return reader()
-        except ConfigErrors as errors:
-            problems.extend(errors.errors)
-        except ConfigError as error:
-            problems.append(error)
-        return default
+    problems = ConfigErrorCollector()
+    read = problems.read
 
     calendar = read(lambda: _calendar(root, config.desk.timezone), BusinessCalendar())
     matrix = read(lambda: _matrix(root), PriorityMatrix())
@@ -457,10 +439,7 @@ def load_service_levels(config: Config) -> ServiceLevels:
                             None) or timedelta(minutes=1),
     )
     read(section.finish, None)
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigErrors(problems)
+    problems.raise_errors()
     return levels
 
 
