@@ -48,9 +48,16 @@ class App:
             self._desk = Desk.open(self.config_path)
         return self._desk
 
-    def open(self) -> None:
-        """Load the configuration and open the database, reporting errors as CLI errors."""
-        self.desk  # noqa: B018 (the property opens the desk on first use)
+    def open(self, check_secrets: bool = False) -> None:
+        """Load the configuration and open the database, reporting errors as CLI errors.
+
+        ``check_secrets`` reads the passwords kept in variables and files first, for the
+        daemon, which needs them; the admin's commands do not.
+        """
+        from maildesk.desk import Desk
+
+        if self._desk is None:
+            self._desk = Desk.open(self.config_path, check_secrets=check_secrets)
 
     @property
     def inspected_desk(self):
@@ -143,7 +150,7 @@ def run(app: App, once: bool) -> None:
     """Run the daemon in the foreground (logs to stderr; SIGTERM stops it cleanly)."""
     from maildesk.wiring import build_daemon
 
-    _check_stored_secrets(app.config_path)
+    app.open(check_secrets=True)
     daemon = build_daemon(app.desk)
     daemon.install_signal_handlers()
     try:
@@ -152,24 +159,6 @@ def run(app: App, once: bool) -> None:
         _fail(_("temporary failure, try again later: {error}").format(error=error), EX_TEMPFAIL)
     click.echo(ngettext("{count} message processed", "{count} messages processed", count)
                .format(count=count))
-
-
-def _check_stored_secrets(config_path: Path) -> None:
-    """Read the passwords kept in variables and files before the database is opened.
-
-    A missing variable is a configuration error (78) either way. Found here, it stops
-    ``run`` before migrations and the agent sync change the database. Secrets printed by
-    a command are left to the first connection, since the command may cost a token.
-    """
-    from maildesk.config import ImapConfig, load_config
-
-    config = load_config(config_path)
-    secrets = [config.smtp.password]
-    if isinstance(config.source, ImapConfig):
-        secrets += [config.source.password, config.source.oauth2_token]
-    for secret in secrets:
-        if secret.env or secret.file:
-            secret.reveal()
 
 
 @main.command(help=_("Process one mail from standard input (for an MTA pipe or Procmail).\n\n"

@@ -370,6 +370,21 @@ def _nowhere() -> Any:
     return Position("<defaults>", 0, 0)
 
 
+def check_stored_secrets(config: Config) -> None:
+    """Read the passwords kept in variables and files; raise ConfigError if one is missing.
+
+    The daemon calls it before it opens the database, so a missing variable stops it
+    before migrations and the agent sync change anything. Secrets printed by a command
+    are left to the first connection, since one call may cost a token.
+    """
+    secrets = [config.smtp.password]
+    if isinstance(config.source, ImapConfig):
+        secrets += [config.source.password, config.source.oauth2_token]
+    for secret in secrets:
+        if secret.env or secret.file:
+            secret.reveal()
+
+
 def load_config(path: Path) -> Config:
     """Read and validate maildesk.yaml; raise ConfigError naming file, line and fix."""
     path = path.resolve()

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import peewee as pw
 
 from maildesk import models
-from maildesk.config import Config, load_config
+from maildesk.config import Config, check_stored_secrets, load_config
 from maildesk.errors import TemporaryError
 from maildesk.followup import format_tag
 from maildesk.i18n import _, set_language
@@ -53,7 +53,8 @@ class Desk:
         return cls(config, store, templates, agent_addresses)
 
     @classmethod
-    def open(cls, config_path: Path, *, migrate: bool = True) -> Desk:
+    def open(cls, config_path: Path, *, migrate: bool = True,
+             check_secrets: bool = False) -> Desk:
         """Load the configuration, open the database and return the desk.
 
         Raises TemporaryError when the database fails while the schema is migrated or
@@ -61,6 +62,8 @@ class Desk:
         exits 75, so the MTA retries instead of bouncing the mail.
         """
         config = load_config(config_path)
+        if check_secrets:
+            check_stored_secrets(config)
         try:
             models.open_database(config.database_url, migrate=migrate)
             desk = cls.from_config(config)
