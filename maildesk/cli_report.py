@@ -1,6 +1,6 @@
 """``maildesk report``: the service level report of a month or a range of days.
 
-The figures come from maildesk.slareport; this module picks the period in the desk's
+The figures come from maildesk.slareport. This module picks the period in the desk's
 time zone and writes the report as a table for people or as CSV for a spreadsheet.
 """
 

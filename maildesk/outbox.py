@@ -186,7 +186,7 @@ def mark_deferred(row: models.Outbox, deferred: list[str], error: str,
                   max_attempts: int) -> None:
     """Keep a row due for the recipients the server deferred (4xx) while it took the rest.
 
-    The next attempt goes to ``deferred`` alone, so nobody gets the mail twice. Like any
+    The next attempt goes to ``deferred`` alone, so no recipient gets the mail twice. Like any
     retry it counts against ``max_attempts``.
     """
     if row.attempts >= max_attempts:
@@ -314,10 +314,10 @@ class _ConnectionLost(Exception):
 
 
 class _ServiceClosing(Exception):
-    """The SMTP server answered 421 (RFC 5321: service not available, closing the channel).
+    """A 421 reply of the SMTP server (RFC 5321: service not available, closing channel).
 
-    The reply is about the server, not the mail: the row that got it and the rows after
-    it wait as for an unreachable server, and no attempt is counted against the row.
+    The reply concerns the server, not the mail. So the row that got it and the rows
+    after it wait as for an unreachable server, and no attempt is counted against the row.
     ``after_data`` marks a 421 to DATA, which a filter that judged the mail's content
     may send too.
     """

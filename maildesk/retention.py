@@ -2,15 +2,16 @@
 
 A desk keeps personal data only as long as it needs it (GDPR, in Poland RODO). Closed
 tickets older than the period the desk has set are deleted with their messages,
-attachments, participants, thread references, audit trail and sent mail, and the raw
-mails and attachment files that nothing else refers to any more are removed from the
-storage folder. Mail of no ticket sent before the same day, and the contacts known
-since before it whom no ticket names any more, go too. The dedupe records of the
-incoming mails stay, without their ticket, so a copy of an old mail that arrives again
-byte for byte is still known as a copy; they hold the sender's address, a Message-ID
-and a hash, no content. A copy whose transport headers differ can no
-longer be compared with the deleted mail, and makes a new ticket, as any mail does whose
-Message-ID is taken by a mail that cannot be read.
+attachments, participants, thread references, audit trail and sent mail. The raw mails
+and attachment files that nothing else refers to any more are removed from the storage
+folder. Mail of no ticket sent before the same day goes too, and so do the contacts
+known since before it whom no ticket names any more.
+
+The dedupe records of the incoming mails stay, without their ticket, so a copy of an
+old mail that arrives again byte for byte is still known as a copy. They contain the
+sender's address, a Message-ID and a hash, no content. A copy whose transport headers
+differ can no longer be compared with the deleted mail, so it makes a new ticket, as
+any mail does whose Message-ID is taken by a mail that cannot be read.
 
 Tickets are deleted in chunks, one transaction each, so a long purge does not hold the
 database's write lock for long and a daemon goes on receiving mail meanwhile. Before a
@@ -50,7 +51,7 @@ PENDING_REMOVALS = "purge-pending"
 
 @dataclass
 class PurgeReport:
-    """What a purge deleted, or would delete when it was a dry run."""
+    """The counts of a purge: what it deleted, or would delete in a dry run."""
 
     tickets: int = 0
     messages: int = 0
@@ -70,7 +71,7 @@ def purgeable(closed_before: datetime) -> pw.ModelSelect[models.Ticket]:
     On SQLite the ticket with the highest number is never selected. SQLite numbers a
     new row one above the highest row left, so deleting that ticket would give its number
     to the next ticket, and old mail tagged with it would join a stranger's ticket. A
-    later purge deletes it, once a newer ticket holds the highest number.
+    later purge deletes it, once a newer ticket has the highest number.
     """
     query = (models.Ticket.select(models.Ticket.id)
              .where(models.Ticket.status == Status.CLOSED,
@@ -183,11 +184,11 @@ def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, s
     # A ticket that continues a deleted one keeps its own history, without the link.
     models.Ticket.update(linked_ticket=None).where(
         models.Ticket.linked_ticket.in_(numbers)).execute()
-    # The outcome tells the pipeline not to store a later copy of the mail again.
+    # With this outcome the pipeline does not store a later copy of the mail again.
     models.ProcessedMessage.update(ticket=None, outcome=models.PURGED_OUTCOME).where(
         models.ProcessedMessage.ticket.in_(numbers)).execute()
-    # Mail of the last hour stays, without its ticket, for the hourly limits (as in
-    # _ticketless_mail); a later purge deletes it as mail of no ticket.
+    # Mail of the last hour stays without its ticket, because the hourly limits count
+    # it (see _ticketless_mail). A later purge deletes it as mail of no ticket.
     report.outgoing += models.Outbox.delete().where(
         models.Outbox.ticket.in_(numbers), models.Outbox.created_at < _limits_start()).execute()
     models.Outbox.update(ticket=None).where(models.Outbox.ticket.in_(numbers)).execute()
@@ -240,11 +241,10 @@ def _delete_unused_contacts(before: datetime) -> int:
     maildesk would write to the dead address again, and a delivery report about mail
     that also went to others cannot set the mark back (maildesk.bounces).
 
-    NOTE: on PostgreSQL a mail from such a person that the daemon records at this very
-    moment may have read the contact before it is deleted; its ticket then fails its
-    foreign key, and the mail goes to the quarantine, from which it can be retried. When
-    the daemon's ticket or Cc commits first, the deletion fails its foreign key instead:
-    no contact is deleted then, and the next purge deletes them.
+    NOTE: on PostgreSQL the daemon may read such a contact for a new mail just before
+    it is deleted. The mail's ticket then fails its foreign key, and the mail goes to the
+    quarantine, from which it can be retried. When the daemon's ticket or Cc commits
+    first, the deletion fails instead, and the next purge deletes the contacts.
     """
     contact = models.Contact
     try:

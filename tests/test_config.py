@@ -368,7 +368,7 @@ def test_config_agents_not_checked_against_broken_groups(tmp_path: Path) -> None
     assert "'groups' must be a list" in str(error)
 
 
-def test_config_reports_the_mistakes_of_every_later_section_together(tmp_path: Path) -> None:
+def test_config_reports_later_sections_together(tmp_path: Path) -> None:
     # Each of these once needed a run of its own: the SLA settings stopped at the first
     # mistake, and the commands section was read only when they were right.
     error = _error(tmp_path, """\

@@ -193,7 +193,7 @@ def single_connection_account(dovecot: Dovecot) -> Iterator[ImapAccount]:
 
 def test_imap_login_over_connection_limit_is_retried(
         tmp_path: Path, database_url: str, single_connection_account, smtp, monkeypatch) -> None:
-    # Dovecot replies NO [LIMIT] while a mail client holds the only connection allowed.
+    # Dovecot replies NO [LIMIT] while a mail client has the only connection allowed.
     account = single_connection_account
     desk = imap_desk(tmp_path, database_url, account, smtp, monkeypatch)
     account.append(mail())
@@ -216,7 +216,7 @@ def test_imap_login_over_connection_limit_is_retried(
 
 @pytest.fixture
 def closing_imap_port() -> Iterator[int]:
-    """A port where an IMAP server greets, then answers LOGIN with BYE, as when it stops."""
+    """A port where an IMAP server greets, then replies to LOGIN with BYE, as when it stops."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stopped = threading.Event()

@@ -749,7 +749,7 @@ def test_outbox_421_waits_like_an_outage(tmp_path: Path, database_url: str,
 
 def test_outbox_421_after_one_mail_blocks_no_other(
         tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int]) -> None:
-    # A filter answers 421 to the content of the first mail each time it is sent.
+    # A content filter replies 421 to the content of the first mail each time it is sent.
     handler, port = faulty_smtp
     desk = smtp_desk(tmp_path, database_url, port)
     mails = [queue(desk, make_ticket(20451 + index, "Drukarka", REQUESTER))
@@ -766,7 +766,7 @@ def test_outbox_421_after_one_mail_blocks_no_other(
 
 
 @pytest.mark.parametrize("closing_recipient", ["admin1@example.org", "admin2@example.org"])
-def test_outbox_421_to_one_recipient_waits_like_an_outage(
+def test_outbox_421_to_one_recipient(
         tmp_path: Path, database_url: str, faulty_smtp: tuple[FaultyHandler, int],
         closing_recipient: str) -> None:
     # aiosmtplib closes the connection on a 421, so the failure that reaches maildesk is
@@ -949,7 +949,7 @@ def test_outbox_cli_list_and_retry(tmp_path: Path, database_url: str, smtp) -> N
     assert "99999" in missing.output
 
 
-def test_outbox_retry_of_a_failed_mail_starts_its_attempts_afresh(
+def test_outbox_retry_resets_attempts(
         tmp_path: Path, database_url: str, smtp) -> None:
     from maildesk import outbox as outbox_module
 

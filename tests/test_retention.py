@@ -53,7 +53,7 @@ def desk(tmp_path: Path, database_url: str):
     return make_desk(tmp_path, database_url)
 
 
-def test_purge_deletes_old_closed_tickets_and_their_stored_mail(desk) -> None:
+def test_purge_deletes_old_closed_tickets(desk) -> None:
     old = ticket_from(desk, 1, datetime(2024, 6, 1, 12, tzinfo=WARSAW))
     recent = ticket_from(desk, 2, datetime(2026, 11, 2, tzinfo=WARSAW))  # same attachment
     still_open = ticket_from(desk, 3, None, png=b"\x89PNG\r\n\x1a\n" + b"inny" * 50)
@@ -82,7 +82,7 @@ def test_purge_deletes_old_closed_tickets_and_their_stored_mail(desk) -> None:
     assert json.loads(event.detail)["outgoing"] == done.outgoing
 
 
-def test_purge_keeps_the_dedupe_record_so_a_copy_stays_a_copy(desk) -> None:
+def test_purge_keeps_dedupe_record(desk) -> None:
     raw = mail(message_id="<m1@example.org>", subject="Zgłoszenie 1")
     pipeline.process(desk, raw, "test:1")
     Sender(desk.config.smtp).deliver_due()
@@ -99,7 +99,7 @@ def test_purge_keeps_the_dedupe_record_so_a_copy_stays_a_copy(desk) -> None:
         models.ProcessedMessage.dedupe_key.contains("m1@example.org")).ticket_id is None
 
 
-def test_purge_keeps_a_ticket_whose_mail_waits_in_the_outbox(desk) -> None:
+def test_purge_keeps_ticket_with_waiting_mail(desk) -> None:
     number = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
     newer_open_ticket(desk)
     models.Outbox.update(state="pending").where(models.Outbox.ticket == number).execute()
@@ -213,7 +213,7 @@ def test_purged_mail_copy_is_not_stored_again(desk) -> None:
         models.StoredContent.sha256.in_(purged)).exists()
 
 
-def test_purge_never_gives_a_deleted_number_to_a_new_ticket(desk) -> None:
+def test_purge_never_reuses_ticket_number(desk) -> None:
     first = ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
     newest = ticket_from(desk, 2, datetime(2024, 6, 2, tzinfo=WARSAW))
 
@@ -386,7 +386,7 @@ def test_purge_keeps_mail_the_hourly_limit_counts(desk) -> None:
     assert notify._recently_sent_automatic("petla@example.org") == 1
 
 
-def test_purge_keeps_the_last_hours_mail_of_a_ticket_for_the_limits(desk) -> None:
+def test_purge_keeps_last_hour_mail(desk) -> None:
     # A ticket closed minutes ago, purged with today's date: its acknowledgement still
     # counts for the hourly limits, so it stays, without the ticket.
     number = ticket_from(desk, 1, datetime.now(WARSAW) - timedelta(minutes=5))

@@ -2,7 +2,7 @@
 
 The desk works Monday to Friday 08:00-16:00 Europe/Warsaw with Polish public holidays
 (24 December included from 2025). Default targets: P1 30 min / 4 h around the clock,
-P2 1 h / 8 h, P3 4 h / 24 h, P4 8 h / 40 h in business hours; warnings at 75%.
+P2 1 h / 8 h, P3 4 h / 24 h, P4 8 h / 40 h in business hours. Warnings come at 75%.
 Expected column values are naive UTC. Every test runs on SQLite and on PostgreSQL.
 """
 
@@ -132,7 +132,7 @@ def test_month_wait_for_user_ends_with_reply(tmp_path: Path, database_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     desk = make_desk(tmp_path, database_url)
     ticket = opened(desk, warsaw(2026, 11, 30, 9))
-    # 2 h counted, then the agent asks the user something on Monday at 11:00.
+    # 2 h counted, then the agent puts the ticket on hold for the user on Monday at 11:00.
     lifecycle.transition(desk, ticket, "pending", "marek.zielinski", Source.AGENT_COMMAND,
                          warsaw(2026, 11, 30, 11))
     quiet = Scheduler(desk).run(warsaw(2026, 12, 2, 13))

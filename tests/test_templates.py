@@ -890,7 +890,7 @@ def test_templates_unknown_tag_suggests_a_known_one(template_root: Path,
         "czy chodziło o 'include'?" in errors[0].message)
 
 
-def test_templates_cli_render_sla_mail_uses_the_tickets_group(tmp_path: Path,
+def test_templates_render_sla_mail_ticket_group(tmp_path: Path,
                                                               database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     ticket = make_ticket(20451, "Drukarka na 2. piętrze nie drukuje",
