@@ -30,6 +30,7 @@ from maildesk.models import to_utc
 from maildesk.sla import SlaTarget
 from maildesk.slastanding import TargetStanding, recorded_breaches, standings
 from maildesk.slatrack import clock_of, policy_of
+from maildesk.ticketmail import aware
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,6 @@ def _median(values: list[timedelta]) -> timedelta | None:
     return timedelta(seconds=round(seconds))
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def build_report(desk: Desk, start: datetime, end: datetime, group: str | None = None,
                  now: datetime | None = None) -> SlaReport:
     """Build the report of the tickets opened in [start, end), of one group or all."""
@@ -163,8 +160,8 @@ def _counted_time(desk: Desk, ticket: models.Ticket, until: datetime | None
     clock = clock_of(desk, ticket)
     if clock.started_at is None:
         return policy_of(desk, ticket).calendar.business_time_between(
-            _aware(ticket.created_at), _aware(until))
-    return clock.elapsed(_aware(until))
+            aware(ticket.created_at), aware(until))
+    return clock.elapsed(aware(until))
 
 
 def _count(desk: Desk, report: SlaReport, ticket: models.Ticket,

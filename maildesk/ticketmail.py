@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from maildesk import models
 from maildesk.config import GroupConfig
@@ -22,6 +22,14 @@ logger = logging.getLogger(__name__)
 
 # Outlook and Gmail thread on the first and the last few ids of References.
 _REFERENCES_KEPT = 10
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+
+
+@overload
+def aware(value: None) -> None: ...
 
 
 def aware(value: datetime | None) -> datetime | None:
