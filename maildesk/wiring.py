@@ -146,20 +146,9 @@ def check_templates(desk: Desk) -> None:
         raise ConfigErrors(errors)
 
 
-def check_secrets(desk: Desk) -> None:
-    """Read the secrets that come from a variable or a file now, so a missing one stops
-    the start with a clear error instead of failing at the first connection."""
-    config = desk.config
-    secrets = [config.smtp.password]
-    if isinstance(config.source, ImapConfig):
-        secrets += [config.source.password, config.source.oauth2_token]
-    for secret in secrets:
-        if secret.env or secret.file:
-            secret.reveal()
-
-
 def build_daemon(desk: Desk) -> Daemon:
-    check_secrets(desk)
+    """Assemble the daemon of an open desk; stored secrets are checked by
+    ``Desk.open(check_secrets=True)``, before the database is touched."""
     check_templates(desk)
     watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk),
                            snapshot=rules_snapshot_path(desk), settle=SETTLE_SECONDS)

@@ -1007,3 +1007,16 @@ def test_cli_runs_as_python_module() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: maildesk ")
+
+
+def test_run_warns_once_of_a_world_readable_secret_file(
+        tmp_path: Path, database_url: str) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("tajne\n", encoding="utf-8")
+    secret.chmod(0o644)
+    config = write_config(tmp_path, database_url, smtp={"password_file": str(secret)})
+
+    result = _invoke("--config", str(config), "run", "--once")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.count("readable by every user") == 1
