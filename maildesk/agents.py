@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import peewee as pw
 
 from maildesk import models
-from maildesk.config import Config, _Section
+from maildesk.config import Config, _Section, read_once_per_config
 from maildesk.errors import ConfigErrorCollector
 from maildesk.i18n import _
 from maildesk.models import utcnow
@@ -99,22 +99,7 @@ def _trusted_authserv_ids(section: _Section) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in trusted)
 
 
-# Keyed by the identity of the Config: equal configs may differ in ``raw``, which
-# dataclass equality ignores, so an lru_cache on the value could return stale settings.
-_cache: dict[int, tuple[Config, CommandSettings]] = {}
-_CACHE_SIZE = 16
-
-
-def _cached_settings(config: Config) -> CommandSettings:
-    cached = _cache.get(id(config))
-    if cached is not None and cached[0] is config:
-        return cached[1]
-
-    settings = load_command_settings(config)
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    _cache[id(config)] = (config, settings)
-    return settings
+_cached_settings = read_once_per_config(load_command_settings)
 
 
 def check_command_settings(config: Config) -> CommandSettings:

@@ -364,6 +364,30 @@ class _Section:
             )
 
 
+def read_once_per_config(load: Callable[[Config], _T]) -> Callable[[Config], _T]:
+    """Wrap ``load`` so that it reads each Config object once.
+
+    The cache is keyed by the object's identity: equal configs may differ in ``raw``,
+    which dataclass equality ignores, so caching on the value could return stale
+    settings. A reloaded configuration is a new object and is read again. Tests open
+    many desks in one process, so the oldest of 16 entries gives way.
+    """
+    cache: dict[int, tuple[Config, _T]] = {}
+
+    def read(config: Config) -> _T:
+        cached = cache.get(id(config))
+        if cached is not None and cached[0] is config:
+            return cached[1]
+
+        value = load(config)
+        if len(cache) >= 16:
+            cache.pop(next(iter(cache)))
+        cache[id(config)] = (config, value)
+        return value
+
+    return read
+
+
 def _nowhere() -> Any:
     from maildesk.yamlfile import Position
 

@@ -28,7 +28,7 @@ from maildesk.business_calendar import (
     parse_weekday,
     parse_working_hours,
 )
-from maildesk.config import _Section
+from maildesk.config import _Section, read_once_per_config
 from maildesk.errors import ConfigError, ConfigErrorCollector
 from maildesk.i18n import _
 from maildesk.sla import (
@@ -453,23 +453,9 @@ def _warning_share(section: _Section) -> float:
     return float(warning_share)
 
 
-# Tests open many desks in one process; a running daemon has one configuration.
-_CACHE_SIZE = 16
-_cache: dict[int, tuple[Config, ServiceLevels]] = {}
-
-
 def service_levels(desk: Desk) -> ServiceLevels:
     """Return the service-level settings of a desk, parsed once per configuration object."""
     return service_levels_of(desk.config)
 
 
-def service_levels_of(config: Config) -> ServiceLevels:
-    cached = _cache.get(id(config))
-    if cached is not None and cached[0] is config:
-        return cached[1]
-
-    levels = load_service_levels(config)
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    _cache[id(config)] = (config, levels)
-    return levels
+service_levels_of = read_once_per_config(load_service_levels)

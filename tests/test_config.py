@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from servers import make_self_signed_certificate
 
-from maildesk.config import ImapConfig, MaildirConfig, load_config
+from maildesk.config import Config, ImapConfig, MaildirConfig, load_config, read_once_per_config
 from maildesk.errors import ConfigError, ConfigErrors
 from maildesk.i18n import set_language
 
@@ -450,3 +450,16 @@ calendar:
     assert isinstance(error, ConfigErrors)
     lines = sorted(int(str(item.location).rsplit(":", 2)[-2]) for item in error.errors)
     assert lines == [4, 5, 6]
+
+
+def test_read_once_per_config_reads_each_config_object_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL)
+    first, reloaded = load_config(path), load_config(path)
+    calls: list[Config] = []
+    read = read_once_per_config(lambda config: calls.append(config) or len(calls))
+
+    values = [read(first), read(first), read(reloaded), read(first)]
+
+    # An equal configuration loaded again is a new object and is read again.
+    assert values == [1, 1, 2, 1]
+    assert calls == [first, reloaded]
