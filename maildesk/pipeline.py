@@ -217,6 +217,27 @@ def _managed_groups(desk: Desk, follow_up: FollowUp, sender: str) -> tuple[str, 
     return conversation.managed_groups(desk, sender)
 
 
+# Ticketless mail the desk sends only to its agents, managers and admins. A reply to it
+# is a remark to the desk, not a new request, so it opens no ticket.
+STAFF_NOTICE_KINDS = ("daily_summary", "quarantine", "rules_error", "templates_error",
+                      "loop_alert")
+
+
+def _replied_staff_notice(desk: Desk, message: ParsedMessage, sender: str) -> str | None:
+    """Return the kind of staff notice a staff member's mail replies to, else None.
+
+    Only the desk's own staff count: anyone else's mail that names such a Message-ID
+    is a request like any other.
+    """
+    if sender not in desk.configured_addresses or not message.thread_ids:
+        return None
+    row = (models.Outbox.select(models.Outbox.kind)
+           .where(models.Outbox.message_id.in_(list(message.thread_ids)),
+                  models.Outbox.ticket.is_null(), models.Outbox.kind.in_(STAFF_NOTICE_KINDS))
+           .first())
+    return row.kind if row is not None else None
+
+
 def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
            rules: Any = None, received_at: datetime | None = None, *,
            raw_sha256: str | None = None, key: str | None = None) -> Decision:
@@ -299,6 +320,12 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
     if automatic:
         return Decision(Action.IGNORE, follow_up=follow_up, events=events,
                         reason=classification.description(), **base)
+
+    notice = _replied_staff_notice(desk, message, sender_address) if ticket is None else None
+    if notice is not None:
+        return Decision(Action.IGNORE, follow_up=follow_up, events=events, reason=Reason(
+            N_("a reply to the desk's {kind} mail to its staff, which belongs to no ticket"),
+            kind=notice), **base)
 
     loop_ticket = _loop_ticket(message, desk)
     if loop_ticket is not None:
