@@ -186,6 +186,7 @@ _OUTBOX_KINDS = {
     "rules_error": N_("rules error"),
     "templates_error": N_("templates error"),
     "loop_alert": N_("mail loop alert"),
+    "daily_summary": N_("daily summary"),
 }
 
 

@@ -145,6 +145,7 @@ class AgentConfig:
     groups: tuple[str, ...] = ()
     commands: bool = True
     language: str | None = None
+    daily_summary: bool = True
 
 
 @dataclass(frozen=True)
@@ -459,7 +460,7 @@ def load_config(path: Path) -> Config:
     vip = tuple(str(v) for v in (root.get("vip") or []))
     parse_ahead = read(lambda: root.boolean("parse_ahead", True))
     read(lambda: root.finish(extra_allowed=("sla", "calendar", "priority", "commands",
-                                            "threading")))
+                                            "threading", "daily_summary")))
     problems.raise_errors()
     assert desk is not None
     assert database_url is not None
@@ -488,11 +489,14 @@ def load_config(path: Path) -> Config:
         raw=document,
     )
     from maildesk.agents import check_command_settings
+    from maildesk.dailysummary import summary_settings_of
     from maildesk.slaconfig import service_levels_of
 
-    # 'calendar', 'priority', 'sla' and 'commands', each error with file:line.
+    # 'calendar', 'priority', 'sla', 'commands' and 'daily_summary', each error with
+    # file:line.
     problems.read(lambda: service_levels_of(config), None)
     problems.read(lambda: check_command_settings(config), None)
+    problems.read(lambda: summary_settings_of(config), None)
     problems.raise_errors()
     return config
 
@@ -705,6 +709,7 @@ def _agents(value: Any, document: YamlMapping, groups: set[str]) -> tuple[AgentC
                 groups=member_of,
                 commands=section.boolean("commands", True),
                 language=normalize_language(section.text("language")),
+                daily_summary=section.boolean("daily_summary", True),
             )
         )
         section.finish()

@@ -171,6 +171,11 @@ def _deferred_recipients(database: pw.Database) -> None:
                                                               models.Outbox.deferred))
 
 
+def _daily_summaries(database: pw.Database) -> None:
+    """Add DailySummarySent: the daily summaries each agent and manager got."""
+    database.create_tables([models.DailySummarySent], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, N_("initial schema"), _initial_schema),
     (2, N_("agents and groups"), _agents_and_groups),
@@ -181,6 +186,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (7, N_("partial and fewer indexes of tickets, events and the outbox"), _leaner_indexes),
     (8, N_("trusted thread references"), _trusted_references),
     (9, N_("recipients of outgoing mail deferred by the server"), _deferred_recipients),
+    (10, N_("daily summaries sent to agents and managers"), _daily_summaries),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -412,6 +412,23 @@ class StoredContent(BaseModel):
     content = pw.BlobField()
 
 
+class DailySummarySent(BaseModel):
+    """A daily summary of one kind handled for one recipient and local day, so none is
+    sent twice. An agent who also manages a group gets both kinds.
+
+    ``queued`` is False when the recipient had nothing open and got no mail.
+    """
+
+    day = pw.DateField()
+    recipient = pw.CharField(max_length=320)
+    kind = pw.CharField(max_length=10)
+    queued = pw.BooleanField(default=True)
+    sent_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("day", "recipient", "kind"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Contact,
@@ -430,6 +447,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Agent,
     SlaNotice,
     StoredContent,
+    DailySummarySent,
 )
 
 

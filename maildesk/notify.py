@@ -164,6 +164,11 @@ def sample_variants(desk: Desk, language: str = "pl"
         changed = copy.deepcopy(sample_context(desk, language))
         changed["loop"]["scope"] = scope
         variants.append((("loop.scope",), changed))
+    from maildesk.dailysummary import sample_variant as summary_variant
+
+    summary = copy.deepcopy(sample_context(desk, language))
+    summary.update(summary_variant())
+    variants.append((("summary.",), summary))
     return variants
 
 
@@ -222,6 +227,16 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
     context["rules_error"]["errors"] = [
         "/etc/maildesk/rules/20-network.yaml:15:12: unknown group 'netwrok'"]
 
+    summary = context["summary"]
+    summary["agent"].update(login="mark.green", name="Mark Green", groups=["first-line"])
+    summary["groups"][0].update(name="first-line", description="First line support")
+    english = {1234: subject, 1240: "No access to the network share"}
+    for listing in (summary["assigned"], summary["unassigned"], summary["groups"][0]["due"]):
+        for entry in listing["tickets"]:
+            entry.update(subject=english.get(entry["number"], subject),
+                         requester_name=alice["name"], requester_address=alice["address"],
+                         assignee=entry["assignee"] and "mark.green")
+
 
 def _polish_sample(desk: Desk) -> dict[str, Any]:
     now = utcnow()
@@ -265,12 +280,13 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
     }
     from maildesk.adminmail import sample_values as admin_samples
     from maildesk.conversation import sample_values
+    from maildesk.dailysummary import sample_values as summary_samples
     from maildesk.ticketmail import sample_context as service_level_samples
 
     context = {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
                "quarantine": quarantine, "message": message, "group": group,
                "rejection": rejection, "loop": loop, **sample_values(),
-               **service_level_samples(), **admin_samples()}
+               **service_level_samples(), **admin_samples(), **summary_samples()}
     # The closing date a preview shows follows the desk's own auto_close_after.
     from maildesk.slaconfig import service_levels
 

@@ -1,4 +1,5 @@
-"""Periodic work inside the daemon: SLA warnings and breaches, reminders, auto-close.
+"""Periodic work inside the daemon: SLA warnings and breaches, reminders, auto-close and
+the daily summaries.
 
 Each kind of work is one range query on an indexed due-time column, so a run costs
 the same with ten or a million open tickets. Each ticket is handled in its own
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import peewee as pw
 
 from maildesk import escalation, lifecycle, models
+from maildesk.dailysummary import DailySummary
 from maildesk.desk import Desk
 from maildesk.errors import MaildeskError, TemporaryError
 from maildesk.i18n import N_, _
@@ -49,6 +51,9 @@ class RunReport:
     resolved: list[int] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    # Addresses, not ticket numbers: the agents and managers who got a daily summary,
+    # which ``maildesk.dailysummary`` logs itself; ``total`` counts tickets only.
+    summaries: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -66,6 +71,7 @@ class Scheduler:
         self.interval = interval if interval is not None else (
             service_levels(desk).check_interval)
         self.last_run: datetime | None = None
+        self.daily_summary = DailySummary(desk)
 
     def __call__(self) -> RunReport | None:
         now = self.clock()
@@ -84,6 +90,7 @@ class Scheduler:
                 self._breaches(target, now, report)
             self._reminders(now, report)
             self._auto_close(now, report)
+            report.summaries = self.daily_summary.run(now)
         except (pw.OperationalError, pw.InterfaceError) as error:
             raise TemporaryError(_("database unavailable: {error}").format(error=error)) from error
         if report.total or report.failed:
