@@ -144,6 +144,10 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
     journal.unlink(missing_ok=True)
     with database_proxy.atomic():
         report.outgoing += _delete_ticketless_mail(closed_before)
+        # The record of the daily summaries sent then names agents, not requesters, and
+        # nothing reads a past day's rows.
+        summary = models.DailySummarySent
+        summary.delete().where(summary.sent_at < to_utc(closed_before)).execute()
     report.contacts = _delete_unused_contacts(closed_before)
     report.kept_newest = _kept_newest(closed_before)
 

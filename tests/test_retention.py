@@ -404,3 +404,15 @@ def test_purge_keeps_last_hour_mail(desk) -> None:
     assert models.Outbox.get_by_id(sent.id).ticket_id is None
     assert models.AutomaticMailRecipient.select().where(
         models.AutomaticMailRecipient.outbox == sent.id).count() == recipients > 0
+
+
+def test_purge_deletes_old_daily_summary_records(desk) -> None:
+    summary = models.DailySummarySent
+    summary.create(day=datetime(2024, 5, 2).date(), recipient="marek.zielinski@example.com",
+                   kind="agent", sent_at=datetime(2024, 5, 2, 7))
+    recent = summary.create(day=datetime.now(UTC).date(), recipient="ewa.nowak@example.com",
+                            kind="agent")
+
+    retention.purge(desk, CUTOFF)
+
+    assert [row.id for row in summary.select()] == [recent.id]
