@@ -14,7 +14,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from deskfactory import clear_of_hour_end, make_desk
+from deskfactory import ADMIN_ADDRESS, clear_of_hour_end, mail, make_desk
 
 from maildesk import models, pipeline
 from maildesk.desk import Desk
@@ -88,3 +88,18 @@ def test_quarantine_notice_reports_unnoticed_hour(tmp_path: Path, database_url: 
     else:
         assert summary in first
     assert "without a notice" not in second
+
+
+def test_admin_reply_to_quarantine_notice_opens_no_ticket(tmp_path: Path,
+                                                           database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    pipeline.process(desk, without_sender(1), "test:1")
+    notice = models.Outbox.get(models.Outbox.kind == "quarantine")
+
+    outcome = pipeline.process(desk, mail(
+        sender=ADMIN_ADDRESS, subject="Re: " + notice.subject, body="Sprawdzę to.\n",
+        message_id="<admin-reply@example.com>",
+        headers={"In-Reply-To": notice.message_id}), "test:admin")
+
+    assert outcome.action == "ignore"
+    assert models.Ticket.select().count() == 0
