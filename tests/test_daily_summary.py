@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from deskfactory import mail, make_desk, make_ticket, start_service_levels
+from deskfactory import mail, make_desk, make_ticket, record_sql, start_service_levels
 
 from maildesk import models, pipeline
 from maildesk.dailysummary import MAX_LISTED, DailySummary
@@ -191,6 +191,28 @@ def test_agent_summary_names_how_many_more_are_left_out(tmp_path: Path,
     assert f"Nowe i nieprzypisane w grupie pierwsza-linia: {MAX_LISTED + 3}" in body
     assert "… i 3 kolejne zgłoszenia." in body
     assert body.count("[#10") == MAX_LISTED
+
+
+def test_summary_statements_do_not_grow_with_backlog(tmp_path: Path, database_url: str,
+                                                     monkeypatch) -> None:
+    desk = summary_desk(tmp_path, database_url)
+    for number in range(3):
+        ticket(desk, 2000 + number, assignee="marek.zielinski", status="assigned")
+    executed = record_sql(models.database_proxy.obj, monkeypatch)
+
+    DailySummary(desk).run(warsaw(12, 1, 8))
+    few = [sql for sql in executed if 'FROM "ticket"' in sql]
+    for number in range(3, MAX_LISTED + 10):
+        ticket(desk, 2000 + number, assignee="marek.zielinski", status="assigned")
+    executed.clear()
+    DailySummary(desk).run(warsaw(12, 2, 8))
+
+    # Counts come from SQL and requesters from the listing's join, so more than one
+    # mail's list of tickets costs the same reads of tickets as three tickets, and
+    # every read of ticket rows is a count or stops at the listed number.
+    assert [sql for sql in executed if 'FROM "ticket"' in sql] == few
+    assert all("COUNT(" in sql or "GROUP BY" in sql or sql.rstrip().endswith("LIMIT ?")
+               or sql.rstrip().endswith("LIMIT %s") for sql in few)
 
 
 def test_agent_opting_out_and_agents_off(tmp_path: Path, database_url: str) -> None:
