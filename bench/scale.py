@@ -233,7 +233,8 @@ def scheduler_ticks(engine: str, arguments: argparse.Namespace) -> None:
 
 def daily_summaries(desk: Any) -> tuple[float, int]:
     """Spread the open tickets over groups and agents, then time one day's summaries."""
-    from datetime import datetime, time as time_of_day
+    from datetime import datetime
+    from datetime import time as time_of_day
     from zoneinfo import ZoneInfo
 
     from maildesk import models
