@@ -99,7 +99,8 @@ class SummaryRecipient:
 
 
 class DailySummary:
-    """Sends the day's summaries once the set time has come; call ``run(now)`` each tick."""
+    """The sender of each day's summaries; ``run(now)`` on every scheduler tick sends
+    them once the set time of a working day has come."""
 
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
@@ -164,9 +165,9 @@ class DailySummary:
                 if group.manager:
                     managed.setdefault(group.manager.strip().lower(), []).append(group.name)
             for address, groups in managed.items():
-                found.append(SummaryRecipient(MANAGER, address, "",
-                                        language_for_address(self.desk, address),
-                                        groups=tuple(groups)))
+                found.append(SummaryRecipient(
+                    MANAGER, address, "", language_for_address(self.desk, address),
+                    groups=tuple(groups)))
         return found
 
     def _send(self, recipient: SummaryRecipient, day: date, now: datetime) -> bool:
