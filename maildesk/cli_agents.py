@@ -163,6 +163,64 @@ def agents_discard(app: Any, entry: int, actor: str, reason: str | None) -> None
         entry=discarded.id, ticket=discarded.ticket_id))
 
 
+@agents.command("summary", help=_(
+    "Print the daily summary that an agent or a group manager would get now, without "
+    "sending it."))
+@click.argument("who", metavar=_("LOGIN_OR_ADDRESS"))
+@click.option("--raw", is_flag=True,
+              help=_("Print the mail as it is sent (MIME, encoded), not a readable preview."))
+@click.pass_obj
+def agents_summary(app: Any, who: str, raw: bool) -> None:
+    """Print the daily summary that an agent or a group manager would get now."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from maildesk.cli_admin import _readable_preview
+    from maildesk.dailysummary import AGENT, DailySummary
+    from maildesk.mailbuild import Recipient, build_message, new_message_id
+    from maildesk.notify import desk_context
+
+    app.open()
+    desk = app.desk
+    summary = DailySummary(desk)
+    wanted = who.strip().lower()
+    config_agent = next((agent for agent in desk.config.agents if agent.login.lower() == wanted
+                         or wanted in (address.lower() for address in agent.addresses)), None)
+    recipients = [recipient for recipient in summary.recipients(everyone=True)
+                  if (recipient.kind == AGENT and config_agent is not None
+                      and recipient.login == config_agent.login)
+                  or (recipient.kind != AGENT and recipient.address == wanted)]
+    if not recipients:
+        raise click.ClickException(_(
+            "'{who}' is neither an agent's login or address nor a group manager's address "
+            "in the configuration").format(who=who))
+
+    now = datetime.now(UTC)
+    for index, recipient in enumerate(recipients):
+        if index:
+            click.echo("")
+        context = (summary.agent_context(recipient, now) if recipient.kind == AGENT
+                   else summary.manager_context(recipient, now))
+        if context is None:
+            click.echo(_("{address} has no open tickets: no summary would be sent").format(
+                address=recipient.address))
+            continue
+        context["summary"]["day"] = now.astimezone(ZoneInfo(desk.config.desk.timezone)).date()
+        context["desk"] = desk_context(desk)
+        template = "agent_summary" if recipient.kind == AGENT else "manager_summary"
+        rendered = desk.templates.render(template, recipient.language, context)
+        message = build_message(
+            rendered, sender=Recipient(desk.config.desk.address, desk.config.desk.name),
+            to=[Recipient(recipient.address, recipient.name)],
+            message_id=new_message_id("preview", None, desk.message_id_domain),
+            reply_to=desk.config.desk.address, ticket=None)
+        if raw:
+            click.echo(message.as_string())
+        else:
+            click.echo(_readable_preview(message.headers, rendered.text,
+                                         rendered.html is not None))
+
+
 def _agent_login(actor: str) -> str:
     """Return the login of the agent ``actor`` names (login or address); fail if none."""
     from maildesk.agents import find_agent

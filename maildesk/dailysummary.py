@@ -147,19 +147,22 @@ class DailySummary:
             logger.info(_("daily summaries sent: {count}").format(count=len(sent)))
         return sent
 
-    def recipients(self) -> list[SummaryRecipient]:
-        """Return the agents and managers a summary may go to, in configuration order."""
+    def recipients(self, everyone: bool = False) -> list[SummaryRecipient]:
+        """Return the agents and managers a summary may go to, in configuration order.
+
+        ``everyone`` includes those whom the settings leave out, for a preview.
+        """
         config = self.desk.config
         found: list[SummaryRecipient] = []
-        if self.settings.agents:
+        if self.settings.agents or everyone:
             for agent in config.agents:
-                if not agent.daily_summary:
+                if not agent.daily_summary and not everyone:
                     continue
                 found.append(SummaryRecipient(
                     AGENT, agent.addresses[0].lower(), agent.name,
                     agent.language or config.language, login=agent.login,
                     groups=agent.groups))
-        if self.settings.managers:
+        if self.settings.managers or everyone:
             managed: dict[str, list[str]] = {}
             for group in config.groups:
                 if group.manager:

@@ -334,3 +334,38 @@ def test_an_agent_who_manages_a_group_gets_both_summaries(tmp_path: Path,
     assert sent == [MAREK, MAREK]
     assert [row.subject.split(":")[1].strip() for row in to(MAREK)] == [
         "1 zgłoszenie, po terminie", "1 otwarte zgłoszenie, po terminie"]
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def invoke(desk, *args: str):
+    from click.testing import CliRunner
+
+    from maildesk.cli import main
+
+    return CliRunner().invoke(main, ["--config", str(desk.config.path), *args],
+                              env={"MAILDESK_LANGUAGE": "en"}, catch_exceptions=False)
+
+
+def test_agents_summary_previews_without_sending(tmp_path: Path, database_url: str) -> None:
+    desk = summary_desk(tmp_path, database_url, agents=False)
+    ticket(desk, 101, assignee="marek.zielinski", status="assigned")
+
+    agent = invoke(desk, "agents", "summary", MAREK)
+    manager = invoke(desk, "agents", "summary", MANAGER)
+    idle = invoke(desk, "agents", "summary", "ewa.nowak")
+    stranger = invoke(desk, "agents", "summary", REQUESTER)
+
+    assert agent.exit_code == 0, agent.output
+    assert "Przypisane do Ciebie: 1" in agent.output
+    assert "[#101]" in agent.output
+    assert "Grupa pierwsza-linia (Pierwsza linia wsparcia): 1 otwarte zgłoszenie" in (
+        manager.output)
+    assert "ewa.nowak@example.com has no open tickets: no summary would be sent" in (
+        idle.output)
+    assert stranger.exit_code == 1
+    assert "is neither an agent's login or address" in stranger.output
+    # A preview records nothing and queues nothing.
+    assert models.DailySummarySent.select().count() == 0
+    assert summaries() == []
