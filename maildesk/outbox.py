@@ -27,6 +27,13 @@ import peewee as pw
 
 from maildesk import faults, models, statements, workers
 from maildesk.config import SmtpConfig
+from maildesk.envelope import (
+    NOT_SMTP,
+    Envelope,
+    envelope_address,
+    needs_smtputf8,
+    plan_envelope,
+)
 from maildesk.i18n import _, ngettext
 from maildesk.models import database_proxy, is_postgresql, utcnow
 
@@ -513,20 +520,31 @@ class Sender:
 
     async def _send_one(self, client: _Client, row: models.Outbox) -> int:
         """Send one row; raise _ConnectionLost after recording it when the connection broke."""
-        recipients = (row.deferred or row.recipients).split()
+        addresses = (row.deferred or row.recipients).split()
         if not renew_claim(row):
             return 0
         faults.crash_point("during-send")
+        envelope = Envelope()
         try:
-            errors, response = await client.sendmail(row.sender, recipients, bytes(row.raw))
+            await _greet(client)
+            envelope = plan_envelope(addresses, client.supports_extension("smtputf8"))
+            left_out_note = _leave_out(row, envelope)
+            sender = envelope_address(row.sender) or row.sender
+            if not envelope.recipients:
+                mark_failed(row, left_out_note or _("the mail has no recipients"))
+                return 0
+            options = ["SMTPUTF8"] if envelope.smtputf8 or needs_smtputf8(sender) else None
+            errors, response = await client.sendmail(sender, envelope.recipients,
+                                                     bytes(row.raw), mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as error:
             if any(refused.code == SERVICE_CLOSING for refused in error.recipients):
                 raise _ServiceClosing(str(error)) from error
             for refused in error.recipients:
                 if is_address_failure(refused.code, refused.message):
-                    record_bounce(refused.recipient, f"{refused.code} {refused.message}")
-            deferred = [refused.recipient for refused in error.recipients
-                        if refused.code < 500]
+                    record_bounce(envelope.stored.get(refused.recipient, refused.recipient),
+                                  f"{refused.code} {refused.message}")
+            deferred = [envelope.stored.get(refused.recipient, refused.recipient)
+                        for refused in error.recipients if refused.code < 500]
             if not deferred:
                 mark_failed(row, str(error))
             else:
@@ -556,18 +574,26 @@ class Sender:
         except aiosmtplib.SMTPException as error:
             mark_retry(row, str(error) or type(error).__name__, self.config.max_attempts)
             return 0
+        except ValueError as error:
+            # aiosmtplib rejects the configured sender address before MAIL FROM: every
+            # recipient passed plan_envelope. Nothing was sent on the connection.
+            mark_failed(row, _("the SMTP envelope is invalid: {error}").format(error=error))
+            return 0
 
         faults.crash_point("after-send")
-        note = None
+        notes = [left_out_note] if left_out_note else []
         if errors:
-            note = "; ".join(f"{a}: {c} {m}" for a, (c, m) in errors.items())
+            notes.append("; ".join(f"{envelope.stored.get(a, a)}: {c} {m}"
+                                   for a, (c, m) in errors.items()))
+        note = "; ".join(notes) or None
         # Recipients the server deferred while it took the others (a full mailbox, "452
         # too many recipients") are owed the mail; those refused for good are not.
-        deferred = [address for address, (code, _message) in errors.items() if code < 500]
+        deferred = [envelope.stored.get(address, address)
+                    for address, (code, _message) in errors.items() if code < 500]
         try:
             for address, (code, message) in errors.items():
                 if is_address_failure(code, message):
-                    record_bounce(address, f"{code} {message}")
+                    record_bounce(envelope.stored.get(address, address), f"{code} {message}")
             self._record_result(row, note, deferred)
         except (pw.OperationalError, pw.InterfaceError) as error:
             # The server has the mail. Sending it again after the database returns would
@@ -579,6 +605,40 @@ class Sender:
                 message_id=row.message_id, ticket=row.ticket_id or "-", error=error))
             raise
         return 1
+
+
+async def _greet(client: _Client) -> None:
+    """Send EHLO, or HELO to a server that rejects it, unless the session has one already.
+
+    ``sendmail`` would greet the server too, but only after it checked the addresses,
+    and whether the server offers SMTPUTF8 decides which recipients the envelope takes.
+    """
+    if not client.is_ehlo_or_helo_needed:
+        return
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
+            raise
+        await client.helo()
+
+
+def _leave_out(row: models.Outbox, envelope: Envelope) -> str | None:
+    """Record the recipients the envelope leaves out; return the row's note, or None.
+
+    An address that no SMTP command can carry is marked bounced, as a 5xx refusal of the
+    address would be, so the desk stops writing to it. One that needs SMTPUTF8 is not:
+    another SMTP server may offer the extension.
+    """
+    if not envelope.left_out:
+        return None
+    for address, reason in envelope.left_out.items():
+        if reason == NOT_SMTP:
+            record_bounce(address, _(reason))
+        logger.warning(_("not sending {message_id} (ticket {ticket}) to {address}: {reason}")
+                       .format(message_id=row.message_id, ticket=row.ticket_id or "-",
+                               address=address, reason=_(reason)))
+    return "; ".join(f"{address}: {_(reason)}" for address, reason in envelope.left_out.items())
 
 
 def retry(outbox_id: int) -> bool:

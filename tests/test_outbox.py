@@ -21,6 +21,7 @@ import peewee as pw
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
+from deskfactory import mail as user_mail
 from deskfactory import make_desk, make_ticket, record_sql
 from servers import free_port
 
@@ -103,6 +104,20 @@ def faulty_smtp() -> Iterator[tuple[FaultyHandler, int]]:
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port,
                             server_hostname="faulty.maildesk.test", ready_timeout=10)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+@pytest.fixture
+def ascii_smtp() -> Iterator[tuple[FaultyHandler, int]]:
+    """An accepting server that does not offer SMTPUTF8, as many still do not."""
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    handler = FaultyHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port,
+                            server_hostname="ascii.maildesk.test", ready_timeout=10,
+                            enable_SMTPUTF8=False)
     controller.start()
     yield handler, port
     controller.stop()
@@ -387,6 +402,111 @@ def test_outbox_partial_rejection_sends_to_the_rest(tmp_path: Path, database_url
     assert "nieznany@example.org" in row(mail).last_error
     assert models.Contact.get(
         models.Contact.address == "nieznany@example.org").bounced_at is not None
+
+
+# An address that RFC 5322 allows in a From header and RFC 5321 not in RCPT TO, which
+# aiosmtplib refuses with ValueError before it sends a command.
+UNSENDABLE = '"j"."an"@example.net'
+
+
+def test_outbox_unsendable_sender_stops_no_mail(tmp_path: Path, database_url: str,
+                                                smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    hostile = pipeline.process(desk, user_mail(sender=f"<{UNSENDABLE}>", subject="Pierwsza",
+                                          message_id="<u1@example.net>"), "test:1")
+    user = pipeline.process(desk, user_mail(sender=REQUESTER, subject="Druga",
+                                       message_id="<u2@example.org>"), "test:2")
+
+    sent = sender(desk).deliver_due()
+
+    [hostile_row] = models.Outbox.select().where(models.Outbox.ticket == hostile.ticket)
+    [user_row] = models.Outbox.select().where(models.Outbox.ticket == user.ticket)
+    assert sent == 1
+    assert [d.rcpt_tos for d in smtp.deliveries] == [(REQUESTER,)]
+    assert user_row.state == "sent"
+    assert hostile_row.state == "failed"
+    assert UNSENDABLE in hostile_row.last_error
+    assert models.Contact.get(models.Contact.address == UNSENDABLE).bounced_at is not None
+
+
+def test_outbox_unsendable_cc_sends_to_the_rest(tmp_path: Path, database_url: str,
+                                                smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    ticket = make_ticket(20451, "Drukarka", REQUESTER)
+    with database_proxy.atomic():
+        queued = queue_mail(desk, template="acknowledgement", language="pl",
+                            context={"ticket": ticket_context(desk, ticket),
+                                     "linked_ticket": None},
+                            to=[Recipient(REQUESTER)], cc=[Recipient(UNSENDABLE)],
+                            ticket=ticket)
+    assert queued is not None
+
+    sent = sender(desk).deliver_due()
+
+    assert sent == 1
+    assert [d.rcpt_tos for d in smtp.deliveries] == [(REQUESTER,)]
+    assert row(queued).state == "sent"
+    assert UNSENDABLE in row(queued).last_error
+
+
+def raw_mail(sender: str, message_id: str) -> bytes:
+    """A user's mail with ``sender`` written in the From header as raw UTF-8."""
+    return (f"From: {sender}\r\nTo: helpdesk@example.com\r\nSubject: Drukarka\r\n"
+            f"Message-ID: {message_id}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"\r\nDrukarka nie drukuje.\r\n").encode()
+
+
+def test_outbox_idn_domain_sent_as_punycode(tmp_path: Path, database_url: str,
+                                            ascii_smtp) -> None:
+    handler, port = ascii_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    outcome = pipeline.process(desk, raw_mail("<jan@wiśnia.example>", "<i1@example.net>"),
+                               "test:1")
+
+    sent = sender(desk).deliver_due()
+
+    [queued] = models.Outbox.select().where(models.Outbox.ticket == outcome.ticket)
+    assert sent == 1
+    assert queued.state == "sent"
+    assert [rcpt_tos for rcpt_tos, _content in handler.accepted] == [
+        ("jan@xn--winia-vcb.example",)]
+
+
+def test_outbox_utf8_local_part_without_smtputf8(tmp_path: Path, database_url: str,
+                                                 ascii_smtp) -> None:
+    handler, port = ascii_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    first = pipeline.process(desk, raw_mail("<zofia.wiśniewska@example.net>",
+                                            "<w1@example.net>"), "test:1")
+    second = pipeline.process(desk, user_mail(sender=REQUESTER, subject="Druga",
+                                              message_id="<w2@example.org>"), "test:2")
+
+    sent = sender(desk).deliver_due()
+
+    [first_row] = models.Outbox.select().where(models.Outbox.ticket == first.ticket)
+    [second_row] = models.Outbox.select().where(models.Outbox.ticket == second.ticket)
+    assert sent == 1
+    assert first_row.state == "failed"
+    assert "SMTPUTF8" in first_row.last_error
+    assert second_row.state == "sent"
+    assert [rcpt_tos for rcpt_tos, _content in handler.accepted] == [(REQUESTER,)]
+    contact = models.Contact.get(models.Contact.address == "zofia.wiśniewska@example.net")
+    assert contact.bounced_at is None
+
+
+def test_outbox_utf8_local_part_with_smtputf8(tmp_path: Path, database_url: str,
+                                              smtp) -> None:
+    desk = smtp_desk(tmp_path, database_url, smtp.port)
+    outcome = pipeline.process(desk, raw_mail("<zofia.wiśniewska@wiśnia.example>",
+                                              "<w1@example.net>"), "test:1")
+
+    sent = sender(desk).deliver_due()
+
+    [queued] = models.Outbox.select().where(models.Outbox.ticket == outcome.ticket)
+    assert sent == 1
+    assert queued.state == "sent"
+    assert [d.rcpt_tos for d in smtp.deliveries] == [
+        ("zofia.wiśniewska@xn--winia-vcb.example",)]
 
 
 def test_outbox_policy_rejection_is_not_a_bounce(tmp_path: Path, database_url: str,
