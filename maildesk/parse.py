@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from maildesk.addresses import count_mailboxes, parse_address_header
-from maildesk.charsets import DEFAULT_CHARSET, decode_rfc2047, unfold
+from maildesk.charsets import DEFAULT_CHARSET, decode_header_bytes, decode_rfc2047, unfold
 from maildesk.errors import ParseError
 from maildesk.i18n import _
 from maildesk.largebodies import LargeBodyMessage, hollow, restore
@@ -60,6 +60,21 @@ MAX_REFERENCES_KEPT = 100
 # part of a reply sits at its top, and the search costs time and memory per line, so a
 # body of megabytes of short lines would otherwise hold the daemon for seconds.
 MAX_REPLY_SOURCE_CHARS = 256 * 1024
+
+# Header fields whose syntax has no place for RFC 2047 encoded words, which section 5 of
+# RFC 2047 allows only in unstructured text, comments and display names. They are the
+# trace and authentication fields a receiving server writes (RFC 5322, 8601, 8617, 6376),
+# the identification fields (RFC 5322) and Auto-Submitted (RFC 3834).
+# ``ParsedMessage.headers`` keeps their values as written, because servers read them so.
+# A sender's Authentication-Results written as an encoded word names no authserv-id for
+# the receiving server, so the server keeps it instead of removing it as a forgery (RFC
+# 8601 section 5). Decoded, it would claim that server's verdict.
+UNDECODED_FIELDS = frozenset({
+    "arc-authentication-results", "arc-message-signature", "arc-seal",
+    "authentication-results", "auto-submitted", "delivered-to", "dkim-signature",
+    "in-reply-to", "message-id", "received", "received-spf", "references",
+    "return-path", "x-original-to",
+})
 
 __all__ = [
     "Address",
@@ -311,7 +326,7 @@ def _parse(
         return "" if value is None else decode_rfc2047(value, default_charset, hint)
 
     headers = tuple(
-        (single_line(name), single_line(decode_rfc2047(value, default_charset, hint)))
+        (single_line(name), single_line(_header_value(name, value, default_charset, hint)))
         for name, value in raw_headers
     )
 
@@ -375,6 +390,16 @@ def _parse(
         from_count=_mailbox_count(raw_headers, "From"),
         author_header=author_header,
     )
+
+
+def _header_value(name: str, value: str, default_charset: str, hint: str | None) -> str:
+    """Return a header value for ``ParsedMessage.headers``: decoded, unless the field is
+    one of ``UNDECODED_FIELDS``, whose raw 8-bit bytes are still read in the mail's charset.
+    """
+    if name.strip().lower() in UNDECODED_FIELDS:
+        raw = unfold(value).encode("utf-8", errors="surrogateescape")
+        return decode_header_bytes(raw, default_charset, hint)
+    return decode_rfc2047(value, default_charset, hint)
 
 
 _BARE_MESSAGE_ID = re.compile(r"^\s*([^<>\s@]+@[^<>\s@]+)\s*$")

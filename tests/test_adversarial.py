@@ -337,6 +337,25 @@ def test_forged_authentication_results_rejected(tmp_path: Path, results: str) ->
     assert events("command_rejected")
 
 
+@pytest.mark.parametrize("encoded", [
+    b"=?us-ascii?q?mx.example.com=3B_dkim=3Dpass_header.d=3Dexample.com?=",
+    b"=?utf-8?b?" + base64.b64encode(PASS.encode()) + b"?=",
+    b"(comment) =?utf-8?q?mx.example.com?=; dkim=pass header.d=example.com",
+], ids=["q-whole", "b-whole", "q-authserv-id"])
+def test_encoded_authentication_results_rejected(tmp_path: Path, encoded: bytes) -> None:
+    # A receiving server removes a sender's header that carries its authserv-id (RFC
+    # 8601 section 5). Written as an encoded word, the header carries none for it.
+    desk = sqlite_desk(tmp_path, commands=COMMANDS)
+    ticket, ack = open_ticket(desk)
+
+    raw = b"Authentication-Results: " + encoded + b"\n" + agent_reply(ack)
+    pipeline.process(desk, raw, "test:agent")
+
+    assert models.Ticket.get_by_id(ticket.id).status != "resolved"
+    assert outbox("reply") == []
+    assert events("command_rejected")
+
+
 def test_topmost_trusted_results_header_wins(tmp_path: Path) -> None:
     desk = sqlite_desk(tmp_path, commands=COMMANDS)
     ticket, ack = open_ticket(desk)
