@@ -95,10 +95,11 @@ def parse_address_header(
 ) -> list[tuple[str, str]]:
     """Return (display name, address) pairs from one raw header value, decoded.
 
-    Pairs whose address has no ``@`` are left out: a bare local part is not a mailbox
-    the desk can reply to. A display name equal to its address is returned empty. An
-    entry that the standard library's parser cannot read is left out too, and its text
-    is appended to ``unreadable`` when that list is given.
+    Pairs whose address has no ``@``, or nothing before or after it, are left out: a bare
+    local part or domain is not a mailbox the desk can reply to. Each address is in
+    the spelling of ``canonical_addr_spec``. A display name equal to its address is
+    returned empty. An entry that the standard library's parser cannot read is left out
+    too, and its text is appended to ``unreadable`` when that list is given.
     """
     words: list[str] = []
 
@@ -131,8 +132,11 @@ def parse_address_header(
                 continue
 
         for display, address in found:
-            address = "".join(restore_address(address).split()).strip("<>")
-            if "@" not in address:
+            # NOTE: white space inside a quoted local part goes too, so "jan kowalski"@
+            # becomes another mailbox. The outbox separates recipients by spaces.
+            address = canonical_addr_spec("".join(restore_address(address).split()).strip("<>"))
+            local, _at, domain = address.rpartition("@")
+            if not local or not domain:
                 continue
             # Quotes and comments are removed before decoding, so that a parenthesis or a
             # quote inside an encoded word stays part of the name.
@@ -141,3 +145,92 @@ def parse_address_header(
                 display = ""
             pairs.append((display, address))
     return pairs
+
+
+# RFC 5322 atext, with every non-ASCII character as RFC 6532 allows.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010FFFF]"
+_DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+# The source route of RFC 5322's obs-angle-addr, "@relay.example,@other.example:".
+_OBSOLETE_ROUTE = re.compile(r"^@[^:\"]*:")
+
+
+def canonical_addr_spec(address: str) -> str:
+    """Return one spelling of the mailbox that ``address`` names, or ``address`` unchanged.
+
+    RFC 5322 spells one mailbox many ways: ``"jan"@example.org``, ``"j\\an"@example.org``,
+    ``jan(comment)@example.org``, ``jan@example.org.`` and, in angle brackets, the source
+    route ``@relay.example:jan@example.org`` all reach ``jan@example.org``. The desk
+    compares addresses as text, for the requester, agents, blocked senders, bounce marks
+    and the hourly limits of automatic mail. So comments and a route are removed, quoted
+    words are unquoted and joined with their dots (``"j"."an"`` is ``j.an``), and the
+    local part is quoted again only when it is no dot-atom. The domain loses its trailing
+    dot. An address the function cannot read (an unclosed quote, a second ``@`` outside
+    quotes) is returned as it came.
+    """
+    text = _OBSOLETE_ROUTE.sub("", _without_comments(address), count=1)
+    words: list[str] = []
+    current: list[str] = []
+    quoted = escaped = was_quoted = False
+    at = -1
+    for index, char in enumerate(text):
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            was_quoted = True
+        elif quoted:
+            current.append(char)
+        elif char == ".":
+            words.append("".join(current))
+            current = []
+        elif char == "@":
+            at = index
+            break
+        else:
+            current.append(char)
+    if at < 0 or quoted:
+        return address
+    words.append("".join(current))
+
+    domain = text[at + 1:].removesuffix(".")
+    if not domain or "@" in domain or '"' in domain:
+        return address
+    local = ".".join(words)
+    if _DOT_ATOM.fullmatch(local):
+        return f"{local}@{domain}"
+    if not was_quoted:
+        return address  # no dot-atom, and nothing to unquote: the sender's text stays
+    return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + f'"@{domain}'
+
+
+def _without_comments(text: str) -> str:
+    """Remove RFC 5322 comments (nested parentheses) outside quoted strings."""
+    output: list[str] = []
+    depth = 0
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+            if not depth:
+                output.append(char)
+            continue
+        if char == "\\":
+            escaped = True
+            if not depth:
+                output.append(char)
+            continue
+        if quoted:
+            quoted = char != '"'
+            output.append(char)
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth:
+            quoted = char == '"'
+            output.append(char)
+    return "".join(output)
+

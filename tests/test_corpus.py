@@ -144,6 +144,9 @@ ZAMMAD_JUDGED = {
     # The address sits inside a comment: "=?iso-8859-2?Q?Namedy=F1ski?= (hans@example.com)".
     ("mail006", "to"): "address only inside a comment",
 }
+# Zammad keeps the trailing dot of "Claudia.Shu@yahoo.com."; the desk drops it, so that
+# the address is compared and limited as the mailbox it reaches.
+ZAMMAD_FROM_JUDGED = {"mail044": "Claudia.Shu@yahoo.com"}
 # Zammad leaves a UTF-7 encoded word half decoded ("+ANw-bermittlungsstatus").
 ZAMMAD_SUBJECTS_JUDGED = {
     "mail018": "Benachrichtung  \tzum  \tÜbermittlungsstatus  \t(Fehlgeschlagen)"
@@ -196,13 +199,13 @@ def test_corpus_zammad_headers(copyleft: Path, stem: str) -> None:
         assert result.subject == (expected["subject"] or "").strip().replace("\r\n", "")
     if "from_email" in expected and (stem, "from") not in ZAMMAD_JUDGED:
         assert author is not None
-        assert author.address == expected["from_email"]
+        assert author.address == ZAMMAD_FROM_JUDGED.get(stem, expected["from_email"])
     if "from_display_name" in expected and (stem, "from") not in ZAMMAD_JUDGED:
         assert author is not None
         assert author.name == expected["from_display_name"]
     if expected.get("from") and _emails(expected["from"]) and (stem, "from") not in ZAMMAD_JUDGED:
         assert author is not None
-        assert author.address.lower() in _emails(expected["from"])
+        assert author.address.lower() in _emails(ZAMMAD_FROM_JUDGED.get(stem, expected["from"]))
     for field, addresses in (("to", result.to), ("cc", result.cc), ("reply-to", result.reply_to)):
         if field in expected and (stem, field) not in ZAMMAD_JUDGED:
             assert [item.address.lower() for item in addresses] == _emails(expected[field]), field

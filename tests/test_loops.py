@@ -355,6 +355,27 @@ def test_loops_plus_addresses_share_address_limit(tmp_path: Path, database_url: 
     assert recorded == ["ofiara@example.net"] * 3
 
 
+# Spellings of one mailbox that a forger may put in From, each reaching ofiara@example.net.
+OTHER_SPELLINGS = [
+    '<"ofiara"@example.net>', '<"of\\iara"@example.net>', "<ofiara(x)@example.net>",
+    "<ofiara@example.net.>", "<@relay.example.org:ofiara@example.net>",
+    "<ofiara@example(y).net>",
+]
+
+
+def test_loops_spellings_share_address_limit(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url, desk={"automatic_mail_limit": 3})
+
+    for number, sender in enumerate(OTHER_SPELLINGS):
+        pipeline.process(desk, mail(sender=sender, subject=f"Wygrana {number}",
+                                    message_id=f"<s{number}@example.net>"), f"test:{number}")
+
+    acknowledgements = [row for row in outbox_rows() if row.kind == "ack"]
+    assert [row.recipients.split() for row in acknowledgements] == [["ofiara@example.net"]] * 3
+    assert models.Ticket.select().count() == len(OTHER_SPELLINGS)
+    assert {contact.address for contact in models.Contact.select()} == {"ofiara@example.net"}
+
+
 def test_loops_desk_limit_stops_mail_to_users(tmp_path: Path, database_url: str,
                                               monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:

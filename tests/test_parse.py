@@ -793,6 +793,33 @@ def test_parse_message_raw_utf8_address_read() -> None:
     assert result.from_address.address == "łukasz@przykład.pl"
 
 
+@pytest.mark.parametrize(("written", "address"), [
+    ('"jan"@example.org', "jan@example.org"),
+    ('"j\\an"@example.org', "jan@example.org"),
+    ('"jan".nowak@example.org', "jan.nowak@example.org"),
+    ("jan(comment)@example.org", "jan@example.org"),
+    ("jan@example(comment).org", "jan@example.org"),
+    ("jan@example.org.", "jan@example.org"),
+    ("@relay.example.net,@other.example.net:jan@example.org", "jan@example.org"),
+    # White space is removed everywhere in an address, inside quotes too.
+    ('"jan kowalski"@example.org', "jankowalski@example.org"),
+    ('"jan@dom"@example.org', '"jan@dom"@example.org'),
+    ('"a\\"b"@example.org', '"a\\"b"@example.org'),
+    ("łukasz@przykład.pl", "łukasz@przykład.pl"),
+    ("=?utf-8?q?jan?=@example.org", "=?utf-8?q?jan?=@example.org"),
+], ids=["quoted", "escaped", "quoted-word", "comment", "domain-comment", "trailing-dot",
+        "route", "space", "at-in-quotes", "escaped-quote", "utf8", "encoded-word"])
+def test_parse_message_address_spelling_canonical(written: str, address: str) -> None:
+    raw = f"From: Jan <{written}>\r\nCc: <{written}>\r\nSubject: x\r\n\r\nhi\r\n".encode()
+
+    result = parse_message(raw)
+
+    assert result.from_address is not None
+    assert result.from_address.address == address
+    assert result.from_address.name == "Jan"
+    assert [item.address for item in result.cc] == [address]
+
+
 @pytest.mark.parametrize("cc", [
     "jan@example.org, " + "(" * 1000,
     "(" * 1000 + ")" * 1000 + " x@example.net, jan@example.org",
