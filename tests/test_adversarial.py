@@ -698,3 +698,28 @@ def test_imap_processed_folder_deleted_midway(tmp_path: Path, imap_account, smtp
     assert models.Ticket.select().count() == 2
     assert imap_account.messages("INBOX") == {}
     assert len(imap_account.messages("Processed")) == 1
+
+
+@pytest.mark.parametrize(("sender", "envelope"), [
+    ("<jan@wiśnia.example>", "jan@xn--winia-vcb.example"),
+    ('<"j"."an"@example.net>', "j.an@example.net"),
+], ids=["idn-domain", "quoted-words"])
+def test_imap_sender_address_stops_no_daemon(tmp_path: Path, imap_account, smtp, monkeypatch,
+                                             sender: str, envelope: str) -> None:
+    # Both addresses once made aiosmtplib raise in the middle of the outbox, which ended
+    # the daemon, and the requeued acknowledgement ended it again after every restart.
+    database_url = f"sqlite:///{tmp_path / 'maildesk.sqlite3'}"
+    desk = imap_desk(tmp_path, database_url, imap_account, smtp, monkeypatch)
+    imap_account.append((f"From: {sender}\r\nTo: helpdesk@example.com\r\nSubject: Drukarka\r\n"
+                         "Message-ID: <h1@example.net>\r\nContent-Type: text/plain; "
+                         "charset=utf-8\r\n\r\nDrukarka nie drukuje.\r\n").encode())
+    imap_account.append(mail(message_id="<h2@example.org>", subject="Drugie"))
+
+    for _run in range(2):
+        build_daemon(desk).run(once=True)
+
+    assert models.Ticket.select().count() == 2
+    assert imap_account.messages("INBOX") == {}
+    assert sorted(d.rcpt_tos for d in smtp.deliveries) == [
+        (envelope,), ("zofia.wisniewska@example.org",)]
+    assert {row.state for row in models.Outbox.select()} == {"sent"}
