@@ -12,9 +12,12 @@ was sent to, and to no one else. The bounce must name a Message-ID of a mail mai
 sent (in its returned headers, its threading headers or a copy of the headers in its
 text). Those Message-IDs are random, so only the servers that carried the mail and its
 recipients know them. When a mail went to several addresses, each recipient can forge a
-report about the others, so such reports are ignored. The envelope sender proves nothing
-either, because maildesk sends every mail from the desk address, and every recipient
-finds that address in Return-Path.
+report about the others, so such reports are ignored. So are reports about a mail whose
+Message-ID a later mail of the ticket showed to others in In-Reply-To or References: the
+desk's mail to the requester and the participants names the acknowledgement that went
+to the requester alone (``shown_to_others``). The envelope sender proves nothing either,
+because maildesk sends every mail from the desk address, and every recipient finds that
+address in Return-Path.
 
 NOTE: a dead address that gets mail only together with others (a participant in Cc) is
 therefore never marked by a DSN. The desk's SMTP server marks it when it refuses the
@@ -39,6 +42,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from maildesk import models, statements
+from maildesk.addresses import parse_address_header
 from maildesk.classify import MailKind
 from maildesk.i18n import _
 from maildesk.outbox import is_address_failure, record_bounce
@@ -160,10 +164,11 @@ def _returned_to(returned: list[models.Outbox], address: str) -> list[models.Out
             if f" {address} " in row.recipients]
 
 
-def record_bounces(message: ParsedMessage) -> list[str]:
+def record_bounces(message: ParsedMessage, staff: frozenset[str] = frozenset()) -> list[str]:
     """Mark the permanently failed recipients of a bounce we caused; return their addresses.
 
-    Runs inside the transaction that records the incoming mail.
+    ``staff`` are the addresses trusted not to forge a report: the desk's own and those
+    that maildesk.yaml names. Runs inside the transaction that records the incoming mail.
     """
     reports = recipient_reports(message)
     if not reports:
@@ -196,15 +201,25 @@ def record_bounces(message: ParsedMessage) -> list[str]:
                              "was not sent to that address; ignored").format(
                 message_id=message.message_id or "-", address=report.address))
             continue
-        row = next((row for row in sent_to if row.recipients.split() == [report.address]),
-                   None)
-        if row is None:
+        alone = [row for row in sent_to if row.recipients.split() == [report.address]]
+        if not alone:
             # Every recipient of a mail to several addresses has its Message-ID.
             logger.warning(_("bounce {message_id} reports {address}, but the mail it returns "
                              "({returned}) also went to other addresses, whose readers could "
                              "have written the report; ignored").format(
                 message_id=message.message_id or "-", address=report.address,
                 returned=sent_to[0].message_id))
+            continue
+        exposures = [(row, shown_to_others(row, report.address, staff)) for row in alone]
+        row = next((row for row, exposure in exposures if exposure is None), None)
+        if row is None:
+            exposed, exposure = exposures[0]
+            logger.warning(_("bounce {message_id} reports {address}, but the Message-ID of the "
+                             "mail it returns ({returned}) was in the threading headers of "
+                             "{exposure}, which others received and could have written the "
+                             "report from; ignored").format(
+                message_id=message.message_id or "-", address=report.address,
+                returned=exposed.message_id, exposure=exposure))
             continue
         record_bounce(report.address, report.reason)
         models.Event.create(
@@ -217,12 +232,67 @@ def record_bounces(message: ParsedMessage) -> list[str]:
     return recorded
 
 
-def record_from_decision(decision: object) -> list[str]:
+def record_from_decision(decision: object, staff: frozenset[str] = frozenset()) -> list[str]:
     """Hook for ``tickets.apply``: record the bounces of a mail classified as a bounce."""
     classification = getattr(decision, "classification", None)
     if classification is None or classification.kind is not MailKind.BOUNCE:
         return []
-    return record_bounces(decision.message)  # type: ignore[attr-defined]
+    return record_bounces(decision.message, staff)  # type: ignore[attr-defined]
+
+
+def shown_to_others(row: models.Outbox, address: str, staff: frozenset[str]) -> str | None:
+    """Return the Message-ID of a later mail of the ticket that showed ``row``'s to others.
+
+    ``row`` went to ``address`` alone, but the desk's later mail to the requester and
+    the participants names it in References, and so may a user's reply with others in
+    Cc. Each of their readers could forge a report about ``address`` from it. Only
+    readers outside ``staff`` count. Returns None while only ``address`` and ``staff``
+    have seen the Message-ID, and for a mail of no ticket.
+    """
+    if row.ticket_id is None:
+        return None  # a rejection, which no later mail names
+    returned_id = row.message_id
+    trusted = staff | {address}
+
+    later = (models.Outbox.select(models.Outbox.message_id, models.Outbox.recipients,
+                                  models.Outbox.raw)
+             .where(models.Outbox.ticket == row.ticket_id, models.Outbox.id > row.id)
+             .order_by(models.Outbox.id))
+    for other in later:
+        head = bytes(other.raw).split(b"\r\n\r\n", 1)[0]
+        readers = set(other.recipients.split())
+        if returned_id.encode("utf-8", "replace") in head and readers - trusted:
+            return str(other.message_id)
+
+    incoming = (models.Message.select(models.Message.message_id, models.Message.author,
+                                      models.Message.headers)
+                .where(models.Message.ticket == row.ticket_id, models.Message.direction == "in",
+                       models.Message.created_at >= row.created_at)
+                .order_by(models.Message.id))
+    for entry in incoming:
+        threading, readers = _threading_and_readers(entry.headers)
+        readers.add(entry.author)
+        if returned_id in threading and readers - trusted:
+            return str(entry.message_id or _("(no Message-ID)"))
+    return None
+
+
+def _threading_and_readers(headers_json: str) -> tuple[str, set[str]]:
+    """Return the In-Reply-To and References text and the To and Cc addresses of a stored mail."""
+    try:
+        headers = json.loads(headers_json)
+    except ValueError:
+        return "", set()
+    threading: list[str] = []
+    readers: set[str] = set()
+    for name, value in headers:
+        name = str(name).lower()
+        if name in ("in-reply-to", "references"):
+            threading.append(str(value))
+        elif name in ("to", "cc"):
+            readers.update(address.lower() for _name, address
+                           in parse_address_header(str(value), "utf-8"))
+    return " ".join(threading), readers
 
 
 def clear_mark(contact: models.Contact, *, actor: str, ticket: int | None = None,

@@ -404,7 +404,7 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "reason": decision.reason, "message_id": decision.message.message_id,
                 "source": decision.source,
             })
-            bounces.record_from_decision(decision)
+            bounces.record_from_decision(decision, desk.own_addresses | desk.configured_addresses)
             if decision.rejection is not None:
                 from maildesk.notify import queue_rejection
 
