@@ -786,8 +786,9 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
             click.echo("       " + _("still owed to: {recipients}").format(
                 recipients=terminal_safe(row.deferred)))
         if row.last_error and row.state != "sent":
+            # A server's reply and the desk's notes quote addresses from mail.
             click.echo("       " + _("last error, as the server or system reported it: "
-                                     "{error}").format(error=row.last_error))
+                                     "{error}").format(error=terminal_safe(row.last_error)))
 
 
 @outbox.command("retry", help=_("Send a failed, cancelled or waiting mail now, without "
@@ -856,7 +857,7 @@ def _report_sending(desk: Any, sent: int, attempted: list[int]) -> None:
 
     postponed = failed = 0
     for row in rows:
-        reason = row.last_error or _("no reason recorded")
+        reason = terminal_safe(row.last_error) if row.last_error else _("no reason recorded")
         if row.state == "failed":
             failed += 1
             message = _("mail {id} was not sent and will not be retried: {reason}")

@@ -1069,6 +1069,38 @@ def test_outbox_cli_list_and_retry(tmp_path: Path, database_url: str, smtp) -> N
     assert "99999" in missing.output
 
 
+def test_outbox_cli_escapes_last_error(tmp_path: Path, database_url: str,
+                                       ascii_smtp) -> None:
+    # The note of a recipient left out names the address from the mail, and a server's
+    # reply may quote it: neither may act on the admin's terminal.
+    handler, port = ascii_smtp
+    desk = smtp_desk(tmp_path, database_url, port)
+    hostile = "zofia\u202ewiśniewska@example.net"
+    pipeline.process(desk, ("From: <" + hostile + ">\r\nTo: helpdesk@example.com\r\n"
+                            "Subject: Drukarka\r\nMessage-ID: <b1@example.net>\r\n"
+                            "Content-Type: text/plain; charset=utf-8\r\n\r\nx\r\n").encode(),
+                     "test:1")
+    [queued] = models.Outbox.select()
+    runner = CliRunner()
+    config = str(desk.config.path)
+
+    sent = runner.invoke(cli_main, ["--config", config, "outbox", "send"])
+    listed = runner.invoke(cli_main, ["--config", config, "outbox", "list"])
+    models.open_database(desk.config.database_url, migrate=False)
+
+    # Log lines (with a time stamp) are left out: the CLI's own output is checked.
+    reports = [line for line in sent.output.splitlines() if str(queued.id) in line
+               and not line[:1].isdigit()]
+    assert "\u202e" in models.Outbox.get_by_id(queued.id).last_error
+    assert sent.exit_code == 1
+    assert len(reports) == 1
+    assert "\u202e" not in reports[0]
+    assert "\\u202e" in reports[0]
+    assert listed.exit_code == 0, listed.output
+    assert "\u202e" not in listed.output
+    assert "\\u202e" in listed.output
+
+
 def test_outbox_retry_resets_attempts(
         tmp_path: Path, database_url: str, smtp) -> None:
     from maildesk import outbox as outbox_module
