@@ -152,6 +152,10 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010FFFF]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 # The source route of RFC 5322's obs-angle-addr, "@relay.example,@other.example:".
 _OBSOLETE_ROUTE = re.compile(r"^@[^:\"]*:")
+# An address already in its one spelling: a dot-atom, "@", a domain without a trailing
+# dot. Almost every address is one, and the character walk below is left out for it.
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9\-\u0080-\U0010FFFF]+"
+                            rf"(?:\.[A-Za-z0-9\-\u0080-\U0010FFFF]+)*")
 
 
 def canonical_addr_spec(address: str) -> str:
@@ -167,6 +171,8 @@ def canonical_addr_spec(address: str) -> str:
     dot. An address the function cannot read (an unclosed quote, a second ``@`` outside
     quotes) is returned as it came.
     """
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return address
     text = _OBSOLETE_ROUTE.sub("", _without_comments(address), count=1)
     words: list[str] = []
     current: list[str] = []
