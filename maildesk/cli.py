@@ -8,6 +8,7 @@ need them. Exit codes follow sendmail's sysexits where an MTA may call maildesk.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from maildesk import __version__
+from maildesk import __version__, cli_language
 from maildesk.clicktext import PathType, translate_click, translate_usage
 from maildesk.config import ConfigError
 from maildesk.errors import MaildeskError, TemporaryError
-from maildesk.i18n import _, language_from_environment, ngettext, set_language
+from maildesk.i18n import _, ngettext, set_language
 
 if TYPE_CHECKING:
     from maildesk.desk import Desk
@@ -86,7 +87,10 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-set_language(language_from_environment())
+# The help texts below are translated as the commands are defined, so the language of
+# this run is chosen now, from the configuration its arguments name.
+set_language(cli_language.interface_language(
+    cli_language.config_path(sys.argv[1:], os.environ), os.environ))
 
 
 class MaildeskGroup(click.Group):
@@ -132,7 +136,7 @@ def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
     from maildesk.logcontext import configure_logging
 
     configure_logging(logging.DEBUG if verbose else logging.INFO)
-    set_language(language_from_environment())
+    set_language(cli_language.interface_language(config_path, os.environ))
     ctx.obj = App(config_path)
 
 

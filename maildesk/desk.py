@@ -20,7 +20,7 @@ from maildesk import models
 from maildesk.config import Config, check_stored_secrets, load_config
 from maildesk.errors import TemporaryError
 from maildesk.followup import format_tag
-from maildesk.i18n import _, set_language
+from maildesk.i18n import _, normalize_language, set_language
 from maildesk.rawstore import INLINE_LIMIT, RawStore
 from maildesk.resources import shipped
 from maildesk.templating import Templates
@@ -41,7 +41,7 @@ class Desk:
     def from_config(cls, config: Config, *, fsync: bool = True) -> Desk:
         # The configured language is the desk's; MAILDESK_LANGUAGE overrides it for the
         # messages that the admin running this process reads.
-        set_language(os.environ.get("MAILDESK_LANGUAGE") or config.language)
+        set_language(normalize_language(os.environ.get("MAILDESK_LANGUAGE")) or config.language)
         store = RawStore(config.storage_path, fsync=fsync, inline_limit=INLINE_LIMIT)
         templates = Templates(
             config.templates_path, config.language, config.desk.timezone

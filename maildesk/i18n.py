@@ -32,13 +32,19 @@ _current: ContextVar[str] = ContextVar("maildesk_language", default=DEFAULT_LANG
 
 
 def language_from_environment(environ: dict[str, str] | None = None) -> str:
-    """Pick the language from MAILDESK_LANGUAGE or the POSIX locale, Polish by default."""
+    """Pick the language from MAILDESK_LANGUAGE or the POSIX locale, Polish by default.
+
+    The locale variables are read in the order of Python's ``gettext.find``: LANGUAGE,
+    a list such as ``en:pl`` whose first supported entry counts, then LC_ALL,
+    LC_MESSAGES and LANG. A value maildesk does not speak (``C``, ``de_DE``) passes the
+    choice to the next one.
+    """
     environ = dict(os.environ) if environ is None else environ
-    for name in ("MAILDESK_LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
-        value = environ.get(name, "")
-        code = value.split("_")[0].split(".")[0].lower()
-        if code in LANGUAGES:
-            return code
+    for name in ("MAILDESK_LANGUAGE", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        for value in environ.get(name, "").split(":"):
+            code = value.split("_")[0].split(".")[0].lower()
+            if code in LANGUAGES:
+                return code
     return DEFAULT_LANGUAGE
 
 

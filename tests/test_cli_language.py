@@ -196,3 +196,78 @@ def test_click_translations_keep_placeholders(click_messages, polish) -> None:
                 mismatched.append(f"{source!r} -> {text!r}")
 
     assert mismatched == []
+
+
+def _without_language(**variables: str) -> dict[str, str]:
+    """The environment with no language variable but the given ones."""
+    names = ("MAILDESK_LANGUAGE", "MAILDESK_CONFIG", "LANGUAGE", "LC_ALL", "LC_MESSAGES",
+             "LANG")
+    environment = {name: value for name, value in os.environ.items() if name not in names}
+    return {**environment, **variables}
+
+
+def _desk_config(tmp_path: Path, language: str | None) -> Path:
+    path = tmp_path / "maildesk.yaml"
+    setting = f"language: {language}\n" if language else ""
+    path.write_text(setting + "desk:\n  name: Helpdesk IT\n  address: helpdesk@example.com\n",
+                    encoding="utf-8")
+    return path
+
+
+def _run(*args: str, env: dict[str, str], cwd: Path | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "maildesk.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd)
+
+
+def test_polish_desk_ignores_english_locale(tmp_path: Path) -> None:
+    # A server locale of en_US.UTF-8 must not turn the help and the usage errors of a
+    # Polish desk English while its results and errors stay Polish.
+    config = str(_desk_config(tmp_path, None))
+    english_locale = _without_language(LANG="en_US.UTF-8", LANGUAGE="en")
+
+    usage = _run("--config", config, "tickets", "show", "abc", env=english_locale)
+    help_text = _run("--config", config, "tickets", "--help", env=english_locale)
+
+    assert "Błąd: Nieprawidłowa wartość 'NUMER'" in usage.stderr
+    assert "Wyświetlaj i usuwaj zgłoszenia." in help_text.stdout
+
+
+def test_english_desk_speaks_english_from_start(tmp_path: Path) -> None:
+    config = _desk_config(tmp_path, "en")
+
+    named = _run(f"--config={config}", "tickets", "--help", env=_without_language())
+    by_variable = _run("tickets", "show", "abc",
+                       env=_without_language(MAILDESK_CONFIG=str(config)))
+    beside = _run("tickets", "--help", env=_without_language(LANG="pl_PL.UTF-8"),
+                  cwd=tmp_path)
+
+    assert "List, show and delete tickets." in named.stdout
+    assert "Error: Invalid value for 'NUMBER'" in by_variable.stderr
+    assert "Usage: maildesk tickets" in beside.stdout
+
+
+def test_variable_overrides_desk_language(tmp_path: Path) -> None:
+    config = str(_desk_config(tmp_path, "en"))
+
+    result = _run("--config", config, "tickets", "--help",
+                  env=_without_language(MAILDESK_LANGUAGE="pl"))
+    unsupported = _run("--config", config, "tickets", "show", "1",
+                       env=_without_language(MAILDESK_LANGUAGE="de"))
+
+    assert "Wyświetlaj i usuwaj zgłoszenia." in result.stdout
+    assert unsupported.stderr.endswith("error: ticket 1 not found\n")
+
+
+def test_locale_chooses_without_configuration(tmp_path: Path) -> None:
+    missing = str(tmp_path / "none.yaml")
+
+    language_list = _run("--config", missing, "init", "--help",
+                         env=_without_language(LANGUAGE="en:pl", LANG="pl_PL.UTF-8"))
+    c_locale = _run("--config", missing, "init", "--help",
+                    env=_without_language(LC_ALL="C.UTF-8", LANG="en_US.UTF-8"))
+    nothing = _run("--config", missing, "init", "--help", env=_without_language())
+
+    assert "Usage: maildesk init" in language_list.stdout
+    assert "Usage: maildesk init" in c_locale.stdout
+    assert "Użycie: maildesk init" in nothing.stdout
