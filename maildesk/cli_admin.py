@@ -1166,19 +1166,23 @@ def templates_render(app: Any, name: str, number: int | None, language: str | No
     if name not in names:
         raise click.ClickException(_unknown_template_message(name, names))
 
-    context = sample_context(desk, language or desk.config.language)
-    to = Recipient(context["ticket"]["requester_address"], context["ticket"]["requester_name"])
+    ticket = None
     if number is not None:
         ticket = models.Ticket.get_or_none(models.Ticket.id == number)
         if ticket is None:
             raise click.ClickException(_("ticket {number} not found").format(number=number))
+    # The sample texts (a reply, a reason, a status) are in the language of the mail, so
+    # an English ticket's preview shows no Polish sample.
+    language = language or (ticket.language if ticket else None) or desk.config.language
+    context = sample_context(desk, language)
+    to = Recipient(context["ticket"]["requester_address"], context["ticket"]["requester_name"])
+    if ticket is not None:
         context["ticket"] = ticket_context(desk, ticket)
         context["linked_ticket"] = ({"number": ticket.linked_ticket_id}
                                     if ticket.linked_ticket_id else None)
         # The sample's groups and due times name no group of this desk: the ticket's own
         # replace them, the reason stays the sample's.
         context.update(preview_context(desk, ticket, context["escalation"]["reason"]))
-        language = language or ticket.language
         to = Recipient(ticket.requester.address, ticket.requester.name)
     context["desk"] = desk_context(desk)
     rendered = desk.templates.render(name, language, context)

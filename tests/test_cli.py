@@ -845,6 +845,34 @@ def test_templates_render_outbox_kind_names_template(tmp_path: Path,
     assert "did you mean acknowledgement?" in misspelt.output
 
 
+def test_templates_render_samples_in_ticket_language(tmp_path: Path,
+                                                    database_url: str) -> None:
+    # The preview of a ticket's mail is in the ticket's language, and so are the sample
+    # texts that no ticket holds (a status, a reply, an escalation reason).
+    config = write_config(tmp_path, database_url)
+    english = mail(sender="John Smith <john.smith@example.org>", message_id="<en@example.org>",
+                   subject="The VPN connection drops",
+                   body="Hello,\n\nthe VPN connection drops every few minutes.\n\nJohn\n")
+    _invoke("--config", str(config), "deliver", input=mail())
+    _invoke("--config", str(config), "deliver", input=english)
+    models.open_database(load_config(config).database_url, migrate=False)
+    languages = {ticket.id: ticket.language for ticket in models.Ticket.select()}
+
+    previews = {number: "\n".join(
+        _invoke("--config", str(config), "templates", "render", name, "--ticket",
+                str(number), env={"MAILDESK_LANGUAGE": "pl"}).output
+        for name in ("user_replied", "command_confirmation", "escalation_manager"))
+        for number in (1, 2)}
+
+    assert languages == {1: "pl", 2: "en"}
+    assert "Status: in progress, priority: P3 (medium)." in previews[2]
+    assert "- priority: P3 (medium) → P2 (high)" in previews[2]
+    assert "resolution time exceeded." in previews[2]
+    for polish in ("w realizacji", "priorytet", "przekroczony", "Dzień dobry"):
+        assert polish not in previews[2], polish
+    assert "Status: w realizacji, priorytet: P3 (średni)." in previews[1]
+
+
 def test_deliver_exits_75_when_config_is_a_directory(tmp_path: Path) -> None:
     result = _invoke("--config", str(tmp_path), "deliver", input=mail())
 
