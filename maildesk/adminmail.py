@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from maildesk.desk import Desk
+from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.models import database_proxy
 from maildesk.notify import desk_context, queue_mail
@@ -17,7 +18,8 @@ def mail_admins(desk: Desk, template: str, context: dict[str, Any], kind: str) -
     """Queue one mail to every admin address; return False when none is configured."""
     admins = [Recipient(address) for address in desk.config.desk.admin_addresses]
     if not admins:
-        logger.warning("no admin_addresses configured: the %s mail is not sent", kind)
+        logger.warning(_("desk.admin_addresses is empty, so the {kind} mail to the admins is "
+                         "not sent").format(kind=kind))
         return False
     with database_proxy.atomic():
         queue_mail(desk, template=template, language=desk.config.language,

@@ -177,8 +177,8 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
     """
     group = group_config(desk, ticket.group)
     if group is None or group.manager is None:
-        logger.info("ticket %s: group %s has no manager to escalate to", ticket.id,
-                    ticket.group)
+        logger.info(_("ticket {ticket}: group {group} has no manager, so no escalation mail "
+                      "goes to a manager").format(ticket=ticket.id, group=ticket.group or "-"))
         return []
 
     extra = _escalation_context(desk, ticket, reason, moved=moves)

@@ -319,7 +319,8 @@ class Templates:
         if len(forms) == 2:
             return forms[0] if abs(int(count)) == 1 else forms[1]
         raise jinja2.TemplateRuntimeError(
-            "plural needs 2 forms (English: one, other) or 3 (Polish: one, few, many)")
+            _("plural needs 2 forms (English: one, other) or 3 (Polish: one, few, many), "
+              "not {count}").format(count=len(forms)))
 
     # ------------------------------------------------------------------ files
 

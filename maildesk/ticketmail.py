@@ -15,6 +15,7 @@ from typing import Any, overload
 from maildesk import models
 from maildesk.config import GroupConfig
 from maildesk.desk import Desk
+from maildesk.i18n import _
 from maildesk.mailbuild import Recipient
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 
@@ -140,7 +141,8 @@ def queue_ticket_mail(desk: Desk, ticket: models.Ticket, template: str,
         kind=kind or template,
     )
     if queued is None:
-        logger.info("ticket %s: no allowed recipient for %s", ticket.id, template)
+        logger.info(_("ticket {ticket}: the {template} mail has no allowed recipient, so it "
+                      "is not sent").format(ticket=ticket.id, template=template))
     return queued
 
 

@@ -177,6 +177,26 @@ def test_templates_plural_filter_in_both_languages(template_root: Path) -> None:
     assert english == "1 ticket; 2 tickets;"
 
 
+@pytest.mark.parametrize(("language", "message"), [
+    ("pl", "plural wymaga 2 form (po angielsku: jedna, wiele) albo 3 (po polsku: "
+           "1 zgłoszenie, 2 zgłoszenia, 5 zgłoszeń), a podano 1"),
+    ("en", "plural needs 2 forms (English: one, other) or 3 (Polish: one, few, many), not 1"),
+])
+def test_templates_plural_misuse_in_admin_language(template_root: Path, language: str,
+                                                   message: str) -> None:
+    from maildesk.i18n import current_language, set_language
+
+    previous = current_language()
+    set_language(language)
+    try:
+        with pytest.raises(Exception) as raised:
+            render_string(template_root, '{{ 2 | plural("zgłoszenie") }}', {})
+    finally:
+        set_language(previous)
+
+    assert message in str(raised.value)
+
+
 @pytest.mark.parametrize(("language", "instant", "expected"), [
     ("pl", datetime(2026, 12, 4, 13, 5), "4 grudnia 2026 r., 14:05"),
     ("en", datetime(2026, 12, 4, 13, 5), "4 December 2026, 14:05"),
