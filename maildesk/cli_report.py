@@ -140,10 +140,10 @@ def _render(figures: SlaReport, first: date, last: date, desk: Any) -> str:
     total = figures.total
     lines += [
         "",
-        ngettext("{count} ticket opened", "{count} tickets opened", total.opened).format(
-            count=total.opened)
-        + "; " + _("still open: {count}").format(count=figures.still_open)
-        + "; " + _("escalated: {count}").format(count=total.escalated),
+        ngettext("{count} ticket opened; still open: {open}; escalated: {escalated}",
+                 "{count} tickets opened; still open: {open}; escalated: {escalated}",
+                 total.opened).format(count=total.opened, open=figures.still_open,
+                                      escalated=total.escalated),
         _("Tickets resolved in the period, whenever they were opened: {count}").format(
             count=figures.resolved_in_period),
     ]

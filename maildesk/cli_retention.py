@@ -51,13 +51,16 @@ def tickets_purge(app: Any, closed_before: str, confirmed: bool) -> None:
 
     if not confirmed:
         counted = retention.preview(cutoff)
+        # One message per sentence: a sentence glued from pieces gets no plural right.
         click.echo(ngettext(
-            "{count} ticket closed before {day} would be deleted",
-            "{count} tickets closed before {day} would be deleted",
-            counted.tickets).format(count=counted.tickets, day=day.isoformat())
-            + _(", with {messages} messages, {attachments} attachments and {outgoing} sent "
-                "mails.").format(messages=counted.messages, attachments=counted.attachments,
-                                 outgoing=counted.outgoing))
+            "{count} ticket closed before {day} would be deleted, with its messages "
+            "({messages}), attachments ({attachments}) and sent mail ({outgoing}).",
+            "{count} tickets closed before {day} would be deleted, with their messages "
+            "({messages}), attachments ({attachments}) and sent mail ({outgoing}).",
+            counted.tickets).format(count=counted.tickets, day=day.isoformat(),
+                                    messages=counted.messages,
+                                    attachments=counted.attachments,
+                                    outgoing=counted.outgoing))
         click.echo(_("Contacts that no ticket would name any more, to be deleted: {count}")
                    .format(count=counted.contacts))
         _report_kept(counted)
@@ -66,12 +69,16 @@ def tickets_purge(app: Any, closed_before: str, confirmed: bool) -> None:
         return
 
     done = retention.purge(desk, cutoff)
-    click.echo(ngettext("{count} ticket deleted", "{count} tickets deleted", done.tickets)
-               .format(count=done.tickets)
-               + _(", with {messages} messages, {attachments} attachments and {outgoing} sent "
-                   "mails; {contents} stored mails and files removed.").format(
-                   messages=done.messages, attachments=done.attachments,
-                   outgoing=done.outgoing, contents=done.stored_contents))
+    click.echo(ngettext(
+        "{count} ticket deleted, with its messages ({messages}), attachments "
+        "({attachments}) and sent mail ({outgoing}); stored mails and files removed: "
+        "{contents}.",
+        "{count} tickets deleted, with their messages ({messages}), attachments "
+        "({attachments}) and sent mail ({outgoing}); stored mails and files removed: "
+        "{contents}.",
+        done.tickets).format(count=done.tickets, messages=done.messages,
+                             attachments=done.attachments, outgoing=done.outgoing,
+                             contents=done.stored_contents))
     click.echo(_("Contacts that no ticket names any more, deleted: {count}").format(
         count=done.contacts))
     _report_kept(done)

@@ -95,8 +95,10 @@ def recover_stale_claims(now_offset: timedelta = STALE_CLAIM) -> int:
         .execute()
     )
     if count:
-        logger.warning(_("requeued {count} outgoing mails left in sending by a stopped process")
-                       .format(count=count))
+        logger.warning(ngettext(
+            "requeued {count} outgoing mail left in sending by a stopped process",
+            "requeued {count} outgoing mails left in sending by a stopped process",
+            count).format(count=count))
     return count
 
 
@@ -115,8 +117,11 @@ def requeue_own_claims(owner: str) -> int:
         .execute()
     )
     if count:
-        logger.warning(_("requeued {count} outgoing mails that an interrupted delivery pass of "
-                         "this process had claimed").format(count=count))
+        logger.warning(ngettext(
+            "requeued {count} outgoing mail that an interrupted delivery pass of this "
+            "process had claimed",
+            "requeued {count} outgoing mails that an interrupted delivery pass of this "
+            "process had claimed", count).format(count=count))
     return count
 
 
@@ -176,8 +181,9 @@ def _log_sent(row: models.Outbox) -> None:
 
 def mark_retry(row: models.Outbox, error: str, max_attempts: int) -> None:
     if row.attempts >= max_attempts:
-        mark_failed(row, _("gave up after {attempts} attempts: {error}").format(
-            attempts=row.attempts, error=error))
+        mark_failed(row, ngettext("gave up after {attempts} attempt: {error}",
+                                  "gave up after {attempts} attempts: {error}",
+                                  row.attempts).format(attempts=row.attempts, error=error))
         return
     delay = retry_delay(row.attempts)
     models.Outbox.update(state="pending", claimed_by=None, last_error=error[:2000],
@@ -198,8 +204,11 @@ def mark_deferred(row: models.Outbox, deferred: list[str], error: str,
     """
     if row.attempts >= max_attempts:
         # The failed row keeps the list, so "outbox retry" sends to them alone too.
-        mark_failed(row, _("gave up on {recipients} after {attempts} attempts: {error}").format(
-            recipients=" ".join(deferred), attempts=row.attempts, error=error), deferred)
+        mark_failed(row, ngettext(
+            "gave up on {recipients} after {attempts} attempt: {error}",
+            "gave up on {recipients} after {attempts} attempts: {error}",
+            row.attempts).format(recipients=" ".join(deferred), attempts=row.attempts,
+                                 error=error), deferred)
         return
     delay = retry_delay(row.attempts)
     models.Outbox.update(state="pending", claimed_by=None, deferred=" ".join(deferred),

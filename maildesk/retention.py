@@ -159,13 +159,13 @@ def purge(desk: Desk, closed_before: datetime, actor: str = "admin") -> PurgeRep
                                            "outgoing": report.outgoing,
                                            "contacts": report.contacts,
                                            "stored_contents": report.stored_contents}))
-    logger.info(_("deleted {tickets} closed tickets with {messages} messages and "
-                  "{attachments} attachments; {contents} stored mails and files removed")
+    logger.info(_("closed tickets deleted: {tickets}, messages: {messages}, attachments: "
+                  "{attachments}; stored mails and files removed: {contents}")
                 .format(tickets=report.tickets, messages=report.messages,
                         attachments=report.attachments, contents=report.stored_contents))
-    logger.info(_("deleted {outgoing} sent mails and {contacts} contacts that no ticket "
-                  "names any more").format(outgoing=report.outgoing,
-                                           contacts=report.contacts))
+    logger.info(_("sent mails deleted: {outgoing}; contacts that no ticket names any more, "
+                  "deleted: {contacts}").format(outgoing=report.outgoing,
+                                                contacts=report.contacts))
     return report
 
 

@@ -145,3 +145,23 @@ def test_admin_log_lines_translated() -> None:
                 untranslated.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
 
     assert untranslated == []
+
+
+def _translates(node: ast.expr) -> bool:
+    """Tell whether an expression contains a call of ``_`` or ``ngettext``."""
+    return any(isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
+               and inner.func.id in {"_", "ngettext"} for inner in ast.walk(node))
+
+
+def test_no_sentence_glued_from_messages() -> None:
+    # A sentence made of two catalog messages cannot agree in number or word order: the
+    # English ", with 1 messages" and a Polish clause after a plural form it cannot see.
+    glued = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)
+                    and _translates(node.left) and _translates(node.right)):
+                glued.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+
+    assert glued == []

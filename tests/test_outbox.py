@@ -357,6 +357,19 @@ def test_outbox_gives_up_after_max_attempts(tmp_path: Path, database_url: str, s
     assert "451" in row(mail).last_error
 
 
+def test_outbox_gives_up_after_one_attempt(tmp_path: Path, database_url: str, smtp,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAILDESK_LANGUAGE", raising=False)
+    desk = smtp_desk(tmp_path, database_url, smtp.port, max_attempts=1)
+    mail = queue(desk, make_ticket(20451, "Drukarka", REQUESTER))
+    smtp.fail_temporarily("mail")
+
+    sender(desk).deliver_due()
+
+    assert row(mail).state == "failed"
+    assert row(mail).last_error.startswith("rezygnacja po 1 próbie: ")
+
+
 def test_outbox_permanent_rejection_records_bounce(tmp_path: Path,
                                                              database_url: str, smtp) -> None:
     desk = smtp_desk(tmp_path, database_url, smtp.port)

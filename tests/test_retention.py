@@ -132,10 +132,35 @@ def test_purge_cli_counts_first_and_deletes_with_yes(desk) -> None:
     assert "Nic nie usunięto" in dry.stdout
     assert kept == 2
     assert done.exit_code == 0, done.output
-    assert done.stdout.startswith("1 ticket deleted, with 1 messages, 1 attachments")
+    assert done.stdout.startswith("1 ticket deleted, with its messages (1), attachments (1) "
+                                  "and sent mail (")
     assert models.Ticket.select().count() == 1
     assert future.exit_code == 2
     assert "2999-01-01 is in the future" in future.output
+
+
+def test_purge_cli_sentence_agrees_with_counts(desk) -> None:
+    ticket_from(desk, 1, datetime(2024, 6, 1, tzinfo=WARSAW))
+    ticket_from(desk, 2, datetime(2024, 7, 1, tzinfo=WARSAW), png=None)
+    newer_open_ticket(desk)
+    config = str(desk.config.path)
+    arguments = ["--config", config, "tickets", "purge", "--closed-before", "2025-01-01"]
+
+    english = CliRunner().invoke(cli_main, arguments, env={"MAILDESK_LANGUAGE": "en"})
+    polish = CliRunner().invoke(cli_main, arguments, env={"MAILDESK_LANGUAGE": "pl"})
+    done = CliRunner().invoke(cli_main, [*arguments, "--yes"],
+                              env={"MAILDESK_LANGUAGE": "pl"})
+    models.open_database(desk.config.database_url, migrate=False)
+
+    assert english.stdout.startswith(
+        "2 tickets closed before 2025-01-01 would be deleted, with their messages (2), "
+        "attachments (1) and sent mail (2).")
+    assert polish.stdout.startswith(
+        "2 zgłoszenia zamknięte przed 2025-01-01 zostałyby usunięte razem z wiadomościami "
+        "(2), załącznikami (1) i wysłaną pocztą (2).")
+    assert done.stdout.startswith(
+        "usunięto 2 zgłoszenia razem z wiadomościami (2), załącznikami (1) i wysłaną "
+        "pocztą (2); usunięte zapisane wiadomości i pliki: ")
 
 
 def test_purge_rerun_after_kill_removes_files(desk) -> None:
@@ -317,7 +342,7 @@ def test_preview_counts_what_purge_deletes(desk) -> None:
     assert done.contacts == 1
     assert counted.contacts == done.contacts
     assert dry.exit_code == 0, dry.output
-    assert f"and {done.outgoing} sent mails." in dry.stdout
+    assert f"and sent mail ({done.outgoing})." in dry.stdout
     assert "Contacts that no ticket would name any more, to be deleted: 1" in dry.stdout
 
 
