@@ -399,6 +399,31 @@ def test_cli_help_polish_and_english() -> None:
     assert untranslated == []
 
 
+def test_cli_polish_command_help_is_imperative() -> None:
+    # Every command's help tells the admin what to do ("Usuń", "Pokaż"), as the English
+    # does. A third-person verb ("Usuwa", "Pokazuje") ends in a vowel, which no Polish
+    # imperative and no noun that starts a help here ("Raport") does.
+    polish = _help_texts("pl")
+
+    commands = {path: text for path, text in polish.items()
+                if " --" not in path and path != "maildesk" and text}
+    descriptive = [f"{path}: {text.split()[0]}" for path, text in commands.items()
+                   if re.match(r"[^\W\d_]*[aeiouyąę]\b", text.split()[0])]
+
+    assert len(commands) > 30
+    assert descriptive == []
+
+
+def test_cli_held_help_keeps_discard_apart() -> None:
+    # "agents discard" is "odrzuć": the held mail that accept and held describe is mail
+    # maildesk did not take ("nieprzyjęta", "wstrzymana"), not discarded mail.
+    polish = _help_texts("pl")
+
+    assert polish["maildesk agents discard"].startswith("Odrzuć wstrzymaną wiadomość")
+    for command in ("maildesk agents accept", "maildesk agents held"):
+        assert "odrzuc" not in polish[command].lower(), command
+
+
 def test_cli_root_help_in_polish() -> None:
     result = subprocess.run([sys.executable, "-m", "maildesk.cli", "--help"],
                             capture_output=True, text=True,
