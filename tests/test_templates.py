@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from datetime import UTC, date, datetime
 from email import message_from_bytes
@@ -21,7 +22,7 @@ from maildesk.cli import main as cli_main
 from maildesk.config import load_config
 from maildesk.desk import Desk
 from maildesk.errors import ConfigError, ConfigErrors
-from maildesk.i18n import current_language, set_language
+from maildesk.i18n import current_language, gettext_for, set_language
 from maildesk.mailbuild import Recipient, build_message
 from maildesk.notify import (
     choose_language,
@@ -177,6 +178,48 @@ def test_templates_plural_filter_in_both_languages(template_root: Path) -> None:
     assert english == "1 ticket; 2 tickets;"
 
 
+# A value printed as a count; the word after it must come from the plural filter.
+_COUNT = re.compile(r"\{\{\s*[\w.]*(?:count|minutes|hours|days)\s*\}\}")
+# What may follow a count: punctuation, a tag, the end of the line, or the plural filter,
+# right away or after one word ("10 automatic mails").
+_AFTER_COUNT = re.compile(r"\s*(?:[^\w\s{]|\{%|\{\{[^}]*plural|$|\w+\s+\{\{[^}]*plural)")
+
+
+def test_templates_counts_have_plural_forms() -> None:
+    bare = []
+    for path in sorted(SHIPPED.glob("*/*.j2")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in _COUNT.finditer(line):
+                if not _AFTER_COUNT.match(line, match.end()):
+                    bare.append(f"{path.parent.name}/{path.name}:{number}: {match.group(0)}")
+
+    assert bare == []
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", "opened 3 tickets within 1 minute,"),
+    ("pl", "otworzył w ciągu 1 minuty 3 zgłoszenia,"),
+])
+def test_templates_loop_alert_minutes_plural(language: str, expected: str,
+                                             sample: dict[str, Any]) -> None:
+    values = {**sample, "loop": {**sample["loop"], "scope": "sender", "count": 3,
+                                 "window_minutes": 1}}
+
+    text = Templates(SHIPPED).render("mail_loop_alert", language, values).text
+
+    assert expected in text
+
+
+@pytest.mark.parametrize("language", ["pl", "en"])
+def test_templates_due_label_matches_cli(language: str, sample: dict[str, Any]) -> None:
+    # Agents read the same due time in "tickets show" and in the new-ticket notice.
+    label = gettext_for(language).gettext("First response due: {time}").split("{time}")[0]
+
+    text = Templates(SHIPPED).render("new_ticket_agents", language, sample).text
+
+    assert f"\n{label}" in text
+
+
 @pytest.mark.parametrize(("language", "message"), [
     ("pl", "plural wymaga 2 form (po angielsku: jedna, wiele) albo 3 (po polsku: "
            "1 zgłoszenie, 2 zgłoszenia, 5 zgłoszeń), a podano 1"),
@@ -184,8 +227,6 @@ def test_templates_plural_filter_in_both_languages(template_root: Path) -> None:
 ])
 def test_templates_plural_misuse_in_admin_language(template_root: Path, language: str,
                                                    message: str) -> None:
-    from maildesk.i18n import current_language, set_language
-
     previous = current_language()
     set_language(language)
     try:
