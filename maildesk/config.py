@@ -203,6 +203,8 @@ class _Section:
         self.mapping = mapping
         self.name = name
         self.used: set[str] = set()
+        # The whole file, whose keys are no section's: its name is the file's.
+        self.top = False
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(message, str(self.mapping.where(key)))
@@ -357,12 +359,14 @@ class _Section:
                 if close
                 else _("known keys: {keys}").format(keys=", ".join(sorted(known)))
             )
+            if self.top:
+                message = _("unknown key '{key}' at the top level of {file}: {hint}").format(
+                    key=key, file=self.name, hint=hint)
+            else:
+                message = _("unknown key '{key}' in '{section}': {hint}").format(
+                    key=key, section=self.name, hint=hint)
             raise ConfigError(
-                _("unknown key '{key}' in '{section}': {hint}").format(
-                    key=key, section=self.name, hint=hint
-                ),
-                str(self.mapping.key_positions.get(key, self.mapping.where())),
-            )
+                message, str(self.mapping.key_positions.get(key, self.mapping.where())))
 
 
 def read_once_per_config(load: Callable[[Config], _T]) -> Callable[[Config], _T]:
@@ -425,7 +429,8 @@ def load_config(path: Path) -> Config:
               "'desk:', not a list or plain text"),
             str(where),
         )
-    root = _Section(document, "maildesk.yaml", None, "")
+    root = _Section(document, path.name, None, "")
+    root.top = True
     base = path.parent
 
     # The sections are read one by one, and a mistake in one does not hide the mistakes

@@ -66,6 +66,23 @@ def test_config_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     assert "did you mean 'ticket_tag'?" in error.message
 
 
+def test_config_unknown_top_key_names_the_file(tmp_path: Path) -> None:
+    # The top level of the file is no section: Polish read "w sekcji 'maildesk.yaml'".
+    path = tmp_path / "desk.yaml"
+    path.write_text(MINIMAL + "xsource: {}\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as english:
+        load_config(path)
+    set_language("pl")
+    with pytest.raises(ConfigError) as polish:
+        load_config(path)
+
+    assert ("unknown key 'xsource' at the top level of desk.yaml: did you mean 'source'?"
+            in english.value.message)
+    assert ("nieznany klucz 'xsource' na najwyższym poziomie pliku desk.yaml: czy chodziło "
+            "o 'source'?" in polish.value.message)
+
+
 def test_config_wrong_type_names_value_and_line(tmp_path: Path) -> None:
     error = _error(tmp_path, MINIMAL + "smtp:\n  port: dwadzieścia pięć\n")
 
