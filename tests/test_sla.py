@@ -198,9 +198,9 @@ def test_policy_invalid_values_listed():
 
     assert problems == [
         "invalid priority 7 in SLA policy P7: use 1 to 4",
-        "the resolution target of SLA policy P7 must be positive, got 0:00:00",
-        "the first response target 9:00:00 of SLA policy P7 is longer than its "
-        "resolution target 0:00:00",
+        "the resolution target of SLA policy P7 must be positive, got 0m",
+        "the first response target 9h of SLA policy P7 is longer than its "
+        "resolution target 0m",
         "invalid warning share 1.5 in SLA policy P7: use a number between 0 and 1, such as 0.75",
     ]
 

@@ -211,10 +211,12 @@ def test_slaconfig_first_response_longer_than_resolution(tmp_path: Path) -> None
     error = error_from(tmp_path, BASE + """\
 sla:
   policies:
-    - {priority: 1, first_response: 5h, resolution: 2h}
+    - {priority: 1, first_response: 5h30m, resolution: 2h}
 """)
 
-    assert "is longer than its resolution target" in error.message
+    # The targets read as the admin wrote them, not as Python's "5:30:00".
+    assert ("the first response target 5h30m of SLA policy P1 is longer than its "
+            "resolution target 2h") in error.message
 
 
 def test_slaconfig_unknown_weekday(tmp_path: Path) -> None:

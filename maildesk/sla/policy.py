@@ -14,6 +14,19 @@ from maildesk.sla.priority import PRIORITIES, is_priority
 DEFAULT_WARNING_SHARE = 0.75
 
 
+def business_duration(value: timedelta) -> str:
+    """Write a target as maildesk.yaml does (``4h``, ``1h30m``, ``30m``), in any language.
+
+    Python writes a timedelta as ``4:00:00``, which reads as a time of day.
+    """
+    minutes = round(value.total_seconds() / 60)
+    hours, rest = divmod(abs(minutes), 60)
+    sign = "-" if minutes < 0 else ""
+    if hours and rest:
+        return f"{sign}{hours}h{rest}m"
+    return f"{sign}{hours}h" if hours else f"{sign}{rest}m"
+
+
 class SlaTarget(StrEnum):
     """The two ITIL service-level targets that a ticket's clock counts towards."""
 
@@ -82,12 +95,12 @@ def validate_policy(policy: SlaPolicy) -> list[str]:
         problems.append(
             _(
                 "the first response target of SLA policy {name} must be positive, got {value}"
-            ).format(name=policy.name, value=policy.first_response)
+            ).format(name=policy.name, value=business_duration(policy.first_response))
         )
     if policy.resolution <= timedelta(0):
         problems.append(
             _("the resolution target of SLA policy {name} must be positive, got {value}").format(
-                name=policy.name, value=policy.resolution
+                name=policy.name, value=business_duration(policy.resolution)
             )
         )
     if policy.first_response > policy.resolution:
@@ -95,7 +108,8 @@ def validate_policy(policy: SlaPolicy) -> list[str]:
             _(
                 "the first response target {first} of SLA policy {name} is longer than its "
                 "resolution target {resolution}"
-            ).format(first=policy.first_response, name=policy.name, resolution=policy.resolution)
+            ).format(first=business_duration(policy.first_response), name=policy.name,
+                     resolution=business_duration(policy.resolution))
         )
 
     if not 0 < policy.warning_share < 1:
