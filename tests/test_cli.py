@@ -1042,9 +1042,9 @@ def test_contacts_language_show_set_and_clear(tmp_path: Path) -> None:
                               "1 open ticket switched\n")
     assert models.Ticket.get_by_id(1).language == "en"
     assert after.stdout == "zofia.wisniewska@firma.example: English\n"
-    assert cleared.stdout == ("wyczyszczono język zofia.wisniewska@firma.example; następne "
-                              "nowe zgłoszenie ustali go z treści wiadomości\n")
-    assert ("administrator wyczyścił zapisany język zofia.wisniewska@firma.example"
+    assert cleared.stdout == ("wyczyszczono język adresu zofia.wisniewska@firma.example; "
+                              "następne nowe zgłoszenie ustali go z treści wiadomości\n")
+    assert ("administrator wyczyścił zapisany język adresu zofia.wisniewska@firma.example"
             in cleared.stderr)
     assert " na -" not in cleared.stderr
     assert models.Contact.get(
