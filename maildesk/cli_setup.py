@@ -142,7 +142,7 @@ def demo(ctx: click.Context, directory: Path) -> None:
     (directory / DEMO_MARKER).write_text("maildesk demo\n", encoding="utf-8")
     _copy_tree(demo_mailbox(), directory / "mailbox")
     _copy_tree(shipped("templates"), directory / "templates")
-    _copy_rules("pl", directory / "rules")
+    _copy_rules(current_language(), directory / "rules")
     config_path = directory / "maildesk.yaml"
     config_path.write_text(_DEMO_CONFIG.format(language=current_language()), encoding="utf-8")
 

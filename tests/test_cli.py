@@ -44,6 +44,28 @@ def test_demo_prints_the_tickets_it_made(tmp_path: Path) -> None:
     assert notices and not any("admin@firma.example" in notice for notice in notices)
 
 
+@pytest.mark.parametrize(("language", "shown", "hidden"), [
+    ("en", "Category: network", "sieć"),
+    ("pl", "Kategoria: sieć", "Category"),
+])
+def test_demo_rules_in_desk_language(tmp_path: Path, language: str, shown: str,
+                                     hidden: str) -> None:
+    # The demo's rule names and categories appear in "tickets show": an English demo
+    # copies the English rules, as "init --language en" does.
+    environment = {"MAILDESK_LANGUAGE": language}
+    _invoke("demo", str(tmp_path / "demo"), env=environment)
+    config = str(tmp_path / "demo" / "maildesk.yaml")
+
+    ticket = _invoke("--config", config, "tickets", "show", "2", env=environment)
+    routing = _invoke("--config", config, "tickets", "show", "2", "--routing",
+                      env=environment)
+
+    assert shown in ticket.stdout
+    assert hidden not in ticket.stdout
+    rule = "network-vpn-wifi" if language == "en" else "siec-vpn-wifi"
+    assert f"'{rule}'" in routing.stdout
+
+
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious").mkdir()
 
