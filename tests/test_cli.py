@@ -422,7 +422,7 @@ def test_cli_help_polish_and_english() -> None:
 
 
 def test_cli_polish_command_help_is_imperative() -> None:
-    # Every command's help tells the admin what to do ("Usuń", "Pokaż"), as the English
+    # Every command's help names what the admin should do ("Usuń", "Pokaż"), as the English
     # does. A third-person verb ("Usuwa", "Pokazuje") ends in a vowel, which no Polish
     # imperative and no noun that starts a help here ("Raport") does.
     polish = _help_texts("pl")
@@ -895,7 +895,7 @@ def test_templates_render_outbox_kind_names_template(tmp_path: Path,
 def test_templates_render_samples_in_ticket_language(tmp_path: Path,
                                                     database_url: str) -> None:
     # The preview of a ticket's mail is in the ticket's language, and so are the sample
-    # texts that no ticket holds (a status, a reply, an escalation reason).
+    # texts that no ticket contains (a status, a reply, an escalation reason).
     config = write_config(tmp_path, database_url)
     english = mail(sender="John Smith <john.smith@example.org>", message_id="<en@example.org>",
                    subject="The VPN connection drops",
