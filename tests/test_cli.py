@@ -97,7 +97,8 @@ def test_tickets_show_classification_and_service_levels(tmp_path: Path) -> None:
     from maildesk import lifecycle
     from maildesk.desk import Desk
 
-    _invoke("demo", str(tmp_path / "demo"))
+    # A Polish demo copies the Polish rules, whose categories this test reads.
+    _invoke("demo", str(tmp_path / "demo"), env={"MAILDESK_LANGUAGE": "pl"})
     config = tmp_path / "demo" / "maildesk.yaml"
     shown = _invoke("--config", str(config), "tickets", "show", "4",
                     env={"MAILDESK_LANGUAGE": "pl"})
