@@ -189,6 +189,7 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
     context["group"] = {"name": "first-line", "description": "First line support"}
     context["rejection"].update(subject="Scanned invoices for November",
                                 reason="sender blocked by a rule")
+    context["quarantine"].update(subject="Invoice", error="ParseError: empty message")
 
     context.update(
         agent={"name": "Mark Green", "login": "mark.green"},
@@ -252,7 +253,7 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
     }
     quarantine = {
         "id": 7, "sender": "jan@example.org", "subject": "Faktura", "message_id": "<x@y>",
-        "source": "imap:INBOX/42", "error": "ParseError: empty message",
+        "source": "imap:INBOX/42", "error": "ParseError: wiadomość jest pusta",
         "retry_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine retry 7",
         "show_command": "maildesk --config /etc/maildesk/maildesk.yaml quarantine show 7",
         "notices_per_hour": 10, "last_notice_until": hour + timedelta(hours=1),

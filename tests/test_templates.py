@@ -115,6 +115,27 @@ def test_templates_render_and_parse_back(name: str, language: str,
     assert "{{" not in html
 
 
+@pytest.fixture
+def english_sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The English sample context, the one an English preview shows."""
+    directory = tmp_path_factory.mktemp("sample")
+    config = load_config(write_config(directory, "sqlite:///:memory:"))
+    return sample_context(Desk.from_config(config), "en")
+
+
+def test_templates_preview_error_in_mail_language(sample: dict[str, Any],
+                                                  english_sample: dict[str, Any]) -> None:
+    # A real quarantine error is written in the desk's language ("ParseError: wiadomość
+    # jest pusta"), so the Polish preview shows one in Polish and the English one in English.
+    polish_error = "ParseError: " + gettext_for("pl").gettext("empty message")
+
+    polish = Templates(SHIPPED).render("quarantine_notice", "pl", sample).text
+    english = Templates(SHIPPED).render("quarantine_notice", "en", english_sample).text
+
+    assert f"Błąd: {polish_error}\n" in polish
+    assert "Error: ParseError: empty message\n" in english
+
+
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)
 def test_templates_html_escapes_sample_values(name: str, sample: dict[str, Any]) -> None:
     templates = Templates(SHIPPED)
