@@ -16,15 +16,28 @@ import re
 import lxml.etree
 import lxml.html
 import nh3
-from inscriptis import get_text
+from inscriptis import Inscriptis, get_text
 from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_properties import Display
 from inscriptis.model.config import ParserConfig
+from inscriptis.model.html_element import HtmlElement
 
 from maildesk.i18n import _
 
 logger = logging.getLogger(__name__)
 
-_CONFIG = ParserConfig(css=CSS_PROFILES["relaxed"], display_links=True)
+# The relaxed profile of inscriptis 2.7 indents the content of every <div> by two spaces.
+# Mail clients build their bodies from nested divs (Gmail, Outlook on the web, Apple
+# Mail, Samsung Email) and show no indentation, and an indented "-- " is no signature
+# separator, so divs are plain blocks here.
+_CSS = {**CSS_PROFILES["relaxed"], "div": HtmlElement(display=Display.block)}
+_CONFIG = ParserConfig(css=_CSS, display_links=True)
+# Outlook writes every line as a paragraph of Word's "Normal" style (class MsoNormal),
+# which its style sheet gives no margin: the lines follow each other with no blank line.
+_WORD_PARAGRAPHS = lxml.etree.XPath(
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' MsoNormal ')]")
+_NO_MARGIN = "margin-top: 0em; margin-bottom: 0em; "
+_XML_DECLARATION = re.compile(r"^<\?xml [^>]+?\?>")
 
 # HTML past these limits is read by the linear fallback and not sanitised for display.
 # nh3 needs time quadratic in the nesting depth: seconds to minutes for tens of
@@ -125,7 +138,7 @@ def html_to_text(html: str) -> str:
         text = strip_tags(html)
     else:
         try:
-            text = get_text(html, _CONFIG)
+            text = _layout_text(html)
         except Exception as error:  # lxml raises several undocumented types on broken markup
             logger.warning(
                 _("HTML to text conversion failed, tags are stripped instead: {error}").format(
@@ -139,6 +152,28 @@ def html_to_text(html: str) -> str:
     # that table layouts produce.
     text = "\n".join(line.rstrip() for line in text.replace("\xa0", " ").split("\n"))
     return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
+
+
+def _layout_text(html: str) -> str:
+    """Convert HTML with inscriptis, with Outlook's Word paragraphs as single lines.
+
+    inscriptis does not read the style sheet in the HTML's head, so the margin of Word's
+    paragraphs is set on each of them, and a margin in their own style attribute wins.
+    """
+    try:
+        document = lxml.html.document_fromstring(_XML_DECLARATION.sub("", html.strip(), count=1))
+    except lxml.etree.ParserError:
+        return get_text(html, _CONFIG)  # nothing to parse: inscriptis reads it as <pre>
+    for paragraph in _WORD_PARAGRAPHS(document):
+        paragraph.set("style", _NO_MARGIN + (paragraph.get("style") or ""))
+        if not paragraph.text_content().strip() and not paragraph.xpath(".//img"):
+            # An empty paragraph (<o:p>&nbsp;</o:p>) is Outlook's blank line, but inscriptis
+            # drops a block without text, and keeps one that holds a line break.
+            for child in list(paragraph):
+                paragraph.remove(child)
+            paragraph.text = None
+            paragraph.append(lxml.html.Element("br"))
+    return str(Inscriptis(document, _CONFIG).get_text())
 
 
 def _drop_remote_images(tag: str, attribute: str, value: str) -> str | None:

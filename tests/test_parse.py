@@ -436,6 +436,47 @@ def test_html_source_words_bound_text_words(html: str) -> None:
     assert len(word.findall(html_to_text(html))) <= len(word.findall(html))
 
 
+@pytest.mark.parametrize("html", [
+    # Gmail, Outlook on the web and Samsung Email build their bodies from nested divs.
+    '<div dir="ltr"><div>Nadal nie działa.</div><div><br></div><div>Jan</div></div>',
+    '<div class="elementToProof"><div dir="auto">Nadal nie działa.<br><br>Jan</div></div>',
+    "<div><div><div>Nadal nie działa.</div></div><div><br></div><div>Jan</div></div>",
+])
+def test_html_to_text_divs_not_indented(html: str) -> None:
+    assert html_to_text(html) == "Nadal nie działa.\n\nJan"
+
+
+def test_html_to_text_outlook_paragraphs_are_lines() -> None:
+    # Outlook writes each line as a Word paragraph that its style sheet gives no margin,
+    # and a blank line as an empty one.
+    html = (
+        '<html><head><style><!-- p.MsoNormal {margin:0cm;} --></style></head>'
+        '<body lang=PL><div class=WordSection1>'
+        "<p class=MsoNormal>Dzień dobry,<o:p></o:p></p>"
+        "<p class=MsoNormal><o:p>&nbsp;</o:p></p>"
+        '<p class="MsoNormal">drukarka nie działa.<o:p></o:p></p>'
+        "<p class=MsoNormal><o:p>&nbsp;</o:p></p>"
+        "<p class=MsoNormal>Pozdrawiam<o:p></o:p></p>"
+        '<p class=MsoNormal><span style="color:#1F3864">Jan Kowalski</span><o:p></o:p></p>'
+        "</div></body></html>"
+    )
+
+    assert html_to_text(html) == "Dzień dobry,\n\ndrukarka nie działa.\n\nPozdrawiam\nJan Kowalski"
+
+
+def test_html_to_text_paragraphs_keep_blank_line() -> None:
+    assert html_to_text("<p>Pierwszy.</p><p>Drugi.</p>") == "Pierwszy.\n\nDrugi."
+
+
+def test_parse_message_html_signature_in_div_cut() -> None:
+    html = ('<div dir="auto"><div>Nadal nie działa.</div><div><br></div><div>-- </div>'
+            "<div>Jan Kowalski</div><div>tel. 600 100 200</div></div>")
+
+    result = parse_message(_html_mail(html))
+
+    assert result.reply_text == "Nadal nie działa."
+
+
 def test_parse_message_full_plain_is_no_stub() -> None:
     words = " ".join(f"słowo{index}" for index in range(40))
     plain = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n".encode()
