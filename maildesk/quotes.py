@@ -14,7 +14,10 @@ English:
 A header block or separator cuts off everything below it. An attribution followed by
 ``>`` lines removes only the quoted lines, so replies written between quoted lines stay; an
 attribution followed by unquoted text (an HTML quote converted to text) cuts. The
-signature after ``-- `` and mobile footers (``Sent from my iPhone``) at the end are removed.
+signature after ``-- ``, mobile footers (``Sent from my iPhone``) and company notices
+(``maildesk.notices``) at the end are removed. A signature without ``-- `` stays: it
+cannot be distinguished from the reply, and its phone number is often what the agent
+needs.
 
 Everything works line by line with short, anchored patterns on bounded windows, so
 the time is linear in the length of the text whatever the input.
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import re
+
+from maildesk.notices import cut_notices
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +317,7 @@ def _drop_quoted(lines: list[str]) -> list[str]:
 
 
 def _cut_signature(lines: list[str]) -> list[str]:
-    """Cut the ``-- `` signature and trailing mobile footers."""
+    """Cut the ``-- `` signature, trailing mobile footers and company notices."""
     nonblank_after = [0] * (len(lines) + 1)
     for index in range(len(lines) - 1, -1, -1):
         nonblank_after[index] = nonblank_after[index + 1] + (1 if lines[index].strip() else 0)
@@ -334,13 +339,19 @@ def _cut_signature(lines: list[str]) -> list[str]:
                 lines = lines[:index]
             break
 
+    # Mobile footers and company notices come in either order ("Wysłane z iPhone'a" above
+    # the notice that the company's server appends, or below the one in the signature).
     lines = list(lines)
-    while lines and (not lines[-1].strip() or _RULE_ONLY.match(lines[-1])):
-        lines.pop()
-    while lines and is_mobile_footer(lines[-1]):
-        lines.pop()
-        while lines and not lines[-1].strip():
+    length = -1
+    while length != len(lines):
+        length = len(lines)
+        while lines and (not lines[-1].strip() or _RULE_ONLY.match(lines[-1])):
             lines.pop()
+        while lines and is_mobile_footer(lines[-1]):
+            lines.pop()
+            while lines and not lines[-1].strip():
+                lines.pop()
+        lines = cut_notices(lines)
     return lines
 
 

@@ -1,0 +1,122 @@
+"""Recognise the notices that companies' mail servers and signatures add to every mail.
+
+Polish companies end their mail with a confidentiality notice ("Niniejsza wiadomość jest
+poufna..."), the company data that the Commercial Companies Code requires in business
+mail (art. 206 KSH: registry court, KRS number, NIP and share capital), the information
+clause of the GDPR (RODO) and a plea not to print the mail, often also in English. None
+of it is what the sender wrote this time, so the reply text leaves it out.
+
+A notice is recognised by its opening words and the terms it contains. A
+confidentiality notice opens with words such as "Niniejsza wiadomość" or "This e-mail"
+and speaks of confidentiality and of the addressee, the GDPR clause names the processing
+of personal data, the plea not to print names the environment, and company data gives
+the share capital together with the KRS number or registry court. So "Ta wiadomość jest
+pilna." or "Zanim wydrukujesz, wybierz drukarkę PR-214." at the end of a mail stays text.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Opening words of a notice, at the start of its paragraph or of a line inside the last
+# paragraph (a signature and the notice below it without a blank line).
+_CONFIDENTIAL_OPENING = re.compile(
+    r"^[\W_]*(?:"
+    r"niniejsz[aey] (?:wiadomoś|e-?mail|korespondencj|informacj)"
+    r"|ta (?:wiadomoś|korespondencj|informacj)|wiadomość ta\b"
+    r"|(?:treść|zawartość) (?:tej|niniejszej) (?:wiadomości|korespondencji)"
+    r"|informacj[ae] (?:zawart[ae] )?w (?:tej|niniejszej) (?:wiadomości|korespondencji)"
+    r"|(?:klauzula|informacja o) poufności"
+    r"|je(?:ż|ś)eli (?:nie jest|otrzymał)|jeśli (?:nie jest|otrzymał)"
+    r"|this (?:e-?mail|message|communication|transmission)\b"
+    r"|the (?:information|content)s? (?:contained )?in this\b"
+    r"|confidential(?:ity)? notice\b|disclaimer\b|if you (?:are not|have received)\b"
+    r")",
+    re.IGNORECASE,
+)
+_PRIVACY_OPENING = re.compile(
+    r"^[\W_]*(?:administratorem (?:\S+ ){0,3}danych osobowych|zgodnie z (?:art\. 13 |rodo\b)"
+    r"|klauzula informacyjna|informujemy, że administratorem)",
+    re.IGNORECASE,
+)
+_PRINT_OPENING = re.compile(
+    r"^[\W_]*(?:(?:zanim|nim|przed) wydruk|pomyśl o środowisku|(?:dbaj|zadbaj) o środowisko"
+    r"|please consider the environment|think before you print|save a tree)",
+    re.IGNORECASE,
+)
+# Terms each kind of notice contains between its opening and its end. The openings alone
+# also start sentences of requests and agents' replies ("Ta wiadomość jest pilna",
+# "Zanim wydrukujesz, wybierz drukarkę PR-214"), which contain none of these terms.
+_CONFIDENTIAL = re.compile(r"poufn|zastrzeżon|tajemnic|confidential|privileged", re.IGNORECASE)
+_ADDRESSEE = re.compile(r"adresat|odbiorc|przeznaczon|recipient|addressee|intended",
+                        re.IGNORECASE)
+_PRIVACY = re.compile(r"rodo\b|gdpr|rozporządzeni|przetwarza|processing", re.IGNORECASE)
+_ENVIRONMENT = re.compile(r"środowisk|ekolog|drzew|environment|tree", re.IGNORECASE)
+# The data art. 206 KSH requires: share capital with the KRS number or registry court.
+_SHARE_CAPITAL = re.compile(r"kapita(?:ł|l|łem|le) zakładow|kapitale zakładowym", re.IGNORECASE)
+_REGISTRY = re.compile(r"\bKRS\b|sąd(?:zie)? rejonow|krajow(?:ego|ym) rejestr", re.IGNORECASE)
+# The line that opens the company data names the seat: "ACME Sp. z o.o. z siedzibą w ...".
+_SEAT = re.compile(r"\bz siedzibą\b", re.IGNORECASE)
+
+# A notice wrapped at 72 characters, Polish and English together, fits in this many lines.
+_MAX_NOTICE_LINES = 40
+
+# (opening, terms): a line that matches the opening starts a notice when every term is
+# found between it and the end of the paragraph.
+_NOTICES: tuple[tuple[re.Pattern[str], tuple[re.Pattern[str], ...]], ...] = (
+    (_CONFIDENTIAL_OPENING, (_CONFIDENTIAL, _ADDRESSEE)),
+    (_PRIVACY_OPENING, (_PRIVACY,)),
+    (_PRINT_OPENING, (_ENVIRONMENT,)),
+)
+_TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)
+
+
+def cut_notices(lines: list[str]) -> list[str]:
+    """Return ``lines`` without the notices at their end; blank lines at the end go too.
+
+    Paragraphs are judged from the last one up. A notice may also start inside the last
+    paragraph kept, below a signature without a blank line between them. Only the last
+    ``_MAX_NOTICE_LINES`` lines of a paragraph are read, so a notice must start there.
+    """
+    end = _trimmed_end(lines, len(lines))
+    while end:
+        start = end
+        while start > max(0, end - _MAX_NOTICE_LINES) and lines[start - 1].strip():
+            start -= 1
+        notice = _notice_start(lines[start:end])
+        if notice is None:
+            break
+        end = _trimmed_end(lines, start + notice)
+        if notice or (start and lines[start - 1].strip()):
+            break  # the notice began inside a paragraph: the lines above it are text
+    return lines[:end]
+
+
+def _trimmed_end(lines: list[str], end: int) -> int:
+    while end and not lines[end - 1].strip():
+        end -= 1
+    return end
+
+
+def _notice_start(paragraph: list[str]) -> int | None:
+    """Return the index of the line where a notice starts that runs to the paragraph's end.
+
+    Returns None when the paragraph has no such notice.
+    """
+    # found_below[index][term] is True when the term occurs in paragraph[index:].
+    found_below = [dict.fromkeys(_TERMS, False) for _ in range(len(paragraph) + 1)]
+    for index in range(len(paragraph) - 1, -1, -1):
+        below = found_below[index + 1]
+        found_below[index] = {term: below[term] or bool(term.search(paragraph[index]))
+                              for term in _TERMS}
+
+    for index, line in enumerate(paragraph):
+        found = found_below[index]
+        for opening, terms in _NOTICES:
+            if opening.match(line) and all(found[term] for term in terms):
+                return index
+        is_company_data = any(pattern.search(line)
+                              for pattern in (_SEAT, _SHARE_CAPITAL, _REGISTRY))
+        if is_company_data and found[_SHARE_CAPITAL] and found[_REGISTRY]:
+            return index
+    return None
