@@ -11,9 +11,12 @@ English:
   wrapped over several lines;
 - ``>`` at the start of each quoted line.
 
-A header block or separator cuts off everything below it. An attribution followed by
-``>`` lines removes only the quoted lines, so replies written between quoted lines stay; an
-attribution followed by unquoted text (an HTML quote converted to text) cuts. The
+A header block or separator cuts off everything below it, unless the mail is a forward:
+its subject marks it (``PD:``, ``Fwd:``) or its history starts with a forward separator
+(``---------- Przekazana wiadomość ---------``), and then the forwarded mail is the
+request and stays. An attribution followed by ``>`` lines removes only the quoted lines,
+so replies written between quoted lines stay; an attribution followed by unquoted text
+(an HTML quote converted to text) cuts. The
 signature after ``-- ``, mobile footers (``Sent from my iPhone``) and company notices
 (``maildesk.notices``) at the end are removed. A signature without ``-- `` stays: it
 cannot be distinguished from the reply, and its phone number is often what the agent
@@ -49,6 +52,17 @@ _SEPARATOR = re.compile(
     re.IGNORECASE,
 )
 _UNDERSCORES = re.compile(r"^[>\s]*_{10,}\s*$")
+# The line above an inline forward, from Gmail and Thunderbird ("---------- Przekazana
+# wiadomość ---------"), Apple Mail ("Początek przekazywanej wiadomości:") and others.
+# Quoted with ">", it is part of the history of a reply.
+_FORWARD_SEPARATOR = re.compile(
+    r"^\s*(?:[-_=*]{2,}\s*(?:forwarded message|przekazana wiadomość|wiadomość przekazana"
+    r"(?: dalej)?|przekazywana wiadomość|weitergeleitete nachricht|message transféré|"
+    r"mensaje reenviado|doorgestuurd bericht|vidarebefordrat meddelande)\s*[-_=*]{2,}|"
+    r"(?:begin forwarded message|początek przekazywanej wiadomości|początek przekazanej "
+    r"wiadomości|anfang der weitergeleiteten nachricht|début du message réexpédié)\s*:)\s*$",
+    re.IGNORECASE,
+)
 
 # Field names of a copied header block; the first line of a block must be From/Od/Von/De.
 _HEADER_FROM = re.compile(
@@ -137,18 +151,39 @@ _MAX_FOOTER_LINES = 6
 def extract_reply(text: str, forwarded: bool = False) -> str:
     """Return the new part of a reply: no quoted history, signature or mobile footer.
 
-    A forward (``forwarded=True``) keeps the forwarded text: there the history is the
-    request. When the whole text is history (a reply with nothing new in it), the
-    result is empty.
+    A forward keeps the forwarded text, because there the history is the request: a mail
+    whose subject marks a forward (``forwarded=True``), or whose first history marker is
+    a forward separator (``---------- Przekazana wiadomość ---------``). The sender's
+    signature above the forwarded mail is cut. When the whole text is history (a reply
+    with nothing new in it), the result is empty.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if not forwarded:
-        lines = _cut_at_history(lines)
+    marker, is_forward_separator = _first_history_marker(lines)
+    if forwarded or is_forward_separator:
+        # The forwarder's own text and signature come first, then the forwarded mail.
+        lines = _cut_signature(lines[:marker]) + [""] + _cut_signature(lines[marker:])
+    else:
+        lines = _cut_at_history(lines, first_marker=marker)
         lines = _drop_quoted(lines)
-    lines = _cut_signature(lines)
+        lines = _cut_signature(lines)
 
     reply = "\n".join(line.rstrip() for line in lines).strip("\n")
     return _BLANK_RUN.sub("\n\n", reply).strip()
+
+
+def _first_history_marker(lines: list[str]) -> tuple[int, bool]:
+    """Return where the history starts and whether it starts with a forward separator.
+
+    A quoted line counts as history. Without history the index is ``len(lines)``.
+    """
+    for index, line in enumerate(lines):
+        if _QUOTED.match(line):
+            return index, False
+        if _FORWARD_SEPARATOR.match(line):
+            return index, True
+        if _history_marker(lines, index):
+            return index, False
+    return len(lines), False
 
 
 def is_mobile_footer(line: str) -> bool:
@@ -216,14 +251,15 @@ def _header_block_length(lines: list[str], index: int) -> int:
     return end - index if fields >= 1 else 0
 
 
-def _cut_at_history(lines: list[str]) -> list[str]:
+def _cut_at_history(lines: list[str], first_marker: int = 0) -> list[str]:
     """Cut at the first separator, copied header block or unquoted attribution.
 
     When nothing new is above the first such marker (a forward without a comment,
     or a reply whose client put the header first), the text below the marker is kept
-    up to the next one.
+    up to the next one. No marker starts above ``first_marker``, so the search starts
+    there.
     """
-    index = 0
+    index = first_marker
     start = 0
     while index < len(lines):
         skip = _history_marker(lines, index)

@@ -307,3 +307,49 @@ def test_strip_html_quotes_signature() -> None:
 
     assert "Nowe" in stripped
     assert "tel. 123" not in stripped
+
+
+FORWARDED = ("Od: System FK <noreply@fk.example.com>\nTemat: Błąd importu\n"
+             "Data: 4 grudnia 2026 08:12\nDo: jan@example.com\n\nImport nie powiódł się.")
+
+
+@pytest.mark.parametrize(
+    "separator",
+    [
+        "---------- Przekazana wiadomość ---------",
+        "-------- Przekazana wiadomość --------",
+        "---------- Forwarded message ---------",
+        "---------- Wiadomość przekazana dalej ----------",
+        "Początek przekazywanej wiadomości:",
+        "Begin forwarded message:",
+    ],
+)
+def test_extract_reply_forward_separator_keeps_forwarded_mail(separator: str) -> None:
+    # The user deleted the "Fwd:" of the subject: the separator still marks a forward.
+    text = f"Proszę o pomoc.\n\n{separator}\n{FORWARDED}\n"
+
+    reply = extract_reply(text)
+
+    assert reply.startswith("Proszę o pomoc.\n\n" + separator)
+    assert reply.endswith("Import nie powiódł się.")
+
+
+def test_extract_reply_forward_keeps_mail_below_signature() -> None:
+    # Gmail and Thunderbird put the forwarder's signature above the forwarded mail.
+    text = ("Proszę o pomoc.\n\n-- \nJan Kowalski\ntel. 600 100 200\n\n"
+            f"---------- Przekazana wiadomość ---------\n{FORWARDED}\n\n-- \nSystem FK\n")
+
+    for forwarded in (True, False):
+        reply = extract_reply(text, forwarded=forwarded)
+
+        assert reply.startswith("Proszę o pomoc.\n\n---------- Przekazana wiadomość")
+        assert "Import nie powiódł się." in reply
+        assert "tel. 600 100 200" not in reply
+        assert "System FK\n" not in reply
+
+
+def test_extract_reply_forward_inside_quote_cut() -> None:
+    text = ("Nadal nie działa.\n\nW dniu 4.12.2026 o 09:05, Jan pisze:\n"
+            "> ---------- Przekazana wiadomość ---------\n> Import nie powiódł się.\n")
+
+    assert extract_reply(text) == "Nadal nie działa."
