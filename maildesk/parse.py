@@ -38,7 +38,7 @@ from maildesk.mimewalk import (
     iter_parts,
 )
 from maildesk.quotes import extract_reply
-from maildesk.subjects import is_forward
+from maildesk.subjects import is_forward, is_reply
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +366,7 @@ def _parse(
         end = reply_source.rfind("\n", 0, MAX_REPLY_SOURCE_CHARS)
         reply_source = reply_source[: end if end > 0 else MAX_REPLY_SOURCE_CHARS]
     author, author_header = _author(raw_headers, default_charset, hint, message_id)
+    in_reply_to = bounded_ids(parse_message_ids(_first(raw_headers, "In-Reply-To")))
     return ParsedMessage(
         message_id=message_id,
         subject=subject,
@@ -373,12 +374,13 @@ def _parse(
         to=_addresses(raw_headers, "To", default_charset, hint, message_id),
         cc=_addresses(raw_headers, "Cc", default_charset, hint, message_id),
         reply_to=_addresses(raw_headers, "Reply-To", default_charset, hint, message_id),
-        in_reply_to=bounded_ids(parse_message_ids(_first(raw_headers, "In-Reply-To"))),
+        in_reply_to=in_reply_to,
         references=bounded_ids(parse_message_ids(" ".join(_all(raw_headers, "References")))),
         date=_date(raw_headers),
         headers=headers,
         text=text,
-        reply_text=extract_reply(reply_source, forwarded=is_forward(subject)),
+        reply_text=extract_reply(reply_source, forwarded=is_forward(subject),
+                                 replying=is_reply(subject) or bool(in_reply_to)),
         html=body.html,
         attachments=body.attachments,
         return_path=_return_path(raw_headers),

@@ -148,14 +148,16 @@ _LIST_FOOTER_TEXT = re.compile(
 _MAX_FOOTER_LINES = 6
 
 
-def extract_reply(text: str, forwarded: bool = False) -> str:
+def extract_reply(text: str, forwarded: bool = False, replying: bool = False) -> str:
     """Return the new part of a reply: no quoted history, signature or mobile footer.
 
     A forward keeps the forwarded text, because there the history is the request: a mail
     whose subject marks a forward (``forwarded=True``), or whose first history marker is
     a forward separator (``---------- Przekazana wiadomość ---------``). The sender's
-    signature above the forwarded mail is cut. When the whole text is history (a reply
-    with nothing new in it), the result is empty.
+    signature above the forwarded mail is cut. When the whole text is history, the
+    result is empty. That includes a reply (``replying=True``) whose text starts with a
+    copied header block: Outlook writes one when the reply is sent before anything was
+    typed.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     marker, is_forward_separator = _first_history_marker(lines)
@@ -163,7 +165,7 @@ def extract_reply(text: str, forwarded: bool = False) -> str:
         # The forwarder's own text and signature come first, then the forwarded mail.
         lines = _cut_signature(lines[:marker]) + [""] + _cut_signature(lines[marker:])
     else:
-        lines = _cut_at_history(lines, first_marker=marker)
+        lines = _cut_at_history(lines, replying, first_marker=marker)
         lines = _drop_quoted(lines)
         lines = _cut_signature(lines)
 
@@ -251,13 +253,15 @@ def _header_block_length(lines: list[str], index: int) -> int:
     return end - index if fields >= 1 else 0
 
 
-def _cut_at_history(lines: list[str], first_marker: int = 0) -> list[str]:
+def _cut_at_history(lines: list[str], replying: bool = False, first_marker: int = 0
+                    ) -> list[str]:
     """Cut at the first separator, copied header block or unquoted attribution.
 
-    When nothing new is above the first such marker (a forward without a comment,
-    or a reply whose client put the header first), the text below the marker is kept
-    up to the next one. No marker starts above ``first_marker``, so the search starts
-    there.
+    When nothing new is above the first such marker, the text below the marker is kept
+    up to the next one: a mail that starts with a copied header (a forward without a
+    comment and without a forward prefix) brings its text below it. In a reply
+    (``replying``) the text below is quoted history, and nothing is kept. No marker
+    starts above ``first_marker``, so the search starts there.
     """
     index = first_marker
     start = 0
@@ -266,6 +270,8 @@ def _cut_at_history(lines: list[str], first_marker: int = 0) -> list[str]:
         if skip:
             if any(line.strip() for line in lines[start:index]):
                 return lines[start:index]
+            if replying:
+                return []
             start = index + skip
             index = start
             continue

@@ -45,3 +45,8 @@ def strip_reply_prefixes(subject: str) -> str:
 def is_forward(subject: str) -> bool:
     """Tell whether the outermost prefix marks a forward (``Fwd:``, ``PD:``, ``WG:``...)."""
     return bool(_FORWARD.match(subject))
+
+
+def is_reply(subject: str) -> bool:
+    """Tell whether the outermost prefix marks a reply (``RE:``, ``Odp:``, ``AW:``...)."""
+    return bool(_PREFIX.match(subject) or _BRACKETED.match(subject)) and not is_forward(subject)

@@ -477,6 +477,32 @@ def test_parse_message_html_signature_in_div_cut() -> None:
     assert result.reply_text == "Nadal nie działa."
 
 
+@pytest.mark.parametrize("headers", [
+    "Subject: RE: [#5] Drukarka\r\n",
+    "Subject: [#5] Drukarka\r\nIn-Reply-To: <ack.5.1@maildesk.example.com>\r\n",
+])
+def test_parse_message_reply_with_nothing_typed(headers: str) -> None:
+    # Outlook sent before anything was typed: the text is the copied header and the quote.
+    body = ("\r\n\r\nOd: Marek <marek@example.com>\r\nWys\xc5\x82ane: pi\xc4\x85tek\r\n"
+            "Do: Helpdesk\r\nTemat: [#5] Drukarka\r\n\r\n#zamknij\r\n").encode("latin-1")
+
+    result = parse_message(mail(headers + "Content-Type: text/plain; charset=utf-8\r\n", body))
+
+    assert result.reply_text == ""
+    assert "#zamknij" in result.text
+
+
+def test_parse_message_new_mail_with_copied_header_keeps_text() -> None:
+    body = ("Od: System FK <fk@example.com>\r\nWys\xc5\x82ane: pi\xc4\x85tek\r\n"
+            "Temat: B\xc5\x82\xc4\x85d\r\n\r\nImport nie powi\xc3\xb3d\xc5\x82 si\xc4\x99."
+            ).encode("latin-1")
+
+    result = parse_message(mail("Subject: Błąd\r\nContent-Type: text/plain; charset=utf-8\r\n",
+                                body))
+
+    assert result.reply_text == "Import nie powiódł się."
+
+
 def test_parse_message_full_plain_is_no_stub() -> None:
     words = " ".join(f"słowo{index}" for index in range(40))
     plain = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{words}\r\n".encode()

@@ -353,3 +353,12 @@ def test_extract_reply_forward_inside_quote_cut() -> None:
             "> ---------- Przekazana wiadomość ---------\n> Import nie powiódł się.\n")
 
     assert extract_reply(text) == "Nadal nie działa."
+
+
+def test_extract_reply_reply_with_header_first_is_empty() -> None:
+    # Outlook sent before anything was typed: everything is the quoted mail.
+    text = ("\n\nOd: Marek <marek@example.com>\nWysłane: piątek, 4 grudnia 2026 09:05\n"
+            "Do: Helpdesk\nTemat: RE: [#5] Drukarka\n\n#zamknij\n\nZamykam.\n")
+
+    assert extract_reply(text, replying=True) == ""
+    assert extract_reply(text) == "#zamknij\n\nZamykam."

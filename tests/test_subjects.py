@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maildesk.subjects import is_forward, strip_reply_prefixes
+from maildesk.subjects import is_forward, is_reply, strip_reply_prefixes
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,14 @@ def test_is_forward_true(subject: str) -> None:
 @pytest.mark.parametrize("subject", ["Re: Fwd: x", "Odp: x", "x", "Fwdx"])
 def test_is_forward_false(subject: str) -> None:
     assert not is_forward(subject)
+
+
+@pytest.mark.parametrize("subject", ["RE: x", "Re: Fwd: x", "Odp: x", "ODP: x", "AW: x",
+                                     "Re[2]: x", "SV: [#5] x", "[Re: x]"])
+def test_is_reply_true(subject: str) -> None:
+    assert is_reply(subject)
+
+
+@pytest.mark.parametrize("subject", ["PD: Re: x", "Fwd: x", "x", "Rex: x", "[#5] Re: x"])
+def test_is_reply_false(subject: str) -> None:
+    assert not is_reply(subject)
