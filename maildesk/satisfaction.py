@@ -8,13 +8,14 @@ itself invites the user to reopen the ticket.
 
 A reply is read in three steps. The signature goes first: a ``--`` line and everything
 below it, mail app footers that end the text ("Wysłane z iPhone’a", checked by
-``maildesk.quotes.is_mobile_footer``), the lines below a closing greeting unless they
-hold a negation or a question, lines that are the sender's name, and a last line that
-signs it ("Kasia" or "Kasia Z." from Katarzyna Zając). A capitalised last line that does
-not match the sender's name stays ("Jeszcze Outlook" below a "5"), because it may be
-the complaint. The rest splits into parts at line ends, sentence ends, commas and
-dashes. A rating is exactly one part such as "5", "Ocena: 4", "5/5" or "Oceniam na
-5.", and every other part must be a thanks or a greeting.
+``maildesk.quotes.is_mobile_footer``), the lines below a closing greeting or from a line
+with the sender's full name down, unless they hold a negation or a question, lines that
+are the sender's name, and a last line that signs it ("Kasia" or "Kasia Z." from
+Katarzyna Zając). A capitalised last line that does not match the sender's name stays
+("Jeszcze Outlook" below a "5"), because it may be the complaint. The rest splits into
+parts at line ends, sentence ends, commas and dashes. A rating is exactly one part such
+as "5", "Ocena: 4", "5/5" or "Oceniam na 5.", and every other part must be a thanks or a
+greeting.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ _CLOSINGS = (
     "regards", "best regards", "kind regards", "best", "cheers", "thanks", "dzięki",
 )
 _SIGNATURE_LINES = 6
+# A signature block that opens with the sender's full name has at most this many lines
+# in all: the name, title, department, company, address, two phone numbers, web site.
+_NAMED_SIGNATURE_LINES = 9
 _SHORT_REPLY_CHARACTERS = 400
 # A first name or nickname is at most this long ("Małgorzata", "Bartłomiej").
 _NAME_CHARACTERS = 20
@@ -95,10 +99,19 @@ def _without_signature(lines: list[str], requester_name: str = "") -> list[str]:
     while lines and is_mobile_footer(lines[-1]):
         lines = lines[:-1]
 
+    full_name = frozenset(_name_words(requester_name))
     kept: list[str] = []
     for index, line in enumerate(lines):
+        near_end = len(lines) - index <= _SIGNATURE_LINES
+        opens_signature = (len(lines) - index <= _NAMED_SIGNATURE_LINES and kept
+                           and _is_full_name(line, full_name)
+                           and _is_signature(lines[index + 1:]))
+        if opens_signature:
+            # Outlook and Apple Mail add a signature block without "--" below the text,
+            # and it opens with the sender's full name ("Jan Kowalski" or "Kowalski Jan").
+            break
         kept.append(line)
-        is_closing = (len(lines) - index <= _SIGNATURE_LINES and len(kept) > 1
+        is_closing = (near_end and len(kept) > 1
                       and _is_closing(line) and _is_signature(lines[index + 1:]))
         if is_closing:
             # The closing line itself stays, because it may carry thanks ("Dzięki, Jan").
@@ -108,6 +121,11 @@ def _without_signature(lines: list[str], requester_name: str = "") -> list[str]:
     kept = [line for line in kept
             if not name or line.lower().strip(",.! ") not in (name, *name.split())]
     return _without_sign_off(kept, requester_name)
+
+
+def _is_full_name(line: str, full_name: frozenset[str]) -> bool:
+    """Tell whether a line is the sender's display name of two or more words, in any order."""
+    return len(full_name) > 1 and frozenset(_words(line)) == full_name
 
 
 def _is_closing(line: str) -> bool:
@@ -211,9 +229,9 @@ def is_short_thanks(reply_text: str, phrases: tuple[str, ...], requester_name: s
     Every word must belong to a phrase in ``phrases`` (after the signature and the
     sender's own name are dropped), and no question or negation may appear.
 
-    NOTE: a signature that does not follow a closing greeting (a job title, a phone
-    number) counts as new text, so such a thanks reopens the ticket. That errs on the
-    side of a human looking at it again.
+    NOTE: a signature that neither follows a closing greeting nor opens with the sender's
+    full name (a job title, a phone number) counts as new text, so such a thanks reopens
+    the ticket. That errs on the side of a human looking at it again.
     """
     lines = _without_signature(_content_lines(reply_text), requester_name)
     return _only_thanks(lines, phrases, requester_name)

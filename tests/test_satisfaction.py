@@ -147,6 +147,53 @@ def test_parse_rating_keeps_unmatched_sign_off(text: str, name: str) -> None:
     assert parse_rating(text, name, DEFAULT_THANKS_PHRASES) is None
 
 
+# Outlook and Apple Mail add the signature below the text without "--": it opens with
+# the sender's full name, in either order ("Zając Katarzyna" is how Polish company
+# directories write it).
+OUTLOOK_SIGNATURE = "Katarzyna Zając\nSpecjalistka ds. płac\nACME Sp. z o.o.\ntel. 600 100 200"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"5\n\n{OUTLOOK_SIGNATURE}",
+        f"Ocena: 5\n{OUTLOOK_SIGNATURE}",
+        "5\n\nZając Katarzyna\nDział Płac | ACME Sp. z o.o.\nul. Prosta 18, 00-850 Warszawa",
+        "5\n\nKatarzyna Zając\nSpecjalistka ds. płac\nDział Kadr i Płac\nACME Sp. z o.o.\n"
+        "ul. Prosta 18, 00-850 Warszawa\ntel. +48 22 123 45 67\nkom. +48 600 100 200\n"
+        "www.acme.example",
+    ],
+)
+def test_parse_rating_drops_full_name_signature(text: str) -> None:
+    assert parse_rating(text, "Katarzyna Zając", DEFAULT_THANKS_PHRASES) == 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Dziękuję, już działa.\n\n{OUTLOOK_SIGNATURE}",
+        f"Dzięki!\n{OUTLOOK_SIGNATURE}",
+    ],
+)
+def test_short_thanks_drops_full_name_signature(text: str) -> None:
+    assert is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Below the name comes a complaint, not a signature.
+        "5\n\nKatarzyna Zając\nDrukarka nadal nie drukuje.",
+        "Dziękuję\n\nKatarzyna Zając\nCzy mogę dostać drugi monitor?",
+        # The full name alone above the text opens no signature.
+        f"Katarzyna Zając\nDrukarka nie działa\n\n{OUTLOOK_SIGNATURE}",
+    ],
+)
+def test_full_name_line_keeps_new_text(text: str) -> None:
+    assert parse_rating(text, "Katarzyna Zając", DEFAULT_THANKS_PHRASES) is None
+    assert not is_short_thanks(text, DEFAULT_THANKS_PHRASES, "Katarzyna Zając")
+
+
 # Complaints and new requests after a thanks or a rating. Each line that starts like a
 # mail app's footer goes on as a sentence, and each capitalised last line names a thing,
 # not the sender, so none is a rating or a thanks.
