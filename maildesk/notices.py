@@ -58,7 +58,8 @@ _REGISTRY = re.compile(r"\bKRS\b|sąd(?:zie)? rejonow|krajow(?:ego|ym) rejestr",
 # The line that opens the company data names the seat: "ACME Sp. z o.o. z siedzibą w ...".
 _SEAT = re.compile(r"\bz siedzibą\b", re.IGNORECASE)
 
-# A notice wrapped at 72 characters, Polish and English together, fits in this many lines.
+# The Polish and English notice of the tests, wrapped at 72 characters, takes 12 lines;
+# this bound is a guess that leaves room for longer ones.
 _MAX_NOTICE_LINES = 40
 
 # (opening, terms): a line that matches the opening starts a notice when every term is
