@@ -395,7 +395,17 @@ class Templates:
                 target=path.resolve()), str(path))
         # utf-8-sig drops the byte order mark Windows editors write, which would
         # otherwise lead the subject or the text of every mail as U+FEFF.
-        return path.read_text(encoding="utf-8-sig")
+        try:
+            return path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ConfigError(_("the file is not valid UTF-8 (byte {position}): save it as "
+                                "UTF-8").format(position=error.start), str(path)) from error
+        except OSError as error:
+            # An editor run as another user can save the file with modes that the
+            # user maildesk runs as may not read.
+            raise ConfigError(_("cannot read the file ({error}): the user maildesk runs as "
+                                "(uid {uid}) must be able to read it").format(
+                error=error.strerror or error, uid=os.geteuid()), str(path)) from error
 
     def _compile(self, language: str, name: str) -> _Compiled:
         """Read a snapshot of the sources and compile the template in both environments."""
@@ -548,7 +558,7 @@ class Templates:
         """Return the text of a template's own file, or "" when it cannot be read."""
         try:
             return (self.root / language / f"{name}.j2").read_text(encoding="utf-8-sig")
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return ""
 
     def check(self, sample_context: dict[str, Any],

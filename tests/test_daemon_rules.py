@@ -213,3 +213,59 @@ def test_template_deleted_while_running_logged(
     warnings = _missing_file_warnings(caplog, missing)
     assert len(warnings) == 1
     assert "dispatch" in warnings[0]
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
+    """Make reading one file fail as it does when the file's modes lock maildesk out.
+
+    The tests run as root, whom chmod does not stop.
+    """
+    real_read_text = Path.read_text
+
+    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+def test_unreadable_template_keeps_daemon_running(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    desk = _templates_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+    unreadable = tmp_path / "templates" / "pl" / "acknowledgement.j2"
+    past = time.time() - 60
+    os.utime(unreadable, (past, past))
+    _deny_reading(monkeypatch, unreadable)
+    _deliver(tmp_path, mail(subject="Drukarka nie drukuje"), "1.mail")
+
+    with caplog.at_level(logging.ERROR):
+        daemon.run(once=True)
+
+    assert daemon.processed == 1
+    errors = [record.getMessage() for record in caplog.records
+              if record.levelno == logging.ERROR and str(unreadable) in record.getMessage()]
+    assert errors
+    assert "Permission denied" in errors[0]
+    notices = models.Outbox.select().where(models.Outbox.kind == "templates_error")
+    assert notices.count() == 1
+    # The user still got an acknowledgement, from the version read before.
+    assert models.Outbox.select().where(models.Outbox.kind == "ack").count() == 1
+
+
+def test_unreadable_template_at_start_is_configuration_error(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk.errors import ConfigError
+
+    desk = _templates_desk(tmp_path, database_url)
+    unreadable = tmp_path / "templates" / "pl" / "acknowledgement.j2"
+    _deny_reading(monkeypatch, unreadable)
+
+    with pytest.raises(ConfigError) as raised:
+        build_daemon(desk)
+
+    assert str(unreadable) in str(raised.value)
+    assert "uid" in str(raised.value)

@@ -717,6 +717,36 @@ def test_templates_first_load_of_broken_file_raises(template_root: Path,
         Templates(template_root).render("acknowledgement", "pl", sample)
 
 
+def test_templates_non_utf8_file_is_reported(template_root: Path,
+                                             sample: dict[str, Any]) -> None:
+    path = template_root / "pl" / "acknowledgement.j2"
+    path.write_bytes(path.read_text(encoding="utf-8").encode("iso-8859-2"))
+
+    errors = Templates(template_root).check(sample)
+
+    assert len(errors) == 1
+    assert str(path) in str(errors[0])
+    assert "UTF-8" in str(errors[0])
+
+
+def test_templates_cli_check_reports_unreadable_file(tmp_path: Path, database_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(SHIPPED, templates)
+    config = write_config(tmp_path, database_url, templates=str(templates))
+    # A folder in place of the file fails to read for root too, as modes would not.
+    broken = templates / "en" / "status_resolved.j2"
+    broken.unlink()
+    broken.mkdir()
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")
+
+    result = CliRunner().invoke(cli_main, ["--config", str(config), "templates", "check"])
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"{broken}: cannot read the file (Is a directory)" in result.output
+
+
 # --------------------------------------------------------------------------- CLI
 
 
