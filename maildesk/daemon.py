@@ -21,6 +21,7 @@ from types import FrameType
 import peewee as pw
 
 from maildesk import faults, heap, lease, models, pipeline, workers
+from maildesk.databasefile import DatabaseFileWatch
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _, ngettext
@@ -74,6 +75,7 @@ class Daemon:
         self._config_change_logged = False
         # The templates were checked when the daemon was built (wiring.check_templates).
         self._templates_stamp = _tree_stamp(desk.config.templates_path)
+        self.database_file = DatabaseFileWatch()
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stopping:
@@ -204,6 +206,9 @@ class Daemon:
                     handled += 1
                     # Counted here, so the summary of a pass that fails later is right.
                     self.processed += 1
+            # Commits into a deleted or replaced file vanish with the process, so the
+            # source keeps the mails for the next start.
+            self.database_file.check()
             for mail in quarantined:
                 faults.crash_point("before-ack")
                 self.source.quarantine(mail)
@@ -278,6 +283,7 @@ class Daemon:
         failures = 0
         try:
             while not self.stopping:
+                self.database_file.check()
                 try:
                     self._report_config_change()
                     # Checked on every wake-up, so a broken edit is reported on a quiet
