@@ -209,11 +209,14 @@ class Daemon:
             # Commits into a deleted or replaced file vanish with the process, so the
             # source keeps the mails for the next start.
             self.database_file.check()
+            faults.crash_point("before-ack")
+            self._acknowledge(done)
+            # After the acknowledgement: a quarantine folder that cannot take mail must
+            # not keep the processed mail of the batch at the source, where every pass
+            # would fetch the same batch again and never reach the mail behind it.
             for mail in quarantined:
                 faults.crash_point("before-ack")
                 self.source.quarantine(mail)
-            faults.crash_point("before-ack")
-            self._acknowledge(done)
             if delivering and not self.stopping:
                 self.send_outbox()
                 delivering = not (self.sender.connection_lost or self.sender.unreachable

@@ -38,6 +38,31 @@ def test_maildir_pass_moves_processed_and_quarantined(tmp_path: Path, database_u
     assert models.Quarantine.get().sender == ""
 
 
+def test_maildir_unmovable_quarantine_blocks_no_mail(tmp_path: Path,
+                                                     database_url: str) -> None:
+    mailbox = tmp_path / "mailbox"
+    (mailbox / "new").mkdir(parents=True)
+    # A file where the quarantine folder belongs: no mail can be moved there.
+    (mailbox / ".Quarantine").write_bytes(b"")
+    (mailbox / "new" / "0.empty").write_bytes(b"")
+    for number in range(1, 4):
+        (mailbox / "new" / f"{number}.good").write_bytes(
+            mail(message_id=f"<good.{number}@example.org>", subject=f"Drukarka {number}"))
+    desk = make_desk(tmp_path, database_url, source={"type": "maildir", "path": str(mailbox)})
+    daemon = build_daemon(desk)
+    daemon.source.batch_size = 2
+
+    for _attempt in range(3):
+        with pytest.raises(SourceError):
+            daemon.drain()
+
+    assert [path.name for path in _files(mailbox / ".Processed")] == [
+        "1.good", "2.good", "3.good"]
+    assert [path.name for path in _files(mailbox)] == ["0.empty"]
+    assert models.Ticket.select().count() == 3
+    assert models.Quarantine.select().count() == 1
+
+
 def test_maildir_dot_files_are_not_mail(tmp_path: Path, database_url: str) -> None:
     # A copied Maildir often contains a .keep file. It used to end in quarantine as an
     # empty mail, with a notice to the admins.
