@@ -216,16 +216,19 @@ def _send_queued(desk: Desk) -> None:
     """
     import peewee as pw
 
-    from maildesk import pipeline
+    from maildesk import databaseerrors, pipeline
     from maildesk.wiring import make_sender
 
     try:
         make_sender(desk).deliver_due()
     except Exception as error:
+        description: object = error
         if isinstance(error, (pw.OperationalError, pw.InterfaceError)):
             pipeline.drop_connection()
+            description = databaseerrors.describe(error)
         logger.warning(_("sending the queued mail failed, it stays in the outbox until the "
-                         "daemon or 'maildesk outbox send' sends it: {error}").format(error=error))
+                         "daemon or 'maildesk outbox send' sends it: {error}").format(
+            error=description))
 
 
 def _register_subcommands() -> None:

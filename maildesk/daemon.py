@@ -20,7 +20,7 @@ from types import FrameType
 
 import peewee as pw
 
-from maildesk import faults, heap, lease, models, pipeline, workers
+from maildesk import databaseerrors, faults, heap, lease, models, pipeline, workers
 from maildesk.databasefile import DatabaseFileWatch
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
@@ -316,7 +316,8 @@ class Daemon:
                     failures += 1
                     if once and failures >= ONCE_ATTEMPTS:
                         raise TemporaryError(str(error)) from error
-                    logger.warning(_("database unavailable: {error}").format(error=error))
+                    logger.warning(_("database unavailable: {error}").format(
+                        error=databaseerrors.describe(error)))
                     self._sleep(min(2.0 ** (failures - 1), MAX_BACKOFF))
                 except TemporaryError as error:
                     failures += 1
@@ -333,7 +334,8 @@ class Daemon:
             try:
                 lease.release(self.source.name, self.owner)
             except (pw.OperationalError, pw.InterfaceError) as error:
-                logger.warning(_("database unavailable: {error}").format(error=error))
+                logger.warning(_("database unavailable: {error}").format(
+                    error=databaseerrors.describe(error)))
             summary = ", ".join(f"{outcome_label(action)}: {count}" for action, count in
                                 sorted(self.outcomes.items()))
             if summary:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import peewee as pw
 
-from maildesk import models
+from maildesk import databaseerrors, models
 from maildesk.config import Config, check_stored_secrets, load_config
 from maildesk.errors import TemporaryError
 from maildesk.followup import format_tag
@@ -72,7 +72,8 @@ class Desk:
 
                 start_up(desk)
         except (pw.OperationalError, pw.InterfaceError) as error:
-            raise TemporaryError(_("database unavailable: {error}").format(error=error)) from error
+            raise TemporaryError(_("database unavailable: {error}").format(
+                error=databaseerrors.describe(error))) from error
         return desk
 
     def tag(self, number: int) -> str:

@@ -540,6 +540,11 @@ def _joined(deferred: list[tuple[str, list[Any]]], sql: str,
     return "; ".join([*texts, sql]), [*values, *(params or ())]
 
 
+# How long a SQLite transaction waits for another process's write lock before it fails
+# with "database is locked", in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 10000
+
+
 def make_database(url: str) -> pw.Database:
     """Create (not connect) the peewee database for a ``sqlite:///`` or ``postgresql://`` URL.
 
@@ -562,7 +567,7 @@ def make_database(url: str) -> pw.Database:
                 "journal_mode": "wal",
                 "synchronous": "normal",
                 "foreign_keys": 1,
-                "busy_timeout": 10000,
+                "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
             },
             lock_type="IMMEDIATE",
         )
@@ -612,9 +617,11 @@ def open_database(url: str, migrate: bool = True) -> pw.Database:
     try:
         database.connect(reuse_if_open=True)
     except pw.OperationalError as error:
+        from maildesk.databaseerrors import describe  # imports this module
+
         raise TemporaryError(
             _("cannot connect to the database {url}: {error}").format(
-                url=redact_url(url), error=str(error).strip())
+                url=redact_url(url), error=describe(error))
         ) from error
     if migrate:
         run_migrations(database)
@@ -653,13 +660,15 @@ def deferred_durability() -> Iterator[None]:
         try:
             _flush_commits(database, postgresql)
         except (pw.DatabaseError, pw.InterfaceError) as error:
+            from maildesk.databaseerrors import describe  # imports this module
+
             # A new connection starts with synchronous commits again.
             _close_quietly(database)
             if not failed:
                 raise TemporaryError(_("flushing the database log to disk failed: {error}")
-                                     .format(error=error)) from error
+                                     .format(error=describe(error))) from error
             logger.warning(_("flushing the database log after a failed batch failed: "
-                             "{error}").format(error=error))
+                             "{error}").format(error=describe(error)))
 
 
 def _close_quietly(database: pw.Database) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import aiosmtplib
 import peewee as pw
 
-from maildesk import faults, models, statements, workers
+from maildesk import databaseerrors, faults, models, statements, workers
 from maildesk.config import SmtpConfig
 from maildesk.envelope import (
     NOT_SMTP,
@@ -611,7 +611,8 @@ class Sender:
             logger.warning(_("sent {message_id} (ticket {ticket}), but the database did not "
                              "record it: {error}; it is recorded when the database is "
                              "reachable again, not sent twice").format(
-                message_id=row.message_id, ticket=row.ticket_id or "-", error=error))
+                message_id=row.message_id, ticket=row.ticket_id or "-",
+                error=databaseerrors.describe(error)))
             raise
         return 1
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee as pw
 
-from maildesk import conversation, faults, models, statements
+from maildesk import conversation, databaseerrors, faults, models, statements
 from maildesk.classify import MailKind, classify
 from maildesk.decision import Action, Decision
 from maildesk.desk import Desk
@@ -414,8 +414,8 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
                 return _decide_and_apply(desk, message, raw, raw_sha256, source, rules, key)
         except (pw.OperationalError, pw.InterfaceError) as error:
             drop_connection()
-            raise TemporaryError(
-                _("database unavailable: {error}").format(error=error)) from error
+            raise TemporaryError(_("database unavailable: {error}").format(
+                error=databaseerrors.describe(error))) from error
 
 
 def _recorded_keys(raw_sha256: str, key: str | None) -> set[str]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import peewee as pw
 
-from maildesk import escalation, lifecycle, models
+from maildesk import databaseerrors, escalation, lifecycle, models
 from maildesk.dailysummary import DailySummary
 from maildesk.desk import Desk
 from maildesk.errors import MaildeskError, TemporaryError
@@ -92,7 +92,8 @@ class Scheduler:
             self._auto_close(now, report)
             report.summaries = self.daily_summary.run(now)
         except (pw.OperationalError, pw.InterfaceError) as error:
-            raise TemporaryError(_("database unavailable: {error}").format(error=error)) from error
+            raise TemporaryError(_("database unavailable: {error}").format(
+                error=databaseerrors.describe(error))) from error
         if report.total or report.failed:
             # "label: count", which reads right for every count in both languages.
             logger.info(_(
