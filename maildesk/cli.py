@@ -98,12 +98,24 @@ class MaildeskGroup(click.Group):
 
     A configuration error exits with 78 (EX_CONFIG), a temporary failure with 75
     (EX_TEMPFAIL), anything else maildesk raises on purpose with 1 (or the exit status
-    of a ClickException). Other exceptions keep their traceback, because they are bugs.
+    of a ClickException). A database error that a command did not handle (a lock held
+    too long, a full disk) is a temporary failure too. Other exceptions keep their
+    traceback, because they are bugs.
     """
 
     def invoke(self, ctx: click.Context) -> object:
+        import peewee as pw
+
         try:
             return super().invoke(ctx)
+        except (pw.OperationalError, pw.InterfaceError) as error:
+            from maildesk import databaseerrors
+
+            description = databaseerrors.describe(error)
+            logger.debug("database error in a command", exc_info=error)
+            _fail(_("temporary failure, try again later: {error}").format(
+                error=_("database unavailable: {error}").format(error=description)),
+                EX_TEMPFAIL)
         except ConfigError as error:
             _fail(_("configuration error: {error}").format(error=error), EX_CONFIG)
         except TemporaryError as error:

@@ -1012,6 +1012,29 @@ def test_outbox_retry_reports_unreachable_smtp(tmp_path: Path, database_url: str
     assert models.Outbox.get_by_id(first.id).state == "pending"
 
 
+def test_command_on_locked_database_fails_temporarily(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    database = tmp_path / "db.sqlite"
+    config = write_config(tmp_path, f"sqlite:///{database}")
+    assert _invoke("--config", str(config), "outbox", "list").exit_code == 0
+    monkeypatch.setattr(models, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = _invoke("--config", str(config), "outbox", "retry", "1")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert result.exit_code == EX_TEMPFAIL, result.output
+    assert "temporary failure, try again later: database unavailable: database is " \
+        "locked" in result.output
+    assert f"held a write lock on {database}" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_outbox_send_reports_unreachable_smtp(tmp_path: Path, database_url: str) -> None:
     from datetime import UTC, datetime, timedelta
 
