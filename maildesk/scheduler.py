@@ -74,9 +74,21 @@ class Scheduler:
         self.daily_summary = DailySummary(desk)
 
     def __call__(self) -> RunReport | None:
+        """Run the due work when ``interval`` has passed since the last run, else return None.
+
+        A clock set back (by NTP, or by hand) runs the work at once: waiting until the
+        clock reaches the last run again would hold back SLA notices for as long as the
+        clock went back.
+        """
         now = self.clock()
-        if self.last_run is not None and now - self.last_run < self.interval:
-            return None
+        if self.last_run is not None:
+            elapsed = now - self.last_run
+            if timedelta(0) <= elapsed < self.interval:
+                return None
+            if elapsed < timedelta(0):
+                logger.warning(_("the system clock went back by {seconds:.0f} s since the last "
+                                 "run of the periodic tasks, so they run now").format(
+                    seconds=-elapsed.total_seconds()))
         self.last_run = now
         return self.run(now)
 

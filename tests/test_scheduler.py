@@ -389,6 +389,25 @@ def test_scheduler_call_waits_for_interval(tmp_path: Path, database_url: str) ->
     assert second is not None
 
 
+def test_scheduler_runs_after_clock_goes_back(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    clock = FakeClock(warsaw(11, 30, 9, 40))
+    scheduler = Scheduler(desk, clock, interval=timedelta(minutes=1))
+    scheduler()
+    # The clock was an hour fast, and NTP sets it right.
+    clock.now = warsaw(11, 30, 8, 40)
+    after_jump = scheduler()
+    # A ticket made after the correction: its first-response warning is due at 09:25.
+    p2_ticket(desk, created_at=warsaw(11, 30, 8, 40))
+    clock.now = warsaw(11, 30, 9, 26)
+
+    at_warning = scheduler()
+
+    assert at_warning is not None
+    assert at_warning.warnings == [20801]
+    assert after_jump is not None
+
+
 def test_scheduler_uses_indexed_columns(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     indexed = {index.columns[0] for index in models.database_proxy.obj.get_indexes("ticket")
