@@ -30,6 +30,7 @@ from maildesk.outbox import FIRST_RETRY, Sender
 from maildesk.parseahead import ParseAhead
 from maildesk.quarantine import quarantine_unread
 from maildesk.reasons import outcome_label
+from maildesk.settling import Settling
 from maildesk.sources import FetchedMail, Source
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Daemon:
         self._config_change_logged = False
         # The templates were checked when the daemon was built (wiring.check_templates).
         self._templates_stamp = _tree_stamp(desk.config.templates_path)
+        self._templates_settling = Settling(SETTLE_SECONDS)
         self.database_file = DatabaseFileWatch()
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -118,7 +120,7 @@ class Daemon:
         if stamp == self._templates_stamp:
             return
         newest = max((modified for _path, modified, _size in stamp), default=0)
-        if time.time() - newest / 1e9 < SETTLE_SECONDS:
+        if not self._templates_settling.settled(stamp, newest / 1e9):
             return
         self._templates_stamp = stamp
 

@@ -165,6 +165,32 @@ def test_broken_template_mailed_to_admins_once(tmp_path: Path, database_url: str
     assert models.Outbox.select().where(models.Outbox.kind == "ack").count() == 1
 
 
+def test_future_dated_template_change_checked(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk import settling
+
+    desk = _templates_desk(tmp_path, database_url)
+    daemon = build_daemon(desk)
+    clock = [1000.0]
+    monkeypatch.setattr(settling.time, "monotonic", lambda: clock[0])
+    broken = tmp_path / "templates" / "pl" / "acknowledgement.j2"
+    broken.write_text(broken.read_text(encoding="utf-8").replace(
+        "{% block text %}", "{% block text %}{{ ticket.subject | nosuchfilter }}", 1),
+        encoding="utf-8")
+    # Edited, then the system clock went back an hour.
+    future = time.time() + 3600
+    os.utime(broken, (future, future))
+
+    daemon._check_templates()
+    at_first_sight = models.Outbox.select().where(
+        models.Outbox.kind == "templates_error").count()
+    clock[0] += 3
+    daemon._check_templates()
+
+    assert at_first_sight == 0
+    assert models.Outbox.select().where(models.Outbox.kind == "templates_error").count() == 1
+
+
 def _templates_desk(tmp_path: Path, database_url: str):
     import shutil
 

@@ -205,6 +205,35 @@ def test_watcher_waits_for_files_to_settle(tmp_path):
     assert names(watcher) == ["vpn", "printer"]
 
 
+def test_watcher_takes_future_dated_change(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from maildesk import settling
+
+    clock = [1000.0]
+    monkeypatch.setattr(settling.time, "monotonic", lambda: clock[0])
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-vpn.yaml").write_text(VPN_RULE)
+    watcher = RulesWatcher(rules, ENVIRONMENT, settle=60)
+    # Edited, then the system clock went back an hour.
+    (rules / "20-printer.yaml").write_text(PRINTER_RULE)
+    future = time.time() + 3600
+    for path in (rules, *rules.iterdir()):
+        os.utime(path, (future, future))
+
+    first_sight = watcher.check_for_changes()
+    names_at_first_sight = names(watcher)
+    clock[0] += 61
+    settled = watcher.check_for_changes()
+
+    assert first_sight is None
+    assert names_at_first_sight == ["vpn"]
+    assert settled is None
+    assert names(watcher) == ["vpn", "printer"]
+
+
 def test_watcher_keeps_rules_when_directory_vanishes(tmp_path):
     import shutil
 

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from maildesk.i18n import _, ngettext
 from maildesk.rules.matcher import RuleSet
 from maildesk.rules.model import Rule, RuleEnvironment, RuleProblem, RulesError
 from maildesk.rules.schema import RuleValidator
+from maildesk.settling import Settling
 from maildesk.yamlfile import byte_location, load_yaml_text
 
 logger = logging.getLogger(__name__)
@@ -273,6 +273,7 @@ class RulesWatcher:
         # seconds. So a valid but half-written file, or a directory that is being
         # replaced, is not put in use.
         self.settle = settle
+        self._settling = Settling(settle)
 
         if not self.directory.is_dir():
             logger.warning(_("the rules folder {directory} does not exist: check 'rules' in "
@@ -303,7 +304,8 @@ class RulesWatcher:
         fingerprint = _fingerprint(self.directory, contents)
         if fingerprint == self._fingerprint:
             return None
-        if self.settle and time.time() - _last_modified(self.directory) < self.settle:
+        if self.settle and not self._settling.settled(fingerprint,
+                                                      _last_modified(self.directory)):
             return None  # still being edited: look again at the next check
         self._fingerprint = fingerprint
         if not self.directory.exists():
