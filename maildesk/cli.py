@@ -193,6 +193,10 @@ def deliver(app: App, source: str) -> None:
     from maildesk.wiring import load_rules
 
     try:
+        if sys.stdin is None:
+            # Python sets sys.stdin to None when descriptor 0 is closed.
+            raise OSError(_("standard input is closed: deliver reads the mail from its "
+                            "standard input, so pipe the mail to it"))
         raw = sys.stdin.buffer.read()
         desk = app.desk
         # Exit status 0 lets the MTA delete its copy, so the commit is flushed first.
@@ -217,7 +221,29 @@ def deliver(app: App, source: str) -> None:
 
     from maildesk.reasons import outcome_text
 
-    click.echo(outcome_text(outcome.action, outcome.ticket, outcome.reason))
+    _print_outcome(outcome_text(outcome.action, outcome.ticket, outcome.reason))
+
+
+def _print_outcome(text: str) -> None:
+    """Print what ``deliver`` did; a standard output that fails changes no exit status.
+
+    The mail is stored by now. Exit status 1 from a failed write (a closed pipe, a full
+    disk) would make Postfix's pipe(8) return the mail to its sender.
+    """
+    try:
+        click.echo(text)
+        sys.stdout.flush()
+    except OSError as error:
+        logger.warning(_("the mail is stored, but its result could not be written to "
+                         "standard output: {error}").format(error=error))
+        # Python flushes standard output again at exit, and a failure there would end
+        # the process with status 120.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError) as redirect_error:
+            logger.debug("redirecting standard output failed: %s", redirect_error)
 
 
 def _send_queued(desk: Desk) -> None:

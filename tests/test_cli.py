@@ -701,6 +701,40 @@ def test_deliver_exits_75_when_stdin_fails(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
+def test_deliver_exits_75_on_closed_stdin(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "maildesk.cli", "--config", str(config), "deliver"],
+        capture_output=True, timeout=60, preexec_fn=lambda: os.close(0),
+        env={**os.environ, "MAILDESK_LANGUAGE": "en"},
+    )
+
+    output = completed.stderr.decode()
+    assert completed.returncode == EX_TEMPFAIL, output
+    assert "temporary failure, the MTA should retry: standard input is closed" in output
+    assert "Traceback" not in output
+
+
+def test_deliver_exits_0_when_stdout_fails(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+    # Writing to /dev/full fails with ENOSPC, as a full disk or a closed pipe would.
+    with open("/dev/full", "wb") as stdout:
+        completed = subprocess.run(
+            [sys.executable, "-m", "maildesk.cli", "--config", str(config), "deliver"],
+            input=mail(), stdout=stdout, stderr=subprocess.PIPE, timeout=60,
+            env={**os.environ, "MAILDESK_LANGUAGE": "en"},
+        )
+
+    output = completed.stderr.decode()
+    assert completed.returncode == 0, output
+    assert "the mail is stored, but its result could not be written" in output
+    assert "Traceback" not in output
+    models.open_database(f"sqlite:///{tmp_path / 'db.sqlite'}", migrate=False)
+    assert models.Ticket.select().count() == 1
+
+
 def test_deliver_as_mta_pipe_process(tmp_path: Path) -> None:
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
 
