@@ -458,6 +458,9 @@ class Sender:
                 temporary.write_bytes(bytes(row.raw))
                 os.replace(temporary, target)
             except OSError as error:
+                # A half-written file would only take space on a full disk, and would
+                # stay there if the mail is never written again.
+                _remove_quietly(temporary)
                 # A full disk or a wrong directory fails every file alike, so the rest
                 # of the batch waits for the next attempt too.
                 reason = _("cannot write to the outgoing mail directory {path}: {error}").format(
@@ -649,6 +652,14 @@ def _leave_out(row: models.Outbox, envelope: Envelope) -> str | None:
                        .format(message_id=row.message_id, ticket=row.ticket_id or "-",
                                address=address, reason=_(reason)))
     return "; ".join(f"{address}: {_(reason)}" for address, reason in envelope.left_out.items())
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        logger.warning(_("cannot remove the partly written file {path}: {error}").format(
+            path=path, error=error))
 
 
 def retry(outbox_id: int) -> bool:

@@ -196,6 +196,29 @@ def test_outbox_directory_failure_retried(tmp_path: Path, database_url: str) -> 
     assert len(list(target.glob("*.eml"))) == 2
 
 
+def test_outbox_directory_full_disk_leaves_no_partial_file(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    target = tmp_path / "written"
+    desk = make_desk(tmp_path, database_url,
+                     smtp={"transport": "directory", "directory": str(target)})
+    mail = queue(desk, make_ticket(20460, "Drukarka", REQUESTER))
+
+    def write_half(self: Path, data: bytes) -> int:
+        with self.open("wb") as handle:
+            handle.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", write_half)
+    sent = Sender(desk.config.smtp).deliver_due()
+
+    assert sent == 0
+    assert row(mail).state == "pending"
+    assert "No space left on device" in row(mail).last_error
+    assert list(target.iterdir()) == []
+
+
 def test_outbox_directory_rewrite_replaces_file(tmp_path: Path, database_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "written"
