@@ -81,7 +81,15 @@ class Daemon:
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if not self.stopping:
-            logger.info(_("stop requested: finishing the message in hand"))
+            if signum == signal.SIGHUP:
+                # Other daemons reload on SIGHUP, and a supervisor that restarts only
+                # failed services leaves this one stopped.
+                logger.warning(_("SIGHUP received: maildesk stops after the message in hand, "
+                                 "because it has no reload. Rules and templates are read "
+                                 "again while it runs; after a change to maildesk.yaml, "
+                                 "restart it (systemctl restart maildesk)"))
+            else:
+                logger.info(_("stop requested: finishing the message in hand"))
         self.stopping = True
 
     def install_signal_handlers(self) -> None:

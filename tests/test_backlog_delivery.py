@@ -147,6 +147,23 @@ def test_stop_signals_request_a_clean_stop(tmp_path: Path, database_url: str,
     assert daemon.stopping
 
 
+def test_sighup_says_it_stops_daemon(tmp_path: Path, database_url: str,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import signal
+
+    monkeypatch.setenv("MAILDESK_LANGUAGE", "en")
+    daemon = backlog_desk(tmp_path, database_url, 0)
+
+    with caplog.at_level(logging.INFO, logger="maildesk.daemon"):
+        daemon.request_stop(signal.SIGHUP)
+
+    assert daemon.stopping
+    assert "SIGHUP received: maildesk stops after the message in hand" in caplog.text
+    assert "restart it (systemctl restart maildesk)" in caplog.text
+
+
 def test_stop_summary_counts_one_message(tmp_path: Path, database_url: str,
                                          monkeypatch: pytest.MonkeyPatch,
                                          caplog: pytest.LogCaptureFixture) -> None:
