@@ -108,9 +108,11 @@ class MaildeskGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (pw.OperationalError, pw.InterfaceError) as error:
+        except (pw.DatabaseError, pw.InterfaceError) as error:
             from maildesk import databaseerrors
 
+            if not databaseerrors.is_unavailable(error):
+                raise
             description = databaseerrors.describe(error)
             logger.debug("database error in a command", exc_info=error)
             _fail(_("temporary failure, try again later: {error}").format(

@@ -36,6 +36,17 @@ def describe(error: BaseException) -> str:
     return f"{text} ({hint})" if hint else text
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """Tell whether a database error means the database cannot be used now, not a bug.
+
+    Besides OperationalError and InterfaceError, peewee raises DatabaseError itself for
+    a SQLite file that is damaged or is no database. Its subclasses IntegrityError,
+    ProgrammingError and the like come from a statement and are bugs.
+    """
+    return (isinstance(error, (pw.OperationalError, pw.InterfaceError))
+            or type(error) is pw.DatabaseError)
+
+
 def _first_cause(error: BaseException) -> BaseException:
     """Return the error that the clean-up errors of a failed transaction hide, if any."""
     current: BaseException | None = error

@@ -71,7 +71,9 @@ class Desk:
                 from maildesk.agents import start_up
 
                 start_up(desk)
-        except (pw.OperationalError, pw.InterfaceError) as error:
+        except (pw.DatabaseError, pw.InterfaceError) as error:
+            if not databaseerrors.is_unavailable(error):
+                raise
             raise TemporaryError(_("database unavailable: {error}").format(
                 error=databaseerrors.describe(error))) from error
         return desk

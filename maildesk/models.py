@@ -616,7 +616,9 @@ def open_database(url: str, migrate: bool = True) -> pw.Database:
     database_proxy.initialize(database)
     try:
         database.connect(reuse_if_open=True)
-    except pw.OperationalError as error:
+    except pw.DatabaseError as error:
+        # OperationalError for a server that is down or a locked or unwritable file, and
+        # DatabaseError itself for a SQLite file that is damaged or is no database.
         from maildesk.databaseerrors import describe  # imports this module
 
         raise TemporaryError(

@@ -1069,6 +1069,23 @@ def test_command_on_locked_database_fails_temporarily(
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [("tickets", "list"), ("deliver",)])
+def test_command_on_damaged_database_fails_temporarily(tmp_path: Path,
+                                                       command: tuple[str, ...]) -> None:
+    database = tmp_path / "db.sqlite"
+    config = write_config(tmp_path, f"sqlite:///{database}")
+    database.write_bytes(b"not a database, but a file copied over it\n" * 100)
+
+    result = CliRunner().invoke(main, ["--config", str(config), *command], input=mail(),
+                                env={"MAILDESK_LANGUAGE": "en"})
+
+    assert result.exit_code == EX_TEMPFAIL, result.output
+    assert "file is not a database" in result.output
+    assert f"{database} is damaged or is not a SQLite database: restore it from a " \
+        "backup" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_outbox_send_reports_unreachable_smtp(tmp_path: Path, database_url: str) -> None:
     from datetime import UTC, datetime, timedelta
 
