@@ -321,11 +321,13 @@ class Daemon:
                     if once:
                         break
                     self.source.wait(self._wait_interval(), lambda: self.stopping)
-                except (pw.OperationalError, pw.InterfaceError) as error:
+                except (pw.DatabaseError, pw.InterfaceError) as error:
+                    if not databaseerrors.is_unavailable(error):
+                        raise
                     pipeline.drop_connection()
                     failures += 1
                     if once and failures >= ONCE_ATTEMPTS:
-                        raise TemporaryError(str(error)) from error
+                        raise TemporaryError(databaseerrors.describe(error)) from error
                     logger.warning(_("database unavailable: {error}").format(
                         error=databaseerrors.describe(error)))
                     self._sleep(min(2.0 ** (failures - 1), MAX_BACKOFF))

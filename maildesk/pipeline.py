@@ -412,7 +412,9 @@ def process(desk: Desk, raw: bytes, source: str, rules: Any = None,
                         sender=message.from_address.normalized if message.from_address else "-",
                         message_id=message.message_id))
                 return _decide_and_apply(desk, message, raw, raw_sha256, source, rules, key)
-        except (pw.OperationalError, pw.InterfaceError) as error:
+        except (pw.DatabaseError, pw.InterfaceError) as error:
+            if not databaseerrors.is_unavailable(error):
+                raise
             drop_connection()
             raise TemporaryError(_("database unavailable: {error}").format(
                 error=databaseerrors.describe(error))) from error
@@ -611,6 +613,8 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
         row = quarantine(desk, raw, raw_sha256, source, error)
         return Outcome("quarantined", reason=_quarantined(row.id, error))
     except Exception as error:
+        if databaseerrors.is_unavailable(error):
+            raise  # a damaged SQLite file: the mail is not at fault
         logger.exception(_("deciding on {message_id} failed").format(
             message_id=message.message_id or raw_sha256))
         row = quarantine(desk, raw, raw_sha256, source, error)
@@ -633,6 +637,8 @@ def _decide_and_apply(desk: Desk, message: ParsedMessage, raw: bytes, raw_sha256
     except (pw.OperationalError, pw.InterfaceError, TemporaryError):
         raise
     except Exception as error:  # a value the database rejects must not stop the queue
+        if databaseerrors.is_unavailable(error):
+            raise  # a damaged SQLite file: the mail is not at fault
         return _quarantine_failed_apply(desk, message, raw, raw_sha256, source, error)
     faults.crash_point("after-commit")
     return outcome

@@ -83,3 +83,20 @@ def test_unknown_error_text_unchanged(tmp_path: Path) -> None:
 
     assert databaseerrors.describe(pw.OperationalError("no such table: x")) == (
         "no such table: x")
+
+
+def test_damaged_database_keeps_mail_for_retry(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    desk = _desk(tmp_path)
+
+    def damaged(*args: object, **kwargs: object) -> object:
+        # What SQLite raises when it reads a page that a copy over the file broke.
+        raise pw.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(pipeline, "apply", damaged)
+
+    with pytest.raises(TemporaryError) as raised:
+        pipeline.process(desk, mail(), "test")
+
+    assert "database disk image is malformed" in str(raised.value)
+    assert "restore it from a backup" in str(raised.value)
