@@ -8,12 +8,13 @@ upgrade; add a new function at the end of MIGRATIONS instead of editing an old o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import peewee as pw
 
 from maildesk import models
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, MaildeskError
 from maildesk.i18n import N_, _
 
 logger = logging.getLogger(__name__)
@@ -212,9 +213,61 @@ def migrate(database: pw.Database) -> int:
             continue
         logger.info(_("applying database migration {number}: {description}").format(
             number=number, description=_(description)))
-        with database.atomic():
+        with _foreign_key_actions_off(database), database.atomic():
+            dangling = _dangling_references(database)
             step(database)
+            _check_foreign_keys(database, number, dangling)
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=number)
         version = number
     return version
+
+
+@contextmanager
+def _foreign_key_actions_off(database: pw.Database) -> Iterator[None]:
+    """Turn SQLite's foreign keys off around one migration's transaction.
+
+    To change a column, peewee's SQLite migrator copies the table and drops the old one.
+    With foreign keys on, that DROP TABLE deletes every row first and runs the ON DELETE
+    actions: the messages, events and participants of each ticket would go with it.
+    SQLite ignores ``PRAGMA foreign_keys`` inside a transaction, so it is set outside.
+    PostgreSQL alters tables in place and needs nothing.
+    """
+    if not isinstance(database, pw.SqliteDatabase) or not database.pragma("foreign_keys"):
+        yield
+        return
+
+    database.pragma("foreign_keys", 0)
+    try:
+        yield
+    finally:
+        database.pragma("foreign_keys", 1)
+
+
+def _dangling_references(database: pw.Database) -> set[tuple[object, ...]]:
+    """Return SQLite's rows that refer to a missing row, as ``PRAGMA foreign_key_check`` does.
+
+    PostgreSQL checks every reference as it is written, so there it returns nothing.
+    """
+    if not isinstance(database, pw.SqliteDatabase):
+        return set()
+    return {tuple(row) for row in database.execute_sql("PRAGMA foreign_key_check")}
+
+
+def _check_foreign_keys(database: pw.Database, number: int,
+                        before: set[tuple[object, ...]]) -> None:
+    """Raise MaildeskError, so migration ``number`` rolls back, when it left a dangling
+    reference that was not there ``before`` it.
+
+    SQLite checks no foreign key while ``_foreign_key_actions_off`` is in effect.
+    """
+    added = sorted(_dangling_references(database) - before, key=repr)
+    if not added:
+        return
+
+    table, _rowid, parent = added[0][:3]
+    raise MaildeskError(
+        _("database migration {number} would leave rows of {table} that refer to missing "
+          "rows of {parent}, so it was rolled back and the database is unchanged: go back to "
+          "the previous maildesk and report this to its maintainers").format(
+            number=number, table=table, parent=parent))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from maildesk import migrations, models
+from maildesk.errors import MaildeskError
 from maildesk.i18n import current_language, set_language
 from maildesk.models import utcnow
 
@@ -164,4 +167,85 @@ def test_migrations_mark_trusted_references(database_url: str) -> None:
         "<agent@example.com>": True,
         "<vacation@example.org>": False,
     }
+    database.close()
+
+
+SCHEMAS = Path(__file__).parent / "data" / "schema"
+
+
+def sqlite_database_of_version_2(path: Path) -> str:
+    """Create a SQLite file with the tables of schema version 2 and return its URL."""
+    connection = sqlite3.connect(path)
+    connection.executescript((SCHEMAS / "version-2.sqlite.sql").read_text(encoding="utf-8"))
+    connection.execute("INSERT INTO schema_version (version, updated_at) VALUES (2, ?)",
+                       (utcnow(),))
+    connection.commit()
+    connection.close()
+    return f"sqlite:///{path}"
+
+
+def test_migrations_keep_ticket_children_on_sqlite(tmp_path: Path) -> None:
+    url = sqlite_database_of_version_2(tmp_path / "version-2.sqlite3")
+    connection = sqlite3.connect(tmp_path / "version-2.sqlite3")
+    now = utcnow()
+    statements = [
+        "INSERT INTO contact VALUES (1, 'zofia@example.org', 'Zofia', NULL, NULL, NULL, :now)",
+        "INSERT INTO contact VALUES (2, 'jan@example.org', 'Jan', NULL, NULL, NULL, :now)",
+        "INSERT INTO ticket VALUES (1, 'Drukarka', 'new', 'incident', NULL, 'medium', 'medium', "
+        "3, 'pierwsza-linia', NULL, 1, 'pl', '', 'token', 0, NULL, NULL, NULL, NULL, NULL, "
+        "NULL, :now, :now, NULL, NULL)",
+        "INSERT INTO message VALUES (1, 1, 'in', 'customer', '<m1@example.org>', "
+        "'zofia@example.org', 'Zofia', 'Drukarka', 'tekst', 'tekst', NULL, '[]', NULL, NULL, "
+        ":now)",
+        "INSERT INTO attachment VALUES (1, 1, 'zrzut.png', 'image/png', 3, 'ab', NULL, 0)",
+        "INSERT INTO event VALUES (1, 1, 'zofia@example.org', 'created', NULL, NULL, NULL, :now)",
+        "INSERT INTO message_reference VALUES (1, '<m1@example.org>', 1, 'in', 'customer', "
+        "'helpdesk@example.com', :now)",
+        "INSERT INTO participant VALUES (1, 1, 2, 'cc')",
+        "INSERT INTO outbox VALUES (1, 1, 'ack', '<ack.1@example.com>', 'helpdesk@example.com', "
+        "'zofia@example.org', 'Drukarka', 1, x'00', 'sent', 1, :now, NULL, NULL, :now, :now)",
+        "INSERT INTO processed_message VALUES (1, 'mid:<m1@example.org>', 'ab', 'pipe', "
+        "'create', 1, :now)",
+    ]
+    for statement in statements:
+        connection.execute(statement, {"now": now})
+    connection.commit()
+    connection.close()
+
+    database = models.open_database(url)
+
+    # Migration 3 rebuilds the ticket table to add a NOT NULL column. Its DROP TABLE
+    # must not delete or unlink the rows that refer to the tickets.
+    assert migrations.current_version(database) == migrations.LATEST_VERSION
+    assert models.Message.select().where(models.Message.ticket == 1).count() == 1
+    assert models.Attachment.select().count() == 1
+    assert models.Event.select().where(models.Event.ticket == 1).count() == 1
+    assert models.MessageReference.select().where(models.MessageReference.ticket == 1).count() == 1
+    assert models.Participant.select().where(models.Participant.ticket == 1).count() == 1
+    assert models.Outbox.get_by_id(1).ticket_id == 1
+    assert models.ProcessedMessage.get_by_id(1).ticket_id == 1
+    assert database.pragma("foreign_keys") == 1
+    database.close()
+
+
+def test_migrations_roll_back_dangling_references(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    database = models.open_database(f"sqlite:///{tmp_path / 'maildesk.sqlite3'}")
+    requester = models.Contact.create(address="zofia@example.org")
+    ticket = models.Ticket.create(subject="Drukarka", requester=requester)
+    models.Message.create(ticket=ticket, direction="in", author="zofia@example.org")
+
+    def delete_tickets(database) -> None:
+        database.execute_sql('DELETE FROM "ticket"')
+
+    broken = (migrations.LATEST_VERSION + 1, "deletes every ticket", delete_tickets)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
+    monkeypatch.setattr(migrations, "LATEST_VERSION", broken[0])
+
+    with pytest.raises(MaildeskError, match="message"):
+        migrations.migrate(database)
+
+    assert migrations.current_version(database) == broken[0] - 1
+    assert models.Ticket.select().count() == 1
+    assert database.pragma("foreign_keys") == 1
     database.close()
