@@ -7,6 +7,7 @@ upgrade; add a new function at the end of MIGRATIONS instead of editing an old o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -200,20 +201,23 @@ def current_version(database: pw.Database) -> int:
 
 
 def migrate(database: pw.Database) -> int:
-    """Apply every pending migration; return the schema version afterwards."""
-    version = current_version(database)
-    if version > LATEST_VERSION:
-        raise ConfigError(
-            _("the database has schema version {found}, newer than this maildesk knows "
-              "({known}): upgrade maildesk").format(found=version, known=LATEST_VERSION)
-        )
+    """Apply every pending migration; return the schema version afterwards.
 
+    Several processes may start on an old database at once: daemons, ``deliver`` runs
+    and admin commands. Each migration's transaction therefore takes a lock first and
+    reads the version again under it, so only one of them applies a migration.
+    """
+    version = _known_version(database)
     for number, description, step in MIGRATIONS:
         if number <= version:
             continue
-        logger.info(_("applying database migration {number}: {description}").format(
-            number=number, description=_(description)))
         with _foreign_key_actions_off(database), database.atomic():
+            _lock_schema(database)
+            version = _known_version(database)
+            if number <= version:
+                continue
+            logger.info(_("applying database migration {number}: {description}").format(
+                number=number, description=_(description)))
             dangling = _dangling_references(database)
             step(database)
             _check_foreign_keys(database, number, dangling)
@@ -221,6 +225,36 @@ def migrate(database: pw.Database) -> int:
             models.SchemaVersion.create(version=number)
         version = number
     return version
+
+
+def _known_version(database: pw.Database) -> int:
+    """Return the schema version; raise ConfigError when it is newer than this maildesk."""
+    version = current_version(database)
+    if version > LATEST_VERSION:
+        raise ConfigError(
+            _("the database has schema version {found}, newer than this maildesk knows "
+              "({known}): upgrade maildesk").format(found=version, known=LATEST_VERSION)
+        )
+    return version
+
+
+def _lock_schema(database: pw.Database) -> None:
+    """Wait until no other process migrates this database; hold the lock until the commit.
+
+    SQLite needs nothing here, because maildesk begins its transactions IMMEDIATE, which
+    takes the write lock at once. PostgreSQL takes a transaction-level advisory lock,
+    keyed by the schema, so desks in other schemas of one database do not wait.
+    """
+    if not isinstance(database, pw.PostgresqlDatabase):
+        return
+
+    schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
+    digest = hashlib.sha256(f"maildesk schema migrations {schema}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    if database.execute_sql("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]:
+        return
+    logger.info(_("waiting for another maildesk process to finish migrating the database"))
+    database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
 
 
 @contextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -248,4 +250,50 @@ def test_migrations_roll_back_dangling_references(
     assert migrations.current_version(database) == broken[0] - 1
     assert models.Ticket.select().count() == 1
     assert database.pragma("foreign_keys") == 1
+    database.close()
+
+
+def test_migrations_run_once_when_two_start(database_url: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    database = models.open_database(database_url)
+    entered = threading.Event()
+    release = threading.Event()
+    applied: list[str] = []
+
+    def slow_step(database) -> None:
+        applied.append(threading.current_thread().name)
+        entered.set()
+        release.wait(10)
+
+    added = (migrations.LATEST_VERSION + 1, "a slow step", slow_step)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, added))
+    monkeypatch.setattr(migrations, "LATEST_VERSION", added[0])
+    versions: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def start(name: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                versions[name] = migrations.migrate(database)
+            except BaseException as error:  # reported by the asserts below
+                errors.append(error)
+            finally:
+                database.close()
+
+        thread = threading.Thread(target=run, name=name)
+        thread.start()
+        return thread
+
+    first = start("first")
+    assert entered.wait(10)
+    # The second process read the old version before the first committed.
+    second = start("second")
+    time.sleep(1)
+    release.set()
+    first.join(20)
+    second.join(20)
+
+    assert errors == []
+    assert applied == ["first"]
+    assert versions == {"first": added[0], "second": added[0]}
     database.close()
