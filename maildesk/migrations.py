@@ -178,6 +178,67 @@ def _daily_summaries(database: pw.Database) -> None:
     database.create_tables([models.DailySummarySent], safe=True)
 
 
+def _sender_in_dedupe_keys(database: pw.Database) -> None:
+    """Rewrite the dedupe keys ``mid:<Message-ID>`` of the first releases as today's keys.
+
+    Those releases keyed a mail by its Message-ID alone, and later ones by its sender and
+    Message-ID (``pipeline.dedupe_key``). A copy of an old mail that comes again after
+    the upgrade, from an IMAP move that failed or an MTA that delivered twice, would
+    then open a second ticket. The sender is the author of the incoming message stored
+    from the same raw mail, or the actor of the ``ignored`` event of a mail that made no
+    message (``maildesk`` when it had no From). A key that a later copy took already
+    stays as it was.
+    NOTE: a row whose message or event is gone keeps its old key, which no mail matches.
+    """
+    import json
+
+    from maildesk.pipeline import message_id_key
+
+    processed = models.ProcessedMessage
+    legacy = (processed.select(processed.id, processed.dedupe_key, processed.raw_sha256)
+              .where(pw.fn.SUBSTR(processed.dedupe_key, 1, 5) == "mid:<")
+              .order_by(processed.id))
+    if not legacy.exists():
+        return
+
+    ignored_by: dict[str, str] = {}
+    events = (models.Event.select(models.Event.actor, models.Event.detail)
+              .where(models.Event.action == "ignored").order_by(models.Event.id).tuples())
+    for actor, detail in events.iterator():
+        message_id = json.loads(detail or "{}").get("message_id")
+        if message_id:
+            ignored_by.setdefault(message_id, "" if actor == "maildesk" else actor)
+
+    rewritten = kept = 0
+    last_id = 0
+    while chunk := list(legacy.where(processed.id > last_id).limit(500).tuples().iterator()):
+        last_id = chunk[-1][0]
+        authors = _incoming_authors(sorted({raw_sha256 for _id, _key, raw_sha256 in chunk}))
+        for row_id, key, raw_sha256 in chunk:
+            message_id = key[len("mid:"):]
+            sender = authors.get((raw_sha256, message_id), ignored_by.get(message_id))
+            new_key = message_id_key(sender, message_id) if sender is not None else None
+            if new_key is None or processed.select().where(
+                    processed.dedupe_key == new_key).exists():
+                kept += 1
+                continue
+            processed.update(dedupe_key=new_key).where(processed.id == row_id).execute()
+            rewritten += 1
+
+    logger.info(_("duplicate keys of mail processed by the first releases: {rewritten} "
+                  "rewritten with the sender, {kept} left as they were").format(
+        rewritten=rewritten, kept=kept))
+
+
+def _incoming_authors(raw_hashes: list[str]) -> dict[tuple[str, str], str]:
+    """Map (raw mail sha256, Message-ID) of the incoming messages to their authors."""
+    message = models.Message
+    rows = (message.select(message.raw_sha256, message.message_id, message.author)
+            .where(message.direction == "in", message.raw_sha256.in_(raw_hashes))
+            .tuples().iterator())
+    return {(raw_sha256, message_id): author for raw_sha256, message_id, author in rows}
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, N_("initial schema"), _initial_schema),
     (2, N_("agents and groups"), _agents_and_groups),
@@ -189,6 +250,8 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (8, N_("trusted thread references"), _trusted_references),
     (9, N_("recipients of outgoing mail deferred by the server"), _deferred_recipients),
     (10, N_("daily summaries sent to agents and managers"), _daily_summaries),
+    (11, N_("senders in the duplicate keys of mail processed by the first releases"),
+     _sender_in_dedupe_keys),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

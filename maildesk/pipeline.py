@@ -70,7 +70,12 @@ def dedupe_key(message: ParsedMessage, raw_sha256: str) -> str:
     if not message.message_id:
         return f"sha256:{raw_sha256}"
     sender = message.from_address.normalized if message.from_address else ""
-    return _within_column(f"mid:{sender} {message.message_id}", "mid:")
+    return message_id_key(sender, message.message_id)
+
+
+def message_id_key(sender: str, message_id: str) -> str:
+    """Return the dedupe key of a mail from ``sender`` (normalized, or empty) by its Message-ID."""
+    return _within_column(f"mid:{sender} {message_id}", "mid:")
 
 
 def _within_column(key: str, prefix: str) -> str:

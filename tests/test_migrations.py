@@ -11,8 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from deskfactory import mail, make_desk
 
-from maildesk import migrations, models
+from maildesk import migrations, models, pipeline
 from maildesk.errors import MaildeskError
 from maildesk.i18n import current_language, set_language
 from maildesk.models import utcnow
@@ -297,3 +298,31 @@ def test_migrations_run_once_when_two_start(database_url: str,
     assert applied == ["first"]
     assert versions == {"first": added[0], "second": added[0]}
     database.close()
+
+
+def test_migrations_keep_old_mail_duplicate(tmp_path: Path, database_url: str) -> None:
+    desk = make_desk(tmp_path, database_url)
+    request = mail(message_id="<m1@example.org>")
+    newsletter = mail(sender="Biuletyn <biuletyn@example.org>", message_id="<n1@example.org>",
+                      headers={"Precedence": "bulk"})
+    assert pipeline.process(desk, request, "pipe").action == "create"
+    assert pipeline.process(desk, newsletter, "pipe").action == "ignore"
+    # The first releases keyed a mail by its Message-ID alone.
+    processed = models.ProcessedMessage
+    for message_id in ("<m1@example.org>", "<n1@example.org>"):
+        (processed.update(dedupe_key=f"mid:{message_id}")
+         .where(processed.dedupe_key.endswith(f" {message_id}")).execute())
+    processed.create(dedupe_key="mid:<lost@example.org>", raw_sha256="c" * 64, source="pipe",
+                     outcome="create")
+    models.SchemaVersion.delete().execute()
+    models.SchemaVersion.create(version=9)
+
+    migrations.migrate(models.database_proxy.obj)
+
+    keys = {row.dedupe_key for row in processed.select()}
+    assert keys == {"mid:zofia.wisniewska@example.org <m1@example.org>",
+                    "mid:biuletyn@example.org <n1@example.org>",
+                    "mid:<lost@example.org>"}
+    assert pipeline.process(desk, request, "pipe").action == "duplicate"
+    assert pipeline.process(desk, newsletter, "pipe").action == "duplicate"
+    assert models.Ticket.select().count() == 1
