@@ -246,17 +246,20 @@ def test_config_starter_files_load(tmp_path: Path) -> None:
 
 def test_config_starter_commented_examples_load(tmp_path: Path) -> None:
     import re
+    from datetime import time
 
+    from maildesk.dailysummary import summary_settings_of
     from maildesk.resources import PACKAGE_DIR
 
     for language in ("pl", "en"):
         text = (PACKAGE_DIR / "data" / f"maildesk.{language}.yaml").read_text(encoding="utf-8")
-        text = re.sub(r"^# (calendar:|sla:)", r"\1", text, flags=re.M)
+        text = re.sub(r"^# (calendar:|sla:|daily_summary:)", r"\1", text, flags=re.M)
         text = re.sub(r"^#(   .*)$", r"\1", text, flags=re.M)
         config = load_config(_write(tmp_path, text))
         assert config.raw is not None
         assert "calendar" in config.raw
         assert "sla" in config.raw
+        assert summary_settings_of(config).at == time(8)
 
 
 def test_config_port_above_65535_is_rejected(tmp_path: Path) -> None:
