@@ -70,6 +70,8 @@ _NOTICES: tuple[tuple[re.Pattern[str], tuple[re.Pattern[str], ...]], ...] = (
     (_PRINT_OPENING, (_ENVIRONMENT,)),
 )
 _TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)
+# Any of the terms: a paragraph without one holds no notice, and one search tells.
+_ANY_TERM = re.compile("|".join(f"(?:{term.pattern})" for term in _TERMS), re.IGNORECASE)
 
 
 def cut_notices(lines: list[str]) -> list[str]:
@@ -104,6 +106,16 @@ def _notice_start(paragraph: list[str]) -> int | None:
 
     Returns None when the paragraph has no such notice.
     """
+    # Most paragraphs contain no notice's terms at all; one search of each term over the
+    # whole paragraph settles that (no term pattern matches a line break).
+    text = "\n".join(paragraph)
+    if not _ANY_TERM.search(text):
+        return None
+    present = {term: bool(term.search(text)) for term in _TERMS}
+    if not any(all(present[term] for term in terms) for _opening, terms in _NOTICES) and not (
+            present[_SHARE_CAPITAL] and present[_REGISTRY]):
+        return None
+
     # found_below[index][term] is True when the term occurs in paragraph[index:].
     found_below = [dict.fromkeys(_TERMS, False) for _ in range(len(paragraph) + 1)]
     for index in range(len(paragraph) - 1, -1, -1):

@@ -399,6 +399,8 @@ def _header_value(name: str, value: str, default_charset: str, hint: str | None)
     one of ``UNDECODED_FIELDS``, whose raw 8-bit bytes are still read in the mail's charset.
     """
     if name.strip().lower() in UNDECODED_FIELDS:
+        if value.isascii() and "\x1b" not in value:
+            return unfold(value)  # what decode_header_bytes returns for ASCII bytes
         raw = unfold(value).encode("utf-8", errors="surrogateescape")
         return decode_header_bytes(raw, default_charset, hint)
     return decode_rfc2047(value, default_charset, hint)
