@@ -12,6 +12,13 @@ and speaks of confidentiality and of the addressee, the GDPR clause names the pr
 of personal data, the plea not to print names the environment, and company data gives
 the share capital together with the KRS number or registry court. So "Ta wiadomość jest
 pilna." or "Zanim wydrukujesz, wybierz drukarkę PR-214." at the end of a mail stays text.
+
+A notice speaks for a company to any reader: it asks no question and has no "I". A
+user who reports a misdirected mail ("Ta wiadomość jest poufna i nie była przeznaczona
+dla mnie. Co mam z nią zrobić?") or an agent who warns the user ("Ta informacja jest
+poufna i przeznaczona tylko dla Pana") uses the same words, so a question mark or a
+first-person singular pronoun keeps the text, and only a role noun (adresat, odbiorca,
+recipient) counts as the addressee.
 """
 
 from __future__ import annotations
@@ -48,8 +55,17 @@ _PRINT_OPENING = re.compile(
 # also start sentences of requests and agents' replies ("Ta wiadomość jest pilna",
 # "Zanim wydrukujesz, wybierz drukarkę PR-214"), which contain none of these terms.
 _CONFIDENTIAL = re.compile(r"poufn|zastrzeżon|tajemnic|confidential|privileged", re.IGNORECASE)
-_ADDRESSEE = re.compile(r"adresat|odbiorc|przeznaczon|recipient|addressee|intended",
+# The addressee as a role. "Przeznaczona dla" and "intended for" also name a person in
+# the sender's own words ("przeznaczona tylko dla Pana").
+_ADDRESSEE = re.compile(r"adresat|odbiorc|zaadresowan|recipient|addressee|addressed",
                         re.IGNORECASE)
+# A person's own voice: a question, or "I" in Polish or English, which no notice has. The
+# question mark must end a word, because a link in a notice may contain a query string.
+_PERSONAL = re.compile(
+    r"\?(?=\s|$)"
+    r"|(?i:\b(?:ja|mnie|mi|mną|mój|moja|moje|mojego|mojej|moją|moim|moich|moimi)\b)"
+    r"|\bI\b|(?i:\b(?:me|my|mine)\b)"
+)
 _PRIVACY = re.compile(r"rodo\b|gdpr|rozporządzeni|przetwarza|processing", re.IGNORECASE)
 _ENVIRONMENT = re.compile(r"środowisk|ekolog|drzew|environment|tree", re.IGNORECASE)
 # The data art. 206 KSH requires: share capital with the KRS number or registry court.
@@ -69,9 +85,14 @@ _NOTICES: tuple[tuple[re.Pattern[str], tuple[re.Pattern[str], ...]], ...] = (
     (_PRIVACY_OPENING, (_PRIVACY,)),
     (_PRINT_OPENING, (_ENVIRONMENT,)),
 )
-_TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)
-# Any of the terms: a paragraph without one holds no notice, and one search tells.
-_ANY_TERM = re.compile("|".join(f"(?:{term.pattern})" for term in _TERMS), re.IGNORECASE)
+_TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY,
+          _PERSONAL)
+# Any of the terms a notice needs: a paragraph without one holds no notice, and one
+# search tells.
+_ANY_TERM = re.compile(
+    "|".join(f"(?:{term.pattern})" for term in (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY,
+                                                 _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)),
+    re.IGNORECASE)
 
 
 def cut_notices(lines: list[str]) -> list[str]:
@@ -126,7 +147,8 @@ def _notice_start(paragraph: list[str]) -> int | None:
     for index, line in enumerate(paragraph):
         found = found_below[index]
         for opening, terms in _NOTICES:
-            if opening.match(line) and all(found[term] for term in terms):
+            if (opening.match(line) and all(found[term] for term in terms)
+                    and not found[_PERSONAL]):
                 return index
         is_company_data = any(pattern.search(line)
                               for pattern in (_SEAT, _SHARE_CAPITAL, _REGISTRY))

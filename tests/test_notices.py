@@ -92,6 +92,50 @@ def test_sentence_like_notice_stays(last: str) -> None:
     assert extract_reply(text) == text
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        # A user reporting a misdirected mail, an agent's warning to the user and the
+        # like: a notice's words, but a person's own sentence to the reader.
+        "Ta wiadomość jest poufna i nie była przeznaczona dla mnie. Co mam z nią zrobić?",
+        "Ta informacja jest poufna i przeznaczona tylko dla Pana, proszę jej nie "
+        "przekazywać.",
+        "Ta wiadomość z kadr jest poufna, a nie byłem jej adresatem. Czy mam ją usunąć?",
+        "Jeżeli nie jest to pilne, proszę przekazać mój raport odbiorcom w kadrach, bo "
+        "zawiera poufne dane.",
+        "This email is confidential and was not intended for me. Should I delete it?",
+        "This message from HR is confidential and reached the wrong recipient, so I am "
+        "reporting it.",
+        "Administratorem danych osobowych w systemie kadrowym jest dział HR, który je "
+        "przetwarza. Czy mogę dostać dostęp?",
+    ],
+)
+def test_own_sentence_with_notice_words_stays(last: str) -> None:
+    text = f"Dzień dobry,\n\nproszę o pomoc.\n\n{last}"
+    in_signature = f"Dzień dobry,\n{last}\nAnna"
+
+    assert extract_reply(text) == text
+    assert extract_reply(in_signature) == in_signature
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [
+        # The classic English disclaimer names no addressee, only whom the mail is
+        # addressed to.
+        "This email and any files transmitted with it are confidential and intended "
+        "solely for the use of the individual or entity to whom they are addressed. If "
+        "you have received this email in error please notify the system manager.",
+        "Wiadomość ta jest poufna i przeznaczona wyłącznie dla osoby, do której została "
+        "zaadresowana.",
+        "Administratorem Pani/Pana danych osobowych jest ACME Sp. z o.o. Dane są "
+        "przetwarzane zgodnie z RODO, więcej na https://acme.example/rodo?lang=pl",
+    ],
+)
+def test_other_notice_wordings_cut(footer: str) -> None:
+    assert extract_reply(f"{TEXT}\n\n{footer}") == TEXT
+
+
 def test_cut_notices_keeps_lines_above() -> None:
     lines = ["Treść.", "", CONFIDENTIAL, "", ""]
 
