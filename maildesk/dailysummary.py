@@ -63,6 +63,13 @@ def load_summary_settings(config: Config) -> SummarySettings:
     if raw is None:
         return SummarySettings()
     section = _Section(raw, "daily_summary", config.raw, "daily_summary")
+    value = raw.get("at") if isinstance(raw, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1, which PyYAML reads, takes 10:30 without quotes for the base-60
+        # number 630, while 08:00 stays text.
+        raise section.error("at", _(
+            "'at' must be a time of day in quotes, such as \"10:30\": without quotes YAML "
+            "reads a time such as 10:30 as a number, here {value}").format(value=value))
     text = section.text("at")
     at = _time_of_day(section, text) if text is not None else None
     settings = SummarySettings(at=at, agents=section.boolean("agents", True),

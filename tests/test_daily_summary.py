@@ -8,6 +8,7 @@ and the same manager.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -16,9 +17,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from deskfactory import mail, make_desk, make_ticket, record_sql, start_service_levels
+from deskfactory import (
+    mail,
+    make_desk,
+    make_ticket,
+    record_sql,
+    start_service_levels,
+    write_config,
+)
 
 from maildesk import models, pipeline
+from maildesk.config import load_config
 from maildesk.dailysummary import MAX_LISTED, DailySummary
 from maildesk.errors import ConfigError
 from maildesk.scheduler import Scheduler
@@ -302,6 +311,22 @@ def test_config_rejects_a_wrong_time(tmp_path: Path, database_url: str, value: s
 
     assert "daily_summary" in str(caught.value) or "'at'" in str(caught.value)
     assert "08:00" in str(caught.value)
+
+
+@pytest.mark.parametrize(("written", "read_as"), [("10:30", "630"), ("9:15", "555")])
+def test_config_time_without_quotes_explained(tmp_path: Path, database_url: str,
+                                              written: str, read_as: str) -> None:
+    path = write_config(tmp_path, database_url, daily_summary={"at": "08:00"})
+    text = path.read_text(encoding="utf-8")
+    assert text.count("08:00") == 1
+    path.write_text(re.sub(r"""['"]?08:00['"]?""", written, text), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert f"at: {written}\n" in path.read_text(encoding="utf-8")
+    assert '"10:30"' in str(caught.value)
+    assert read_as in str(caught.value)
 
 
 def test_a_users_mail_naming_a_summary_still_opens_a_ticket(tmp_path: Path,
