@@ -21,7 +21,7 @@ from types import FrameType
 import peewee as pw
 
 from maildesk import databaseerrors, faults, heap, lease, models, pipeline, workers
-from maildesk.databasefile import DatabaseFileWatch
+from maildesk.databasefile import DatabaseFileDeletedError, DatabaseFileWatch
 from maildesk.desk import Desk
 from maildesk.errors import TemporaryError
 from maildesk.i18n import _, ngettext
@@ -296,8 +296,8 @@ class Daemon:
         failures = 0
         try:
             while not self.stopping:
-                self.database_file.check()
                 try:
+                    self.database_file.check()
                     self._report_config_change()
                     # Checked on every wake-up, so a broken edit is reported on a quiet
                     # mailbox too, not only when the next mail arrives.
@@ -339,6 +339,12 @@ class Daemon:
                     logger.warning(_("{error}; retrying in {seconds:.0f} s (attempt {attempt})")
                                    .format(error=error, seconds=delay, attempt=failures))
                     self._sleep(delay)
+                except DatabaseFileDeletedError as error:
+                    if once:
+                        logger.error(str(error))
+                        raise
+                    self.database_file.wait_until_restored(lambda: self.stopping, self._sleep,
+                                                           SETTLE_SECONDS)
         finally:
             if self.parse_ahead is not None:
                 self.parse_ahead.close()

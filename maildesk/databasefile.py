@@ -6,6 +6,11 @@ they would vanish when it stops, while the source had already let go of their ma
 PostgreSQL needs no such check, and neither does ``deliver``, which opens the database
 anew for each mail.
 
+A daemon stops when its file is replaced. When the file is deleted, it waits until a
+file is put back and then stops, because a supervisor restarts a daemon that stops
+(systemd's ``Restart=on-failure``) and the new daemon would start on an empty database
+at the missing path.
+
 NOTE: a file overwritten in place (``cp backup.db maildesk.db``) keeps its inode, so this
 check cannot see it; SQLite may then report the database as malformed.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import peewee as pw
@@ -21,12 +27,20 @@ import peewee as pw
 from maildesk import models
 from maildesk.errors import MaildeskError
 from maildesk.i18n import _
+from maildesk.settling import Settling
 
 logger = logging.getLogger(__name__)
+
+# How often a daemon whose database file was deleted looks for a file put back, in seconds.
+RESTORE_POLL_SECONDS = 5.0
 
 
 class DatabaseFileReplacedError(MaildeskError):
     """The SQLite database file was deleted or replaced by another file while in use."""
+
+
+class DatabaseFileDeletedError(DatabaseFileReplacedError):
+    """The SQLite database file was deleted while in use, and no file is at its path."""
 
 
 class DatabaseFileWatch:
@@ -50,7 +64,10 @@ class DatabaseFileWatch:
             self.path = path
 
     def check(self) -> None:
-        """Raise DatabaseFileReplacedError when the path no longer names the file opened."""
+        """Raise DatabaseFileReplacedError when the path no longer names the file opened.
+
+        Raises DatabaseFileDeletedError, without logging it, when no file is at the path.
+        """
         if self.path is None:
             return
         try:
@@ -76,8 +93,38 @@ class DatabaseFileWatch:
                     "or the file moved back) and start maildesk again; without a file it "
                     "starts with an empty database").format(
             problem=problem.format(path=self.path))
+        if current is None:
+            raise DatabaseFileDeletedError(message)
         logger.error(message)
         raise DatabaseFileReplacedError(message)
+
+    def wait_until_restored(self, stopping: Callable[[], bool],
+                            sleep: Callable[[float], None], settle: float) -> None:
+        """Wait while no file is at the deleted database's path; return once ``stopping()``.
+
+        Raises DatabaseFileReplacedError when a file is back and has not changed for
+        ``settle`` seconds, so that a copy still being written is not opened.
+        """
+        assert self.path is not None
+        logger.error(_("the database file {path} was deleted while maildesk ran: maildesk "
+                       "processes no mail and waits until a database file is put back (a "
+                       "restored backup, or the file moved back), then stops so that its "
+                       "supervisor starts it on that file. To start with an empty database "
+                       "instead, restart maildesk").format(path=self.path))
+        settling = Settling(settle)
+        while not stopping():
+            sleep(RESTORE_POLL_SECONDS)
+            try:
+                status = os.stat(self.path)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                logger.warning(_("cannot check that {path} is still the database file in "
+                                 "use: {error}").format(path=self.path, error=error))
+                continue
+            state = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            if settling.settled(state, status.st_mtime):
+                self.check()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,59 @@ def test_database_in_place_keeps_daemon_running(tmp_path: Path) -> None:
 
     assert _processed(tmp_path) == ["3.mail"]
     assert models.Ticket.select().count() == 1
+
+
+def test_database_deleted_daemon_waits_for_restore(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A supervisor restarts a daemon that exits (systemd's Restart=on-failure after
+    # RestartSec), and the restarted daemon would open a new, empty database. So the
+    # daemon waits until the admin puts a file back, then stops to be started on it.
+    desk = _maildir_desk(tmp_path)
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+    database = tmp_path / "maildesk.sqlite3"
+    backup = tmp_path / "backup.sqlite3"
+    shutil.copy2(database, backup)
+    # A backup taken earlier, not a file still being written.
+    os.utime(backup, (backup.stat().st_atime - 3600, backup.stat().st_mtime - 3600))
+    database.unlink()
+    waiting = _deliver(tmp_path, mail(message_id="<m4@example.org>"), "4.mail")
+    waits: list[float] = []
+
+    def admin_restores(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            backup.replace(database)
+
+    monkeypatch.setattr(daemon, "_sleep", admin_restores)
+
+    with pytest.raises(DatabaseFileReplacedError) as raised:
+        daemon.run()
+
+    assert type(raised.value) is DatabaseFileReplacedError
+    assert str(database) in str(raised.value)
+    assert len(waits) >= 3
+    assert waiting.exists()
+    assert daemon.processed == 0
+    assert _processed(tmp_path) == []
+
+
+def test_database_deleted_daemon_stops_on_request(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    desk = _maildir_desk(tmp_path)
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+    database = tmp_path / "maildesk.sqlite3"
+    database.unlink()
+    waiting = _deliver(tmp_path, mail(message_id="<m5@example.org>"), "5.mail")
+
+    def stop_requested(seconds: float) -> None:
+        daemon.request_stop()
+
+    monkeypatch.setattr(daemon, "_sleep", stop_requested)
+
+    daemon.run()
+
+    assert not database.exists()
+    assert waiting.exists()
+    assert daemon.processed == 0
