@@ -102,8 +102,9 @@ class DatabaseFileWatch:
                             sleep: Callable[[float], None], settle: float) -> None:
         """Wait while no file is at the deleted database's path; return once ``stopping()``.
 
-        Raises DatabaseFileReplacedError when a file is back and has not changed for
-        ``settle`` seconds, so that a copy still being written is not opened.
+        Raises DatabaseFileReplacedError when another file is back and has not changed for
+        ``settle`` seconds, so that a copy still being written is not opened. Returns
+        when the file in use is moved back, because then nothing was lost.
         """
         assert self.path is not None
         logger.error(_("the database file {path} was deleted while maildesk ran: maildesk "
@@ -125,6 +126,9 @@ class DatabaseFileWatch:
             state = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
             if settling.settled(state, status.st_mtime):
                 self.check()
+                logger.info(_("the database file {path} in use is back: maildesk goes on")
+                            .format(path=self.path))
+                return
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -142,3 +142,31 @@ def test_database_deleted_daemon_stops_on_request(tmp_path: Path,
     assert not database.exists()
     assert waiting.exists()
     assert daemon.processed == 0
+
+
+def test_database_moved_back_daemon_goes_on(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    desk = _maildir_desk(tmp_path)
+    daemon = build_daemon(desk)
+    daemon.run(once=True)
+    database = tmp_path / "maildesk.sqlite3"
+    moved = tmp_path / "moved.sqlite3"
+    database.replace(moved)
+    _deliver(tmp_path, mail(message_id="<m6@example.org>"), "6.mail")
+    waits: list[float] = []
+
+    def admin_moves_back(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            os.utime(moved, (moved.stat().st_atime - 3600, moved.stat().st_mtime - 3600))
+            moved.replace(database)
+        if _processed(tmp_path) or len(waits) > 50:
+            daemon.request_stop()
+
+    monkeypatch.setattr(daemon, "_sleep", admin_moves_back)
+    monkeypatch.setattr(daemon.source, "wait", lambda timeout, stop: admin_moves_back(timeout))
+
+    daemon.run()
+
+    assert _processed(tmp_path) == ["6.mail"]
+    assert models.Ticket.select().count() == 1
