@@ -85,14 +85,9 @@ _NOTICES: tuple[tuple[re.Pattern[str], tuple[re.Pattern[str], ...]], ...] = (
     (_PRIVACY_OPENING, (_PRIVACY,)),
     (_PRINT_OPENING, (_ENVIRONMENT,)),
 )
-_TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY,
-          _PERSONAL)
-# Any of the terms a notice needs: a paragraph without one holds no notice, and one
-# search tells.
-_ANY_TERM = re.compile(
-    "|".join(f"(?:{term.pattern})" for term in (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY,
-                                                 _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)),
-    re.IGNORECASE)
+_TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)
+# Any of the terms: a paragraph without one holds no notice, and one search tells.
+_ANY_TERM = re.compile("|".join(f"(?:{term.pattern})" for term in _TERMS), re.IGNORECASE)
 
 
 def cut_notices(lines: list[str]) -> list[str]:
@@ -144,14 +139,28 @@ def _notice_start(paragraph: list[str]) -> int | None:
         found_below[index] = {term: below[term] or bool(term.search(paragraph[index]))
                               for term in _TERMS}
 
+    # personal_below[index] is True when paragraph[index:] has a question or an "I". It is
+    # read only for a line that opens a notice, so most mails never build it.
+    personal_below: list[bool] = []
     for index, line in enumerate(paragraph):
         found = found_below[index]
         for opening, terms in _NOTICES:
-            if (opening.match(line) and all(found[term] for term in terms)
-                    and not found[_PERSONAL]):
+            if not (opening.match(line) and all(found[term] for term in terms)):
+                continue
+            if not personal_below:
+                personal_below = _found_below(paragraph, _PERSONAL)
+            if not personal_below[index]:
                 return index
         is_company_data = any(pattern.search(line)
                               for pattern in (_SEAT, _SHARE_CAPITAL, _REGISTRY))
         if is_company_data and found[_SHARE_CAPITAL] and found[_REGISTRY]:
             return index
     return None
+
+
+def _found_below(paragraph: list[str], pattern: re.Pattern[str]) -> list[bool]:
+    """Return, for each index, whether ``pattern`` occurs in ``paragraph[index:]``."""
+    found = [False] * (len(paragraph) + 1)
+    for index in range(len(paragraph) - 1, -1, -1):
+        found[index] = found[index + 1] or bool(pattern.search(paragraph[index]))
+    return found
