@@ -181,21 +181,33 @@ class DailySummary:
         return found
 
     def _send(self, recipient: SummaryRecipient, day: date, now: datetime) -> bool:
-        """Record and queue one summary in one transaction; False when it is empty."""
+        """Record and queue one summary in one transaction; False when no mail was queued.
+
+        No mail is queued when the recipient has nothing open, and when ``queue_mail``
+        leaves it out: a bounced address, or a template that fails on these values.
+        """
         with database_proxy.atomic():
+            record = models.DailySummarySent.create(day=day, recipient=recipient.address,
+                                                    kind=recipient.kind, queued=False)
             context = (self.agent_context(recipient, now) if recipient.kind == AGENT
                        else self.manager_context(recipient, now))
-            models.DailySummarySent.create(day=day, recipient=recipient.address,
-                                           kind=recipient.kind, queued=context is not None)
             if context is None:
                 return False
+
             context["summary"]["day"] = day
             template = "agent_summary" if recipient.kind == AGENT else "manager_summary"
             queued = queue_mail(self.desk, template=template, language=recipient.language,
                                 context=context, to=[Recipient(recipient.address,
                                                                recipient.name)],
                                 ticket=None, automatic=True, kind="daily_summary")
-            return queued is not None
+            if queued is None:
+                logger.warning(_("the daily summary for {address} was not queued; the log "
+                                 "lines above say why").format(address=recipient.address))
+                return False
+
+            record.queued = True
+            record.save()
+            return True
 
     # What a summary lists. Counts come from SQL and each list reads at most MAX_LISTED
     # rows, so a desk with a backlog of 100,000 open tickets costs no more memory.

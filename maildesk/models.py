@@ -416,7 +416,8 @@ class DailySummarySent(BaseModel):
     """A daily summary of one kind handled for one recipient and local day, so none is
     sent twice. An agent who also manages a group gets both kinds.
 
-    ``queued`` is False when the recipient had nothing open and got no mail.
+    ``queued`` is False when no mail was queued: the recipient had nothing open, or the
+    outbox left the mail out (a bounced address, a template that failed).
     """
 
     day = pw.DateField()

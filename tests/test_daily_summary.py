@@ -188,6 +188,20 @@ def test_agent_without_open_tickets_gets_no_mail(tmp_path: Path, database_url: s
     assert models.DailySummarySent.get(models.DailySummarySent.recipient == MAREK).queued is False
 
 
+def test_summary_not_queued_is_recorded_so(tmp_path: Path, database_url: str) -> None:
+    desk = summary_desk(tmp_path, database_url, managers=False)
+    ticket(desk, 101, assignee="marek.zielinski", status="assigned")
+    models.Contact.create(address=MAREK, bounced_at=models.utcnow(),
+                          bounce_reason="550 5.1.1 mailbox unavailable")
+
+    sent = DailySummary(desk).run(warsaw(12, 1, 8))
+
+    record = models.DailySummarySent.get(models.DailySummarySent.recipient == MAREK)
+    assert sent == []
+    assert to(MAREK) == []
+    assert record.queued is False
+
+
 def test_agent_summary_names_how_many_more_are_left_out(tmp_path: Path,
                                                          database_url: str) -> None:
     desk = summary_desk(tmp_path, database_url)
