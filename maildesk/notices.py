@@ -86,8 +86,17 @@ _NOTICES: tuple[tuple[re.Pattern[str], tuple[re.Pattern[str], ...]], ...] = (
     (_PRINT_OPENING, (_ENVIRONMENT,)),
 )
 _TERMS = (_CONFIDENTIAL, _ADDRESSEE, _PRIVACY, _ENVIRONMENT, _SHARE_CAPITAL, _REGISTRY)
-# Any of the terms: a paragraph without one holds no notice, and one search tells.
-_ANY_TERM = re.compile("|".join(f"(?:{term.pattern})" for term in _TERMS), re.IGNORECASE)
+# Fixed pieces of text that each term's every match contains, in lower case: plain
+# substring tests on the lower-cased paragraph rule out a notice before any pattern runs,
+# and almost every paragraph is ruled out so.
+_PIECES = {
+    _CONFIDENTIAL: ("poufn", "zastrzeżon", "tajemnic", "confidential", "privileged"),
+    _ADDRESSEE: ("adresat", "odbiorc", "zaadresowan", "recipient", "addressee", "addressed"),
+    _PRIVACY: ("rodo", "gdpr", "rozporządzeni", "przetwarza", "processing"),
+    _ENVIRONMENT: ("środowisk", "ekolog", "drzew", "environment", "tree"),
+    _SHARE_CAPITAL: ("zakładow",),
+    _REGISTRY: ("krs", "rejonow", "rejestr"),
+}
 
 
 def cut_notices(lines: list[str]) -> list[str]:
@@ -122,14 +131,7 @@ def _notice_start(paragraph: list[str]) -> int | None:
 
     Returns None when the paragraph has no such notice.
     """
-    # Most paragraphs contain no notice's terms at all; one search of each term over the
-    # whole paragraph settles that (no term pattern matches a line break).
-    text = "\n".join(paragraph)
-    if not _ANY_TERM.search(text):
-        return None
-    present = {term: bool(term.search(text)) for term in _TERMS}
-    if not any(all(present[term] for term in terms) for _opening, terms in _NOTICES) and not (
-            present[_SHARE_CAPITAL] and present[_REGISTRY]):
+    if not _may_hold_notice(paragraph):
         return None
 
     # found_below[index][term] is True when the term occurs in paragraph[index:].
@@ -164,3 +166,15 @@ def _found_below(paragraph: list[str], pattern: re.Pattern[str]) -> list[bool]:
     for index in range(len(paragraph) - 1, -1, -1):
         found[index] = found[index + 1] or bool(pattern.search(paragraph[index]))
     return found
+
+
+def _may_hold_notice(paragraph: list[str]) -> bool:
+    """Tell whether the paragraph has every term of some kind of notice, by ``_PIECES``.
+
+    False is certain; True leaves the decision to the patterns.
+    """
+    text = "\n".join(paragraph).lower()
+    present = {term: any(piece in text for piece in pieces)
+               for term, pieces in _PIECES.items()}
+    return (any(all(present[term] for term in terms) for _opening, terms in _NOTICES)
+            or (present[_SHARE_CAPITAL] and present[_REGISTRY]))
