@@ -250,11 +250,20 @@ def _answers_agent_only_mail(ticket: models.Ticket, subject: str) -> bool:
     copy of an agent's reply to an internal note could then drop them and be passed on
     to the user. The subject is signed, and the desk's subjects for agents name the
     kind of mail (``[#5] Internal note: ...``).
+
+    A ``command_error`` about a mail that would have been relayed does not count: the
+    corrected resend, which keeps that error's subject, goes where the refused mail
+    would have gone. An error about a note has the same subject, so while one exists in
+    the ticket the subject still makes a note.
     """
     wanted = _subject_key(subject)
+    relayed_errors = (models.MessageReference.select(models.MessageReference.message_id)
+                      .where(models.MessageReference.ticket == ticket,
+                             models.MessageReference.kind == RELAYED_ERROR_KIND))
     rows = (models.Outbox.select(models.Outbox.subject)
             .where(models.Outbox.ticket == ticket,
-                   models.Outbox.kind.in_(_AGENT_ONLY_OUTBOX_KINDS)))
+                   models.Outbox.kind.in_(_AGENT_ONLY_OUTBOX_KINDS),
+                   models.Outbox.message_id.not_in(relayed_errors)))
     return any(_subject_key(row.subject) == wanted for row in rows)
 
 

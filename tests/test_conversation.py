@@ -50,11 +50,11 @@ def open_ticket(desk: Desk, *, cc: str | None = None, message_id: str = "<m1@exa
 def agent_mail(body: str, in_reply_to: str | None, *, sender: str = MAREK,
                ticket: int | None = None, message_id: str = "<a1@mail.example.com>",
                authentication: str | None = PASS, to: str = "helpdesk@example.com",
-               headers: dict[str, str] | None = None) -> bytes:
+               headers: dict[str, str] | None = None, subject: str | None = None) -> bytes:
     """Build an agent's mail; a reply keeps the tag of its ticket.
 
     Mail clients keep the subject of the mail they reply to, and every subject the desk
-    sends carries the tag.
+    sends carries the tag. ``subject`` replaces the usual reply subject.
     """
     if ticket is None and in_reply_to:
         reference = models.MessageReference.get_or_none(
@@ -67,7 +67,9 @@ def agent_mail(body: str, in_reply_to: str | None, *, sender: str = MAREK,
         extra["In-Reply-To"] = in_reply_to
         extra["References"] = in_reply_to
     extra.update(headers or {})
-    subject = f"Re: [#{ticket}] Drukarka nie drukuje" if ticket else "Re: Drukarka nie drukuje"
+    if subject is None:
+        subject = (f"Re: [#{ticket}] Drukarka nie drukuje" if ticket
+                   else "Re: Drukarka nie drukuje")
     return mail(sender=sender, to=to, subject=subject, body=body, message_id=message_id,
                 headers=extra)
 

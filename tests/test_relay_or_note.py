@@ -100,6 +100,43 @@ def test_resend_after_error_is_relayed(tmp_path: Path, database_url: str) -> Non
     assert outbox("note") == []
 
 
+def test_resend_with_error_subject_is_relayed(tmp_path: Path, database_url: str) -> None:
+    # A mail client's Reply keeps the error's own subject ("[#1] Polecenia odrzucone:
+    # ..."), which names a mail only agents got. The error promised the requester the
+    # corrected text, so that subject must not turn it into a note.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#zamnij\n\n" + THANKS, notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+    error = outbox("command_error")[0]
+
+    process(desk, agent_mail("#zamknij\n\n" + THANKS, error.message_id, sender=EWA,
+                             message_id="<e2@mail.example.com>",
+                             subject=f"Odp: {error.subject}"))
+
+    assert entry_kind("<e2@mail.example.com>") == "agent_reply"
+    assert reload(ticket).status == "closed"
+    relayed = outbox("reply")
+    assert len(relayed) == 1
+    assert "Miłego weekendu!" in text_of(relayed[0])
+    assert outbox("note") == []
+
+
+def test_note_resend_with_error_subject(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, notice = notice_to_ewa(desk)
+    process(desk, agent_mail("#notatka\n#zamnij\nHasło serwisowe: 1234.", notice, sender=EWA,
+                             message_id="<e1@mail.example.com>"))
+    error = outbox("command_error")[0]
+
+    process(desk, agent_mail("#zamknij\nHasło serwisowe: 1234.", error.message_id,
+                             sender=EWA, message_id="<e2@mail.example.com>",
+                             subject=f"Odp: {error.subject}"))
+
+    assert entry_kind("<e2@mail.example.com>") == "internal_note"
+    assert outbox("reply") == []
+
+
 def test_error_says_resend_is_relayed(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, notice = notice_to_ewa(desk)
