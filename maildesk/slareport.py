@@ -57,13 +57,19 @@ class TargetTally:
         return self.met / self.decided if self.decided else None
 
     def add(self, standing: TargetStanding | None) -> None:
-        if standing is None or standing.due is None:
+        """Count one ticket's target as missed, met, running, or not at all.
+
+        A paused clock (pending) empties the due time unless it had already passed, so a
+        target met before the pause has no due time and still counts as met.
+        """
+        if standing is None:
             return
+
         if standing.breached:
             self.missed += 1
         elif standing.met_at is not None:
             self.met += 1
-        else:
+        elif standing.due is not None:
             self.running += 1
 
 

@@ -97,6 +97,35 @@ def test_report_targets_not_yet_due_are_running(tmp_path: Path, database_url: st
     assert report.total.first_response.met_share is None
 
 
+def test_report_counts_response_while_pending(tmp_path: Path, database_url: str) -> None:
+    # "#oczekuje" with a question for the user is the first response. The paused clock
+    # empties the due columns, yet the target was met in time and counts so.
+    desk = make_desk(tmp_path, database_url)
+    ticket = p2_ticket(desk, 1, warsaw(11, 30, 9))
+    lifecycle.transition(desk, ticket, "pending", AGENT, Source.AGENT_COMMAND,
+                         warsaw(11, 30, 9, 20))
+
+    report = build_report(desk, warsaw(11, 1), warsaw(12, 1), now=warsaw(12, 15))
+
+    first_response = report.total.first_response
+    assert (first_response.met, first_response.missed, first_response.running) == (1, 0, 0)
+    assert report.total.resolution.decided == 0
+    assert report.total.median_response == timedelta(minutes=20)
+
+
+def test_report_counts_breach_before_pending(tmp_path: Path, database_url: str) -> None:
+    # First response at 10:30, due 10:00, by putting the ticket on hold: missed.
+    desk = make_desk(tmp_path, database_url)
+    ticket = p2_ticket(desk, 1, warsaw(11, 30, 9))
+    lifecycle.transition(desk, ticket, "pending", AGENT, Source.AGENT_COMMAND,
+                         warsaw(11, 30, 10, 30))
+
+    report = build_report(desk, warsaw(11, 1), warsaw(12, 1), now=warsaw(12, 15))
+
+    first_response = report.total.first_response
+    assert (first_response.met, first_response.missed, first_response.running) == (0, 1, 0)
+
+
 def test_report_of_one_group(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url)
     november(desk)
