@@ -262,6 +262,24 @@ def test_config_starter_commented_examples_load(tmp_path: Path) -> None:
         assert summary_settings_of(config).at == time(8)
 
 
+def test_config_starter_calendar_keeps_weekdays_open(tmp_path: Path) -> None:
+    # A weekday left out of calendar.hours is closed. An admin who uncomments the
+    # starter's example to shorten Friday must not close Tuesday to Thursday with it.
+    import re
+
+    from maildesk.resources import PACKAGE_DIR
+    from maildesk.slaconfig import load_service_levels
+
+    for language in ("pl", "en"):
+        text = (PACKAGE_DIR / "data" / f"maildesk.{language}.yaml").read_text(encoding="utf-8")
+        text = re.sub(r"^# (calendar:|sla:|daily_summary:)", r"\1", text, flags=re.M)
+        text = re.sub(r"^#(   .*)$", r"\1", text, flags=re.M)
+        levels = load_service_levels(load_config(_write(tmp_path, text)))
+
+        open_days = [day for day, hours in enumerate(levels.calendar.weekly_hours) if hours]
+        assert open_days == [0, 1, 2, 3, 4], language
+
+
 def test_config_port_above_65535_is_rejected(tmp_path: Path) -> None:
     error = _error(tmp_path, MINIMAL + "smtp:\n  port: 99999\n")
 
