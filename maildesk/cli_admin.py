@@ -467,10 +467,13 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
             time=app.desk.local_time(ticket.satisfaction_at)))
     click.echo(_("Requester: {name} <{address}>").format(
         name=terminal_safe(requester.name), address=terminal_safe(requester.address)))
-    participants = _participant_list(ticket)
+    participants, dispatched = _participant_lists(ticket)
     if participants:
         click.echo(_("Participants (they get the agents' replies): {participants}").format(
             participants=participants))
+    if dispatched:
+        click.echo(_("Dispatched to the mailbox (it does not get the agents' replies): "
+                     "{mailboxes}").format(mailboxes=dispatched))
     if ticket.escalation_level:
         click.echo(_("Escalation level: {level}").format(level=ticket.escalation_level))
     if ticket.linked_ticket_id:
@@ -498,12 +501,17 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
         click.echo(terminal_safe(_event_line(app.desk, event, logins), keep_line_breaks=True))
 
 
-def _participant_list(ticket: Any) -> str:
-    """Return the ticket's participants as "Name <address>", comma-separated, escaped."""
+def _participant_lists(ticket: Any) -> tuple[str, str]:
+    """Return the people added by Cc, and the mailboxes the ticket was dispatched to.
+
+    Each is "Name <address>", comma-separated and escaped. A team or vendor mailbox gets
+    the dispatch mail but never the agents' replies to the requester.
+    """
     from maildesk import models
     from maildesk.escalation import DISPATCH_ROLE
 
-    entries = []
+    people: list[str] = []
+    mailboxes: list[str] = []
     query = (models.Participant.select(models.Participant, models.Contact)
              .join(models.Contact).where(models.Participant.ticket == ticket)
              .order_by(models.Participant.id))
@@ -511,10 +519,10 @@ def _participant_list(ticket: Any) -> str:
         contact = participant.contact
         entry = f"{contact.name} <{contact.address}>" if contact.name else contact.address
         if participant.role == DISPATCH_ROLE:
-            entry = _("{participant} (the mailbox the ticket was dispatched to)").format(
-                participant=entry)
-        entries.append(entry)
-    return terminal_safe(", ".join(entries))
+            mailboxes.append(entry)
+        else:
+            people.append(entry)
+    return terminal_safe(", ".join(people)), terminal_safe(", ".join(mailboxes))
 
 
 def _sla_lines(desk: Any, ticket: Any) -> list[str]:

@@ -241,6 +241,42 @@ def test_tickets_show_lists_participants(tmp_path: Path, database_url: str) -> N
     assert "Poziom eskalacji" not in shown.output
 
 
+def test_tickets_show_dispatch_mailbox_apart(tmp_path: Path, database_url: str) -> None:
+    # A team or vendor mailbox a ticket was dispatched to gets the dispatch mail, never
+    # the agents' replies to the requester, so it is not listed among those who do.
+    from datetime import datetime
+
+    from maildesk import escalation, models, pipeline
+    from maildesk.desk import Desk
+    from maildesk.lifecycle import Source
+
+    config = write_config(tmp_path, database_url, groups=[
+        {"name": "pierwsza-linia", "tier": 1},
+        {"name": "druga-linia", "tier": 2},
+        {"name": "serwis", "tier": 3, "address": "serwis@dostawca.example.net",
+         "description": "Serwis dostawcy"}])
+    desk = Desk.open(config)
+    first = pipeline.process(desk, mail(headers={"Cc": "Tomasz Lis <tomasz.lis@example.org>"}),
+                             "test:user")
+    with models.database_proxy.atomic():
+        ticket = models.Ticket.get_by_id(first.ticket)
+        escalation.move_to_group(desk, ticket, "serwis", "marek.zielinski",
+                                 Source.AGENT_COMMAND,
+                                 datetime(2026, 12, 4, 10, 0))
+
+    shown = _invoke("--config", str(config), "tickets", "show", str(first.ticket),
+                    env={"MAILDESK_LANGUAGE": "pl"})
+    english = _invoke("--config", str(config), "tickets", "show", str(first.ticket),
+                      env={"MAILDESK_LANGUAGE": "en"})
+
+    assert ("Uczestnicy (dostają odpowiedzi konsultantów): Tomasz Lis "
+            "<tomasz.lis@example.org>\n") in shown.output
+    assert ("Przekazano do skrzynki (nie dostaje odpowiedzi konsultantów): Serwis dostawcy "
+            "<serwis@dostawca.example.net>\n") in shown.output
+    assert ("Dispatched to the mailbox (it does not get the agents' replies): Serwis "
+            "dostawcy <serwis@dostawca.example.net>\n") in english.output
+
+
 def test_tickets_show_names_follow_up_ticket(tmp_path: Path, database_url: str) -> None:
     from maildesk import pipeline
     from maildesk.desk import Desk
