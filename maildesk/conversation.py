@@ -690,19 +690,35 @@ def _queue_note_notifications(desk: Desk, ticket: models.Ticket, entry: models.M
 
 def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
                         entry: models.Message) -> list[QueuedMail]:
+    """Tell the assignee, else the group's agents, else the admins, of a user's reply.
+
+    The admins stand in for a group without agents, such as a vendor's mailbox group,
+    as they do for its new-ticket and SLA mail, so that no reply goes unseen.
+    """
     message = decision.message
     sender = message.from_address
-    queued = []
+    readers: list[tuple[Recipient, str | None, dict[str, Any]]] = []
     for agent in _agent_recipients(ticket, exclude=None):
-        context = _agent_context(desk, ticket, agent)
+        readers.append((Recipient(agents.primary_address(agent), agent.name),
+                        agent.language or desk.config.language,
+                        _agent_context(desk, ticket, agent)))
+    if not readers:
+        logger.warning(_("ticket {ticket}: it has no assignee and group {group} has no agents, "
+                         "so the admins get the notice of the reply {message_id}").format(
+            ticket=ticket.id, group=ticket.group or "-", message_id=message.message_id or "-"))
+        readers = [(Recipient(address), None, {"ticket": ticket_context(desk, ticket)})
+                   for address in desk.config.desk.admin_addresses]
+
+    queued = []
+    for recipient, language, context in readers:
         context["author"] = {"name": sender.name if sender else "",
                              "address": decision.sender}
         context["reply"] = {"text": message.reply_text or message.text,
                             "rating": decision.rating, "reopened": decision.reopened}
-        context["status_label"] = label(ticket.status, agent.language or desk.config.language)
+        context["status_label"] = label(ticket.status, language or desk.config.language)
         mail = queue_mail(
-            desk, template="user_replied", language=agent.language or desk.config.language,
-            context=context, to=[Recipient(agents.primary_address(agent), agent.name)],
+            desk, template="user_replied", language=language,
+            context=context, to=[recipient],
             ticket=ticket, in_reply_to=message.message_id,
             references=[*message.references, *([message.message_id] if message.message_id
                                                else [])],

@@ -542,3 +542,36 @@ def test_reply_to_forgery_warning_stays_note(tmp_path: Path, database_url: str) 
     # The reply is meant for the desk, and the requester may be the forger.
     assert entry_kind("<a2@mail.example.com>") == "internal_note"
     assert outbox("reply") == []
+
+
+# --------------------------------------------------------------------------- groups without agents
+
+
+def test_user_reply_without_agents_reaches_admins(tmp_path: Path, database_url: str) -> None:
+    # A vendor's mailbox group has no agents of its own, and a breach moved the ticket
+    # there without an assignee. The vendor's reply must not reach nobody: like the
+    # group's new-ticket and SLA mail, its notice goes to the admins.
+    desk = conversation_desk(tmp_path, database_url, groups=[
+        {"name": "pierwsza-linia", "tier": 1},
+        {"name": "druga-linia", "tier": 2},
+        {"name": "serwis", "tier": 3, "address": "serwis@dostawca.example.net"}])
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(group="serwis").where(models.Ticket.id == ticket.id).execute()
+
+    user_reply(desk, ticket, ack, "Nadal nie drukuje.\n", "<u2@example.org>")
+
+    notices = outbox("user_replied")
+    assert len(notices) == 1
+    assert notices[0].recipients.split() == ["admin@example.com"]
+    assert "Nadal nie drukuje." in text_of(notices[0])
+
+
+def test_user_reply_with_agents_skips_admins(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(group="pierwsza-linia").where(models.Ticket.id == ticket.id).execute()
+
+    user_reply(desk, ticket, ack, "Nadal nie drukuje.\n", "<u2@example.org>")
+
+    recipients = [row.recipients.split() for row in outbox("user_replied")]
+    assert recipients == [["marek.zielinski@example.com"]]
