@@ -472,7 +472,13 @@ def _unknown(command: CommandLine) -> Problem:
                        {"keyword": command.keyword,
                         "name": spec.polish if close[0] == fold(spec.polish) else spec.english},
                        spec.usage)
-    names = ", ".join(f"#{spec.polish}/#{spec.english}" for spec in COMMANDS)
+    spellings = []
+    for spec in COMMANDS:
+        if spec.polish == spec.english:
+            spellings.append(f"#{spec.polish}")
+        else:
+            spellings.append(f"#{spec.polish}/#{spec.english}")
+    names = ", ".join(spellings)
     return Problem(command.line, N_("unknown command '#{keyword}'; the commands are: {names}"),
                    {"keyword": command.keyword, "names": names})
 

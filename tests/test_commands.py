@@ -352,6 +352,14 @@ def test_unknown_command_lists_the_commands() -> None:
     assert "#priorytet/#priority" in problem.text("en")
 
 
+def test_unknown_command_names_status_once() -> None:
+    # "#status" is the same word in both languages, so it is listed once.
+    problem = plan("#kategoria sprzęt").problems[0]
+
+    assert "#status/#status" not in problem.text("pl")
+    assert "polecenia: #status, #priorytet/#priority" in problem.text("pl")
+
+
 def test_split_commands_drops_trailing_punctuation() -> None:
     result = plan("#status rozwiązane.\n#priorytet 2,")
 
