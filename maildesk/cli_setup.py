@@ -66,9 +66,10 @@ def init(directory: Path, language: str | None, model: str | None) -> None:
               "directory you can write to whose parents are all directories").format(
                 path=directory, error=reason)) from error
     click.echo(_("Wrote {path} and, beside it, templates/ and rules/. Edit the "
-                 "configuration, check it with: maildesk --config {path} templates check, "
-                 "then start the desk with: maildesk --config {path} run").format(
-        path=config_path))
+                 "configuration and the rules, whose groups must be those of the "
+                 "configuration, and check them with: maildesk --config {path} rules check "
+                 "and maildesk --config {path} templates check. Then start the desk with: "
+                 "maildesk --config {path} run").format(path=config_path))
 
 
 _DEMO_CONFIG = """\

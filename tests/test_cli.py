@@ -835,6 +835,22 @@ def test_check_commands_leave_database_alone(tmp_path: Path) -> None:
         assert tables.fetchone() == (0,)
 
 
+@pytest.mark.parametrize("language", ["pl", "en"])
+def test_init_names_rules_check(tmp_path: Path, language: str) -> None:
+    # The starter rules name the starter's groups, so an admin who renames the groups
+    # must check the rules before the first run, which would stop on them.
+    config = tmp_path / "desk" / "maildesk.yaml"
+
+    result = _invoke("init", str(tmp_path / "desk"), "--language", language,
+                     env={"MAILDESK_LANGUAGE": language})
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"maildesk --config {config} rules check" in text
+    assert f"maildesk --config {config} templates check" in text
+    assert f"maildesk --config {config} run" in text
+
+
 def test_init_does_not_overwrite(tmp_path: Path) -> None:
     _invoke("init", str(tmp_path / "desk"))
 
