@@ -12,6 +12,8 @@ back into the mailbox, where the daemon reads it as new mail.
 
 from __future__ import annotations
 
+import email.errors
+import email.header
 import logging
 import re
 import traceback as traceback_module
@@ -51,22 +53,44 @@ NO_RAW_MAIL = ""
 
 
 def _first_line(raw: bytes, name: bytes) -> str:
-    """Read a header from raw bytes without the parser, which may be what failed.
+    """Read a header field from raw bytes without the parser, which may be what failed.
 
-    Control characters other than NUL stay, so that ``quarantine list`` and ``show``
-    print them escaped, as they print the raw header.
+    The field is unfolded (RFC 5322) and its encoded words decoded (RFC 2047), because
+    mail clients fold a long From or Subject and encode a name with Polish letters. An
+    encoded word that does not decode stays as it is. Control characters other than NUL
+    stay, so that ``quarantine list`` and ``show`` print them escaped, as they print
+    the raw header.
     """
     prefix = name.lower() + b":"
+    found: list[bytes] = []
     for line in raw[:65536].splitlines():
         # Only an empty line ends the header. For the parser, a line of spaces continues
         # the field above it.
         if not line:
             break
-        if line.lower().startswith(prefix):
-            # PostgreSQL rejects NUL in text, and a header is the sender's to fill.
-            value = line[len(prefix):].strip().decode("utf-8", "replace")
-            return value.replace("\x00", "")[:500]
-    return ""
+        if found and line[:1] in (b" ", b"\t"):
+            found.append(line)
+        elif found:
+            break
+        elif line.lower().startswith(prefix):
+            found.append(line[len(prefix):])
+    if not found:
+        return ""
+
+    # PostgreSQL rejects NUL in text, and a header is the sender's to fill.
+    value = b"".join(found).strip().decode("utf-8", "replace").replace("\x00", "")
+    return _decode_encoded_words(value)[:500]
+
+
+def _decode_encoded_words(value: str) -> str:
+    """Return ``value`` with its RFC 2047 encoded words decoded, or unchanged if they fail."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (email.errors.HeaderParseError, LookupError, UnicodeError, ValueError) as error:
+        logger.debug("cannot decode the encoded words of %r: %s", value[:80], error)
+        return value
 
 
 def _raw_lines(raw: bytes) -> Iterator[bytes]:

@@ -684,3 +684,36 @@ def test_unreadable_mail_retry_and_delete(tmp_path: Path, database_url: str) -> 
     assert deleted.stdout == ("quarantine entry 1 deleted; it had no raw mail, because its "
                               "source could not read it\n")
     assert models.Quarantine.get_by_id(1).state == "deleted"
+
+
+def test_list_unfolds_and_decodes_header(tmp_path: Path, database_url: str) -> None:
+    # Mail clients fold a long From or Subject and encode non-ASCII names (RFC 2047).
+    # A too-large mail is parsed by nobody, so the list must still name its sender.
+    raw = (b"From:\r\n =?utf-8?q?Robert_Kami=C5=84ski?= <robert.kaminski@example.org>\r\n"
+           b"To: helpdesk@example.com\r\n"
+           b"Subject: =?utf-8?q?Drukarka_w_magazynie_B_drukuje_puste_etykiety_i_trzeba?=\r\n"
+           b" =?utf-8?q?_j=C4=85_naprawi=C4=87?=\r\n"
+           b"Message-ID: <folded@example.org>\r\n"
+           b"\r\n" + b"Zrzut ekranu w zalaczniku.\r\n" * 80)
+    config = write_config(tmp_path, database_url, desk={"max_message_size": 1024})
+    assert "quarantined" in _invoke("--config", str(config), "deliver", input=raw).stdout
+
+    listing = _invoke("--config", str(config), "quarantine", "list")
+
+    assert "Robert Kamiński <robert.kaminski@example.org>" in listing.stdout
+    assert "Drukarka w magazynie B drukuje puste etykiety i trzeba ją naprawić" in listing.stdout
+    assert "=?utf-8?" not in listing.stdout
+
+
+def test_list_keeps_undecodable_header(tmp_path: Path, database_url: str) -> None:
+    raw = (b"From: =?x-unknown?q?Jan?= <jan@example.org>\r\n"
+           b"Subject: =?utf-8?b?!!!?=\r\n"
+           b"Message-ID: <odd@example.org>\r\n"
+           b"\r\n" + b"Tekst.\r\n" * 200)
+    config = write_config(tmp_path, database_url, desk={"max_message_size": 1024})
+    assert "quarantined" in _invoke("--config", str(config), "deliver", input=raw).stdout
+
+    listing = _invoke("--config", str(config), "quarantine", "list")
+
+    assert listing.exit_code == 0, listing.output
+    assert "jan@example.org" in listing.stdout
