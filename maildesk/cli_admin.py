@@ -351,16 +351,18 @@ def tickets_list(app: Any, status: str | None, group: str | None, assignee: str 
     priority_width = max(len(header[3]), *(len(_priority_label(level)) for level in (1, 2, 3, 4)))
     group_width = max(len(header[4]), *(len(ticket.group or "-") for ticket in rows))
     assignee_width = max(len(header[5]), *(len(ticket.assignee or "-") for ticket in rows))
+    requester_width = max(len(header[6]),
+                          *(len(terminal_safe(ticket.requester.address)) for ticket in rows))
     click.echo(f"{header[0]:>12} {header[1]} {header[2]:<{status_width}} "
                f"{header[3]:<{priority_width}} {header[4]:<{group_width}} "
-               f"{header[5]:<{assignee_width}} {header[6]:<32} {header[7]}")
+               f"{header[5]:<{assignee_width}} {header[6]:<{requester_width}} {header[7]}")
     for ticket in rows:
         click.echo(f"{app.desk.tag(ticket.id):>12} {markers[ticket.id]:^3} "
                    f"{_status_label(ticket.status):<{status_width}} "
                    f"{_priority_label(ticket.priority):<{priority_width}} "
                    f"{ticket.group or '-':<{group_width}} "
                    f"{ticket.assignee or '-':<{assignee_width}} "
-                   f"{terminal_safe(ticket.requester.address):<32} "
+                   f"{terminal_safe(ticket.requester.address):<{requester_width}} "
                    f"{terminal_safe(ticket.subject)}")
     if any(markers.values()):
         click.echo(_("SLA: {overdue} overdue, the clock is running; {breached} breached "
@@ -783,12 +785,16 @@ def outbox_list(app: Any, state: str | None, limit: int) -> None:
         return
 
     header = (_("id"), _("state"), _("attempts"), _("kind"), _("recipients"), _("subject"))
-    click.echo(f"{header[0]:>6} {header[1]:<20} {header[2]:>6} {header[3]:<28} "
-               f"{header[4]:<32} {header[5]}")
+    recipients_of = {row.id: terminal_safe(row.recipients.strip()) for row in rows}
+    recipients_width = max(len(header[4]), *(len(text) for text in recipients_of.values()))
+    attempts_width = max(len(header[2]), 6)
+    click.echo(f"{header[0]:>6} {header[1]:<20} {header[2]:>{attempts_width}} "
+               f"{header[3]:<28} {header[4]:<{recipients_width}} {header[5]}")
     for row in rows:
-        recipients = terminal_safe(row.recipients.strip())
-        click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} {row.attempts:>6} "
-                   f"{_outbox_kind_label(row.kind):<28} {recipients:<32} "
+        click.echo(f"{row.id:>6} {_outbox_state_label(row.state):<20} "
+                   f"{row.attempts:>{attempts_width}} "
+                   f"{_outbox_kind_label(row.kind):<28} "
+                   f"{recipients_of[row.id]:<{recipients_width}} "
                    f"{terminal_safe(row.subject)}")
         if row.deferred and row.state != "sent":
             click.echo("       " + _("still owed to: {recipients}").format(
@@ -898,16 +904,19 @@ def quarantine_list(app: Any) -> None:
     app.open()
     rows = list(models.Quarantine.select().where(models.Quarantine.state == "held")
                 .order_by(models.Quarantine.id))
+    sender_width = max([len(_("sender")), *(len(terminal_safe(row.sender)) for row in rows)])
     if rows:
         header = (_("id"), _("quarantined at"), _("sender"), _("subject"))
         width = len(app.desk.local_time(rows[0].created_at))
-        click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<32} {header[3]}")
+        click.echo(f"{header[0]:>5} {header[1]:<{width}} {header[2]:<{sender_width}} "
+                   f"{header[3]}")
     for row in rows:
         # Escaped as 'quarantine show' escapes them, so both print the same text.
         subject = (row.subject if has_raw_mail(row)
                    else _("(the source could not read the mail)"))
         sender, subject = terminal_safe(row.sender), terminal_safe(subject)
-        click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} {sender:<32} "
+        click.echo(f"{row.id:>5} {app.desk.local_time(row.created_at)} "
+                   f"{sender:<{sender_width}} "
                    f"{subject}\n      "
                    + _("error, as recorded: {error}").format(error=terminal_safe(row.error)))
     click.echo(ngettext("{count} message in quarantine", "{count} messages in quarantine",

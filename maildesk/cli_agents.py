@@ -70,13 +70,15 @@ def agents_held(app: Any) -> None:
     ages = {entry.id: format_duration(now - entry.created_at) for entry in rows}
     header = (_("entry"), _("ticket"), _("held for"), _("author"), _("subject"))
     age_width = max([len(header[2]), *(len(age) for age in ages.values())])
+    author_width = max([len(header[3]), *(len(terminal_safe(entry.author)) for entry in rows)])
     if rows:
         click.echo(f"{header[0]:>6}  {header[1]:>12}  {header[2]:<{age_width}}  "
-                   f"{header[3]:<32} {header[4]}")
+                   f"{header[3]:<{author_width}} {header[4]}")
     reasons = _hold_reasons(rows)
     for entry in rows:
         click.echo(f"{entry.id:>6}  {app.desk.tag(entry.ticket_id):>12}  "
-                   f"{ages[entry.id]:<{age_width}}  {terminal_safe(entry.author):<32} "
+                   f"{ages[entry.id]:<{age_width}}  "
+                   f"{terminal_safe(entry.author):<{author_width}} "
                    f"{terminal_safe(entry.subject)}")
         if entry.id in reasons:
             click.echo("        " + _("held because: {reason}").format(

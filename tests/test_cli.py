@@ -597,6 +597,37 @@ def test_tickets_list_columns_fit_polish_status(tmp_path: Path, database_url: st
     assert waiting.index("zofia") == header.index("zgłaszający")
 
 
+def test_tickets_list_fits_long_requester(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    long_sender = "Robert Kamiński <robert.kaminski@zarzad.logistyka.example>"
+    _invoke("--config", str(config), "deliver", input=mail(sender=long_sender))
+    _invoke("--config", str(config), "deliver", input=mail(message_id="<m2@example.org>"))
+
+    listing = _invoke("--config", str(config), "tickets", "list")
+
+    lines = listing.output.splitlines()
+    header = next(line for line in lines if "requester" in line)
+    short, long = lines[lines.index(header) + 1:lines.index(header) + 3]
+    assert long.index("robert.kaminski") == header.index("requester")
+    assert long.index("Drukarka") == header.index("subject")
+    assert short.index("Drukarka") == header.index("subject")
+
+
+def test_outbox_list_fits_long_recipient(tmp_path: Path, database_url: str) -> None:
+    config = write_config(tmp_path, database_url)
+    long_sender = "Robert Kamiński <robert.kaminski@zarzad.logistyka.example>"
+    _invoke("--config", str(config), "deliver", input=mail(sender=long_sender))
+
+    listing = _invoke("--config", str(config), "outbox", "list")
+
+    lines = listing.output.splitlines()
+    header = next(line for line in lines if "recipients" in line)
+    rows = [line for line in lines if "Drukarka" in line]
+    assert any("robert.kaminski" in row for row in rows)
+    for row in rows:
+        assert row.index("[#1]") == header.index("subject"), row
+
+
 def test_contacts_bounced_lists_and_clears(tmp_path: Path, database_url: str) -> None:
     from maildesk.outbox import record_bounce
 

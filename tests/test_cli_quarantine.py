@@ -454,7 +454,8 @@ def test_list_escapes_like_show(tmp_path: Path, database_url: str) -> None:
         assert character not in listing.stdout
     sender, subject = "\\x1b[2J", "\\x1b[31mred \\u202e\\x9bx"
     entry = listing.stdout.splitlines()[1]
-    assert entry == f"    1 {_quarantined_at(config, 1)} {sender:<32} {subject}"
+    # The sender column is as wide as the longest sender, here this one.
+    assert entry == f"    1 {_quarantined_at(config, 1)} {sender} {subject}"
     lines = shown.stdout.splitlines()
     assert f"Sender: {sender}" in lines
     # Once from the stored subject and once from the raw header, both as list shows it.
@@ -684,6 +685,27 @@ def test_unreadable_mail_retry_and_delete(tmp_path: Path, database_url: str) -> 
     assert deleted.stdout == ("quarantine entry 1 deleted; it had no raw mail, because its "
                               "source could not read it\n")
     assert models.Quarantine.get_by_id(1).state == "deleted"
+
+
+def test_list_fits_long_sender(tmp_path: Path, database_url: str) -> None:
+    from deskfactory import mail
+
+    config = write_config(tmp_path, database_url, desk={"max_message_size": 1024})
+    for message_id, sender in (("<q1@example.org>", "Jan <jan@example.org>"),
+                               ("<q2@example.org>", "Robert Kamiński "
+                                "<robert.kaminski@zarzad.logistyka.example>")):
+        raw = mail(sender=sender, message_id=message_id, body="Za duża wiadomość.\n" * 80)
+        assert "quarantined" in _invoke("--config", str(config), "deliver",
+                                        input=raw).stdout
+
+    listing = _invoke("--config", str(config), "quarantine", "list")
+
+    lines = listing.stdout.splitlines()
+    header = next(line for line in lines if "subject" in line)
+    short, long = (line for line in lines if "Drukarka" in line)
+    assert long.index("Robert Kamiński") == header.index("sender")
+    assert long.index("Drukarka") == header.index("subject")
+    assert short.index("Drukarka") == header.index("subject")
 
 
 def test_list_unfolds_and_decodes_header(tmp_path: Path, database_url: str) -> None:
