@@ -46,7 +46,7 @@ from maildesk.followup import (
     unconfirmed_thread,
 )
 from maildesk.i18n import _
-from maildesk.mailbuild import Recipient
+from maildesk.mailbuild import OutgoingAttachment, Recipient
 from maildesk.models import utcnow
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 from maildesk.parse import Address, ParsedMessage
@@ -630,9 +630,26 @@ def _status_change(plan: AgentPlan) -> str | None:
     return None
 
 
+def _relayed_attachments(message: ParsedMessage) -> list[OutgoingAttachment]:
+    """Return the files of an agent's mail that go on to the requester.
+
+    A part the mail's HTML shows by Content-ID, such as a logo in the signature, or one
+    marked inline, is left out, because the relayed mail is built from the text alone.
+    An attached mail goes as a plain file, because RFC 2046 allows no base64
+    transfer encoding in message/rfc822 and ``mailbuild`` encodes every file in base64.
+    """
+    files = []
+    for attachment in message.attachments:
+        if attachment.inline or attachment.content_id:
+            continue
+        content_type = ("application/octet-stream" if attachment.is_message
+                        else attachment.content_type)
+        files.append(OutgoingAttachment(attachment.filename, content_type, attachment.content))
+    return files
+
+
 def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision, plan: AgentPlan,
                  relay: RelayRecipients, new_status: str | None = None) -> QueuedMail | None:
-    # TODO: relay the agent's attachments too; queue_mail renders text and HTML only.
     in_reply_to, references = conversation_references(ticket)
     mail = queue_mail(
         desk, template="agent_reply", language=ticket.language,
@@ -641,6 +658,7 @@ def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision, plan: Ag
                  "reply": {"text": plan.body, "new_status": new_status}},
         to=list(relay.to), cc=list(relay.cc), ticket=ticket, in_reply_to=in_reply_to,
         references=references, automatic=False, kind="reply", sender_name=plan.name,
+        attachments=_relayed_attachments(decision.message),
     )
     if mail is None:
         logger.warning(_("ticket {ticket}: the reply of {agent} was not sent, because no "

@@ -141,6 +141,49 @@ def test_agent_reply_relayed_to_requester(tmp_path: Path, database_url: str) -> 
     assert relayed["Auto-Submitted"] is None
 
 
+def agent_mail_with_files(in_reply_to: str, ticket: int) -> bytes:
+    """An agent's reply with a PDF attached and a signature logo referenced by cid."""
+    message = EmailMessage()
+    message["From"] = MAREK
+    message["To"] = "helpdesk@example.com"
+    message["Subject"] = f"Re: [#{ticket}] Drukarka nie drukuje"
+    message["Message-ID"] = "<files@mail.example.com>"
+    message["In-Reply-To"] = in_reply_to
+    message["Authentication-Results"] = PASS
+    message.set_content("W załączniku instrukcja kalibracji.\n\nMarek\n")
+    message.add_alternative('<p>W załączniku instrukcja kalibracji.</p>'
+                            '<p>Marek<img src="cid:logo@mail.example.com"></p>',
+                            subtype="html")
+    message.get_payload()[1].add_related(b"\x89PNG logo", maintype="image", subtype="png",
+                                         cid="<logo@mail.example.com>", filename="logo.png")
+    message.add_attachment(b"%PDF-1.4 kalibracja", maintype="application", subtype="pdf",
+                           filename="kalibracja-ZT410.pdf")
+    forwarded = EmailMessage()
+    forwarded["Subject"] = "stara"
+    forwarded.set_content("treść\n")
+    message.add_attachment(forwarded, filename="stara.eml")
+    return message.as_bytes()
+
+
+def test_agent_reply_relays_attachments(tmp_path: Path, database_url: str) -> None:
+    # The user must get the file the agent attached, not only the text that names it.
+    # A picture the agent's HTML shows by cid (a signature logo) is no attachment.
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+
+    process(desk, agent_mail_with_files(ack, ticket.id))
+
+    [row] = outbox("reply")
+    files = {part.get_filename(): part for part in parsed(row).iter_attachments()}
+    assert set(files) == {"kalibracja-ZT410.pdf", "stara.eml"}
+    assert files["kalibracja-ZT410.pdf"].get_content_type() == "application/pdf"
+    assert files["kalibracja-ZT410.pdf"].get_content() == b"%PDF-1.4 kalibracja"
+    # RFC 2046 allows no base64 in message/rfc822, so the mail goes as a plain file.
+    assert files["stara.eml"].get_content_type() == "application/octet-stream"
+    assert b"Subject: stara" in files["stara.eml"].get_content()
+    assert "W załączniku instrukcja kalibracji." in text_of(row)
+
+
 def test_agent_reply_relays_only_new_text(tmp_path: Path, database_url: str) -> None:
     desk = conversation_desk(tmp_path, database_url)
     ticket, ack = open_ticket(desk)
