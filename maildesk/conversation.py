@@ -727,10 +727,11 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
         readers = [(Recipient(address), None, {"ticket": ticket_context(desk, ticket)})
                    for address in desk.config.desk.admin_addresses]
 
+    dispatched = _is_dispatched_mailbox(ticket, decision.sender)
     queued = []
     for recipient, language, context in readers:
         context["author"] = {"name": sender.name if sender else "",
-                             "address": decision.sender}
+                             "address": decision.sender, "dispatched": dispatched}
         context["reply"] = {"text": message.reply_text or message.text,
                             "rating": decision.rating, "reopened": decision.reopened}
         context["status_label"] = label(ticket.status, language or desk.config.language)
@@ -745,6 +746,18 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
         if mail:
             queued.append(mail)
     return queued
+
+
+def _is_dispatched_mailbox(ticket: models.Ticket, address: str) -> bool:
+    """Tell whether ``address`` is a team or vendor mailbox the ticket was dispatched to."""
+    from maildesk.escalation import DISPATCH_ROLE
+
+    return (models.Participant.select()
+            .join(models.Contact)
+            .where(models.Participant.ticket == ticket,
+                   models.Participant.role == DISPATCH_ROLE,
+                   models.Contact.address == address.lower())
+            .exists())
 
 
 def _to_agent(plan: AgentPlan, decision: Decision) -> dict[str, Any]:
@@ -1046,7 +1059,8 @@ def sample_values() -> dict[str, Any]:
                   "new_status": "resolved", "rating": None, "reopened": False},
         "note": {"text": "Toner zamówiony, dostawa w czwartek.",
                  "author_name": "Marek Zieliński"},
-        "author": {"name": "Zofia Wiśniewska", "address": "zofia@example.org"},
+        "author": {"name": "Zofia Wiśniewska", "address": "zofia@example.org",
+                   "dispatched": False},
         "changes": [{"field": "status", "old": "nowe", "new": "rozwiązane"},
                     {"field": "priorytet", "old": "P3 (średni)", "new": "P2 (wysoki)"}],
         "commands": ["#status rozwiązane", "#priorytet 2"],

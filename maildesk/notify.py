@@ -201,7 +201,7 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
                   "text": "Hello,\n\nwe replaced the toner, please try again.",
                   "changes": [{"field": "assignee", "old": "eve.brown", "new": "mark.green"}],
                   "unassigned": True},
-        author=alice,
+        author={**alice, "dispatched": False},
         changes=[{"field": "status", "old": "new", "new": "resolved"},
                  {"field": "priority", "old": "P3 (medium)", "new": "P2 (high)"}],
         commands=["#status resolved", "#priority 2"],

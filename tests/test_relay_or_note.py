@@ -575,3 +575,52 @@ def test_user_reply_with_agents_skips_admins(tmp_path: Path, database_url: str) 
 
     recipients = [row.recipients.split() for row in outbox("user_replied")]
     assert recipients == [["marek.zielinski@example.com"]]
+
+
+def test_vendor_reply_notice_names_vendor(tmp_path: Path, database_url: str) -> None:
+    # The notice of a vendor's reply must not read as the user's reply, and must say
+    # that answering it writes to the requester, not to the vendor.
+    from datetime import datetime
+
+    from maildesk import escalation
+    from maildesk.lifecycle import Source
+
+    desk = conversation_desk(tmp_path, database_url, groups=[
+        {"name": "pierwsza-linia", "tier": 1},
+        {"name": "druga-linia", "tier": 2},
+        {"name": "serwis", "tier": 3, "address": "serwis@dostawca.example.net"}])
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="marek.zielinski").where(
+        models.Ticket.id == ticket.id).execute()
+    with models.database_proxy.atomic():
+        escalation.move_to_group(desk, reload(ticket), "serwis", "marek.zielinski",
+                                 Source.AGENT_COMMAND, datetime(2026, 12, 4, 10, 0))
+        models.Ticket.update(assignee="marek.zielinski").where(
+            models.Ticket.id == ticket.id).execute()
+    dispatch = outbox("dispatch")[0].message_id
+
+    process(desk, mail(sender="Serwis <serwis@dostawca.example.net>",
+                       subject=f"Re: [#{ticket.id}] Drukarka", body="Technik będzie jutro.\n",
+                       message_id="<v1@dostawca.example.net>",
+                       headers={"In-Reply-To": dispatch}), "test:vendor")
+
+    [notice] = outbox("user_replied")
+    assert notice.subject == f"[#{ticket.id}] Odpowiedź od Serwis: Drukarka nie drukuje"
+    text = " ".join(text_of(notice).split())
+    assert "Technik będzie jutro." in text
+    assert ("Odpowiedź na tę wiadomość trafi do zgłaszającego, a nie do "
+            "serwis@dostawca.example.net") in text
+    assert "Odpowiedz na tę wiadomość, aby odpisać zgłaszającemu" not in text
+
+
+def test_user_reply_notice_unchanged(tmp_path: Path, database_url: str) -> None:
+    desk = conversation_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    models.Ticket.update(assignee="marek.zielinski").where(
+        models.Ticket.id == ticket.id).execute()
+
+    user_reply(desk, ticket, ack, "Nadal nie drukuje.\n", "<u2@example.org>")
+
+    [notice] = outbox("user_replied")
+    assert notice.subject.startswith(f"[#{ticket.id}] Odpowiedź użytkownika:")
+    assert "trafi do zgłaszającego, a nie do" not in text_of(notice)
