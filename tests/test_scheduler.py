@@ -231,6 +231,27 @@ def test_scheduler_manager_on_warning(tmp_path: Path, database_url: str) -> None
     assert models.Ticket.get_by_id(20801).group == "pierwsza-linia"
 
 
+def test_scheduler_sla_log_in_polish(tmp_path: Path, database_url: str,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    # The target is named in the sentence, not behind a bare "limit" in brackets.
+    desk = make_desk(tmp_path, database_url)
+    p2_ticket(desk)
+    previous = current_language()
+    set_language("pl")
+    try:
+        with caplog.at_level(logging.INFO, logger="maildesk.escalation"):
+            Scheduler(desk).run(warsaw(11, 30, 10, 1))
+    finally:
+        set_language(previous)
+
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("bez ostrzeżenia SLA, bo czas pierwszej odpowiedzi minął już "
+               "2026-11-30 10:00 CET" in line for line in lines), lines
+    assert any("przekroczono czas pierwszej odpowiedzi, termin minął 2026-11-30 10:00 CET"
+               in line for line in lines), lines
+    assert not any("limit (" in line for line in lines), lines
+
+
 def test_scheduler_skips_warning_of_a_passed_target(tmp_path: Path,
                                                     database_url: str) -> None:
     """A run after both the warning and the target sends the breach notice alone."""
