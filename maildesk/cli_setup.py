@@ -37,7 +37,8 @@ def _copy_rules(language: str, target: Path) -> None:
                        "DIRECTORY."))
 @click.argument("directory", type=PathType(path_type=Path), metavar=_("DIRECTORY"))
 @click.option("--language", type=click.Choice(["pl", "en"]), default=None,
-              help=_("Language of the starter configuration (default: the current one)."))
+              help=_("Language of the starter configuration and rules (default: the "
+                     "language of this help, from MAILDESK_LANGUAGE or the locale)."))
 @click.option("--model", type=click.Choice(DESK_MODELS), default=None,
               help=_("Start from the configuration of a service desk model: call-centre "
                      "(logs and passes on), unskilled (logs, dispatches, tracks, reports "

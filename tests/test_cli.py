@@ -882,6 +882,14 @@ def test_init_names_rules_check(tmp_path: Path, language: str) -> None:
     assert f"maildesk --config {config} run" in text
 
 
+def test_init_help_says_default_language() -> None:
+    shown = _invoke("init", "--help", env={"MAILDESK_LANGUAGE": "pl"})
+
+    text = " ".join(shown.output.split())
+    assert "domyślnie: język tej pomocy, z MAILDESK_LANGUAGE albo z ustawień locale" in text
+    assert "bieżący" not in text
+
+
 def test_init_does_not_overwrite(tmp_path: Path) -> None:
     _invoke("init", str(tmp_path / "desk"))
 
