@@ -712,6 +712,7 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
 
     The admins stand in for a group without agents, such as a vendor's mailbox group,
     as they do for its new-ticket and SLA mail, so that no reply goes unseen.
+    NOTE: a ticket that no rule gave a group tells nobody, as its new-ticket mail does.
     """
     message = decision.message
     sender = message.from_address
@@ -720,10 +721,10 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
         readers.append((Recipient(agents.primary_address(agent), agent.name),
                         agent.language or desk.config.language,
                         _agent_context(desk, ticket, agent)))
-    if not readers:
+    if not readers and ticket.group:
         logger.warning(_("ticket {ticket}: it has no assignee and group {group} has no agents, "
                          "so the admins get the notice of the reply {message_id}").format(
-            ticket=ticket.id, group=ticket.group or "-", message_id=message.message_id or "-"))
+            ticket=ticket.id, group=ticket.group, message_id=message.message_id or "-"))
         readers = [(Recipient(address), None, {"ticket": ticket_context(desk, ticket)})
                    for address in desk.config.desk.admin_addresses]
 

@@ -710,7 +710,7 @@ def test_list_fits_long_sender(tmp_path: Path, database_url: str) -> None:
 
 def test_list_unfolds_and_decodes_header(tmp_path: Path, database_url: str) -> None:
     # Mail clients fold a long From or Subject and encode non-ASCII names (RFC 2047).
-    # A too-large mail is parsed by nobody, so the list must still name its sender.
+    # maildesk does not parse a too-large mail, and the list must still name its sender.
     raw = (b"From:\r\n =?utf-8?q?Robert_Kami=C5=84ski?= <robert.kaminski@example.org>\r\n"
            b"To: helpdesk@example.com\r\n"
            b"Subject: =?utf-8?q?Drukarka_w_magazynie_B_drukuje_puste_etykiety_i_trzeba?=\r\n"
