@@ -712,7 +712,7 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
 
     The admins stand in for a group without agents, such as a vendor's mailbox group,
     as they do for its new-ticket and SLA mail, so that no reply goes unseen.
-    NOTE: a ticket that no rule gave a group tells nobody, as its new-ticket mail does.
+    NOTE: a ticket without a group notifies no one, as its new-ticket mail does.
     """
     message = decision.message
     sender = message.from_address

@@ -4,7 +4,7 @@ A desk that lives in mail has no queue screen, so once a working day, at the tim
 ``daily_summary.at`` in the desk's time zone, the scheduler sends:
 
 - to each agent (``agent_summary``): the open tickets assigned to them, and the new
-  tickets nobody has taken in their groups, overdue ones first;
+  unassigned tickets of their groups, overdue ones first;
 - to each group manager (``manager_summary``): per group they manage, the open tickets
   by status, the unassigned ones, and the tickets that are overdue or due today.
 
@@ -307,7 +307,7 @@ def _open(*conditions: Any) -> pw.ModelSelect[models.Ticket]:
 
 
 def _next_due_column() -> Any:
-    """The SQL form of ``_next_due``, to order and filter by."""
+    """Return the SQL form of ``_next_due``, to order and filter by."""
     ticket = models.Ticket
     return pw.Case(None, [((ticket.first_responded_at.is_null()
                             & ticket.first_response_due.is_null(False)),

@@ -74,8 +74,8 @@ _REGISTRY = re.compile(r"\bKRS\b|sąd(?:zie)? rejonow|krajow(?:ego|ym) rejestr",
 # The line that opens the company data names the seat: "ACME Sp. z o.o. z siedzibą w ...".
 _SEAT = re.compile(r"\bz siedzibą\b", re.IGNORECASE)
 
-# The Polish and English notice of the tests, wrapped at 72 characters, takes 12 lines;
-# this bound is a guess that leaves room for longer ones.
+# The longest notice of the tests (Polish and English, wrapped at 72 characters) takes
+# 12 lines. This bound is a guess that leaves room for longer ones.
 _MAX_NOTICE_LINES = 40
 
 # (opening, terms): a line that matches the opening starts a notice when every term is

@@ -59,7 +59,7 @@ def summary_desk(tmp_path: Path, database_url: str, **summary: Any):
 def ticket(desk, number: int, *, group: str = "pierwsza-linia", assignee: str | None = None,
            status: str = "new", created_at: datetime | None = None,
            subject: str = "Nie działa VPN") -> models.Ticket:
-    """A P2 incident, created on Monday 30 November 2026 at 09:00 unless told otherwise."""
+    """A P2 incident, created on Monday 30 November 2026 at 09:00 unless ``created_at`` is given."""
     item = make_ticket(number, subject, REQUESTER, assignee=assignee, status=status)
     item.created_at = (created_at or warsaw(11, 30, 9)).astimezone(UTC).replace(tzinfo=None)
     item.group = group
@@ -88,7 +88,7 @@ def text(row: models.Outbox) -> str:
 # --------------------------------------------------------------------------- when
 
 
-def test_nothing_before_the_set_time_then_once_a_day(tmp_path: Path, database_url: str) -> None:
+def test_summary_sent_once_a_day_after_time(tmp_path: Path, database_url: str) -> None:
     desk = summary_desk(tmp_path, database_url)
     ticket(desk, 101, assignee="marek.zielinski", status="assigned")
     summary = DailySummary(desk)
@@ -105,7 +105,7 @@ def test_nothing_before_the_set_time_then_once_a_day(tmp_path: Path, database_ur
     assert len(to(MAREK)) == 2
 
 
-def test_the_scheduler_sends_the_summaries(tmp_path: Path, database_url: str) -> None:
+def test_scheduler_sends_summaries(tmp_path: Path, database_url: str) -> None:
     desk = summary_desk(tmp_path, database_url)
     ticket(desk, 101, assignee="marek.zielinski", status="assigned",
            created_at=warsaw(12, 1, 7, 30))
@@ -129,7 +129,7 @@ def test_no_summary_on_weekends_and_polish_holidays(tmp_path: Path, database_url
     assert summary.run(warsaw(12, 28, 9)) == [MAREK, MANAGER]
 
 
-def test_a_second_daemon_sends_no_summary_twice(tmp_path: Path, database_url: str) -> None:
+def test_summary_second_daemon_sends_none(tmp_path: Path, database_url: str) -> None:
     desk = summary_desk(tmp_path, database_url)
     ticket(desk, 101, assignee="marek.zielinski", status="assigned")
     first, second = DailySummary(desk), DailySummary(desk)
@@ -172,7 +172,8 @@ def test_agent_summary_lists_own_tickets_overdue_first_and_unassigned(
     assert "(PO TERMINIE)" in body.split("[#101]")[0]
     assert "Nowe i nieprzypisane w grupie pierwsza-linia: 1" in body
     assert "[#103]" in body
-    assert "[#104]" not in body and "[#105]" not in body
+    assert "[#104]" not in body
+    assert "[#105]" not in body
     assert models.Outbox.get_by_id(row.id).ticket_id is None
 
 
@@ -276,7 +277,8 @@ def test_manager_summary_counts_statuses_and_lists_what_is_due_today(
     assert "Grupa druga-linia: 1 otwarte zgłoszenie" in body
     # 101 and 104 are overdue; 102's first response is due at 11:00 today.
     due_part = body.split("Grupa druga-linia")[0]
-    assert "[#101]" in due_part and "[#102]" in due_part
+    assert "[#101]" in due_part
+    assert "[#102]" in due_part
     assert "[#103]" not in due_part
     assert "[#104]" in body.split("Grupa druga-linia")[1]
 
@@ -298,7 +300,7 @@ def test_summary_in_the_agents_language(tmp_path: Path, database_url: str) -> No
 # --------------------------------------------------------------------------- replies
 
 
-def test_a_reply_to_a_summary_opens_no_ticket(tmp_path: Path, database_url: str) -> None:
+def test_summary_reply_opens_no_ticket(tmp_path: Path, database_url: str) -> None:
     desk = summary_desk(tmp_path, database_url)
     ticket(desk, 101, assignee="marek.zielinski", status="assigned")
     DailySummary(desk).run(warsaw(12, 1, 8))
@@ -343,7 +345,7 @@ def test_config_time_without_quotes_explained(tmp_path: Path, database_url: str,
     assert read_as in str(caught.value)
 
 
-def test_a_users_mail_naming_a_summary_still_opens_a_ticket(tmp_path: Path,
+def test_summary_user_reference_opens_ticket(tmp_path: Path,
                                                              database_url: str) -> None:
     desk = summary_desk(tmp_path, database_url)
     ticket(desk, 101, assignee="marek.zielinski", status="assigned")
