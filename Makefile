@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 
-.PHONY: demo test lint check
+.PHONY: demo test lint check catalogs
 
 $(VENV_PYTHON):
 	scripts/make-venv.sh $(PYTHON) $(VENV)
@@ -33,3 +33,7 @@ lint: $(VENV_PYTHON)
 ## check: ruff and mypy, without the tests
 check: lint
 	$(VENV_PYTHON) -m mypy
+
+## catalogs: compile maildesk/locale/*/*.po into maildesk.mo after editing a .po file
+catalogs: $(VENV_PYTHON)
+	$(VENV_PYTHON) -c "from maildesk.i18n import write_compiled_catalogs; write_compiled_catalogs()"
