@@ -20,8 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
-
+from maildesk import holidaycache
 from maildesk.i18n import _
 
 logger = logging.getLogger(__name__)
@@ -280,8 +279,7 @@ def _offset_change_between(before: datetime, after: datetime, zone: ZoneInfo) ->
 @cache
 def public_holidays(country: str, year: int) -> frozenset[date]:
     """Return the public holidays of one country and year, loaded on first use and kept."""
-    logger.debug("loading public holidays of %s for %d", country, year)
-    return frozenset(holidays.country_holidays(country, years=year))
+    return holidaycache.public_holidays(country, year)
 
 
 def parse_weekday(name: str) -> int:
@@ -394,7 +392,7 @@ def validate_calendar(calendar: BusinessCalendar) -> list[str]:
 
 
 def _is_known_country(country: str) -> bool:
-    return country in holidays.list_supported_countries()
+    return country in holidaycache.country_codes()
 
 
 def parse_dates(values: Iterable[str | date]) -> frozenset[date]:
@@ -413,4 +411,5 @@ def parse_dates(values: Iterable[str | date]) -> frozenset[date]:
     return frozenset(days)
 
 
-AROUND_THE_CLOCK = BusinessCalendar(always_open=True)
+# Open at every hour, holidays included, so it needs no holiday country.
+AROUND_THE_CLOCK = BusinessCalendar(always_open=True, holiday_country=None)

@@ -493,9 +493,13 @@ def load_config(path: Path) -> Config:
         parse_ahead=parse_ahead,
         raw=document,
     )
+    from maildesk import holidaycache
     from maildesk.agents import check_command_settings
     from maildesk.dailysummary import summary_settings_of
     from maildesk.slaconfig import service_levels_of
+
+    # Before the calendars are checked, which reads the holiday country codes.
+    holidaycache.use_storage(storage_path)
 
     # 'calendar', 'priority', 'sla', 'commands' and 'daily_summary', each error with
     # file:line.

@@ -1,0 +1,158 @@
+"""Public holidays kept in the desk's storage, so a new process need not import ``holidays``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import date
+from pathlib import Path
+
+import holidays
+import pytest
+
+from maildesk import holidaycache
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def storage(tmp_path):
+    """An existing storage folder that the cache uses; the cache is switched off afterwards."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    holidaycache.use_storage(folder)
+    yield folder
+    holidaycache.use_storage(None)
+
+
+def _cache_folder(storage: Path) -> Path:
+    return storage / "cache" / "holidays" / holidays.__version__
+
+
+def test_holidays_written_to_storage(storage):
+    days = holidaycache.public_holidays("PL", 2026)
+
+    written = json.loads((_cache_folder(storage) / "PL-2026.json").read_text())
+    assert days == frozenset(holidays.country_holidays("PL", years=2026))
+    assert date(2026, 12, 24) in days
+    assert written == sorted(day.isoformat() for day in days)
+
+
+def test_country_codes_written_to_storage(storage):
+    codes = holidaycache.country_codes()
+
+    written = json.loads((_cache_folder(storage) / "countries.json").read_text())
+    assert {"PL", "POL", "DE"} <= codes
+    assert "XX" not in codes
+    assert set(written) == codes
+
+
+def test_cached_holidays_are_read_back(storage):
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "PL-2031.json").write_text(json.dumps(["2031-01-01", "2031-05-03"]))
+
+    assert holidaycache.public_holidays("PL", 2031) == {date(2031, 1, 1), date(2031, 5, 3)}
+
+
+def test_damaged_cache_file_is_replaced(storage):
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "PL-2026.json").write_text('["2026-01-01", "not a da')
+
+    days = holidaycache.public_holidays("PL", 2026)
+
+    assert days == frozenset(holidays.country_holidays("PL", years=2026))
+    assert len(json.loads((folder / "PL-2026.json").read_text())) == len(days)
+
+
+def test_damaged_date_in_cache_file_is_replaced(storage):
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "PL-2026.json").write_text(json.dumps(["2026-13-45"]))
+
+    days = holidaycache.public_holidays("PL", 2026)
+
+    assert date(2026, 11, 11) in days
+    assert "2026-11-11" in json.loads((folder / "PL-2026.json").read_text())
+
+
+def test_missing_storage_is_not_created(tmp_path):
+    missing = tmp_path / "not-yet"
+    holidaycache.use_storage(missing)
+    try:
+        days = holidaycache.public_holidays("PL", 2026)
+    finally:
+        holidaycache.use_storage(None)
+
+    assert date(2026, 5, 3) in days
+    assert not missing.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a folder's owner needs root")
+def test_storage_of_another_user_is_not_written(storage):
+    os.chown(storage, 65534, 65534)
+
+    days = holidaycache.public_holidays("PL", 2026)
+
+    assert date(2026, 11, 11) in days
+    assert not (storage / "cache").exists()
+
+
+def test_no_storage_keeps_nothing_on_disk(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    holidaycache.use_storage(None)
+
+    assert date(2026, 1, 6) in holidaycache.public_holidays("PL", 2026)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=environment, check=False)
+
+
+def test_warm_cache_spares_holidays_import(storage):
+    code = f"""
+        import sys
+        from datetime import date
+        from pathlib import Path
+        from maildesk import holidaycache
+        from maildesk.business_calendar import BusinessCalendar
+
+        holidaycache.use_storage(Path({str(storage)!r}))
+        calendar = BusinessCalendar(holiday_country="PL")
+        print(calendar.is_public_holiday(date(2026, 12, 25)), "holidays" in sys.modules)
+    """
+    cold = _run_python(code)
+    warm = _run_python(code)
+
+    assert cold.returncode == 0, cold.stderr
+    assert warm.returncode == 0, warm.stderr
+    assert cold.stdout.split() == ["True", "True"]
+    assert warm.stdout.split() == ["True", "False"]
+
+
+def test_config_load_keeps_holidays_in_storage(tmp_path):
+    from maildesk.config import load_config
+
+    (tmp_path / "data").mkdir()
+    config_path = tmp_path / "maildesk.yaml"
+    config_path.write_text(textwrap.dedent("""\
+        desk:
+          address: helpdesk@example.com
+        database: sqlite:///maildesk.db
+        storage: data
+        calendar:
+          holidays: PL
+    """), encoding="utf-8")
+    try:
+        load_config(config_path)
+    finally:
+        holidaycache.use_storage(None)
+
+    assert (_cache_folder(tmp_path / "data") / "countries.json").is_file()
