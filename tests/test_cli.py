@@ -1261,3 +1261,31 @@ def test_run_warns_once_of_a_world_readable_secret_file(
 
     assert result.exit_code == 0, result.output
     assert result.output.count("readable by every user") == 1
+
+
+def test_deliver_start_loads_no_unneeded_modules(tmp_path: Path, database_url: str) -> None:
+    """A warm deliver process imports neither holidays, the IMAP client nor the daemon."""
+    config = write_config(tmp_path, database_url)
+    probe = (
+        "import sys\n"
+        "from maildesk.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:], prog_name='maildesk')\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted(name for name in ('holidays', 'imapclient', 'maildesk.daemon')\n"
+        "             if name in sys.modules), file=sys.stderr)\n"
+    )
+    environment = dict(os.environ, MAILDESK_LANGUAGE="en",
+                       PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+
+    runs = []
+    for number in range(3):
+        runs.append(subprocess.run(
+            [sys.executable, "-c", probe, "--config", str(config), "deliver"],
+            input=mail(message_id=f"<start{number}@example.org>"), capture_output=True,
+            env=environment, check=False))
+
+    assert [run.returncode for run in runs] == [0, 0, 0], runs[-1].stderr
+    assert "created" in runs[2].stdout.decode()
+    assert runs[2].stderr.decode().strip().splitlines()[-1] == "[]"
