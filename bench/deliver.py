@@ -44,13 +44,18 @@ def _child_environment() -> dict[str, str]:
     return environment
 
 
-def _timed(command: list[str], stdin: bytes, environment: dict[str, str]) -> tuple[float, float,
-                                                                                     str]:
-    """Run one process; return its wall-clock and CPU seconds and its standard output."""
+def _timed(command: list[str], stdin: bytes, environment: dict[str, str],
+           workdir: Path) -> tuple[float, float, str]:
+    """Run one process; return its wall-clock and CPU seconds and its standard output.
+
+    ``python -m`` puts the working directory first on the module path, ahead of
+    PYTHONPATH, so the process runs in ``workdir``: started from another clone it would
+    import that clone's maildesk.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     completed = subprocess.run(command, input=stdin, capture_output=True, env=environment,
-                               check=False)
+                               cwd=workdir, check=False)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -72,24 +77,25 @@ def run(mails: int, engine: str, seed: int) -> None:
     python = sys.executable
     corpus, _stats = generate(mails + 1, seed)
 
-    bare = [_timed([python, "-c", "pass"], b"", environment)[0] for _ in range(5)]
-    imports = [_timed([python, "-c", "import maildesk.cli"], b"", environment)[0]
-               for _ in range(5)]
-    print(_report("interpreter alone:", bare))
-    print(_report("import of the maildesk command:", imports))
-
     with tempfile.TemporaryDirectory(prefix="bench-deliver-") as directory:
         workdir = Path(directory)
+        bare = [_timed([python, "-c", "pass"], b"", environment, workdir)[0]
+                for _ in range(5)]
+        imports = [_timed([python, "-c", "import maildesk.cli"], b"", environment, workdir)[0]
+                   for _ in range(5)]
+        print(_report("interpreter alone:", bare))
+        print(_report("import of the maildesk command:", imports))
+
         with common.database(engine, workdir) as url:
             config = common.desk_config(workdir, url)
             command = [python, "-m", "maildesk", "--config", str(config), "deliver"]
-            _timed(command, corpus[0], environment)
+            _timed(command, corpus[0], environment, workdir)
 
             walls: list[float] = []
             cpus: list[float] = []
             outcomes: dict[str, int] = {}
             for raw in corpus[1:]:
-                seconds, cpu, output = _timed(command, raw, environment)
+                seconds, cpu, output = _timed(command, raw, environment, workdir)
                 walls.append(seconds)
                 cpus.append(cpu)
                 first_word = output.split(" ", 1)[0] if output else "-"
