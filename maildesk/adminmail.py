@@ -51,7 +51,9 @@ def templates_error_context(desk: Desk, errors: list[Any]) -> dict[str, Any]:
 
 def sample_values() -> dict[str, Any]:
     """Sample values of the admin templates, for ``maildesk templates check``."""
-    return {"rules_error": {
+    from maildesk.orphans import sample_values as orphan_samples
+
+    return {**orphan_samples(), "rules_error": {
         "count": 1,
         "directory": "/etc/maildesk/rules",
         "errors": ["/etc/maildesk/rules/20-network.yaml:15:12: nieznana grupa 'siec'"],

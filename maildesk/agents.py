@@ -209,7 +209,11 @@ def _deactivate(model: Any, key_field: Any, keep: list[str], kind: str,
 
 
 def start_up(desk: Desk) -> SyncReport:
-    """Validate the ``commands:`` settings, sync agents and groups, warn about weak trust."""
+    """Validate the ``commands:`` settings, sync agents and groups, warn about weak trust.
+
+    A group or agent that the sync deactivates while open tickets still name it is
+    reported to the admins once (``maildesk.orphans``).
+    """
     settings = command_settings(desk)
     try:
         report = sync_agents(desk.config)
@@ -217,6 +221,10 @@ def start_up(desk: Desk) -> SyncReport:
         # Another daemon on the same database inserted the same rows first; now they exist.
         logger.info(_("agents and groups were synced by another process; syncing again"))
         report = sync_agents(desk.config)
+    if report.deactivated:
+        from maildesk.orphans import report_removals
+
+        report_removals(desk, report.deactivated, report.added)
 
     if settings.authentication == "address_only":
         logger.warning(_(

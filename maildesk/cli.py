@@ -279,7 +279,10 @@ def _register_subcommands() -> None:
     for command in (tickets, contacts, outbox, quarantine, templates, demo, init, rules):
         main.add_command(command)
 
-    from maildesk import cli_retention  # noqa: F401 (adds 'tickets purge')
+    from maildesk import (
+        cli_orphans,  # noqa: F401 (adds 'tickets move-group', 'agents check')
+        cli_retention,  # noqa: F401 (adds 'tickets purge')
+    )
     from maildesk.cli_agents import agents
     from maildesk.cli_report import report
 

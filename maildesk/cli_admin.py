@@ -185,6 +185,7 @@ _OUTBOX_KINDS = {
     "quarantine": N_("quarantine notice"),
     "rules_error": N_("rules error"),
     "templates_error": N_("templates error"),
+    "orphaned_tickets": N_("tickets of removed groups or agents"),
     "loop_alert": N_("mail loop alert"),
     "daily_summary": N_("daily summary"),
 }

@@ -711,7 +711,8 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
     """Tell the assignee, else the group's agents, else the admins, of a user's reply.
 
     The admins stand in for a group without agents, such as a vendor's mailbox group,
-    as they do for its new-ticket and SLA mail, so that no reply goes unseen.
+    and for a group removed from the configuration, as they do for its new-ticket and
+    SLA mail, so that no reply goes unseen.
     NOTE: a ticket without a group notifies no one, as its new-ticket mail does.
     """
     message = decision.message
@@ -722,8 +723,12 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
                         agent.language or desk.config.language,
                         _agent_context(desk, ticket, agent)))
     if not readers and ticket.group:
-        logger.warning(_("ticket {ticket}: it has no assignee and group {group} has no agents, "
-                         "so the admins get the notice of the reply {message_id}").format(
+        removed = not any(group.name == ticket.group for group in desk.config.groups)
+        logger.warning((_(
+            "ticket {ticket}: group {group} is no longer in the configuration, so the admins "
+            "get the notice of the reply {message_id}") if removed else _(
+            "ticket {ticket}: it has no assignee and group {group} has no agents, "
+            "so the admins get the notice of the reply {message_id}")).format(
             ticket=ticket.id, group=ticket.group, message_id=message.message_id or "-"))
         readers = [(Recipient(address), None, {"ticket": ticket_context(desk, ticket)})
                    for address in desk.config.desk.admin_addresses]

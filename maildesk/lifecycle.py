@@ -51,18 +51,21 @@ class Status(StrEnum):
 
 
 class Source(StrEnum):
-    """The origin of a change: the user's mail, an agent's command, a rule or the scheduler."""
+    """The origin of a change: the user's mail, an agent's command, a rule, the scheduler,
+    or an admin's command line (``maildesk tickets move-group`` and ``unassign``)."""
 
     USER_MAIL = "user_mail"
     AGENT_COMMAND = "agent_command"
     RULE = "rule"
     SCHEDULER = "scheduler"
+    ADMIN = "admin"
 
 
 # Log names of the sources of a change.
 SOURCE_LABELS = {
     Source.USER_MAIL: N_("user's mail"), Source.AGENT_COMMAND: N_("agent's command"),
     Source.RULE: N_("rule"), Source.SCHEDULER: N_("scheduler"),
+    Source.ADMIN: N_("admin's command"),
 }
 
 OPEN_STATUSES = (Status.NEW, Status.ASSIGNED, Status.IN_PROGRESS, Status.PENDING)
@@ -71,18 +74,20 @@ COUNTING_STATUSES = (Status.NEW, Status.ASSIGNED, Status.IN_PROGRESS)
 
 _USER, _AGENT, _RULE, _SCHEDULER = (Source.USER_MAIL, Source.AGENT_COMMAND, Source.RULE,
                                     Source.SCHEDULER)
+# An admin only moves tickets between groups and agents (``maildesk.orphans``).
+_ADMIN = Source.ADMIN
 
 TRANSITIONS: dict[tuple[Status, Status], frozenset[Source]] = {
-    (Status.NEW, Status.ASSIGNED): frozenset({_AGENT, _RULE}),
+    (Status.NEW, Status.ASSIGNED): frozenset({_AGENT, _RULE, _ADMIN}),
     (Status.NEW, Status.IN_PROGRESS): frozenset({_AGENT}),
     (Status.NEW, Status.PENDING): frozenset({_AGENT}),
     (Status.NEW, Status.RESOLVED): frozenset({_AGENT}),
     # An assignee removed, or the ticket escalated to another group's queue.
-    (Status.ASSIGNED, Status.NEW): frozenset({_AGENT, _RULE, _SCHEDULER}),
+    (Status.ASSIGNED, Status.NEW): frozenset({_AGENT, _RULE, _SCHEDULER, _ADMIN}),
     (Status.ASSIGNED, Status.IN_PROGRESS): frozenset({_AGENT}),
     (Status.ASSIGNED, Status.PENDING): frozenset({_AGENT}),
     (Status.ASSIGNED, Status.RESOLVED): frozenset({_AGENT}),
-    (Status.IN_PROGRESS, Status.NEW): frozenset({_AGENT, _RULE, _SCHEDULER}),
+    (Status.IN_PROGRESS, Status.NEW): frozenset({_AGENT, _RULE, _SCHEDULER, _ADMIN}),
     (Status.IN_PROGRESS, Status.ASSIGNED): frozenset({_AGENT, _RULE}),
     (Status.IN_PROGRESS, Status.PENDING): frozenset({_AGENT}),
     (Status.IN_PROGRESS, Status.RESOLVED): frozenset({_AGENT}),

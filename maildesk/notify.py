@@ -771,10 +771,15 @@ def _group_recipients(desk: Desk, group_name: str, exclude: str,
     A group with its own mailbox gets the ticket dispatched there instead
     (``maildesk.escalation``), so its agents get no second notice from here. A group
     without agents has its new tickets announced to the admins, as its SLA mail is, so
-    that no ticket arrives unseen.
+    that no ticket arrives unseen, and so does a group removed from the configuration.
     """
     group = next((g for g in desk.config.groups if g.name == group_name), None)
-    if group is None or group.address:
+    if group is None:
+        logger.warning(_("ticket {ticket}: group {group} is no longer in the configuration, "
+                         "so the admins get the new-ticket notice").format(
+            ticket=ticket or "-", group=group_name))
+        return [Recipient(address) for address in desk.config.desk.admin_addresses]
+    if group.address:
         return []
     members = [agent for agent in desk.config.agents if group_name in agent.groups]
     if not members:

@@ -225,7 +225,7 @@ def _managed_groups(desk: Desk, follow_up: FollowUp, sender: str) -> tuple[str, 
 # Ticketless mail the desk sends only to its agents, managers and admins. A reply to it
 # is a remark to the desk, not a new request, so it opens no ticket.
 STAFF_NOTICE_KINDS = ("daily_summary", "quarantine", "rules_error", "templates_error",
-                      "loop_alert")
+                      "loop_alert", "orphaned_tickets")
 
 
 def _replied_staff_notice(desk: Desk, message: ParsedMessage, sender: str) -> str | None:

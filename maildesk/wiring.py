@@ -163,6 +163,9 @@ def build_daemon(desk: Desk) -> Daemon:
     from maildesk.sources.pipe import PipeSource
 
     check_templates(desk)
+    from maildesk.orphans import report_at_start
+
+    report_at_start(desk)
     watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk),
                            snapshot=rules_snapshot_path(desk), settle=SETTLE_SECONDS)
 
