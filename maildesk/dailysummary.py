@@ -8,6 +8,10 @@ A desk that lives in mail has no queue screen, so once a working day, at the tim
 - to each group manager (``manager_summary``): per group they manage, the open tickets
   by status, the unassigned ones, and the tickets that are overdue or due today.
 
+A ticket assigned to an agent removed from the configuration counts as unassigned in
+both. NOTE: a ticket of a group removed from the configuration is in no summary; the
+daemon's start-up warning and ``maildesk agents check`` name those (``maildesk.orphans``).
+
 Working days are those of the SLA calendar (``calendar:``), so nothing is sent on
 weekends and Polish public holidays. A person with nothing to read gets no mail.
 
@@ -218,9 +222,12 @@ class DailySummary:
         mine = self._listing([ticket.assignee == recipient.login], now)
         waiting = {"tickets": [], "count": 0, "more": 0, "overdue": 0}
         if recipient.groups:
+            # A ticket whose assignee was removed from the configuration waits for the
+            # group as an unassigned one does (``maildesk.orphans``).
             waiting = self._listing([ticket.group.in_(recipient.groups),
-                                     ticket.assignee.is_null(),
-                                     ticket.status == Status.NEW.value], now)
+                                     (ticket.assignee.is_null()
+                                      & (ticket.status == Status.NEW.value))
+                                     | self._removed_assignee()], now)
         if not mine["count"] and not waiting["count"]:
             return None
         return {"summary": {
@@ -253,13 +260,22 @@ class DailySummary:
                 "description": _group(self.desk.config.groups, name).description,
                 "open": opened,
                 "by_status": by_status,
-                "unassigned": _open(ticket.group == name, ticket.assignee.is_null()).count(),
+                "unassigned": _open(ticket.group == name, ticket.assignee.is_null()
+                                    | self._removed_assignee()).count(),
                 "due": self._listing([ticket.group == name, _next_due_column() < day_end],
                                      now),
             })
         if not groups:
             return None
         return {"summary": {"kind": MANAGER, "groups": groups}}
+
+    def _removed_assignee(self) -> Any:
+        """Return the SQL condition "assigned to someone the configuration does not have"."""
+        agents = self.desk.config.agents
+        known = [agent.login for agent in agents] + [
+            address.lower() for agent in agents for address in agent.addresses]
+        ticket = models.Ticket
+        return ticket.assignee.is_null(False) & ticket.assignee.not_in(known)
 
     def _listing(self, conditions: list[Any], now: datetime) -> dict[str, Any]:
         """List the open tickets matching ``conditions``: overdue first, then by due time

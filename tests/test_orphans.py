@@ -360,3 +360,29 @@ def test_unassign_to_another_agent(tmp_path: Path, database_url: str) -> None:
     assert reload(ticket).assignee == "marek.zielinski"
     assert events("assignee_changed", ticket)[0].actor.startswith("admin")
 
+
+# --------------------------------------------------------------------------- daily summary
+
+
+def test_summary_counts_removed_assignee_unassigned(
+        tmp_path: Path, database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from maildesk.dailysummary import DailySummary
+
+    summary = {"daily_summary": {"at": "08:00"}}
+    desk = full_desk(tmp_path, database_url, **summary)
+    working = new_ticket(desk, 1, group="pierwsza-linia", assignee="piotr.lis",
+                         status="in_progress")
+    desk = reopen(reconfigure(tmp_path, database_url, keep_agent=False, **summary))
+
+    # Tuesday 8 December 2026, 09:00 in Warsaw: a working day, after the summary time.
+    sent = DailySummary(desk).run(datetime(2026, 12, 8, 8, 0, tzinfo=UTC))
+
+    assert "marek.zielinski@example.com" in sent
+    assert "kierownik@example.com" in sent
+    rows = {row.recipients.strip(): text_of(row) for row in outbox("daily_summary")}
+    agent = rows["marek.zielinski@example.com"]
+    assert "Nowe i nieprzypisane w grupie pierwsza-linia: 1" in agent
+    assert f"[#{working.id}]" in agent
+    assert "bez osoby przypisanej: 1" in rows["kierownik@example.com"]
