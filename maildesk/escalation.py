@@ -176,6 +176,11 @@ def notify_manager(desk: Desk, ticket: models.Ticket, actor: str, source: str,
     missed the target is still the one who gets it.
     """
     group = group_config(desk, ticket.group)
+    if group is None and ticket.group:
+        logger.warning(_("ticket {ticket}: group {group} is no longer in the configuration, "
+                         "so no escalation mail goes to its manager").format(
+            ticket=ticket.id, group=ticket.group))
+        return []
     if group is None or group.manager is None:
         logger.info(_("ticket {ticket}: group {group} has no manager, so no escalation mail "
                       "goes to a manager").format(ticket=ticket.id, group=ticket.group or "-"))

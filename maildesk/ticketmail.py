@@ -66,11 +66,19 @@ def group_agent_recipients(desk: Desk, group: str | None) -> list[Recipient]:
 
 
 def responsible_recipients(desk: Desk, ticket: models.Ticket) -> list[Recipient]:
-    """Return the assignee when there is one, else every agent of the ticket's group."""
+    """Return the assignee when there is one, else every agent of the ticket's group.
+
+    An assignee or a group removed from the configuration counts as none, so the mail
+    goes to the group's agents or to the admins (``maildesk.orphans``).
+    """
     if ticket.assignee:
         assignee = agent_recipients(desk, ticket.assignee)
         if assignee:
             return assignee
+    if ticket.group and group_config(desk, ticket.group) is None:
+        logger.warning(_("ticket {ticket}: group {group} is no longer in the configuration, "
+                         "so the admins get its SLA notice").format(ticket=ticket.id,
+                                                                    group=ticket.group))
     return group_agent_recipients(desk, ticket.group)
 
 

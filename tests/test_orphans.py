@@ -136,6 +136,28 @@ def test_followup_on_ticket_of_removed_group_reaches_admins(
             ) in caplog.text
 
 
+def test_sla_breach_of_removed_group_reaches_admins(tmp_path: Path, database_url: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import timedelta
+
+    from maildesk.scheduler import Scheduler
+
+    desk = full_desk(tmp_path, database_url)
+    ticket = new_ticket(desk, 1)
+    desk = reopen(reconfigure(tmp_path, database_url))
+
+    with caplog.at_level(logging.WARNING, logger="maildesk"):
+        Scheduler(desk).run(models.to_utc(reload(ticket).resolution_due) + timedelta(days=1))
+
+    breaches = outbox("escalation_breach")
+    assert breaches
+    assert all(row.recipients.split() == [ADMIN_ADDRESS] for row in breaches)
+    assert (f"zgłoszenie {ticket.id}: grupy siec nie ma już w konfiguracji, więc "
+            "powiadomienie SLA dostają administratorzy") in caplog.text
+    assert (f"zgłoszenie {ticket.id}: grupy siec nie ma już w konfiguracji, więc wiadomość "
+            "o eskalacji nie trafia do jej kierownika") in caplog.text
+
+
 # --------------------------------------------------------------------------- detection
 
 
