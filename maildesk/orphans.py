@@ -113,9 +113,16 @@ def find_orphans(config: Config, *, groups: Iterable[str] | None = None,
     if agents is not None:
         agent_query = agent_query.where(ticket.assignee.in_(list(agents)))
     agent_rows: list[tuple[str, int]] = list(agent_query.tuples())  # type: ignore[arg-type]
+    # Tickets that name a removed agent by address count under the agent's login.
+    logins = {address: row.login for row in models.Agent.select()
+              for address in (row.addresses or "").split()}
+    counts: dict[str, int] = {}
+    for assignee, count in agent_rows:
+        login = logins.get(assignee, assignee)
+        counts[login] = counts.get(login, 0) + count
     found_agents = tuple(
         OrphanedAgent(login, count, _command(config, "tickets", "unassign", "--agent", login))
-        for login, count in agent_rows)
+        for login, count in sorted(counts.items()))
     return Orphans(found_groups, found_agents)
 
 
@@ -159,6 +166,9 @@ def report_removals(desk: Desk, deactivated: Iterable[str], added: Iterable[str]
     ``deactivated`` and ``added`` are the ``kind:name`` labels of a ``SyncReport``. The
     sync deactivates a row once, so each removal is reported once, by whichever process
     first opened the desk with the new configuration.
+
+    NOTE: the mail is queued after the sync has committed, so a crash in between loses
+    it; the warnings at each daemon start and ``maildesk agents check`` still report.
     """
     removed_groups = [label.partition(":")[2] for label in deactivated
                       if label.startswith("group:")]
@@ -168,7 +178,11 @@ def report_removals(desk: Desk, deactivated: Iterable[str], added: Iterable[str]
         return Orphans()
     added_groups = [label.partition(":")[2] for label in added if label.startswith("group:")]
     hint = added_groups[0] if len(removed_groups) == 1 and len(added_groups) == 1 else None
-    orphans = find_orphans(desk.config, groups=removed_groups, agents=removed_agents,
+    # A ticket may name its assignee by one of the agent's addresses instead of the login.
+    assignees = list(removed_agents)
+    for row in models.Agent.select().where(models.Agent.login.in_(removed_agents)):
+        assignees.extend((row.addresses or "").split())
+    orphans = find_orphans(desk.config, groups=removed_groups, agents=assignees,
                            new_group_hint=hint)
     if not orphans:
         return orphans

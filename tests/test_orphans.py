@@ -169,6 +169,7 @@ def test_removal_warns_and_mails_admins_once(tmp_path: Path, database_url: str,
     new_ticket(desk, 3, status="resolved")
     new_ticket(desk, 4, status="closed")
     new_ticket(desk, 5, group="pierwsza-linia", assignee="piotr.lis")
+    new_ticket(desk, 6, group="pierwsza-linia", assignee="piotr.lis@example.com")
     path = reconfigure(tmp_path, database_url, keep_agent=False)
 
     with caplog.at_level(logging.WARNING, logger="maildesk"):
@@ -180,7 +181,7 @@ def test_removal_warns_and_mails_admins_once(tmp_path: Path, database_url: str,
     text = text_of(notice)
     assert "siec: 2 otwarte zgłoszenia" in text
     assert "tickets move-group siec NEW-GROUP" in text
-    assert "piotr.lis: 1 przypisane otwarte zgłoszenie" in text
+    assert "piotr.lis: 2 przypisane otwarte zgłoszenia" in text
     assert "tickets unassign --agent piotr.lis" in text
     warnings = [record.getMessage() for record in caplog.records
                 if record.name == "maildesk.orphans"]
@@ -189,7 +190,7 @@ def test_removal_warns_and_mails_admins_once(tmp_path: Path, database_url: str,
                                   "2 otwarte zgłoszenia")
     assert f"maildesk --config {path} tickets move-group siec NEW-GROUP" in warnings[0]
     assert warnings[1].startswith("konsultanta piotr.lis nie ma już w konfiguracji, a nadal "
-                                  "ma przypisane 1 otwarte zgłoszenie")
+                                  "ma przypisane 2 otwarte zgłoszenia")
 
     # Every daemon start warns again, with the counts of the moment; no second mail.
     caplog.clear()
@@ -335,7 +336,8 @@ def test_move_group_refuses_unknown_target_and_asks_first(tmp_path: Path,
 def test_unassign_releases_tickets_of_removed_agent(tmp_path: Path, database_url: str) -> None:
     desk = full_desk(tmp_path, database_url)
     assigned = new_ticket(desk, 1, group="pierwsza-linia", assignee="piotr.lis")
-    working = new_ticket(desk, 2, group="pierwsza-linia", assignee="piotr.lis",
+    # A ticket may name its assignee by address.
+    working = new_ticket(desk, 2, group="pierwsza-linia", assignee="piotr.lis@example.com",
                          status="in_progress")
     other = new_ticket(desk, 3, group="pierwsza-linia", assignee="marek.zielinski")
     path = reconfigure(tmp_path, database_url, keep_agent=False)
@@ -350,12 +352,12 @@ def test_unassign_releases_tickets_of_removed_agent(tmp_path: Path, database_url
 
     assert result.exit_code == 0, result.output
     assert "zwolniono 2 zgłoszenia" in result.output
-    for ticket in (assigned, working):
+    for ticket, before in ((assigned, "piotr.lis"), (working, "piotr.lis@example.com")):
         stored = reload(ticket)
         assert (stored.assignee, stored.status) == (None, "new")
         [event] = events("assignee_changed", ticket)
         assert event.actor.startswith("admin")
-        assert (json.loads(event.before), event.after) == ("piotr.lis", None)
+        assert (json.loads(event.before), event.after) == (before, None)
     assert reload(other).assignee == "marek.zielinski"
     again = run(path, "tickets", "unassign", "--agent", "piotr.lis", "--yes")
     assert "konsultant piotr.lis nie ma otwartych zgłoszeń" in again.output
