@@ -45,8 +45,8 @@ def _report_result(result: Any, done: str) -> None:
         click.echo(_("ticket {ticket} not changed: {error}").format(ticket=number,
                                                                    error=error), err=True)
     if result.changed:
-        click.echo(_("the notices wait in the outbox: the running daemon sends them, or "
-                     "'maildesk outbox send'"))
+        click.echo(_("any notices these changes cause wait in the outbox: the running "
+                     "daemon sends them, or 'maildesk outbox send'"))
     if result.failed:
         raise click.exceptions.Exit(1)
 
