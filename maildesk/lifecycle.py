@@ -2,7 +2,8 @@
 
 A ticket moves through new, assigned, in_progress, pending (waiting for the user),
 resolved and closed. ``TRANSITIONS`` lists every allowed move with the sources that may
-make it: the user's mail, an agent's command, a routing rule or the scheduler.
+make it: the user's mail, an agent's command, a routing rule, the scheduler, or an
+admin's ``maildesk tickets move-group`` or ``unassign``.
 ``transition`` checks a move, applies it with its SLA clock step and due times, records
 an audit event with the values before and after, and queues the status notice to the
 requester. Every function here runs inside the caller's transaction.
