@@ -158,13 +158,12 @@ def build_daemon(desk: Desk) -> Daemon:
     """Assemble the daemon of an open desk; stored secrets are checked by
     ``Desk.open(check_secrets=True)``, before the database is touched."""
     from maildesk.daemon import SETTLE_SECONDS, Daemon
+    from maildesk.orphans import report_at_start
     from maildesk.parseahead import ParseAhead
     from maildesk.scheduler import make_scheduler
     from maildesk.sources.pipe import PipeSource
 
     check_templates(desk)
-    from maildesk.orphans import report_at_start
-
     report_at_start(desk)
     watcher = RulesWatcher(desk.config.rules_path, rule_environment(desk),
                            snapshot=rules_snapshot_path(desk), settle=SETTLE_SECONDS)
