@@ -17,7 +17,7 @@ import difflib
 import logging
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,6 +44,8 @@ class CommandName(StrEnum):
     ASSIGN = "assign"
     GROUP = "group"
     ESCALATE = "escalate"
+    TYPE = "type"
+    CATEGORY = "category"
     PENDING = "pending"
     CLOSE = "close"
     NOTE = "note"
@@ -72,6 +74,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 N_("#assign me | <login> | nobody"), True),
     CommandSpec(CommandName.GROUP, "grupa", "group", N_("#group <group name>"), True),
     CommandSpec(CommandName.ESCALATE, "eskaluj", "escalate", N_("#escalate [reason]"), False),
+    CommandSpec(CommandName.TYPE, "typ", "type", N_("#type incident | service_request"), True),
+    CommandSpec(CommandName.CATEGORY, "kategoria", "category",
+                N_("#category <category> | none"), True),
     CommandSpec(CommandName.PENDING, "oczekuje", "pending", N_("#pending"), False),
     CommandSpec(CommandName.CLOSE, "zamknij", "close", N_("#close"), False),
     CommandSpec(CommandName.NOTE, "notatka", "note", N_("#note [text]"), False),
@@ -118,6 +123,15 @@ PRIORITY_VALUES: dict[str, int] = {
     "krytyczny": 1, "critical": 1, "wysoki": 2, "high": 2,
     "sredni": 3, "medium": 3, "niski": 4, "low": 4,
 }
+# Ticket types (ITIL): an incident, or a service request ("wniosek o usługę").
+TYPE_VALUES: dict[str, str] = {
+    "incident": "incident", "incydent": "incident",
+    "service request": "service_request", "request": "service_request",
+    "wniosek": "service_request", "wniosek o usluge": "service_request",
+    "prosba o usluge": "service_request",
+}
+# Values of #category that clear the category.
+CATEGORY_NONE = frozenset({"none", "brak", "-", "bez kategorii"})
 ASSIGN_SELF = frozenset({"me", "mnie", "ja", "siebie", "myself"})
 ASSIGN_NOBODY = frozenset({"nobody", "none", "nikt", "nikogo", "-"})
 PENDING_SUFFIXES = frozenset({"", "na uzytkownika", "for user", "for the user"})
@@ -133,10 +147,15 @@ PRIORITY_LABELS: dict[int, str] = {
 FIELD_LABELS: dict[str, str] = {
     "status": N_("status"), "priority": N_("priority"), "impact": N_("impact"),
     "urgency": N_("urgency"), "assignee": N_("assignee"), "group": N_("group"),
-    "escalation_level": N_("escalation level"),
+    "escalation_level": N_("escalation level"), "type": N_("type"), "category": N_("category"),
 }
+# English names of the ticket types; the catalogs translate them in the context "type".
+TYPE_LABELS: dict[str, str] = {"incident": "incident", "service_request": "service request"}
+# The maximum length of a category (the size of its database column).
+CATEGORY_MAX_LENGTH = 100
 # The order in which changes are listed and applied.
-FIELDS = ("status", "impact", "urgency", "priority", "group", "escalation_level", "assignee")
+FIELDS = ("status", "type", "category", "impact", "urgency", "priority", "group",
+          "escalation_level", "assignee")
 
 # A command line is "#", the name, an optional colon and the value. Any whitespace may
 # separate them, NBSP and narrow NBSP included, because mail clients write those in plain
@@ -262,9 +281,14 @@ class Problem:
     message: str
     params: dict[str, Any] = field(default_factory=dict)
     usage: str = ""
+    # Names of params whose values are ticket type codes, shown as their label.
+    type_params: tuple[str, ...] = ()
 
     def text(self, language: str) -> str:
-        return gettext_for(language).gettext(self.message).format(**self.params)
+        params = dict(self.params)
+        for name in self.type_params:
+            params[name] = label(params[name], language, "type")
+        return gettext_for(language).gettext(self.message).format(**params)
 
     def usage_text(self, language: str) -> str:
         return gettext_for(language).gettext(self.usage) if self.usage else ""
@@ -300,6 +324,8 @@ class Directory:
     may_change_status: Callable[[str, str], bool] = field(
         default_factory=lambda: agent_may_change_status)
     is_member: Callable[[str, str], bool] = lambda login, group: True
+    # The configured categories of each ticket type; a type without a list takes any text.
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def agent_may_change_status(old: str, new: str) -> bool:
@@ -331,6 +357,7 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
     seen: dict[CommandName, CommandLine] = {}
     explicit_priority: int | None = None
     status_line: CommandLine | None = None
+    category_line: CommandLine | None = None
     unassigned = False
 
     for command in block.commands:
@@ -379,9 +406,18 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
                                         {"group": command.value}, spec.usage))
             else:
                 new["group"] = found[0]
+        elif spec.name is CommandName.TYPE:
+            new["type"] = TYPE_VALUES[value]
+        elif spec.name is CommandName.CATEGORY:
+            category_line = command
         elif spec.name is CommandName.ESCALATE and command.value:
             reasons["escalation"] = command.value
 
+    # The category is checked after the loop, against the type the same mail may set.
+    problem = _settle_category(new, state, category_line, seen.get(CommandName.TYPE),
+                               directory)
+    if problem is not None:
+        problems.append(problem)
     problems.extend(_derive_fields(new, state, seen, explicit_priority, status_line,
                                    unassigned, directory))
     if problems:
@@ -422,6 +458,50 @@ def _derive_fields(new: dict[str, Any], state: dict[str, Any],
         if problem is not None:
             problems.append(problem)
     return problems
+
+
+def _settle_category(new: dict[str, Any], state: dict[str, Any],
+                     category_line: CommandLine | None, type_line: CommandLine | None,
+                     directory: Directory) -> Problem | None:
+    """Set the category that ``#category`` names, in the spelling of the configuration.
+
+    A type whose categories are configured takes only those (compared folded, so
+    ``#kategoria siec`` finds ``sieć``); a type without a list takes any text, as the
+    routing rules do. A new type keeps the old category only when that type allows it.
+    """
+    allowed = tuple(directory.categories.get(new["type"], ()))
+    choices = ", ".join(allowed)
+    if category_line is not None:
+        usage = category_line.spec.usage if category_line.spec else ""
+        value = fold(category_line.value)
+        if value in CATEGORY_NONE:
+            new["category"] = None
+            return None
+        if not allowed:
+            if len(category_line.value) > CATEGORY_MAX_LENGTH:
+                return Problem(category_line.line,
+                               N_("a category has at most {limit} characters"),
+                               {"limit": CATEGORY_MAX_LENGTH}, usage)
+            new["category"] = category_line.value
+            return None
+        found = next((category for category in allowed if fold(category) == value), None)
+        if found is None:
+            return Problem(category_line.line,
+                           N_("there is no category '{category}' for the type {type}; "
+                              "the categories are: {choices}"),
+                           {"category": category_line.value, "type": new["type"],
+                            "choices": choices}, usage, type_params=("type",))
+        new["category"] = found
+        return None
+
+    if (type_line is not None and new["type"] != state["type"] and new["category"]
+            and allowed and new["category"] not in allowed):
+        return Problem(type_line.line,
+                       N_("the category '{category}' does not belong to the type {type}: "
+                          "add #category with one of: {choices}"),
+                       {"category": new["category"], "type": new["type"], "choices": choices},
+                       N_("#category <category> | none"), type_params=("type",))
+    return None
 
 
 def _settle_status(new: dict[str, Any], state: dict[str, Any],
@@ -510,6 +590,10 @@ def _check_value(command: CommandLine, spec: CommandSpec) -> Problem | None:
     if spec.name in (CommandName.IMPACT, CommandName.URGENCY) and value not in LEVEL_VALUES:
         return Problem(command.line, N_("'{value}' is not a level: use high, medium or low"),
                        {"value": command.value}, spec.usage)
+    if spec.name is CommandName.TYPE and value not in TYPE_VALUES:
+        return Problem(command.line, N_("'{value}' is not a ticket type: use incident or "
+                                        "service_request"),
+                       {"value": command.value}, spec.usage)
     if spec.name is CommandName.PENDING and value not in PENDING_SUFFIXES:
         return Problem(command.line, N_("this command takes no value"), usage=spec.usage)
     if spec.name is CommandName.CLOSE and value:
@@ -559,6 +643,8 @@ def label(value: Any, language: str, field_name: str = "status") -> str:
     translations = gettext_for(language)
     if field_name in ("impact", "urgency") and value in LEVELS:
         return translations.pgettext(field_name, value)
+    if field_name == "type" and value in TYPE_LABELS:
+        return translations.pgettext("type", TYPE_LABELS[value])
     if field_name == "status" and value in LABELS:
         return translations.gettext(LABELS[value])
     if field_name == "priority" and str(value) in {str(key) for key in PRIORITY_LABELS}:
@@ -570,40 +656,61 @@ def field_label(name: str, language: str) -> str:
     return gettext_for(language).gettext(FIELD_LABELS.get(name, name))
 
 
+# Fields that the lifecycle changes, with its own audit events and SLA steps.
+_LIFECYCLE_FIELDS = frozenset({"status", "type", "category"})
+
+
 def apply_changes(desk: Any, ticket: models.Ticket, changes: tuple[Change, ...], actor: str,
                   at: datetime | None = None, detail: dict[str, Any] | None = None,
                   notify_requester: bool = False) -> None:
     """Write validated changes to the ticket, one audit event each (caller's transaction).
 
+    The type and the category go through ``lifecycle.classify``, which re-plans the SLA
+    targets, one field at a time so that each change is its own ``classified`` event.
     A status change goes through the lifecycle state machine, which steps the SLA clock
-    and, when ``notify_requester`` is set, sends the status notice.
+    and, when ``notify_requester`` is set, sends the status notice. It comes last, so a
+    ticket closed in the same mail is classified while its clock still runs.
     """
+    from maildesk import lifecycle
     from maildesk.tickets import record_event
 
     at = at or utcnow()
+    aware = at.replace(tzinfo=UTC) if at.tzinfo is None else at
     for name, old, new in changes:
-        if name == "status":
+        if name in _LIFECYCLE_FIELDS:
             continue
         setattr(ticket, name, new)
         record_event(ticket, actor, "field_changed", {"field": name, **(detail or {})},
                      before=old, after=new)
-        language = current_language()
-        logger.info(_("ticket {ticket}: {field} {old} -> {new} by {actor}").format(
-            ticket=ticket.id, field=field_label(name, language),
-            old=label(old, language, name), new=label(new, language, name), actor=actor))
+        _log_change(ticket, name, old, new, actor)
     changed = [models.Ticket._meta.fields[name] for name, _old, _new in changes
-               if name != "status"]
+               if name not in _LIFECYCLE_FIELDS]
     if changed:
         ticket.updated_at = at
         ticket.save(only=[*changed, models.Ticket.updated_at])
-    for name, _old, new in changes:
-        if name != "status":
-            continue
-        from maildesk import lifecycle
 
-        lifecycle.transition(desk, ticket, new, actor, lifecycle.Source.AGENT_COMMAND,
-                             at.replace(tzinfo=UTC) if at.tzinfo is None else at,
-                             notify=notify_requester)
+    for name, old, new in changes:
+        if name == "type":
+            lifecycle.classify(desk, ticket, actor, lifecycle.Source.AGENT_COMMAND, aware,
+                               ticket_type=new, detail=detail)
+        elif name == "category":
+            lifecycle.classify(desk, ticket, actor, lifecycle.Source.AGENT_COMMAND, aware,
+                               category=new, clear_category=new is None, detail=detail)
+        else:
+            continue
+        _log_change(ticket, name, old, new, actor)
+
+    for name, _old, new in changes:
+        if name == "status":
+            lifecycle.transition(desk, ticket, new, actor, lifecycle.Source.AGENT_COMMAND,
+                                 aware, notify=notify_requester)
+
+
+def _log_change(ticket: models.Ticket, name: str, old: Any, new: Any, actor: str) -> None:
+    language = current_language()
+    logger.info(_("ticket {ticket}: {field} {old} -> {new} by {actor}").format(
+        ticket=ticket.id, field=field_label(name, language),
+        old=label(old, language, name), new=label(new, language, name), actor=actor))
 
 
 __all__ = [

@@ -220,8 +220,9 @@ def directory_for(desk: Desk) -> Directory:
 
     from maildesk.slaconfig import service_levels
 
-    return Directory(find_agent, find_group, service_levels(desk).matrix,
-                     is_member=is_member)
+    levels = service_levels(desk)
+    return Directory(find_agent, find_group, levels.matrix, is_member=is_member,
+                     categories=levels.categories)
 
 
 def _addressed_to_note(message: ParsedMessage, address: str) -> bool:

@@ -374,8 +374,14 @@ def set_priority(desk: Desk, ticket: models.Ticket, actor: str, source: str, at:
 
 
 def classify(desk: Desk, ticket: models.Ticket, actor: str, source: str, at: datetime,
-             *, ticket_type: str | None = None, category: str | None = None) -> list[Change]:
-    """Set the ticket type (incident, service_request) and category; re-plan the SLA."""
+             *, ticket_type: str | None = None, category: str | None = None,
+             clear_category: bool = False, detail: dict[str, Any] | None = None
+             ) -> list[Change]:
+    """Set the ticket type (incident, service_request) and category; re-plan the SLA.
+
+    ``clear_category`` removes the category (None means "leave it" otherwise), and
+    ``detail`` adds to the ``classified`` event, such as the Message-ID of a command.
+    """
     levels = service_levels(desk)
     if ticket_type is not None and ticket_type not in TICKET_TYPES:
         raise LifecycleError(_("unknown ticket type '{value}': use {choices}").format(
@@ -388,8 +394,10 @@ def classify(desk: Desk, ticket: models.Ticket, actor: str, source: str, at: dat
 
     before_clock = slatrack.clock_of(desk, ticket)
     changes = []
-    for name, value in (("type", ticket_type), ("category", category)):
-        if value is not None and value != getattr(ticket, name):
+    requested: tuple[tuple[str, str | None], ...] = (("type", ticket_type), ("category", category))
+    for name, value in requested:
+        cleared = name == "category" and clear_category
+        if (value is not None or cleared) and value != getattr(ticket, name):
             changes.append(Change(name, getattr(ticket, name), value))
             setattr(ticket, name, value)
     if not changes:
@@ -399,7 +407,7 @@ def classify(desk: Desk, ticket: models.Ticket, actor: str, source: str, at: dat
     _save(ticket, ["type", "category", *slatrack.CLOCK_COLUMNS])
     _record(ticket, actor, "classified", {change.field: change.before for change in changes},
             {change.field: change.after for change in changes},
-            {"source": Source(source).value})
+            {"source": Source(source).value, **(detail or {})})
     return changes
 
 

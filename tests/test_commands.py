@@ -26,22 +26,28 @@ GROUPS = {"pierwsza-linia": ("pierwsza-linia", "druga-linia"),
 
 
 MEMBERS = {("marek.zielinski", "pierwsza-linia"), ("ewa.nowak", "druga-linia")}
+CATEGORIES = {"incident": ("sieć", "drukarki", "poczta"),
+              "service_request": ("dostęp", "sprzęt")}
 
 
-def directory() -> Directory:
+def directory(categories: dict[str, tuple[str, ...]] | None = None) -> Directory:
     return Directory(find_agent=lambda value: AGENTS.get(value.lower()),
                      find_group=lambda name: GROUPS.get(name.lower()),
-                     is_member=lambda login, group: (login, group) in MEMBERS)
+                     is_member=lambda login, group: (login, group) in MEMBERS,
+                     categories=CATEGORIES if categories is None else categories)
 
 
 def state(**values: Any) -> dict[str, Any]:
-    base = {"status": "in_progress", "impact": "medium", "urgency": "medium", "priority": 3,
-            "group": "pierwsza-linia", "escalation_level": 0, "assignee": None}
+    base = {"status": "in_progress", "type": "incident", "category": None, "impact": "medium",
+            "urgency": "medium", "priority": 3, "group": "pierwsza-linia",
+            "escalation_level": 0, "assignee": None}
     return {**base, **values}
 
 
-def plan(text: str, **values: Any):  # type: ignore[no-untyped-def]
-    return plan_changes(split_commands(text), state(**values), "marek.zielinski", directory())
+def plan(text: str, categories: dict[str, tuple[str, ...]] | None = None,
+         **values: Any):  # type: ignore[no-untyped-def]
+    return plan_changes(split_commands(text), state(**values), "marek.zielinski",
+                        directory(categories))
 
 
 def test_split_commands_takes_top_lines_only() -> None:
@@ -103,6 +109,8 @@ def test_split_commands_unknown_command_is_kept() -> None:
     ("#oczekuje", CommandName.PENDING), ("#pending", CommandName.PENDING),
     ("#zamknij", CommandName.CLOSE), ("#close", CommandName.CLOSE),
     ("#notatka", CommandName.NOTE), ("#note", CommandName.NOTE),
+    ("#typ wniosek", CommandName.TYPE), ("#type incident", CommandName.TYPE),
+    ("#kategoria sieć", CommandName.CATEGORY), ("#category network", CommandName.CATEGORY),
     ("#STATUS Resolved", CommandName.STATUS), ("#Priorytet 2", CommandName.PRIORITY),
 ])
 def test_split_commands_knows_every_alias(line: str, name: CommandName) -> None:
@@ -354,7 +362,7 @@ def test_unknown_command_lists_the_commands() -> None:
 
 def test_unknown_command_names_status_once() -> None:
     # "#status" is the same word in both languages, so it is listed once.
-    problem = plan("#kategoria sprzęt").problems[0]
+    problem = plan("#frobnicate").problems[0]
 
     assert "#status/#status" not in problem.text("pl")
     assert "polecenia: #status, #priorytet/#priority" in problem.text("pl")
@@ -509,3 +517,110 @@ def test_split_commands_known_name_never_body(name: str, gap: str, rest: str) ->
     assert block.body.splitlines()[-1] == "body"
     if block.commands[0].name is not CommandName.NOTE:
         assert block.body == "body"
+
+
+# --------------------------------------------------------------------------- type and category
+
+
+@pytest.mark.parametrize(("line", "ticket_type"), [
+    ("#typ incydent", "incident"), ("#type incident", "incident"),
+    ("#typ wniosek", "service_request"), ("#typ wniosek o usługę", "service_request"),
+    ("#typ wniosek o usluge", "service_request"), ("#type service_request", "service_request"),
+    ("#type Service Request", "service_request"), ("#TYP: Wniosek.", "service_request"),
+])
+def test_plan_type_values_in_both_languages(line: str, ticket_type: str) -> None:
+    result = plan(line, type="incident" if ticket_type == "service_request" else
+                  "service_request")
+
+    assert result.valid
+    assert ("type", result.changes[0][1], ticket_type) in result.changes
+
+
+def test_plan_same_type_changes_nothing() -> None:
+    result = plan("#typ incydent", type="incident")
+
+    assert result.valid
+    assert result.changes == ()
+
+
+def test_plan_unknown_type_is_invalid() -> None:
+    problem = plan("#typ awaria").problems[0]
+
+    assert problem.text("pl") == (
+        "„awaria” nie jest typem zgłoszenia: użyj wartości incydent lub wniosek")
+    assert problem.text("en") == "'awaria' is not a ticket type: use incident or service_request"
+    assert problem.usage_text("pl") == "#typ incydent | wniosek"
+
+
+@pytest.mark.parametrize(("value", "category"), [
+    ("sieć", "sieć"), ("siec", "sieć"), ("SIEĆ", "sieć"), ("Drukarki.", "drukarki"),
+])
+def test_plan_category_takes_configured_spelling(value: str, category: str) -> None:
+    result = plan(f"#kategoria {value}")
+
+    assert result.valid
+    assert result.changes == (("category", None, category),)
+
+
+def test_plan_unknown_category_lists_allowed_ones() -> None:
+    problem = plan("#kategoria sprzęt").problems[0]
+
+    assert problem.text("pl") == ("nie ma kategorii „sprzęt” dla typu incydent; "
+                                  "dostępne kategorie: sieć, drukarki, poczta")
+    assert problem.text("en") == ("there is no category 'sprzęt' for the type incident; "
+                                  "the categories are: sieć, drukarki, poczta")
+    assert problem.usage_text("pl") == "#kategoria <kategoria> | brak"
+
+
+def test_plan_category_checked_against_new_type() -> None:
+    # The type of the same mail counts, whichever line comes first.
+    result = plan("#kategoria sprzet\n#typ wniosek")
+
+    assert result.valid
+    assert result.changes == (("type", "incident", "service_request"),
+                              ("category", None, "sprzęt"))
+
+
+def test_plan_new_type_rejects_old_category() -> None:
+    problem = plan("#typ wniosek", category="sieć").problems[0]
+
+    assert problem.line == "#typ wniosek"
+    assert problem.text("pl") == ("kategoria „sieć” nie należy do typu wniosek o usługę: "
+                                  "dodaj #kategoria z jedną z wartości: dostęp, sprzęt")
+
+
+def test_plan_new_type_with_category_none() -> None:
+    result = plan("#typ wniosek\n#kategoria brak", category="sieć")
+
+    assert result.valid
+    assert result.changes == (("type", "incident", "service_request"), ("category", "sieć", None))
+
+
+def test_plan_category_free_text_without_configuration() -> None:
+    result = plan("#category Drukarka 3. piętro", categories={})
+
+    assert result.valid
+    assert result.changes == (("category", None, "Drukarka 3. piętro"),)
+
+
+def test_plan_category_too_long_without_configuration() -> None:
+    problem = plan("#category " + "x" * 101, categories={}).problems[0]
+
+    assert problem.text("en") == "a category has at most 100 characters"
+
+
+@pytest.mark.parametrize("text", ["#typ", "#kategoria", "#type=incident"])
+def test_plan_type_and_category_need_value(text: str) -> None:
+    assert not plan(text).valid
+
+
+def test_unknown_command_suggests_type_and_category() -> None:
+    assert plan("#kategorja sieć").problems[0].text("pl") == (
+        "nieznane polecenie „#kategorja”: czy chodziło o #kategoria?")
+    assert plan("#categroy network").problems[0].text("en") == (
+        "unknown command '#categroy': did you mean #category?")
+
+
+def test_label_translates_ticket_types() -> None:
+    assert label("service_request", "pl", "type") == "wniosek o usługę"
+    assert label("incident", "en", "type") == "incident"
