@@ -93,6 +93,9 @@ def _action_label(action: str) -> str:
         "mail_loop_suspected": _("mail loop suspected"),
         "mail_loop_alert": _("mail loop alert sent"),
         "follow_up_ticket_opened": _("follow-up ticket opened"),
+        "merged_into": _("merged into another ticket"),
+        "merged_from": _("another ticket merged into this one"),
+        "merge_followed": _("mail for a merged ticket joined this one"),
         "thread_link_rejected": _("mail not linked to this ticket"),
         "participants_limited": _("only some addresses became participants"),
         "repeated_text_ignored": _("a repeated text treated as an automatic reply"),
@@ -169,6 +172,7 @@ _OUTBOX_KINDS = {
     "user_replied": N_("user replied"),
     "command_confirmation": N_("commands confirmed"),
     "command_error": N_("commands rejected"),
+    "ticket_merged": N_("ticket merged"),
     "colleague_activity": N_("another agent on the ticket"),
     "status_assigned": N_("status: assigned"),
     "status_pending": N_("status: waiting for the user"),
@@ -270,6 +274,9 @@ def _event_line(desk: Any, event: Any, logins: dict[str, str] | None = None) -> 
         words.append("— " + change)
     if event.action == "follow_up_ticket_opened" and detail.get("follow_up"):
         words.append("— " + desk.tag(detail["follow_up"]))
+    merged = {"merged_into": "target", "merged_from": "merged", "merge_followed": "merged"}
+    if event.action in merged and detail.get(merged[event.action]):
+        words.append("— " + desk.tag(detail[merged[event.action]]))
     if event.action in _HELD_ACTIONS and detail.get("entry"):
         words.append("— " + _("entry {entry}").format(entry=detail["entry"]))
     reason = _reason_text(event.action, detail)
@@ -481,6 +488,14 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
         click.echo(_("Escalation level: {level}").format(level=ticket.escalation_level))
     if ticket.linked_ticket_id:
         click.echo(_("Follows up ticket {number}").format(number=ticket.linked_ticket_id))
+    if ticket.merged_into_id:
+        click.echo(_("Merged into ticket {number}; its messages are shown there").format(
+            number=app.desk.tag(ticket.merged_into_id)))
+    merged = [app.desk.tag(row.id) for row in models.Ticket.select(models.Ticket.id)
+              .where(models.Ticket.merged_into == ticket.id).order_by(models.Ticket.id)]
+    if merged:
+        click.echo(_("Tickets merged into this one: {numbers}").format(
+            numbers=", ".join(merged)))
 
     for entry in ticket.messages.order_by(models.Message.id):
         click.echo("")

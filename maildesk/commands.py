@@ -46,6 +46,7 @@ class CommandName(StrEnum):
     ESCALATE = "escalate"
     TYPE = "type"
     CATEGORY = "category"
+    MERGE = "merge"
     PENDING = "pending"
     CLOSE = "close"
     NOTE = "note"
@@ -77,6 +78,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.TYPE, "typ", "type", N_("#type incident | service_request"), True),
     CommandSpec(CommandName.CATEGORY, "kategoria", "category",
                 N_("#category <category> | none"), True),
+    CommandSpec(CommandName.MERGE, "scal", "merge", N_("#merge <ticket number>"), True),
     CommandSpec(CommandName.PENDING, "oczekuje", "pending", N_("#pending"), False),
     CommandSpec(CommandName.CLOSE, "zamknij", "close", N_("#close"), False),
     CommandSpec(CommandName.NOTE, "notatka", "note", N_("#note [text]"), False),
@@ -98,6 +100,10 @@ for _spec in COMMANDS:
     _BY_NAME[fold(_spec.polish)] = _spec
     _BY_NAME[fold(_spec.english)] = _spec
 _BY_NAME["notka"] = _BY_NAME["note"]
+# Words an agent may use for a command under another name. They are not aliases, because
+# "połącz" (connect) also reads as linking tickets, and merging cannot be undone: the
+# line gets an error that names the command.
+_SYNONYMS: dict[str, str] = {"polacz": "scal", "scalanie": "scal", "zlacz": "scal"}
 
 # Reopening goes to the assignee's work (in_progress), or back to the queue (new).
 REOPEN = "reopen"
@@ -130,6 +136,8 @@ TYPE_VALUES: dict[str, str] = {
     "wniosek": "service_request", "wniosek o usluge": "service_request",
     "prosba o usluge": "service_request",
 }
+# A ticket number as #merge takes it: 123, #123 or a tag such as [#123] or [SD#123].
+_TICKET_NUMBER = re.compile(r"\[?[^\W\d_]*#?(?P<number>\d{1,12})\]?")
 # Values of #category that clear the category.
 CATEGORY_NONE = frozenset({"none", "brak", "-", "bez kategorii"})
 ASSIGN_SELF = frozenset({"me", "mnie", "ja", "siebie", "myself"})
@@ -198,6 +206,11 @@ class CommandBlock:
         ``#note`` below other commands counts as well.
         """
         return any(command.name is CommandName.NOTE for command in self.commands)
+
+    @property
+    def merges(self) -> bool:
+        """Tell whether any line of the block is ``#merge``."""
+        return any(command.name is CommandName.MERGE for command in self.commands)
 
     @property
     def actions(self) -> tuple[CommandLine, ...]:
@@ -304,6 +317,8 @@ class CommandPlan:
     changes: tuple[Change, ...] = ()
     problems: tuple[Problem, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)
+    # The number of the ticket that #merge merges this one into, else None.
+    merge_into: int | None = None
 
     @property
     def valid(self) -> bool:
@@ -326,6 +341,10 @@ class Directory:
     is_member: Callable[[str, str], bool] = lambda login, group: True
     # The configured categories of each ticket type; a type without a list takes any text.
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Return why the ticket of the mail may not be merged into the numbered ticket, as a
+    # msgid and its values, or None when it may (see maildesk.merging.check).
+    check_merge: Callable[[int], tuple[str, dict[str, Any]] | None] = (
+        lambda number: (N_("tickets cannot be merged here"), {}))
 
 
 def agent_may_change_status(old: str, new: str) -> bool:
@@ -358,6 +377,7 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
     explicit_priority: int | None = None
     status_line: CommandLine | None = None
     category_line: CommandLine | None = None
+    merge_into: int | None = None
     unassigned = False
 
     for command in block.commands:
@@ -410,6 +430,10 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
             new["type"] = TYPE_VALUES[value]
         elif spec.name is CommandName.CATEGORY:
             category_line = command
+        elif spec.name is CommandName.MERGE:
+            problem, merge_into = _merge(command, directory)
+            if problem is not None:
+                problems.append(problem)
         elif spec.name is CommandName.ESCALATE and command.value:
             reasons["escalation"] = command.value
 
@@ -420,11 +444,35 @@ def plan_changes(block: CommandBlock, state: dict[str, Any], author_login: str,
         problems.append(problem)
     problems.extend(_derive_fields(new, state, seen, explicit_priority, status_line,
                                    unassigned, directory))
+    if CommandName.MERGE in seen and len(block.actions) > 1:
+        problems.append(Problem(seen[CommandName.MERGE].line,
+                                N_("#merge must be the only command of its mail (#note "
+                                   "aside): send the other commands to the ticket it is "
+                                   "merged into"),
+                                usage=N_("#merge <ticket number>")))
     if problems:
         return CommandPlan(problems=tuple(problems))
     changes = tuple((name, state[name], new[name]) for name in FIELDS
                     if new[name] != state[name])
-    return CommandPlan(changes=changes, reasons=reasons)
+    return CommandPlan(changes=changes, reasons=reasons, merge_into=merge_into)
+
+
+def ticket_number(value: str) -> int | None:
+    """Read the ticket number of a #merge value (``123``, ``#123``, ``[SD#123]``)."""
+    match = _TICKET_NUMBER.fullmatch(value.strip())
+    return int(match.group("number")) if match else None
+
+
+def _merge(command: CommandLine, directory: Directory) -> tuple[Problem | None, int | None]:
+    """Check a #merge line; return its problem, or the number of the ticket to merge into."""
+    usage = command.spec.usage if command.spec else ""
+    number = ticket_number(command.value)
+    assert number is not None, "checked by _check_value"
+    refusal = directory.check_merge(number)
+    if refusal is not None:
+        message, params = refusal
+        return Problem(command.line, message, params, usage), None
+    return None, number
 
 
 def _derive_fields(new: dict[str, Any], state: dict[str, Any],
@@ -545,6 +593,11 @@ def _check_status(command: CommandLine, old: str, new: dict[str, Any],
 
 
 def _unknown(command: CommandLine) -> Problem:
+    synonym = _SYNONYMS.get(fold(command.keyword))
+    if synonym is not None:
+        spec = _BY_NAME[synonym]
+        return Problem(command.line, N_("unknown command '#{keyword}': did you mean #{name}?"),
+                       {"keyword": command.keyword, "name": spec.polish}, spec.usage)
     close = difflib.get_close_matches(fold(command.keyword), list(_BY_NAME), n=1, cutoff=0.7)
     if close:
         spec = _BY_NAME[close[0]]
@@ -589,6 +642,9 @@ def _check_value(command: CommandLine, spec: CommandSpec) -> Problem | None:
                        {"value": command.value}, spec.usage)
     if spec.name in (CommandName.IMPACT, CommandName.URGENCY) and value not in LEVEL_VALUES:
         return Problem(command.line, N_("'{value}' is not a level: use high, medium or low"),
+                       {"value": command.value}, spec.usage)
+    if spec.name is CommandName.MERGE and ticket_number(command.value) is None:
+        return Problem(command.line, N_("'{value}' is not a ticket number"),
                        {"value": command.value}, spec.usage)
     if spec.name is CommandName.TYPE and value not in TYPE_VALUES:
         return Problem(command.line, N_("'{value}' is not a ticket type: use incident or "
@@ -731,5 +787,6 @@ __all__ = [
     "looks_like_commands",
     "plan_changes",
     "split_commands",
+    "ticket_number",
     "ticket_state",
 ]

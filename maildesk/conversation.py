@@ -196,9 +196,16 @@ def review(desk: Desk, decision: Decision) -> Decision:
 
 
 def _tagged_ticket(desk: Desk, message: ParsedMessage) -> models.Ticket | None:
-    """Return the open ticket whose tag the subject carries, if any."""
+    """Return the open ticket whose tag the subject carries, if any.
+
+    The tag of a merged ticket names the ticket it was merged into.
+    """
+    from maildesk.merging import final_ticket
+
     for match in tag_pattern(desk.config.desk.ticket_tag).finditer(message.subject):
         ticket = models.Ticket.get_or_none(models.Ticket.id == int(match.group(1)))
+        if ticket is not None:
+            ticket = final_ticket(ticket)
         if ticket is not None and ticket.status != "closed":
             return ticket
     return None
@@ -223,6 +230,19 @@ def directory_for(desk: Desk) -> Directory:
     levels = service_levels(desk)
     return Directory(find_agent, find_group, levels.matrix, is_member=is_member,
                      categories=levels.categories)
+
+
+def _check_merge(ticket: models.Ticket, number: int) -> tuple[str, dict[str, Any]] | None:
+    """Return why ``ticket`` may not be merged into ticket ``number``, for command checks.
+
+    maildesk has no per-group visibility of tickets: every agent who may run commands
+    sees every ticket, so the target only has to exist and accept the merge.
+    """
+    from maildesk import merging
+
+    target = models.Ticket.get_or_none(models.Ticket.id == number)
+    refusal = merging.check(ticket, target, number)
+    return (refusal.message, refusal.params) if refusal is not None else None
 
 
 def _addressed_to_note(message: ParsedMessage, address: str) -> bool:
@@ -296,6 +316,9 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
     note_reason = None
     if block.is_note:
         note_reason = "command"
+    elif block.merges:
+        # The requester learns of a merge from its own notice, so the text is for agents.
+        note_reason = "merge"
     elif _addressed_to_note(message, settings.note_address):
         note_reason = "address"
     elif decision.follow_up.reference_kind in AGENT_ONLY_KINDS:
@@ -325,7 +348,9 @@ def plan_agent_mail(desk: Desk, decision: Decision) -> AgentPlan:
         return AgentPlan(kind="held", plan=CommandPlan(problems=(problem,)), refusal="invalid",
                          **common)
 
-    plan = plan_changes(block, ticket_state(ticket), login, directory_for(desk))
+    directory = replace(directory_for(desk),
+                        check_merge=lambda number: _check_merge(ticket, number))
+    plan = plan_changes(block, ticket_state(ticket), login, directory)
     if not plan.valid:
         return AgentPlan(kind="held", plan=plan, refusal="invalid", **common)
     return AgentPlan(kind=kind, plan=plan, **common)
@@ -375,6 +400,9 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
         mail = _queue_command_error(desk, ticket, decision, plan)
         return [mail] if mail else []
 
+    if plan.plan.merge_into is not None:
+        return _carry_out_merge(desk, decision, ticket, entry, plan)
+
     queued: list[QueuedMail] = []
     # Read before the commands run, because "#assign me" takes the ticket from them.
     assignee_before = ticket.assignee
@@ -414,6 +442,63 @@ def _carry_out_agent(desk: Desk, decision: Decision, ticket: models.Ticket,
     if mail:
         queued.append(mail)
     supersede_held(ticket, plan.login, entry)
+    return queued
+
+
+def _carry_out_merge(desk: Desk, decision: Decision, ticket: models.Ticket,
+                     entry: models.Message, plan: AgentPlan) -> list[QueuedMail]:
+    """Merge the ticket of an agent's ``#merge`` mail into the ticket it names.
+
+    The mail's text stays an internal note and moves to the target with the other
+    messages. The confirmation is queued on the target, where the work goes on, so a
+    reply to it joins the target. A merge that another mail made impossible since the
+    commands were checked (the target closed meanwhile) gets the ``command_error``.
+    NOTE: the assignees of both tickets learn of the merge only from the audit trail.
+    """
+    from maildesk import merging
+    from maildesk.lifecycle import Source
+    from maildesk.tickets import record_event
+
+    message_id = decision.message.message_id
+    number = plan.plan.merge_into
+    assert number is not None
+    target = models.Ticket.get_or_none(models.Ticket.id == number)
+    refusal = merging.check(ticket, target, number)
+    if refusal is not None or target is None:
+        assert refusal is not None
+        line = next(command.line for command in plan.block.actions)
+        problem = Problem(line, refusal.message, refusal.params, N_("#merge <ticket number>"))
+        refused = replace(plan, kind="held", refusal="invalid",
+                          plan=CommandPlan(problems=(problem,)))
+        entry.kind = "held"
+        entry.save(only=[models.Message.kind])
+        return _carry_out_agent(desk, decision, ticket, entry, refused)
+
+    if plan.body:
+        record_event(ticket, plan.login, "internal_note_added", {
+            "message_id": message_id, "entry": entry.id, "why": plan.note_reason})
+    supersede_held(ticket, plan.login, entry)
+    status_before = ticket.status
+    result = merging.merge(desk, ticket, target, plan.login, Source.AGENT_COMMAND, utcnow(),
+                           message_id)
+    changes = [{"field": field_label("status", plan.language),
+                "old": label(status_before, plan.language),
+                "new": label(ticket.status, plan.language)}]
+    context = {"ticket": ticket_context(desk, target),
+               "agent": {"name": plan.name, "login": plan.login},
+               "changes": changes,
+               "commands": [command.line for command in plan.block.actions],
+               "note_reason": plan.note_reason if plan.body else None,
+               "merge": {"source": {"number": ticket.id, "tag": desk.tag(ticket.id)},
+                         "target": {"number": target.id, "tag": desk.tag(target.id)},
+                         "added": list(result.added), "skipped": list(result.skipped),
+                         "notified": list(result.notified)}}
+    queued = list(result.queued)
+    mail = queue_mail(desk, template="command_confirmation", language=plan.language,
+                      context=context, ticket=target, kind="command_confirmation",
+                      **_to_agent(plan, decision))
+    if mail:
+        queued.append(mail)
     return queued
 
 
@@ -783,7 +868,8 @@ def _queue_confirmation(desk: Desk, ticket: models.Ticket, decision: Decision,
                "agent": {"name": plan.name, "login": plan.login},
                "changes": changes,
                "commands": [command.line for command in plan.block.actions],
-               "note_reason": plan.note_reason if kept_as_note else None}
+               "note_reason": plan.note_reason if kept_as_note else None,
+               "merge": None}
     return queue_mail(desk, template="command_confirmation", language=language,
                       context=context, ticket=ticket, kind="command_confirmation",
                       **_to_agent(plan, decision))

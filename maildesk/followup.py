@@ -61,6 +61,9 @@ class FollowUp:
     sender_role: SenderRole
     reference_kind: str | None = None
     rejected: tuple[tuple[int, str], ...] = field(default=())
+    # The merged ticket that the evidence named, when the mail went on to the ticket it
+    # was merged into (see maildesk.merging), else None.
+    merged_from: int | None = None
 
     def proves(self, ticket: models.Ticket) -> bool:
         """Tell whether the mail named a trusted Message-ID of ``ticket`` (strong evidence).
@@ -90,12 +93,13 @@ def tag_pattern(ticket_tag: str) -> re.Pattern[str]:
 def tagged_ticket(subject: str, ticket_tag: str) -> models.Ticket | None:
     """Return the ticket of the first tag in ``subject`` that names one, whatever its status.
 
-    This is the ticket an agent's mail joins by its tag (``find_follow_up``).
+    This is the ticket an agent's mail joins by its tag (``find_follow_up``): for the
+    tag of a merged ticket, the ticket it was merged into.
     """
     for match in tag_pattern(ticket_tag).finditer(subject):
         ticket = statements.first(models.Ticket, id=int(match.group(1)))
         if ticket is not None:
-            return ticket
+            return _after_merges(ticket)[0]
     return None
 
 
@@ -134,12 +138,12 @@ def find_follow_up(
 
     untrusted: FollowUp | None = None
     for reference in _known_references(message.thread_ids):
-        ticket = reference.ticket
+        ticket, merged_from = _after_merges(reference.ticket)
         role = sender_role(ticket, sender, agent_addresses)
         if reference.trusted:
             if role is not SenderRole.STRANGER or sender in reference.recipients.split():
                 return FollowUp(ticket, Evidence.REFERENCE, role, reference.kind,
-                                tuple(rejected))
+                                tuple(rejected), merged_from)
             rejected.append((
                 ticket.id,
                 Reason(N_("thread reference to {message_id} ignored: sender {sender} was not "
@@ -149,7 +153,7 @@ def find_follow_up(
         elif role is not SenderRole.STRANGER:
             # Weak, like a tag: a trusted reference named later still wins.
             untrusted = untrusted or FollowUp(ticket, Evidence.UNTRUSTED_REFERENCE, role,
-                                              reference.kind)
+                                              reference.kind, merged_from=merged_from)
         else:
             rejected.append((
                 ticket.id,
@@ -165,10 +169,10 @@ def find_follow_up(
         tagged = statements.first(models.Ticket, id=int(match.group(1)))
         if tagged is None:
             continue
-        ticket = tagged
+        ticket, merged_from = _after_merges(tagged)
         role = sender_role(ticket, sender, agent_addresses)
         if role is not SenderRole.STRANGER:
-            return FollowUp(ticket, Evidence.TAG, role, None, tuple(rejected))
+            return FollowUp(ticket, Evidence.TAG, role, None, tuple(rejected), merged_from)
         rejected.append((
             ticket.id,
             Reason(N_("subject tag of {ticket} ignored: sender {sender} is not the requester, "
@@ -176,6 +180,19 @@ def find_follow_up(
         ))
 
     return FollowUp(None, Evidence.NONE, SenderRole.STRANGER, None, tuple(rejected))
+
+
+def _after_merges(ticket: models.Ticket) -> tuple[models.Ticket, int | None]:
+    """Return the ticket a mail for ``ticket`` goes to, and ``ticket``'s number if merged.
+
+    A merge moves the duplicate's Message-IDs to the target, so mostly only a subject
+    tag names a merged ticket. An unmerged ticket costs no query.
+    """
+    if ticket.merged_into_id is None:
+        return ticket, None
+    from maildesk.merging import final_ticket
+
+    return final_ticket(ticket), ticket.id
 
 
 def _known_references(thread_ids: tuple[str, ...]) -> list[models.MessageReference]:

@@ -239,6 +239,17 @@ def _incoming_authors(raw_hashes: list[str]) -> dict[tuple[str, str], str]:
     return {(raw_sha256, message_id): author for raw_sha256, message_id, author in rows}
 
 
+def _merged_tickets(database: pw.Database) -> None:
+    """Add Ticket.merged_into: the ticket a duplicate was merged into."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run
+
+    table = models.Ticket._meta.table_name
+    if "merged_into_id" not in {column.name for column in database.get_columns(table)}:
+        run(SchemaMigrator.from_database(database).add_column(table, "merged_into_id",
+                                                              models.Ticket.merged_into))
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, N_("initial schema"), _initial_schema),
     (2, N_("agents and groups"), _agents_and_groups),
@@ -252,6 +263,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (10, N_("daily summaries sent to agents and managers"), _daily_summaries),
     (11, N_("senders in the duplicate keys of mail processed by the first releases"),
      _sender_in_dedupe_keys),
+    (12, N_("tickets merged into other tickets"), _merged_tickets),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

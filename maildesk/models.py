@@ -111,6 +111,10 @@ class Ticket(BaseModel):
     reply_token = pw.CharField(max_length=64, default=lambda: secrets.token_hex(16))
     escalation_level = pw.IntegerField(default=0)
     linked_ticket = ForeignKeyField("self", null=True, backref="follow_ups", index=False)
+    # The ticket this one was merged into as a duplicate (see maildesk.merging).
+    # NOTE: not indexed, so listing the tickets merged into one reads the whole table;
+    # only "tickets show" and retention do that.
+    merged_into = ForeignKeyField("self", null=True, backref="merged_tickets", index=False)
     first_response_due = pw.DateTimeField(null=True)
     resolution_due = pw.DateTimeField(null=True)
     sla_paused_at = pw.DateTimeField(null=True)
@@ -133,6 +137,7 @@ class Ticket(BaseModel):
 
     if TYPE_CHECKING:  # attributes that peewee adds at run time
         linked_ticket_id: int | None
+        merged_into_id: int | None
         requester_id: int
         messages: Any
         events: Any

@@ -147,6 +147,17 @@ def sample_variants(desk: Desk, language: str = "pl"
         changed = copy.deepcopy(sample_context(desk, language))
         changed["reply"]["new_status"] = status
         variants.append((("new_status",), changed))
+    # A confirmation of #merge, and the notice to a requester who opened both tickets.
+    merging = copy.deepcopy(sample_context(desk, language))
+    merging["note_reason"] = "merge"
+    merging["merged"]["same_requester"] = True
+    source = {"number": SAMPLE_TICKET_NUMBER + 5, "tag": desk.tag(SAMPLE_TICKET_NUMBER + 5)}
+    merging["merge"] = {"source": source,
+                        "target": {"number": SAMPLE_TICKET_NUMBER,
+                                   "tag": desk.tag(SAMPLE_TICKET_NUMBER)},
+                        "added": ["jan@example.org"], "skipped": ["anna@example.org"],
+                        "notified": []}
+    variants.append((("merge", "same_requester"), merging))
     unread = copy.deepcopy(sample_context(desk, language))
     unread["quarantine"].update(unread=True, sender="-", message_id="-")
     variants.append((("unread",), unread))
@@ -190,6 +201,7 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
     context["rejection"].update(subject="Scanned invoices for November",
                                 reason="sender blocked by a rule")
     context["quarantine"].update(subject="Invoice", error="ParseError: empty message")
+    context["merged"].update(subject="I cannot print anything")
 
     context.update(
         agent={"name": "Mark Green", "login": "mark.green"},
@@ -284,9 +296,12 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
     from maildesk.dailysummary import sample_values as summary_samples
     from maildesk.ticketmail import sample_context as service_level_samples
 
+    merged = {"number": SAMPLE_TICKET_NUMBER + 5, "tag": desk.tag(SAMPLE_TICKET_NUMBER + 5),
+              "subject": "Nie mogę nic wydrukować", "same_requester": False}
     context = {"desk": desk_context(desk), "ticket": ticket, "linked_ticket": None,
                "quarantine": quarantine, "message": message, "group": group,
-               "rejection": rejection, "loop": loop, **sample_values(),
+               "rejection": rejection, "loop": loop, "merged": merged, "merge": None,
+               **sample_values(),
                **service_level_samples(), **admin_samples(), **summary_samples()}
     # The closing date a preview shows follows the desk's own auto_close_after.
     from maildesk.slaconfig import service_levels

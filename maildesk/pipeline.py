@@ -282,6 +282,9 @@ def decide(desk: Desk, message: ParsedMessage, raw: bytes, source: str,
         (number, "thread_link_rejected", {"reason": reason})
         for number, reason in follow_up.rejected
     ]
+    if follow_up.merged_from is not None and follow_up.ticket is not None:
+        events.append((follow_up.ticket.id, "merge_followed", {
+            "merged": follow_up.merged_from, "message_id": message.message_id}))
     automatic = classification.is_automatic
     ticket = follow_up.ticket
     # A group manager's reply to an escalation is a note for the agents, closed or not.

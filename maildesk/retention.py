@@ -188,6 +188,9 @@ def _delete_tickets(numbers: list[int], report: PurgeReport) -> set[tuple[str, s
     # A ticket that continues a deleted one keeps its own history, without the link.
     models.Ticket.update(linked_ticket=None).where(
         models.Ticket.linked_ticket.in_(numbers)).execute()
+    # A duplicate merged into a deleted ticket stays closed, without the link.
+    models.Ticket.update(merged_into=None).where(
+        models.Ticket.merged_into.in_(numbers)).execute()
     # With this outcome the pipeline does not store a later copy of the mail again.
     models.ProcessedMessage.update(ticket=None, outcome=models.PURGED_OUTCOME).where(
         models.ProcessedMessage.ticket.in_(numbers)).execute()

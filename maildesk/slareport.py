@@ -127,10 +127,13 @@ def build_report(desk: Desk, start: datetime, end: datetime, group: str | None =
     report = SlaReport(start=start, end=end, group=group, generated_at=now)
     logger.debug("building the SLA report from %s to %s, group %s", start, end, group or "-")
 
+    # A duplicate merged into another ticket is that ticket's request, counted there once.
     opened = models.Ticket.select().where(models.Ticket.created_at >= to_utc(start),
-                                          models.Ticket.created_at < to_utc(end))
+                                          models.Ticket.created_at < to_utc(end),
+                                          models.Ticket.merged_into.is_null())
     resolved = models.Ticket.select().where(models.Ticket.resolved_at >= to_utc(start),
-                                            models.Ticket.resolved_at < to_utc(end))
+                                            models.Ticket.resolved_at < to_utc(end),
+                                            models.Ticket.merged_into.is_null())
     if group is not None:
         opened = opened.where(models.Ticket.group == group)
         resolved = resolved.where(models.Ticket.group == group)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -624,3 +625,74 @@ def test_unknown_command_suggests_type_and_category() -> None:
 def test_label_translates_ticket_types() -> None:
     assert label("service_request", "pl", "type") == "wniosek o usługę"
     assert label("incident", "en", "type") == "incident"
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def merge_plan(text: str, refusal: tuple[str, dict[str, Any]] | None = None):  # type: ignore[no-untyped-def]
+    checked: list[int] = []
+
+    def check_merge(number: int) -> tuple[str, dict[str, Any]] | None:
+        checked.append(number)
+        return refusal
+
+    result = plan_changes(split_commands(text), state(), "marek.zielinski",
+                          replace(directory(), check_merge=check_merge))
+    return result, checked
+
+
+@pytest.mark.parametrize("line", ["#scal 123", "#merge 123", "#SCAL: 123", "#scal #123",
+                                  "#scal [#123]", "#merge [SD#123].", "#scal\u00a0123"])
+def test_plan_merge_reads_ticket_number(line: str) -> None:
+    result, checked = merge_plan(f"{line}\n\nDuplikat.")
+
+    assert result.valid
+    assert result.merge_into == 123
+    assert result.changes == ()
+    assert checked == [123]
+
+
+@pytest.mark.parametrize("value", ["", "abc", "12 13", "zgłoszenie 12", "-5"])
+def test_plan_merge_needs_ticket_number(value: str) -> None:
+    result, checked = merge_plan(f"#scal {value}")
+
+    assert not result.valid
+    assert checked == []
+
+
+def test_plan_merge_refusal_becomes_problem() -> None:
+    result, _checked = merge_plan("#scal 7", refusal=("there is no ticket {number}",
+                                                       {"number": 7}))
+
+    [problem] = result.problems
+    assert problem.text("pl") == "nie ma zgłoszenia 7"
+    assert problem.usage_text("pl") == "#scal <numer zgłoszenia>"
+    assert result.merge_into is None
+
+
+def test_plan_merge_with_note_is_valid() -> None:
+    result, _checked = merge_plan("#scal 7\n#notatka duplikat")
+
+    assert result.valid
+    assert result.merge_into == 7
+
+
+def test_plan_merge_with_other_command_is_invalid() -> None:
+    result, _checked = merge_plan("#status w realizacji\n#scal 7")
+
+    [problem] = result.problems
+    assert problem.line == "#scal 7"
+    assert problem.text("en").startswith("#merge must be the only command of its mail")
+
+
+def test_plan_merge_without_ticket_lookup_is_invalid() -> None:
+    # A directory without a ticket of the mail cannot check a merge.
+    assert not plan("#scal 7").valid
+
+
+@pytest.mark.parametrize("keyword", ["połącz", "polacz", "scalanie"])
+def test_merge_synonyms_name_the_command(keyword: str) -> None:
+    problem = plan(f"#{keyword} 7").problems[0]
+
+    assert problem.text("pl") == f"nieznane polecenie „#{keyword}”: czy chodziło o #scal?"
