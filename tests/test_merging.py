@@ -604,3 +604,24 @@ def test_purged_target_leaves_duplicate_unlinked(tmp_path: Path, database_url: s
     kept = reload(duplicate)
     assert kept.status == "closed"
     assert kept.merged_into_id is None
+
+
+def test_merge_rejected_when_target_closes_meanwhile(tmp_path: Path, database_url: str,
+                                                      monkeypatch: Any) -> None:
+    # Another mail may close the target between the check of the commands and the merge.
+    from maildesk import conversation
+
+    desk = conversation_desk(tmp_path, database_url)
+    duplicate, ack, target, _target_ack = two_tickets(desk)
+    models.Ticket.update(status="closed").where(models.Ticket.id == target.id).execute()
+    monkeypatch.setattr(conversation, "_check_merge", lambda ticket, number: None)
+
+    merge_by_mail(desk, ack, target.id)
+
+    assert reload(duplicate).merged_into_id is None
+    assert reload(duplicate).status == "new"
+    entry = models.Message.get(models.Message.message_id == "<merge@mail.example.com>")
+    assert entry.kind == "held"
+    assert entry.ticket_id == duplicate.id
+    assert f"zgłoszenie {target.id} jest zamknięte" in refused(desk)
+    assert outbox("command_confirmation") == []
