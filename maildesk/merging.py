@@ -128,7 +128,7 @@ def merge(desk: Desk, source: models.Ticket, target: models.Ticket, actor: str, 
                       .where(models.Message.ticket == source).execute())
     moved_references = (models.MessageReference.update(ticket=target)
                         .where(models.MessageReference.ticket == source).execute())
-    added, skipped = _add_participants(target, people)
+    added, skipped = _add_participants(desk, target, people)
 
     detail = {"source": lifecycle.Source(source_kind).value, "message_id": message_id}
     lifecycle.transition(desk, source, lifecycle.Status.CLOSED, actor, source_kind, at,
@@ -205,12 +205,14 @@ def _thread_of(source: models.Ticket) -> tuple[str | None, list[str]]:
     return conversation_references(source)
 
 
-def _add_participants(target: models.Ticket, people: list[tuple[models.Contact, str]]
+def _add_participants(desk: Desk, target: models.Ticket,
+                      people: list[tuple[models.Contact, str]]
                       ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Add the people of the duplicate to ``target``, up to the participant limit.
 
-    The target's requester and its participants are left as they are. Returns the
-    addresses added and those the limit left out.
+    The target's requester and its participants are left as they are, and agents and
+    the desk's own addresses are never participants (an agent may have opened the
+    duplicate). Returns the addresses added and those the limit left out.
     """
     rows = (models.Participant.select(models.Participant.contact)
             .where(models.Participant.ticket == target).tuples())
@@ -220,6 +222,8 @@ def _add_participants(target: models.Ticket, people: list[tuple[models.Contact, 
     skipped: list[str] = []
     for contact, role in people:
         if contact.id == target.requester_id or contact.id in present:
+            continue
+        if contact.address in desk.agent_addresses or contact.address in desk.own_addresses:
             continue
         if count >= _participant_limit():
             skipped.append(contact.address)
@@ -237,12 +241,12 @@ def _notify(desk: Desk, source: models.Ticket, target: models.Ticket,
     """Tell the people of the duplicate, once each and in their language, where it goes on.
 
     The requester gets it even when they also opened the target, because they hold mail
-    with both numbers and need to know which one to use. A dispatched mailbox gets none. One mail goes to each language's
-    readers, queued on the target so that a reply to it joins the target.
+    with both numbers and need to know which one to use. A dispatched mailbox gets none.
+    One mail goes to each language's readers, queued on the target so that a reply to it
+    joins the target.
     """
-    from maildesk.notify import language_for_address, queue_mail, ticket_context
-
     from maildesk.escalation import DISPATCH_ROLE
+    from maildesk.notify import language_for_address, queue_mail, ticket_context
 
     recipients: dict[str, list[Recipient]] = {}
     seen: set[str] = set()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from deskfactory import mail, record_sql
 from test_conversation import (
     EWA,
+    PASS,
     REQUESTER,
     agent_mail,
     conversation_desk,
@@ -187,6 +188,24 @@ def test_merge_keeps_dispatched_mailbox_role(tmp_path: Path, database_url: str) 
     assert participants(target) == {ZOFIA: "cc", "serwis@dostawca.example.net": "dispatch"}
     [notice] = outbox("ticket_merged")
     assert notice.recipients.split() == [ZOFIA]
+
+
+def test_merge_leaves_agent_requester_out(tmp_path: Path, database_url: str) -> None:
+    # An agent who opened the duplicate with a new mail is no participant, and no user.
+    desk = conversation_desk(tmp_path, database_url)
+    target, _target_ack = open_ticket(desk, sender=JAN, message_id="<target@example.org>")
+    outcome = process(desk, mail(sender=EWA, subject="Drukarka na 2. piętrze",
+                                 message_id="<byagent@mail.example.com>",
+                                 headers={"Authentication-Results": PASS}), "test:agent")
+    duplicate = models.Ticket.get_by_id(outcome.ticket)
+    ack = models.Outbox.get(models.Outbox.ticket == duplicate.id,
+                            models.Outbox.kind == "ack").message_id
+
+    merge_by_mail(desk, ack, target.id)
+
+    assert reload(duplicate).merged_into_id == target.id
+    assert participants(target) == {}
+    assert outbox("ticket_merged") == []
 
 
 def test_merge_notice_in_each_language(tmp_path: Path, database_url: str) -> None:
