@@ -114,3 +114,19 @@ def test_type_with_close_in_one_mail(tmp_path: Path, database_url: str) -> None:
     actions = [event.action for event in models.Event.select().where(
         models.Event.ticket == ticket.id).order_by(models.Event.id)]
     assert actions.index("classified") < actions.index("status_changed")
+
+
+def test_closed_ticket_reclassified(tmp_path: Path, database_url: str) -> None:
+    # Reports count tickets by type, so a closed ticket may still be classified right.
+    desk = classify_desk(tmp_path, database_url)
+    ticket, ack = open_ticket(desk)
+    process(desk, agent_mail("#zamknij\n", ack))
+
+    outcome = process(desk, agent_mail("#typ wniosek\n", ack,
+                                       message_id="<a2@mail.example.com>"))
+
+    assert outcome.action == "append"
+    updated = reload(ticket)
+    assert updated.type == "service_request"
+    assert updated.status == "closed"
+    assert outbox("command_error") == []
