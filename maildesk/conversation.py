@@ -463,6 +463,8 @@ def _carry_out_merge(desk: Desk, decision: Decision, ticket: models.Ticket,
     number = plan.plan.merge_into
     assert number is not None
     target = models.Ticket.get_or_none(models.Ticket.id == number)
+    if target is not None:
+        merging.lock(ticket, target)
     refusal = merging.check(ticket, target, number)
     if refusal is not None or target is None:
         assert refusal is not None

@@ -114,7 +114,7 @@ def merge(desk: Desk, source: models.Ticket, target: models.Ticket, actor: str, 
     from maildesk import lifecycle
 
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
-    _lock(source, target)
+    lock(source, target)
     refusal = check(source, target, target.id)
     if refusal is not None:
         raise MergeRefused(refusal)
@@ -164,8 +164,11 @@ class MergeRefused(Exception):
         self.refusal = refusal
 
 
-def _lock(source: models.Ticket, target: models.Ticket) -> None:
+def lock(source: models.Ticket, target: models.Ticket) -> None:
     """Lock both rows and read them again, so a merge checks what it changes.
+
+    A caller that acts on the check before ``merge`` (as the mail path does) locks first
+    too; ``merge`` locks again, which changes nothing in the same transaction.
 
     On PostgreSQL the rows are locked in the order of their ids, as every merge does, so
     two opposite merges wait for each other instead of deadlocking. SQLite lets one
