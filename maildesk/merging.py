@@ -1,4 +1,4 @@
-"""Merging a duplicate ticket into the ticket where the work goes on, as OTRS and Zammad do.
+"""Merging a duplicate ticket into the ticket where the work goes on.
 
 The duplicate (the source) hands everything that identifies its conversation to the
 target: its messages with their attachments, and its Message-ID references, so that a
