@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -32,16 +31,6 @@ SLA = {"policies": [
     {"priority": 4, "first_response": "8h", "resolution": "40h"},
     {"priority": 3, "group": "pierwsza-linia", "first_response": "1h", "resolution": "8h"},
 ]}
-
-
-@pytest.fixture
-def keep_logging() -> Iterator[None]:
-    """Restore the root logger that the CLI reconfigures, for the tests after this one."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def full_desk(tmp_path: Path, database_url: str, **overrides: Any) -> Desk:
@@ -217,7 +206,6 @@ def test_rename_suggests_the_new_group(tmp_path: Path, database_url: str) -> Non
     assert "tickets move-group siec sieci" in text_of(notice)
 
 
-@pytest.mark.usefixtures("keep_logging")
 def test_cli_agents_check(tmp_path: Path, database_url: str) -> None:
     desk = full_desk(tmp_path, database_url)
     new_ticket(desk, 1)
@@ -243,7 +231,6 @@ def test_cli_agents_check(tmp_path: Path, database_url: str) -> None:
 # --------------------------------------------------------------------------- move-group
 
 
-@pytest.mark.usefixtures("keep_logging")
 def test_move_group_moves_replans_and_notifies(tmp_path: Path, database_url: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(orphans, "BATCH_SIZE", 2)
@@ -287,7 +274,6 @@ def test_move_group_moves_replans_and_notifies(tmp_path: Path, database_url: str
     assert len(outbox("dispatch")) == 3
 
 
-@pytest.mark.usefixtures("keep_logging")
 def test_move_group_dry_run_changes_nothing(tmp_path: Path, database_url: str) -> None:
     desk = full_desk(tmp_path, database_url)
     first = new_ticket(desk, 1)
@@ -310,7 +296,6 @@ def test_move_group_dry_run_changes_nothing(tmp_path: Path, database_url: str) -
     assert models.Outbox.select().count() == mail_count
 
 
-@pytest.mark.usefixtures("keep_logging")
 def test_move_group_refuses_unknown_target_and_asks_first(tmp_path: Path,
                                                           database_url: str) -> None:
     desk = full_desk(tmp_path, database_url)
@@ -332,7 +317,6 @@ def test_move_group_refuses_unknown_target_and_asks_first(tmp_path: Path,
 # --------------------------------------------------------------------------- unassign
 
 
-@pytest.mark.usefixtures("keep_logging")
 def test_unassign_releases_tickets_of_removed_agent(tmp_path: Path, database_url: str) -> None:
     desk = full_desk(tmp_path, database_url)
     assigned = new_ticket(desk, 1, group="pierwsza-linia", assignee="piotr.lis")
@@ -363,7 +347,6 @@ def test_unassign_releases_tickets_of_removed_agent(tmp_path: Path, database_url
     assert "konsultant piotr.lis nie ma otwartych zgłoszeń" in again.output
 
 
-@pytest.mark.usefixtures("keep_logging")
 def test_unassign_to_another_agent(tmp_path: Path, database_url: str) -> None:
     desk = full_desk(tmp_path, database_url)
     ticket = new_ticket(desk, 1, group="pierwsza-linia", assignee="piotr.lis")
