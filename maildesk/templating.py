@@ -302,11 +302,15 @@ class Templates:
 
     @jinja2.pass_context
     def _format_size(self, context: Any, value: int | None, language: str | None = None) -> str:
-        """Format a byte count in MB (or kB below 1 MB) with the reader's decimal sign."""
+        """Format a byte count in MB, in kB below 1 MB and in B below 1 kB, with the
+        reader's decimal sign. A kB is 1,024 bytes and an MB 1,024 kB."""
         if value is None:
             return "—"
         language = language or context.get("language") or self.default_language
         locale = _babel_locale(language)
+        if value < 1024:
+            # "0 kB" would hide a small file, such as a pasted picture, as empty.
+            return f"{format_decimal(value, format='#,##0', locale=locale)} B"
         if value < 1024 * 1024:
             return f"{format_decimal(value / 1024, format='#,##0', locale=locale)} kB"
         return f"{format_decimal(value / (1024 * 1024), format='#,##0.#', locale=locale)} MB"

@@ -309,6 +309,15 @@ def test_templates_date_and_size_filters(template_root: Path) -> None:
     assert english == "4 December 2026 | 70.5 MB"
 
 
+@pytest.mark.parametrize(("size", "expected"), [
+    (0, "0 B"), (288, "288 B"), (1023, "1,023 B"), (1024, "1 kB"), (4300, "4 kB")])
+def test_templates_size_filter_small_files(template_root: Path, size: int,
+                                           expected: str) -> None:
+    rendered = render_string(template_root, "{{ size | filesize }}", {"size": size}, "en")
+
+    assert rendered == expected
+
+
 def test_templates_text_to_html_escapes_and_links() -> None:
     html = str(text_to_html("Dzień dobry <Zofio> & co,\n"
                             "zobacz https://intranet.example.org/a?b=1&c=2.\n\n"
