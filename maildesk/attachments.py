@@ -16,8 +16,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from maildesk.charsets import decode_bytes
+from maildesk.i18n import _
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,20 @@ def sanitize_filename(name: str | None, content_type: str = "application/octet-s
     extension = _truncate_utf8(extension, 20)
     stem = _truncate_utf8(stem, MAX_FILENAME_BYTES - len(extension.encode("utf-8")))
     return (stem if stem.strip(" .") else FALLBACK_STEM) + extension
+
+
+def path_in_directory(directory: Path, name: str, content_type: str) -> Path:
+    """Return where a file named ``name`` from a mail goes inside ``directory``.
+
+    The name is sanitized again, because a row written by an older maildesk or by hand
+    may hold anything, and the result is checked to stay a direct child of
+    ``directory``. Raises ValueError when it would not.
+    """
+    target = directory / sanitize_filename(name, content_type)
+    if target.parent.resolve() != directory.resolve() or target.name in ("", ".", ".."):
+        raise ValueError(_("the file name {name!r} leads out of the directory {directory}")
+                         .format(name=name, directory=directory))
+    return target
 
 
 class UniqueNames:

@@ -280,6 +280,7 @@ def _register_subcommands() -> None:
         main.add_command(command)
 
     from maildesk import (
+        cli_attachments,  # noqa: F401 (adds 'tickets attachments')
         cli_merge,  # noqa: F401 (adds 'tickets merge')
         cli_orphans,  # noqa: F401 (adds 'tickets move-group', 'agents check')
         cli_retention,  # noqa: F401 (adds 'tickets purge')

@@ -1,0 +1,252 @@
+"""A user's files reach the agents: the CLI exports them from the storage.
+
+Every test runs the whole pipeline on real parsed mail, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from deskfactory import base_config, make_desk
+
+from maildesk import models, pipeline
+from maildesk.cli import main
+from maildesk.desk import Desk
+from maildesk.wiring import load_rules
+
+REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
+SCREENSHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4       # 1,032 bytes
+LOG = b"2026-12-04 09:00:01 ERROR 13.A2 paper jam\n" * 100         # 4,300 bytes
+PASTED = b"\x89PNG\r\n\x1a\n" + b"wklejony zrzut" * 20                # 288 bytes
+FORWARDED_SUBJECT = "Faktura od dostawcy"
+FOLLOW_UP = "Błąd wrócił po wymianie tonera, nowy zrzut i log w załączniku.\n"
+
+
+def user_mail(*, message_id: str = "<m1@example.org>", subject: str = "Drukarka nie drukuje",
+              in_reply_to: str | None = None, files: bool = True,
+              body: str = "Dzień dobry,\n\ndrukarka pokazuje błąd 13.A2, zrzut w środku.\n",
+              ) -> bytes:
+    """A user's mail as a mail client writes it: HTML with a pasted picture, two files and
+    a forwarded mail."""
+    message = EmailMessage()
+    message["From"] = REQUESTER
+    message["To"] = "helpdesk@example.com"
+    message["Subject"] = subject
+    message["Date"] = "Fri, 04 Dec 2026 09:00:00 +0100"
+    message["Message-ID"] = message_id
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
+    message.set_content(body)
+    if not files:
+        return message.as_bytes()
+    message.add_alternative('<p>Dzień dobry,</p><p>drukarka pokazuje błąd 13.A2:</p>'
+                            '<img src="cid:zrzut@example.org">', subtype="html")
+    message.get_payload()[1].add_related(PASTED, maintype="image", subtype="png",
+                                         cid="<zrzut@example.org>", filename="wklejony.png")
+    message.add_attachment(SCREENSHOT, maintype="image", subtype="png",
+                           filename="błąd drukarki.png")
+    message.add_attachment(LOG, maintype="text", subtype="plain", filename="drukarka.log")
+    forwarded = EmailMessage()
+    forwarded["From"] = "dostawca@example.net"
+    forwarded["Subject"] = FORWARDED_SUBJECT
+    forwarded.set_content("Faktura w załączniku.\n" * 20)
+    message.add_attachment(forwarded, filename="faktura.eml")
+    return message.as_bytes()
+
+
+def files_desk(tmp_path: Path, database_url: str, *, limit: int | None = None,
+               marek_language: str | None = None) -> Desk:
+    desk_section: dict[str, Any] = {}
+    if limit is not None:
+        desk_section["notification_attachments_max_size"] = limit
+    agents = base_config(database_url, tmp_path)["agents"]
+    if marek_language:
+        agents[0]["language"] = marek_language
+    desk = make_desk(tmp_path, database_url, desk=desk_section, agents=agents)
+    # The printer rule routes the mail to the group whose agent is Marek, and tells the
+    # site's IT manager, as a rule's notify action does.
+    (desk.config.rules_path / "10-drukarki.yaml").write_text(
+        "- name: drukarki\n  when:\n    subject: [drukarka]\n  then:\n"
+        "    group: pierwsza-linia\n"
+        "    notify: {to: [kierownik.it@example.com], template: new_ticket_agents}\n",
+        encoding="utf-8")
+    return desk
+
+
+def process(desk: Desk, raw: bytes) -> Any:
+    return pipeline.process(desk, raw, "test:user", load_rules(desk))
+
+
+def parsed(row: models.Outbox) -> EmailMessage:
+    message = message_from_bytes(bytes(row.raw), policy=default_policy)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def files_of(row: models.Outbox) -> dict[str, EmailMessage]:
+    return {str(part.get_filename()): part for part in parsed(row).iter_attachments()}
+
+
+def text_of(row: models.Outbox) -> str:
+    body = parsed(row).get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content()).replace("\r\n", "\n")
+
+
+def only_row(kind: str) -> models.Outbox:
+    [row] = list(models.Outbox.select().where(models.Outbox.kind == kind))
+    return row
+
+
+def attachment_id(name: str) -> int:
+    return int(models.Attachment.get(models.Attachment.filename == name).id)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def invoke(desk: Desk, *args: str, language: str = "en") -> Any:
+    runner = CliRunner()
+    return runner.invoke(main, ["--config", str(desk.config.path), *args],
+                         env={"MAILDESK_LANGUAGE": language})
+
+
+def test_cli_lists_ticket_attachments(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    number = process(desk, user_mail()).ticket
+
+    listed = invoke(desk, "tickets", "attachments", str(number))
+
+    assert listed.exit_code == 0, listed.output
+    log_id = attachment_id("drukarka.log")
+    assert f"{log_id:>6}  {len(LOG):>12}  {'text/plain':<28}  drukarka.log" in listed.output
+    assert "user's message, zofia.wisniewska@example.org" in listed.output
+    assert "4 files;" in listed.output
+    polish = invoke(desk, "tickets", "attachments", str(number), language="pl")
+    assert "wiadomość użytkownika" in polish.output
+    assert "4 pliki; jeden z nich" in polish.output
+
+
+def test_cli_exports_one_attachment(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    process(desk, user_mail())
+    log_id = attachment_id("drukarka.log")
+    target = tmp_path / "out.log"
+
+    written = invoke(desk, "tickets", "attachment", str(log_id), "-o", str(target))
+
+    assert written.exit_code == 0, written.output
+    assert target.read_bytes() == LOG
+    assert f"attachment {log_id} written to {target} ({len(LOG)} B)" in written.output
+
+
+def test_cli_export_keeps_existing_file(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    process(desk, user_mail())
+    log_id = attachment_id("drukarka.log")
+    target = tmp_path / "out.log"
+    target.write_bytes(b"the admin's own file")
+
+    refused = invoke(desk, "tickets", "attachment", str(log_id), "-o", str(target))
+    polish = invoke(desk, "tickets", "attachment", str(log_id), "-o", str(target),
+                    language="pl")
+
+    assert refused.exit_code == 1
+    assert "exists already" in refused.output
+    assert "--force" in refused.output
+    assert "już istnieje" in polish.output
+    assert target.read_bytes() == b"the admin's own file"
+    forced = invoke(desk, "tickets", "attachment", str(log_id), "-o", str(target), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert target.read_bytes() == LOG
+
+
+def test_cli_export_does_not_follow_link(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    process(desk, user_mail())
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "drukarka.log").symlink_to(victim)
+
+    refused = invoke(desk, "tickets", "attachment", str(attachment_id("drukarka.log")),
+                     "--directory", str(folder))
+
+    assert refused.exit_code == 1
+    assert victim.read_bytes() == b"keep me"
+
+
+def test_cli_export_name_stays_in_directory(tmp_path: Path, database_url: str) -> None:
+    # A row with a hostile name (an older maildesk, or one written by hand) must still
+    # land inside the directory.
+    desk = files_desk(tmp_path, database_url)
+    process(desk, user_mail())
+    log_id = attachment_id("drukarka.log")
+    models.Attachment.update(filename="../../../etc/cron.d/evil").where(
+        models.Attachment.id == log_id).execute()
+    folder = tmp_path / "export" / "inner"
+    folder.mkdir(parents=True)
+
+    written = invoke(desk, "tickets", "attachment", str(log_id), "--directory", str(folder))
+
+    assert written.exit_code == 0, written.output
+    assert os.listdir(folder) == ["evil"]
+    assert (folder / "evil").read_bytes() == LOG
+    assert os.listdir(tmp_path / "export") == ["inner"]
+
+
+def test_cli_exports_all_into_directory(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    first = process(desk, user_mail())
+    models.Ticket.update(assignee="marek.zielinski").where(
+        models.Ticket.id == first.ticket).execute()
+    process(desk, user_mail(message_id="<m2@example.org>",
+                            subject=f"Re: [#{first.ticket}] Drukarka nie drukuje",
+                            in_reply_to="<m1@example.org>", body=FOLLOW_UP))
+    folder = tmp_path / "export"
+    folder.mkdir()
+
+    written = invoke(desk, "tickets", "attachments", str(first.ticket),
+                     "--directory", str(folder))
+
+    assert written.exit_code == 0, written.output
+    assert sorted(os.listdir(folder)) == sorted([
+        "wklejony.png", "błąd drukarki.png", "drukarka.log", "faktura.eml",
+        "wklejony (2).png", "błąd drukarki (2).png", "drukarka (2).log", "faktura (2).eml"])
+    assert (folder / "drukarka (2).log").read_bytes() == LOG
+    again = invoke(desk, "tickets", "attachments", str(first.ticket),
+                   "--directory", str(folder))
+    assert again.exit_code == 1
+    assert "exists already" in again.output
+
+
+def test_cli_attachment_not_found(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+
+    missing = invoke(desk, "tickets", "attachment", "999", "-o", str(tmp_path / "x"))
+    no_ticket = invoke(desk, "tickets", "attachments", "999")
+
+    assert missing.exit_code == 1
+    assert "attachment 999 not found" in missing.output
+    assert no_ticket.exit_code == 1
+    assert "ticket 999 not found" in no_ticket.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_writes_attachment_to_stdout(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    process(desk, user_mail())
+
+    written = CliRunner().invoke(main, ["--config", str(desk.config.path), "tickets",
+                                        "attachment", str(attachment_id("błąd drukarki.png"))])
+
+    assert written.exit_code == 0
+    assert written.stdout_bytes == SCREENSHOT
