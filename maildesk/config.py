@@ -93,6 +93,9 @@ class DeskConfig:
     # Automatic mails to addresses other than agents and admins per clock hour, for the
     # whole desk: a bound on backscatter from mail with forged senders.
     automatic_mail_desk_limit: int = 500
+    # The user's files that go with one notice to agents, in bytes; 0 sends none
+    # (maildesk.noticefiles).
+    notification_attachments_max_size: int = 7 * 1024 * 1024
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -535,6 +538,8 @@ def _desk(section: _Section) -> DeskConfig:
                                                     minimum=1),
         automatic_mail_desk_limit=section.integer("automatic_mail_desk_limit", 500,
                                                   minimum=1),
+        notification_attachments_max_size=section.integer(
+            "notification_attachments_max_size", 7 * 1024 * 1024, minimum=0),
     )
     section.finish()
     return desk

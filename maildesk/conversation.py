@@ -48,6 +48,7 @@ from maildesk.followup import (
 from maildesk.i18n import _
 from maildesk.mailbuild import OutgoingAttachment, Recipient
 from maildesk.models import utcnow
+from maildesk.noticefiles import notice_files, outgoing_file
 from maildesk.notify import QueuedMail, queue_mail, ticket_context
 from maildesk.parse import Address, ParsedMessage
 from maildesk.reasons import Reason, message_kind_label
@@ -726,14 +727,8 @@ def _relayed_attachments(message: ParsedMessage) -> list[OutgoingAttachment]:
     An attached mail goes as a plain file, because RFC 2046 allows no base64
     transfer encoding in message/rfc822 and ``mailbuild`` encodes every file in base64.
     """
-    files = []
-    for attachment in message.attachments:
-        if attachment.inline or attachment.content_id:
-            continue
-        content_type = ("application/octet-stream" if attachment.is_message
-                        else attachment.content_type)
-        files.append(OutgoingAttachment(attachment.filename, content_type, attachment.content))
-    return files
+    return [outgoing_file(attachment) for attachment in message.attachments
+            if not (attachment.inline or attachment.content_id)]
 
 
 def _queue_relay(desk: Desk, ticket: models.Ticket, decision: Decision, plan: AgentPlan,
@@ -822,6 +817,9 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
                    for address in desk.config.desk.admin_addresses]
 
     dispatched = _is_dispatched_mailbox(ticket, decision.sender)
+    # NOTE: each reader gets a mail of their own, and the outbox stores each mail whole,
+    # so the files are stored once per reader, up to the limit each.
+    files = notice_files(desk, ticket.id, message, entry.id)
     queued = []
     for recipient, language, context in readers:
         context["author"] = {"name": sender.name if sender else "",
@@ -829,13 +827,14 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
         context["reply"] = {"text": message.reply_text or message.text,
                             "rating": decision.rating, "reopened": decision.reopened}
         context["status_label"] = label(ticket.status, language or desk.config.language)
+        context["files"] = files.context
         mail = queue_mail(
             desk, template="user_replied", language=language,
             context=context, to=[recipient],
             ticket=ticket, in_reply_to=message.message_id,
             references=[*message.references, *([message.message_id] if message.message_id
                                                else [])],
-            automatic=True, kind="user_replied",
+            automatic=True, kind="user_replied", attachments=files.attachments,
         )
         if mail:
             queued.append(mail)

@@ -196,6 +196,8 @@ def _anglicise_sample(context: dict[str, Any]) -> None:
         excerpt="Hello,\n\nthe HP printer in room 215 shows error 13.A2 and has not "
                 "printed since this morning. Manual: https://intranet.example.org/printers",
         attachments=["printer-error.jpg"])
+    context["files"]["sent"][0]["name"] = "printer-error.jpg"
+    context["files"]["left_out"][0]["name"] = "screen-recording.mp4"
 
     context["group"] = {"name": "first-line", "description": "First line support"}
     context["rejection"].update(subject="Scanned invoices for November",
@@ -294,6 +296,7 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
     from maildesk.adminmail import sample_values as admin_samples
     from maildesk.conversation import sample_values
     from maildesk.dailysummary import sample_values as summary_samples
+    from maildesk.noticefiles import sample_values as file_samples
     from maildesk.ticketmail import sample_context as service_level_samples
 
     merged = {"number": SAMPLE_TICKET_NUMBER + 5, "tag": desk.tag(SAMPLE_TICKET_NUMBER + 5),
@@ -303,6 +306,9 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
                "rejection": rejection, "loop": loop, "merged": merged, "merge": None,
                **sample_values(),
                **service_level_samples(), **admin_samples(), **summary_samples()}
+               "rejection": rejection, "loop": loop, **sample_values(),
+               **service_level_samples(), **admin_samples(), **summary_samples(),
+               **file_samples()}
     # The closing date a preview shows follows the desk's own auto_close_after.
     from maildesk.slaconfig import service_levels
 
@@ -823,17 +829,26 @@ def _previous_assignee(desk: Desk, decision: Any) -> Recipient | None:
     return Recipient(agents.primary_address(agent), agent.name)
 
 
-def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[QueuedMail]:
+def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket,
+                      entry: models.Message | None = None) -> list[QueuedMail]:
     """Queue the mails a new ticket causes besides the acknowledgement.
 
     The group's agents get ``new_ticket_agents`` (one mail per language), unless the
     group has its own mailbox, and so does the agent who had the closed ticket that the
     new one continues. Every ``notify`` action of the routing rules gets its template.
+    Each of these mails carries the user's files within the desk's limit
+    (``maildesk.noticefiles``); ``entry`` is the stored message, whose attachment ids
+    the notice gives for the files it leaves out.
     """
+    from maildesk.noticefiles import notice_files
+
     queued: list[QueuedMail] = []
+    files = notice_files(desk, ticket.id, decision.message,
+                         entry.id if entry is not None else None)
     context: dict[str, Any] = {
         "ticket": ticket_context(desk, ticket),
         "message": message_context(decision.message),
+        "files": files.context,
         "linked_ticket": ({"number": decision.linked_ticket.id}
                           if decision.linked_ticket is not None else None),
     }
@@ -853,7 +868,7 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[
     for language, agents_to in _by_language(desk, recipients).items():
         mail = queue_mail(desk, template="new_ticket_agents", language=language,
                           context=context, to=agents_to, ticket=ticket, automatic=True,
-                          kind="new_ticket")
+                          kind="new_ticket", attachments=files.attachments)
         if mail is not None:
             queued.append(mail)
 
@@ -865,7 +880,8 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket) -> list[
             # not use up the desk-wide limit for them.
             mail = queue_mail(desk, template=notification.template, language=language,
                               context=context, to=rule_to, ticket=ticket, automatic=True,
-                              kind="rule_notify", desk_limit=False)
+                              kind="rule_notify", desk_limit=False,
+                              attachments=files.attachments)
             if mail is not None:
                 queued.append(mail)
     return queued

@@ -354,14 +354,14 @@ def apply(desk: Desk, decision: Decision) -> Outcome:
                 "linked_ticket": decision.linked_ticket.id if decision.linked_ticket else None,
             })
             _clear_bounce_mark(decision, ticket, contact)
-            _add_entry(decision, ticket, hashes)
+            entry = _add_entry(decision, ticket, hashes)
             _add_participants(desk, decision, ticket)
             queued.extend(servicehooks.on_ticket_created(desk, decision, ticket, plan))
             if decision.acknowledge:
                 mail = _acknowledge(desk, decision, ticket)
                 if mail is not None:
                     queued.append(mail)
-            queued.extend(notify_new_ticket(desk, decision, ticket))
+            queued.extend(notify_new_ticket(desk, decision, ticket, entry))
 
         elif decision.action is Action.APPEND:
             assert ticket is not None

@@ -294,6 +294,10 @@ def test_loops_ticket_limit_stops_and_alerts_once(tmp_path: Path, database_url: 
     assert "30100" in text["Subject"]
 
 
+# The template values of a user's mail without attachments (maildesk.noticefiles).
+NO_FILES = {"sent": [], "left_out": [], "limit": 0, "list_command": ""}
+
+
 def test_loops_limits_spare_agents(tmp_path: Path, database_url: str) -> None:
     desk = make_desk(tmp_path, database_url,
                      desk={"automatic_mail_limit": 1, "automatic_mail_ticket_limit": 1})
@@ -308,7 +312,7 @@ def test_loops_limits_spare_agents(tmp_path: Path, database_url: str) -> None:
                          "message": {"sender_name": "", "sender_address": "zofia@example.org",
                                      "subject": "Drukarka", "excerpt": "nie drukuje",
                                      "attachments": []},
-                         "group": None, "linked_ticket": None},
+                         "group": None, "linked_ticket": None, "files": NO_FILES},
                 to=[Recipient("marek.zielinski@example.com")], ticket=ticket))
 
     assert all(result is not None for result in results)
@@ -426,7 +430,7 @@ def test_loops_desk_limit_spares_agents(tmp_path: Path, database_url: str) -> No
                      "message": {"sender_name": "", "sender_address": "jan@example.org",
                                  "subject": "Skaner", "excerpt": "nie skanuje",
                                  "attachments": []},
-                     "group": None, "linked_ticket": None},
+                     "group": None, "linked_ticket": None, "files": NO_FILES},
             to=[Recipient("marek.zielinski@example.com")], ticket=second)
 
     assert acknowledge(desk, second) is None
@@ -468,7 +472,7 @@ def test_loops_desk_limit_spares_rule_notify(tmp_path: Path, database_url: str) 
     context = {"ticket": ticket_context(desk, second),
                "message": {"sender_name": "", "sender_address": "jan@example.org",
                            "subject": "Skaner", "excerpt": "nie skanuje", "attachments": []},
-               "group": None, "linked_ticket": None}
+               "group": None, "linked_ticket": None, "files": NO_FILES}
 
     with database_proxy.atomic():
         notified = queue_mail(desk, template="new_ticket_agents", language="pl",

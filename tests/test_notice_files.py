@@ -1,6 +1,7 @@
-"""A user's files reach the agents: the CLI exports them from the storage.
+"""A user's files reach the agents: notices carry them within the limit, the CLI exports them.
 
-Every test runs the whole pipeline on real parsed mail, on SQLite and on PostgreSQL.
+Every test runs the whole pipeline on real parsed mail, on SQLite and on PostgreSQL, and
+reads the attachments back from the outgoing mail's bytes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
-from deskfactory import base_config, make_desk
+from deskfactory import base_config, make_desk, record_sql
 
 from maildesk import models, pipeline
 from maildesk.cli import main
 from maildesk.desk import Desk
+from maildesk.parse import parse_message
 from maildesk.wiring import load_rules
 
 REQUESTER = "Zofia Wiśniewska <zofia.wisniewska@example.org>"
@@ -107,6 +110,155 @@ def only_row(kind: str) -> models.Outbox:
 
 def attachment_id(name: str) -> int:
     return int(models.Attachment.get(models.Attachment.filename == name).id)
+
+
+# --------------------------------------------------------------------------- notices
+
+
+def test_new_ticket_notice_carries_user_files(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+
+    process(desk, user_mail())
+
+    row = only_row("new_ticket")
+    files = files_of(row)
+    assert set(files) == {"wklejony.png", "błąd drukarki.png", "drukarka.log", "faktura.eml"}
+    assert files["błąd drukarki.png"].get_content_type() == "image/png"
+    assert files["błąd drukarki.png"].get_content() == SCREENSHOT
+    assert files["drukarka.log"].get_content_type() == "text/plain"
+    assert files["drukarka.log"].get_payload(decode=True) == LOG
+    # The picture the user's HTML showed by cid goes as a file: the notice has no HTML
+    # of the user's to show it in.
+    assert files["wklejony.png"].get_content() == PASTED
+    # RFC 2046 allows no base64 in message/rfc822, so the forwarded mail is a plain file.
+    assert files["faktura.eml"].get_content_type() == "application/octet-stream"
+    assert parse_message(files["faktura.eml"].get_content()).subject == FORWARDED_SUBJECT
+    text = text_of(row)
+    assert "Załączniki użytkownika dołączone do tej wiadomości (4):" in text
+    assert "- błąd drukarki.png (image/png, 1 kB)" in text
+    assert "Pominięte" not in text
+    # The acknowledgement to the user carries no files back.
+    assert list(parsed(only_row("ack")).iter_attachments()) == []
+
+
+def test_rule_notification_carries_user_files(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+
+    process(desk, user_mail())
+
+    row = only_row("rule_notify")
+    assert row.recipients.split() == ["kierownik.it@example.com"]
+    assert files_of(row)["drukarka.log"].get_payload(decode=True) == LOG
+
+
+def test_user_replied_notice_carries_user_files(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url, marek_language="en")
+    first = process(desk, user_mail(files=False))
+    models.Ticket.update(assignee="marek.zielinski").where(
+        models.Ticket.id == first.ticket).execute()
+
+    process(desk, user_mail(message_id="<m2@example.org>",
+                            subject=f"Re: [#{first.ticket}] Drukarka nie drukuje",
+                            in_reply_to="<m1@example.org>", body=FOLLOW_UP))
+
+    row = only_row("user_replied")
+    files = files_of(row)
+    assert files["drukarka.log"].get_payload(decode=True) == LOG
+    assert files["błąd drukarki.png"].get_content() == SCREENSHOT
+    assert "The user's attachments, attached to this message (4):" in text_of(row)
+
+
+def test_notice_without_files_unchanged(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+
+    process(desk, user_mail(files=False))
+
+    row = only_row("new_ticket")
+    assert list(parsed(row).iter_attachments()) == []
+    assert "Załączniki" not in text_of(row)
+
+
+def test_limit_leaves_out_larger_files(tmp_path: Path, database_url: str) -> None:
+    # The pasted picture and the screenshot (288 + 1,032 bytes) fit. The 4,300-byte log
+    # does not, and neither does the forwarded mail after it.
+    desk = files_desk(tmp_path, database_url, limit=1500)
+
+    process(desk, user_mail())
+
+    row = only_row("new_ticket")
+    assert set(files_of(row)) == {"wklejony.png", "błąd drukarki.png"}
+    text = text_of(row)
+    assert ("Pominięte załączniki użytkownika (2): jedno powiadomienie może zawierać "
+            "najwyżej 1 kB załączników.") in text
+    log_id = attachment_id("drukarka.log")
+    command = (f"maildesk --config {desk.config.path} tickets attachment {log_id} "
+               "--directory .")
+    assert f"- drukarka.log (text/plain, 4 kB)\n  {command}" in text
+    assert f"tickets attachment {attachment_id('faktura.eml')} --directory ." in text
+
+
+def test_limit_text_in_english(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url, limit=1500, marek_language="en")
+
+    process(desk, user_mail())
+
+    text = text_of(only_row("new_ticket"))
+    assert "The user's attachments, attached to this message (2):" in text
+    assert ("The user's attachments left out (2): one notice carries at most 1 kB of "
+            "attachments.") in text
+    assert "An admin saves each of them to a file with the command below it:" in text
+    assert f"tickets attachment {attachment_id('drukarka.log')} --directory ." in text
+
+
+def test_limit_zero_sends_no_files(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url, limit=0)
+
+    process(desk, user_mail())
+
+    row = only_row("new_ticket")
+    assert files_of(row) == {}
+    text = text_of(row)
+    assert ("Pominięte załączniki użytkownika (4): ten punkt obsługi nie dołącza "
+            "załączników do powiadomień.") in text
+    assert f"tickets attachment {attachment_id('wklejony.png')} --directory ." in text
+
+
+def test_default_limit_is_seven_mebibytes(tmp_path: Path, database_url: str) -> None:
+    from maildesk.noticefiles import DEFAULT_MAX_SIZE
+
+    desk = files_desk(tmp_path, database_url)
+
+    assert desk.config.desk.notification_attachments_max_size == DEFAULT_MAX_SIZE
+    assert DEFAULT_MAX_SIZE == 7 * 1024 * 1024
+
+
+def test_choosing_files_runs_no_statement(tmp_path: Path, database_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The throughput benchmark counts statements per mail: a mail without attachments,
+    # and one whose files all fit, must cost none here.
+    from maildesk.noticefiles import notice_files
+
+    desk = files_desk(tmp_path, database_url)
+    plain = parse_message(user_mail(files=False))
+    with_files = parse_message(user_mail())
+    executed = record_sql(models.database_proxy.obj, monkeypatch)
+
+    chosen = [notice_files(desk, 1, message, 1) for message in (plain, with_files)]
+
+    assert executed == []
+    assert chosen[0].attachments == []
+    assert len(chosen[1].attachments) == 4
+
+
+def test_duplicate_mail_sends_one_notice(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    raw = user_mail()
+
+    process(desk, raw)
+    process(desk, raw)
+
+    assert models.Outbox.select().where(models.Outbox.kind == "new_ticket").count() == 1
+    assert models.Attachment.select().count() == 4
 
 
 # --------------------------------------------------------------------------- CLI
