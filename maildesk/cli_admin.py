@@ -507,8 +507,8 @@ def tickets_show(app: Any, number: int, routing: bool) -> None:
                                   f"{entry.message_id or ''}"))
         click.echo(terminal_safe(entry.reply_text or entry.text, keep_line_breaks=True))
         for attachment in entry.attachments:
-            click.echo(_("Attachment: {name} ({type}, {size} B, sha256 {sha})").format(
-                name=terminal_safe(attachment.filename),
+            click.echo(_("Attachment {id}: {name} ({type}, {size} B, sha256 {sha})").format(
+                id=attachment.id, name=terminal_safe(attachment.filename),
                 type=terminal_safe(attachment.content_type),
                 size=attachment.size, sha=attachment.sha256[:12]))
 

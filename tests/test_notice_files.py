@@ -286,6 +286,18 @@ def test_cli_lists_ticket_attachments(tmp_path: Path, database_url: str) -> None
     assert "4 pliki; jeden z nich" in polish.output
 
 
+def test_cli_ticket_show_names_attachment_ids(tmp_path: Path, database_url: str) -> None:
+    desk = files_desk(tmp_path, database_url)
+    number = process(desk, user_mail()).ticket
+
+    shown = invoke(desk, "tickets", "show", str(number))
+    polish = invoke(desk, "tickets", "show", str(number), language="pl")
+
+    log_id = attachment_id("drukarka.log")
+    assert f"Attachment {log_id}: drukarka.log (text/plain, {len(LOG)} B" in shown.output
+    assert f"Załącznik {log_id}: drukarka.log (text/plain, {len(LOG)} B" in polish.output
+
+
 def test_cli_exports_one_attachment(tmp_path: Path, database_url: str) -> None:
     desk = files_desk(tmp_path, database_url)
     process(desk, user_mail())
