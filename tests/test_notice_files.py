@@ -20,6 +20,7 @@ from deskfactory import base_config, make_desk, record_sql
 from maildesk import models, pipeline
 from maildesk.cli import main
 from maildesk.desk import Desk
+from maildesk.outbox import Sender
 from maildesk.parse import parse_message
 from maildesk.wiring import load_rules
 
@@ -65,14 +66,14 @@ def user_mail(*, message_id: str = "<m1@example.org>", subject: str = "Drukarka 
 
 
 def files_desk(tmp_path: Path, database_url: str, *, limit: int | None = None,
-               marek_language: str | None = None) -> Desk:
+               marek_language: str | None = None, **overrides: Any) -> Desk:
     desk_section: dict[str, Any] = {}
     if limit is not None:
         desk_section["notification_attachments_max_size"] = limit
     agents = base_config(database_url, tmp_path)["agents"]
     if marek_language:
         agents[0]["language"] = marek_language
-    desk = make_desk(tmp_path, database_url, desk=desk_section, agents=agents)
+    desk = make_desk(tmp_path, database_url, desk=desk_section, agents=agents, **overrides)
     # The printer rule routes the mail to the group whose agent is Marek, and tells the
     # site's IT manager, as a rule's notify action does.
     (desk.config.rules_path / "10-drukarki.yaml").write_text(
@@ -166,6 +167,43 @@ def test_user_replied_notice_carries_user_files(tmp_path: Path, database_url: st
     assert files["drukarka.log"].get_payload(decode=True) == LOG
     assert files["błąd drukarki.png"].get_content() == SCREENSHOT
     assert "The user's attachments, attached to this message (4):" in text_of(row)
+
+
+def test_notice_files_reach_smtp_server(tmp_path: Path, database_url: str, smtp: Any) -> None:
+    # The files survive the outbox and SMTP: the agent's server receives the same bytes.
+    desk = files_desk(tmp_path, database_url, smtp={
+        "transport": "smtp", "host": "127.0.0.1", "port": smtp.port, "security": "none",
+        "timeout": 5.0})
+    process(desk, user_mail())
+
+    Sender(desk.config.smtp, local_hostname="client.maildesk.test").deliver_due()
+
+    [delivery] = [d for d in smtp.deliveries if d.rcpt_tos == ("marek.zielinski@example.com",)]
+    files = {str(part.get_filename()): part for part in delivery.message.iter_attachments()}
+    assert files["błąd drukarki.png"].get_content_type() == "image/png"
+    assert files["błąd drukarki.png"].get_content() == SCREENSHOT
+    assert files["drukarka.log"].get_payload(decode=True) == LOG
+    assert files["faktura.eml"].get_content_type() == "application/octet-stream"
+
+
+def test_user_replied_names_left_out_file(tmp_path: Path, database_url: str) -> None:
+    # The export command names the reply's own Attachment row, not the first mail's.
+    desk = files_desk(tmp_path, database_url, limit=1500)
+    first = process(desk, user_mail())
+    models.Ticket.update(assignee="marek.zielinski").where(
+        models.Ticket.id == first.ticket).execute()
+
+    process(desk, user_mail(message_id="<m2@example.org>",
+                            subject=f"Re: [#{first.ticket}] Drukarka nie drukuje",
+                            in_reply_to="<m1@example.org>", body=FOLLOW_UP))
+
+    reply_log = (models.Attachment.select().join(models.Message)
+                 .where(models.Message.message_id == "<m2@example.org>",
+                        models.Attachment.filename == "drukarka.log").get())
+    text = text_of(only_row("user_replied"))
+    assert f"tickets attachment {reply_log.id} --directory ." in text
+    assert "Pominięte załączniki użytkownika (2)" in text
+    assert set(files_of(only_row("user_replied"))) == {"wklejony.png", "błąd drukarki.png"}
 
 
 def test_notice_without_files_unchanged(tmp_path: Path, database_url: str) -> None:
