@@ -175,6 +175,12 @@ def sample_variants(desk: Desk, language: str = "pl"
         changed = copy.deepcopy(sample_context(desk, language))
         changed["loop"]["scope"] = scope
         variants.append((("loop.scope",), changed))
+    # A desk that sends no files (limit 0), and a mail without files.
+    file_cases: list[dict[str, Any]] = [{"sent": [], "limit": 0}, {"sent": [], "left_out": []}]
+    for values in file_cases:
+        changed = copy.deepcopy(sample_context(desk, language))
+        changed["files"].update(values)
+        variants.append((("files.",), changed))
     from maildesk.dailysummary import sample_variant as summary_variant
 
     summary = copy.deepcopy(sample_context(desk, language))

@@ -568,6 +568,8 @@ def test_templates_check_rejects_broken_html_block(template_root: Path,
     ("user_replied", "Ocena: {{ reply.rating }}/5", "Ocena: {{ reply.rating }}/{{ numer }}"),
     ("user_replied", "Ta odpowiedź otworzyła zgłoszenie ponownie",
      "{{ ticket.numer }} Ta odpowiedź otworzyła zgłoszenie ponownie"),
+    ("new_ticket_agents", "ten punkt obsługi nie dołącza",
+     "{{ files.numer }} ten punkt obsługi nie dołącza"),
 ])
 def test_templates_check_renders_the_other_branches(tmp_path: Path, template_root: Path,
                                                     name: str, old: str, new: str) -> None:
