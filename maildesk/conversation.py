@@ -816,6 +816,9 @@ def _queue_user_replied(desk: Desk, ticket: models.Ticket, decision: Decision,
         readers = [(Recipient(address), None, {"ticket": ticket_context(desk, ticket)})
                    for address in desk.config.desk.admin_addresses]
 
+    if not readers:
+        return []
+
     dispatched = _is_dispatched_mailbox(ticket, decision.sender)
     # NOTE: each reader gets a mail of their own, and the outbox stores each mail whole,
     # so the files are stored once per reader, up to the limit each.

@@ -849,12 +849,9 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket,
     from maildesk.noticefiles import notice_files
 
     queued: list[QueuedMail] = []
-    files = notice_files(desk, ticket.id, decision.message,
-                         entry.id if entry is not None else None)
     context: dict[str, Any] = {
         "ticket": ticket_context(desk, ticket),
         "message": message_context(decision.message),
-        "files": files.context,
         "linked_ticket": ({"number": decision.linked_ticket.id}
                           if decision.linked_ticket is not None else None),
     }
@@ -871,6 +868,13 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket,
     if previous is not None and previous.address.lower() not in {
             recipient.address.lower() for recipient in recipients}:
         recipients.append(previous)
+    notifications = getattr(decision.routing, "notify", ()) or ()
+    if not recipients and not notifications:
+        return queued
+
+    files = notice_files(desk, ticket.id, decision.message,
+                         entry.id if entry is not None else None)
+    context["files"] = files.context
     for language, agents_to in _by_language(desk, recipients).items():
         mail = queue_mail(desk, template="new_ticket_agents", language=language,
                           context=context, to=agents_to, ticket=ticket, automatic=True,
@@ -878,8 +882,7 @@ def notify_new_ticket(desk: Desk, decision: Any, ticket: models.Ticket,
         if mail is not None:
             queued.append(mail)
 
-    routing = decision.routing
-    for notification in getattr(routing, "notify", ()) or ():
+    for notification in notifications:
         recipients = [Recipient(address) for address in notification.addresses]
         for language, rule_to in _by_language(desk, recipients).items():
             # The admins wrote these addresses into the rules, so strangers' mail must

@@ -6,6 +6,7 @@ reads the attachments back from the outgoing mail's bytes.
 
 from __future__ import annotations
 
+import logging
 import os
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -204,6 +205,18 @@ def test_user_replied_names_left_out_file(tmp_path: Path, database_url: str) -> 
     assert f"tickets attachment {reply_log.id} --directory ." in text
     assert "Pominięte załączniki użytkownika (2)" in text
     assert set(files_of(only_row("user_replied"))) == {"wklejony.png", "błąd drukarki.png"}
+
+
+def test_no_notice_leaves_nothing_out(tmp_path: Path, database_url: str,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    # A ticket no rule routes has no group and so no notice: no file is "left out".
+    desk = files_desk(tmp_path, database_url, limit=1500)
+    caplog.set_level(logging.INFO, logger="maildesk.noticefiles")
+
+    process(desk, user_mail(subject="Skaner nie skanuje"))
+
+    assert models.Outbox.select().where(models.Outbox.kind == "new_ticket").count() == 0
+    assert [record for record in caplog.records if record.name == "maildesk.noticefiles"] == []
 
 
 def test_notice_without_files_unchanged(tmp_path: Path, database_url: str) -> None:
