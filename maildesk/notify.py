@@ -311,8 +311,6 @@ def _polish_sample(desk: Desk) -> dict[str, Any]:
                "quarantine": quarantine, "message": message, "group": group,
                "rejection": rejection, "loop": loop, "merged": merged, "merge": None,
                **sample_values(),
-               **service_level_samples(), **admin_samples(), **summary_samples()}
-               "rejection": rejection, "loop": loop, **sample_values(),
                **service_level_samples(), **admin_samples(), **summary_samples(),
                **file_samples()}
     # The closing date a preview shows follows the desk's own auto_close_after.
