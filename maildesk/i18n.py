@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+import struct
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -83,7 +84,11 @@ def translations(language: str) -> gettext.NullTranslations:
                 return gettext.GNUTranslations(compiled_file)
         logger.debug("%s was compiled from other .po files; compiling them in memory",
                      compiled)
-    except (OSError, UnicodeDecodeError) as error:
+    # gettext's parser reports a truncated or damaged .mo as struct.error, IndexError,
+    # KeyError, LookupError (an unknown charset) or ValueError (a broken Plural-Forms),
+    # not only as OSError. Every maildesk command loads the catalog first, so none of
+    # them may stop it: the .po files give the same texts.
+    except (OSError, ValueError, LookupError, struct.error) as error:
         logger.debug("no usable compiled catalog for %s (%s); compiling the .po files",
                      language, error)
     return gettext.GNUTranslations(io.BytesIO(compile_catalog(language, po_paths)))

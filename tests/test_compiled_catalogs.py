@@ -108,3 +108,29 @@ def test_compiled_catalog_keeps_polish_plurals(locale_copy):
 
     assert forms == ["1 zgłoszenie", "3 zgłoszenia", "5 zgłoszeń", "22 zgłoszenia",
                      "25 zgłoszeń"]
+
+
+@pytest.mark.parametrize("kept_bytes", [0, 3, 10, 100, 1000])
+def test_truncated_compiled_catalog_falls_back_to_po(locale_copy, kept_bytes):
+    # The sources file still matches: only the .mo was cut short, as a full disk or a
+    # copy broken off would leave it.
+    compiled = locale_copy / "pl" / "maildesk.mo"
+    compiled.write_bytes(compiled.read_bytes()[:kept_bytes])
+
+    assert i18n.translations("pl").gettext(MESSAGE) == "baza danych jest niedostępna: {error}"
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    # An unknown charset: LookupError.
+    (b"charset=utf-8", b"charset=utf-9"),
+    # A Plural-Forms expression gettext cannot read: ValueError.
+    (b"plural=(n==1", b"plural=(n#=1"),
+])
+def test_damaged_compiled_catalog_header_falls_back_to_po(locale_copy, old, new):
+    compiled = locale_copy / "pl" / "maildesk.mo"
+    content = compiled.read_bytes()
+    assert old in content
+    compiled.write_bytes(content.replace(old, new, 1))
+
+    assert i18n.translations("pl").ngettext("{count} ticket", "{count} tickets", 5) == \
+        "{count} zgłoszeń"
