@@ -242,15 +242,25 @@ def _in_batches(query: pw.ModelSelect[models.Ticket], step: Callable[[models.Tic
     """Apply ``step`` to every ticket of ``query``, BATCH_SIZE per transaction.
 
     Each batch reads the next tickets by number after the last one handled, so a ticket
-    the step takes out of the query is not skipped over, and none is read twice.
+    the step takes out of the query is not skipped over, and none is read twice. The
+    daemon keeps working meanwhile: each ticket is read again in the transaction, on
+    PostgreSQL locked, and one that an agent resolved, closed or moved since the batch
+    was read is left alone, so no stale copy writes over the agent's change.
     """
     last = 0
     while True:
-        batch = list(query.where(models.Ticket.id > last).limit(BATCH_SIZE))
-        if not batch:
+        numbers = [ticket.id for ticket in
+                   query.where(models.Ticket.id > last).limit(BATCH_SIZE)]
+        if not numbers:
             return result
         with models.database_proxy.atomic():
-            for ticket in batch:
+            for number in numbers:
+                current = query.where(models.Ticket.id == number)
+                if models.is_postgresql():
+                    current = current.for_update()
+                ticket = current.first()
+                if ticket is None:
+                    continue
                 try:
                     with models.database_proxy.atomic():
                         step(ticket)
@@ -260,7 +270,7 @@ def _in_batches(query: pw.ModelSelect[models.Ticket], step: Callable[[models.Tic
                     result.failed.append((ticket.id, str(error)))
                 else:
                     result.changed.append(ticket.id)
-        last = batch[-1].id
+        last = numbers[-1]
         logger.info(ngettext("{action}: {count} ticket done", "{action}: {count} tickets done",
                              len(result.changed)).format(action=describe,
                                                          count=len(result.changed)))

@@ -393,3 +393,58 @@ def test_summary_counts_removed_assignee_unassigned(
     assert "Nowe i nieprzypisane w grupie pierwsza-linia: 1" in agent
     assert f"[#{working.id}]" in agent
     assert "bez osoby przypisanej: 1" in rows["kierownik@example.com"]
+
+
+# --------------------------------------------------------------------------- concurrent changes
+
+
+def test_release_leaves_ticket_resolved_meanwhile(tmp_path: Path, database_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk import lifecycle
+
+    desk = full_desk(tmp_path, database_url)
+    first = new_ticket(desk, 1, group="pierwsza-linia", assignee="piotr.lis")
+    second = new_ticket(desk, 2, group="pierwsza-linia", assignee="piotr.lis")
+    desk = reopen(reconfigure(tmp_path, database_url, keep_agent=False))
+    assign = lifecycle.assign
+
+    def assign_while_agent_resolves(*arguments: Any, **keywords: Any) -> Any:
+        # The daemon records the agent's "#resolve" of the second ticket after the batch
+        # was read: the release must not see the second ticket as still assigned.
+        if arguments[1].id == first.id:
+            models.Ticket.update(status="resolved").where(
+                models.Ticket.id == second.id).execute()
+        return assign(*arguments, **keywords)
+
+    monkeypatch.setattr(lifecycle, "assign", assign_while_agent_resolves)
+
+    result = orphans.release_agent(desk, "piotr.lis", "admin:test")
+
+    assert result.changed == [first.id]
+    assert (reload(second).status, reload(second).assignee) == ("resolved", "piotr.lis")
+    assert not events("assignee_changed", second)
+
+
+def test_move_leaves_ticket_closed_meanwhile(tmp_path: Path, database_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk import escalation
+
+    desk = full_desk(tmp_path, database_url)
+    first = new_ticket(desk, 1)
+    second = new_ticket(desk, 2)
+    desk = reopen(reconfigure(tmp_path, database_url))
+    move_to_group = escalation.move_to_group
+
+    def move_while_agent_closes(*arguments: Any, **keywords: Any) -> Any:
+        if arguments[1].id == first.id:
+            models.Ticket.update(status="closed").where(
+                models.Ticket.id == second.id).execute()
+        return move_to_group(*arguments, **keywords)
+
+    monkeypatch.setattr(escalation, "move_to_group", move_while_agent_closes)
+
+    result = orphans.move_group(desk, "siec", "pierwsza-linia", "admin:test")
+
+    assert result.changed == [first.id]
+    assert (reload(second).status, reload(second).group) == ("closed", "siec")
+    assert not events("group_changed", second)
