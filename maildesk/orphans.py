@@ -73,10 +73,17 @@ def _open_values() -> list[str]:
     return [status.value for status in OPEN_STATUSES]
 
 
-def _command(config: Config, *arguments: str) -> str:
-    """Return the maildesk command line that fixes an orphan, ready to paste."""
+def _command(config: Config, *arguments: str, positional: tuple[str, ...] = ()) -> str:
+    """Return the maildesk command line that fixes an orphan, ready to paste.
+
+    A ``positional`` argument that begins with "-", as a group name may, would be read
+    as an option, so "--" goes before them then. Only then: an admin who appends
+    ``--dry-run`` to the usual command would otherwise pass it as a group name.
+    """
+    separator = ["--"] if any(argument.startswith("-") for argument in positional) else []
     return " ".join(["maildesk", "--config", shlex.quote(str(config.path)),
-                     *(shlex.quote(argument) for argument in arguments)])
+                     *(shlex.quote(argument) for argument in arguments),
+                     *separator, *(shlex.quote(argument) for argument in positional)])
 
 
 def find_orphans(config: Config, *, groups: Iterable[str] | None = None,
@@ -100,7 +107,8 @@ def find_orphans(config: Config, *, groups: Iterable[str] | None = None,
     target = new_group_hint or NEW_GROUP_PLACEHOLDER
     group_rows: list[tuple[str, int]] = list(group_query.tuples())  # type: ignore[arg-type]
     found_groups = tuple(
-        OrphanedGroup(name, count, _command(config, "tickets", "move-group", name, target))
+        OrphanedGroup(name, count, _command(config, "tickets", "move-group",
+                                            positional=(name, target)))
         for name, count in group_rows)
 
     # An assignee may be stored as a login or as one of the agent's addresses.

@@ -448,3 +448,27 @@ def test_move_leaves_ticket_closed_meanwhile(tmp_path: Path, database_url: str,
     assert result.changed == [first.id]
     assert (reload(second).status, reload(second).group) == ("closed", "siec")
     assert not events("group_changed", second)
+
+
+# --------------------------------------------------------------------------- suggested commands
+
+
+@pytest.mark.parametrize("group", ["-sieć 'a' $(id)", "sieć zachód", "--yes"])
+def test_suggested_move_command_runs_as_printed(tmp_path: Path, database_url: str,
+                                                group: str) -> None:
+    import shlex
+
+    desk = full_desk(tmp_path, database_url)
+    ticket = new_ticket(desk, 1, group=group)
+    path = reconfigure(tmp_path, database_url)
+
+    found = run(path, "agents", "check")
+    command = shlex.split(found.stdout.splitlines()[0].rpartition(": ")[2])
+    assert command[:3] == ["maildesk", "--config", str(path)]
+    arguments = [argument.replace(orphans.NEW_GROUP_PLACEHOLDER, "druga-linia")
+                 for argument in command[3:]]
+    moved = CliRunner().invoke(main, ["--config", str(path), *arguments], input="y\n",
+                               catch_exceptions=False)
+
+    assert moved.exit_code == 0, moved.output
+    assert reload(ticket).group == "druga-linia"
