@@ -14,6 +14,13 @@ Files are written only into a storage folder that exists and belongs to the user
 maildesk runs as. An admin running a command as root must not create folders there
 that the daemon's user could not write. A missing, unreadable or damaged file only
 means the package is asked again.
+
+Whoever may write the storage folder could plant a symbolic link in it. The cache
+folders are therefore opened one by one relative to the last (``dir_fd``) without
+following links, each must belong to the user maildesk runs as, and a file is read
+only when it is a regular file of at most ``MAX_FILE_BYTES``: a link to another folder
+gets nothing written into it, and a FIFO or ``/dev/zero`` in the cache neither blocks
+nor fills the memory of every maildesk command.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
+import secrets
+import stat
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -30,6 +38,13 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 CACHE_FOLDER = Path("cache") / "holidays"
+
+# The country codes take 3.3 KB and a country's holidays of one year at most 0.5 KB
+# (holidays 0.109).
+MAX_FILE_BYTES = 64 * 1024
+
+# Open a folder or file only as itself, never through a symbolic link.
+_NO_LINK = os.O_NOFOLLOW | os.O_CLOEXEC
 
 _storage_path: Path | None = None
 
@@ -60,23 +75,91 @@ def _library_version() -> str:
     return metadata.version("holidays")
 
 
-def _cache_file(name: str) -> Path | None:
+def _folder_names() -> list[str] | None:
+    """Return the names of the cache folders below the storage, or None to keep no cache.
+
+    A version that would not name one folder of its own (empty, "." or "..") keeps no
+    cache.
+    """
     if _storage_path is None:
         return None
-    return _storage_path / CACHE_FOLDER / _library_version() / f"{name}.json"
+    version = _library_version()
+    if version in ("", ".", "..") or "/" in version or "\0" in version:
+        logger.debug("holidays version %r names no cache folder; keeping no cache", version)
+        return None
+    return [*CACHE_FOLDER.parts, version]
+
+
+def _open_folder(name: str, parent: int | None, *, create: bool, follow: bool = False) -> int:
+    """Open the folder ``name`` in ``parent``, following no link unless ``follow``; maybe
+    create it.
+
+    Raises OSError when it is a link, not a folder, or not the current user's.
+    """
+    if create:
+        try:
+            os.mkdir(name, dir_fd=parent)
+        except FileExistsError:
+            pass
+    flags = os.O_RDONLY | os.O_DIRECTORY | (os.O_CLOEXEC if follow else _NO_LINK)
+    descriptor = os.open(name, flags, dir_fd=parent)
+    if os.fstat(descriptor).st_uid != os.geteuid():
+        os.close(descriptor)
+        raise PermissionError(f"{name} belongs to another user")
+    return descriptor
+
+
+def _open_cache_folder(*, create: bool) -> int | None:
+    """Open the version's cache folder below the storage; None when there is none to use."""
+    names = _folder_names()
+    if names is None or _storage_path is None:
+        return None
+    # The storage folder itself may be a link that the admin configured.
+    descriptor = _open_folder(str(_storage_path), None, create=False, follow=True)
+    try:
+        for name in names:
+            child = _open_folder(name, descriptor, create=create)
+            os.close(descriptor)
+            descriptor = child
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 def _read(name: str) -> object | None:
-    path = _cache_file(name)
-    if path is None:
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        folder = _open_cache_folder(create=False)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        logger.debug("holiday cache in %s not read: %s", _storage_path, error)
+        return None
+    if folder is None:
+        return None
+
+    file_name = f"{name}.json"
+    try:
+        # O_NONBLOCK: opening a FIFO planted in the cache must not wait for a writer.
+        descriptor = os.open(file_name, os.O_RDONLY | os.O_NONBLOCK | _NO_LINK,
+                             dir_fd=folder)
+        with os.fdopen(descriptor, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_FILE_BYTES:
+                logger.debug("holiday cache %s is not a small regular file; not read",
+                             file_name)
+                return None
+            content = handle.read(MAX_FILE_BYTES + 1)
+        if len(content) > MAX_FILE_BYTES:
+            return None
+        return json.loads(content.decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        logger.debug("holiday cache %s not read: %s", path, error)
+        logger.debug("holiday cache %s not read: %s", file_name, error)
         return None
+    finally:
+        os.close(folder)
 
 
 def _may_write(storage_path: Path) -> bool:
@@ -89,22 +172,32 @@ def _may_write(storage_path: Path) -> bool:
 
 def _write(name: str, value: object) -> None:
     """Write one cache file atomically, so a reader never sees half of it."""
-    path = _cache_file(name)
-    if path is None or _storage_path is None or not _may_write(_storage_path):
+    if _storage_path is None or not _may_write(_storage_path):
         return
 
-    temporary: str | None = None
+    file_name = f"{name}.json"
+    temporary = f".{file_name}.{secrets.token_hex(8)}"
+    folder: int | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
-                                         prefix=f".{path.name}.", delete=False) as handle:
-            temporary = handle.name
+        folder = _open_cache_folder(create=True)
+        if folder is None:
+            return
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK,
+                             0o666, dir_fd=folder)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(value, handle)
-        os.replace(temporary, path)
+        os.replace(temporary, file_name, src_dir_fd=folder, dst_dir_fd=folder)
     except OSError as error:
-        logger.debug("holiday cache %s not written: %s", path, error)
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+        logger.debug("holiday cache %s in %s not written: %s", file_name, _storage_path,
+                     error)
+        if folder is not None:
+            try:
+                os.unlink(temporary, dir_fd=folder)
+            except OSError:
+                pass
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 def country_codes() -> frozenset[str]:

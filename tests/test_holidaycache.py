@@ -156,3 +156,78 @@ def test_config_load_keeps_holidays_in_storage(tmp_path):
         holidaycache.use_storage(None)
 
     assert (_cache_folder(tmp_path / "data") / "countries.json").is_file()
+
+
+@pytest.mark.parametrize("planted", ["cache", "cache/holidays", "version"])
+def test_planted_folder_link_is_not_followed(storage, tmp_path, planted):
+    # Whoever may write the storage links a cache folder to another folder of the user
+    # maildesk runs as: maildesk must not create or replace files there.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "PL-2026.json").write_text("kept")
+    link = _cache_folder(storage) if planted == "version" else storage / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+
+    days = holidaycache.public_holidays("PL", 2026)
+
+    assert date(2026, 12, 24) in days
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["PL-2026.json"]
+    assert (elsewhere / "PL-2026.json").read_text() == "kept"
+
+
+def test_cache_file_linked_elsewhere_is_not_read(storage, tmp_path):
+    elsewhere = tmp_path / "all-days.json"
+    elsewhere.write_text(json.dumps(["2026-03-02"]))
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "PL-2026.json").symlink_to(elsewhere)
+
+    days = holidaycache.public_holidays("PL", 2026)
+
+    assert date(2026, 3, 2) not in days
+    assert date(2026, 12, 24) in days
+    assert elsewhere.read_text() == json.dumps(["2026-03-02"])
+
+
+def test_oversized_cache_file_is_not_read(storage):
+    # A year has a few dozen holidays; a file of a million dates is not a cache.
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "PL-2026.json").write_text(json.dumps(["2026-03-02"] * 1_000_000))
+
+    days = holidaycache.public_holidays("PL", 2026)
+
+    assert date(2026, 3, 2) not in days
+    assert date(2026, 12, 24) in days
+
+
+def test_fifo_in_cache_does_not_block(storage):
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "countries.json")
+
+    assert "PL" in holidaycache.country_codes()
+
+
+@pytest.mark.parametrize("version", ["..", ".", ""])
+def test_version_that_names_no_folder_of_its_own_is_not_used(storage, monkeypatch, version):
+    monkeypatch.setattr(holidaycache, "_library_version", lambda: version)
+
+    assert date(2026, 12, 24) in holidaycache.public_holidays("PL", 2026)
+    assert not (storage / "cache" / "PL-2026.json").exists()
+    assert not (storage / "cache" / "holidays" / "PL-2026.json").exists()
+
+
+def test_storage_configured_as_link_is_used(tmp_path):
+    # An admin may point the storage at a link (/var/lib/maildesk to a larger disk).
+    real = tmp_path / "disk"
+    real.mkdir()
+    (tmp_path / "data").symlink_to(real, target_is_directory=True)
+    holidaycache.use_storage(tmp_path / "data")
+    try:
+        holidaycache.public_holidays("PL", 2026)
+    finally:
+        holidaycache.use_storage(None)
+
+    assert (_cache_folder(real) / "PL-2026.json").is_file()
