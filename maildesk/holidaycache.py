@@ -17,10 +17,10 @@ means the package is asked again.
 
 Whoever may write the storage folder could plant a symbolic link in it. The cache
 folders are therefore opened one by one relative to the last (``dir_fd``) without
-following links, each must belong to the user maildesk runs as, and a file is read
-only when it is a regular file of at most ``MAX_FILE_BYTES``: a link to another folder
-gets nothing written into it, and a FIFO or ``/dev/zero`` in the cache neither blocks
-nor fills the memory of every maildesk command.
+following links, each must belong to the user maildesk runs as to be written in, and a
+file is read only when it is a regular file of at most ``MAX_FILE_BYTES``. A link to
+another folder gets nothing written into it, and a FIFO or ``/dev/zero`` in the cache
+neither blocks nor fills the memory of every maildesk command.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def _open_folder(name: str, parent: int | None, *, create: bool, follow: bool = 
     """Open the folder ``name`` in ``parent``, following no link unless ``follow``; maybe
     create it.
 
-    Raises OSError when it is a link, not a folder, or not the current user's.
+    Raises OSError when it is a link or not a folder, and when it is to be created but
+    belongs to another user. Reading another user's folder is allowed, so that root's
+    admin commands use the daemon's cache.
     """
     if create:
         try:
@@ -103,7 +105,7 @@ def _open_folder(name: str, parent: int | None, *, create: bool, follow: bool = 
             pass
     flags = os.O_RDONLY | os.O_DIRECTORY | (os.O_CLOEXEC if follow else _NO_LINK)
     descriptor = os.open(name, flags, dir_fd=parent)
-    if os.fstat(descriptor).st_uid != os.geteuid():
+    if create and os.fstat(descriptor).st_uid != os.geteuid():
         os.close(descriptor)
         raise PermissionError(f"{name} belongs to another user")
     return descriptor

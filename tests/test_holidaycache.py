@@ -231,3 +231,13 @@ def test_storage_configured_as_link_is_used(tmp_path):
         holidaycache.use_storage(None)
 
     assert (_cache_folder(real) / "PL-2026.json").is_file()
+
+
+def test_cache_of_daemon_user_is_read_by_another(storage, monkeypatch):
+    # root's admin commands read the cache that the daemon's user wrote.
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "PL-2031.json").write_text(json.dumps(["2031-01-01"]))
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+
+    assert holidaycache.public_holidays("PL", 2031) == {date(2031, 1, 1)}
