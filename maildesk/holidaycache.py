@@ -29,6 +29,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 from datetime import date
@@ -42,6 +43,10 @@ CACHE_FOLDER = Path("cache") / "holidays"
 # The country codes take 3.3 KB and a country's holidays of one year at most 0.5 KB
 # (holidays 0.109).
 MAX_FILE_BYTES = 64 * 1024
+
+# Every code of the ``holidays`` package (ISO 3166 alpha-2 and alpha-3). A cached list
+# with any other name is damaged, and a name with "/" would lead out of the cache folder.
+_COUNTRY_CODE = re.compile(r"[A-Z]{2,3}")
 
 # Open a folder or file only as itself, never through a symbolic link.
 _NO_LINK = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -205,7 +210,8 @@ def _write(name: str, value: object) -> None:
 def country_codes() -> frozenset[str]:
     """Return the ISO 3166 codes and aliases (PL, POL) that ``holidays`` has calendars for."""
     cached = _read("countries")
-    if isinstance(cached, list) and all(isinstance(code, str) for code in cached):
+    if isinstance(cached, list) and all(isinstance(code, str) and _COUNTRY_CODE.fullmatch(code)
+                                        for code in cached):
         return frozenset(cached)
 
     import holidays
@@ -217,6 +223,11 @@ def country_codes() -> frozenset[str]:
 
 def public_holidays(country: str, year: int) -> frozenset[date]:
     """Return the public holidays of one country and year."""
+    if not _COUNTRY_CODE.fullmatch(country):
+        import holidays
+
+        return frozenset(holidays.country_holidays(country, years=year))
+
     name = f"{country}-{year}"
     cached = _read(name)
     if isinstance(cached, list):

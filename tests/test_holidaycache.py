@@ -241,3 +241,17 @@ def test_cache_of_daemon_user_is_read_by_another(storage, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 65534)
 
     assert holidaycache.public_holidays("PL", 2031) == {date(2031, 1, 1)}
+
+
+def test_cached_country_code_leading_out_is_ignored(storage):
+    # A damaged list must not pass a country to the calendar check that the package
+    # lacks, nor a name that leads out of the cache folder.
+    folder = _cache_folder(storage)
+    folder.mkdir(parents=True)
+    (folder / "countries.json").write_text(json.dumps(["PL", "../../../escape", "XX"]))
+
+    codes = holidaycache.country_codes()
+
+    assert "PL" in codes
+    assert "../../../escape" not in codes
+    assert "XX" not in codes
