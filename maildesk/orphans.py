@@ -76,9 +76,9 @@ def _open_values() -> list[str]:
 def _command(config: Config, *arguments: str, positional: tuple[str, ...] = ()) -> str:
     """Return the maildesk command line that fixes an orphan, ready to paste.
 
-    A ``positional`` argument that begins with "-", as a group name may, would be read
-    as an option, so "--" goes before them then. Only then: an admin who appends
-    ``--dry-run`` to the usual command would otherwise pass it as a group name.
+    A group name may begin with "-", and click would read it as an option. When one of
+    ``positional`` does, "--" goes before them. It is left out otherwise, because an
+    admin who appends ``--dry-run`` after "--" passes it as a group name.
     """
     separator = ["--"] if any(argument.startswith("-") for argument in positional) else []
     return " ".join(["maildesk", "--config", shlex.quote(str(config.path)),
@@ -250,10 +250,11 @@ def _in_batches(query: pw.ModelSelect[models.Ticket], step: Callable[[models.Tic
     """Apply ``step`` to every ticket of ``query``, BATCH_SIZE per transaction.
 
     Each batch reads the next tickets by number after the last one handled, so a ticket
-    the step takes out of the query is not skipped over, and none is read twice. The
-    daemon keeps working meanwhile: each ticket is read again in the transaction, on
-    PostgreSQL locked, and one that an agent resolved, closed or moved since the batch
-    was read is left alone, so no stale copy writes over the agent's change.
+    the step takes out of the query is not skipped over, and none is read twice.
+
+    The daemon keeps working meanwhile, so each ticket is read again inside the
+    transaction (locked on PostgreSQL). A ticket that an agent resolved, closed or moved
+    since the batch was read is left alone, and no stale copy overwrites the change.
     """
     last = 0
     while True:
