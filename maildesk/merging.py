@@ -27,6 +27,7 @@ from maildesk.desk import Desk
 from maildesk.i18n import N_, _, gettext_for
 from maildesk.mailbuild import Recipient
 from maildesk.notify import QueuedMail
+from maildesk.tickets import MAX_PARTICIPANTS
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def merge(desk: Desk, source: models.Ticket, target: models.Ticket, actor: str, 
     if skipped:
         logger.warning(_("ticket {target}: reached {limit} participants, so {addresses} of "
                          "merged ticket {source} were not added").format(
-            target=target.id, limit=_participant_limit(), addresses=", ".join(skipped),
+            target=target.id, limit=MAX_PARTICIPANTS, addresses=", ".join(skipped),
             source=source.id))
     return MergeResult(source.id, target.id, added, skipped, notified, tuple(queued))
 
@@ -183,12 +184,6 @@ def lock(source: models.Ticket, target: models.Ticket) -> None:
         for ticket in (source, target):
             if ticket.id == row.id:
                 ticket.__data__.update(row.__data__)
-
-
-def _participant_limit() -> int:
-    from maildesk.tickets import MAX_PARTICIPANTS
-
-    return MAX_PARTICIPANTS
 
 
 def _people(source: models.Ticket) -> list[tuple[models.Contact, str]]:
@@ -228,7 +223,7 @@ def _add_participants(desk: Desk, target: models.Ticket,
             continue
         if contact.address in desk.agent_addresses or contact.address in desk.own_addresses:
             continue
-        if count >= _participant_limit():
+        if count >= MAX_PARTICIPANTS:
             skipped.append(contact.address)
             continue
         models.Participant.create(ticket=target, contact=contact, role=role)

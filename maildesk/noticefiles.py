@@ -32,7 +32,6 @@ would save that copy but would make delivery depend on the storage.
 from __future__ import annotations
 
 import logging
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +40,7 @@ from maildesk.desk import Desk
 from maildesk.i18n import ngettext
 from maildesk.mailbuild import OutgoingAttachment
 from maildesk.parse import Attachment, ParsedMessage
+from maildesk.terminal import command_line
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class NoticeFiles:
 
 def empty_context(desk: Desk, ticket: int) -> dict[str, Any]:
     return {"sent": [], "left_out": [], "limit": max_size(desk),
-            "list_command": _command(desk, "tickets", "attachments", str(ticket))}
+            "list_command": command_line(desk.config.path, "tickets", "attachments", str(ticket))}
 
 
 def max_size(desk: Desk) -> int:
@@ -115,9 +115,12 @@ def notice_files(desk: Desk, ticket: int, message: ParsedMessage,
             described = _describe(part)
             attachment_id = ids[index] if ids is not None else None
             described["id"] = attachment_id
-            described["export_command"] = (
-                _command(desk, "tickets", "attachment", str(attachment_id), "--directory", ".")
-                if attachment_id is not None else context["list_command"])
+            if attachment_id is None:
+                described["export_command"] = context["list_command"]
+            else:
+                described["export_command"] = command_line(
+                    desk.config.path, "tickets", "attachment", str(attachment_id),
+                    "--directory", ".")
             context["left_out"].append(described)
     if left_out and limit:
         logger.info(ngettext(
@@ -147,10 +150,6 @@ def _attachment_ids(entry_id: int | None, count: int) -> list[int] | None:
     ids = [row.id for row in models.Attachment.select(models.Attachment.id)
            .where(models.Attachment.message == entry_id).order_by(models.Attachment.id)]
     return ids if len(ids) == count else None
-
-
-def _command(desk: Desk, *arguments: str) -> str:
-    return shlex.join(["maildesk", "--config", str(desk.config.path), *arguments])
 
 
 def sample_values() -> dict[str, Any]:

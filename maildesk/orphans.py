@@ -20,7 +20,6 @@ agent's ``#group`` and ``#assign nobody``.
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from maildesk.config import Config
 from maildesk.desk import Desk
 from maildesk.i18n import _, ngettext
 from maildesk.lifecycle import OPEN_STATUSES, LifecycleError, Source
+from maildesk.terminal import command_line
 
 logger = logging.getLogger(__name__)
 
@@ -73,19 +73,6 @@ def _open_values() -> list[str]:
     return [status.value for status in OPEN_STATUSES]
 
 
-def _command(config: Config, *arguments: str, positional: tuple[str, ...] = ()) -> str:
-    """Return the maildesk command line that fixes an orphan, ready to paste.
-
-    A group name may begin with "-", and click would read it as an option. When one of
-    ``positional`` does, "--" goes before them. It is left out otherwise, because an
-    admin who appends ``--dry-run`` after "--" passes it as a group name.
-    """
-    separator = ["--"] if any(argument.startswith("-") for argument in positional) else []
-    return " ".join(["maildesk", "--config", shlex.quote(str(config.path)),
-                     *(shlex.quote(argument) for argument in arguments),
-                     *separator, *(shlex.quote(argument) for argument in positional)])
-
-
 def find_orphans(config: Config, *, groups: Iterable[str] | None = None,
                  agents: Iterable[str] | None = None,
                  new_group_hint: str | None = None) -> Orphans:
@@ -107,7 +94,7 @@ def find_orphans(config: Config, *, groups: Iterable[str] | None = None,
     target = new_group_hint or NEW_GROUP_PLACEHOLDER
     group_rows: list[tuple[str, int]] = list(group_query.tuples())  # type: ignore[arg-type]
     found_groups = tuple(
-        OrphanedGroup(name, count, _command(config, "tickets", "move-group",
+        OrphanedGroup(name, count, command_line(config.path, "tickets", "move-group",
                                             positional=(name, target)))
         for name, count in group_rows)
 
@@ -129,7 +116,8 @@ def find_orphans(config: Config, *, groups: Iterable[str] | None = None,
         login = logins.get(assignee, assignee)
         counts[login] = counts.get(login, 0) + count
     found_agents = tuple(
-        OrphanedAgent(login, count, _command(config, "tickets", "unassign", "--agent", login))
+        OrphanedAgent(login, count,
+                      command_line(config.path, "tickets", "unassign", "--agent", login))
         for login, count in sorted(counts.items()))
     return Orphans(found_groups, found_agents)
 
@@ -210,7 +198,7 @@ def orphans_context(desk: Desk, orphans: Orphans) -> dict[str, object]:
                    for group in orphans.groups],
         "agents": [{"login": agent.login, "count": agent.count, "command": agent.command}
                    for agent in orphans.agents],
-        "check_command": _command(desk.config, "agents", "check"),
+        "check_command": command_line(desk.config.path, "agents", "check"),
     }}
 
 

@@ -1,8 +1,23 @@
-"""Text from mail made safe to print on an admin's terminal."""
+"""Text for an admin's terminal: text from mail made safe to print, commands to paste."""
 
 from __future__ import annotations
 
+import shlex
 import unicodedata
+from pathlib import Path
+
+
+def command_line(config_path: Path, *arguments: str, positional: tuple[str, ...] = ()) -> str:
+    """Return a ``maildesk --config ...`` command line, quoted for a POSIX shell.
+
+    ``positional`` are names from the configuration or from mail (a group, a login), which
+    may begin with "-" and be read as an option. When one of them does, "--" goes before
+    them. It is left out otherwise, because an admin who appends ``--dry-run`` after "--"
+    passes it as a name.
+    """
+    separator = ["--"] if any(argument.startswith("-") for argument in positional) else []
+    return shlex.join(["maildesk", "--config", str(config_path), *arguments, *separator,
+                       *positional])
 
 
 def terminal_safe(text: str, keep_line_breaks: bool = False) -> str:
