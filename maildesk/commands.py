@@ -513,8 +513,8 @@ def _settle_category(new: dict[str, Any], state: dict[str, Any],
                      directory: Directory) -> Problem | None:
     """Set the category that ``#category`` names, in the spelling of the configuration.
 
-    A type whose categories are configured takes only those (compared folded, so
-    ``#kategoria siec`` finds ``sieć``); a type without a list takes any text, as the
+    A type whose categories are configured takes only those, compared folded, so
+    ``#kategoria siec`` finds ``sieć``. A type without a list takes any text, as the
     routing rules do. A new type keeps the old category only when that type allows it.
     """
     allowed = tuple(directory.categories.get(new["type"], ()))

@@ -236,8 +236,8 @@ def directory_for(desk: Desk) -> Directory:
 def _check_merge(ticket: models.Ticket, number: int) -> tuple[str, dict[str, Any]] | None:
     """Return why ``ticket`` may not be merged into ticket ``number``, for command checks.
 
-    maildesk has no per-group visibility of tickets: every agent who may run commands
-    sees every ticket, so the target only has to exist and accept the merge.
+    maildesk has no per-group visibility of tickets. Every agent who may run commands may
+    act on every ticket, so the target only has to exist and accept the merge.
     """
     from maildesk import merging
 

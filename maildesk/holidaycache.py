@@ -2,13 +2,13 @@
 
 Importing ``holidays`` and listing its countries took 110-130 ms (holidays 0.109, on a
 2-core virtual machine), because the package imports the module of every country it
-knows, about 250, to load any one of them. The
-daemon pays that once, but ``maildesk deliver`` and every admin command start a new
-process. So the country codes and the holidays of each country and year are written as
-small JSON files under ``<storage>/cache/holidays/<holidays version>/`` and read from
-there by later processes. A new version of the package starts a new folder, so a change
-in the law that the package follows (Poland made 24 December a holiday from 2025) reaches
-the desk with the upgrade.
+supports, about 250, to load any one of them. The daemon pays that once, but ``maildesk
+deliver`` and every admin command start a new process. So the country codes and the
+holidays of each country and year are written as small JSON files under
+``<storage>/cache/holidays/<holidays version>/`` and read from there by later processes.
+A new version of the package starts a new folder, so a change in the law that the
+package follows (Poland made 24 December a holiday from 2025) reaches the desk with the
+upgrade.
 
 Files are written only into a storage folder that exists and belongs to the user
 maildesk runs as. An admin running a command as root must not create folders there
@@ -65,9 +65,9 @@ def _library_version() -> str:
     """Return the installed version of ``holidays`` without importing it.
 
     The version is taken from the name of the ``holidays-<version>.dist-info`` folder
-    beside the package, as wheels install it. ``importlib.metadata``, which the package
-    itself asks, took 10-50 ms to import on the machine named above, a good part of what
-    the cache saves, so it is only the fallback.
+    beside the package, as wheels install it. The package itself calls
+    ``importlib.metadata``, whose import took 10-50 ms on the machine named above. That is
+    a good part of what the cache saves, so it is only the fallback.
     """
     spec = importlib.util.find_spec("holidays")
     if spec is not None and spec.origin:

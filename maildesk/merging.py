@@ -158,7 +158,7 @@ def merge(desk: Desk, source: models.Ticket, target: models.Ticket, actor: str, 
 
 
 class MergeRefused(Exception):
-    """A merge that ``check`` rejects; ``refusal`` contains the reason in each language."""
+    """A merge that ``check`` rejects. ``refusal`` contains the reason in each language."""
 
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.text("en"))
@@ -169,7 +169,7 @@ def lock(source: models.Ticket, target: models.Ticket) -> None:
     """Lock both rows and read them again, so a merge checks what it changes.
 
     A caller that acts on the check before ``merge`` (as the mail path does) locks first
-    too; ``merge`` locks again, which changes nothing in the same transaction.
+    too. ``merge`` then locks again, which changes nothing in the same transaction.
 
     On PostgreSQL the rows are locked in the order of their ids, as every merge does, so
     two opposite merges wait for each other instead of deadlocking. SQLite lets one

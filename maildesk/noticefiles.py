@@ -9,11 +9,12 @@ an attachment goes along:
   body, goes as an ordinary attachment. The notice carries the text, not the user's
   HTML, so a ``cid:`` reference would show nothing, and the pasted picture is often the
   whole report. A logo in the user's signature comes along with it.
-- An attached mail (message/rfc822, a forwarded ``.eml``; an Outlook ``.msg`` is an
-  ordinary file already) goes as application/octet-stream under its ``.eml`` name, as
-  it does in an agent's relayed reply: RFC 2046 allows no base64 transfer encoding in
-  message/rfc822, ``mailbuild`` writes every file in base64, and a mail client opens
-  the ``.eml`` file instead of mixing the forwarded header into the notice.
+- An attached mail (message/rfc822, such as a forwarded ``.eml``) goes as
+  application/octet-stream under its ``.eml`` name, as it does in an agent's relayed
+  reply. RFC 2046 allows no base64 transfer encoding in message/rfc822, and
+  ``mailbuild`` writes every file in base64. A mail client then opens the ``.eml`` file
+  instead of mixing the forwarded header into the notice. An Outlook ``.msg`` is an
+  ordinary file already.
 
 The limit is on the files' decoded bytes together, per notice. Files are taken in the
 mail's order while they fit; one that does not fit is left out, and the notice names

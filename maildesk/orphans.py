@@ -12,8 +12,8 @@ mail went out. The counting runs only then, never per mail.
 
 ``move_group`` and ``release_agent`` are the fixes behind ``maildesk tickets move-group``
 and ``maildesk tickets unassign``. They change the tickets in batches, each in its own
-transaction, through the escalation and lifecycle code that routing rules and SLA
-escalation use, so the audit trail, the SLA clock and the notices are those of an
+transaction. They go through the escalation and lifecycle code that routing rules and
+SLA escalation use, so the audit trail, the SLA clock and the notices are those of an
 agent's ``#group`` and ``#assign nobody``.
 """
 
@@ -164,7 +164,7 @@ def report_removals(desk: Desk, deactivated: Iterable[str], added: Iterable[str]
     first opened the desk with the new configuration.
 
     NOTE: the mail is queued after the sync has committed, so a crash in between loses
-    it; the warnings at each daemon start and ``maildesk agents check`` still report.
+    it. The warnings at each daemon start and ``maildesk agents check`` still report.
     """
     removed_groups = [label.partition(":")[2] for label in deactivated
                       if label.startswith("group:")]

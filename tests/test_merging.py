@@ -172,7 +172,7 @@ def test_merge_notice_once_per_person(tmp_path: Path, database_url: str) -> None
     text = text_of(notice)
     assert f"Zajmujemy się nim dalej jako zgłoszeniem {target.id}" in text
     assert "Twoje zgłoszenie" not in text
-    # The notice continues the thread the requester knows.
+    # The notice continues the requester's own thread.
     assert "<duplicate@example.org>" in parsed(notice)["References"]
 
 
@@ -224,7 +224,8 @@ def test_merge_notice_in_each_language(tmp_path: Path, database_url: str) -> Non
 
 
 def test_merge_same_requester(tmp_path: Path, database_url: str) -> None:
-    # One person wrote twice: they are told which number to keep, and stay the requester.
+    # One person wrote twice: the notice names the number to keep, and they stay the
+    # requester.
     desk = conversation_desk(tmp_path, database_url)
     target, _target_ack = open_ticket(desk, message_id="<first@example.org>")
     duplicate, ack = open_ticket(desk, message_id="<second@example.org>")
